@@ -1,0 +1,125 @@
+// Package rest holds the wire types of den's control-plane REST API (/v1).
+// The server and the SDKs share them; api/openapi.yaml documents the same
+// shapes. Authentication: "Authorization: Bearer <key>" or "X-API-Key: <key>".
+//
+// Routes:
+//
+//	POST   /v1/sandboxes                    CreateSandboxRequest -> 201 Sandbox
+//	GET    /v1/sandboxes                    ?state=&metadata=k=v&limit=&page_token= -> SandboxList
+//	GET    /v1/sandboxes/{id}               -> Sandbox ({id} is an ID or a name)
+//	DELETE /v1/sandboxes/{id}               -> 204
+//	POST   /v1/sandboxes/{id}/timeout       SetTimeoutRequest -> Sandbox
+//	ANY    /v1/sandboxes/{id}/envd/{path}   proxied to the sandbox's guest agent
+//	                                        (envd protocol: Connect RPC, /files, /health)
+//	GET    /v1/images                       -> ImageList
+//	POST   /v1/images?name=N                body: docker-archive or OCI-layout tar -> 201 Image
+//	GET    /v1/images/{ref}                 -> Image
+//	DELETE /v1/images/{ref}                 -> 204
+//	GET    /v1/info                         -> Info
+//
+// Errors are Error with the HTTP status of the error kind.
+package rest
+
+import "time"
+
+// Sandbox states.
+const (
+	StatePending    = "pending"
+	StateStarting   = "starting"
+	StateRunning    = "running"
+	StateSuspending = "suspending"
+	StateSuspended  = "suspended"
+	StateResuming   = "resuming"
+	StateStopping   = "stopping"
+	StateTerminated = "terminated"
+	StateFailed     = "failed"
+)
+
+// Defaults and bounds of sandbox sizes.
+const (
+	DefaultImage          = "base"
+	DefaultCPUs           = 1.0
+	DefaultMemoryMB       = 512
+	DefaultDiskMB         = 2048
+	DefaultTimeoutSeconds = 300
+	MaxCPUs               = 64
+	MinMemoryMB           = 32
+	MaxMemoryMB           = 256 * 1024
+	MinDiskMB             = 16
+	MaxDiskMB             = 4 * 1024 * 1024
+	MaxTimeoutSeconds     = 30 * 24 * 3600
+)
+
+// GuestPathPrefix is the path under a sandbox where the guest protocol is proxied.
+const GuestPathPrefix = "/envd"
+
+// Error is the body of every error response.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// CreateSandboxRequest creates a sandbox. Zero fields take defaults.
+type CreateSandboxRequest struct {
+	Image    string            `json:"image,omitempty"`
+	Name     string            `json:"name,omitempty"`
+	CPUs     float64           `json:"cpus,omitempty"`
+	MemoryMB int64             `json:"memory_mb,omitempty"`
+	DiskMB   int64             `json:"disk_mb,omitempty"`
+	Env      map[string]string `json:"env,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// Timeout in seconds after which the sandbox is removed; nil means the
+	// default (300), 0 means never.
+	Timeout *int64 `json:"timeout,omitempty"`
+}
+
+// Sandbox is a sandbox as the API shows it.
+type Sandbox struct {
+	ID       string            `json:"id"`
+	Name     string            `json:"name,omitempty"`
+	Image    string            `json:"image"`
+	State    string            `json:"state"`
+	Reason   string            `json:"reason,omitempty"`
+	Runtime  string            `json:"runtime"`
+	Node     string            `json:"node"`
+	CPUs     float64           `json:"cpus"`
+	MemoryMB int64             `json:"memory_mb"`
+	DiskMB   int64             `json:"disk_mb"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// Timeout in seconds; 0 means none.
+	Timeout   int64      `json:"timeout"`
+	CreatedAt time.Time  `json:"created_at"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// SandboxList is one page of sandboxes. NextPageToken is empty on the last page.
+type SandboxList struct {
+	Sandboxes     []Sandbox `json:"sandboxes"`
+	NextPageToken string    `json:"next_page_token,omitempty"`
+}
+
+// SetTimeoutRequest sets a sandbox's timeout, counted from now; 0 removes it.
+type SetTimeoutRequest struct {
+	Timeout int64 `json:"timeout"`
+}
+
+// Image is an image in the node's store.
+type Image struct {
+	Name      string    `json:"name"`
+	ID        string    `json:"id"`
+	Size      int64     `json:"size"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// ImageList lists images.
+type ImageList struct {
+	Images []Image `json:"images"`
+}
+
+// Info describes the server.
+type Info struct {
+	Version  string   `json:"version"`
+	Runtimes []string `json:"runtimes"`
+	Node     string   `json:"node"`
+}

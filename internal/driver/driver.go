@@ -1,0 +1,132 @@
+// Package driver is the runtime contract of den: what a sandbox runtime
+// (gVisor, a microVM, a simulator) must provide so the node agent can run
+// sandboxes on it. Required lifecycle methods live on Driver; optional
+// abilities are separate interfaces discovered by type assertion and
+// advertised in Capabilities. No method may answer "not supported".
+//
+// Concurrency: every method may be called concurrently for different sandbox
+// IDs. Calls for the same ID are serialised by the caller (the node agent).
+package driver
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"time"
+)
+
+// Capabilities says what a driver can do. It is static for a driver instance.
+type Capabilities struct {
+	// Name is the runtime name stored on sandboxes ("gvisor", "qemu", "fake").
+	Name string `json:"name"`
+	// Isolation describes the boundary: "user-space-kernel", "vm" or "none".
+	Isolation string `json:"isolation"`
+	// Stats is true when the driver implements StatsReader.
+	Stats bool `json:"stats"`
+	// MaxCPUs and MaxMemoryMB bound a single sandbox on this driver (0 = no limit).
+	MaxCPUs     float64 `json:"max_cpus,omitempty"`
+	MaxMemoryMB int64   `json:"max_memory_mb,omitempty"`
+}
+
+// Image is a prepared root filesystem the sandbox is built on. The driver
+// never modifies the directories in Layers; it puts a writable layer on top.
+type Image struct {
+	// Ref is the image name or digest, for logs and labels only.
+	Ref string `json:"ref"`
+	// Layers are read-only directories, topmost first (overlayfs lowerdir order).
+	Layers []string `json:"layers"`
+	// Env is the image's environment, "K=V" pairs.
+	Env []string `json:"env,omitempty"`
+	// WorkingDir is the image's default working directory.
+	WorkingDir string `json:"working_dir,omitempty"`
+	// User is the image's default user (name or uid), empty for root.
+	User string `json:"user,omitempty"`
+}
+
+// Spec is everything a driver needs to build a sandbox.
+type Spec struct {
+	// ID is the sandbox ID, unique on the node. Drivers key all state by it.
+	ID    string `json:"id"`
+	Image Image  `json:"image"`
+	// CPUs is the CPU limit in cores (fractions allowed).
+	CPUs float64 `json:"cpus"`
+	// MemoryMB is the memory limit; a process exceeding it is killed inside
+	// the sandbox, never on the host.
+	MemoryMB int64 `json:"memory_mb"`
+	// DiskMB is the quota of the writable layer.
+	DiskMB int64 `json:"disk_mb"`
+	// Env is added to the image environment for the guest agent and every
+	// process it starts.
+	Env map[string]string `json:"env,omitempty"`
+	// Hostname of the sandbox; defaults to the ID.
+	Hostname string `json:"hostname,omitempty"`
+}
+
+// Handle identifies a created sandbox and carries the driver's private,
+// versioned state. The node persists it (in the replicated store) and hands
+// it back to Recover after a restart. Drivers must accept every State version
+// they ever wrote, or fail Recover with a FailedPrecondition error.
+type Handle struct {
+	ID      string          `json:"id"`
+	Driver  string          `json:"driver"`
+	Version int             `json:"version"`
+	State   json.RawMessage `json:"state,omitempty"`
+}
+
+// Status is what a driver observes of a sandbox.
+type Status struct {
+	// Running is true while the sandbox's processes exist and the guest
+	// agent can be dialled.
+	Running bool `json:"running"`
+	// Reason explains a sandbox that is not running ("exited", "oom", ...).
+	Reason    string    `json:"reason,omitempty"`
+	StartedAt time.Time `json:"started_at,omitempty"`
+}
+
+// Driver is the required lifecycle of a sandbox runtime.
+type Driver interface {
+	// Capabilities is static and cheap.
+	Capabilities() Capabilities
+
+	// Create builds and starts the sandbox described by spec and returns when
+	// its guest agent answers on DialGuest. It is idempotent: creating an ID
+	// that is already running returns its handle. On any error it leaves
+	// nothing behind (it undoes its own steps). Cancelling ctx aborts it.
+	Create(ctx context.Context, spec Spec) (*Handle, error)
+
+	// Recover reattaches to a sandbox after the agent restarted, from a
+	// handle Create returned. It returns a NotFound error when the sandbox's
+	// processes are gone; the caller then marks it failed and calls Destroy.
+	Recover(ctx context.Context, h *Handle) error
+
+	// Status reports whether the sandbox is running. NotFound for unknown IDs.
+	Status(ctx context.Context, id string) (Status, error)
+
+	// DialGuest opens a stream to the guest agent's HTTP server (envd
+	// protocol). The channel does not use the sandbox's network.
+	// NotFound for unknown IDs, Unavailable when the sandbox is not running.
+	DialGuest(ctx context.Context, id string) (net.Conn, error)
+
+	// Destroy stops the sandbox and removes all its host state. It is
+	// idempotent, succeeds for unknown IDs and is safe on half-built state.
+	Destroy(ctx context.Context, id string) error
+
+	// Close releases driver resources. Sandboxes keep running.
+	Close() error
+}
+
+// Stats is a point-in-time resource reading of one sandbox.
+type Stats struct {
+	CPUUsageNanos  uint64    `json:"cpu_usage_ns"`
+	MemoryBytes    uint64    `json:"memory_bytes"`
+	MemoryLimit    uint64    `json:"memory_limit_bytes"`
+	DiskUsedBytes  uint64    `json:"disk_used_bytes"`
+	DiskLimitBytes uint64    `json:"disk_limit_bytes"`
+	PIDs           uint64    `json:"pids"`
+	At             time.Time `json:"at"`
+}
+
+// StatsReader is an optional interface: resource usage of a sandbox.
+type StatsReader interface {
+	Stats(ctx context.Context, id string) (Stats, error)
+}

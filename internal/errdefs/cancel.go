@@ -1,0 +1,5 @@
+package errdefs
+
+import "context"
+
+var errCanceled = context.Canceled
