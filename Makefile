@@ -1,0 +1,52 @@
+# den: see README.md. `make up` and `make test` are the two commands a new
+# user needs; both install what is missing first.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+DATA_DIR ?=
+LISTEN ?= 127.0.0.1:7070
+TEST_TIMEOUT ?= 25m
+
+.PHONY: all build deps up test test-unit bench clean generate
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: bin/den bin/den-guest bin/runsc
+
+bin/den: FORCE
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/den ./cmd/den
+
+bin/den-guest: FORCE
+	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o bin/den-guest ./cmd/den-guest
+
+# runsc is built from the gvisor.dev/gvisor version pinned in go.mod; it is
+# rebuilt only when go.mod changes (a build takes a few minutes).
+bin/runsc: go.mod
+	@echo "building runsc from the gVisor version pinned in go.mod (first time: a few minutes)"
+	CGO_ENABLED=0 $(GO) build -o bin/runsc.tmp gvisor.dev/gvisor/runsc && mv bin/runsc.tmp bin/runsc
+
+up: deps build
+	@scripts/up.sh $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --listen $(LISTEN)
+
+test: deps build
+	DEN_REQUIRE_INTEGRATION=1 DEN_RUNSC=$(CURDIR)/bin/runsc DEN_GUEST_BIN=$(CURDIR)/bin/den-guest \
+		DEN_BIN=$(CURDIR)/bin/den $(GO) test -p 1 -timeout $(TEST_TIMEOUT) ./...
+
+test-unit:
+	$(GO) test -short ./...
+
+bench: deps build
+	scripts/bench.sh
+
+generate:
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I api/proto --go_out=. --go_opt=module=github.com/denhq/den \
+		--connect-go_out=. --connect-go_opt=module=github.com/denhq/den process/process.proto filesystem/filesystem.proto
+
+clean:
+	rm -rf bin
+
+FORCE:

@@ -1,0 +1,51 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Command is `den up`.
+func Command(version string) *cobra.Command {
+	var cfg Config
+	var noBase bool
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run den on this machine: API server and a local gVisor node in one process",
+		Long: `Run den on this machine: the control plane and a local node in one process.
+
+On start it prints DEN_URL=... and DEN_API_KEY=... (eval-able) and writes them to
+<data-dir>/env, where the den CLI and SDKs find them. Ctrl-C stops den; running
+sandboxes keep running and are reattached by the next den up on the same data dir.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dd, err := cmd.Flags().GetString("data-dir"); err == nil && dd != "" {
+				cfg.DataDir = dd
+			}
+			cfg.BuildBase, cfg.Version = !noBase, version
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lvl}))
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return Run(ctx, cfg, cmd.OutOrStdout(), cmd.ErrOrStderr(), log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7070", "API address (host:port; port 0 picks a free one)")
+	f.StringVar(&cfg.RunscPath, "runsc", "", "path of runsc (default: next to den, then $PATH)")
+	f.StringVar(&cfg.GuestBinary, "guest", "", "path of the static den-guest binary (default: next to den, then $PATH)")
+	f.StringVar(&cfg.Platform, "platform", "", "gVisor platform: systrap or ptrace (default: detect)")
+	f.StringVar(&cfg.NodeID, "node-id", "local", "name of the local node")
+	f.BoolVar(&noBase, "no-base", false, "do not build the Debian base image on first start")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}

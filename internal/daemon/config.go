@@ -1,0 +1,100 @@
+// Package daemon runs `den up`: the control plane (store, API server) and a
+// local node (gVisor driver, image store) in one process. It only wires the
+// pieces together and owns their lifetimes.
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// Config is the configuration of `den up`.
+type Config struct {
+	// DataDir holds all state: raft log, images, sandboxes, the env file.
+	DataDir string
+	// Listen is the API address; port 0 picks a free one.
+	Listen string
+	// NodeID names the local node; default "local".
+	NodeID string
+	// RunscPath and GuestBinary locate runsc and the static den-guest;
+	// empty means next to the den executable, then $PATH.
+	RunscPath   string
+	GuestBinary string
+	// Platform is the gVisor platform: "" (auto), "systrap" or "ptrace".
+	Platform string
+	// BuildBase builds the Debian `base` image on first start (minutes).
+	BuildBase bool
+	Version   string
+}
+
+// DefaultDataDir is /var/lib/den for root, else ~/.local/share/den.
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/den"
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "den")
+	}
+	return filepath.Join(home, ".local", "share", "den")
+}
+
+// Validate fills defaults and checks the configuration.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir()
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:7070"
+	}
+	if c.NodeID == "" {
+		c.NodeID = "local"
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return errdefs.New(errdefs.InvalidArgument, "--listen %q is not host:port (e.g. 127.0.0.1:7070)", c.Listen)
+	}
+	switch c.Platform {
+	case "", "systrap", "ptrace":
+	default:
+		return errdefs.New(errdefs.InvalidArgument, "--platform %q is unknown: use systrap or ptrace", c.Platform)
+	}
+	var err error
+	if c.RunscPath, err = findBinary(c.RunscPath, "runsc"); err != nil {
+		return err
+	}
+	c.GuestBinary, err = findBinary(c.GuestBinary, "den-guest")
+	return err
+}
+
+// findBinary returns explicit if set, else name next to the den executable,
+// else name on $PATH.
+func findBinary(explicit, name string) (string, error) {
+	if explicit != "" {
+		if _, err := os.Stat(explicit); err != nil {
+			return "", errdefs.New(errdefs.InvalidArgument, "%s not found at %s", name, explicit)
+		}
+		return filepath.Abs(explicit)
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", errdefs.New(errdefs.InvalidArgument,
+			"%s not found next to den or on PATH: run `make build` (it builds bin/%s)", name, name)
+	}
+	return p, nil
+}
+
+// envFile is where den up publishes how to reach it.
+func (c *Config) envFile() string { return filepath.Join(c.DataDir, "env") }
+
+func (c *Config) String() string { return fmt.Sprintf("data-dir=%s listen=%s", c.DataDir, c.Listen) }

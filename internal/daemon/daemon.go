@@ -1,0 +1,164 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/denhq/den/internal/driver/gvisor"
+	"github.com/denhq/den/internal/image"
+	"github.com/denhq/den/internal/node"
+	"github.com/denhq/den/internal/server"
+	"github.com/denhq/den/internal/store"
+)
+
+// Run starts den and serves until ctx is cancelled, then shuts down
+// cleanly. Sandboxes keep running across a shutdown and are reattached by
+// the next Run on the same data dir. out receives the eval-able lines
+// (DEN_URL=..., DEN_API_KEY=...); progress and logs go to errOut and log.
+func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	}
+	st, err := store.Open(ctx, store.Config{Dir: filepath.Join(cfg.DataDir, "state"), NodeID: cfg.NodeID, Logger: log})
+	if err != nil {
+		return fmt.Errorf("open state in %s: %w", cfg.DataDir, err)
+	}
+	defer st.Close()
+	apiKey, err := ensureAdminKey(ctx, st, cfg.envFile())
+	if err != nil {
+		return err
+	}
+	images, err := prepareImages(ctx, cfg, errOut, log)
+	if err != nil {
+		return err
+	}
+	drv, err := gvisor.New(gvisor.Config{
+		RunscPath: cfg.RunscPath, GuestBinary: cfg.GuestBinary, Platform: cfg.Platform,
+		StateDir: filepath.Join(cfg.DataDir, "sandboxes"), Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("start gVisor driver: %w", err)
+	}
+	defer drv.Close()
+	n, err := node.New(node.Config{ID: cfg.NodeID, Driver: drv, Images: images, Store: st, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := n.Recover(ctx); err != nil {
+		return fmt.Errorf("recover sandboxes: %w", err)
+	}
+	srv, err := server.New(server.Config{Store: st, Node: n, Images: images, Version: cfg.Version, Logger: log})
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, srv, apiKey, out, log)
+}
+
+// serve listens, publishes the env file and lines, and serves until ctx ends.
+func serve(ctx context.Context, cfg Config, srv *server.Server, apiKey string, out io.Writer, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another den running? use --listen 127.0.0.1:0)", cfg.Listen, err)
+	}
+	url := "http://" + ln.Addr().String()
+	env := fmt.Sprintf("DEN_URL=%s\nDEN_API_KEY=%s\n", url, apiKey)
+	if err := writeFileAtomic(cfg.envFile(), []byte(env), 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	fmt.Fprint(out, env)
+	log.Info("den is up", "url", url, "data_dir", cfg.DataDir, "env_file", cfg.envFile())
+
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Run(bg) }()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		log.Info("shutting down")
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = hs.Shutdown(shutCtx)
+		cancel()
+	}
+	stopBG()
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// prepareImages opens the image store and makes sure the built-in images
+// exist: busybox always (instant), base when asked (minutes, first run only).
+func prepareImages(ctx context.Context, cfg Config, errOut io.Writer, log *slog.Logger) (*image.Store, error) {
+	images, err := image.Open(filepath.Join(cfg.DataDir, "images"), log)
+	if err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
+	}
+	if _, err := images.Get("busybox"); err != nil {
+		if _, err := image.BuildBusybox(ctx, images, "busybox"); err != nil {
+			log.Warn("busybox image not built", "err", err)
+		}
+	}
+	if !cfg.BuildBase {
+		return images, nil
+	}
+	if _, err := images.Get("base"); err == nil {
+		return images, nil
+	}
+	fmt.Fprintln(errOut, "den: building the base image (Debian with bash, python3, nodejs, git, curl); first run only, a few minutes")
+	p := newProgressPrinter(errOut)
+	_, err = image.BuildBase(ctx, images, image.BaseOptions{}, p.print)
+	p.done()
+	if err != nil {
+		return nil, fmt.Errorf("build base image: %w (retry with `den up`, or skip it with --no-base)", err)
+	}
+	return images, nil
+}
+
+// writeFileAtomic writes data to path via a temporary file and rename.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	return nil
+}
+
+// readEnvFile parses KEY=VALUE lines.
+func readEnvFile(path string) map[string]string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	m := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(sc.Text()), "export "), "=")
+		if ok {
+			m[k] = strings.Trim(v, `"'`)
+		}
+	}
+	return m
+}

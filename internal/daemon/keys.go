@@ -1,0 +1,32 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/denhq/den/internal/server"
+	"github.com/denhq/den/internal/store"
+)
+
+// DefaultTenant owns the admin key den up creates.
+const DefaultTenant = "default"
+
+// ensureAdminKey returns the admin API key: the one recorded in the env file
+// when the store still knows it, else a new one stored now.
+func ensureAdminKey(ctx context.Context, st *store.Store, envFile string) (string, error) {
+	if k := readEnvFile(envFile)["DEN_API_KEY"]; k != "" {
+		if _, err := st.Snapshot().APIKeyByHash(server.HashAPIKey(k)); err == nil {
+			return k, nil
+		}
+	}
+	secret, hash, err := server.NewAPIKey()
+	if err != nil {
+		return "", fmt.Errorf("generate admin API key: %w", err)
+	}
+	key := &store.APIKey{ID: "admin-" + hash[:8], Tenant: DefaultTenant, Name: "admin", Hash: hash, Admin: true, CreatedAt: time.Now().UTC()}
+	if err := st.PutAPIKey(ctx, key); err != nil {
+		return "", fmt.Errorf("store admin API key: %w", err)
+	}
+	return secret, nil
+}

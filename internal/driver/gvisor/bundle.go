@@ -1,0 +1,147 @@
+package gvisor
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/denhq/den/internal/driver"
+)
+
+// In-sandbox paths of the guest agent. The agent is PID 1.
+const (
+	guestBinaryPath = "/.den/den-guest"
+	guestRunDir     = "/.den/run"
+	guestSocketName = "guest.sock"
+	defaultPath     = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	cpuPeriodUS     = 100000
+)
+
+// capabilities granted to the guest agent (which runs as root and drops to
+// the default user for user processes). They are the sentry's capabilities,
+// not the host's: Docker's default set plus ptrace and admin, which tools in
+// an agent sandbox (debuggers, mount in the sandbox) expect.
+var capabilities = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_NET_RAW", "CAP_SYS_CHROOT", "CAP_MKNOD", "CAP_AUDIT_WRITE",
+	"CAP_SETFCAP", "CAP_SYS_PTRACE", "CAP_SYS_ADMIN",
+}
+
+// ociSpec builds the OCI runtime spec of a sandbox.
+func ociSpec(cfg Config, spec driver.Spec, p paths) *specs.Spec {
+	hostname := spec.Hostname
+	if hostname == "" {
+		hostname = spec.ID
+	}
+	cwd := spec.Image.WorkingDir
+	if cwd == "" {
+		cwd = "/"
+	}
+	return &specs.Spec{
+		Version:  specs.Version,
+		Hostname: hostname,
+		Root:     &specs.Root{Path: p.rootfs()},
+		Process: &specs.Process{
+			User: specs.User{UID: 0, GID: 0},
+			Args: guestArgs(spec.Image.User),
+			Env:  mergeEnv(spec.Image.Env, spec.Env),
+			Cwd:  cwd,
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: capabilities, Effective: capabilities,
+				Permitted: capabilities, Inheritable: capabilities,
+			},
+			Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1 << 20, Soft: 1 << 20}},
+		},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs"},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			{Destination: guestBinaryPath, Type: "bind", Source: cfg.GuestBinary, Options: []string{"rbind", "ro"}},
+			{Destination: guestRunDir, Type: "bind", Source: p.run(), Options: []string{"rbind", "rw"}},
+		},
+		Linux: &specs.Linux{
+			CgroupsPath: cgroupPath(cfg, spec.ID),
+			Resources:   resources(cfg, spec),
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace},
+				{Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
+				{Type: specs.MountNamespace},
+			},
+		},
+	}
+}
+
+// guestArgs is the command line of the guest agent.
+func guestArgs(user string) []string {
+	if user == "" {
+		user = "root"
+	}
+	return []string{guestBinaryPath, "--listen", "unix:" + guestRunDir + "/" + guestSocketName, "--default-user", user}
+}
+
+// cgroupPath is the sandbox's cgroup, relative to each hierarchy's root.
+func cgroupPath(cfg Config, id string) string {
+	return "/" + strings.Trim(cfg.CgroupParent, "/") + "/" + id
+}
+
+// resources are the OCI limits: runsc applies them to the sandbox cgroup.
+func resources(cfg Config, spec driver.Spec) *specs.LinuxResources {
+	r := &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: cfg.PidsLimit}}
+	if spec.MemoryMB > 0 {
+		limit := spec.MemoryMB << 20
+		r.Memory = &specs.LinuxMemory{Limit: &limit}
+	}
+	if spec.CPUs > 0 {
+		quota := int64(spec.CPUs * cpuPeriodUS)
+		period := uint64(cpuPeriodUS)
+		r.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+	}
+	return r
+}
+
+// mergeEnv returns the image env with the spec env applied on top (same key:
+// spec wins), spec keys sorted for a stable order, and a default PATH.
+func mergeEnv(image []string, extra map[string]string) []string {
+	env := slices.Clone(image)
+	index := make(map[string]int, len(env))
+	for i, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		index[k] = i
+	}
+	keys := make([]string, 0, len(extra))
+	for k := range extra {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		kv := k + "=" + extra[k]
+		if i, ok := index[k]; ok {
+			env[i] = kv
+			continue
+		}
+		index[k] = len(env)
+		env = append(env, kv)
+	}
+	if _, ok := index["PATH"]; !ok {
+		env = append(env, defaultPath)
+	}
+	return env
+}
+
+// writeSpec writes spec as config.json into the bundle directory.
+func writeSpec(spec *specs.Spec, p paths) error {
+	data, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode OCI spec: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(p.dir, "config.json"), data, 0o600); err != nil {
+		return fmt.Errorf("write OCI spec: %w", err)
+	}
+	return nil
+}

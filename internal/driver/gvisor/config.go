@@ -1,0 +1,89 @@
+package gvisor
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// Platforms runsc can use on this kind of host. KVM is left out on purpose:
+// it hangs on hosts without hardware virtualization for the sentry.
+const (
+	PlatformSystrap = "systrap"
+	PlatformPtrace  = "ptrace"
+)
+
+// Config configures a Driver.
+type Config struct {
+	// RunscPath is the runsc binary. Required.
+	RunscPath string
+	// GuestBinary is the host path of a static den-guest binary; it is
+	// bind-mounted read-only at /.den/den-guest in every sandbox. Required.
+	GuestBinary string
+	// StateDir holds all per-sandbox directories and runsc's --root. It must
+	// be on a filesystem that can hold an overlayfs upper directory (not
+	// overlayfs itself). Required.
+	StateDir string
+	// Platform is "systrap" or "ptrace". Empty means: probe systrap once in
+	// New and fall back to ptrace when it does not work.
+	Platform string
+	// CgroupParent is the cgroup under which each sandbox gets <parent>/<id>.
+	// Default "den".
+	CgroupParent string
+	// PidsLimit bounds the host tasks (sentry threads, gofer, platform stub
+	// processes) of one sandbox. Default 4096.
+	PidsLimit int64
+	// StartTimeout bounds the wait for the guest agent to answer after runsc
+	// started, in addition to the Create context. Default 30s.
+	StartTimeout time.Duration
+	// Debug turns on runsc debug logs in each sandbox directory.
+	Debug bool
+	// Logger receives driver logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with empty optional fields filled in.
+func (c Config) withDefaults() Config {
+	if c.CgroupParent == "" {
+		c.CgroupParent = "den"
+	}
+	if c.PidsLimit == 0 {
+		c.PidsLimit = 4096
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate checks c. All errors are InvalidArgument.
+func (c Config) Validate() error {
+	for _, f := range []struct{ name, path string }{
+		{"RunscPath", c.RunscPath}, {"GuestBinary", c.GuestBinary},
+	} {
+		if f.path == "" {
+			return errdefs.New(errdefs.InvalidArgument, "gvisor config: %s is required", f.name)
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return errdefs.Wrap(errdefs.InvalidArgument, err, "gvisor config: %s", f.name)
+		}
+	}
+	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
+		return errdefs.New(errdefs.InvalidArgument, "gvisor config: StateDir must be an absolute path, got %q", c.StateDir)
+	}
+	switch c.Platform {
+	case "", PlatformSystrap, PlatformPtrace:
+	default:
+		return errdefs.New(errdefs.InvalidArgument, "gvisor config: unsupported platform %q (want systrap or ptrace)", c.Platform)
+	}
+	if c.PidsLimit < 0 {
+		return errdefs.New(errdefs.InvalidArgument, "gvisor config: PidsLimit must not be negative")
+	}
+	return nil
+}

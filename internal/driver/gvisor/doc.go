@@ -1,0 +1,61 @@
+// Package gvisor is the gVisor (runsc) driver of den: each sandbox is a runsc
+// sandbox whose PID 1 is the den guest agent.
+//
+// # Host layout
+//
+// Everything lives under Config.StateDir:
+//
+//	runsc/             runsc --root (runsc's own container state)
+//	sandboxes/<id>/    one directory per sandbox, also its OCI bundle:
+//	    config.json    the OCI spec this package generates
+//	    den.json       what Recover and Status need (the Handle state)
+//	    upper/ work/   host overlayfs upper and work dirs (mount points only)
+//	    rootfs/        host overlayfs: image layers (read-only) + upper/
+//	    filestore/     gVisor's rootfs overlay filestore (the writable layer)
+//	    run/           bind-mounted at /.den/run; holds guest.sock
+//	    runsc.log      runsc and sandbox stdio
+//
+// Every path is derived from the sandbox ID, so Destroy, Status and DialGuest
+// work without in-memory state, for example after the agent restarted.
+//
+// # Guest channel
+//
+// The host reaches the guest agent over a unix socket that the agent itself
+// creates: the per-sandbox host directory run/ is bind-mounted at /.den/run
+// and runsc runs with --host-uds=create, which lets a process in the sandbox
+// bind(2) a socket on a gofer (host-backed) mount so that it is a real,
+// listening unix socket on the host. The agent listens on
+// /.den/run/guest.sock; DialGuest connects to <state>/sandboxes/<id>/run/guest.sock.
+// It does not use the sandbox network (which is --network=none: loopback only).
+//
+// # Root filesystem and disk quota
+//
+// The image layers are combined read-only by a host overlayfs mount whose
+// upper directory only ever receives the mount points runsc creates
+// (/.den/...): gVisor's gofer creates those on the host side, and without the
+// host overlay it would write them into the shared image layer. The sandbox's
+// writes go to gVisor's own rootfs overlay (--overlay2=root:dir=...,size=N):
+// a tmpfs inside the sentry backed by a host file in filestore/, whose size
+// option is enforced by the sentry (writes past DiskMB fail with ENOSPC).
+// That costs nothing at create time, unlike a loop-mounted ext4 upper layer
+// (truncate+mkfs.ext4+mount measured at ~60 ms here, most of a sandbox start).
+// gVisor mounts an unlimited internal tmpfs on /tmp when the image's /tmp is
+// empty; the driver puts a marker file in the upper /tmp so /tmp stays on the
+// quota-limited root overlay.
+//
+// # Resource limits
+//
+// runsc places the sandbox (sentry and gofer) in the cgroup named by the OCI
+// spec's linux.cgroupsPath (<CgroupParent>/<id>) and applies linux.resources
+// there: memory limit = MemoryMB, CPU quota = CPUs, pids = Config.PidsLimit
+// host tasks. The sentry has no OOM killer of its own, so a sandbox that
+// allocates past its limit is killed as a whole by the host's memcg OOM
+// killer (only this sandbox's cgroup is affected); Status then reports
+// Running=false with Reason "oom".
+//
+// # Lifetime
+//
+// runsc is started in its own session with stdio redirected to runsc.log
+// (never pipes: the sandbox inherits them), so sandboxes outlive the den
+// process, and a new Driver with the same Config reattaches through Recover.
+package gvisor

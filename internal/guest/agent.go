@@ -1,0 +1,139 @@
+// Package guest is den's in-sandbox agent. It serves the E2B "envd"
+// protocol: the process and filesystem Connect services and the /files,
+// /health and /envs HTTP routes, so that the unmodified e2b SDKs and den's
+// own SDK can run commands and move files inside a sandbox.
+//
+// An Agent owns every process it starts. It may run as PID 1 of the
+// sandbox, in which case it also reaps orphaned children (see reaper.go)
+// without stealing the exit statuses of its own processes.
+package guest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+
+	"github.com/denhq/den/api/envd/filesystem/filesystemconnect"
+	"github.com/denhq/den/api/envd/process/processconnect"
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// Config configures an Agent. The zero Config is valid.
+type Config struct {
+	// DefaultUser is the user a request acts as when it names none (no
+	// "Authorization: Basic" header, no username parameter). "" means root.
+	DefaultUser string
+	// Env is the base environment, "K=V" entries, of every process the agent
+	// starts. Nil means os.Environ().
+	Env []string
+	// Logger receives the agent's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Agent serves the envd protocol. Its methods are safe for concurrent use.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	users userDB
+	procs *procTable
+	watch *watchers
+
+	ctx    context.Context // cancelled by Close; stops owned goroutines
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // owned goroutines
+	once   sync.Once
+}
+
+// New returns an Agent for cfg. When the calling process is PID 1 the agent
+// also starts reaping orphaned zombies until Close.
+func New(cfg Config) (*Agent, error) {
+	a := newAgent(cfg, userDB{passwdPath: "/etc/passwd", groupPath: "/etc/group"})
+	if os.Getpid() == 1 {
+		a.startReaper()
+	}
+	return a, nil
+}
+
+// newAgent builds an Agent without starting the reaper.
+func newAgent(cfg Config, users userDB) *Agent {
+	if cfg.Env == nil {
+		cfg.Env = os.Environ()
+	}
+	if cfg.DefaultUser == "" {
+		cfg.DefaultUser = "root"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Agent{cfg: cfg, log: log, users: users, ctx: ctx, cancel: cancel}
+	a.procs = newProcTable()
+	a.watch = newWatchers()
+	return a
+}
+
+// Handler returns the handler of every envd route: the Connect services
+// process.Process and filesystem.Filesystem, and GET/POST /files, GET
+// /health and GET /envs. It speaks HTTP/1.1 itself; the caller enables h2c.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(processconnect.NewProcessHandler(&processService{a: a}))
+	mux.Handle(filesystemconnect.NewFilesystemHandler(&fsService{a: a}))
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /envs", a.serveEnvs)
+	mux.HandleFunc("GET /files", a.serveDownload)
+	mux.HandleFunc("POST /files", a.serveUpload)
+	return mux
+}
+
+// Close kills every process the agent started (with their process groups),
+// stops all watchers and the reaper, and waits for the agent's goroutines.
+// It is idempotent.
+func (a *Agent) Close() error {
+	a.once.Do(func() {
+		a.procs.killAll()
+		a.watch.closeAll()
+		a.cancel()
+		a.wg.Wait()
+	})
+	return nil
+}
+
+// go runs fn in a goroutine the agent owns: Close waits for it.
+func (a *Agent) goOwned(fn func()) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		fn()
+	}()
+}
+
+// account returns the account a request acts as: explicit (a username
+// parameter) if set, else the Basic user in h, else the default user.
+func (a *Agent) account(h http.Header, explicit string) (*account, error) {
+	name := explicit
+	if name == "" {
+		var err error
+		if name, err = basicUser(h); err != nil {
+			return nil, err
+		}
+	}
+	if name == "" {
+		name = a.cfg.DefaultUser
+	}
+	return a.users.lookup(name)
+}
+
+// errUnknownProcess is returned for a pid or tag with no running process.
+var errUnknownProcess = errors.New("process not found")
+
+func notFoundProcess(sel string) error {
+	return errdefs.Wrap(errdefs.NotFound, errUnknownProcess, "process %s", sel)
+}

@@ -1,0 +1,259 @@
+package guest
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/creack/pty"
+
+	pb "github.com/denhq/den/api/envd/process"
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// defaultKeepalive is the keepalive interval of streams whose request has
+// no Keepalive-Ping-Interval header.
+const defaultKeepalive = 50 * time.Second
+
+// processService implements processconnect.ProcessHandler.
+type processService struct {
+	a *Agent
+}
+
+// Start starts a process and streams its events until it ends. The process
+// outlives the stream: a client that goes away can re-attach with Connect.
+// A Connect-Timeout-Ms header bounds the process's life, as in envd.
+func (s *processService) Start(ctx context.Context, req *connect.Request[pb.StartRequest], stream *connect.ServerStream[pb.StartResponse]) error {
+	acct, err := s.a.account(req.Header(), "")
+	if err != nil {
+		return toConnect(err)
+	}
+	spec, err := s.a.prepare(req.Msg, acct)
+	if err != nil {
+		return toConnect(err)
+	}
+	spec.timeout = headerDuration(req.Header(), "Connect-Timeout-Ms", time.Millisecond)
+	p, sub, err := s.a.spawn(spec)
+	if err != nil {
+		return toConnect(err)
+	}
+	defer p.unsubscribe(sub)
+	send := func(ev *pb.ProcessEvent) error { return stream.Send(&pb.StartResponse{Event: ev}) }
+	return toConnect(follow(ctx, p, sub, keepaliveInterval(req.Header()), send))
+}
+
+// Connect re-attaches to a running process: the stream gets a start event,
+// then the output produced from now on, then the end event.
+func (s *processService) Connect(ctx context.Context, req *connect.Request[pb.ConnectRequest], stream *connect.ServerStream[pb.ConnectResponse]) error {
+	p, err := s.a.procs.get(req.Msg.GetProcess())
+	if err != nil {
+		return toConnect(err)
+	}
+	sub, err := p.subscribe()
+	if err != nil {
+		return toConnect(err)
+	}
+	defer p.unsubscribe(sub)
+	send := func(ev *pb.ProcessEvent) error { return stream.Send(&pb.ConnectResponse{Event: ev}) }
+	return toConnect(follow(ctx, p, sub, keepaliveInterval(req.Header()), send))
+}
+
+// follow sends p's start event, then sub's events and keepalives, until the
+// end event, the client going away, or sub being dropped for falling behind.
+func follow(ctx context.Context, p *proc, sub *subscriber, keepalive time.Duration, send func(*pb.ProcessEvent) error) error {
+	start := &pb.ProcessEvent_StartEvent{Pid: p.pid}
+	if err := send(&pb.ProcessEvent{Event: &pb.ProcessEvent_Start{Start: start}}); err != nil {
+		return err
+	}
+	tick := time.NewTicker(keepalive)
+	defer tick.Stop()
+	for {
+		select {
+		case ev := <-sub.ch:
+			if err := send(ev); err != nil {
+				return err
+			}
+			if ev.GetEnd() != nil {
+				return nil
+			}
+		case <-tick.C:
+			ka := &pb.ProcessEvent{Event: &pb.ProcessEvent_Keepalive{Keepalive: &pb.ProcessEvent_KeepAlive{}}}
+			if err := send(ka); err != nil {
+				return err
+			}
+		case <-sub.gone:
+			return errdefs.New(errdefs.ResourceExhausted, "stream fell behind the output of process %d", p.pid)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// keepaliveInterval reads Keepalive-Ping-Interval (seconds).
+func keepaliveInterval(h http.Header) time.Duration {
+	if d := headerDuration(h, "Keepalive-Ping-Interval", time.Second); d > 0 {
+		return d
+	}
+	return defaultKeepalive
+}
+
+// headerDuration reads a positive integer header in units of unit; 0 when
+// absent or malformed.
+func headerDuration(h http.Header, key string, unit time.Duration) time.Duration {
+	n, err := strconv.ParseInt(h.Get(key), 10, 64)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return time.Duration(n) * unit
+}
+
+// List returns the running processes.
+func (s *processService) List(_ context.Context, _ *connect.Request[pb.ListRequest]) (*connect.Response[pb.ListResponse], error) {
+	resp := &pb.ListResponse{}
+	for _, p := range s.a.procs.list() {
+		info := &pb.ProcessInfo{Config: p.cfg, Pid: p.pid}
+		if p.tag != "" {
+			info.Tag = &p.tag
+		}
+		resp.Processes = append(resp.Processes, info)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// Update resizes a process's PTY.
+func (s *processService) Update(_ context.Context, req *connect.Request[pb.UpdateRequest]) (*connect.Response[pb.UpdateResponse], error) {
+	p, err := s.a.procs.get(req.Msg.GetProcess())
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	if sz := req.Msg.GetPty().GetSize(); sz != nil {
+		if p.tty == nil {
+			return nil, toConnect(errdefs.New(errdefs.FailedPrecondition, "process %d has no pty", p.pid))
+		}
+		ws := &pty.Winsize{Rows: uint16(sz.Rows), Cols: uint16(sz.Cols)}
+		if err := pty.Setsize(p.tty, ws); err != nil {
+			return nil, toConnect(errdefs.Wrap(errdefs.Internal, err, "resize pty"))
+		}
+	}
+	return connect.NewResponse(&pb.UpdateResponse{}), nil
+}
+
+// SendInput writes to a process's stdin or PTY.
+func (s *processService) SendInput(ctx context.Context, req *connect.Request[pb.SendInputRequest]) (*connect.Response[pb.SendInputResponse], error) {
+	p, err := s.a.procs.get(req.Msg.GetProcess())
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	if err := p.write(ctx, req.Msg.GetInput()); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.SendInputResponse{}), nil
+}
+
+// StreamInput writes a stream of inputs, in order, to the process named by
+// the stream's first (start) message.
+func (s *processService) StreamInput(ctx context.Context, stream *connect.ClientStream[pb.StreamInputRequest]) (*connect.Response[pb.StreamInputResponse], error) {
+	var p *proc
+	for stream.Receive() {
+		msg := stream.Msg()
+		switch ev := msg.GetEvent().(type) {
+		case *pb.StreamInputRequest_Start:
+			got, err := s.a.procs.get(ev.Start.GetProcess())
+			if err != nil {
+				return nil, toConnect(err)
+			}
+			p = got
+		case *pb.StreamInputRequest_Data:
+			if p == nil {
+				return nil, toConnect(errdefs.New(errdefs.InvalidArgument, "input before the start message"))
+			}
+			if err := p.write(ctx, ev.Data.GetInput()); err != nil {
+				return nil, toConnect(err)
+			}
+		}
+	}
+	if err := stream.Err(); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.StreamInputResponse{}), nil
+}
+
+// SendSignal sends SIGTERM or SIGKILL to a process's whole tree.
+func (s *processService) SendSignal(_ context.Context, req *connect.Request[pb.SendSignalRequest]) (*connect.Response[pb.SendSignalResponse], error) {
+	p, err := s.a.procs.get(req.Msg.GetProcess())
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	var sig syscall.Signal
+	switch req.Msg.GetSignal() {
+	case pb.Signal_SIGNAL_SIGTERM:
+		sig = syscall.SIGTERM
+	case pb.Signal_SIGNAL_SIGKILL:
+		sig = syscall.SIGKILL
+	default:
+		return nil, toConnect(errdefs.New(errdefs.InvalidArgument, "unsupported signal %v", req.Msg.GetSignal()))
+	}
+	if err := p.signal(sig); err != nil {
+		return nil, toConnect(errdefs.Wrap(errdefs.Internal, err, "signal process %d", p.pid))
+	}
+	return connect.NewResponse(&pb.SendSignalResponse{}), nil
+}
+
+// CloseStdin closes a process's stdin, so it reads EOF.
+func (s *processService) CloseStdin(_ context.Context, req *connect.Request[pb.CloseStdinRequest]) (*connect.Response[pb.CloseStdinResponse], error) {
+	p, err := s.a.procs.get(req.Msg.GetProcess())
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	if p.tty != nil {
+		return nil, toConnect(errdefs.New(errdefs.FailedPrecondition, "process %d has a pty; send EOT (0x04) instead", p.pid))
+	}
+	p.inMu.Lock()
+	defer p.inMu.Unlock()
+	if p.stdin != nil {
+		p.stdin.Close()
+		p.stdin = nil
+	}
+	return connect.NewResponse(&pb.CloseStdinResponse{}), nil
+}
+
+// write sends in to the process's stdin or PTY. A write blocked on a full
+// pipe gives up when ctx ends.
+func (p *proc) write(ctx context.Context, in *pb.ProcessInput) error {
+	switch v := in.GetInput().(type) {
+	case *pb.ProcessInput_Pty:
+		if p.tty == nil {
+			return errdefs.New(errdefs.FailedPrecondition, "process %d has no pty", p.pid)
+		}
+		_, err := p.tty.Write(v.Pty)
+		return err
+	case *pb.ProcessInput_Stdin:
+		return p.writeStdin(ctx, v.Stdin)
+	}
+	return errdefs.New(errdefs.InvalidArgument, "input needs stdin or pty bytes")
+}
+
+func (p *proc) writeStdin(ctx context.Context, b []byte) error {
+	p.inMu.Lock()
+	defer p.inMu.Unlock()
+	if p.tty != nil {
+		_, err := p.tty.Write(b) // envd lets stdin input reach a PTY too
+		return err
+	}
+	if p.stdin == nil {
+		return errdefs.New(errdefs.FailedPrecondition, "stdin of process %d is not open (start it with stdin=true)", p.pid)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = p.stdin.SetWriteDeadline(dl)
+		defer p.stdin.SetWriteDeadline(time.Time{})
+	}
+	_, err := p.stdin.Write(b)
+	if errors.Is(err, syscall.EPIPE) {
+		return errdefs.Wrap(errdefs.FailedPrecondition, err, "process %d closed its stdin", p.pid)
+	}
+	return err
+}

@@ -1,0 +1,265 @@
+package guest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+
+	pb "github.com/denhq/den/api/envd/process"
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// spawnSpec is a validated request to start a process.
+type spawnSpec struct {
+	req     *pb.StartRequest
+	acct    *account
+	path    string // resolved executable
+	dir     string
+	env     []string
+	cred    *syscall.Credential
+	timeout time.Duration // kill after this long; 0 = never
+}
+
+// prepare validates req for acct and resolves its executable and cwd.
+func (a *Agent) prepare(req *pb.StartRequest, acct *account) (*spawnSpec, error) {
+	cfg := req.GetProcess()
+	if cfg.GetCmd() == "" {
+		return nil, errdefs.New(errdefs.InvalidArgument, "process.cmd is empty")
+	}
+	s := &spawnSpec{req: req, acct: acct, env: acct.environ(a.cfg.Env, cfg.GetEnvs())}
+	var err error
+	if s.dir, err = acct.resolvePath(cfg.GetCwd()); cfg.Cwd == nil || *cfg.Cwd == "" {
+		s.dir, err = acct.Home, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(s.dir); err != nil || !fi.IsDir() {
+		return nil, errdefs.New(errdefs.InvalidArgument, "cwd %q is not a directory", s.dir)
+	}
+	if s.path, err = lookPath(cfg.GetCmd(), envValue(s.env, "PATH"), s.dir); err != nil {
+		return nil, err
+	}
+	if s.cred, err = acct.credential(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// spawn starts the process of s, registers it and subscribes its starter,
+// so the starter sees all output. Readers and the waiter run as goroutines
+// owned by the agent.
+func (a *Agent) spawn(s *spawnSpec) (*proc, *subscriber, error) {
+	if a.ctx.Err() != nil {
+		return nil, nil, errdefs.New(errdefs.Unavailable, "agent is closing")
+	}
+	tag := s.req.GetTag()
+	if err := a.procs.reserveTag(tag); err != nil {
+		return nil, nil, err
+	}
+	a.procs.spawnMu.RLock()
+	defer a.procs.spawnMu.RUnlock()
+	p, sub, err := a.fork(s)
+	if err != nil {
+		a.procs.releaseTag(tag)
+		return nil, nil, err
+	}
+	a.procs.add(p)
+	a.log.Info("process started", "pid", p.pid, "tag", tag, "cmd", filepath.Base(s.path), "user", s.acct.Name, "pty", p.tty != nil)
+	readers := &sync.WaitGroup{}
+	for _, o := range p.outs {
+		readers.Add(1)
+		a.goOwned(func() { defer readers.Done(); p.pump(o) })
+	}
+	a.goOwned(func() { a.await(p, readers, s.timeout) })
+	return p, sub, nil
+}
+
+// fork starts the child with its stdio wired up.
+// Preconditions: procs.spawnMu is held shared.
+func (a *Agent) fork(s *spawnSpec) (*proc, *subscriber, error) {
+	cfg := s.req.GetProcess()
+	cmd := &exec.Cmd{
+		Path: s.path, Args: append([]string{cfg.GetCmd()}, cfg.GetArgs()...),
+		Env: s.env, Dir: s.dir,
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Credential: s.cred},
+	}
+	p := &proc{tag: s.req.GetTag(), cfg: cfg, cmd: cmd, subs: map[*subscriber]struct{}{}}
+	var childEnds []*os.File
+	var err error
+	if s.req.Pty != nil {
+		childEnds, err = p.wirePTY(s.req.GetPty(), s.cred)
+	} else {
+		childEnds, err = p.wirePipes(s.req.GetStdin())
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("set up stdio: %w", err)
+	}
+	sub, _ := p.subscribe()
+	err = cmd.Start()
+	closeAll(childEnds)
+	if err != nil {
+		p.closeParentEnds()
+		return nil, nil, errdefs.Wrap(errdefs.InvalidArgument, err, "start %s", cfg.GetCmd())
+	}
+	p.pid = uint32(cmd.Process.Pid)
+	return p, sub, nil
+}
+
+// wirePipes gives the child pipes for stdout and stderr and, when
+// withStdin, for stdin; otherwise its stdin is /dev/null. It returns the
+// child's ends, which the caller closes after the start.
+func (p *proc) wirePipes(withStdin bool) ([]*os.File, error) {
+	var child []*os.File
+	fail := func(err error) ([]*os.File, error) {
+		closeAll(child)
+		p.closeParentEnds()
+		return nil, err
+	}
+	for _, kind := range []outputKind{outStdout, outStderr} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		child = append(child, w)
+		p.outs = append(p.outs, output{f: r, kind: kind})
+	}
+	p.cmd.Stdout, p.cmd.Stderr = child[0], child[1]
+	if !withStdin {
+		null, err := os.Open(os.DevNull)
+		if err != nil {
+			return fail(err)
+		}
+		p.cmd.Stdin = null
+		return append(child, null), nil
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fail(err)
+	}
+	p.cmd.Stdin, p.stdin = r, w
+	return append(child, r), nil
+}
+
+// wirePTY gives the child a new terminal of the requested size as its
+// controlling terminal and stdio.
+func (p *proc) wirePTY(req *pb.PTY, cred *syscall.Credential) ([]*os.File, error) {
+	master, tty, err := pty.Open()
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) ([]*os.File, error) {
+		master.Close()
+		tty.Close()
+		return nil, err
+	}
+	if sz := req.GetSize(); sz != nil {
+		if err := pty.Setsize(master, &pty.Winsize{Rows: uint16(sz.Rows), Cols: uint16(sz.Cols)}); err != nil {
+			return fail(err)
+		}
+	}
+	if cred != nil {
+		if err := tty.Chown(int(cred.Uid), int(cred.Gid)); err != nil {
+			return fail(err)
+		}
+	}
+	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = tty, tty, tty
+	p.cmd.SysProcAttr.Setctty = true
+	p.cmd.SysProcAttr.Ctty = 0 // the child's stdin
+	p.tty = master
+	p.outs = []output{{f: master, kind: outPTY}}
+	return []*os.File{tty}, nil
+}
+
+// closeParentEnds closes the agent's ends of the child's stdio.
+func (p *proc) closeParentEnds() {
+	for _, o := range p.outs {
+		o.f.Close()
+	}
+	p.inMu.Lock()
+	if p.stdin != nil {
+		p.stdin.Close()
+		p.stdin = nil
+	}
+	p.inMu.Unlock()
+}
+
+// await waits for the process to exit, lets the readers drain its output,
+// then sends the end event and forgets the process. With a timeout it kills
+// the process tree when the timeout passes first.
+func (a *Agent) await(p *proc, readers *sync.WaitGroup, timeout time.Duration) {
+	if timeout > 0 {
+		t := time.AfterFunc(timeout, func() { _ = p.signal(syscall.SIGKILL) })
+		defer t.Stop()
+	}
+	err := p.cmd.Wait()
+	deadline := time.Now()
+	if p.tty != nil {
+		deadline = deadline.Add(ptyDrainGrace)
+	}
+	for _, o := range p.outs {
+		_ = o.f.SetReadDeadline(deadline)
+	}
+	readers.Wait()
+	p.closeParentEnds()
+	ev := endEvent(p.cmd.ProcessState, err)
+	a.log.Info("process ended", "pid", p.pid, "status", ev.GetEnd().GetStatus())
+	p.publish(ev, true)
+	a.procs.remove(p)
+}
+
+// lookPath finds cmd like a shell would with the child's PATH; a cmd with a
+// slash is taken as a path, relative to dir.
+func lookPath(cmd, pathEnv, dir string) (string, error) {
+	if strings.Contains(cmd, "/") {
+		p := cmd
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if isExecutable(p) {
+			return p, nil
+		}
+		return "", errdefs.New(errdefs.InvalidArgument, "executable %q not found", cmd)
+	}
+	for _, d := range filepath.SplitList(pathEnv) {
+		if d == "" {
+			d = "."
+		}
+		p := filepath.Join(d, cmd)
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if isExecutable(p) {
+			return p, nil
+		}
+	}
+	return "", errdefs.New(errdefs.InvalidArgument, "executable %q not found in PATH", cmd)
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+}
+
+// envValue returns the value of key in env, "K=V" entries.
+func envValue(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func closeAll(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}

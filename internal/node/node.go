@@ -1,0 +1,220 @@
+// Package node is den's data plane on one host: it runs the sandboxes the
+// replicated store assigns to this node on a runtime driver and writes what
+// happened back to the store. The server never calls a driver directly; it
+// asks a node (in-process for `den up`, over the node channel in a cluster).
+//
+// Invariants:
+//   - A sandbox record reaches state running only after the driver returned
+//     its handle, and the handle is stored with that same write, so a crash
+//     at any point leaves a record the next Recover can settle.
+//   - Operations on one sandbox are serialised by a per-ID lock.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/store"
+)
+
+// ImageResolver turns an image reference into a prepared root filesystem.
+type ImageResolver interface {
+	Rootfs(ref string) (driver.Image, error)
+}
+
+// Config wires a Node.
+type Config struct {
+	// ID names this node in sandbox records.
+	ID     string
+	Driver driver.Driver
+	Images ImageResolver
+	Store  *store.Store
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Validate reports a missing dependency.
+func (c *Config) Validate() error {
+	switch {
+	case c.ID == "":
+		return errdefs.New(errdefs.InvalidArgument, "node config: ID is required")
+	case c.Driver == nil || c.Images == nil || c.Store == nil:
+		return errdefs.New(errdefs.InvalidArgument, "node config: Driver, Images and Store are required")
+	}
+	return nil
+}
+
+// Node runs sandboxes on one host.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	locks keyedMutex
+}
+
+// New returns a Node; call Recover before serving.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Node{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// ID is the node's name.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Capabilities of the node's driver.
+func (n *Node) Capabilities() driver.Capabilities { return n.cfg.Driver.Capabilities() }
+
+// Start builds and starts the sandbox whose record (state starting, this
+// node) is already in the store, and records the result: running with its
+// handle, or failed with the reason. It returns the final record.
+func (n *Node) Start(ctx context.Context, id string) (*store.Sandbox, error) {
+	unlock := n.locks.lock(id)
+	defer unlock()
+	sb, err := n.cfg.Store.Snapshot().Sandbox(id)
+	if err != nil {
+		return nil, err
+	}
+	h, err := n.createOnDriver(ctx, sb)
+	if err != nil {
+		n.log.Warn("sandbox start failed", "sandbox", id, "err", err)
+		if _, ferr := n.setState(context.WithoutCancel(ctx), id, func(s *store.Sandbox) {
+			s.State, s.Reason = "failed", err.Error()
+		}); ferr != nil {
+			n.log.Error("record failed sandbox", "sandbox", id, "err", ferr)
+		}
+		return nil, err
+	}
+	return n.setState(context.WithoutCancel(ctx), id, func(s *store.Sandbox) {
+		now := n.cfg.Now()
+		s.State, s.Reason, s.Handle, s.StartedAt = "running", "", h, now
+		if s.TimeoutSec > 0 {
+			s.ExpiresAt = now.Add(time.Duration(s.TimeoutSec) * time.Second)
+		}
+	})
+}
+
+func (n *Node) createOnDriver(ctx context.Context, sb *store.Sandbox) (json.RawMessage, error) {
+	img, err := n.cfg.Images.Rootfs(sb.Image)
+	if err != nil {
+		return nil, fmt.Errorf("resolve image %s: %w", sb.Image, err)
+	}
+	h, err := n.cfg.Driver.Create(ctx, driver.Spec{
+		ID: sb.ID, Image: img, CPUs: sb.CPUs, MemoryMB: sb.MemoryMB, DiskMB: sb.DiskMB,
+		Env: sb.Env, Hostname: hostname(sb),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w", sb.ID, err)
+	}
+	raw, err := json.Marshal(h)
+	if err != nil {
+		_ = n.cfg.Driver.Destroy(context.WithoutCancel(ctx), sb.ID)
+		return nil, fmt.Errorf("encode handle of sandbox %s: %w", sb.ID, err)
+	}
+	return raw, nil
+}
+
+func hostname(sb *store.Sandbox) string {
+	if sb.Name != "" && len(sb.Name) <= 63 {
+		return sb.Name
+	}
+	return sb.ID
+}
+
+// Destroy stops the sandbox and removes its record. It is idempotent.
+func (n *Node) Destroy(ctx context.Context, id string) error {
+	unlock := n.locks.lock(id)
+	defer unlock()
+	if _, err := n.setState(ctx, id, func(s *store.Sandbox) { s.State = "stopping" }); err != nil {
+		if errdefs.IsNotFound(err) {
+			return n.cfg.Driver.Destroy(ctx, id)
+		}
+		return err
+	}
+	if err := n.cfg.Driver.Destroy(ctx, id); err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", id, err)
+	}
+	if err := n.cfg.Store.DeleteSandbox(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete record of sandbox %s: %w", id, err)
+	}
+	return nil
+}
+
+// DialGuest opens a stream to the guest agent of a running sandbox.
+func (n *Node) DialGuest(ctx context.Context, id string) (net.Conn, error) {
+	return n.cfg.Driver.DialGuest(ctx, id)
+}
+
+// Stats reads a sandbox's resource usage; Unsupported when the driver can't.
+func (n *Node) Stats(ctx context.Context, id string) (driver.Stats, error) {
+	sr, ok := n.cfg.Driver.(driver.StatsReader)
+	if !ok {
+		return driver.Stats{}, errdefs.New(errdefs.Unsupported, "runtime %s does not report stats", n.cfg.Driver.Capabilities().Name)
+	}
+	return sr.Stats(ctx, id)
+}
+
+// setState applies change to the stored record with compare-and-set,
+// retrying on conflicts with concurrent writers.
+func (n *Node) setState(ctx context.Context, id string, change func(*store.Sandbox)) (*store.Sandbox, error) {
+	for attempt := 0; ; attempt++ {
+		cur, err := n.cfg.Store.Snapshot().Sandbox(id)
+		if err != nil {
+			return nil, err
+		}
+		next := *cur
+		change(&next)
+		err = n.cfg.Store.UpdateSandbox(ctx, &next)
+		if err == nil || !errdefs.Is(err, errdefs.Conflict) || attempt >= 10 {
+			return &next, err
+		}
+	}
+}
+
+// keyedMutex serialises work per sandbox ID.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*refMutex
+}
+
+type refMutex struct {
+	sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*refMutex{}
+	}
+	m := k.locks[key]
+	if m == nil {
+		m = &refMutex{}
+		k.locks[key] = m
+	}
+	m.refs++
+	k.mu.Unlock()
+	m.Lock()
+	return func() {
+		m.Unlock()
+		k.mu.Lock()
+		if m.refs--; m.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

@@ -1,0 +1,85 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/store"
+)
+
+// Recover settles every sandbox record of this node after a restart:
+// sandboxes whose runtime processes are alive are reattached; the others are
+// marked failed with the reason and their leftovers destroyed. Records caught
+// mid-change (starting, stopping) are finished in the safe direction.
+func (n *Node) Recover(ctx context.Context) error {
+	list, err := n.allOnNode()
+	if err != nil {
+		return err
+	}
+	for _, sb := range list {
+		if err := n.recoverOne(ctx, sb); err != nil {
+			return fmt.Errorf("recover sandbox %s: %w", sb.ID, err)
+		}
+	}
+	return nil
+}
+
+func (n *Node) allOnNode() ([]*store.Sandbox, error) {
+	var out []*store.Sandbox
+	snap := n.cfg.Store.Snapshot()
+	token := ""
+	for {
+		page, next, err := snap.Sandboxes(store.SandboxFilter{Node: n.cfg.ID, Limit: 500, PageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("list sandboxes of node %s: %w", n.cfg.ID, err)
+		}
+		out = append(out, page...)
+		if next == "" {
+			return out, nil
+		}
+		token = next
+	}
+}
+
+func (n *Node) recoverOne(ctx context.Context, sb *store.Sandbox) error {
+	unlock := n.locks.lock(sb.ID)
+	defer unlock()
+	switch sb.State {
+	case "running":
+		return n.reattach(ctx, sb)
+	case "pending", "starting":
+		return n.fail(ctx, sb.ID, "den restarted while the sandbox was starting")
+	case "stopping":
+		if err := n.cfg.Driver.Destroy(ctx, sb.ID); err != nil {
+			return err
+		}
+		return n.cfg.Store.DeleteSandbox(ctx, sb.ID)
+	}
+	return nil
+}
+
+func (n *Node) reattach(ctx context.Context, sb *store.Sandbox) error {
+	var h driver.Handle
+	if err := json.Unmarshal(sb.Handle, &h); err != nil {
+		return n.fail(ctx, sb.ID, "runtime state unreadable: "+err.Error())
+	}
+	if err := n.cfg.Driver.Recover(ctx, &h); err != nil {
+		n.log.Warn("sandbox not recoverable", "sandbox", sb.ID, "err", err)
+		return n.fail(ctx, sb.ID, "sandbox processes were gone after den restarted: "+err.Error())
+	}
+	n.log.Info("sandbox reattached", "sandbox", sb.ID)
+	return nil
+}
+
+// fail destroys what is left of a sandbox and records it as failed.
+func (n *Node) fail(ctx context.Context, id, reason string) error {
+	if err := n.cfg.Driver.Destroy(ctx, id); err != nil {
+		n.log.Warn("destroy leftovers of failed sandbox", "sandbox", id, "err", err)
+	}
+	_, err := n.setState(ctx, id, func(s *store.Sandbox) {
+		s.State, s.Reason, s.Handle = "failed", reason, nil
+	})
+	return err
+}

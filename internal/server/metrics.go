@@ -1,0 +1,41 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the server's Prometheus series, on a registry of its own so
+// several servers can live in one test process.
+type metrics struct {
+	reg            *prometheus.Registry
+	createSeconds  prometheus.Histogram
+	createFailures prometheus.Counter
+	reaped         prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		createSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "den_sandbox_create_seconds",
+			Help:    "Time from a create request to a running sandbox.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 1.6, 14),
+		}),
+		createFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "den_sandbox_create_failures_total", Help: "Sandbox creates that failed.",
+		}),
+		reaped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "den_sandbox_timeouts_total", Help: "Sandboxes removed because their timeout passed.",
+		}),
+	}
+	m.reg.MustRegister(m.createSeconds, m.createFailures, m.reaped,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,93 @@
+package server
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"time"
+
+	"github.com/denhq/den/api/rest"
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// Routing of the guest protocol: a request to
+// /v1/sandboxes/{id}/envd/{path} is authenticated with the den API key,
+// checked against the sandbox's tenant and state, stripped of the API key
+// and forwarded as /{path} to the sandbox's guest agent over the node's
+// guest channel (for gVisor a host unix socket, never the sandbox network).
+// Responses stream back unbuffered, so Connect server streams and /files
+// downloads flow with bounded memory.
+
+type dialGuestFunc func(ctx context.Context, id string) (net.Conn, error)
+
+// guestProxies keeps one reverse proxy, with its own connection pool, per
+// sandbox.
+type guestProxies struct {
+	dial dialGuestFunc
+	mu   sync.Mutex
+	byID map[string]*httputil.ReverseProxy
+}
+
+func newGuestProxies(dial dialGuestFunc) *guestProxies {
+	return &guestProxies{dial: dial, byID: map[string]*httputil.ReverseProxy{}}
+}
+
+func (g *guestProxies) get(id string) *httputil.ReverseProxy {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p := g.byID[id]; p != nil {
+		return p
+	}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return g.dial(ctx, id)
+		},
+		MaxIdleConnsPerHost: 16,
+		MaxConnsPerHost:     512,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
+	}
+	p := &httputil.ReverseProxy{
+		Transport:     tr,
+		FlushInterval: -1,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host, pr.Out.Host = "http", "guest", "guest"
+			pr.Out.URL.Path = "/" + pr.In.PathValue("path")
+			pr.Out.URL.RawPath = ""
+			pr.Out.Header.Del("X-API-Key")
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				return
+			}
+			writeError(w, errdefs.Wrap(errdefs.Unavailable, err, "sandbox %s: guest agent unreachable", id))
+		},
+	}
+	g.byID[id] = p
+	return p
+}
+
+// forget drops the proxy of a sandbox and closes its idle connections.
+func (g *guestProxies) forget(id string) {
+	g.mu.Lock()
+	p := g.byID[id]
+	delete(g.byID, id)
+	g.mu.Unlock()
+	if p != nil {
+		p.Transport.(*http.Transport).CloseIdleConnections()
+	}
+}
+
+func (s *Server) proxyGuest(w http.ResponseWriter, r *http.Request, p principal) error {
+	sb, err := s.lookup(p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if sb.State != rest.StateRunning {
+		return errdefs.New(errdefs.FailedPrecondition, "sandbox %s is %s, not running", sb.ID, sb.State)
+	}
+	s.proxies.get(sb.ID).ServeHTTP(w, r)
+	return nil
+}

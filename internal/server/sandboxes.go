@@ -1,0 +1,246 @@
+package server
+
+import (
+	"crypto/rand"
+	"math"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/denhq/den/api/rest"
+	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/store"
+)
+
+func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request, p principal) error {
+	var req rest.CreateSandboxRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	sb, err := s.newSandboxRecord(req, p)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Images.Get(sb.Image); err != nil {
+		return err
+	}
+	start := s.cfg.Now()
+	if err := s.cfg.Store.CreateSandbox(r.Context(), sb); err != nil {
+		return err
+	}
+	started, err := s.cfg.Node.Start(r.Context(), sb.ID)
+	if err != nil {
+		s.metrics.createFailures.Inc()
+		return err
+	}
+	s.metrics.createSeconds.Observe(s.cfg.Now().Sub(start).Seconds())
+	return writeJSON(w, http.StatusCreated, toREST(started))
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// newSandboxRecord validates req, applies defaults and returns the record
+// to store. Every error is InvalidArgument and names the field.
+func (s *Server) newSandboxRecord(req rest.CreateSandboxRequest, p principal) (*store.Sandbox, error) {
+	applyDefaults(&req)
+	if err := validateCreate(req); err != nil {
+		return nil, err
+	}
+	return &store.Sandbox{
+		ID: newSandboxID(), Name: req.Name, Tenant: p.Tenant, Image: req.Image,
+		State: rest.StateStarting, Runtime: s.cfg.Node.Capabilities().Name, Node: s.cfg.Node.ID(),
+		CPUs: req.CPUs, MemoryMB: req.MemoryMB, DiskMB: req.DiskMB,
+		Env: req.Env, Metadata: req.Metadata, TimeoutSec: *req.Timeout,
+		CreatedAt: s.cfg.Now().UTC(),
+	}, nil
+}
+
+func applyDefaults(req *rest.CreateSandboxRequest) {
+	if req.Image == "" {
+		req.Image = rest.DefaultImage
+	}
+	if req.CPUs == 0 {
+		req.CPUs = rest.DefaultCPUs
+	}
+	if req.MemoryMB == 0 {
+		req.MemoryMB = rest.DefaultMemoryMB
+	}
+	if req.DiskMB == 0 {
+		req.DiskMB = rest.DefaultDiskMB
+	}
+	if req.Timeout == nil {
+		t := int64(rest.DefaultTimeoutSeconds)
+		req.Timeout = &t
+	}
+}
+
+func validateCreate(req rest.CreateSandboxRequest) error {
+	bad := func(format string, args ...any) error { return errdefs.New(errdefs.InvalidArgument, format, args...) }
+	switch {
+	case req.CPUs < 0 || req.CPUs > rest.MaxCPUs || math.IsNaN(req.CPUs):
+		return bad("cpus must be between 0.01 and %d, got %v", rest.MaxCPUs, req.CPUs)
+	case req.CPUs < 0.01:
+		return bad("cpus must be at least 0.01, got %v", req.CPUs)
+	case req.MemoryMB < rest.MinMemoryMB || req.MemoryMB > rest.MaxMemoryMB:
+		return bad("memory_mb must be between %d and %d, got %d", rest.MinMemoryMB, rest.MaxMemoryMB, req.MemoryMB)
+	case req.DiskMB < rest.MinDiskMB || req.DiskMB > rest.MaxDiskMB:
+		return bad("disk_mb must be between %d and %d, got %d", rest.MinDiskMB, rest.MaxDiskMB, req.DiskMB)
+	case *req.Timeout < 0 || *req.Timeout > rest.MaxTimeoutSeconds:
+		return bad("timeout must be between 0 (none) and %d seconds, got %d", rest.MaxTimeoutSeconds, *req.Timeout)
+	case req.Name != "" && !nameRE.MatchString(req.Name):
+		return bad("name %q is invalid: use 1-63 lowercase letters, digits and dashes", req.Name)
+	}
+	for k := range req.Env {
+		if !envKeyRE.MatchString(k) {
+			return bad("env name %q is invalid: use letters, digits and _, not starting with a digit", k)
+		}
+	}
+	for k, v := range req.Metadata {
+		if k == "" || len(k) > 256 || len(v) > 4096 {
+			return bad("metadata key %q is invalid: keys are 1-256 bytes, values at most 4096", k)
+		}
+	}
+	return nil
+}
+
+const idAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+// newSandboxID returns 20 random lowercase letters and digits (~103 bits),
+// usable as a DNS label.
+func newSandboxID() string {
+	b := make([]byte, 20)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = idAlphabet[int(b[i])%len(idAlphabet)]
+	}
+	if b[0] >= '0' && b[0] <= '9' {
+		b[0] = 'a' + b[0] - '0'
+	}
+	return string(b)
+}
+
+// lookup finds a sandbox of p's tenant by ID or name.
+func (s *Server) lookup(p principal, idOrName string) (*store.Sandbox, error) {
+	snap := s.cfg.Store.Snapshot()
+	sb, err := snap.Sandbox(idOrName)
+	if err == nil && sb.Tenant == p.Tenant {
+		return sb, nil
+	}
+	if sb, err := snap.SandboxByName(p.Tenant, idOrName); err == nil {
+		return sb, nil
+	}
+	return nil, errdefs.New(errdefs.NotFound, "sandbox %s not found", idOrName)
+}
+
+func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request, p principal) error {
+	sb, err := s.lookup(p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, toREST(sb))
+}
+
+func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request, p principal) error {
+	f, err := parseListFilter(r, p)
+	if err != nil {
+		return err
+	}
+	page, next, err := s.cfg.Store.Snapshot().Sandboxes(f)
+	if err != nil {
+		return err
+	}
+	out := rest.SandboxList{Sandboxes: make([]rest.Sandbox, 0, len(page)), NextPageToken: next}
+	for _, sb := range page {
+		out.Sandboxes = append(out.Sandboxes, toREST(sb))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func parseListFilter(r *http.Request, p principal) (store.SandboxFilter, error) {
+	q := r.URL.Query()
+	f := store.SandboxFilter{Tenant: p.Tenant, PageToken: q.Get("page_token"), Limit: 100}
+	for _, st := range q["state"] {
+		f.States = append(f.States, strings.Split(st, ",")...)
+	}
+	for _, kv := range q["metadata"] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return f, errdefs.New(errdefs.InvalidArgument, "metadata filter %q is invalid: use key=value", kv)
+		}
+		if f.Metadata == nil {
+			f.Metadata = map[string]string{}
+		}
+		f.Metadata[k] = v
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			return f, errdefs.New(errdefs.InvalidArgument, "limit must be between 1 and 1000, got %q", l)
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+func (s *Server) deleteSandbox(w http.ResponseWriter, r *http.Request, p principal) error {
+	sb, err := s.lookup(p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	s.proxies.forget(sb.ID)
+	if err := s.cfg.Node.Destroy(r.Context(), sb.ID); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) setTimeout(w http.ResponseWriter, r *http.Request, p principal) error {
+	var req rest.SetTimeoutRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if req.Timeout < 0 || req.Timeout > rest.MaxTimeoutSeconds {
+		return errdefs.New(errdefs.InvalidArgument, "timeout must be between 0 (none) and %d seconds, got %d", rest.MaxTimeoutSeconds, req.Timeout)
+	}
+	for attempt := 0; ; attempt++ {
+		sb, err := s.lookup(p, r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		next := *sb
+		next.TimeoutSec, next.ExpiresAt = req.Timeout, time.Time{}
+		if req.Timeout > 0 {
+			next.ExpiresAt = s.cfg.Now().UTC().Add(time.Duration(req.Timeout) * time.Second)
+		}
+		err = s.cfg.Store.UpdateSandbox(r.Context(), &next)
+		if err == nil {
+			return writeJSON(w, http.StatusOK, toREST(&next))
+		}
+		if !errdefs.Is(err, errdefs.Conflict) || attempt >= 10 {
+			return err
+		}
+	}
+}
+
+func toREST(sb *store.Sandbox) rest.Sandbox {
+	out := rest.Sandbox{
+		ID: sb.ID, Name: sb.Name, Image: sb.Image, State: sb.State, Reason: sb.Reason,
+		Runtime: sb.Runtime, Node: sb.Node, CPUs: sb.CPUs, MemoryMB: sb.MemoryMB, DiskMB: sb.DiskMB,
+		Metadata: sb.Metadata, Timeout: sb.TimeoutSec, CreatedAt: sb.CreatedAt,
+	}
+	if !sb.StartedAt.IsZero() {
+		t := sb.StartedAt
+		out.StartedAt = &t
+	}
+	if !sb.ExpiresAt.IsZero() {
+		t := sb.ExpiresAt
+		out.ExpiresAt = &t
+	}
+	return out
+}

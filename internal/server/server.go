@@ -1,0 +1,148 @@
+// Package server is den's control-plane HTTP API: authentication, request
+// validation, the /v1 REST routes, and the proxy that carries the guest
+// protocol to a sandbox's agent. It keeps no state of its own: desired state
+// lives in the replicated store, and sandboxes run on a node.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/denhq/den/api/rest"
+	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/image"
+	"github.com/denhq/den/internal/store"
+)
+
+// Node is what the server needs of the data plane.
+type Node interface {
+	ID() string
+	Capabilities() driver.Capabilities
+	Start(ctx context.Context, id string) (*store.Sandbox, error)
+	Destroy(ctx context.Context, id string) error
+	DialGuest(ctx context.Context, id string) (net.Conn, error)
+}
+
+// Config wires a Server.
+type Config struct {
+	Store   *store.Store
+	Node    Node
+	Images  *image.Store
+	Version string
+	Logger  *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server serves the den API.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	proxies *guestProxies
+	metrics *metrics
+}
+
+// New builds a Server. Call Run to start its background loops.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Node == nil || cfg.Images == nil {
+		return nil, errdefs.New(errdefs.InvalidArgument, "server config: Store, Node and Images are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics()}
+	s.proxies = newGuestProxies(cfg.Node.DialGuest)
+	s.routes()
+	return s, nil
+}
+
+// Handler is the root HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+func (s *Server) routes() {
+	s.mux.Handle("GET /metrics", s.metrics.handler())
+	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	s.handle("GET /v1/info", s.info)
+	s.handle("POST /v1/sandboxes", s.createSandbox)
+	s.handle("GET /v1/sandboxes", s.listSandboxes)
+	s.handle("GET /v1/sandboxes/{id}", s.getSandbox)
+	s.handle("DELETE /v1/sandboxes/{id}", s.deleteSandbox)
+	s.handle("POST /v1/sandboxes/{id}/timeout", s.setTimeout)
+	s.handle("/v1/sandboxes/{id}/envd/{path...}", s.proxyGuest)
+	s.handle("GET /v1/images", s.listImages)
+	s.handle("POST /v1/images", s.importImage)
+	s.handle("GET /v1/images/{ref}", s.getImage)
+	s.handle("DELETE /v1/images/{ref}", s.removeImage)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errdefs.New(errdefs.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+}
+
+// apiHandler is an authenticated handler; a returned error is written as
+// {"code","message"} with the status of its kind.
+type apiHandler func(w http.ResponseWriter, r *http.Request, p principal) error
+
+func (s *Server) handle(pattern string, h apiHandler) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r)
+		if err == nil {
+			err = h(w, r, p)
+		}
+		if err != nil {
+			s.logError(r, err)
+			writeError(w, err)
+		}
+	})
+}
+
+func (s *Server) logError(r *http.Request, err error) {
+	k := errdefs.KindOf(err)
+	if k == errdefs.Internal || k == errdefs.Unavailable {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+}
+
+// writeError writes err as an API error. Internal errors keep their message:
+// den is self-hosted and the operator is the user.
+func writeError(w http.ResponseWriter, err error) {
+	k := errdefs.KindOf(err)
+	writeJSON(w, k.HTTPStatus(), rest.Error{Code: k.Code(), Message: err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// decodeJSON reads a JSON body of at most 1 MiB into v, rejecting unknown fields.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errdefs.New(errdefs.InvalidArgument, "request body is empty: send a JSON object")
+		}
+		return errdefs.Wrap(errdefs.InvalidArgument, err, "invalid JSON body")
+	}
+	return nil
+}
+
+func (s *Server) info(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	return writeJSON(w, http.StatusOK, rest.Info{
+		Version:  s.cfg.Version,
+		Runtimes: []string{s.cfg.Node.Capabilities().Name},
+		Node:     s.cfg.Node.ID(),
+	})
+}

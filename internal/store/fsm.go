@@ -1,0 +1,199 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+
+	"github.com/hashicorp/go-memdb"
+	"github.com/hashicorp/raft"
+
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// fsm applies committed log entries to the in-memory database. Apply,
+// Snapshot and Restore are called by raft from one goroutine; readers use
+// db.Snapshot concurrently, which memdb allows.
+//
+// Invariants: Apply is deterministic (its result depends only on the entry
+// and the prior state), and every object it inserts is freshly decoded and
+// never mutated afterwards.
+type fsm struct {
+	db  *memdb.MemDB
+	log *slog.Logger
+}
+
+var _ raft.FSM = (*fsm)(nil)
+
+func newFSM(log *slog.Logger) (*fsm, error) {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		return nil, fmt.Errorf("new fsm: %w", err)
+	}
+	return &fsm{db: db, log: log}, nil
+}
+
+// applyResult is what Apply returns to the writer through the ApplyFuture.
+type applyResult struct {
+	Index uint64 // raft index of the entry
+	Err   error  // classified rejection; the state is unchanged when set
+}
+
+// Apply implements raft.FSM.
+func (f *fsm) Apply(l *raft.Log) any {
+	t, body, err := decodeCmd(l.Data)
+	if err == nil {
+		err = f.applyCmd(l.Index, t, body)
+	}
+	if err != nil && errdefs.KindOf(err) == errdefs.Internal {
+		f.log.Warn("raft entry not applied", "index", l.Index, "error", err)
+	}
+	return &applyResult{Index: l.Index, Err: err}
+}
+
+func (f *fsm) applyCmd(index uint64, t cmdType, body []byte) error {
+	txn := f.db.Txn(true)
+	defer txn.Abort()
+	var err error
+	switch t {
+	case cmdCreateSandbox:
+		err = applyCreateSandbox(txn, index, body)
+	case cmdUpdateSandbox:
+		err = applyUpdateSandbox(txn, index, body)
+	case cmdDeleteSandbox:
+		err = applyDelete(txn, tableSandboxes, "sandbox", body)
+	case cmdPutAPIKey:
+		err = applyPutAPIKey(txn, body)
+	case cmdDeleteAPIKey:
+		err = applyDelete(txn, tableAPIKeys, "api key", body)
+	default:
+		err = fmt.Errorf("apply: unknown command type %d", byte(t))
+	}
+	if err != nil {
+		return err
+	}
+	txn.Commit()
+	return nil
+}
+
+func decodeBody(t cmdType, body []byte, v any) error {
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("apply %s: decode: %w", t, err)
+	}
+	return nil
+}
+
+func applyCreateSandbox(txn *memdb.Txn, index uint64, body []byte) error {
+	var c sandboxCmd
+	if err := decodeBody(cmdCreateSandbox, body, &c); err != nil {
+		return err
+	}
+	sb := c.Sandbox
+	if sb == nil || sb.ID == "" {
+		return errdefs.New(errdefs.InvalidArgument, "sandbox id is required")
+	}
+	old, err := txn.First(tableSandboxes, indexID, sb.ID)
+	if err != nil {
+		return fmt.Errorf("apply create sandbox %s: %w", sb.ID, err)
+	}
+	if old != nil {
+		return errdefs.New(errdefs.AlreadyExists, "sandbox %s already exists", sb.ID)
+	}
+	return insertSandbox(txn, index, sb)
+}
+
+func applyUpdateSandbox(txn *memdb.Txn, index uint64, body []byte) error {
+	var c sandboxCmd
+	if err := decodeBody(cmdUpdateSandbox, body, &c); err != nil {
+		return err
+	}
+	sb := c.Sandbox
+	if sb == nil || sb.ID == "" {
+		return errdefs.New(errdefs.InvalidArgument, "sandbox id is required")
+	}
+	raw, err := txn.First(tableSandboxes, indexID, sb.ID)
+	if err != nil {
+		return fmt.Errorf("apply update sandbox %s: %w", sb.ID, err)
+	}
+	if raw == nil {
+		return errdefs.New(errdefs.NotFound, "sandbox %s not found", sb.ID)
+	}
+	if cur := raw.(*Sandbox).ModifyIndex; cur != sb.ModifyIndex {
+		return errdefs.New(errdefs.Conflict,
+			"sandbox %s was modified: index %d, expected %d", sb.ID, cur, sb.ModifyIndex)
+	}
+	return insertSandbox(txn, index, sb)
+}
+
+// insertSandbox enforces name uniqueness among live sandboxes, stamps the
+// index and inserts sb, which the caller must not touch afterwards.
+func insertSandbox(txn *memdb.Txn, index uint64, sb *Sandbox) error {
+	if err := checkNameFree(txn, sb); err != nil {
+		return err
+	}
+	sb.ModifyIndex = index
+	if err := txn.Insert(tableSandboxes, sb); err != nil {
+		return fmt.Errorf("insert sandbox %s: %w", sb.ID, err)
+	}
+	return nil
+}
+
+// checkNameFree fails with AlreadyExists when sb is live and named and
+// another live sandbox of the tenant has the same name.
+func checkNameFree(txn *memdb.Txn, sb *Sandbox) error {
+	if sb.Name == "" || IsTerminal(sb.State) {
+		return nil
+	}
+	it, err := txn.Get(tableSandboxes, indexName, sb.Tenant, sb.Name)
+	if err != nil {
+		return fmt.Errorf("check name of sandbox %s: %w", sb.ID, err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		other := raw.(*Sandbox)
+		if other.ID != sb.ID && !IsTerminal(other.State) {
+			return errdefs.New(errdefs.AlreadyExists,
+				"sandbox name %q is taken by sandbox %s", sb.Name, other.ID)
+		}
+	}
+	return nil
+}
+
+func applyDelete(txn *memdb.Txn, table, what string, body []byte) error {
+	var c idCmd
+	if err := json.Unmarshal(body, &c); err != nil {
+		return fmt.Errorf("apply delete %s: decode: %w", what, err)
+	}
+	raw, err := txn.First(table, indexID, c.ID)
+	if err != nil {
+		return fmt.Errorf("apply delete %s %s: %w", what, c.ID, err)
+	}
+	if raw == nil {
+		return errdefs.New(errdefs.NotFound, "%s %s not found", what, c.ID)
+	}
+	if err := txn.Delete(table, raw); err != nil {
+		return fmt.Errorf("apply delete %s %s: %w", what, c.ID, err)
+	}
+	return nil
+}
+
+func applyPutAPIKey(txn *memdb.Txn, body []byte) error {
+	var c apiKeyCmd
+	if err := decodeBody(cmdPutAPIKey, body, &c); err != nil {
+		return err
+	}
+	k := c.Key
+	if k == nil || k.ID == "" || k.Hash == "" {
+		return errdefs.New(errdefs.InvalidArgument, "api key id and hash are required")
+	}
+	raw, err := txn.First(tableAPIKeys, indexHash, k.Hash)
+	if err != nil {
+		return fmt.Errorf("apply put api key %s: %w", k.ID, err)
+	}
+	if raw != nil && raw.(*APIKey).ID != k.ID {
+		return errdefs.New(errdefs.AlreadyExists, "api key hash is already used by key %s", raw.(*APIKey).ID)
+	}
+	if err := txn.Insert(tableAPIKeys, k); err != nil {
+		return fmt.Errorf("apply put api key %s: %w", k.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+)
+
+// Table and index names.
+const (
+	tableSandboxes = "sandboxes"
+	tableAPIKeys   = "api_keys"
+
+	indexID            = "id"
+	indexName          = "name"           // (Tenant, Name), non-unique: terminal sandboxes keep theirs
+	indexCreated       = "created"        // (CreatedAt, ID): list order
+	indexTenantCreated = "tenant_created" // (Tenant, CreatedAt, ID): list order within a tenant
+	indexHash          = "hash"
+	indexTenant        = "tenant"
+)
+
+// schema is the in-memory database layout.
+func schema() *memdb.DBSchema {
+	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+		tableSandboxes: {
+			Name: tableSandboxes,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID:            {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+				indexName:          {Name: indexName, AllowMissing: true, Indexer: tenantNameIndexer{}},
+				indexCreated:       {Name: indexCreated, Unique: true, Indexer: createdIndexer{}},
+				indexTenantCreated: {Name: indexTenantCreated, Unique: true, Indexer: createdIndexer{tenant: true}},
+			},
+		},
+		tableAPIKeys: {
+			Name: tableAPIKeys,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID:     {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+				indexHash:   {Name: indexHash, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Hash"}},
+				indexTenant: {Name: indexTenant, AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Tenant"}},
+			},
+		},
+	}}
+}
+
+// tenantNameIndexer indexes sandboxes by (Tenant, Name); unnamed sandboxes
+// are left out. Args: tenant, name string.
+type tenantNameIndexer struct{}
+
+func (tenantNameIndexer) FromObject(obj any) (bool, []byte, error) {
+	sb, ok := obj.(*Sandbox)
+	if !ok {
+		return false, nil, fmt.Errorf("name index: unexpected %T", obj)
+	}
+	if sb.Name == "" {
+		return false, nil, nil
+	}
+	return true, tenantNameKey(sb.Tenant, sb.Name), nil
+}
+
+func (tenantNameIndexer) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 2 {
+		return nil, fmt.Errorf("name index: want 2 args, got %d", len(args))
+	}
+	tenant, ok1 := args[0].(string)
+	name, ok2 := args[1].(string)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("name index: want string args")
+	}
+	return tenantNameKey(tenant, name), nil
+}
+
+func tenantNameKey(tenant, name string) []byte {
+	return []byte(tenant + "\x00" + name + "\x00")
+}
+
+// createdIndexer orders sandboxes by (CreatedAt, ID), optionally prefixed by
+// Tenant. Keys sort bytewise in that order. Args: [tenant string,]
+// createdAt time.Time, id string; trailing args may be omitted to seek to
+// the start of a range.
+type createdIndexer struct{ tenant bool }
+
+func (ix createdIndexer) FromObject(obj any) (bool, []byte, error) {
+	sb, ok := obj.(*Sandbox)
+	if !ok {
+		return false, nil, fmt.Errorf("created index: unexpected %T", obj)
+	}
+	return true, ix.key(sb.Tenant, sb.CreatedAt, sb.ID), nil
+}
+
+func (ix createdIndexer) FromArgs(args ...any) ([]byte, error) {
+	var key []byte
+	if ix.tenant {
+		if len(args) == 0 {
+			return nil, fmt.Errorf("created index: missing tenant")
+		}
+		tenant, ok := args[0].(string)
+		if !ok {
+			return nil, fmt.Errorf("created index: tenant must be a string")
+		}
+		key = tenantPrefix(tenant)
+		args = args[1:]
+	}
+	if len(args) == 0 {
+		return key, nil
+	}
+	t, ok := args[0].(time.Time)
+	if !ok {
+		return nil, fmt.Errorf("created index: createdAt must be a time.Time")
+	}
+	key = appendTime(key, t)
+	if len(args) > 1 {
+		id, ok := args[1].(string)
+		if !ok {
+			return nil, fmt.Errorf("created index: id must be a string")
+		}
+		key = append(key, id...)
+	}
+	return key, nil
+}
+
+func (ix createdIndexer) key(tenant string, t time.Time, id string) []byte {
+	var key []byte
+	if ix.tenant {
+		key = tenantPrefix(tenant)
+	}
+	return append(appendTime(key, t), id...)
+}
+
+func tenantPrefix(tenant string) []byte { return []byte(tenant + "\x00") }
+
+// appendTime appends t as 12 bytes that sort like the times: seconds with the
+// sign bit flipped, then nanoseconds, both big-endian.
+func appendTime(b []byte, t time.Time) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix())^(1<<63))
+	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+}

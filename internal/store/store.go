@@ -1,0 +1,219 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// Store is den's replicated state. It is safe for concurrent use. Writes go
+// through raft and return once applied locally; reads use [Store.Snapshot].
+type Store struct {
+	log   *slog.Logger
+	fsm   *fsm
+	raft  *raft.Raft
+	bolt  *raftboltdb.BoltStore
+	trans *raft.InmemTransport
+
+	mu        sync.Mutex // orders Watch's wg.Add before Close's wg.Wait
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	done      chan struct{} // closed by Close; stops watchers
+	wg        sync.WaitGroup
+}
+
+// openState is what Open builds step by step; undo tears down what exists.
+type openState struct {
+	cfg   Config
+	log   *slog.Logger
+	fsm   *fsm
+	bolt  *raftboltdb.BoltStore
+	snaps raft.SnapshotStore
+	trans *raft.InmemTransport
+	raft  *raft.Raft
+}
+
+// Open opens the state in cfg.Dir: it bootstraps a one-voter cluster on the
+// first start and recovers snapshot and log on later ones, then waits until
+// this node leads and has applied every committed entry. ctx bounds the
+// wait; when it ends first Open fails with Unavailable.
+//
+// Only one Store may have a Dir open at a time (the bolt file is locked).
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, errdefs.Wrap(errdefs.InvalidArgument, err, "open store")
+	}
+	st := &openState{cfg: cfg, log: cfg.logger()}
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"create dir", st.createDir},
+		{"open log store", st.openBolt},
+		{"open snapshot store", st.openSnapshots},
+		{"new fsm", st.newFSM},
+		{"bootstrap", st.bootstrap},
+		{"start raft", st.startRaft},
+		{"wait for leadership", st.waitLeader},
+	}
+	for _, step := range steps {
+		if err := step.fn(ctx); err != nil {
+			st.undo()
+			return nil, fmt.Errorf("open store %s: %s: %w", cfg.Dir, step.name, err)
+		}
+	}
+	st.log.Info("store open", "dir", cfg.Dir, "node_id", cfg.NodeID,
+		"last_index", st.raft.LastIndex())
+	return &Store{
+		log: st.log, fsm: st.fsm, raft: st.raft, bolt: st.bolt, trans: st.trans,
+		done: make(chan struct{}),
+	}, nil
+}
+
+func (st *openState) createDir(context.Context) error {
+	return os.MkdirAll(st.cfg.Dir, 0o700)
+}
+
+func (st *openState) openBolt(context.Context) error {
+	b, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(st.cfg.Dir, "raft.db"),
+		// Fail rather than hang when another process holds the file.
+		BoltOptions: &bbolt.Options{Timeout: time.Second},
+	})
+	if err != nil {
+		return err
+	}
+	st.bolt = b
+	return nil
+}
+
+func (st *openState) openSnapshots(context.Context) error {
+	s, err := raft.NewFileSnapshotStoreWithLogger(st.cfg.Dir, raftSnapshotsRetained,
+		newHclogAdapter(st.log, "raft-snapshots"))
+	if err != nil {
+		return err
+	}
+	st.snaps = s
+	return nil
+}
+
+func (st *openState) newFSM(context.Context) error {
+	f, err := newFSM(st.log)
+	st.fsm = f
+	return err
+}
+
+// bootstrap writes the initial one-voter configuration on first start.
+// The in-memory transport's address is the node ID, so the configuration
+// stays valid across restarts.
+func (st *openState) bootstrap(context.Context) error {
+	_, st.trans = raft.NewInmemTransport(raft.ServerAddress(st.cfg.NodeID))
+	has, err := raft.HasExistingState(st.bolt, st.bolt, st.snaps)
+	if err != nil || has {
+		return err
+	}
+	conf := raft.Configuration{Servers: []raft.Server{{
+		Suffrage: raft.Voter,
+		ID:       raft.ServerID(st.cfg.NodeID),
+		Address:  st.trans.LocalAddr(),
+	}}}
+	return raft.BootstrapCluster(st.cfg.raftConfig(), st.bolt, st.bolt, st.snaps, st.trans, conf)
+}
+
+func (st *openState) startRaft(context.Context) error {
+	r, err := raft.NewRaft(st.cfg.raftConfig(), st.fsm, st.bolt, st.bolt, st.snaps, st.trans)
+	if err != nil {
+		return err
+	}
+	st.raft = r
+	return nil
+}
+
+// waitLeader waits for leadership, then for a barrier so that every entry
+// committed before this start is applied to the FSM.
+func (st *openState) waitLeader(ctx context.Context) error {
+	for st.raft.State() != raft.Leader {
+		select {
+		case <-st.raft.LeaderCh():
+		case <-ctx.Done():
+			return errdefs.Wrap(errdefs.Unavailable, ctx.Err(), "no leader")
+		}
+	}
+	return mapRaftErr(st.raft.Barrier(timeoutOf(ctx)).Error())
+}
+
+func (st *openState) undo() {
+	if st.raft != nil {
+		if err := st.raft.Shutdown().Error(); err != nil {
+			st.log.Warn("undo open: raft shutdown", "error", err)
+		}
+	}
+	if st.trans != nil {
+		st.trans.Close()
+	}
+	if st.bolt != nil {
+		if err := st.bolt.Close(); err != nil {
+			st.log.Warn("undo open: close log store", "error", err)
+		}
+	}
+}
+
+// Close stops watchers and raft and closes the log store. Writes after
+// Close fail with Unavailable; snapshots taken before stay readable. Close
+// is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed.Store(true)
+		close(s.done)
+		s.mu.Unlock()
+		s.wg.Wait()
+		err := s.raft.Shutdown().Error()
+		s.trans.Close()
+		s.closeErr = errors.Join(err, s.bolt.Close())
+		if s.closeErr != nil {
+			s.closeErr = fmt.Errorf("close store: %w", s.closeErr)
+		}
+	})
+	return s.closeErr
+}
+
+// timeoutOf turns ctx's deadline into a raft timeout; 0 means none.
+func timeoutOf(ctx context.Context) time.Duration {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 0
+	}
+	if left := time.Until(d); left > 0 {
+		return left
+	}
+	return time.Nanosecond
+}
+
+// mapRaftErr classifies raft's errors: everything that means "not now,
+// maybe elsewhere" is Unavailable.
+func mapRaftErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, raft.ErrAbortedByRestore),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return errdefs.Wrap(errdefs.Unavailable, err, "state store unavailable")
+	}
+	return err
+}

@@ -1,0 +1,167 @@
+package den
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+
+	"github.com/denhq/den/api/envd/filesystem/filesystemconnect"
+	"github.com/denhq/den/api/envd/process/processconnect"
+	"github.com/denhq/den/api/rest"
+)
+
+// Sandbox is a handle on one sandbox: the sandbox as the API last showed it
+// plus the operations that run inside it (processes, files), which go
+// through the server's proxy to the sandbox's guest agent. A Sandbox is
+// safe for concurrent use; its rest.Sandbox fields are a snapshot: call
+// Client.Get for a fresh one.
+type Sandbox struct {
+	rest.Sandbox
+
+	c    *Client
+	user string
+	proc processconnect.ProcessClient
+	fs   filesystemconnect.FilesystemClient
+}
+
+// Sandbox returns a handle on the sandbox with the given ID without asking
+// the server; only ID is set among the rest.Sandbox fields.
+func (c *Client) Sandbox(id string) *Sandbox {
+	return c.handle(rest.Sandbox{ID: id}, "")
+}
+
+func (c *Client) handle(s rest.Sandbox, user string) *Sandbox {
+	sb := &Sandbox{Sandbox: s, c: c, user: user}
+	hc := &guestDoer{hc: c.hc, apiKey: c.apiKey, user: user}
+	sb.proc = processconnect.NewProcessClient(hc, sb.guestURL())
+	sb.fs = filesystemconnect.NewFilesystemClient(hc, sb.guestURL())
+	return sb
+}
+
+// AsUser returns a handle that runs processes and file operations as the
+// given user of the sandbox ("" means the guest's default user). The
+// receiver is unchanged.
+func (s *Sandbox) AsUser(user string) *Sandbox { return s.c.handle(s.Sandbox, user) }
+
+// User returns the user this handle acts as ("" = the guest's default).
+func (s *Sandbox) User() string { return s.user }
+
+// guestURL is the base URL of the sandbox's guest protocol on the server.
+func (s *Sandbox) guestURL() string {
+	return s.c.endpoint("/v1/sandboxes/"+url.PathEscape(s.ID)+rest.GuestPathPrefix, nil)
+}
+
+func sandboxPath(id string) string { return "/v1/sandboxes/" + url.PathEscape(id) }
+
+// Create creates a sandbox and returns it once the server answers (the
+// server decides whether that is before or after it is running; check
+// State). Zero fields of req take the server's defaults.
+func (c *Client) Create(ctx context.Context, req rest.CreateSandboxRequest) (*Sandbox, error) {
+	var s rest.Sandbox
+	if err := c.doJSON(ctx, http.MethodPost, "/v1/sandboxes", nil, req, &s); err != nil {
+		return nil, fmt.Errorf("create sandbox: %w", err)
+	}
+	return c.handle(s, ""), nil
+}
+
+// Get returns the sandbox with the given ID or name.
+func (c *Client) Get(ctx context.Context, idOrName string) (*Sandbox, error) {
+	var s rest.Sandbox
+	if err := c.doJSON(ctx, http.MethodGet, sandboxPath(idOrName), nil, nil, &s); err != nil {
+		return nil, fmt.Errorf("get sandbox %s: %w", idOrName, err)
+	}
+	return c.handle(s, ""), nil
+}
+
+// ListOptions filter and page a sandbox listing. Zero fields do not filter.
+type ListOptions struct {
+	// State keeps only sandboxes in this state (rest.StateRunning, ...).
+	State string
+	// Metadata keeps only sandboxes whose metadata has all these pairs.
+	Metadata map[string]string
+	// Limit is the page size; 0 means the server's default.
+	Limit int
+	// PageToken continues a listing from a previous page's NextPageToken.
+	PageToken string
+}
+
+func (o ListOptions) query() url.Values {
+	q := url.Values{}
+	if o.State != "" {
+		q.Set("state", o.State)
+	}
+	keys := make([]string, 0, len(o.Metadata))
+	for k := range o.Metadata {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		q.Add("metadata", k+"="+o.Metadata[k])
+	}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.PageToken != "" {
+		q.Set("page_token", o.PageToken)
+	}
+	return q
+}
+
+// List returns one page of sandboxes.
+func (c *Client) List(ctx context.Context, opts ListOptions) (*rest.SandboxList, error) {
+	var l rest.SandboxList
+	if err := c.doJSON(ctx, http.MethodGet, "/v1/sandboxes", opts.query(), nil, &l); err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	return &l, nil
+}
+
+// All iterates over every sandbox matching opts, fetching pages as needed,
+// starting at opts.PageToken. A failed page yields the error once and ends
+// the iteration.
+func (c *Client) All(ctx context.Context, opts ListOptions) iter.Seq2[rest.Sandbox, error] {
+	return func(yield func(rest.Sandbox, error) bool) {
+		for {
+			page, err := c.List(ctx, opts)
+			if err != nil {
+				yield(rest.Sandbox{}, err)
+				return
+			}
+			for _, s := range page.Sandboxes {
+				if !yield(s, nil) {
+					return
+				}
+			}
+			if page.NextPageToken == "" {
+				return
+			}
+			opts.PageToken = page.NextPageToken
+		}
+	}
+}
+
+// Delete deletes the sandbox with the given ID or name.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	if err := c.doJSON(ctx, http.MethodDelete, sandboxPath(id), nil, nil, nil); err != nil {
+		return fmt.Errorf("delete sandbox %s: %w", id, err)
+	}
+	return nil
+}
+
+// Delete deletes this sandbox.
+func (s *Sandbox) Delete(ctx context.Context) error { return s.c.Delete(ctx, s.ID) }
+
+// SetTimeout sets the sandbox's timeout to seconds from now (0 removes it)
+// and returns the updated sandbox.
+func (c *Client) SetTimeout(ctx context.Context, id string, seconds int64) (*Sandbox, error) {
+	var s rest.Sandbox
+	in := rest.SetTimeoutRequest{Timeout: seconds}
+	if err := c.doJSON(ctx, http.MethodPost, sandboxPath(id)+"/timeout", nil, in, &s); err != nil {
+		return nil, fmt.Errorf("set timeout of sandbox %s: %w", id, err)
+	}
+	return c.handle(s, ""), nil
+}
