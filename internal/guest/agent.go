@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/denhq/den/api/envd/filesystem/filesystemconnect"
 	"github.com/denhq/den/api/envd/process/processconnect"
@@ -41,6 +42,8 @@ type Agent struct {
 	users userDB
 	procs *procTable
 	watch *watchers
+
+	slowSubscriber time.Duration // see defaultSlowSubscriber; tests lower it
 
 	ctx    context.Context // cancelled by Close; stops owned goroutines
 	cancel context.CancelFunc
@@ -71,7 +74,7 @@ func newAgent(cfg Config, users userDB) *Agent {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &Agent{cfg: cfg, log: log, users: users, ctx: ctx, cancel: cancel}
+	a := &Agent{cfg: cfg, log: log, users: users, ctx: ctx, cancel: cancel, slowSubscriber: defaultSlowSubscriber}
 	a.procs = newProcTable()
 	a.watch = newWatchers()
 	return a

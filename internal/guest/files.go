@@ -187,7 +187,7 @@ func writeAtomic(acct *account, path string, r io.Reader) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if _, err := io.Copy(tmp, r); err != nil {
+	if _, err := io.Copy(tmp, bodyReader{r}); err != nil {
 		return classifyFS(err, "write %s", path)
 	}
 	if err := tmp.Close(); err != nil {
@@ -204,4 +204,16 @@ func writeAtomic(acct *account, path string, r io.Reader) (err error) {
 		return err
 	}
 	return classifyFS(os.Rename(tmp.Name(), path), "rename to %s", path)
+}
+
+// bodyReader marks errors reading an upload as the client's (InvalidArgument)
+// so that they are not mistaken for errors writing to disk.
+type bodyReader struct{ r io.Reader }
+
+func (b bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = errdefs.Wrap(errdefs.InvalidArgument, err, "read upload body")
+	}
+	return n, err
 }

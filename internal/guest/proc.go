@@ -22,10 +22,10 @@ const (
 	subscriberQueue = 256
 	// readChunk is the size of one read of a process's output.
 	readChunk = 32 << 10
-	// slowSubscriberTimeout is how long output waits for a subscriber whose
+	// defaultSlowSubscriber is how long output waits for a subscriber whose
 	// queue is full before that subscriber is dropped. Output is never held
 	// longer, so a stuck client cannot stall a process for good.
-	slowSubscriberTimeout = 5 * time.Second
+	defaultSlowSubscriber = 5 * time.Second
 	// ptyDrainGrace is how long PTY output is still read after the process
 	// exits: the kernel hands slave writes to the master asynchronously.
 	ptyDrainGrace = 200 * time.Millisecond
@@ -142,6 +142,8 @@ type proc struct {
 	inMu  sync.Mutex
 	stdin *os.File // write end of stdin; nil when absent or closed
 
+	slow time.Duration // how long to wait for a full subscriber
+
 	mu    sync.Mutex
 	subs  map[*subscriber]struct{}
 	ended bool
@@ -201,7 +203,7 @@ func (p *proc) publish(ev *pb.ProcessEvent, end bool) {
 	}
 }
 
-// deliver queues ev for s, waiting at most slowSubscriberTimeout for room
+// deliver queues ev for s, waiting at most p.slow for room
 // before dropping s.
 func (p *proc) deliver(s *subscriber, ev *pb.ProcessEvent) {
 	select {
@@ -211,7 +213,7 @@ func (p *proc) deliver(s *subscriber, ev *pb.ProcessEvent) {
 		return
 	default:
 	}
-	t := time.NewTimer(slowSubscriberTimeout)
+	t := time.NewTimer(p.slow)
 	defer t.Stop()
 	select {
 	case s.ch <- ev:

@@ -35,14 +35,8 @@ func (a *Agent) prepare(req *pb.StartRequest, acct *account) (*spawnSpec, error)
 	}
 	s := &spawnSpec{req: req, acct: acct, env: acct.environ(a.cfg.Env, cfg.GetEnvs())}
 	var err error
-	if s.dir, err = acct.resolvePath(cfg.GetCwd()); cfg.Cwd == nil || *cfg.Cwd == "" {
-		s.dir, err = acct.Home, nil
-	}
-	if err != nil {
+	if s.dir, err = workDir(acct, cfg.GetCwd()); err != nil {
 		return nil, err
-	}
-	if fi, err := os.Stat(s.dir); err != nil || !fi.IsDir() {
-		return nil, errdefs.New(errdefs.InvalidArgument, "cwd %q is not a directory", s.dir)
 	}
 	if s.path, err = lookPath(cfg.GetCmd(), envValue(s.env, "PATH"), s.dir); err != nil {
 		return nil, err
@@ -51,6 +45,25 @@ func (a *Agent) prepare(req *pb.StartRequest, acct *account) (*spawnSpec, error)
 		return nil, err
 	}
 	return s, nil
+}
+
+// workDir resolves a requested cwd. Without one a process starts in the
+// user's home, or in / when the home does not exist (as for "nobody").
+func workDir(acct *account, cwd string) (string, error) {
+	if cwd == "" {
+		if fi, err := os.Stat(acct.Home); err == nil && fi.IsDir() {
+			return acct.Home, nil
+		}
+		return "/", nil
+	}
+	dir, err := acct.resolvePath(cwd)
+	if err != nil {
+		return "", err
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return "", errdefs.New(errdefs.InvalidArgument, "cwd %q is not a directory", dir)
+	}
+	return dir, nil
 }
 
 // spawn starts the process of s, registers it and subscribes its starter,
@@ -91,7 +104,7 @@ func (a *Agent) fork(s *spawnSpec) (*proc, *subscriber, error) {
 		Env: s.env, Dir: s.dir,
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Credential: s.cred},
 	}
-	p := &proc{tag: s.req.GetTag(), cfg: cfg, cmd: cmd, subs: map[*subscriber]struct{}{}}
+	p := &proc{tag: s.req.GetTag(), cfg: cfg, cmd: cmd, slow: a.slowSubscriber, subs: map[*subscriber]struct{}{}}
 	var childEnds []*os.File
 	var err error
 	if s.req.Pty != nil {

@@ -15,10 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
 
@@ -46,7 +46,7 @@ func (s *Store) ImportDir(ctx context.Context, dir string, name string, cfg Conf
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	diffID, size, err := s.unpackDirLayer(ctx, pr)
+	diffID, size, err := s.unpackLayer(ctx, pr, "")
 	pr.CloseWithError(errors.New("unpack stopped"))
 	if werr := <-done; err == nil && werr != nil {
 		err = werr
@@ -61,16 +61,6 @@ func (s *Store) ImportDir(ctx context.Context, dir string, name string, cfg Conf
 	}
 	img := &Image{Name: name, ID: digestOf(raw), Layers: []string{diffID}, Config: cfg}
 	return s.record(img, map[string]int64{diffID: size})
-}
-
-// unpackDirLayer unpacks r as a new layer and pins it (the caller unpins).
-func (s *Store) unpackDirLayer(ctx context.Context, r io.Reader) (string, int64, error) {
-	diffID, size, err := s.unpackLayer(ctx, r, "")
-	if err != nil {
-		return "", 0, err
-	}
-	s.pin([]string{diffID})
-	return diffID, size, nil
 }
 
 func mustHash(s string) v1.Hash {

@@ -80,13 +80,10 @@ func (idx *index) byName(name string) *Image {
 	return nil
 }
 
-// lookup resolves ref: an exact name, the name with ":latest" added, then a
-// full ID or a unique prefix of an ID's hex digest.
+// lookup resolves ref: a name (see lookupName), then a full ID or a unique
+// prefix of an ID's hex digest.
 func (idx *index) lookup(ref string) (*Image, error) {
-	if img := idx.byName(ref); img != nil {
-		return img, nil
-	}
-	if img := idx.byName(withLatest(ref)); img != nil {
+	if img := idx.lookupName(ref); img != nil {
 		return img, nil
 	}
 	hex := strings.TrimPrefix(ref, "sha256:")
@@ -110,6 +107,21 @@ func (idx *index) lookup(ref string) (*Image, error) {
 		return nil, errdefs.New(errdefs.NotFound, "image %q not found", ref)
 	}
 	return found, nil
+}
+
+// lookupName finds the image named ref, or ref with ":latest" added or
+// removed; nil if none.
+func (idx *index) lookupName(ref string) *Image {
+	if img := idx.byName(ref); img != nil {
+		return img
+	}
+	if img := idx.byName(withLatest(ref)); img != nil {
+		return img
+	}
+	if short, ok := strings.CutSuffix(ref, ":latest"); ok {
+		return idx.byName(short)
+	}
+	return nil
 }
 
 func (img *Image) clone() Image {

@@ -136,7 +136,9 @@ func (s *Store) ensureLayer(ctx context.Context, diffID string, open func() (io.
 
 // unpackLayer unpacks the uncompressed layer tar r into a temporary directory,
 // checks its digest against want (unless want is ""), and renames it into
-// layers/ when complete. It returns the diff ID and the tar's size.
+// layers/ when complete. It returns the diff ID and the tar's size. A layer
+// unpacked without a wanted digest is returned pinned (the caller unpins):
+// only then is its diff ID known before it is published.
 func (s *Store) unpackLayer(ctx context.Context, r io.Reader, want string) (string, int64, error) {
 	tmp, err := os.MkdirTemp(s.tmpDir(), "layer-")
 	if err != nil {
@@ -161,7 +163,13 @@ func (s *Store) unpackLayer(ctx context.Context, r io.Reader, want string) (stri
 	if err := syncFS(tmp); err != nil {
 		return "", 0, err
 	}
+	if want == "" {
+		s.pin([]string{got})
+	}
 	if err := s.publishLayer(tmp, got); err != nil {
+		if want == "" {
+			s.unpin([]string{got})
+		}
 		return "", 0, err
 	}
 	return got, cr.n, nil

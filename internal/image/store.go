@@ -105,9 +105,9 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) layersDir() string          { return filepath.Join(s.dir, "layers") }
-func (s *Store) tmpDir() string             { return filepath.Join(s.dir, "tmp") }
-func (s *Store) indexPath() string          { return filepath.Join(s.dir, "index.json") }
+func (s *Store) layersDir() string { return filepath.Join(s.dir, "layers") }
+func (s *Store) tmpDir() string    { return filepath.Join(s.dir, "tmp") }
+func (s *Store) indexPath() string { return filepath.Join(s.dir, "index.json") }
 func (s *Store) layerDir(diffID string) string {
 	return filepath.Join(s.layersDir(), strings.TrimPrefix(diffID, "sha256:"))
 }
@@ -208,7 +208,7 @@ func (s *Store) Remove(ref string) error {
 	if err != nil {
 		return fmt.Errorf("remove image: %w", err)
 	}
-	byName := img.Name == ref || img.Name == withLatest(ref)
+	byName := s.idx.lookupName(ref) != nil
 	next := s.idx.clone()
 	next.Images = slices.DeleteFunc(next.Images, func(i Image) bool {
 		if byName {

@@ -62,7 +62,7 @@ func unpackTar(ctx context.Context, r io.Reader, root string) error {
 			return fmt.Errorf("read layer tar: %w", err)
 		}
 		if err := u.entry(hdr, tr); err != nil {
-			return fmt.Errorf("unpack %q: %w", hdr.Name, err)
+			return fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}
 	}
 	return u.finish()
@@ -73,7 +73,7 @@ func unpackTar(ctx context.Context, r io.Reader, root string) error {
 func cleanName(name string) (string, error) {
 	for _, el := range strings.Split(name, "/") {
 		if el == ".." {
-			return "", errdefs.New(errdefs.InvalidArgument, "path traversal: entry %q leaves the layer", name)
+			return "", errdefs.New(errdefs.InvalidArgument, "path traversal: %q leaves the layer", name)
 		}
 	}
 	return strings.TrimPrefix(path.Clean("/"+name), "/"), nil
@@ -245,7 +245,7 @@ func (u *unpacker) clear(rel string, isDir bool) error {
 // whiteout turns the OCI whiteout of name in dir into an overlayfs whiteout:
 // a 0:0 character device.
 func (u *unpacker) whiteout(dir, name string) error {
-	if name == "" || name == "." || strings.HasPrefix(name, whiteoutPrefix) {
+	if name == "" || name == "." || name == ".." || strings.HasPrefix(name, whiteoutPrefix) {
 		return errdefs.New(errdefs.InvalidArgument, "invalid whiteout name %q", whiteoutPrefix+name)
 	}
 	if err := u.ensureDir(dir); err != nil {

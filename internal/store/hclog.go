@@ -20,6 +20,12 @@ type hclogAdapter struct {
 
 var _ hclog.Logger = (*hclogAdapter)(nil)
 
+// benignRaftWarnings are warnings raft logs on every normal start of a
+// single voter; they would teach operators to ignore warnings.
+var benignRaftWarnings = map[string]bool{
+	"heartbeat timeout reached, starting election": true,
+}
+
 func newHclogAdapter(l *slog.Logger, name string) *hclogAdapter {
 	return &hclogAdapter{log: l, name: name}
 }
@@ -33,6 +39,9 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	case hclog.Error:
 		lvl = slog.LevelError
 	default:
+		return
+	}
+	if benignRaftWarnings[msg] {
 		return
 	}
 	all := make([]any, 0, len(a.args)+len(args)+2)

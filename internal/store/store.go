@@ -21,7 +21,6 @@ import (
 // Store is den's replicated state. It is safe for concurrent use. Writes go
 // through raft and return once applied locally; reads use [Store.Snapshot].
 type Store struct {
-	log   *slog.Logger
 	fsm   *fsm
 	raft  *raft.Raft
 	bolt  *raftboltdb.BoltStore
@@ -78,7 +77,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	st.log.Info("store open", "dir", cfg.Dir, "node_id", cfg.NodeID,
 		"last_index", st.raft.LastIndex())
 	return &Store{
-		log: st.log, fsm: st.fsm, raft: st.raft, bolt: st.bolt, trans: st.trans,
+		fsm: st.fsm, raft: st.raft, bolt: st.bolt, trans: st.trans,
 		done: make(chan struct{}),
 	}, nil
 }

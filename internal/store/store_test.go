@@ -444,8 +444,9 @@ func TestReopenRecovers(t *testing.T) {
 // crash would leave), then a second store opens the copy without the first
 // ever closing it.
 func TestCrashRecovers(t *testing.T) {
-	s := openTest(t)
-	dir := s.dirForTest(t)
+	dir := t.TempDir()
+	s := openAt(t, dir)
+	defer s.Close()
 	populate(t, s, 0, 10)
 	if err := s.raft.Snapshot().Error(); err != nil {
 		t.Fatalf("raft snapshot: %v", err)
@@ -500,5 +501,19 @@ func TestOpenCanceled(t *testing.T) {
 	_, err := Open(ctx, Config{Dir: t.TempDir(), NodeID: "node-1"})
 	if errdefs.KindOf(err) != errdefs.Unavailable || !strings.Contains(err.Error(), "wait for leadership") {
 		t.Fatalf("Open with a canceled ctx: got %v, want Unavailable during wait for leadership", err)
+	}
+}
+
+// BenchmarkCreateSandbox measures one raft apply: encode, append to the
+// bolt log with fsync, commit as the lone voter, apply to the FSM.
+func BenchmarkCreateSandbox(b *testing.B) {
+	s := openTest(b)
+	ctx := testCtx(b)
+	b.ResetTimer()
+	for i := range b.N {
+		sb := newSandbox(fmt.Sprintf("sb-%d", i), "acme", "", base)
+		if err := s.CreateSandbox(ctx, sb); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

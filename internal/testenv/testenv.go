@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/denhq/den/internal/image"
 )
 
 // RepoRoot is the root of the den checkout this package was compiled from.
@@ -109,44 +111,5 @@ func BusyboxRootfs(t testing.TB) string {
 }
 
 // WriteBusyboxRootfs fills dir with a busybox root filesystem using the
-// static busybox binary at bb.
-func WriteBusyboxRootfs(dir, bb string) error {
-	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "home/user", "var/tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return err
-		}
-	}
-	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o1777); err != nil {
-		return err
-	}
-	data, err := os.ReadFile(bb)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), data, 0o755); err != nil {
-		return err
-	}
-	out, err := exec.Command(bb, "--list").Output()
-	if err != nil {
-		return err
-	}
-	for _, applet := range strings.Fields(string(out)) {
-		if applet == "busybox" {
-			continue
-		}
-		if err := os.Symlink("busybox", filepath.Join(dir, "bin", applet)); err != nil && !os.IsExist(err) {
-			return err
-		}
-	}
-	files := map[string]string{
-		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
-		"etc/group":  "root:x:0:\nuser:x:1000:\n",
-		"etc/hosts":  "127.0.0.1 localhost\n",
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			return err
-		}
-	}
-	return os.Chown(filepath.Join(dir, "home/user"), 1000, 1000)
-}
+// static busybox binary at bb. It is image.WriteBusyboxRootfs.
+func WriteBusyboxRootfs(dir, bb string) error { return image.WriteBusyboxRootfs(dir, bb) }

@@ -62,13 +62,28 @@ func (s *Sandbox) Processes(ctx context.Context) ([]ProcessInfo, error) {
 // from now on to the writers (nil discards) and waits for the process to
 // end. Like Exec, cancelling ctx stops waiting without killing the process.
 func (s *Sandbox) Connect(ctx context.Context, sel Selector, stdout, stderr io.Writer) (ExitStatus, error) {
+	return s.Attach(ctx, sel, AttachOptions{Stdout: stdout, Stderr: stderr})
+}
+
+// AttachOptions say where the output of a re-attached process goes.
+type AttachOptions struct {
+	// Stdout and Stderr receive the output produced after attaching; nil
+	// discards it. With a PTY all output goes to Stdout.
+	Stdout, Stderr io.Writer
+	// OnAttach, when not nil, is called with the process's PID once the
+	// stream is attached: output produced after it returns is delivered.
+	OnAttach func(pid uint32)
+}
+
+// Attach is Connect with a notification of the moment of attachment.
+func (s *Sandbox) Attach(ctx context.Context, sel Selector, opts AttachOptions) (ExitStatus, error) {
 	req := &process.ConnectRequest{Process: sel.proto()}
 	stream, err := s.proc.Connect(ctx, connect.NewRequest(req))
 	if err != nil {
 		return ExitStatus{}, rpcErr(ctx, "connect to process "+sel.String(), err)
 	}
 	defer stream.Close()
-	h := &eventHandler{stdout: stdout, stderr: stderr}
+	h := &eventHandler{stdout: opts.Stdout, stderr: opts.Stderr, onStart: opts.OnAttach}
 	for stream.Receive() {
 		if done, err := h.handle(stream.Msg().GetEvent()); done || err != nil {
 			return h.status, err

@@ -52,7 +52,9 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 	c := &creation{d: d, spec: spec, p: p}
 	var undo []func(context.Context) error
 	for _, s := range createSteps {
+		stepBegin := time.Now()
 		u, err := s.do(c, ctx)
+		d.log.Debug("create step", "sandbox", spec.ID, "step", s.name, "took", time.Since(stepBegin))
 		if u != nil {
 			undo = append(undo, u)
 		}
@@ -104,15 +106,10 @@ func (d *Driver) existing(ctx context.Context, id string, p paths) (*driver.Hand
 	if err != nil || !s.Running {
 		return nil, errdefs.New(errdefs.FailedPrecondition, "create sandbox %s: a sandbox with this id exists and is not running; destroy it first", id)
 	}
-	st, err := readState(p)
-	if err != nil {
-		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
-	}
 	raw, err := os.ReadFile(p.stateFile())
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
-	_ = st
 	return &driver.Handle{ID: id, Driver: "gvisor", Version: stateVersion, State: raw}, nil
 }
 

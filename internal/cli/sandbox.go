@@ -1,0 +1,257 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/denhq/den/api/rest"
+	den "github.com/denhq/den/sdk/go"
+)
+
+// createFlags are the flags that size and label a new sandbox.
+type createFlags struct {
+	cpus         float64
+	memory, disk int64
+	env, meta    []string
+	name         string
+	timeout      int64
+	timeoutIsSet func() bool
+}
+
+func (f *createFlags) register(fs *pflag.FlagSet) {
+	fs.Float64Var(&f.cpus, "cpus", 0, fmt.Sprintf("CPUs (default %g)", rest.DefaultCPUs))
+	fs.Int64Var(&f.memory, "memory", 0, fmt.Sprintf("memory in MB (default %d)", rest.DefaultMemoryMB))
+	fs.Int64Var(&f.disk, "disk", 0, fmt.Sprintf("disk in MB (default %d)", rest.DefaultDiskMB))
+	fs.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE of the sandbox (repeatable)")
+	fs.StringArrayVar(&f.meta, "metadata", nil, "metadata KEY=VALUE (repeatable)")
+	fs.StringVar(&f.name, "name", "", "name of the sandbox")
+	fs.Int64Var(&f.timeout, "timeout", 0, fmt.Sprintf("seconds until the sandbox is removed; 0 = never (default %d)", rest.DefaultTimeoutSeconds))
+	f.timeoutIsSet = func() bool { return fs.Changed("timeout") }
+}
+
+// request builds the create request for image.
+func (f *createFlags) request(cmd *cobra.Command, image string) (rest.CreateSandboxRequest, error) {
+	req := rest.CreateSandboxRequest{Image: image, Name: f.name, CPUs: f.cpus, MemoryMB: f.memory, DiskMB: f.disk}
+	var err error
+	if req.Env, err = parsePairs(cmd, "--env", f.env); err != nil {
+		return req, err
+	}
+	if req.Metadata, err = parsePairs(cmd, "--metadata", f.meta); err != nil {
+		return req, err
+	}
+	if f.timeoutIsSet() {
+		t := f.timeout
+		req.Timeout = &t
+	}
+	return req, nil
+}
+
+// parsePairs parses KEY=VALUE flag values; nil when there are none.
+func parsePairs(cmd *cobra.Command, flag string, vals []string) (map[string]string, error) {
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(vals))
+	for _, v := range vals {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || k == "" {
+			return nil, usagef(cmd, "invalid %s %q: want KEY=VALUE", flag, v)
+		}
+		m[k] = val
+	}
+	return m, nil
+}
+
+func (a *app) createCmd() *cobra.Command {
+	var f createFlags
+	cmd := &cobra.Command{
+		Use:   "create [IMAGE]",
+		Short: "Create a sandbox and print its ID",
+		Args:  argsBetween(0, 1, "at most one IMAGE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := f.request(cmd, firstOr(args, ""))
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			sb, err := c.Create(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return printJSON(cmd.OutOrStdout(), sb.Sandbox)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), sb.ID)
+			return nil
+		},
+	}
+	f.register(cmd.Flags())
+	return cmd
+}
+
+func firstOr(args []string, def string) string {
+	if len(args) > 0 {
+		return args[0]
+	}
+	return def
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (a *app) lsCmd() *cobra.Command {
+	var state string
+	var meta []string
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List sandboxes",
+		Args:    argsBetween(0, 0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			md, err := parsePairs(cmd, "--metadata", meta)
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			list := []rest.Sandbox{}
+			for sb, err := range c.All(cmd.Context(), den.ListOptions{State: state, Metadata: md}) {
+				if err != nil {
+					return err
+				}
+				list = append(list, sb)
+			}
+			if a.json {
+				return printJSON(cmd.OutOrStdout(), rest.SandboxList{Sandboxes: list})
+			}
+			return printSandboxes(cmd.OutOrStdout(), list, time.Now())
+		},
+	}
+	cmd.Flags().StringVar(&state, "state", "", "only sandboxes in this state (running, suspended, ...)")
+	cmd.Flags().StringArrayVar(&meta, "metadata", nil, "only sandboxes with metadata KEY=VALUE (repeatable)")
+	return cmd
+}
+
+// printSandboxes writes the sandboxes as a table.
+func printSandboxes(w io.Writer, list []rest.Sandbox, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tSTATE\tCPUS\tMEM\tAGE")
+	for _, s := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%dM\t%s\n", s.ID, orDash(s.Name), s.Image, s.State,
+			s.CPUs, s.MemoryMB, age(now.Sub(s.CreatedAt)))
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// age renders a duration the way ls-like tables do: 45s, 12m, 3h, 2d.
+func age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", max(0, int(d.Seconds())))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func (a *app) getCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get ID",
+		Short: "Show a sandbox",
+		Args:  argsBetween(1, 1, "one sandbox ID or name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			sb, err := c.Get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return printJSON(cmd.OutOrStdout(), sb.Sandbox)
+			}
+			return printSandbox(cmd.OutOrStdout(), sb.Sandbox)
+		},
+	}
+}
+
+// printSandbox writes one sandbox as "key: value" lines.
+func printSandbox(w io.Writer, s rest.Sandbox) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("ID", s.ID)
+	row("Name", orDash(s.Name))
+	row("Image", s.Image)
+	row("State", s.State)
+	if s.Reason != "" {
+		row("Reason", s.Reason)
+	}
+	row("Runtime", s.Runtime)
+	row("Node", s.Node)
+	row("CPUs", fmt.Sprintf("%g", s.CPUs))
+	row("Memory", fmt.Sprintf("%d MB", s.MemoryMB))
+	row("Disk", fmt.Sprintf("%d MB", s.DiskMB))
+	row("Created", s.CreatedAt.Local().Format(time.RFC3339))
+	if s.ExpiresAt != nil {
+		row("Expires", s.ExpiresAt.Local().Format(time.RFC3339))
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Metadata)) {
+		row("Metadata", k+"="+s.Metadata[k])
+	}
+	return tw.Flush()
+}
+
+func (a *app) rmCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm ID...",
+		Aliases: []string{"delete"},
+		Short:   "Delete sandboxes",
+		Args:    argsBetween(1, -1, "one or more sandbox IDs"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			failed := 0
+			for _, id := range args {
+				if err := c.Delete(cmd.Context(), id); err != nil {
+					failed++
+					report(cmd.ErrOrStderr(), err)
+					continue
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), id)
+			}
+			if failed > 0 {
+				return &ExitError{Code: 1, Message: fmt.Sprintf("%d of %d sandboxes not deleted", failed, len(args))}
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,91 @@
+package gvisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// checkHealth asks the guest agent behind socket for GET /health once.
+func checkHealth(ctx context.Context, socket string) error {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://guest/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("guest health: HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// waitHealthy polls the guest agent until it answers, the sandbox process
+// exits, or ctx ends. The backoff starts at 1 ms: the agent usually answers
+// within a few milliseconds of runsc returning.
+func waitHealthy(ctx context.Context, p paths) error {
+	delay := time.Millisecond
+	for {
+		err := checkHealth(ctx, p.socket())
+		if err == nil {
+			return nil
+		}
+		if !sandboxAlive(p) {
+			return errdefs.New(errdefs.Unavailable, "sandbox exited before its guest agent answered: %s", logTail(p.log()))
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return errdefs.Wrap(errdefs.Unavailable, err, "guest agent did not answer in time")
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay = min(delay*2, 50*time.Millisecond)
+	}
+}
+
+// sandboxAlive reports whether the sandbox process in the pid file exists.
+// A missing or unreadable pid file counts as alive: it is only a shortcut
+// to fail fast when the guest agent crashes at start.
+func sandboxAlive(p paths) bool {
+	data, err := os.ReadFile(p.pidFile())
+	if err != nil {
+		return true
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return true
+	}
+	return !errors.Is(unix.Kill(pid, 0), unix.ESRCH)
+}
+
+// ctxErr reports whether err is a context error.
+func ctxErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}

@@ -1,0 +1,111 @@
+package guest
+
+import (
+	"context"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pb "github.com/denhq/den/api/envd/process"
+)
+
+func TestReapOrphansLeavesOwnProcesses(t *testing.T) {
+	e := newEnv(t)
+	orphan, err := syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "orphan to become a zombie", func() bool {
+		st, ok := readStat(orphan)
+		return ok && st.state == 'Z'
+	})
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+				n += e.agent.reapOrphans()
+			}
+		}
+	}()
+	client := e.proc(e.codecs()[1])
+	for i := range 20 {
+		stream, err := client.Start(testCtx(t), startReq("sh", "-c", "exit "+strconv.Itoa(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := collect(t, stream)
+		if r.end.GetExitCode() != int32(i) || r.end.Error != nil {
+			t.Errorf("run %d: end %v; the reaper stole an owned exit status", i, r.end)
+		}
+	}
+	close(stop)
+	if n := <-done; n != 1 {
+		t.Errorf("reaped %d orphans, want 1", n)
+	}
+	if _, ok := readStat(orphan); ok {
+		t.Errorf("orphan %d still exists", orphan)
+	}
+}
+
+func TestSlowSubscriberIsDropped(t *testing.T) {
+	e := newEnv(t)
+	p := &proc{pid: 1, slow: time.Millisecond, subs: map[*subscriber]struct{}{}}
+	slow, _ := p.subscribe()
+	for range subscriberQueue + 1 {
+		p.publish(dataEvent(outStdout, []byte("x")), false)
+	}
+	if !slow.dropped.Load() {
+		t.Fatal("a subscriber that never reads was not dropped")
+	}
+	err := follow(testCtx(t), p, slow, time.Hour, func(*pb.ProcessEvent) error { return nil })
+	if codeOf(toConnect(err)) != connect.CodeResourceExhausted {
+		t.Errorf("follow after drop: %v, want resource_exhausted", err)
+	}
+	_ = e
+}
+
+func TestOutputDoesNotBlockWithoutReaders(t *testing.T) {
+	e := newEnv(t)
+	client := e.proc(e.codecs()[1])
+	ctx, cancel := context.WithCancel(testCtx(t))
+	stream, err := client.Start(ctx, startReq("sh", "-c", "head -c 100000000 /dev/zero; echo done >&2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	readUntil(t, stream, &r, func(r *result) bool { return r.pid != 0 })
+	cancel() // the only reader goes away; the process must still finish
+	stream.Close()
+	waitFor(t, "process to finish", func() bool {
+		resp, err := client.List(testCtx(t), connect.NewRequest(&pb.ListRequest{}))
+		return err == nil && len(resp.Msg.GetProcesses()) == 0
+	})
+}
+
+func TestKeepaliveAndTimeout(t *testing.T) {
+	e := newEnv(t)
+	client := e.proc(e.codecs()[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req := startReq("sleep", "1000")
+	req.Header().Set("Keepalive-Ping-Interval", "1")
+	stream, err := client.Start(ctx, req) // the deadline travels as Connect-Timeout-Ms
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	readUntil(t, stream, &r, func(r *result) bool { return r.keepalives > 0 })
+	pid := int(r.pid)
+	for stream.Receive() {
+	}
+	waitFor(t, "the timeout to kill the process", func() bool { return !alive(pid) })
+}

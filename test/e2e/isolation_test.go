@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMemoryHogAndForkBombStayInside runs a 4 GiB allocation and a fork
+// bomb in 512 MiB sandboxes and checks that a neighbour sandbox and den keep
+// working and the hogs are stopped inside their sandboxes.
+func TestMemoryHogAndForkBombStayInside(t *testing.T) {
+	den := startDen(t, "")
+	neighbour := den.create("--memory", "512")
+	hog := den.create("--memory", "512")
+	bomb := den.create("--memory", "512")
+
+	// dd allocates its block size up front and fills it from /dev/zero.
+	res := den.den(nil, "exec", hog, "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=4G", "count=1")
+	if res.code == 0 {
+		t.Fatalf("a 4 GiB allocation in a 512 MiB sandbox succeeded: %s %s", res.stdout, res.stderr)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	den.denCtx(ctx, nil, "exec", bomb, "--", "sh", "-c", "f(){ f | f & }; f; sleep 5")
+
+	if got := den.mustDen("exec", neighbour, "--", "echo", "alive"); got != "alive\n" {
+		t.Fatalf("neighbour sandbox after the hogs: %q", got)
+	}
+	if out, err := exec.Command("sh", "-c", "echo host-ok").Output(); err != nil || string(out) != "host-ok\n" {
+		t.Fatalf("host cannot fork after the fork bomb: %v %q", err, out)
+	}
+	den.mustDen("rm", bomb, hog)
+}
+
+// TestInteractiveShell drives `den exec -t` through a real terminal (tmux).
+func TestInteractiveShell(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux not installed (make deps installs it)")
+	}
+	den := startDen(t, "")
+	id := den.create()
+	session := "den-e2e-" + id[:8]
+	exitFile := filepath.Join(t.TempDir(), "exit")
+	shell := fmt.Sprintf("DEN_URL=%s DEN_API_KEY=%s %s exec -t %s -- sh; echo EXIT=$? > %s; sleep 30",
+		den.url, den.key, den.bin, id, exitFile)
+	if out, err := exec.Command("tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", shell).CombinedOutput(); err != nil {
+		t.Fatalf("tmux: %v %s", err, out)
+	}
+	defer exec.Command("tmux", "kill-session", "-t", session).Run()
+
+	keys := func(k ...string) {
+		if out, err := exec.Command("tmux", append([]string{"send-keys", "-t", session}, k...)...).CombinedOutput(); err != nil {
+			t.Fatalf("tmux send-keys: %v %s", err, out)
+		}
+	}
+	screen := func() string {
+		out, _ := exec.Command("tmux", "capture-pane", "-p", "-t", session).Output()
+		return string(out)
+	}
+	waitFor(t, screen, "#", 20*time.Second)
+	keys("echo $((6*7)); stty size", "Enter")
+	waitFor(t, screen, "42", 10*time.Second)
+	waitFor(t, screen, "30 120", 10*time.Second)
+	keys("exit 5", "Enter")
+	exitStatus := func() string { b, _ := os.ReadFile(exitFile); return string(b) }
+	waitFor(t, exitStatus, "EXIT=5", 10*time.Second)
+}
+
+// waitFor polls screen until it contains want or the deadline passes.
+func waitFor(t *testing.T, screen func() string, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		s := screen()
+		if strings.Contains(s, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("terminal never showed %q; screen:\n%s", want, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
