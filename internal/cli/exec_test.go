@@ -57,8 +57,14 @@ func TestInterruptForwarding(t *testing.T) {
 			cmd.SetOut(out)
 			cmd.SetErr(&bytes.Buffer{})
 			sigs := make(chan os.Signal, 2)
+			done := make(chan struct{})
+			defer close(done)
 			go func() {
-				<-out.ready
+				select {
+				case <-out.ready:
+				case <-done:
+					return
+				}
 				for range tc.interrupts {
 					sigs <- os.Interrupt
 				}
@@ -69,5 +75,15 @@ func TestInterruptForwarding(t *testing.T) {
 				t.Fatalf("exit %d, %v; want %d", code, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestExecTTYWithoutTerminal(t *testing.T) {
+	srv := newEnv(t)
+	id := strings.TrimSpace(ok(t, srv.URL, "", "create"))
+	r := cli(t, srv.URL, "", "exec", "-t", id, "--", "sh", "-c", "stty size; echo $TERM; test -t 1 && echo tty")
+	want := "24 80\r\n" + termName() + "\r\ntty\r\n"
+	if r.code != 0 || r.stdout != want {
+		t.Fatalf("exec -t: %+v, want stdout %q", r, want)
 	}
 }

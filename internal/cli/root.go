@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/denhq/den/internal/driver/gvisor"
 	den "github.com/denhq/den/sdk/go"
 )
 
@@ -55,12 +56,17 @@ func usagef(cmd *cobra.Command, format string, args ...any) error {
 type app struct {
 	url, apiKey, dataDir string
 	json                 bool
+	floor                floorFunc // the raw runtime floor of `bench tti`
 }
 
 // NewRoot returns the den command with every subcommand; up (may be nil)
 // is added as `den up`.
 func NewRoot(up *cobra.Command) *cobra.Command {
-	a := &app{}
+	return newRoot(up, &app{floor: gvisor.MeasureRawFloor})
+}
+
+// newRoot builds the command tree around a (tests inject fakes into it).
+func newRoot(up *cobra.Command, a *app) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "den",
 		Short:         "den: sandboxes for AI agents",

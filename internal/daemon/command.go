@@ -27,6 +27,8 @@ sandboxes keep running and are reattached by the next den up on the same data di
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dd, err := cmd.Flags().GetString("data-dir"); err == nil && dd != "" {
 				cfg.DataDir = dd
+			} else if dd := os.Getenv("DEN_DATA_DIR"); dd != "" {
+				cfg.DataDir = dd
 			}
 			cfg.BuildBase, cfg.Version = !noBase, version
 			var lvl slog.Level

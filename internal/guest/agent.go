@@ -47,8 +47,11 @@ type Agent struct {
 
 	ctx    context.Context // cancelled by Close; stops owned goroutines
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // owned goroutines
 	once   sync.Once
+
+	goMu    sync.Mutex
+	closing bool           // no goroutine starts once set; guarded by goMu
+	wg      sync.WaitGroup // owned goroutines
 }
 
 // New returns an Agent for cfg. When the calling process is PID 1 the agent
@@ -101,21 +104,34 @@ func (a *Agent) Handler() http.Handler {
 // It is idempotent.
 func (a *Agent) Close() error {
 	a.once.Do(func() {
+		// Under spawnMu no spawn is half done, and none starts after cancel.
+		a.procs.spawnMu.Lock()
+		a.cancel()
+		a.procs.spawnMu.Unlock()
 		a.procs.killAll()
 		a.watch.closeAll()
-		a.cancel()
+		a.goMu.Lock()
+		a.closing = true
+		a.goMu.Unlock()
 		a.wg.Wait()
 	})
 	return nil
 }
 
-// go runs fn in a goroutine the agent owns: Close waits for it.
-func (a *Agent) goOwned(fn func()) {
+// goOwned runs fn in a goroutine the agent owns: Close waits for it. It
+// reports false, and does not run fn, once Close has begun waiting.
+func (a *Agent) goOwned(fn func()) bool {
+	a.goMu.Lock()
+	defer a.goMu.Unlock()
+	if a.closing {
+		return false
+	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		fn()
 	}()
+	return true
 }
 
 // account returns the account a request acts as: explicit (a username

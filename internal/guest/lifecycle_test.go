@@ -57,7 +57,6 @@ func TestReapOrphansLeavesOwnProcesses(t *testing.T) {
 }
 
 func TestSlowSubscriberIsDropped(t *testing.T) {
-	e := newEnv(t)
 	p := &proc{pid: 1, slow: time.Millisecond, subs: map[*subscriber]struct{}{}}
 	slow, _ := p.subscribe()
 	for range subscriberQueue + 1 {
@@ -70,7 +69,6 @@ func TestSlowSubscriberIsDropped(t *testing.T) {
 	if codeOf(toConnect(err)) != connect.CodeResourceExhausted {
 		t.Errorf("follow after drop: %v, want resource_exhausted", err)
 	}
-	_ = e
 }
 
 func TestOutputDoesNotBlockWithoutReaders(t *testing.T) {
@@ -108,4 +106,33 @@ func TestKeepaliveAndTimeout(t *testing.T) {
 	for stream.Receive() {
 	}
 	waitFor(t, "the timeout to kill the process", func() bool { return !alive(pid) })
+}
+
+func TestBlockedStdinWrite(t *testing.T) {
+	e := newEnv(t)
+	client := e.proc(e.codecs()[0])
+	stdin := true
+	req := connect.NewRequest(&pb.StartRequest{Process: &pb.ProcessConfig{Cmd: "sleep", Args: []string{"1000"}}, Stdin: &stdin})
+	stream, err := client.Start(testCtx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	readUntil(t, stream, &r, func(r *result) bool { return r.pid != 0 })
+	sel := &pb.ProcessSelector{Selector: &pb.ProcessSelector_Pid{Pid: r.pid}}
+	in := &pb.ProcessInput{Input: &pb.ProcessInput_Stdin{Stdin: make([]byte, 4<<20)}} // more than a pipe holds
+	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	defer cancel()
+	_, err = client.SendInput(ctx, connect.NewRequest(&pb.SendInputRequest{Process: sel, Input: in}))
+	if code := codeOf(err); code != connect.CodeDeadlineExceeded && code != connect.CodeCanceled {
+		t.Errorf("SendInput to a full pipe: %v, want a deadline error", err)
+	}
+	go client.SendInput(testCtx(t), connect.NewRequest(&pb.SendInputRequest{Process: sel, Input: in}))
+	if _, err := client.CloseStdin(testCtx(t), connect.NewRequest(&pb.CloseStdinRequest{Process: sel})); err != nil {
+		t.Fatalf("CloseStdin while a write is blocked: %v", err)
+	}
+	if _, err := client.SendSignal(testCtx(t), connect.NewRequest(&pb.SendSignalRequest{Process: sel, Signal: pb.Signal_SIGNAL_SIGKILL})); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, stream, &r, func(r *result) bool { return r.end != nil })
 }

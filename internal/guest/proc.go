@@ -139,8 +139,9 @@ type proc struct {
 	tty  *os.File // PTY master; nil without a PTY
 	outs []output // what the agent reads: stdout and stderr, or the PTY
 
-	inMu  sync.Mutex
-	stdin *os.File // write end of stdin; nil when absent or closed
+	inMu    sync.Mutex
+	stdin   *os.File   // write end of stdin; nil when absent or closed
+	writeMu sync.Mutex // serialises writes to stdin
 
 	slow time.Duration // how long to wait for a full subscriber
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
 	"strconv"
 	"syscall"
 	"time"
@@ -238,22 +239,37 @@ func (p *proc) write(ctx context.Context, in *pb.ProcessInput) error {
 }
 
 func (p *proc) writeStdin(ctx context.Context, b []byte) error {
-	p.inMu.Lock()
-	defer p.inMu.Unlock()
 	if p.tty != nil {
 		_, err := p.tty.Write(b) // envd lets stdin input reach a PTY too
 		return err
 	}
-	if p.stdin == nil {
+	p.inMu.Lock()
+	f := p.stdin
+	p.inMu.Unlock()
+	if f == nil {
 		return errdefs.New(errdefs.FailedPrecondition, "stdin of process %d is not open (start it with stdin=true)", p.pid)
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = p.stdin.SetWriteDeadline(dl)
-		defer p.stdin.SetWriteDeadline(time.Time{})
-	}
-	_, err := p.stdin.Write(b)
-	if errors.Is(err, syscall.EPIPE) {
-		return errdefs.Wrap(errdefs.FailedPrecondition, err, "process %d closed its stdin", p.pid)
+	// One writer at a time keeps inputs in order. The lock is not inMu, so
+	// CloseStdin can close f and so end a write blocked on a full pipe.
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = f.SetWriteDeadline(time.Now())
+		close(fired)
+	})
+	defer func() {
+		if !stop() { // ctx ended: clear the deadline it set, once it is set
+			<-fired
+			_ = f.SetWriteDeadline(time.Time{})
+		}
+	}()
+	_, err := f.Write(b)
+	switch {
+	case errors.Is(err, syscall.EPIPE), errors.Is(err, os.ErrClosed):
+		return errdefs.Wrap(errdefs.FailedPrecondition, err, "stdin of process %d is closed", p.pid)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errdefs.Wrap(errdefs.Canceled, ctx.Err(), "write stdin of process %d", p.pid)
 	}
 	return err
 }

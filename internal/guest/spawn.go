@@ -68,8 +68,11 @@ func workDir(acct *account, cwd string) (string, error) {
 
 // spawn starts the process of s, registers it and subscribes its starter,
 // so the starter sees all output. Readers and the waiter run as goroutines
-// owned by the agent.
+// owned by the agent; Close cannot begin waiting for them while spawnMu is
+// held, so they always start.
 func (a *Agent) spawn(s *spawnSpec) (*proc, *subscriber, error) {
+	a.procs.spawnMu.RLock()
+	defer a.procs.spawnMu.RUnlock()
 	if a.ctx.Err() != nil {
 		return nil, nil, errdefs.New(errdefs.Unavailable, "agent is closing")
 	}
@@ -77,8 +80,6 @@ func (a *Agent) spawn(s *spawnSpec) (*proc, *subscriber, error) {
 	if err := a.procs.reserveTag(tag); err != nil {
 		return nil, nil, err
 	}
-	a.procs.spawnMu.RLock()
-	defer a.procs.spawnMu.RUnlock()
 	p, sub, err := a.fork(s)
 	if err != nil {
 		a.procs.releaseTag(tag)

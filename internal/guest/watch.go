@@ -252,7 +252,12 @@ func (s *fsService) CreateWatcher(_ context.Context, req *connect.Request[pb.Cre
 	s.a.watch.mu.Lock()
 	s.a.watch.polls[id] = pw
 	s.a.watch.mu.Unlock()
-	s.a.goOwned(func() { d.run(ctx, nil, pw.append) })
+	if !s.a.goOwned(func() { d.run(ctx, nil, pw.append) }) {
+		cancel()
+		s.a.watch.poll(id, true)
+		s.a.watch.remove(d)
+		return nil, toConnect(errdefs.New(errdefs.Unavailable, "agent is closing"))
+	}
 	return connect.NewResponse(&pb.CreateWatcherResponse{WatcherId: id}), nil
 }
 

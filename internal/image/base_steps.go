@@ -24,6 +24,7 @@ var baseSteps = []baseStep{
 	{"add user", addBaseUser},
 	{"clean apt caches", cleanApt},
 	{"remove host files", removeHostFiles},
+	{"remove documentation", removeDocs},
 }
 
 // addBaseUser adds "user" (uid and gid 1000, home /home/user, bash).
@@ -64,6 +65,52 @@ func cleanApt(_ context.Context, rootfs string) error {
 func removeHostFiles(_ context.Context, rootfs string) error {
 	for _, f := range []string{"etc/resolv.conf", "etc/hostname"} {
 		if err := os.Remove(filepath.Join(rootfs, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeDocs drops manuals and documentation, keeping the copyright files
+// Debian's licences ask to ship with the packages.
+func removeDocs(_ context.Context, rootfs string) error {
+	for _, d := range []string{"usr/share/man", "usr/share/info"} {
+		if err := removeContents(filepath.Join(rootfs, d), nil); err != nil {
+			return err
+		}
+	}
+	docs := filepath.Join(rootfs, "usr/share/doc")
+	pkgs, err := os.ReadDir(docs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, p := range pkgs {
+		keep := func(name string) bool { return name == "copyright" }
+		if err := removeContents(filepath.Join(docs, p.Name()), keep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeContents removes the entries of dir except those keep accepts.
+// A missing dir, or one that is a symlink, is left alone.
+func removeContents(dir string, keep func(string) bool) error {
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if keep != nil && keep(e.Name()) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/image"
 	"github.com/denhq/den/internal/testenv"
 )
@@ -58,5 +59,62 @@ func TestBuildBase(t *testing.T) {
 	again, err := image.BuildBase(context.Background(), s, image.BaseOptions{}, nil)
 	if err != nil || again.ID != img.ID {
 		t.Errorf("second BuildBase = %v, %v; want the cached image %s", again, err, img.ID)
+	}
+}
+
+// fakeDebootstrap writes a script standing in for debootstrap.
+func fakeDebootstrap(t *testing.T, script string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "debootstrap")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestBuildBaseFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		script string
+		want   string
+	}{
+		{"retries without missing optional packages", `
+case "$1 $2" in *python-is-python3*) echo "E: Couldn't find these debs: python-is-python3"; exit 1;; esac
+echo "I: Retrieving bash 5.2"; echo "E: out of disk"; exit 1`,
+			"build base image: debootstrap: exit status 1: I: Retrieving bash 5.2 | E: out of disk"},
+		{"fails on missing required packages", `echo "E: Couldn't find these debs: nodejs python-is-python3"; exit 1`,
+			"build base image: packages not on the mirror: nodejs python-is-python3: exit status 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, dir := openStoreDir(t)
+			opts := image.BaseOptions{Mirror: "http://mirror.invalid/debian", Debootstrap: fakeDebootstrap(t, tt.script)}
+			_, err := image.BuildBase(context.Background(), s, opts, nil)
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("BuildBase error = %v, want %s", err, tt.want)
+			}
+			if names := dirNames(t, filepath.Join(dir, "tmp")); len(names) != 0 {
+				t.Errorf("tmp/ = %v after a failed build, want empty", names)
+			}
+		})
+	}
+}
+
+func TestBuildBaseCancel(t *testing.T) {
+	s, dir := openStoreDir(t)
+	// The fake reports progress, then blocks until it is killed.
+	opts := image.BaseOptions{Mirror: "http://mirror.invalid/debian", Debootstrap: fakeDebootstrap(t, `mkdir -p "$4"; echo "I: Retrieving bash 5.2"; exec sleep 600`)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := image.BuildBase(ctx, s, opts, func(p image.Progress) {
+		if p.Phase == "retrieving" {
+			cancel()
+		}
+	})
+	if !errdefs.Is(err, errdefs.Canceled) {
+		t.Errorf("BuildBase after cancel = %v, want canceled", err)
+	}
+	if names := dirNames(t, filepath.Join(dir, "tmp")); len(names) != 0 {
+		t.Errorf("tmp/ = %v after a canceled build, want empty", names)
 	}
 }

@@ -39,8 +39,11 @@ func WriteBusyboxRootfs(dir, bb string) error {
 			return err
 		}
 	}
-	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o1777); err != nil {
-		return err
+	// os.Chmod takes Go's mode bits: the sticky bit is os.ModeSticky, not 0o1000.
+	for _, d := range []string{"tmp", "var/tmp"} {
+		if err := os.Chmod(filepath.Join(dir, d), 0o777|os.ModeSticky); err != nil {
+			return err
+		}
 	}
 	data, err := os.ReadFile(bb)
 	if err != nil {

@@ -2,8 +2,8 @@ package image_test
 
 import (
 	"bytes"
-	"fmt"
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -56,7 +56,7 @@ func richRootfs(t *testing.T) string {
 	if err := unix.Mknod(filepath.Join(dir, "dev/null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(filepath.Join(dir, "bin/busybox"), 0o4755); err != nil {
+	if err := os.Chmod(filepath.Join(dir, "bin/busybox"), 0o755|os.ModeSetuid); err != nil {
 		t.Fatal(err)
 	}
 	return dir

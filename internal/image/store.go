@@ -13,6 +13,10 @@
 // synced directory or file. A layer directory that no image in the index
 // references (an import killed between unpacking and recording) is removed by
 // Open, as is everything under tmp/.
+//
+// Importing needs root (CAP_CHOWN, CAP_MKNOD, CAP_SYS_ADMIN): layers keep
+// their ownership and device nodes, and overlayfs whiteouts and opaque
+// directories are character devices and trusted.* xattrs.
 package image
 
 import (
@@ -112,8 +116,15 @@ func (s *Store) layerDir(diffID string) string {
 	return filepath.Join(s.layersDir(), strings.TrimPrefix(diffID, "sha256:"))
 }
 
-// cleanTmp removes everything under tmp/: imports that never finished.
+// cleanTmp removes everything under tmp/ (imports that never finished) and
+// index files a crash left half-written.
 func (s *Store) cleanTmp() error {
+	stale, _ := filepath.Glob(filepath.Join(s.dir, ".index.json.tmp-*"))
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil {
+			return err
+		}
+	}
 	entries, err := os.ReadDir(s.tmpDir())
 	if err != nil {
 		return err

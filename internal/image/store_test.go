@@ -349,12 +349,17 @@ func TestOpenCleansLeftovers(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(d, "file"), []byte("half"), 0o644)
 	}
+	staleIndex := filepath.Join(dir, ".index.json.tmp-123")
+	os.WriteFile(staleIndex, []byte(`{"ver`), 0o644)
 	s2, err := image.Open(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
 	if names := dirNames(t, filepath.Join(dir, "tmp")); len(names) != 0 {
 		t.Errorf("tmp/ = %v after Open, want empty", names)
+	}
+	if _, err := os.Stat(staleIndex); !os.IsNotExist(err) {
+		t.Errorf("half-written index file survived Open: %v", err)
 	}
 	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
 		t.Errorf("unrecorded layer survived Open: %v", err)

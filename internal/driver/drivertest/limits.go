@@ -18,23 +18,39 @@ func (s *suite) testMemoryLimit(t *testing.T) {
 	d, spec := s.setup(t)
 	requireIsolation(t, d, "a memory limit")
 	ctx := testCtx(t)
-	spec.MemoryMB = 192
+	spec.MemoryMB = 128
 	s.create(t, ctx, d, spec)
-	// busybox tail keeps its whole input in memory when it has no newline.
-	res, err := Shell(ctx, d, spec.ID, "head -c 600m /dev/zero | tail -c 1 | wc -c")
-	if err == nil && res.ExitCode == 0 && strings.TrimSpace(res.Stdout) == "1" {
-		t.Fatalf("allocating 600 MiB in a %d MiB sandbox succeeded: %+v", spec.MemoryMB, res)
+	// tail keeps its whole input in memory when it has no newline.
+	res, err := Shell(ctx, d, spec.ID, "head -c 500m /dev/zero | tail | wc -c")
+	if err == nil && res.ExitCode == 0 && strings.TrimSpace(res.Stdout) == "524288000" {
+		t.Fatalf("allocating 500 MiB in a %d MiB sandbox succeeded: %+v", spec.MemoryMB, res)
 	}
 	t.Logf("allocation past the limit: result %+v, err %v", res, err)
-	st, err := d.Status(ctx, spec.ID)
+	st := s.answersOrStopped(t, ctx, d, spec.ID, "after the allocation")
+	if !st.Running && st.Reason == "" {
+		t.Errorf("sandbox stopped by the memory limit without a Reason: %+v", st)
+	}
+	t.Logf("after the allocation: %+v", st)
+}
+
+// answersOrStopped waits until sandbox id runs a command again or is
+// reported not running, and returns its last Status.
+func (s *suite) answersOrStopped(t *testing.T, ctx context.Context, d driver.Driver, id, when string) driver.Status {
+	t.Helper()
+	var st driver.Status
+	var err error
+	eventually(t, ctx, "sandbox answers or is reported stopped "+when, func() bool {
+		st, err = d.Status(ctx, id)
+		if err != nil || !st.Running {
+			return true
+		}
+		res, err := Shell(ctx, d, id, "echo alive")
+		return err == nil && res.Stdout == "alive\n"
+	})
 	if err != nil {
-		t.Fatalf("Status after OOM: %v", err)
+		t.Fatalf("Status %s: %v", when, err)
 	}
-	if !st.Running {
-		t.Logf("sandbox was stopped by the memory limit: %+v", st)
-		return
-	}
-	mustShell(t, ctx, d, spec.ID, "true")
+	return st
 }
 
 func (s *suite) testCPULimit(t *testing.T) {
@@ -75,18 +91,7 @@ func (s *suite) testForkBomb(t *testing.T) {
 	s.create(t, ctx, d, spec)
 	res, err := Shell(ctx, d, spec.ID, "b() { b | b & }; (b) 2>/dev/null; sleep 5; kill -9 0")
 	t.Logf("fork bomb: result %+v, err %v", res, err)
-	var st driver.Status
-	eventually(t, ctx, "sandbox answers or is reported stopped after the fork bomb", func() bool {
-		st, err = d.Status(ctx, spec.ID)
-		if err != nil || !st.Running {
-			return true
-		}
-		res, err := Shell(ctx, d, spec.ID, "echo alive")
-		return err == nil && res.Stdout == "alive\n"
-	})
-	if err != nil {
-		t.Fatalf("Status after fork bomb: %v", err)
-	}
+	st := s.answersOrStopped(t, ctx, d, spec.ID, "after the fork bomb")
 	t.Logf("after the fork bomb: %+v", st)
 }
 
@@ -113,8 +118,8 @@ func (s *suite) testStats(t *testing.T) {
 	t.Logf("stats: %+v", st)
 }
 
-// countdownCtx reports itself cancelled from the n-th call of Err on: it
-// cancels a Create at a chosen check of its context, deterministically.
+// countdownCtx reports itself cancelled from the n-th call of Err or Done
+// on: it cancels a Create at a chosen check of its context.
 type countdownCtx struct {
 	context.Context
 	mu   sync.Mutex
@@ -126,9 +131,22 @@ func newCountdownCtx(parent context.Context, n int) *countdownCtx {
 	return &countdownCtx{Context: parent, left: n, done: make(chan struct{})}
 }
 
-func (c *countdownCtx) Done() <-chan struct{} { return c.done }
+// Done counts as a check too, so code that only selects on Done in a
+// polling loop is cancelled as well.
+func (c *countdownCtx) Done() <-chan struct{} {
+	c.tick()
+	return c.done
+}
 
 func (c *countdownCtx) Err() error {
+	if c.tick() {
+		return context.Canceled
+	}
+	return nil
+}
+
+// tick counts one check and reports whether the context is cancelled.
+func (c *countdownCtx) tick() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.left > 0 {
@@ -137,8 +155,5 @@ func (c *countdownCtx) Err() error {
 			close(c.done)
 		}
 	}
-	if c.left == 0 {
-		return context.Canceled
-	}
-	return nil
+	return c.left == 0
 }

@@ -162,6 +162,9 @@ func (c *creation) start(ctx context.Context) (func(context.Context) error, erro
 	args = append(args, "run", "--detach", "--bundle", c.p.dir, "--pid-file", c.p.pidFile(), c.spec.ID)
 	undo := func(ctx context.Context) error { return c.d.runsc.deleteForce(ctx, c.spec.ID) }
 	if err := c.d.runsc.detached(ctx, c.p.log(), args...); err != nil {
+		if ctxErr(err) {
+			return undo, err
+		}
 		return undo, errdefs.Wrap(errdefs.Unavailable, err, "start runsc")
 	}
 	return undo, nil
@@ -192,9 +195,7 @@ func (c *creation) writeState(ctx context.Context) (func(context.Context) error,
 }
 
 func (c *creation) waitGuest(ctx context.Context) (func(context.Context) error, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.d.cfg.StartTimeout)
-	defer cancel()
-	return nil, waitHealthy(ctx, c.p)
+	return nil, waitHealthy(ctx, time.Now().Add(c.d.cfg.StartTimeout), c.p)
 }
 
 func (c *creation) handle() *driver.Handle {

@@ -136,8 +136,7 @@ func (d *Driver) DialGuest(ctx context.Context, id string) (net.Conn, error) {
 	if _, err := os.Stat(p.stateFile()); err != nil {
 		return nil, errdefs.New(errdefs.NotFound, "dial guest of sandbox %s: no such sandbox", id)
 	}
-	var dialer net.Dialer
-	conn, err := dialer.DialContext(ctx, "unix", p.socket())
+	conn, err := dialUnix(ctx, p.socket())
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.Unavailable, err, "dial guest of sandbox %s", id)
 	}

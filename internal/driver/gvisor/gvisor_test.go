@@ -48,7 +48,11 @@ func newTestDriver(t *testing.T) (driver.Driver, driver.Spec) {
 		t.Fatalf("New: %v", err)
 	}
 	// runsc bind-mounts a shared gofer network namespace under its root.
-	t.Cleanup(func() { _ = unix.Unmount(filepath.Join(stateDir, "runsc", "null-netns"), unix.MNT_DETACH) })
+	// Concurrent first sandboxes may each have mounted it.
+	t.Cleanup(func() {
+		for unix.Unmount(filepath.Join(stateDir, "runsc", "null-netns"), unix.MNT_DETACH) == nil {
+		}
+	})
 	rootfs := testenv.BusyboxRootfs(t)
 	return d, driver.Spec{
 		Image:    driver.Image{Ref: "busybox", Layers: []string{rootfs}, Env: []string{"IMAGE_ENV=1"}},

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -21,8 +22,7 @@ import (
 func checkHealth(ctx context.Context, socket string) error {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
+			return dialUnix(ctx, socket)
 		},
 		DisableKeepAlives: true,
 	}
@@ -43,26 +43,48 @@ func checkHealth(ctx context.Context, socket string) error {
 	return nil
 }
 
+// unixPathMax is the size of sun_path, terminating NUL included.
+const unixPathMax = 108
+
+// dialUnix connects to the unix socket at path. A path too long for a
+// sockaddr (deep state directories) is reached through /proc/self/fd of
+// its directory instead.
+func dialUnix(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	if len(path) < unixPathMax {
+		return d.DialContext(ctx, "unix", path)
+	}
+	dirfd, err := unix.Open(filepath.Dir(path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: "unix", Err: err}
+	}
+	defer unix.Close(dirfd)
+	return d.DialContext(ctx, "unix", fmt.Sprintf("/proc/self/fd/%d/%s", dirfd, filepath.Base(path)))
+}
+
 // waitHealthy polls the guest agent until it answers, the sandbox process
-// exits, or ctx ends. The backoff starts at 1 ms: the agent usually answers
-// within a few milliseconds of runsc returning.
-func waitHealthy(ctx context.Context, p paths) error {
+// exits, ctx ends or the deadline passes. The backoff starts at 1 ms: the
+// agent usually answers within a few milliseconds of runsc returning.
+func waitHealthy(ctx context.Context, deadline time.Time, p paths) error {
 	delay := time.Millisecond
 	for {
 		err := checkHealth(ctx, p.socket())
 		if err == nil {
 			return nil
 		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
 		if !sandboxAlive(p) {
 			return errdefs.New(errdefs.Unavailable, "sandbox exited before its guest agent answered: %s", logTail(p.log()))
+		}
+		if time.Now().After(deadline) {
+			return errdefs.Wrap(errdefs.Unavailable, err, "guest agent did not answer in time")
 		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return errdefs.Wrap(errdefs.Unavailable, err, "guest agent did not answer in time")
-			}
 			return ctx.Err()
 		case <-t.C:
 		}

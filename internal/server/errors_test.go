@@ -1,0 +1,143 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/denhq/den/api/rest"
+)
+
+// TestErrors checks the status, code and message of every error path of
+// the API. In paths, bodies and messages {running}, {failed} and {deleted}
+// stand for the IDs of tenant A's sandboxes in those states.
+func TestErrors(t *testing.T) {
+	e := newTestEnv(t)
+	running := e.create(e.keyA, `{"image":"busybox","name":"taken"}`).ID
+	failed := e.createFailed(e.keyA, "broken")
+	deleted := e.create(e.keyA, `{"image":"busybox"}`).ID
+	e.doJSON("DELETE", "/v1/sandboxes/"+deleted, e.keyA, "", http.StatusNoContent, nil)
+	ids := strings.NewReplacer("{running}", running, "{failed}", failed, "{deleted}", deleted)
+
+	const (
+		missingKey = "missing API key: send it in the X-API-Key header (see DEN_API_KEY in <data-dir>/env)"
+		exec       = "/envd/process.Process/Start"
+		execBody   = `{"process":{"cmd":"true"}}`
+	)
+	bad := func(msg string) rest.Error { return rest.Error{Code: "invalid_argument", Message: msg} }
+	notFound := func(msg string) rest.Error { return rest.Error{Code: "not_found", Message: msg} }
+	tests := []struct {
+		name         string
+		method, path string
+		key          string // "A", "" (none) or a literal key
+		body         string
+		wantStatus   int
+		want         rest.Error
+	}{
+		// Authentication.
+		{"no API key", "GET", "/v1/sandboxes", "", "", 401, rest.Error{Code: "unauthenticated", Message: missingKey}},
+		{"no API key on envd proxy", "POST", "/v1/sandboxes/{running}" + exec, "", execBody, 401, rest.Error{Code: "unauthenticated", Message: missingKey}},
+		{"unknown API key", "GET", "/v1/sandboxes", "den_0123", "", 401, rest.Error{Code: "unauthenticated", Message: "invalid API key"}},
+		{"unknown API key on info", "GET", "/v1/info", "nope", "", 401, rest.Error{Code: "unauthenticated", Message: "invalid API key"}},
+
+		// Unknown sandboxes.
+		{"get unknown", "GET", "/v1/sandboxes/nosuch", "A", "", 404, notFound("sandbox nosuch not found")},
+		{"get deleted", "GET", "/v1/sandboxes/{deleted}", "A", "", 404, notFound("sandbox {deleted} not found")},
+		{"delete unknown", "DELETE", "/v1/sandboxes/nosuch", "A", "", 404, notFound("sandbox nosuch not found")},
+		{"delete deleted", "DELETE", "/v1/sandboxes/{deleted}", "A", "", 404, notFound("sandbox {deleted} not found")},
+		{"timeout of unknown", "POST", "/v1/sandboxes/nosuch/timeout", "A", `{"timeout":10}`, 404, notFound("sandbox nosuch not found")},
+		{"envd of unknown", "GET", "/v1/sandboxes/nosuch/envd/health", "A", "", 404, notFound("sandbox nosuch not found")},
+		{"exec in deleted", "POST", "/v1/sandboxes/{deleted}" + exec, "A", execBody, 404, notFound("sandbox {deleted} not found")},
+		{"exec in failed", "POST", "/v1/sandboxes/{failed}" + exec, "A", execBody, 409,
+			rest.Error{Code: "failed_precondition", Message: "sandbox {failed} is failed, not running"}},
+		{"health of failed by name", "GET", "/v1/sandboxes/broken/envd/health", "A", "", 409,
+			rest.Error{Code: "failed_precondition", Message: "sandbox {failed} is failed, not running"}},
+
+		// Create: sizes and fields.
+		{"cpus too small", "POST", "/v1/sandboxes", "A", `{"image":"busybox","cpus":0.001}`, 400, bad("cpus must be at least 0.01, got 0.001")},
+		{"cpus negative", "POST", "/v1/sandboxes", "A", `{"image":"busybox","cpus":-1}`, 400, bad("cpus must be between 0.01 and 64, got -1")},
+		{"cpus too large", "POST", "/v1/sandboxes", "A", `{"image":"busybox","cpus":100}`, 400, bad("cpus must be between 0.01 and 64, got 100")},
+		{"memory too small", "POST", "/v1/sandboxes", "A", `{"image":"busybox","memory_mb":1}`, 400, bad("memory_mb must be between 32 and 262144, got 1")},
+		{"memory too large", "POST", "/v1/sandboxes", "A", `{"image":"busybox","memory_mb":1099511627776}`, 400, bad("memory_mb must be between 32 and 262144, got 1099511627776")},
+		{"disk too small", "POST", "/v1/sandboxes", "A", `{"image":"busybox","disk_mb":1}`, 400, bad("disk_mb must be between 16 and 4194304, got 1")},
+		{"disk too large", "POST", "/v1/sandboxes", "A", `{"image":"busybox","disk_mb":4194305}`, 400, bad("disk_mb must be between 16 and 4194304, got 4194305")},
+		{"negative timeout", "POST", "/v1/sandboxes", "A", `{"image":"busybox","timeout":-1}`, 400, bad("timeout must be between 0 (none) and 2592000 seconds, got -1")},
+		{"timeout too long", "POST", "/v1/sandboxes", "A", `{"image":"busybox","timeout":2592001}`, 400, bad("timeout must be between 0 (none) and 2592000 seconds, got 2592001")},
+		{"bad name", "POST", "/v1/sandboxes", "A", `{"image":"busybox","name":"Bad_Name"}`, 400, bad(`name "Bad_Name" is invalid: use 1-63 lowercase letters, digits and dashes`)},
+		{"name ending in dash", "POST", "/v1/sandboxes", "A", `{"image":"busybox","name":"web-"}`, 400, bad(`name "web-" is invalid: use 1-63 lowercase letters, digits and dashes`)},
+		{"bad env key", "POST", "/v1/sandboxes", "A", `{"image":"busybox","env":{"1X":"v"}}`, 400, bad(`env name "1X" is invalid: use letters, digits and _, not starting with a digit`)},
+		{"env key with dash", "POST", "/v1/sandboxes", "A", `{"image":"busybox","env":{"A-B":"v"}}`, 400, bad(`env name "A-B" is invalid: use letters, digits and _, not starting with a digit`)},
+		{"empty metadata key", "POST", "/v1/sandboxes", "A", `{"image":"busybox","metadata":{"":"v"}}`, 400, bad(`metadata key "" is invalid: keys are 1-256 bytes, values at most 4096`)},
+		{"unknown field", "POST", "/v1/sandboxes", "A", `{"image":"busybox","gpus":1}`, 400, bad(`invalid JSON body: json: unknown field "gpus"`)},
+		{"empty body", "POST", "/v1/sandboxes", "A", "", 400, bad("request body is empty: send a JSON object")},
+		{"malformed JSON", "POST", "/v1/sandboxes", "A", `{"image":`, 400, bad("invalid JSON body: unexpected EOF")},
+		{"wrong type", "POST", "/v1/sandboxes", "A", `{"cpus":"two"}`, 400, bad("invalid JSON body: json: cannot unmarshal string into Go struct field CreateSandboxRequest.cpus of type float64")},
+		{"unknown image", "POST", "/v1/sandboxes", "A", `{"image":"nosuch"}`, 404, notFound(`get image: image "nosuch" not found`)},
+		{"default image missing", "POST", "/v1/sandboxes", "A", `{}`, 404, notFound(`get image: image "base" not found`)},
+		{"duplicate name", "POST", "/v1/sandboxes", "A", `{"image":"busybox","name":"taken"}`, 409,
+			rest.Error{Code: "already_exists", Message: `sandbox name "taken" is taken by sandbox {running}`}},
+
+		// Timeout.
+		{"set negative timeout", "POST", "/v1/sandboxes/{running}/timeout", "A", `{"timeout":-5}`, 400, bad("timeout must be between 0 (none) and 2592000 seconds, got -5")},
+		{"set timeout empty body", "POST", "/v1/sandboxes/{running}/timeout", "A", "", 400, bad("request body is empty: send a JSON object")},
+		{"set timeout unknown field", "POST", "/v1/sandboxes/{running}/timeout", "A", `{"seconds":5}`, 400, bad(`invalid JSON body: json: unknown field "seconds"`)},
+
+		// List.
+		{"limit zero", "GET", "/v1/sandboxes?limit=0", "A", "", 400, bad(`limit must be between 1 and 1000, got "0"`)},
+		{"limit too large", "GET", "/v1/sandboxes?limit=1001", "A", "", 400, bad(`limit must be between 1 and 1000, got "1001"`)},
+		{"limit not a number", "GET", "/v1/sandboxes?limit=ten", "A", "", 400, bad(`limit must be between 1 and 1000, got "ten"`)},
+		{"bad page token", "GET", "/v1/sandboxes?page_token=garbage", "A", "", 400, bad("list sandboxes: invalid page token")},
+		{"metadata filter without =", "GET", "/v1/sandboxes?metadata=team", "A", "", 400, bad(`metadata filter "team" is invalid: use key=value`)},
+		{"metadata filter without key", "GET", "/v1/sandboxes?metadata=%3Dx", "A", "", 400, bad(`metadata filter "=x" is invalid: use key=value`)},
+		{"unknown state", "GET", "/v1/sandboxes?state=running,asleep", "A", "", 400, bad(`list sandboxes: unknown state "asleep"`)},
+
+		// Images and routes.
+		{"unknown image ref", "GET", "/v1/images/nosuch", "A", "", 404, notFound(`get image: image "nosuch" not found`)},
+		{"unknown route", "GET", "/v2/sandboxes", "", "", 404, notFound("no route for GET /v2/sandboxes")},
+		{"unknown sub-route", "GET", "/v1/sandboxes/{running}/logs", "A", "", 404, notFound("no route for GET /v1/sandboxes/{running}/logs")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := tt.key
+			if key == "A" {
+				key = e.keyA
+			}
+			status, body := e.do(tt.method, ids.Replace(tt.path), key, tt.body)
+			want := tt.want
+			want.Message = ids.Replace(want.Message)
+			checkAPIError(t, status, body, tt.wantStatus, want)
+		})
+	}
+}
+
+// TestAuthentication checks which headers carry the API key.
+func TestAuthentication(t *testing.T) {
+	e := newTestEnv(t)
+	tests := []struct {
+		name       string
+		header     func(h http.Header)
+		wantStatus int
+	}{
+		{"X-API-Key", func(h http.Header) { h.Set("X-API-Key", e.keyA) }, 200},
+		{"Bearer", func(h http.Header) { h.Set("Authorization", "Bearer "+e.keyA) }, 200},
+		{"Basic is not an API key", func(h http.Header) { h.Set("Authorization", "Basic "+e.keyA) }, 401},
+		{"bare Authorization is not an API key", func(h http.Header) { h.Set("Authorization", e.keyA) }, 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest("GET", e.url+"/v1/info", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.header(req.Header)
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus {
+				t.Errorf("status = %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+		})
+	}
+}

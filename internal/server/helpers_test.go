@@ -1,0 +1,388 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/denhq/den/api/rest"
+	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/guest"
+	"github.com/denhq/den/internal/image"
+	"github.com/denhq/den/internal/store"
+	"github.com/denhq/den/internal/testenv"
+)
+
+// Tenants and their API keys in every testEnv.
+const (
+	tenantA = "acme"
+	tenantB = "globex"
+	nodeID  = "node-1"
+	// failKey in a create request's metadata makes the stub node fail the
+	// start with the value as the reason.
+	failKey = "stub.fail"
+	// stubDiskQuota is the disk every stub sandbox may fill through
+	// POST /files; see stubNode.guestHandler.
+	stubDiskQuota = 1 << 20
+)
+
+// t0 is the fake clock's start.
+var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// fakeClock is a settable clock, shared by the server and the stub node.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// stubNode is a Node without a runtime. Start marks the record running (or
+// failed, when its metadata holds failKey) and Destroy deletes it, both with
+// compare-and-set like internal/node. Every running sandbox's guest channel
+// reaches one in-process guest agent, which runs processes on the host.
+type stubNode struct {
+	store *store.Store
+	now   func() time.Time
+
+	mu   sync.Mutex
+	sock string        // unix socket of the guest agent
+	seen []http.Header // headers of every request the guest received
+}
+
+func (n *stubNode) ID() string { return nodeID }
+
+func (n *stubNode) Capabilities() driver.Capabilities { return driver.Capabilities{Name: "stub"} }
+
+func (n *stubNode) Start(ctx context.Context, id string) (*store.Sandbox, error) {
+	var reason string
+	sb, err := n.update(ctx, id, func(sb *store.Sandbox) {
+		if reason = sb.Metadata[failKey]; reason != "" {
+			sb.State, sb.Reason = store.StateFailed, reason
+			return
+		}
+		now := n.now()
+		sb.State, sb.StartedAt = store.StateRunning, now
+		if sb.TimeoutSec > 0 {
+			sb.ExpiresAt = now.Add(time.Duration(sb.TimeoutSec) * time.Second)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if reason != "" {
+		return nil, fmt.Errorf("create sandbox %s: %s", id, reason)
+	}
+	return sb, nil
+}
+
+func (n *stubNode) Destroy(ctx context.Context, id string) error {
+	err := n.store.DeleteSandbox(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func (n *stubNode) DialGuest(ctx context.Context, id string) (net.Conn, error) {
+	sb, err := n.store.Snapshot().Sandbox(id)
+	if err != nil {
+		return nil, err
+	}
+	if sb.State != store.StateRunning {
+		return nil, errdefs.New(errdefs.FailedPrecondition, "sandbox %s is %s", id, sb.State)
+	}
+	n.mu.Lock()
+	sock := n.sock
+	n.mu.Unlock()
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", sock)
+}
+
+func (n *stubNode) update(ctx context.Context, id string, change func(*store.Sandbox)) (*store.Sandbox, error) {
+	for attempt := 0; ; attempt++ {
+		sb, err := n.store.Snapshot().Sandbox(id)
+		if err != nil {
+			return nil, err
+		}
+		change(sb)
+		err = n.store.UpdateSandbox(ctx, sb)
+		if err == nil || !errdefs.Is(err, errdefs.Conflict) || attempt >= 10 {
+			return sb, err
+		}
+	}
+}
+
+// guestHandler wraps the agent's handler: it records request headers and,
+// standing in for a real disk quota, answers an upload larger than
+// stubDiskQuota as a full disk does in a real sandbox (507).
+func (n *stubNode) guestHandler(agent http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.mu.Lock()
+		n.seen = append(n.seen, r.Header.Clone())
+		n.mu.Unlock()
+		if r.Method == http.MethodPost && r.URL.Path == "/files" && r.ContentLength > stubDiskQuota {
+			err := errdefs.New(errdefs.InsufficientStorage, "write %s: no space left on device", r.URL.Query().Get("path"))
+			writeError(w, err)
+			return
+		}
+		agent.ServeHTTP(w, r)
+	})
+}
+
+// setSock points the guest channel of every sandbox at a unix socket.
+func (n *stubNode) setSock(path string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.sock = path
+}
+
+// lastGuestHeaders returns the headers of the last request the guest saw.
+func (n *stubNode) lastGuestHeaders() http.Header {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.seen) == 0 {
+		return nil
+	}
+	return n.seen[len(n.seen)-1]
+}
+
+// testEnv is a Server on httptest with a real store and image store (holding
+// "busybox"), the stub node, a fake clock and API keys of two tenants.
+type testEnv struct {
+	t      *testing.T
+	srv    *Server
+	url    string
+	store  *store.Store
+	node   *stubNode
+	clock  *fakeClock
+	keyA   string // tenant A
+	keyB   string // tenant B
+	client *http.Client
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	if _, err := exec.LookPath("busybox"); err != nil {
+		testenv.Missing(t, "busybox not found: apt-get install busybox-static (make deps does it)")
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Dir: t.TempDir(), NodeID: nodeID})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	images, err := image.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatalf("open image store: %v", err)
+	}
+	if _, err := image.BuildBusybox(ctx, images, "busybox"); err != nil {
+		t.Fatalf("build busybox image: %v", err)
+	}
+	clock := &fakeClock{now: t0}
+	node := &stubNode{store: st, now: clock.Now}
+	node.setSock(serveGuestHandler(t, node))
+	srv, err := New(Config{Store: st, Node: node, Images: images, Version: "test", Logger: slog.New(slog.DiscardHandler), Now: clock.Now})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	client := &http.Client{}
+	t.Cleanup(client.CloseIdleConnections)
+	e := &testEnv{t: t, srv: srv, url: hs.URL, store: st, node: node, clock: clock, client: client}
+	e.keyA = e.addKey(tenantA)
+	e.keyB = e.addKey(tenantB)
+	return e
+}
+
+// serveGuestHandler serves a guest agent, wrapped by node.guestHandler, on a
+// unix socket and returns the socket's path.
+func serveGuestHandler(t *testing.T, node *stubNode) string {
+	t.Helper()
+	// A short directory: unix socket paths are limited to 108 bytes.
+	dir, err := os.MkdirTemp("", "den-server-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "guest.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := guest.New(guest.Config{Env: os.Environ()})
+	if err != nil {
+		t.Fatalf("guest.New: %v", err)
+	}
+	hs := &http.Server{Handler: node.guestHandler(agent.Handler())}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hs.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		hs.Close()
+		agent.Close()
+		<-done
+	})
+	return sock
+}
+
+func (e *testEnv) addKey(tenant string) string {
+	e.t.Helper()
+	secret, hash, err := NewAPIKey()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	k := &store.APIKey{ID: "key-" + tenant, Tenant: tenant, Hash: hash}
+	if err := e.store.PutAPIKey(context.Background(), k); err != nil {
+		e.t.Fatalf("put api key: %v", err)
+	}
+	return secret
+}
+
+// do sends a request with key in X-API-Key (none when key is "") and a JSON
+// body (none when body is ""), and returns the status and response body.
+func (e *testEnv) do(method, path, key, body string) (int, []byte) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.url+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("X-API-Key", key)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return resp.StatusCode, b
+}
+
+// doJSON is do that requires wantStatus and decodes the body into out
+// (unless out is nil).
+func (e *testEnv) doJSON(method, path, key, body string, wantStatus int, out any) {
+	e.t.Helper()
+	status, b := e.do(method, path, key, body)
+	if status != wantStatus {
+		e.t.Fatalf("%s %s: status %d, want %d; body: %s", method, path, status, wantStatus, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			e.t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
+		}
+	}
+}
+
+// create creates a sandbox for key from a JSON request and returns it; it
+// fails the test unless the answer is 201.
+func (e *testEnv) create(key, body string) rest.Sandbox {
+	e.t.Helper()
+	var sb rest.Sandbox
+	e.doJSON("POST", "/v1/sandboxes", key, body, http.StatusCreated, &sb)
+	return sb
+}
+
+// createFailed creates a sandbox that the stub node fails to start and
+// returns its ID.
+func (e *testEnv) createFailed(key, name string) string {
+	e.t.Helper()
+	body := fmt.Sprintf(`{"image":"busybox","name":%q,"metadata":{%q:"no capacity"}}`, name, failKey)
+	e.doJSON("POST", "/v1/sandboxes", key, body, http.StatusInternalServerError, nil)
+	sb, err := e.store.Snapshot().SandboxByName(tenantOf(e, key), name)
+	if err != nil {
+		e.t.Fatalf("failed sandbox %s: %v", name, err)
+	}
+	return sb.ID
+}
+
+func tenantOf(e *testEnv, key string) string {
+	if key == e.keyB {
+		return tenantB
+	}
+	return tenantA
+}
+
+// checkAPIError requires an error response of the status, code and message.
+func checkAPIError(t *testing.T, status int, body []byte, wantStatus int, want rest.Error) {
+	t.Helper()
+	var got rest.Error
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("status %d, body %q is not an API error: %v", status, body, err)
+	}
+	if status != wantStatus {
+		t.Errorf("status = %d, want %d (body %s)", status, wantStatus, body)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("error (-want +got):\n%s", diff)
+	}
+}
+
+// apiKeyInterceptor sends an API key with every Connect call.
+type apiKeyInterceptor string
+
+func (k apiKeyInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("X-API-Key", string(k))
+		return next(ctx, req)
+	}
+}
+
+func (k apiKeyInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("X-API-Key", string(k))
+		return conn
+	}
+}
+
+func (k apiKeyInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// testCtx is a context that ends with the test, bounded so that a hung
+// stream fails instead of stalling the run.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}

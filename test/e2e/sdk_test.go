@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/denhq/den/api/rest"
+	den "github.com/denhq/den/sdk/go"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a poller.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (in *instance) client(t *testing.T) *den.Client {
+	t.Helper()
+	c, err := den.NewClient(den.WithURL(in.url), den.WithAPIKey(in.key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestTaggedProcessReattachAndKillTree starts a tagged background process
+// from one client, re-attaches to it by tag from a second client and sees
+// its output continue, then kills it and checks its children died too.
+func TestTaggedProcessReattachAndKillTree(t *testing.T) {
+	in := startDen(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	first := in.client(t)
+	sb, err := first.Create(ctx, rest.CreateSandboxRequest{Image: testImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := `sleep 1000 & echo $! > /tmp/child; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.05; done`
+	startCtx, stopFirst := context.WithCancel(ctx)
+	var firstOut syncBuffer
+	go sb.Exec(startCtx, den.ExecOptions{Cmd: "sh", Args: []string{"-c", script}, Tag: "ticker", Stdout: &firstOut})
+	waitFor(t, firstOut.String, "tick 3", 30*time.Second)
+	stopFirst() // the first client goes away; the process keeps running
+
+	second := in.client(t).Sandbox(sb.ID)
+	var secondOut syncBuffer
+	attached := make(chan den.ExitStatus, 1)
+	go func() {
+		st, _ := second.Connect(ctx, den.Selector{Tag: "ticker"}, &secondOut, nil)
+		attached <- st
+	}()
+	waitFor(t, secondOut.String, "tick", 30*time.Second)
+	before := lastTick(secondOut.String())
+	waitFor(t, func() string {
+		if lastTick(secondOut.String()) > before+2 {
+			return "advanced"
+		}
+		return ""
+	}, "advanced", 30*time.Second)
+
+	child := strings.TrimSpace(runOK(t, ctx, second, "cat /tmp/child"))
+	if err := second.Signal(ctx, den.Selector{Tag: "ticker"}, den.SIGKILL); err != nil {
+		t.Fatalf("kill by tag: %v", err)
+	}
+	select {
+	case st := <-attached:
+		if st.Exited && st.Code == 0 {
+			t.Fatalf("killed process reported a clean exit: %+v", st)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the re-attached client never saw the process end")
+	}
+	alive := runOK(t, ctx, second, "kill -0 "+child+" 2>/dev/null && echo alive || echo gone")
+	if strings.TrimSpace(alive) != "gone" {
+		t.Fatalf("child %s of the killed process survived: %q", child, alive)
+	}
+}
+
+func lastTick(s string) int {
+	n := 0
+	for _, l := range strings.Split(s, "\n") {
+		var v int
+		if _, err := fmt.Sscanf(l, "tick %d", &v); err == nil {
+			n = v
+		}
+	}
+	return n
+}
+
+func runOK(t *testing.T, ctx context.Context, sb *den.Sandbox, cmd string) string {
+	t.Helper()
+	res, err := sb.Run(ctx, cmd)
+	if err != nil || res.Code != 0 {
+		t.Fatalf("%q: %v %+v", cmd, err, res)
+	}
+	return string(res.Stdout)
+}
