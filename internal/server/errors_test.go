@@ -71,6 +71,7 @@ func TestErrors(t *testing.T) {
 		{"unknown field", "POST", "/v1/sandboxes", "A", `{"image":"busybox","gpus":1}`, 400, bad(`invalid JSON body: json: unknown field "gpus"`)},
 		{"empty body", "POST", "/v1/sandboxes", "A", "", 400, bad("request body is empty: send a JSON object")},
 		{"malformed JSON", "POST", "/v1/sandboxes", "A", `{"image":`, 400, bad("invalid JSON body: unexpected EOF")},
+		{"trailing data", "POST", "/v1/sandboxes", "A", `{"image":"busybox"} {"name":"x"}`, 400, bad("invalid JSON body: data after the JSON object")},
 		{"wrong type", "POST", "/v1/sandboxes", "A", `{"cpus":"two"}`, 400, bad("invalid JSON body: json: cannot unmarshal string into Go struct field CreateSandboxRequest.cpus of type float64")},
 		{"unknown image", "POST", "/v1/sandboxes", "A", `{"image":"nosuch"}`, 404, notFound(`get image: image "nosuch" not found`)},
 		{"default image missing", "POST", "/v1/sandboxes", "A", `{}`, 404, notFound(`get image: image "base" not found`)},

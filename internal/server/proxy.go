@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,7 +57,7 @@ func (g *guestProxies) get(id string) *httputil.ReverseProxy {
 			pr.Out.URL.Scheme, pr.Out.URL.Host, pr.Out.Host = "http", "guest", "guest"
 			pr.Out.URL.Path = "/" + pr.In.PathValue("path")
 			pr.Out.URL.RawPath = ""
-			pr.Out.Header.Del("X-API-Key")
+			stripAPIKey(pr.Out.Header)
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {
@@ -67,6 +68,16 @@ func (g *guestProxies) get(id string) *httputil.ReverseProxy {
 	}
 	g.byID[id] = p
 	return p
+}
+
+// stripAPIKey removes the den API key from a request to the guest agent,
+// which runs inside the sandbox. "Authorization: Basic" stays: it names the
+// guest user to act as.
+func stripAPIKey(h http.Header) {
+	h.Del("X-API-Key")
+	if strings.HasPrefix(h.Get("Authorization"), "Bearer ") {
+		h.Del("Authorization")
+	}
 }
 
 // forget drops the proxy of a sandbox and closes its idle connections.

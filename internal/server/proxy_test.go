@@ -168,7 +168,7 @@ func TestProxyHTTP(t *testing.T) {
 		{name: "unary JSON", method: "POST", path: "/process.Process/List", contentType: "application/json", body: "{}",
 			wantStatus: 200, wantBody: "{}"},
 		{name: "upload", method: "POST", path: "/files?path=" + file, contentType: "application/octet-stream", body: "hello\n",
-			wantStatus: 200, wantBody: `[{"name":"hello.txt","type":"file","path":"` + file + `"}]` + "\n"},
+			wantStatus: 200, wantBody: `[{"path":"` + file + `","name":"hello.txt","type":"file"}]` + "\n"},
 		{name: "download", method: "GET", path: "/files?path=" + file, wantStatus: 200, wantBody: "hello\n"},
 		{name: "download missing", method: "GET", path: "/files?path=" + dir + "/nope", wantStatus: 404,
 			wantErr: &rest.Error{Code: "not_found", Message: "open " + dir + "/nope: open " + dir + "/nope: no such file or directory"}},

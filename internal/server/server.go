@@ -136,6 +136,9 @@ func decodeJSON(r *http.Request, v any) error {
 		}
 		return errdefs.Wrap(errdefs.InvalidArgument, err, "invalid JSON body")
 	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errdefs.New(errdefs.InvalidArgument, "invalid JSON body: data after the JSON object")
+	}
 	return nil
 }
 

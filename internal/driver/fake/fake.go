@@ -207,12 +207,12 @@ func (d *Driver) Stats(ctx context.Context, id string) (driver.Stats, error) {
 	}
 	now := time.Now()
 	return driver.Stats{
-		CPUUsageNanos: uint64(max(now.Sub(st.StartedAt), 1)),
-		MemoryBytes:   1 << 20,
-		MemoryLimit:   uint64(st.Spec.MemoryMB) << 20,
+		CPUUsageNanos:  uint64(max(now.Sub(st.StartedAt), 1)),
+		MemoryBytes:    1 << 20,
+		MemoryLimit:    uint64(st.Spec.MemoryMB) << 20,
 		DiskLimitBytes: uint64(st.Spec.DiskMB) << 20,
-		PIDs:          1,
-		At:            now,
+		PIDs:           1,
+		At:             now,
 	}, nil
 }
 
