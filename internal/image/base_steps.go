@@ -22,6 +22,7 @@ type baseStep struct {
 // baseSteps turn a debootstrapped tree into the base image, in order.
 var baseSteps = []baseStep{
 	{"add user", addBaseUser},
+	{"allow user to sudo", allowSudo},
 	{"clean apt caches", cleanApt},
 	{"remove host files", removeHostFiles},
 	{"remove documentation", removeDocs},
@@ -35,6 +36,16 @@ func addBaseUser(ctx context.Context, rootfs string) error {
 		return fmt.Errorf("useradd: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// allowSudo gives "user" passwordless sudo, as E2B's base image does, so
+// agents running as user can install packages.
+func allowSudo(_ context.Context, rootfs string) error {
+	dir := filepath.Join(rootfs, "etc", "sudoers.d")
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil // sudo is not installed (a custom package list)
+	}
+	return os.WriteFile(filepath.Join(dir, "user"), []byte("user ALL=(ALL:ALL) NOPASSWD: ALL\n"), 0o440)
 }
 
 // cleanApt removes downloaded packages and package lists (apt-get clean and

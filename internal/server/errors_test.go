@@ -12,6 +12,7 @@ import (
 // the API. In paths, bodies and messages {running}, {failed} and {deleted}
 // stand for the IDs of tenant A's sandboxes in those states.
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	running := e.create(e.keyA, `{"image":"busybox","name":"taken"}`).ID
 	failed := e.createFailed(e.keyA, "broken")
@@ -113,6 +114,7 @@ func TestErrors(t *testing.T) {
 
 // TestAuthentication checks which headers carry the API key.
 func TestAuthentication(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	tests := []struct {
 		name       string

@@ -51,6 +51,7 @@ const execScript = "echo out; echo err >&2; exit 3"
 // TestProxyExec runs a process through the envd proxy with the generated
 // Connect client, in both codecs the SDKs use.
 func TestProxyExec(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	sb := e.create(e.keyA, `{"image":"busybox","name":"box"}`)
 	codecs := []struct {
@@ -92,6 +93,7 @@ func TestProxyExec(t *testing.T) {
 // message, a response of enveloped messages ending with an end-of-stream
 // envelope (flag 0x02).
 func TestProxyExecCurl(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	sb := e.create(e.keyA, `{"image":"busybox"}`)
 	msg := `{"process":{"cmd":"/bin/sh","args":["-c",` + jsonString(execScript) + `]}}`
@@ -149,6 +151,7 @@ func jsonString(s string) string {
 // TestProxyHTTP covers the plain-HTTP envd routes through the proxy: health,
 // a unary Connect call in JSON, file upload and download, and a full disk.
 func TestProxyHTTP(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	sb := e.create(e.keyA, `{"image":"busybox"}`)
 	dir := t.TempDir()
@@ -220,6 +223,7 @@ func TestProxyHTTP(t *testing.T) {
 // agent, which runs inside the sandbox, while other headers (the guest's
 // own Basic user) pass through.
 func TestProxyStripsAPIKey(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	sb := e.create(e.keyA, `{"image":"busybox"}`)
 	tests := []struct {
@@ -264,6 +268,7 @@ func TestProxyStripsAPIKey(t *testing.T) {
 // TestProxyGuestUnreachable checks the answer when the guest channel can't
 // be dialled.
 func TestProxyGuestUnreachable(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	sb := e.create(e.keyA, `{"image":"busybox"}`)
 	e.node.setSock(filepath.Join(t.TempDir(), "absent.sock"))

@@ -23,6 +23,7 @@ func timePtr(t time.Time) *time.Time { return &t }
 var idRE = regexp.MustCompile(`^[a-z][a-z0-9]{19}$`)
 
 func TestCreate(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	tests := []struct {
 		name string
@@ -86,6 +87,7 @@ func TestCreate(t *testing.T) {
 }
 
 func TestCreateStartFailure(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	status, body := e.do("POST", "/v1/sandboxes", e.keyA, fmt.Sprintf(`{"image":"busybox","name":"boom","metadata":{%q:"no capacity"}}`, failKey))
 	sb, err := e.store.Snapshot().SandboxByName(tenantA, "boom")
@@ -102,6 +104,7 @@ func TestCreateStartFailure(t *testing.T) {
 }
 
 func TestGet(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	want := e.create(e.keyA, `{"image":"busybox","name":"db"}`)
 	for _, ref := range []string{want.ID, "db"} {
@@ -151,6 +154,7 @@ func (e *testEnv) listAll(key, query string, limit int) (ids []string, pages int
 }
 
 func TestList(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	var all, teamA []string
 	for i := range 5 {
@@ -198,6 +202,7 @@ func TestList(t *testing.T) {
 }
 
 func TestDelete(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	for _, by := range []string{"id", "name"} {
 		t.Run(by, func(t *testing.T) {
@@ -217,6 +222,7 @@ func TestDelete(t *testing.T) {
 }
 
 func TestDeleteFailed(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	id := e.createFailed(e.keyA, "broken")
 	e.doJSON("DELETE", "/v1/sandboxes/"+id, e.keyA, "", http.StatusNoContent, nil)
@@ -225,6 +231,7 @@ func TestDeleteFailed(t *testing.T) {
 }
 
 func TestSetTimeout(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	sb := e.create(e.keyA, `{"image":"busybox","name":"t"}`)
 	e.clock.Advance(10 * time.Second)
@@ -258,6 +265,7 @@ func TestSetTimeout(t *testing.T) {
 }
 
 func TestReaper(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	short := e.create(e.keyA, `{"image":"busybox","timeout":60}`)
 	long := e.create(e.keyA, `{"image":"busybox","timeout":120}`)
@@ -294,6 +302,7 @@ func TestReaper(t *testing.T) {
 // TestTenantIsolation checks that tenant B can neither see nor touch tenant
 // A's sandbox, by ID or by name, and that names are per tenant.
 func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	sb := e.create(e.keyA, `{"image":"busybox","name":"mine"}`)
 	for _, ref := range []string{sb.ID, "mine"} {
@@ -329,6 +338,7 @@ func TestTenantIsolation(t *testing.T) {
 }
 
 func TestInfoAndImages(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	var info rest.Info
 	e.doJSON("GET", "/v1/info", e.keyA, "", http.StatusOK, &info)
@@ -365,6 +375,7 @@ func (e *testEnv) metricsText() string {
 }
 
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t)
 	e.create(e.keyA, `{"image":"busybox"}`)
 	e.createFailed(e.keyA, "broken")

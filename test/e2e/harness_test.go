@@ -50,6 +50,9 @@ type instance struct {
 	key     string
 	cmd     *exec.Cmd
 	log     *bytes.Buffer
+	// upArgs are extra `den up` flags; upWait bounds its start.
+	upArgs []string
+	upWait time.Duration
 }
 
 // startDen starts `den up` on dataDir (a new temp dir when empty) and waits
@@ -60,7 +63,7 @@ func startDen(t *testing.T, dataDir string) *instance {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	in := &instance{t: t, bin: bin, dataDir: dataDir, log: &bytes.Buffer{}}
+	in := &instance{t: t, bin: bin, dataDir: dataDir, log: &bytes.Buffer{}, upArgs: []string{"--no-base"}, upWait: time.Minute}
 	in.start()
 	t.Cleanup(func() { in.removeAll(); in.stop() })
 	return in
@@ -69,7 +72,7 @@ func startDen(t *testing.T, dataDir string) *instance {
 func (in *instance) start() {
 	t := in.t
 	t.Helper()
-	cmd := exec.Command(in.bin, "up", "--data-dir", in.dataDir, "--listen", "127.0.0.1:0", "--no-base")
+	cmd := exec.Command(in.bin, append([]string{"up", "--data-dir", in.dataDir, "--listen", "127.0.0.1:0"}, in.upArgs...)...)
 	cmd.Stderr = in.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
@@ -88,7 +91,7 @@ func (in *instance) start() {
 		}
 		close(lines)
 	}()
-	deadline := time.After(60 * time.Second)
+	deadline := time.After(in.upWait)
 	for in.url == "" || in.key == "" {
 		select {
 		case l, ok := <-lines:
@@ -102,7 +105,7 @@ func (in *instance) start() {
 				in.key = v
 			}
 		case <-deadline:
-			t.Fatalf("den up printed no DEN_URL within 60s:\n%s", in.log)
+			t.Fatalf("den up printed no DEN_URL within %s:\n%s", in.upWait, in.log)
 		}
 	}
 	go func() {

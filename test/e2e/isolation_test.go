@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/denhq/den/internal/testenv"
 )
 
 // TestMemoryHogAndForkBombStayInside runs a 4 GiB allocation and a fork
@@ -42,19 +44,25 @@ func TestMemoryHogAndForkBombStayInside(t *testing.T) {
 // TestInteractiveShell drives `den exec -t` through a real terminal (tmux).
 func TestInteractiveShell(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skip("tmux not installed (make deps installs it)")
+		testenv.Missing(t, "tmux not installed (make deps installs it)")
 	}
 	den := startDen(t, "")
-	id := den.create()
+	interactive(t, den, den.create(), "sh", "echo $((6*7))", "42")
+}
+
+// interactive runs `den exec -t ID -- shell` in a 120x30 tmux terminal, types
+// input, waits for want on the screen, checks the terminal size reached the
+// sandbox, and checks that `exit 5` ends the CLI with status 5.
+func interactive(t *testing.T, den *instance, id, shell, input, want string) {
+	t.Helper()
 	session := "den-e2e-" + id[:8]
 	exitFile := filepath.Join(t.TempDir(), "exit")
-	shell := fmt.Sprintf("DEN_URL=%s DEN_API_KEY=%s %s exec -t %s -- sh; echo EXIT=$? > %s; sleep 30",
-		den.url, den.key, den.bin, id, exitFile)
-	if out, err := exec.Command("tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", shell).CombinedOutput(); err != nil {
+	cmdline := fmt.Sprintf("DEN_URL=%s DEN_API_KEY=%s %s exec -t %s -- %s; echo EXIT=$? > %s; sleep 30",
+		den.url, den.key, den.bin, id, shell, exitFile)
+	if out, err := exec.Command("tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", cmdline).CombinedOutput(); err != nil {
 		t.Fatalf("tmux: %v %s", err, out)
 	}
 	defer exec.Command("tmux", "kill-session", "-t", session).Run()
-
 	keys := func(k ...string) {
 		if out, err := exec.Command("tmux", append([]string{"send-keys", "-t", session}, k...)...).CombinedOutput(); err != nil {
 			t.Fatalf("tmux send-keys: %v %s", err, out)
@@ -65,8 +73,9 @@ func TestInteractiveShell(t *testing.T) {
 		return string(out)
 	}
 	waitFor(t, screen, "#", 20*time.Second)
-	keys("echo $((6*7)); stty size", "Enter")
-	waitFor(t, screen, "42", 10*time.Second)
+	keys(input, "Enter")
+	waitFor(t, screen, want, 10*time.Second)
+	keys("stty size", "Enter")
 	waitFor(t, screen, "30 120", 10*time.Second)
 	keys("exit 5", "Enter")
 	exitStatus := func() string { b, _ := os.ReadFile(exitFile); return string(b) }

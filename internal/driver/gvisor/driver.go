@@ -78,6 +78,9 @@ func (d *Driver) Recover(ctx context.Context, h *driver.Handle) error {
 	if err := checkID(h.ID); err != nil {
 		return err
 	}
+	if h.Driver != "gvisor" {
+		return errdefs.New(errdefs.FailedPrecondition, "recover sandbox %s: handle is for driver %q, not gvisor", h.ID, h.Driver)
+	}
 	st, err := decodeState(h)
 	if err != nil {
 		return err
