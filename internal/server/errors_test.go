@@ -95,7 +95,10 @@ func TestErrors(t *testing.T) {
 
 		// Images and routes.
 		{"unknown image ref", "GET", "/v1/images/nosuch", "A", "", 404, notFound(`get image: image "nosuch" not found`)},
+		{"import image without admin key", "POST", "/v1/images?name=x", "A", "", 403, rest.Error{Code: "permission_denied", Message: "only an admin API key may import images"}},
+		{"remove image without admin key", "DELETE", "/v1/images/busybox", "A", "", 403, rest.Error{Code: "permission_denied", Message: "only an admin API key may remove images"}},
 		{"unknown route", "GET", "/v2/sandboxes", "", "", 404, notFound("no route for GET /v2/sandboxes")},
+		{"method not served", "PUT", "/v1/sandboxes", "A", "", 404, notFound("no route for PUT /v1/sandboxes")},
 		{"unknown sub-route", "GET", "/v1/sandboxes/{running}/logs", "A", "", 404, notFound("no route for GET /v1/sandboxes/{running}/logs")},
 	}
 	for _, tt := range tests {

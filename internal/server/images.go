@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/denhq/den/api/rest"
+	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/image"
 )
 
@@ -32,7 +33,10 @@ func (s *Server) getImage(w http.ResponseWriter, r *http.Request, _ principal) e
 }
 
 // importImage takes a docker-archive or OCI-layout tar as the request body.
-func (s *Server) importImage(w http.ResponseWriter, r *http.Request, _ principal) error {
+func (s *Server) importImage(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := requireAdmin(p, "import images"); err != nil {
+		return err
+	}
 	im, err := s.cfg.Images.Import(r.Context(), r.Body, r.URL.Query().Get("name"), nil)
 	if err != nil {
 		return err
@@ -40,10 +44,22 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request, _ principal
 	return writeJSON(w, http.StatusCreated, imageToREST(im))
 }
 
-func (s *Server) removeImage(w http.ResponseWriter, r *http.Request, _ principal) error {
+func (s *Server) removeImage(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := requireAdmin(p, "remove images"); err != nil {
+		return err
+	}
 	if err := s.cfg.Images.Remove(r.PathValue("ref")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// requireAdmin allows node-wide changes (images are shared by all tenants
+// of a node) only to admin keys.
+func requireAdmin(p principal, what string) error {
+	if !p.Admin {
+		return errdefs.New(errdefs.PermissionDenied, "only an admin API key may %s", what)
+	}
 	return nil
 }

@@ -126,11 +126,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
+// maxJSONBody bounds JSON request bodies.
+const maxJSONBody = 1 << 20
+
 // decodeJSON reads a JSON body of at most 1 MiB into v, rejecting unknown fields.
 func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxJSONBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errdefs.New(errdefs.InvalidArgument, "request body is larger than %d bytes", maxJSONBody)
+		}
 		if errors.Is(err, io.EOF) {
 			return errdefs.New(errdefs.InvalidArgument, "request body is empty: send a JSON object")
 		}

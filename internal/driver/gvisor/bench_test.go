@@ -19,7 +19,7 @@ func BenchmarkCreateExec(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { unmountNullNetns(d.cfg.StateDir) })
+	b.Cleanup(func() { _ = d.Close() })
 	spec := driver.Spec{Image: driver.Image{Layers: []string{testenv.BusyboxRootfs(b)}}, CPUs: 1, MemoryMB: 512, DiskMB: 256}
 	ctx := context.Background()
 	var total time.Duration

@@ -14,11 +14,10 @@ import (
 // creation is one Create in progress: the spec, its paths and what the
 // steps produced so far.
 type creation struct {
-	d     *Driver
-	spec  driver.Spec
-	p     paths
-	state stateV1
-	raw   []byte // encoded state, the Handle's State
+	d    *Driver
+	spec driver.Spec
+	p    paths
+	raw  []byte // encoded state, the Handle's State
 }
 
 // step is one named stage of Create. It returns an undo function (nil when
@@ -31,7 +30,7 @@ type step struct {
 // createSteps is Create, in order.
 var createSteps = []step{
 	{"make sandbox dir", (*creation).makeDir},
-	{"prepare rootfs layers", (*creation).prepareUpper},
+	{"prepare writable layer", (*creation).prepareUpper},
 	{"mount rootfs", (*creation).mountRootfs},
 	{"write OCI bundle", (*creation).writeBundle},
 	{"start sandbox", (*creation).start},
@@ -47,6 +46,9 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 	p := d.paths(spec.ID)
 	if h, err := d.existing(ctx, spec.ID, p); h != nil || err != nil {
 		return h, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, wrapCreate(spec.ID, "begin", err)
 	}
 	begin := time.Now()
 	c := &creation{d: d, spec: spec, p: p}
@@ -184,12 +186,11 @@ func (d *Driver) runFlags(p paths, diskMB int64) []string {
 }
 
 func (c *creation) writeState(ctx context.Context) (func(context.Context) error, error) {
-	c.state = stateV1{
+	raw, err := writeState(c.p, stateV1{
 		Dir: c.p.dir, RunscRoot: c.d.runsc.root, Platform: c.d.platform,
 		Cgroup: cgroupPath(c.d.cfg, c.spec.ID), StartedAt: time.Now().UTC(),
 		MemoryLimit: uint64(c.spec.MemoryMB) << 20, DiskLimitBytes: uint64(c.spec.DiskMB) << 20,
-	}
-	raw, err := writeState(c.p, c.state)
+	})
 	c.raw = raw
 	return nil, err
 }

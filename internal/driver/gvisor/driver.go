@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
 )
@@ -182,5 +184,14 @@ func removeDir(p paths) error {
 	return nil
 }
 
-// Close implements driver.Driver. Sandboxes keep running.
-func (d *Driver) Close() error { return nil }
+// Close implements driver.Driver. Sandboxes keep running. It unmounts the
+// empty network namespace runsc pins for gofers under its root (running
+// gofers have joined it already; runsc pins a new one when needed), so
+// that StateDir can be removed once its sandboxes are destroyed. Concurrent
+// first starts may have stacked several mounts there: all are removed.
+func (d *Driver) Close() error {
+	path := filepath.Join(d.runsc.root, "null-netns")
+	for unix.Unmount(path, unix.MNT_DETACH) == nil {
+	}
+	return nil
+}

@@ -63,8 +63,9 @@ func dialUnix(ctx context.Context, path string) (net.Conn, error) {
 }
 
 // waitHealthy polls the guest agent until it answers, the sandbox process
-// exits, ctx ends or the deadline passes. The backoff starts at 1 ms: the
-// agent usually answers within a few milliseconds of runsc returning.
+// exits, ctx ends or the deadline passes. It polls every 1-5 ms: a failed
+// attempt costs microseconds (no socket yet, or connection refused), and a
+// coarser backoff would add its granularity to every sandbox start.
 func waitHealthy(ctx context.Context, deadline time.Time, p paths) error {
 	delay := time.Millisecond
 	for {
@@ -88,7 +89,7 @@ func waitHealthy(ctx context.Context, deadline time.Time, p paths) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		delay = min(delay*2, 50*time.Millisecond)
+		delay = min(delay*2, 5*time.Millisecond)
 	}
 }
 
