@@ -3,6 +3,7 @@ package gvisor
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 // agent; compare with BenchmarkRawFloor (docs/benchmarks.md).
 func BenchmarkCreateExec(b *testing.B) {
 	testenv.RequireRoot(b)
-	d, err := New(Config{RunscPath: testenv.Runsc(b), GuestBinary: testenv.GuestBinary(b), StateDir: b.TempDir(), CgroupParent: testCgroupParent})
+	d, err := New(Config{RunscPath: testenv.Runsc(b), GuestBinary: testenv.GuestBinary(b), StateDir: b.TempDir(), CgroupParent: testCgroupParent, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package gvisor
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -31,7 +33,9 @@ type Config struct {
 	// New and fall back to ptrace when it does not work.
 	Platform string
 	// CgroupParent is the cgroup under which each sandbox gets <parent>/<id>.
-	// Default "den".
+	// Default "den/<first 8 hex digits of sha256(StateDir)>": stable across
+	// restarts, and distinct for two den instances (or tests) on one host
+	// that use the same sandbox IDs.
 	CgroupParent string
 	// PidsLimit bounds the host tasks (sentry threads, gofer, platform stub
 	// processes) of one sandbox. Default 4096.
@@ -48,7 +52,8 @@ type Config struct {
 // withDefaults returns c with empty optional fields filled in.
 func (c Config) withDefaults() Config {
 	if c.CgroupParent == "" {
-		c.CgroupParent = "den"
+		sum := sha256.Sum256([]byte(c.StateDir))
+		c.CgroupParent = "den/" + hex.EncodeToString(sum[:4])
 	}
 	if c.PidsLimit == 0 {
 		c.PidsLimit = 4096

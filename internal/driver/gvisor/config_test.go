@@ -2,6 +2,7 @@ package gvisor
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -49,7 +50,7 @@ func TestMergeEnv(t *testing.T) {
 }
 
 func TestOCISpec(t *testing.T) {
-	cfg := Config{GuestBinary: "/opt/den-guest", StateDir: "/s"}.withDefaults()
+	cfg := Config{GuestBinary: "/opt/den-guest", StateDir: "/s", CgroupParent: "den"}.withDefaults()
 	p := paths{dir: "/s/sandboxes/sb1"}
 	s := ociSpec(cfg, driver.Spec{ID: "sb1", CPUs: 1.5, MemoryMB: 256, Image: driver.Image{User: "user"}}, p)
 	if s.Hostname != "sb1" || s.Root.Path != "/s/sandboxes/sb1/rootfs" || s.Linux.CgroupsPath != "/den/sb1" {
@@ -62,6 +63,14 @@ func TestOCISpec(t *testing.T) {
 	r := s.Linux.Resources
 	if *r.Memory.Limit != 256<<20 || *r.CPU.Quota != 150000 || *r.CPU.Period != 100000 || r.Pids.Limit != 4096 {
 		t.Errorf("resources: mem %d quota %d period %d pids %d", *r.Memory.Limit, *r.CPU.Quota, *r.CPU.Period, r.Pids.Limit)
+	}
+}
+
+func TestDefaultCgroupParent(t *testing.T) {
+	a := Config{StateDir: "/var/lib/den/a"}.withDefaults().CgroupParent
+	b := Config{StateDir: "/var/lib/den/b"}.withDefaults().CgroupParent
+	if a == b || !strings.HasPrefix(a, "den/") || len(a) != len("den/")+8 {
+		t.Errorf("default cgroup parents %q and %q: want distinct den/<8 hex>", a, b)
 	}
 }
 

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
 )
@@ -184,14 +182,14 @@ func removeDir(p paths) error {
 	return nil
 }
 
-// Close implements driver.Driver. Sandboxes keep running. It unmounts the
+// Close implements driver.Driver. Sandboxes keep running. It removes the
+// cgroup parent when no sandbox is left in it, and it unmounts the
 // empty network namespace runsc pins for gofers under its root (running
 // gofers have joined it already; runsc pins a new one when needed), so
 // that StateDir can be removed once its sandboxes are destroyed. Concurrent
 // first starts may have stacked several mounts there: all are removed.
 func (d *Driver) Close() error {
-	path := filepath.Join(d.runsc.root, "null-netns")
-	for unix.Unmount(path, unix.MNT_DETACH) == nil {
-	}
+	d.runsc.unmountNullNetNS()
+	removeEmptyCgroup(d.cfg.CgroupParent)
 	return nil
 }

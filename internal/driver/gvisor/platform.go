@@ -17,6 +17,7 @@ func probePlatform(ctx context.Context, r runsc, stateDir string, log *slog.Logg
 	}
 	defer os.RemoveAll(dir)
 	probe := runsc{path: r.path, root: filepath.Join(dir, "root")}
+	defer probe.unmountNullNetNS() // before the RemoveAll above
 	err = probe.detached(ctx, filepath.Join(dir, "log"),
 		"--platform="+PlatformSystrap, "--network=none", "do", "/bin/true")
 	if err != nil {

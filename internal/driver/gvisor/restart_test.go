@@ -88,10 +88,11 @@ func kill9Helper(t *testing.T) {
 	select {} // until SIGKILL
 }
 
-// TestPtracePlatform checks the fallback platform runs a sandbox.
+// TestPtracePlatform checks the fallback platform runs a sandbox, with the
+// default (nested, per state dir) cgroup parent.
 func TestPtracePlatform(t *testing.T) {
 	testenv.RequireRoot(t)
-	d, err := New(Config{RunscPath: testenv.Runsc(t), GuestBinary: testenv.GuestBinary(t), StateDir: t.TempDir(), CgroupParent: testCgroupParent, Platform: PlatformPtrace})
+	d, err := New(Config{RunscPath: testenv.Runsc(t), GuestBinary: testenv.GuestBinary(t), StateDir: t.TempDir(), Platform: PlatformPtrace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,5 +105,8 @@ func TestPtracePlatform(t *testing.T) {
 	t.Cleanup(func() { _ = d.Destroy(ctx, id) })
 	if res, err := drivertest.Exec(ctx, d, id, "echo", "ok"); err != nil || res.Stdout != "ok\n" {
 		t.Fatalf("exec: %+v, %v", res, err)
+	}
+	if st, err := d.Stats(ctx, id); err != nil || st.MemoryBytes == 0 {
+		t.Fatalf("Stats: %+v, %v", st, err)
 	}
 }

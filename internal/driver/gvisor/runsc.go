@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/denhq/den/internal/errdefs"
 )
@@ -103,4 +106,13 @@ func logTail(path string) string {
 		s = "..." + s[len(s)-max:]
 	}
 	return s
+}
+
+// unmountNullNetNS removes the bind mounts of the empty gofer network
+// namespace that runsc pins under its root (runsc's own
+// specutils.UnmountNullNetNS): the root cannot be removed while mounted.
+func (r runsc) unmountNullNetNS() {
+	path := filepath.Join(r.root, "null-netns")
+	for unix.Unmount(path, unix.MNT_DETACH) == nil {
+	}
 }

@@ -63,6 +63,19 @@ func readKey(path, key string) (uint64, error) {
 	return 0, fmt.Errorf("%s: no %s", path, key)
 }
 
+// removeEmptyCgroup removes cgroup in every hierarchy where it has no
+// children left; rmdir fails harmlessly where it still has some.
+func removeEmptyCgroup(cgroup string) {
+	if cgroupV2() {
+		_ = unix.Rmdir(filepath.Join(cgroupRoot, cgroup))
+		return
+	}
+	hierarchies, _ := os.ReadDir(cgroupRoot)
+	for _, h := range hierarchies {
+		_ = unix.Rmdir(filepath.Join(cgroupRoot, h.Name(), cgroup))
+	}
+}
+
 // oomKilled reports whether the memcg OOM killer killed a task of cgroup.
 func oomKilled(cgroup string) bool {
 	file := cgroupFile(cgroup, "memory", "memory.oom_control")
