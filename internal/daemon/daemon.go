@@ -57,6 +57,7 @@ func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logge
 	if err != nil {
 		return err
 	}
+	defer n.Close()
 	if err := n.Recover(ctx); err != nil {
 		return fmt.Errorf("recover sandboxes: %w", err)
 	}

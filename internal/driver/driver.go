@@ -23,6 +23,8 @@ type Capabilities struct {
 	Isolation string `json:"isolation"`
 	// Stats is true when the driver implements StatsReader.
 	Stats bool `json:"stats"`
+	// Wait is true when the driver implements Waiter.
+	Wait bool `json:"wait"`
 	// MaxCPUs and MaxMemoryMB bound a single sandbox on this driver (0 = no limit).
 	MaxCPUs     float64 `json:"max_cpus,omitempty"`
 	MaxMemoryMB int64   `json:"max_memory_mb,omitempty"`
@@ -129,4 +131,13 @@ type Stats struct {
 // StatsReader is an optional interface: resource usage of a sandbox.
 type StatsReader interface {
 	Stats(ctx context.Context, id string) (Stats, error)
+}
+
+// Waiter is an optional interface: Wait blocks until the sandbox stops
+// running (its processes died: crash, OOM kill, external kill) or ctx ends,
+// and returns the final Status. It returns at once for a sandbox that is
+// not running; NotFound for unknown IDs. The node uses it to record a
+// sandbox that died on its own as failed, with the reason.
+type Waiter interface {
+	Wait(ctx context.Context, id string) (Status, error)
 }

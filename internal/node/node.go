@@ -57,6 +57,11 @@ type Node struct {
 	cfg   Config
 	log   *slog.Logger
 	locks keyedMutex
+
+	// stop ends the sandbox watchers; wg waits for them.
+	stop      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 // New returns a Node; call Recover before serving.
@@ -70,7 +75,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Node{cfg: cfg, log: cfg.Logger}, nil
+	return &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}, nil
 }
 
 // ID is the node's name.
@@ -99,13 +104,17 @@ func (n *Node) Start(ctx context.Context, id string) (*store.Sandbox, error) {
 		}
 		return nil, err
 	}
-	return n.setState(context.WithoutCancel(ctx), id, func(s *store.Sandbox) {
+	sb, err = n.setState(context.WithoutCancel(ctx), id, func(s *store.Sandbox) {
 		now := n.cfg.Now()
 		s.State, s.Reason, s.Handle, s.StartedAt = "running", "", h, now
 		if s.TimeoutSec > 0 {
 			s.ExpiresAt = now.Add(time.Duration(s.TimeoutSec) * time.Second)
 		}
 	})
+	if err == nil {
+		n.watch(id)
+	}
+	return sb, err
 }
 
 func (n *Node) createOnDriver(ctx context.Context, sb *store.Sandbox) (json.RawMessage, error) {

@@ -70,6 +70,7 @@ func (n *Node) reattach(ctx context.Context, sb *store.Sandbox) error {
 		return n.fail(ctx, sb.ID, "sandbox processes were gone after den restarted: "+err.Error())
 	}
 	n.log.Info("sandbox reattached", "sandbox", sb.ID)
+	n.watch(sb.ID)
 	return nil
 }
 

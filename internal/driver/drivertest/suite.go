@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/denhq/den/api/envd/process"
 	"github.com/denhq/den/internal/driver"
@@ -34,6 +35,7 @@ func (s *suite) tests() []testCase {
 		{"RecoverDestroyed", s.testRecoverDestroyed},
 		{"RecoverBadVersion", s.testRecoverBadVersion},
 		{"InitDied", s.testInitDied},
+		{"WaitWhileRunning", s.testWaitWhileRunning},
 		{"ConcurrentCreate", s.testConcurrentCreate},
 		{"MemoryLimit", s.testMemoryLimit},
 		{"CPULimit", s.testCPULimit},
@@ -56,6 +58,9 @@ func (s *suite) testCapabilities(t *testing.T) {
 	}
 	if _, ok := d.(driver.StatsReader); ok != c.Stats {
 		t.Errorf("Capabilities().Stats = %v, but implements StatsReader = %v", c.Stats, ok)
+	}
+	if _, ok := d.(driver.Waiter); ok != c.Wait {
+		t.Errorf("Capabilities().Wait = %v, but implements Waiter = %v", c.Wait, ok)
 	}
 }
 
@@ -337,7 +342,27 @@ func (s *suite) testInitDied(t *testing.T) {
 	d, spec := s.setup(t)
 	ctx := testCtx(t)
 	s.create(t, ctx, d, spec)
+	waited := make(chan driver.Status, 1)
+	if w, ok := d.(driver.Waiter); ok {
+		go func() {
+			st, err := w.Wait(ctx, spec.ID)
+			if err != nil {
+				t.Errorf("Wait: %v", err)
+			}
+			waited <- st
+		}()
+	}
 	s.opts.KillInit(t, d, spec.ID)
+	if _, ok := d.(driver.Waiter); ok {
+		select {
+		case st := <-waited:
+			if st.Running || st.Reason == "" {
+				t.Errorf("Wait returned %+v after init died, want not running with a reason", st)
+			}
+		case <-ctx.Done():
+			t.Fatalf("Wait did not return after init died")
+		}
+	}
 	var st driver.Status
 	eventually(t, ctx, "Status reports not running after init died", func() bool {
 		var err error
@@ -386,5 +411,26 @@ func (s *suite) testConcurrentCreate(t *testing.T) {
 		if res := mustShell(t, ctx, d, id, "echo $((6*7))"); res.Stdout != "42\n" {
 			t.Errorf("%s: %q", id, res.Stdout)
 		}
+	}
+}
+
+func (s *suite) testWaitWhileRunning(t *testing.T) {
+	d, spec := s.setup(t)
+	w, ok := d.(driver.Waiter)
+	if !ok {
+		t.Skip("driver does not implement Waiter")
+	}
+	ctx := testCtx(t)
+	s.create(t, ctx, d, spec)
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if st, err := w.Wait(short, spec.ID); !errdefs.Is(err, errdefs.Canceled) {
+		t.Fatalf("Wait on a running sandbox returned %+v, %v; want a Canceled error when ctx ends", st, err)
+	}
+	if err := d.Destroy(ctx, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Wait(ctx, spec.ID); err == nil {
+		t.Errorf("Wait on a destroyed sandbox succeeded, want an error")
 	}
 }

@@ -63,6 +63,7 @@ type Driver struct {
 var (
 	_ driver.Driver      = (*Driver)(nil)
 	_ driver.StatsReader = (*Driver)(nil)
+	_ driver.Waiter      = (*Driver)(nil)
 )
 
 // New returns a fake driver over cfg.Dir.
@@ -81,7 +82,7 @@ func New(cfg Config) (*Driver, error) {
 
 // Capabilities implements driver.Driver.
 func (d *Driver) Capabilities() driver.Capabilities {
-	return driver.Capabilities{Name: Name, Isolation: "none", Stats: true}
+	return driver.Capabilities{Name: Name, Isolation: "none", Stats: true, Wait: true}
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -179,6 +180,22 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)
 	}
 	return nil
+}
+
+// Wait implements driver.Waiter.
+func (d *Driver) Wait(ctx context.Context, id string) (driver.Status, error) {
+	dir, err := d.dir(id)
+	if err != nil {
+		return driver.Status{}, err
+	}
+	if sb := lookup(dir); sb != nil {
+		select {
+		case <-sb.done:
+		case <-ctx.Done():
+			return driver.Status{}, errdefs.Wrap(errdefs.Canceled, ctx.Err(), "wait for sandbox %s", id)
+		}
+	}
+	return d.Status(context.WithoutCancel(ctx), id)
 }
 
 // Kill stops sandbox id's guest agent and processes as a crash would: the

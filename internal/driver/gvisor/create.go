@@ -178,7 +178,9 @@ func (d *Driver) runFlags(p paths, diskMB int64) []string {
 	if diskMB > 0 {
 		overlay += ",size=" + strconv.FormatInt(diskMB, 10) + "m"
 	}
-	args := []string{"--platform=" + d.platform, "--network=none", "--host-uds=create", overlay}
+	// --allow-suid: setuid binaries (sudo) work inside; the sandbox kernel
+	// boundary is unchanged, elevation stays inside the sentry.
+	args := []string{"--platform=" + d.platform, "--network=none", "--host-uds=create", "--allow-suid", overlay}
 	if d.cfg.Debug {
 		args = append(args, "--debug", "--debug-log="+p.dir+"/")
 	}

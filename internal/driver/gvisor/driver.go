@@ -27,6 +27,7 @@ type Driver struct {
 var (
 	_ driver.Driver      = (*Driver)(nil)
 	_ driver.StatsReader = (*Driver)(nil)
+	_ driver.Waiter      = (*Driver)(nil)
 )
 
 // New checks cfg, prepares StateDir and, when cfg.Platform is empty, probes
@@ -62,7 +63,7 @@ func (d *Driver) Platform() string { return d.platform }
 
 // Capabilities implements driver.Driver.
 func (d *Driver) Capabilities() driver.Capabilities {
-	return driver.Capabilities{Name: "gvisor", Isolation: "user-space-kernel", Stats: true}
+	return driver.Capabilities{Name: "gvisor", Isolation: "user-space-kernel", Stats: true, Wait: true}
 }
 
 func (d *Driver) sandboxesDir() string { return filepath.Join(d.cfg.StateDir, "sandboxes") }

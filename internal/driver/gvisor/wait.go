@@ -1,0 +1,88 @@
+package gvisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// waitPollInterval bounds how long Wait blocks in one poll(2) before it
+// looks at ctx again.
+const waitPollInterval = time.Second
+
+// Wait implements driver.Waiter. It watches the sandbox process through a
+// pidfd (which works for processes that are not our children: runsc
+// detaches the sandbox), so no runsc process runs while a sandbox lives.
+func (d *Driver) Wait(ctx context.Context, id string) (driver.Status, error) {
+	if err := checkID(id); err != nil {
+		return driver.Status{}, err
+	}
+	p := d.paths(id)
+	if _, err := readState(p); err != nil {
+		return driver.Status{}, fmt.Errorf("wait for sandbox %s: %w", id, err)
+	}
+	fd, err := openPidfd(p)
+	if err != nil {
+		return driver.Status{}, fmt.Errorf("wait for sandbox %s: %w", id, err)
+	}
+	if fd >= 0 {
+		defer unix.Close(fd)
+		if err := waitPidfd(ctx, fd); err != nil {
+			if ctx.Err() != nil {
+				return driver.Status{}, errdefs.Wrap(errdefs.Canceled, err, "wait for sandbox %s", id)
+			}
+			return driver.Status{}, fmt.Errorf("wait for sandbox %s: %w", id, err)
+		}
+	}
+	return d.Status(context.WithoutCancel(ctx), id)
+}
+
+// openPidfd opens a pidfd on the sandbox process, or returns -1 when the
+// process is already gone.
+func openPidfd(p paths) (int, error) {
+	data, err := os.ReadFile(p.pidFile())
+	if err != nil {
+		return -1, fmt.Errorf("read pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return -1, fmt.Errorf("pid file %s holds %q", p.pidFile(), data)
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return -1, nil
+	}
+	if err != nil {
+		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	return fd, nil
+}
+
+// waitPidfd blocks until the pidfd is readable (the process exited) or ctx ends.
+func waitPidfd(ctx context.Context, fd int) error {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := unix.Poll(fds, int(waitPollInterval.Milliseconds()))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("poll pidfd: %w", err)
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,74 @@
+package node
+
+import (
+	"context"
+	"errors"
+
+	"github.com/denhq/den/api/rest"
+	"github.com/denhq/den/internal/driver"
+)
+
+// watch records sandbox id as failed, with the reason, if it stops running
+// on its own (a crash, the memory limit, a kill from outside). Drivers
+// without driver.Waiter are not watched.
+func (n *Node) watch(id string) {
+	w, ok := n.cfg.Driver.(driver.Waiter)
+	if !ok {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-n.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		st, err := w.Wait(ctx, id)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			n.log.Warn("stopped watching sandbox", "sandbox", id, "err", err)
+			return
+		}
+		n.died(ctx, id, st)
+	}()
+}
+
+// died settles a sandbox whose processes ended without being asked to.
+func (n *Node) died(ctx context.Context, id string, st driver.Status) {
+	unlock := n.locks.lock(id)
+	defer unlock()
+	sb, err := n.cfg.Store.Snapshot().Sandbox(id)
+	if err != nil || sb.State != rest.StateRunning {
+		return // deleted or being deleted: the stop was asked for
+	}
+	reason := deathReason(st)
+	n.log.Warn("sandbox stopped unexpectedly", "sandbox", id, "reason", st.Reason)
+	if err := n.fail(ctx, id, reason); err != nil && !errors.Is(err, context.Canceled) {
+		n.log.Error("record dead sandbox", "sandbox", id, "err", err)
+	}
+}
+
+func deathReason(st driver.Status) string {
+	switch st.Reason {
+	case "oom":
+		return "out of memory: the sandbox used more than its memory_mb limit and was stopped"
+	case "":
+		return "the sandbox stopped unexpectedly"
+	}
+	return "the sandbox stopped unexpectedly: " + st.Reason
+}
+
+// Close stops watching sandboxes and waits for the watchers to end.
+// Sandboxes keep running.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() { close(n.stop) })
+	n.wg.Wait()
+	return nil
+}
