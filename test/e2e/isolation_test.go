@@ -27,6 +27,10 @@ func TestMemoryHogAndForkBombStayInside(t *testing.T) {
 	if res.code == 0 {
 		t.Fatalf("a 4 GiB allocation in a 512 MiB sandbox succeeded: %s %s", res.stdout, res.stderr)
 	}
+	// gVisor has no OOM killer of its own: the sandbox's cgroup stops the
+	// whole sandbox, and den records why.
+	hogState := func() string { return den.mustDen("get", hog, "--json") }
+	waitFor(t, hogState, "out of memory", 20*time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

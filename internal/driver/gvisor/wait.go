@@ -27,7 +27,8 @@ func (d *Driver) Wait(ctx context.Context, id string) (driver.Status, error) {
 		return driver.Status{}, err
 	}
 	p := d.paths(id)
-	if _, err := readState(p); err != nil {
+	st, err := readState(p)
+	if err != nil {
 		return driver.Status{}, fmt.Errorf("wait for sandbox %s: %w", id, err)
 	}
 	fd, err := openPidfd(p)
@@ -43,7 +44,13 @@ func (d *Driver) Wait(ctx context.Context, id string) (driver.Status, error) {
 			return driver.Status{}, fmt.Errorf("wait for sandbox %s: %w", id, err)
 		}
 	}
-	return d.Status(context.WithoutCancel(ctx), id)
+	// The process has exited; runsc may still call it running until its
+	// zombie is reaped, so the status is built here rather than asked for.
+	reason := "exited"
+	if oomKilled(st.Cgroup) {
+		reason = "oom"
+	}
+	return driver.Status{Reason: reason, StartedAt: st.StartedAt}, nil
 }
 
 // openPidfd opens a pidfd on the sandbox process, or returns -1 when the
