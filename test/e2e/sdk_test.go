@@ -3,7 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -111,4 +113,37 @@ func runOK(t *testing.T, ctx context.Context, sb *den.Sandbox, cmd string) strin
 		t.Fatalf("%q: %v %+v", cmd, err, res)
 	}
 	return string(res.Stdout)
+}
+
+// TestUploadPastDiskQuota checks that writing more than disk_mb answers 507
+// insufficient_storage, and the CLI says so.
+func TestUploadPastDiskQuota(t *testing.T) {
+	in := startDen(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := in.client(t)
+	sb, err := c.Create(ctx, rest.CreateSandboxRequest{Image: testImage, DiskMB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = sb.WriteFile(ctx, "/tmp/big.bin", io.LimitReader(zeros{}, 128<<20))
+	var apiErr *den.APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != 507 || apiErr.Code != "insufficient_storage" {
+		t.Fatalf("upload of 128 MiB into a 64 MiB disk: %v, want 507 insufficient_storage", err)
+	}
+	if res, err := sb.Run(ctx, "echo still-alive"); err != nil || string(res.Stdout) != "still-alive\n" {
+		t.Fatalf("sandbox after a failed upload: %v %+v", err, res)
+	}
+	src, _ := randomFile(t, 96<<20)
+	cli := in.den(nil, "cp", src, sb.ID+":/tmp/big2.bin")
+	if cli.code == 0 || !strings.Contains(cli.stderr, "insufficient_storage") {
+		t.Fatalf("den cp past the quota: code=%d stderr=%q", cli.code, cli.stderr)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
