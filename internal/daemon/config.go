@@ -55,6 +55,9 @@ func (c *Config) Validate() error {
 	if c.NodeID == "" {
 		c.NodeID = "local"
 	}
+	if os.Geteuid() != 0 {
+		return errdefs.New(errdefs.FailedPrecondition, "den up must run as root (gVisor sandboxes need mounts and cgroups): run `sudo den up` or `make up`")
+	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return errdefs.New(errdefs.InvalidArgument, "--listen %q is not host:port (e.g. 127.0.0.1:7070)", c.Listen)
 	}
