@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/denhq/den/api/envd/filesystem/filesystemconnect"
 	"github.com/denhq/den/api/envd/process/processconnect"
 	"github.com/denhq/den/internal/errdefs"
@@ -37,13 +39,15 @@ type Config struct {
 
 // Agent serves the envd protocol. Its methods are safe for concurrent use.
 type Agent struct {
-	cfg   Config
+	cfg   Config // cfg.Env is guarded by envMu: POST /init replaces it
+	envMu sync.RWMutex
 	log   *slog.Logger
 	users userDB
 	procs *procTable
 	watch *watchers
 
-	slowSubscriber time.Duration // see defaultSlowSubscriber; tests lower it
+	slowSubscriber time.Duration      // see defaultSlowSubscriber; tests lower it
+	sethostname    func(string) error // unix.Sethostname; tests replace it
 
 	ctx    context.Context // cancelled by Close; stops owned goroutines
 	cancel context.CancelFunc
@@ -77,7 +81,8 @@ func newAgent(cfg Config, users userDB) *Agent {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &Agent{cfg: cfg, log: log, users: users, ctx: ctx, cancel: cancel, slowSubscriber: defaultSlowSubscriber}
+	a := &Agent{cfg: cfg, log: log, users: users, ctx: ctx, cancel: cancel, slowSubscriber: defaultSlowSubscriber,
+		sethostname: func(h string) error { return unix.Sethostname([]byte(h)) }}
 	a.procs = newProcTable()
 	a.watch = newWatchers()
 	return a
@@ -85,7 +90,9 @@ func newAgent(cfg Config, users userDB) *Agent {
 
 // Handler returns the handler of every envd route: the Connect services
 // process.Process and filesystem.Filesystem, and GET/POST /files, GET
-// /health and GET /envs. It speaks HTTP/1.1 itself; the caller enables h2c.
+// /health and GET /envs; and the internal POST /init of the runtime driver
+// (see serveInit), which the control plane never forwards from clients.
+// It speaks HTTP/1.1 itself; the caller enables h2c.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(processconnect.NewProcessHandler(&processService{a: a}))
@@ -94,6 +101,7 @@ func (a *Agent) Handler() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /envs", a.serveEnvs)
+	mux.HandleFunc("POST /init", a.serveInit)
 	mux.HandleFunc("GET /files", a.serveDownload)
 	mux.HandleFunc("POST /files", a.serveUpload)
 	return mux

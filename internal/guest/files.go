@@ -26,7 +26,7 @@ type uploadedFile struct {
 // serveEnvs answers GET /envs with the base environment as a JSON object.
 func (a *Agent) serveEnvs(w http.ResponseWriter, _ *http.Request) {
 	env := map[string]string{}
-	for _, kv := range a.cfg.Env {
+	for _, kv := range a.baseEnv() {
 		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
 			env[k] = v
 		}

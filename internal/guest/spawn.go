@@ -33,7 +33,7 @@ func (a *Agent) prepare(req *pb.StartRequest, acct *account) (*spawnSpec, error)
 	if cfg.GetCmd() == "" {
 		return nil, errdefs.New(errdefs.InvalidArgument, "process.cmd is empty")
 	}
-	s := &spawnSpec{req: req, acct: acct, env: acct.environ(a.cfg.Env, cfg.GetEnvs())}
+	s := &spawnSpec{req: req, acct: acct, env: acct.environ(a.baseEnv(), cfg.GetEnvs())}
 	var err error
 	if s.dir, err = workDir(acct, cfg.GetCwd()); err != nil {
 		return nil, err

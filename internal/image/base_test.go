@@ -16,10 +16,10 @@ import (
 
 // TestBuildBase builds the real base image with debootstrap from the host's
 // Debian mirror. It takes minutes and downloads ~100 MB, so it only runs
-// with DEN_TEST_BASE=1.
+// with DEN_TEST_IMAGE_BASE=1 (the e2e TestBaseImage, which make test runs, builds it through den up).
 func TestBuildBase(t *testing.T) {
-	if os.Getenv("DEN_TEST_BASE") != "1" {
-		t.Skip("SKIP: set DEN_TEST_BASE=1 to build the base image with debootstrap (minutes, needs a Debian mirror)")
+	if os.Getenv("DEN_TEST_IMAGE_BASE") != "1" {
+		t.Skip("SKIP: set DEN_TEST_IMAGE_BASE=1 to build the base image with debootstrap (minutes, needs a Debian mirror; make test covers it through test/e2e TestBaseImage)")
 	}
 	testenv.RequireRoot(t)
 	if _, err := exec.LookPath("debootstrap"); err != nil {

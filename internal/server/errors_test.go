@@ -100,6 +100,7 @@ func TestErrors(t *testing.T) {
 		{"unknown route", "GET", "/v2/sandboxes", "", "", 404, notFound("no route for GET /v2/sandboxes")},
 		{"method not served", "PUT", "/v1/sandboxes", "A", "", 404, notFound("no route for PUT /v1/sandboxes")},
 		{"unknown sub-route", "GET", "/v1/sandboxes/{running}/logs", "A", "", 404, notFound("no route for GET /v1/sandboxes/{running}/logs")},
+		{"internal guest route", "POST", "/v1/sandboxes/{running}/envd/init", "A", `{"env":{"A":"1"}}`, 404, notFound("no route for POST /v1/sandboxes/{running}/envd/init")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -91,7 +91,15 @@ func (g *guestProxies) forget(id string) {
 	}
 }
 
+// internalGuestPath is the guest agent route that only the node's runtime
+// driver may call (POST /init applies a claimed warm sandbox's env and
+// hostname); the proxy answers it as an unknown route.
+const internalGuestPath = "init"
+
 func (s *Server) proxyGuest(w http.ResponseWriter, r *http.Request, p principal) error {
+	if r.PathValue("path") == internalGuestPath {
+		return errdefs.New(errdefs.NotFound, "no route for %s %s", r.Method, r.URL.Path)
+	}
 	sb, err := s.lookup(p, r.PathValue("id"))
 	if err != nil {
 		return err

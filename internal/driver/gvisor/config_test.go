@@ -24,6 +24,7 @@ func TestConfigValidate(t *testing.T) {
 		{"relative state dir", Config{RunscPath: exe, GuestBinary: exe, StateDir: "state"}, `gvisor config: StateDir must be an absolute path, got "state"`},
 		{"kvm", Config{RunscPath: exe, GuestBinary: exe, StateDir: "/x", Platform: "kvm"}, `gvisor config: unsupported platform "kvm" (want systrap or ptrace)`},
 		{"negative pids", Config{RunscPath: exe, GuestBinary: exe, StateDir: "/x", PidsLimit: -1}, "gvisor config: PidsLimit must not be negative"},
+		{"negative warm pool", Config{RunscPath: exe, GuestBinary: exe, StateDir: "/x", WarmPool: -1}, "gvisor config: WarmPool must not be negative"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,12 +11,13 @@ import (
 	"github.com/denhq/den/internal/errdefs"
 )
 
-// creation is one Create in progress: the spec, its paths and what the
-// steps produced so far.
+// creation is one Create, spare boot or claim in progress: the spec, its
+// paths and what the steps produced so far.
 type creation struct {
 	d    *Driver
 	spec driver.Spec
 	p    paths
+	from spare  // claim only: the warm spare becoming this sandbox
 	raw  []byte // encoded state, the Handle's State
 }
 
@@ -27,7 +28,7 @@ type step struct {
 	do   func(c *creation, ctx context.Context) (undo func(ctx context.Context) error, err error)
 }
 
-// createSteps is Create, in order.
+// createSteps build and start a sandbox: a cold Create, or a warm spare.
 var createSteps = []step{
 	{"make sandbox dir", (*creation).makeDir},
 	{"prepare writable layer", (*creation).prepareUpper},
@@ -38,7 +39,9 @@ var createSteps = []step{
 	{"wait for guest agent", (*creation).waitGuest},
 }
 
-// Create implements driver.Driver.
+// Create implements driver.Driver. It claims a warm spare of spec's shape
+// when the pool has one (see pool.go), else it builds the sandbox cold;
+// either way the shape becomes the pool's most recently used one.
 func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, error) {
 	if err := checkSpec(spec); err != nil {
 		return nil, err
@@ -50,13 +53,37 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 	if err := ctx.Err(); err != nil {
 		return nil, wrapCreate(spec.ID, "begin", err)
 	}
+	sh := shapeOf(spec)
+	h, err := d.claim(ctx, spec, p, sh)
+	if h == nil && err == nil {
+		h, err = d.createCold(ctx, spec, p)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.pool.use(sh)
+	return h, nil
+}
+
+// createCold builds and starts the sandbox with runsc.
+func (d *Driver) createCold(ctx context.Context, spec driver.Spec, p paths) (*driver.Handle, error) {
 	begin := time.Now()
 	c := &creation{d: d, spec: spec, p: p}
+	if err := d.runSteps(ctx, c, createSteps); err != nil {
+		return nil, err
+	}
+	d.log.Info("sandbox created", "sandbox", spec.ID, "platform", d.platform, "took", time.Since(begin))
+	return c.handle(), nil
+}
+
+// runSteps runs steps in order, checking ctx after each; on failure it
+// runs the undo functions of the steps done so far, in reverse order.
+func (d *Driver) runSteps(ctx context.Context, c *creation, steps []step) error {
 	var undo []func(context.Context) error
-	for _, s := range createSteps {
+	for _, s := range steps {
 		stepBegin := time.Now()
 		u, err := s.do(c, ctx)
-		d.log.Debug("create step", "sandbox", spec.ID, "step", s.name, "took", time.Since(stepBegin))
+		d.log.Debug("create step", "sandbox", c.spec.ID, "step", s.name, "took", time.Since(stepBegin))
 		if u != nil {
 			undo = append(undo, u)
 		}
@@ -64,12 +91,11 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 			err = ctx.Err()
 		}
 		if err != nil {
-			d.rollback(ctx, spec.ID, undo)
-			return nil, wrapCreate(spec.ID, s.name, err)
+			d.rollback(ctx, c.spec.ID, undo)
+			return wrapCreate(c.spec.ID, s.name, err)
 		}
 	}
-	d.log.Info("sandbox created", "sandbox", spec.ID, "platform", d.platform, "took", time.Since(begin))
-	return c.handle(), nil
+	return nil
 }
 
 // wrapCreate adds the failed step to err, keeping its kind (Canceled for a
@@ -188,7 +214,7 @@ func (d *Driver) runFlags(p paths, diskMB int64) []string {
 }
 
 func (c *creation) writeState(ctx context.Context) (func(context.Context) error, error) {
-	raw, err := writeState(c.p, stateV1{
+	raw, err := writeState(c.p, sandboxState{
 		Dir: c.p.dir, RunscRoot: c.d.runsc.root, Platform: c.d.platform,
 		Cgroup: cgroupPath(c.d.cfg, c.spec.ID), StartedAt: time.Now().UTC(),
 		MemoryLimit: uint64(c.spec.MemoryMB) << 20, DiskLimitBytes: uint64(c.spec.DiskMB) << 20,

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/denhq/den/internal/driver"
@@ -16,12 +17,17 @@ import (
 
 // Driver runs sandboxes with runsc. It holds no per-sandbox memory: every
 // method derives paths from the ID and asks runsc or the filesystem, so all
-// methods are safe for concurrent use and survive agent restarts.
+// methods are safe for concurrent use and survive agent restarts. The only
+// memory is the warm pool of unclaimed spares (pool.go), which Close
+// destroys and a later New cleans up after a crash.
 type Driver struct {
 	cfg      Config
 	platform string
 	runsc    runsc
 	log      *slog.Logger
+	pool     *pool
+	spares   *spareSet    // nil when the pool is off
+	claims   atomic.Int64 // sandboxes created from a warm spare
 }
 
 var (
@@ -30,9 +36,11 @@ var (
 	_ driver.Waiter      = (*Driver)(nil)
 )
 
-// New checks cfg, prepares StateDir and, when cfg.Platform is empty, probes
+// New checks cfg, prepares StateDir, destroys warm spares that earlier
+// driver instances left behind and, when cfg.Platform is empty, probes
 // whether runsc's systrap platform works here (a ~0.2 s throwaway sandbox),
-// falling back to ptrace.
+// falling back to ptrace. With cfg.WarmPool > 0 it starts the pool's
+// refill goroutine, which Close stops.
 func New(cfg Config) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -43,7 +51,7 @@ func New(cfg Config) (*Driver, error) {
 		runsc: runsc{path: cfg.RunscPath, root: filepath.Join(cfg.StateDir, "runsc")},
 		log:   cfg.Logger.With("driver", "gvisor"),
 	}
-	for _, dir := range []string{d.runsc.root, d.sandboxesDir()} {
+	for _, dir := range []string{d.runsc.root, d.sandboxesDir(), d.sparesDir()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("gvisor driver: create state dir: %w", err)
 		}
@@ -54,8 +62,27 @@ func New(cfg Config) (*Driver, error) {
 		defer cancel()
 		d.platform = probePlatform(ctx, d.runsc, cfg.StateDir, d.log)
 	}
-	d.log.Info("gvisor driver ready", "platform", d.platform, "state_dir", cfg.StateDir)
+	if err := d.startPool(); err != nil {
+		return nil, err
+	}
+	d.log.Info("gvisor driver ready", "platform", d.platform, "state_dir", cfg.StateDir, "warm_pool", cfg.WarmPool)
 	return d, nil
+}
+
+// startPool cleans up the spares of dead instances and starts the pool
+// (a pool of size 0 has no goroutine and never holds a spare).
+func (d *Driver) startPool() error {
+	ctx, cancel := context.WithTimeout(context.Background(), newSpareTimeout)
+	defer cancel()
+	d.cleanupSpares(ctx)
+	if d.cfg.WarmPool > 0 {
+		var err error
+		if d.spares, err = d.openSpareSet(); err != nil {
+			return err
+		}
+	}
+	d.pool = newPool(d.cfg.WarmPool, d.bootSpare, d.destroySpare, d.log)
+	return nil
 }
 
 // Platform is the runsc platform new sandboxes use.
@@ -114,7 +141,7 @@ func (d *Driver) Status(ctx context.Context, id string) (driver.Status, error) {
 	if err != nil {
 		return driver.Status{}, fmt.Errorf("status of sandbox %s: %w", id, err)
 	}
-	oci, err := d.runsc.state(ctx, id)
+	oci, err := d.runsc.state(ctx, st.runtimeID(id))
 	if errdefs.IsNotFound(err) {
 		return driver.Status{Reason: "not started", StartedAt: st.StartedAt}, nil
 	}
@@ -149,18 +176,18 @@ func (d *Driver) DialGuest(ctx context.Context, id string) (net.Conn, error) {
 
 // Destroy implements driver.Driver: delete the runsc container (which kills
 // it and removes its cgroup), unmount the rootfs, remove the directory.
+// The runsc container ID comes from the state (a claimed spare keeps its
+// own); without state (a half-built cold sandbox) it is the sandbox ID.
 func (d *Driver) Destroy(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
 	p := d.paths(id)
-	if err := d.runsc.deleteForce(ctx, id); err != nil {
-		return errdefs.Wrap(errdefs.Unavailable, err, "destroy sandbox %s", id)
+	rid := id
+	if st, err := readState(p); err == nil {
+		rid = st.runtimeID(id)
 	}
-	if err := unmountRootfs(p); err != nil {
-		return fmt.Errorf("destroy sandbox %s: %w", id, err)
-	}
-	if err := removeDir(p); err != nil {
+	if err := d.destroyRuntime(ctx, rid, p); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)
 	}
 	d.log.Debug("sandbox destroyed", "sandbox", id)
@@ -183,13 +210,18 @@ func removeDir(p paths) error {
 	return nil
 }
 
-// Close implements driver.Driver. Sandboxes keep running. It removes the
+// Close implements driver.Driver. Sandboxes keep running; unclaimed warm
+// spares are destroyed (nothing else records them). It removes the
 // cgroup parent when no sandbox is left in it, and it unmounts the
 // empty network namespace runsc pins for gofers under its root (running
 // gofers have joined it already; runsc pins a new one when needed), so
 // that StateDir can be removed once its sandboxes are destroyed. Concurrent
 // first starts may have stacked several mounts there: all are removed.
 func (d *Driver) Close() error {
+	d.pool.close()
+	if err := d.spares.release(); err != nil {
+		d.log.Warn("release warm spare dir", "err", err)
+	}
 	d.runsc.unmountNullNetNS()
 	removeEmptyCgroup(d.cfg.CgroupParent)
 	return nil

@@ -13,17 +13,27 @@ import (
 )
 
 // stateVersion is the Handle.Version this package writes. Recover accepts
-// every version listed in decodeState.
-const stateVersion = 1
+// every version listed in decodeState: 1 (no RuntimeID) and 2.
+const stateVersion = 2
 
-// stateV1 is the private part of a Handle, and the content of den.json in
-// the sandbox directory.
-type stateV1 struct {
+// sandboxState is the private part of a Handle, and the content of den.json
+// in the sandbox directory. Version 2 added RuntimeID, so that a version-1
+// driver refuses (rather than misreads) a sandbox claimed from the warm pool.
+type sandboxState struct {
 	// Dir is the sandbox directory; Recover checks it is this driver's.
 	Dir string `json:"dir"`
 	// RunscRoot is runsc's --root for the sandbox.
 	RunscRoot string `json:"runsc_root"`
+	// RuntimeID is the runsc container ID. It differs from the sandbox ID
+	// for a sandbox claimed from the warm pool (it is the spare's ID, as is
+	// the cgroup's name); empty (version 1) means the sandbox ID.
+	RuntimeID string `json:"runtime_id,omitempty"`
 	Platform  string `json:"platform"`
+	// Filestore is the host directory runsc created the rootfs overlay
+	// filestore in: the spare's for a claimed sandbox (the file is
+	// unlinked, so its name keeps the directory it was created in).
+	// Empty (version 1) means <Dir>/filestore.
+	Filestore string `json:"filestore,omitempty"`
 	// Cgroup is the sandbox cgroup path (relative to a hierarchy root).
 	Cgroup         string    `json:"cgroup"`
 	MemoryLimit    uint64    `json:"memory_limit_bytes,omitempty"`
@@ -56,7 +66,7 @@ func (p paths) pidFile() string   { return filepath.Join(p.dir, "sandbox.pid") }
 func (p paths) stateFile() string { return filepath.Join(p.dir, "den.json") }
 
 // writeState persists st in den.json (atomically) and returns it encoded.
-func writeState(p paths, st stateV1) (json.RawMessage, error) {
+func writeState(p paths, st sandboxState) (json.RawMessage, error) {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return nil, fmt.Errorf("encode sandbox state: %w", err)
@@ -73,8 +83,8 @@ func writeState(p paths, st stateV1) (json.RawMessage, error) {
 
 // readState loads den.json. NotFound when the sandbox directory or file is
 // missing (never created, destroyed, or Create has not got that far).
-func readState(p paths) (stateV1, error) {
-	var st stateV1
+func readState(p paths) (sandboxState, error) {
+	var st sandboxState
 	data, err := os.ReadFile(p.stateFile())
 	if os.IsNotExist(err) {
 		return st, errdefs.New(errdefs.NotFound, "sandbox state %s not found", p.stateFile())
@@ -88,11 +98,19 @@ func readState(p paths) (stateV1, error) {
 	return st, nil
 }
 
+// runtimeID is the runsc container ID of sandbox id.
+func (st sandboxState) runtimeID(id string) string {
+	if st.RuntimeID != "" {
+		return st.RuntimeID
+	}
+	return id
+}
+
 // decodeState reads the private state of a Handle this driver wrote.
-func decodeState(h *driver.Handle) (stateV1, error) {
-	var st stateV1
-	if h.Version != stateVersion {
-		return st, errdefs.New(errdefs.FailedPrecondition, "sandbox %s: gvisor handle version %d is not supported (want %d)", h.ID, h.Version, stateVersion)
+func decodeState(h *driver.Handle) (sandboxState, error) {
+	var st sandboxState
+	if h.Version != 1 && h.Version != stateVersion {
+		return st, errdefs.New(errdefs.FailedPrecondition, "sandbox %s: gvisor handle version %d is not supported (want 1 or %d)", h.ID, h.Version, stateVersion)
 	}
 	if err := json.Unmarshal(h.State, &st); err != nil {
 		return st, errdefs.Wrap(errdefs.FailedPrecondition, err, "sandbox %s: decode gvisor handle state", h.ID)
