@@ -33,7 +33,7 @@ up: deps build
 	@scripts/up.sh $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --listen $(LISTEN)
 
 test: deps build
-	DEN_REQUIRE_INTEGRATION=1 DEN_TEST_BASE=1 DEN_RUNSC=$(CURDIR)/bin/runsc DEN_GUEST_BIN=$(CURDIR)/bin/den-guest \
+	DEN_REQUIRE_INTEGRATION=1 DEN_TEST_BASE=1 DEN_TEST_IMAGE_BASE=1 DEN_RUNSC=$(CURDIR)/bin/runsc DEN_GUEST_BIN=$(CURDIR)/bin/den-guest \
 		DEN_BIN=$(CURDIR)/bin/den $(GO) test -p 1 -timeout $(TEST_TIMEOUT) ./...
 
 test-unit:
