@@ -73,6 +73,26 @@ type CreateSandboxRequest struct {
 	Timeout *int64 `json:"timeout,omitempty"`
 }
 
+// ApplyDefaults fills the zero fields of r with the documented defaults.
+func (r *CreateSandboxRequest) ApplyDefaults() {
+	if r.Image == "" {
+		r.Image = DefaultImage
+	}
+	if r.CPUs == 0 {
+		r.CPUs = DefaultCPUs
+	}
+	if r.MemoryMB == 0 {
+		r.MemoryMB = DefaultMemoryMB
+	}
+	if r.DiskMB == 0 {
+		r.DiskMB = DefaultDiskMB
+	}
+	if r.Timeout == nil {
+		t := int64(DefaultTimeoutSeconds)
+		r.Timeout = &t
+	}
+}
+
 // Sandbox is a sandbox as the API shows it.
 type Sandbox struct {
 	ID       string            `json:"id"`

@@ -47,7 +47,7 @@ var (
 // newSandboxRecord validates req, applies defaults and returns the record
 // to store. Every error is InvalidArgument and names the field.
 func (s *Server) newSandboxRecord(req rest.CreateSandboxRequest, p principal) (*store.Sandbox, error) {
-	applyDefaults(&req)
+	req.ApplyDefaults()
 	if err := validateCreate(req); err != nil {
 		return nil, err
 	}
@@ -58,25 +58,6 @@ func (s *Server) newSandboxRecord(req rest.CreateSandboxRequest, p principal) (*
 		Env: req.Env, Metadata: req.Metadata, TimeoutSec: *req.Timeout,
 		CreatedAt: s.cfg.Now().UTC(),
 	}, nil
-}
-
-func applyDefaults(req *rest.CreateSandboxRequest) {
-	if req.Image == "" {
-		req.Image = rest.DefaultImage
-	}
-	if req.CPUs == 0 {
-		req.CPUs = rest.DefaultCPUs
-	}
-	if req.MemoryMB == 0 {
-		req.MemoryMB = rest.DefaultMemoryMB
-	}
-	if req.DiskMB == 0 {
-		req.DiskMB = rest.DefaultDiskMB
-	}
-	if req.Timeout == nil {
-		t := int64(rest.DefaultTimeoutSeconds)
-		req.Timeout = &t
-	}
 }
 
 func validateCreate(req rest.CreateSandboxRequest) error {

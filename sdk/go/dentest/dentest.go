@@ -126,7 +126,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_argument", "bad JSON body: %v", err)
 		return
 	}
-	applyDefaults(&req)
+	req.ApplyDefaults()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.images[req.Image]; !ok {
@@ -148,25 +148,6 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	s.sandboxes[sb.ID] = sb
 	s.order = append(s.order, sb.ID)
 	writeJSON(w, http.StatusCreated, sb)
-}
-
-func applyDefaults(req *rest.CreateSandboxRequest) {
-	if req.Image == "" {
-		req.Image = rest.DefaultImage
-	}
-	if req.CPUs == 0 {
-		req.CPUs = rest.DefaultCPUs
-	}
-	if req.MemoryMB == 0 {
-		req.MemoryMB = rest.DefaultMemoryMB
-	}
-	if req.DiskMB == 0 {
-		req.DiskMB = rest.DefaultDiskMB
-	}
-	if req.Timeout == nil {
-		t := int64(rest.DefaultTimeoutSeconds)
-		req.Timeout = &t
-	}
 }
 
 // lookup finds a sandbox by ID or name. Preconditions: s.mu is held.
