@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testImage = "busybox"
@@ -133,5 +134,22 @@ func TestExecErrorsNameTheProblem(t *testing.T) {
 	res = den.den(nil, "exec", id, "--", "true")
 	if res.code == 0 || !strings.Contains(res.stderr, "not found") {
 		t.Fatalf("exec in deleted sandbox: code=%d stderr=%q", res.code, res.stderr)
+	}
+}
+
+func TestTimeoutRemovesSandbox(t *testing.T) {
+	den := startDen(t, "")
+	id := den.create("--timeout", "1")
+	keep := den.create("--timeout", "0")
+	listed := func() string { return strings.Join(jsonIDs(den.mustDen("ls", "--json")), " ") }
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Contains(listed(), id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sandbox %s with a 1 s timeout still listed after 30 s", id)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := listed(); got != keep {
+		t.Fatalf("after the timeout, den ls = %q, want only the sandbox without timeout %s", got, keep)
 	}
 }
