@@ -27,6 +27,9 @@ type Config struct {
 	GuestBinary string
 	// Platform is the gVisor platform: "" (auto), "systrap" or "ptrace".
 	Platform string
+	// WarmPool is the number of spare sandboxes kept started for each of
+	// the most recently used sandbox shapes (0 turns the pool off).
+	WarmPool int
 	// BuildBase builds the Debian `base` image on first start (minutes).
 	BuildBase bool
 	Version   string
@@ -60,6 +63,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return errdefs.New(errdefs.InvalidArgument, "--listen %q is not host:port (e.g. 127.0.0.1:7070)", c.Listen)
+	}
+	if c.WarmPool < 0 || c.WarmPool > 64 {
+		return errdefs.New(errdefs.InvalidArgument, "--warm-pool must be between 0 and 64, got %d", c.WarmPool)
 	}
 	switch c.Platform {
 	case "", "systrap", "ptrace":

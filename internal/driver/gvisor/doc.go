@@ -14,6 +14,7 @@
 //	    filestore/     gVisor's rootfs overlay filestore (the writable layer)
 //	    run/           bind-mounted at /.den/run; holds guest.sock
 //	    runsc.log      runsc and sandbox stdio
+//	spares/<instance>/ warm spares of one driver instance (see below)
 //
 // Every path is derived from the sandbox ID, so Destroy, Status and DialGuest
 // work without in-memory state, for example after the agent restarted.
@@ -52,6 +53,23 @@
 // allocates past its limit is killed as a whole by the host's memcg OOM
 // killer (only this sandbox's cgroup is affected); Status then reports
 // Running=false with Reason "oom".
+//
+// # Warm pool
+//
+// With Config.WarmPool = N the driver keeps N started, never-used spare
+// sandboxes for each of the 2 most recently created shapes (everything
+// fixed when runsc boots: image layers, user, working dir and env, CPUs,
+// memory, disk). Create claims a spare of its spec's shape when one is
+// ready, in a few milliseconds instead of a runsc start: it sends the
+// spec's env and hostname to the guest agent (internal POST /init), writes
+// the state and renames the spare's directory to sandboxes/<id> (mounts,
+// socket and filestore move with it). A claimed sandbox keeps the spare's
+// runsc container ID and cgroup name, recorded in den.json as RuntimeID.
+// When no spare is ready Create starts cold and never waits. A single
+// goroutine owned by the pool then refills, one boot at a time. Spares live
+// under spares/<instance>/, flock(2)ed by the live instance: Close destroys
+// them, and New destroys those of instances that died. Spares pin their
+// image layers while they wait.
 //
 // # Lifetime
 //

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -26,6 +27,37 @@ var (
 // newTestDriver returns a driver over drivertest.TempDir(t): a second call
 // with the same t is the same driver after an agent restart.
 func newTestDriver(t *testing.T) (driver.Driver, driver.Spec) {
+	return newTestDriverPool(t, 0)
+}
+
+// newWarmTestDriver is newTestDriver with a warm pool of one spare per
+// shape, warmed for the template spec: the first Create of a subtest with
+// the template's shape claims a spare, later ones race the refill.
+func newWarmTestDriver(t *testing.T) (driver.Driver, driver.Spec) {
+	d, spec := newTestDriverPool(t, 1)
+	g := d.(*Driver)
+	warmUp(t, g, spec, 1)
+	t.Cleanup(func() { t.Logf("sandboxes created from warm spares: %d", g.claims.Load()) })
+	return d, spec
+}
+
+// warmUp makes spec's shape the pool's most recent and waits until it has
+// n ready spares.
+func warmUp(t testing.TB, d *Driver, spec driver.Spec, n int) {
+	t.Helper()
+	sh := shapeOf(spec)
+	d.pool.use(sh)
+	deadline := time.Now().Add(time.Minute)
+	for d.pool.readyCount(sh.key) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warm spare of shape %s after a minute", sh.key)
+		}
+		time.Sleep(5 * time.Millisecond) // polling, with the deadline above
+	}
+}
+
+// newTestDriverPool is newTestDriver with Config.WarmPool = warm.
+func newTestDriverPool(t *testing.T, warm int) (driver.Driver, driver.Spec) {
 	testenv.RequireRoot(t)
 	stateDir := drivertest.TempDir(t)
 	cfg := Config{
@@ -33,6 +65,7 @@ func newTestDriver(t *testing.T) (driver.Driver, driver.Spec) {
 		GuestBinary:  testenv.GuestBinary(t),
 		StateDir:     stateDir,
 		CgroupParent: testCgroupParent,
+		WarmPool:     warm,
 		Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	platformOnce.Do(func() {
@@ -59,6 +92,15 @@ func newTestDriver(t *testing.T) (driver.Driver, driver.Spec) {
 
 func TestConformance(t *testing.T) {
 	drivertest.RunOptions(t, newTestDriver, drivertest.Options{
+		Leftovers: leftovers,
+		KillInit:  killInit,
+	})
+}
+
+// TestConformanceWarmPool runs the suite with the warm pool on: sandboxes
+// of the template's shape are claimed spares, others are cold.
+func TestConformanceWarmPool(t *testing.T) {
+	drivertest.RunOptions(t, newWarmTestDriver, drivertest.Options{
 		Leftovers: leftovers,
 		KillInit:  killInit,
 	})
@@ -92,7 +134,11 @@ func leftovers(t *testing.T, id string) []string {
 // killInit kills the sandbox process on the host, as a crash would.
 func killInit(t *testing.T, d driver.Driver, id string) {
 	g := d.(*Driver)
-	st, err := g.runsc.state(context.Background(), id)
+	state, err := readState(g.paths(id))
+	if err != nil {
+		t.Fatalf("read state of %s: %v", id, err)
+	}
+	st, err := g.runsc.state(context.Background(), state.runtimeID(id))
 	if err != nil || st.Pid <= 0 {
 		t.Fatalf("runsc state %s: %+v, %v", id, st, err)
 	}

@@ -29,11 +29,6 @@ type sandboxState struct {
 	// the cgroup's name); empty (version 1) means the sandbox ID.
 	RuntimeID string `json:"runtime_id,omitempty"`
 	Platform  string `json:"platform"`
-	// Filestore is the host directory runsc created the rootfs overlay
-	// filestore in: the spare's for a claimed sandbox (the file is
-	// unlinked, so its name keeps the directory it was created in).
-	// Empty (version 1) means <Dir>/filestore.
-	Filestore string `json:"filestore,omitempty"`
 	// Cgroup is the sandbox cgroup path (relative to a hierarchy root).
 	Cgroup         string    `json:"cgroup"`
 	MemoryLimit    uint64    `json:"memory_limit_bytes,omitempty"`

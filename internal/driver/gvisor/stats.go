@@ -102,7 +102,7 @@ func (d *Driver) Stats(ctx context.Context, id string) (driver.Stats, error) {
 	if err := readCgroupStats(st.Cgroup, &s); err != nil {
 		return driver.Stats{}, fmt.Errorf("stats of sandbox %s: %w", id, err)
 	}
-	s.DiskUsedBytes = filestoreUsage(p, st)
+	s.DiskUsedBytes = filestoreUsage(p)
 	return s, nil
 }
 
@@ -135,7 +135,7 @@ func readCgroupStats(cgroup string, s *driver.Stats) error {
 // filestoreUsage is the disk space of the rootfs overlay filestore. runsc
 // creates it unlinked, so it is found through the sandbox process's open
 // files; 0 when that fails.
-func filestoreUsage(p paths, st sandboxState) uint64 {
+func filestoreUsage(p paths) uint64 {
 	data, err := os.ReadFile(p.pidFile())
 	if err != nil {
 		return 0
@@ -145,11 +145,7 @@ func filestoreUsage(p paths, st sandboxState) uint64 {
 	if err != nil {
 		return 0
 	}
-	dir := st.Filestore
-	if dir == "" {
-		dir = p.filestore()
-	}
-	prefix := dir + "/"
+	prefix := p.filestore() + "/"
 	for _, e := range entries {
 		target, err := os.Readlink(filepath.Join(fdDir, e.Name()))
 		if err != nil || !strings.HasPrefix(target, prefix) {

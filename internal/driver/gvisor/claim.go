@@ -1,0 +1,126 @@
+package gvisor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// claimSteps turn a warm spare into sandbox spec.ID. The spare's runsc
+// container keeps its ID (runsc cannot rename one) and so does its cgroup:
+// the state records both. The rename into sandboxes/<id> comes last, so a
+// crash before it leaves only a spare, which the next New destroys.
+var claimSteps = []step{
+	{"apply env and hostname", (*creation).initGuest},
+	{"write state", (*creation).writeClaimState},
+	{"move into place", (*creation).moveIntoPlace},
+}
+
+// claim creates spec from a ready spare of shape sh. It returns nothing
+// (and no error) when the pool has no such spare, or when the claim failed
+// for another reason than ctx: the spare is destroyed and the caller
+// creates cold.
+func (d *Driver) claim(ctx context.Context, spec driver.Spec, p paths, sh shape) (*driver.Handle, error) {
+	sp, ok := d.pool.take(sh.key)
+	if !ok {
+		return nil, nil
+	}
+	begin := time.Now()
+	c := &creation{d: d, spec: spec, p: p, from: sp}
+	if err := d.runSteps(ctx, c, claimSteps); err != nil {
+		if errdefs.Is(err, errdefs.Canceled) {
+			return nil, err
+		}
+		d.log.Warn("claim of a warm spare failed; creating cold", "sandbox", spec.ID, "spare", sp.id, "err", err)
+		return nil, nil
+	}
+	d.claims.Add(1)
+	d.log.Info("sandbox created", "sandbox", spec.ID, "spare", sp.id, "took", time.Since(begin))
+	return c.handle(), nil
+}
+
+// initGuest applies the spec's env and hostname through the guest agent.
+// Its undo destroys the spare, wherever it is by then.
+func (c *creation) initGuest(ctx context.Context) (func(context.Context) error, error) {
+	undo := func(ctx context.Context) error { return c.d.destroySpare(ctx, c.from) }
+	hostname := c.spec.Hostname
+	if hostname == "" {
+		hostname = c.spec.ID
+	}
+	return undo, postInit(ctx, c.from.p.socket(), guestInit{Env: c.spec.Env, Hostname: hostname})
+}
+
+// writeClaimState rewrites the spare's state for its new identity: its
+// final directory, its runtime ID, and the claim as its start.
+func (c *creation) writeClaimState(ctx context.Context) (func(context.Context) error, error) {
+	st, err := readState(c.from.p)
+	if err != nil {
+		return nil, err
+	}
+	st.Dir, st.RuntimeID, st.StartedAt = c.p.dir, c.from.id, time.Now().UTC()
+	c.raw, err = writeState(c.from.p, st)
+	return nil, err
+}
+
+// moveIntoPlace renames the spare's directory to the sandbox's; the
+// mounted rootfs and the guest socket move with it.
+func (c *creation) moveIntoPlace(ctx context.Context) (func(context.Context) error, error) {
+	err := unix.Renameat2(unix.AT_FDCWD, c.from.p.dir, unix.AT_FDCWD, c.p.dir, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EEXIST) {
+		return nil, errdefs.Wrap(errdefs.Conflict, err, "move spare %s into place", c.from.id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("move spare %s into place: %w", c.from.id, err)
+	}
+	return func(ctx context.Context) error { return c.d.destroyRuntime(ctx, c.from.id, c.p) }, nil
+}
+
+// guestInit is the body of the guest agent's internal POST /init.
+type guestInit struct {
+	Env      map[string]string `json:"env,omitempty"`
+	Hostname string            `json:"hostname,omitempty"`
+}
+
+// postInit sends body to the guest agent behind socket as POST /init.
+func postInit(ctx context.Context, socket string, body guestInit) error {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("encode guest init: %w", err)
+	}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialUnix(ctx, socket)
+		},
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://guest/init", bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if ctxErr(err) {
+		return err
+	}
+	if err != nil {
+		return errdefs.Wrap(errdefs.Unavailable, err, "guest init")
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusNoContent {
+		return errdefs.New(errdefs.Unavailable, "guest init: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	return nil
+}

@@ -1,0 +1,165 @@
+package gvisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/denhq/den/internal/driver"
+)
+
+// fakeSpares records what a pool boots and destroys, without runsc.
+type fakeSpares struct {
+	mu        sync.Mutex
+	booted    []string // spare IDs, "<shape memory>-<n>"
+	destroyed []string
+	fail      map[int64]bool // MemoryMB values whose boot fails
+	block     chan struct{}  // when set, boots wait for it or ctx
+}
+
+func (f *fakeSpares) boot(ctx context.Context, spec driver.Spec) (spare, error) {
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return spare{}, ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail[spec.MemoryMB] {
+		return spare{}, errors.New("boot failed")
+	}
+	id := fmt.Sprintf("%d-%d", spec.MemoryMB, len(f.booted))
+	f.booted = append(f.booted, id)
+	return spare{id: id}, nil
+}
+
+func (f *fakeSpares) destroy(_ context.Context, sp spare) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.destroyed = append(f.destroyed, sp.id)
+	return nil
+}
+
+func (f *fakeSpares) destroyedIDs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Sorted(slices.Values(f.destroyed))
+}
+
+func newFakePool(t *testing.T, size int, f *fakeSpares) *pool {
+	p := newPool(size, f.boot, f.destroy, slog.New(slog.DiscardHandler))
+	t.Cleanup(p.close)
+	return p
+}
+
+func testShape(mem int64) shape {
+	return shapeOf(driver.Spec{ID: "ignored", Image: driver.Image{Layers: []string{"/l"}}, MemoryMB: mem})
+}
+
+// poll waits until cond holds, failing t after a deadline.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond) // polling, with the deadline above
+	}
+}
+
+func TestShapeIgnoresIDEnvHostname(t *testing.T) {
+	a := driver.Spec{ID: "a", Image: driver.Image{Ref: "x", Layers: []string{"/l"}}, MemoryMB: 1, Env: map[string]string{"A": "1"}, Hostname: "h"}
+	b := driver.Spec{ID: "b", Image: driver.Image{Ref: "y", Layers: []string{"/l"}}, MemoryMB: 1}
+	if shapeOf(a).key != shapeOf(b).key {
+		t.Errorf("specs differing in ID, ref, env and hostname have different shapes")
+	}
+	for name, change := range map[string]func(*driver.Spec){
+		"layers":      func(s *driver.Spec) { s.Image.Layers = []string{"/m"} },
+		"image env":   func(s *driver.Spec) { s.Image.Env = []string{"A=1"} },
+		"user":        func(s *driver.Spec) { s.Image.User = "u" },
+		"working dir": func(s *driver.Spec) { s.Image.WorkingDir = "/w" },
+		"cpus":        func(s *driver.Spec) { s.CPUs = 2 },
+		"memory":      func(s *driver.Spec) { s.MemoryMB = 2 },
+		"disk":        func(s *driver.Spec) { s.DiskMB = 2 },
+	} {
+		c := b
+		change(&c)
+		if shapeOf(c).key == shapeOf(b).key {
+			t.Errorf("specs differing in %s have the same shape", name)
+		}
+	}
+}
+
+func TestPoolFillsTakesAndRefills(t *testing.T) {
+	f := &fakeSpares{}
+	p := newFakePool(t, 2, f)
+	sh := testShape(1)
+	if _, ok := p.take(sh.key); ok {
+		t.Fatal("take from an empty pool succeeded")
+	}
+	p.use(sh)
+	poll(t, "2 spares", func() bool { return p.readyCount(sh.key) == 2 })
+	sp, ok := p.take(sh.key)
+	if !ok || sp.id != "1-0" {
+		t.Fatalf("take = %+v, %v; want the first spare", sp, ok)
+	}
+	p.use(sh)
+	poll(t, "refill", func() bool { return p.readyCount(sh.key) == 2 })
+	if _, ok := p.take(testShape(2).key); ok {
+		t.Error("take of another shape succeeded")
+	}
+}
+
+func TestPoolEvictsLeastRecentShape(t *testing.T) {
+	f := &fakeSpares{}
+	p := newFakePool(t, 1, f)
+	for _, mem := range []int64{1, 2, 3} {
+		p.use(testShape(mem))
+		poll(t, "a spare", func() bool { return p.readyCount(testShape(mem).key) == 1 })
+	}
+	poll(t, "evicted spare destroyed", func() bool { return len(f.destroyedIDs()) == 1 })
+	if diff := cmp.Diff([]string{"1-0"}, f.destroyedIDs()); diff != "" {
+		t.Errorf("destroyed (-want +got):\n%s", diff)
+	}
+	if p.readyCount(testShape(1).key) != 0 || p.readyCount(testShape(2).key) != 1 {
+		t.Errorf("ready after eviction: shape 1 %d, shape 2 %d", p.readyCount(testShape(1).key), p.readyCount(testShape(2).key))
+	}
+}
+
+func TestPoolDropsShapeThatFailsToBoot(t *testing.T) {
+	f := &fakeSpares{fail: map[int64]bool{1: true}}
+	p := newFakePool(t, 1, f)
+	p.use(testShape(1))
+	poll(t, "shape dropped", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.shapes) == 0
+	})
+}
+
+func TestPoolCloseDestroysSparesAndStopsBoot(t *testing.T) {
+	f := &fakeSpares{}
+	p := newPool(1, f.boot, f.destroy, slog.New(slog.DiscardHandler))
+	p.use(testShape(1))
+	poll(t, "a spare", func() bool { return p.readyCount(testShape(1).key) == 1 })
+	f.block = make(chan struct{}) // the next boot hangs until close cancels it
+	p.use(testShape(2))
+	p.close()
+	if diff := cmp.Diff([]string{"1-0"}, f.destroyedIDs()); diff != "" {
+		t.Errorf("destroyed by close (-want +got):\n%s", diff)
+	}
+	if _, ok := p.take(testShape(1).key); ok {
+		t.Error("take after close succeeded")
+	}
+	p.close() // idempotent
+}
