@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -43,23 +42,27 @@ func checkHealth(ctx context.Context, socket string) error {
 	return nil
 }
 
-// unixPathMax is the size of sun_path, terminating NUL included.
-const unixPathMax = 108
-
-// dialUnix connects to the unix socket at path. A path too long for a
-// sockaddr (deep state directories) is reached through /proc/self/fd of
-// its directory instead.
+// dialUnix connects to the unix socket at path without following a
+// symlink there: the socket's directory is shared with the sandbox, whose
+// root could otherwise replace the socket with a link to a host socket and
+// have the proxy talk to it. The socket is opened O_PATH|O_NOFOLLOW,
+// checked to be a socket, and connected through /proc/self/fd, which also
+// keeps the sockaddr short however deep the state directory is.
 func dialUnix(ctx context.Context, path string) (net.Conn, error) {
-	var d net.Dialer
-	if len(path) < unixPathMax {
-		return d.DialContext(ctx, "unix", path)
-	}
-	dirfd, err := unix.Open(filepath.Dir(path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: "unix", Err: err}
 	}
-	defer unix.Close(dirfd)
-	return d.DialContext(ctx, "unix", fmt.Sprintf("/proc/self/fd/%d/%s", dirfd, filepath.Base(path)))
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, &net.OpError{Op: "dial", Net: "unix", Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return nil, &net.OpError{Op: "dial", Net: "unix", Err: fmt.Errorf("%s is not a socket (mode %#o)", path, st.Mode)}
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", fmt.Sprintf("/proc/self/fd/%d", fd))
 }
 
 // waitHealthy polls the guest agent until it answers, the sandbox process
