@@ -3,9 +3,12 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -243,5 +246,13 @@ func TestImageCommands(t *testing.T) {
 func TestVersion(t *testing.T) {
 	if out := ok(t, "http://unused:1", "", "version"); !strings.HasPrefix(out, "den dev (") {
 		t.Fatalf("version = %q", out)
+	}
+}
+
+func TestConnectionRefusedSaysWhatToDo(t *testing.T) {
+	var out strings.Builder
+	code := report(&out, fmt.Errorf("list sandboxes: %w", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}))
+	if code != 1 || !strings.Contains(out.String(), "is `den up` running?") {
+		t.Fatalf("report = %d %q, want 1 and a hint to start den", code, out.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -150,6 +151,9 @@ func report(w io.Writer, err error) int {
 		return 1
 	}
 	fmt.Fprintf(w, "den: %v\n", err)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		fmt.Fprintln(w, "den: nothing answers at that address: is `den up` running? (see DEN_URL, or <data-dir>/env)")
+	}
 	return 1
 }
 
