@@ -1,8 +1,10 @@
 // Command den-guest is den's in-sandbox agent. It serves the E2B envd
 // protocol (see package guest) on one or more listeners, over HTTP/1.1 and
-// h2c. As PID 1 of a sandbox it also reaps orphaned processes.
+// h2c. As PID 1 of a sandbox it also reaps orphaned processes, and with
+// --memory-limit-mb it kills the largest process tree when the sandbox uses
+// more memory than that.
 //
-//	den-guest --listen unix:/.den/run/guest.sock --listen tcp:127.0.0.1:49983
+//	den-guest --listen unix:/.den/run/guest.sock --listen tcp:127.0.0.1:49983 --memory-limit-mb 512
 package main
 
 import (
@@ -26,6 +28,7 @@ import (
 type config struct {
 	listen      []string // "unix:PATH" or "tcp:HOST:PORT"
 	defaultUser string
+	memoryMB    uint64 // the sandbox's memory limit for the OOM killer; 0 = off
 }
 
 // Validate checks that every listen address has a known scheme.
@@ -52,6 +55,7 @@ func main() {
 	fs := flag.NewFlagSet("den-guest", flag.ExitOnError)
 	fs.Var((*listFlag)(&cfg.listen), "listen", "address to serve on, unix:PATH or tcp:HOST:PORT (repeatable)")
 	fs.StringVar(&cfg.defaultUser, "default-user", "", "user for requests that name none (default root)")
+	fs.Uint64Var(&cfg.memoryMB, "memory-limit-mb", 0, "kill the largest process tree once the sandbox uses more than this many MiB (0: never)")
 	_ = fs.Parse(os.Args[1:])
 	if err := run(cfg, log); err != nil {
 		log.Error("den-guest failed", "err", err)
@@ -64,7 +68,7 @@ func run(cfg config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	agent, err := guest.New(guest.Config{DefaultUser: cfg.defaultUser, Logger: log})
+	agent, err := guest.New(guest.Config{DefaultUser: cfg.defaultUser, Logger: log, MemoryLimitBytes: cfg.memoryMB << 20})
 	if err != nil {
 		return err
 	}

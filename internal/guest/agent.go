@@ -35,6 +35,10 @@ type Config struct {
 	Env []string
 	// Logger receives the agent's logs. Nil discards them.
 	Logger *slog.Logger
+	// MemoryLimitBytes turns the OOM killer on (see oom.go): once the
+	// sandbox's memory use exceeds it, the largest process tree is killed.
+	// 0 means no killer.
+	MemoryLimitBytes uint64
 }
 
 // Agent serves the envd protocol. Its methods are safe for concurrent use.
@@ -45,6 +49,7 @@ type Agent struct {
 	users userDB
 	procs *procTable
 	watch *watchers
+	oom   *oomKiller // nil without a memory limit
 
 	slowSubscriber time.Duration      // see defaultSlowSubscriber; tests lower it
 	sethostname    func(string) error // unix.Sethostname; tests replace it
@@ -59,16 +64,18 @@ type Agent struct {
 }
 
 // New returns an Agent for cfg. When the calling process is PID 1 the agent
-// also starts reaping orphaned zombies until Close.
+// also starts reaping orphaned zombies until Close; with a memory limit it
+// runs its OOM killer until Close.
 func New(cfg Config) (*Agent, error) {
 	a := newAgent(cfg, userDB{passwdPath: "/etc/passwd", groupPath: "/etc/group"})
 	if os.Getpid() == 1 {
 		a.startReaper()
 	}
+	a.startOOMKiller()
 	return a, nil
 }
 
-// newAgent builds an Agent without starting the reaper.
+// newAgent builds an Agent without starting the reaper or the OOM killer.
 func newAgent(cfg Config, users userDB) *Agent {
 	if cfg.Env == nil {
 		cfg.Env = os.Environ()
@@ -85,6 +92,7 @@ func newAgent(cfg Config, users userDB) *Agent {
 		sethostname: func(h string) error { return unix.Sethostname([]byte(h)) }}
 	a.procs = newProcTable()
 	a.watch = newWatchers()
+	a.oom = newOOMKiller(cfg.MemoryLimitBytes)
 	return a
 }
 

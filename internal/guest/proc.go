@@ -114,6 +114,25 @@ func (t *procTable) list() []*proc {
 	return ps
 }
 
+// pids returns the pids of the running processes.
+func (t *procTable) pids() []int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]int, 0, len(t.byPID))
+	for pid := range t.byPID {
+		out = append(out, int(pid))
+	}
+	return out
+}
+
+// byPid returns the running process pid, if any.
+func (t *procTable) byPid(pid uint32) (*proc, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.byPID[pid]
+	return p, ok
+}
+
 // owns reports whether pid is a child the agent will wait for itself.
 // Preconditions: spawnMu is held exclusively.
 func (t *procTable) owns(pid int) bool {
@@ -144,6 +163,8 @@ type proc struct {
 	writeMu sync.Mutex // serialises writes to stdin
 
 	slow time.Duration // how long to wait for a full subscriber
+
+	oomLimit atomic.Uint64 // the memory limit, once the OOM killer killed the tree
 
 	mu    sync.Mutex
 	subs  map[*subscriber]struct{}
@@ -288,6 +309,17 @@ func dataEvent(k outputKind, b []byte) *pb.ProcessEvent {
 		d.Output = &pb.ProcessEvent_DataEvent_Pty{Pty: b}
 	}
 	return &pb.ProcessEvent{Event: &pb.ProcessEvent_Data{Data: d}}
+}
+
+// endEvent describes how process p ended; waitErr is cmd.Wait's error. A
+// tree the OOM killer killed ends with oomMessage as its error.
+func (p *proc) endEvent(waitErr error) *pb.ProcessEvent {
+	ev := endEvent(p.cmd.ProcessState, waitErr)
+	if limit := p.oomLimit.Load(); limit > 0 {
+		msg := oomMessage(limit)
+		ev.GetEnd().Error = &msg
+	}
+	return ev
 }
 
 // endEvent describes how a process ended; waitErr is cmd.Wait's error.

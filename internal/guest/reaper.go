@@ -13,10 +13,13 @@ import (
 // SIGCHLD, since signals coalesce and may be missed.
 const reapInterval = 5 * time.Second
 
-// procStat is what the reaper and tree kills need from /proc/<pid>/stat.
+// procStat is what the reaper, tree kills and the OOM killer need from
+// /proc/<pid>/stat.
 type procStat struct {
 	pid, ppid int
+	sid       int // session ID: a process the agent starts leads its own
 	state     byte
+	rss       uint64 // resident set size in bytes; 0 where unknown
 }
 
 // readProcs lists the processes visible in /proc.
@@ -58,7 +61,15 @@ func readStat(pid int) (procStat, bool) {
 	if err != nil {
 		return procStat{}, false
 	}
-	return procStat{pid: pid, ppid: ppid, state: f[0][0]}, true
+	st := procStat{pid: pid, ppid: ppid, state: f[0][0]}
+	// After ')': state ppid pgrp session ... with rss (in pages) at 21.
+	if len(f) > 21 {
+		st.sid, _ = strconv.Atoi(f[3])
+		if pages, err := strconv.ParseUint(f[21], 10, 64); err == nil {
+			st.rss = pages * uint64(os.Getpagesize())
+		}
+	}
+	return st, true
 }
 
 // descendants returns the pids of root's descendants, found by ppid.

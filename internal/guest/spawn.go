@@ -223,8 +223,8 @@ func (a *Agent) await(p *proc, readers *sync.WaitGroup, timeout time.Duration) {
 	}
 	readers.Wait()
 	p.closeParentEnds()
-	ev := endEvent(p.cmd.ProcessState, err)
-	a.log.Info("process ended", "pid", p.pid, "status", ev.GetEnd().GetStatus())
+	ev := p.endEvent(err)
+	a.log.Info("process ended", "pid", p.pid, "status", ev.GetEnd().GetStatus(), "oom_killed", p.oomLimit.Load() > 0)
 	p.publish(ev, true)
 	a.procs.remove(p)
 }

@@ -77,7 +77,10 @@ func ociSpec(cfg Config, spec driver.Spec, p paths) *specs.Spec {
 	}
 }
 
-// guestArgs is the command line of the guest agent.
+// guestArgs is the command line of the guest agent. It does not pass
+// --memory-limit-mb: the agent's OOM killer cannot yet contain every
+// allocation (see doc.go, Resource limits), so the host cgroup alone
+// enforces MemoryMB.
 func guestArgs(user string) []string {
 	if user == "" {
 		user = "root"

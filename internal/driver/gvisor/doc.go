@@ -54,6 +54,15 @@
 // killer (only this sandbox's cgroup is affected); Status then reports
 // Running=false with Reason "oom".
 //
+// The guest agent has an OOM killer of its own (den-guest
+// --memory-limit-mb, see internal/guest/oom.go) that kills the largest
+// process tree inside the sandbox, but the driver does not turn it on yet:
+// measured here, it contains allocations that grow in steps (a pipe into
+// tail: 5/5 killed inside), but not a single multi-GiB syscall (dd bs=4G
+// reads /dev/zero in one uninterruptible sentry zero-fill that SIGKILL
+// cannot stop, so the host charge passes any modest headroom), nor a fork
+// bomb, whose cost is sentry and host memory that no guest RSS shows.
+//
 // # Warm pool
 //
 // With Config.WarmPool = N the driver keeps N started, never-used spare
