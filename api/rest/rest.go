@@ -71,6 +71,10 @@ type CreateSandboxRequest struct {
 	// Timeout in seconds after which the sandbox is removed; nil means the
 	// default (300), 0 means never.
 	Timeout *int64 `json:"timeout,omitempty"`
+	// User is the default user of the sandbox's processes and file
+	// operations (requests that name none); empty means the image's user.
+	// The image must have it.
+	User string `json:"user,omitempty"`
 }
 
 // ApplyDefaults fills the zero fields of r with the documented defaults.

@@ -20,8 +20,10 @@ func Command(version string) *cobra.Command {
 		Short: "Run den on this machine: API server and a local gVisor node in one process",
 		Long: `Run den on this machine: the control plane and a local node in one process.
 
-On start it prints DEN_URL=... and DEN_API_KEY=... (eval-able) and writes them to
-<data-dir>/env, where the den CLI and SDKs find them. Ctrl-C stops den; running
+On start it prints DEN_URL=... and DEN_API_KEY=..., then E2B_API_URL=...,
+E2B_SANDBOX_URL=... and E2B_API_KEY=... (eval-able; the unmodified e2b SDKs
+run against den with them) and writes them to <data-dir>/env, where the den
+CLI and SDKs find them. Ctrl-C stops den; running
 sandboxes keep running and are reattached by the next den up on the same data dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -43,6 +45,8 @@ sandboxes keep running and are reattached by the next den up on the same data di
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7070", "API address (host:port; port 0 picks a free one)")
+	f.StringVar(&cfg.SandboxListen, "sandbox-listen", "127.0.0.1:0", "address of E2B sandbox traffic, E2B_SANDBOX_URL (host:port; port 0 picks a free one)")
+	f.StringVar(&cfg.Domain, "domain", "localhost", "domain of E2B sandbox host names <port>-<sandbox-id>.<domain>")
 	f.StringVar(&cfg.RunscPath, "runsc", "", "path of runsc (default: next to den, then $PATH)")
 	f.StringVar(&cfg.GuestBinary, "guest", "", "path of the static den-guest binary (default: next to den, then $PATH)")
 	f.StringVar(&cfg.Platform, "platform", "", "gVisor platform: systrap or ptrace (default: detect)")

@@ -19,6 +19,12 @@ type Config struct {
 	DataDir string
 	// Listen is the API address; port 0 picks a free one.
 	Listen string
+	// SandboxListen is the address of E2B sandbox traffic (E2B_SANDBOX_URL);
+	// port 0 picks a free one.
+	SandboxListen string
+	// Domain is the suffix of E2B sandbox host names
+	// (<port>-<sandboxID>.<domain>); default "localhost".
+	Domain string
 	// NodeID names the local node; default "local".
 	NodeID string
 	// RunscPath and GuestBinary locate runsc and the static den-guest;
@@ -58,11 +64,20 @@ func (c *Config) Validate() error {
 	if c.NodeID == "" {
 		c.NodeID = "local"
 	}
+	if c.SandboxListen == "" {
+		c.SandboxListen = "127.0.0.1:0"
+	}
+	if c.Domain == "" {
+		c.Domain = "localhost"
+	}
 	if os.Geteuid() != 0 {
 		return errdefs.New(errdefs.FailedPrecondition, "den up must run as root (gVisor sandboxes need mounts and cgroups): run `sudo den up` or `make up`")
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return errdefs.New(errdefs.InvalidArgument, "--listen %q is not host:port (e.g. 127.0.0.1:7070)", c.Listen)
+	}
+	if _, _, err := net.SplitHostPort(c.SandboxListen); err != nil {
+		return errdefs.New(errdefs.InvalidArgument, "--sandbox-listen %q is not host:port (e.g. 127.0.0.1:0)", c.SandboxListen)
 	}
 	if c.WarmPool < 0 || c.WarmPool > 64 {
 		return errdefs.New(errdefs.InvalidArgument, "--warm-pool must be between 0 and 64, got %d", c.WarmPool)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/denhq/den/internal/driver/gvisor"
+	"github.com/denhq/den/internal/e2b"
 	"github.com/denhq/den/internal/image"
 	"github.com/denhq/den/internal/node"
 	"github.com/denhq/den/internal/server"
@@ -37,7 +38,7 @@ func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logge
 		return fmt.Errorf("open state in %s: %w", cfg.DataDir, err)
 	}
 	defer st.Close()
-	apiKey, err := ensureAdminKey(ctx, st, cfg.envFile())
+	keys, err := ensureKeys(ctx, st, cfg.envFile())
 	if err != nil {
 		return err
 	}
@@ -65,39 +66,87 @@ func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, srv, apiKey, out, log)
+	srv.Mount(e2b.Routes, e2b.NewAPI(e2b.Config{Service: srv, Domain: cfg.Domain, Logger: log}))
+	traffic := e2b.NewSandboxTraffic(e2b.TrafficConfig{Service: srv, Domain: cfg.Domain})
+	return serve(ctx, cfg, srv, traffic, keys, out, log)
+}
+
+// apiKeys are the keys den up publishes.
+type apiKeys struct{ den, e2b string }
+
+func ensureKeys(ctx context.Context, st *store.Store, envFile string) (apiKeys, error) {
+	den, err := ensureAdminKey(ctx, st, envFile)
+	if err != nil {
+		return apiKeys{}, err
+	}
+	e2bKey, err := ensureE2BKey(ctx, st, envFile)
+	return apiKeys{den: den, e2b: e2bKey}, err
+}
+
+// listeners are den up's two listeners: the API (den's /v1 and the E2B
+// control plane) and E2B sandbox traffic.
+type listeners struct{ api, sandbox net.Listener }
+
+func listen(cfg Config) (listeners, error) {
+	api, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return listeners{}, fmt.Errorf("listen on %s: %w (is another den running? use --listen 127.0.0.1:0)", cfg.Listen, err)
+	}
+	sb, err := net.Listen("tcp", cfg.SandboxListen)
+	if err != nil {
+		api.Close()
+		return listeners{}, fmt.Errorf("listen on %s: %w (use --sandbox-listen 127.0.0.1:0)", cfg.SandboxListen, err)
+	}
+	return listeners{api: api, sandbox: sb}, nil
+}
+
+// envLines are the eval-able lines den up prints and writes to the env file.
+func envLines(ls listeners, keys apiKeys) string {
+	url := "http://" + ls.api.Addr().String()
+	return fmt.Sprintf("DEN_URL=%s\nDEN_API_KEY=%s\nE2B_API_URL=%s\nE2B_SANDBOX_URL=%s\nE2B_API_KEY=%s\n",
+		url, keys.den, url, "http://"+ls.sandbox.Addr().String(), keys.e2b)
 }
 
 // serve listens, publishes the env file and lines, and serves until ctx ends.
-func serve(ctx context.Context, cfg Config, srv *server.Server, apiKey string, out io.Writer, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", cfg.Listen)
+func serve(ctx context.Context, cfg Config, srv *server.Server, traffic http.Handler, keys apiKeys, out io.Writer, log *slog.Logger) error {
+	ls, err := listen(cfg)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is another den running? use --listen 127.0.0.1:0)", cfg.Listen, err)
+		return err
 	}
-	url := "http://" + ln.Addr().String()
-	env := fmt.Sprintf("DEN_URL=%s\nDEN_API_KEY=%s\n", url, apiKey)
+	env := envLines(ls, keys)
 	if err := writeFileAtomic(cfg.envFile(), []byte(env), 0o600); err != nil {
-		ln.Close()
+		ls.api.Close()
+		ls.sandbox.Close()
 		return err
 	}
 	fmt.Fprint(out, env)
-	log.Info("den is up", "url", url, "data_dir", cfg.DataDir, "env_file", cfg.envFile())
+	log.Info("den is up", "url", "http://"+ls.api.Addr().String(), "sandbox_url", "http://"+ls.sandbox.Addr().String(),
+		"data_dir", cfg.DataDir, "env_file", cfg.envFile())
 
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	servers := []*http.Server{
+		{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second},
+		{Handler: traffic, ReadHeaderTimeout: 10 * time.Second},
+	}
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Run(bg) }()
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	errc := make(chan error, len(servers))
+	for i, ln := range []net.Listener{ls.api, ls.sandbox} {
+		go func() { errc <- servers[i].Serve(ln) }()
+	}
 
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
 		log.Info("shutting down")
-		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = hs.Shutdown(shutCtx)
-		cancel()
 	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	for _, hs := range servers {
+		if serr := hs.Shutdown(shutCtx); err == nil {
+			err = serr
+		}
+	}
+	cancel()
 	stopBG()
 	<-done
 	if errors.Is(err, http.ErrServerClosed) {

@@ -30,3 +30,24 @@ func ensureAdminKey(ctx context.Context, st *store.Store, envFile string) (strin
 	}
 	return secret, nil
 }
+
+// ensureE2BKey returns the E2B API key of the admin's tenant: the one in
+// the env file when the store still knows it, else a new one stored now.
+// It is an ordinary den API key whose secret has E2B's format, so the
+// SDKs' key check passes.
+func ensureE2BKey(ctx context.Context, st *store.Store, envFile string) (string, error) {
+	if k := readEnvFile(envFile)["E2B_API_KEY"]; k != "" {
+		if _, err := st.Snapshot().APIKeyByHash(server.HashAPIKey(k)); err == nil {
+			return k, nil
+		}
+	}
+	secret, hash, err := server.NewE2BAPIKey()
+	if err != nil {
+		return "", fmt.Errorf("generate E2B API key: %w", err)
+	}
+	key := &store.APIKey{ID: "e2b-" + hash[:8], Tenant: DefaultTenant, Name: "e2b", Hash: hash, Admin: true, CreatedAt: time.Now().UTC()}
+	if err := st.PutAPIKey(ctx, key); err != nil {
+		return "", fmt.Errorf("store E2B API key: %w", err)
+	}
+	return secret, nil
+}

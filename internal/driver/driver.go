@@ -62,6 +62,9 @@ type Spec struct {
 	Env map[string]string `json:"env,omitempty"`
 	// Hostname of the sandbox; defaults to the ID.
 	Hostname string `json:"hostname,omitempty"`
+	// User is the guest agent's default user (for requests that name none);
+	// empty means Image.User, then root.
+	User string `json:"user,omitempty"`
 }
 
 // Handle identifies a created sandbox and carries the driver's private,

@@ -161,7 +161,7 @@ func (a *Agent) account(h http.Header, explicit string) (*account, error) {
 		}
 	}
 	if name == "" {
-		name = a.cfg.DefaultUser
+		name = a.defaultUser()
 	}
 	return a.users.lookup(name)
 }

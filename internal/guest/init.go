@@ -24,6 +24,9 @@ type initRequest struct {
 	Env map[string]string `json:"env"`
 	// Hostname, when not empty, becomes the sandbox's hostname.
 	Hostname string `json:"hostname"`
+	// DefaultUser, when not empty, becomes the user of requests that name
+	// none; the sandbox must have it.
+	DefaultUser string `json:"defaultUser"`
 }
 
 // serveInit answers POST /init, an internal route of the runtime driver
@@ -45,10 +48,15 @@ func (a *Agent) serveInit(w http.ResponseWriter, r *http.Request) {
 }
 
 // init validates req, then applies it: hostname first, so that a failure
-// leaves the environment unchanged.
+// leaves the environment and default user unchanged.
 func (a *Agent) init(req initRequest) error {
 	if err := checkInit(req); err != nil {
 		return err
+	}
+	if req.DefaultUser != "" {
+		if _, err := a.users.lookup(req.DefaultUser); err != nil {
+			return fmt.Errorf("init: default user: %w", err)
+		}
 	}
 	if req.Hostname != "" {
 		if err := a.sethostname(req.Hostname); err != nil {
@@ -57,8 +65,11 @@ func (a *Agent) init(req initRequest) error {
 	}
 	a.envMu.Lock()
 	a.cfg.Env = mergeEnv(a.cfg.Env, req.Env)
+	if req.DefaultUser != "" {
+		a.cfg.DefaultUser = req.DefaultUser
+	}
 	a.envMu.Unlock()
-	a.log.Debug("sandbox initialised", "env_vars", len(req.Env), "hostname", req.Hostname != "")
+	a.log.Debug("sandbox initialised", "env_vars", len(req.Env), "hostname", req.Hostname != "", "default_user", req.DefaultUser)
 	return nil
 }
 
@@ -95,6 +106,13 @@ func mergeEnv(base []string, extra map[string]string) []string {
 		env = append(env, kv)
 	}
 	return env
+}
+
+// defaultUser is the user of requests that name none.
+func (a *Agent) defaultUser() string {
+	a.envMu.RLock()
+	defer a.envMu.RUnlock()
+	return a.cfg.DefaultUser
 }
 
 // baseEnv is a snapshot of the base environment of new processes.

@@ -98,6 +98,7 @@ func TestInitErrors(t *testing.T) {
 		{"empty env name", `{"env":{"":"v"}}`, apiError{"invalid_argument", `init: env name "" is invalid: want a non-empty name without '=' or NUL, and a value without NUL`}},
 		{"env name with =", `{"env":{"A=B":"v"}}`, apiError{"invalid_argument", `init: env name "A=B" is invalid: want a non-empty name without '=' or NUL, and a value without NUL`}},
 		{"long hostname", `{"hostname":"` + strings.Repeat("h", 65) + `"}`, apiError{"invalid_argument", "init: hostname must be at most 64 bytes without NUL"}},
+		{"unknown default user", `{"defaultUser":"ghost"}`, apiError{"invalid_argument", `init: default user: user "ghost" not found`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,6 +126,24 @@ func TestInitHostnameFailureKeepsEnv(t *testing.T) {
 	}
 	if got := envValue(e.agent.baseEnv(), "DEN_BASE"); got != "base" {
 		t.Errorf("DEN_BASE after a failed init = %q, want %q", got, "base")
+	}
+}
+
+// TestInitDefaultUser checks that defaultUser becomes the user of requests
+// that name none, and that a rejected one keeps the old default.
+func TestInitDefaultUser(t *testing.T) {
+	e := newInitEnv(t, nil)
+	if resp := postInit(t, e.env, `{"defaultUser":"nobody"}`); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST /init: HTTP %d", resp.StatusCode)
+	}
+	if got := e.agent.defaultUser(); got != "nobody" {
+		t.Errorf("default user after init = %q, want nobody", got)
+	}
+	if resp := postInit(t, e.env, `{"defaultUser":"ghost"}`); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("POST /init with an unknown user: HTTP %d, want 400", resp.StatusCode)
+	}
+	if got := e.agent.defaultUser(); got != "nobody" {
+		t.Errorf("default user after a rejected init = %q, want nobody", got)
 	}
 }
 

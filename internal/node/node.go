@@ -124,7 +124,7 @@ func (n *Node) createOnDriver(ctx context.Context, sb *store.Sandbox) (json.RawM
 	}
 	h, err := n.cfg.Driver.Create(ctx, driver.Spec{
 		ID: sb.ID, Image: img, CPUs: sb.CPUs, MemoryMB: sb.MemoryMB, DiskMB: sb.DiskMB,
-		Env: sb.Env, Hostname: hostname(sb),
+		Env: sb.Env, Hostname: hostname(sb), User: sb.User,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", sb.ID, err)

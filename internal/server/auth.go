@@ -10,8 +10,8 @@ import (
 	"github.com/denhq/den/internal/errdefs"
 )
 
-// principal is who a request acts for.
-type principal struct {
+// Principal is who a request acts for.
+type Principal struct {
 	KeyID  string
 	Tenant string
 	Admin  bool
@@ -31,16 +31,33 @@ func NewAPIKey() (secret, hash string, err error) {
 	return secret, HashAPIKey(secret), nil
 }
 
+// E2BKeyPrefix starts the E2B-format keys den issues for its E2B facade;
+// the e2b SDKs accept only ^e2b_[0-9a-f]+$.
+const E2BKeyPrefix = "e2b_"
+
+// NewE2BAPIKey returns a fresh secret in E2B's format (e2b_ and 40 hex
+// digits) and the hash the store keeps of it.
+func NewE2BAPIKey() (secret, hash string, err error) {
+	b := make([]byte, 20)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", err
+	}
+	secret = E2BKeyPrefix + hex.EncodeToString(b)
+	return secret, HashAPIKey(secret), nil
+}
+
 // HashAPIKey is the stored form of an API key secret.
 func HashAPIKey(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
 }
 
-// authenticate reads the API key from X-API-Key or "Authorization: Bearer".
-// The guest protocol uses "Authorization: Basic" for its own purpose (the
-// user to act as), so a Basic header is never taken as an API key.
-func (s *Server) authenticate(r *http.Request) (principal, error) {
+// Authenticate reads the API key from X-API-Key or "Authorization: Bearer"
+// and returns whom it belongs to; Unauthenticated when it is missing or
+// unknown. The guest protocol uses "Authorization: Basic" for its own
+// purpose (the user to act as), so a Basic header is never taken as an API
+// key.
+func (s *Server) Authenticate(r *http.Request) (Principal, error) {
 	key := r.Header.Get("X-API-Key")
 	if key == "" {
 		if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer ") {
@@ -48,11 +65,11 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 		}
 	}
 	if key == "" {
-		return principal{}, errdefs.New(errdefs.Unauthenticated, "missing API key: send it in the X-API-Key header (see DEN_API_KEY in <data-dir>/env)")
+		return Principal{}, errdefs.New(errdefs.Unauthenticated, "missing API key: send it in the X-API-Key header (see DEN_API_KEY in <data-dir>/env)")
 	}
 	k, err := s.cfg.Store.Snapshot().APIKeyByHash(HashAPIKey(key))
 	if err != nil {
-		return principal{}, errdefs.New(errdefs.Unauthenticated, "invalid API key")
+		return Principal{}, errdefs.New(errdefs.Unauthenticated, "invalid API key")
 	}
-	return principal{KeyID: k.ID, Tenant: k.Tenant, Admin: k.Admin}, nil
+	return Principal{KeyID: k.ID, Tenant: k.Tenant, Admin: k.Admin}, nil
 }

@@ -386,3 +386,11 @@ func testCtx(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// Stats reports fixed figures for a running sandbox.
+func (n *stubNode) Stats(ctx context.Context, id string) (driver.Stats, error) {
+	if _, err := n.store.Snapshot().Sandbox(id); err != nil {
+		return driver.Stats{}, err
+	}
+	return driver.Stats{CPUUsageNanos: 1e9, MemoryBytes: 1 << 20, MemoryLimit: 512 << 20, At: n.now()}, nil
+}

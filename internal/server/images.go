@@ -12,7 +12,7 @@ func imageToREST(im *image.Image) rest.Image {
 	return rest.Image{Name: im.Name, ID: im.ID, Size: im.Size, CreatedAt: im.CreatedAt}
 }
 
-func (s *Server) listImages(w http.ResponseWriter, _ *http.Request, _ principal) error {
+func (s *Server) listImages(w http.ResponseWriter, _ *http.Request, _ Principal) error {
 	list, err := s.cfg.Images.List()
 	if err != nil {
 		return err
@@ -24,7 +24,7 @@ func (s *Server) listImages(w http.ResponseWriter, _ *http.Request, _ principal)
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) getImage(w http.ResponseWriter, r *http.Request, _ principal) error {
+func (s *Server) getImage(w http.ResponseWriter, r *http.Request, _ Principal) error {
 	im, err := s.cfg.Images.Get(r.PathValue("ref"))
 	if err != nil {
 		return err
@@ -33,7 +33,7 @@ func (s *Server) getImage(w http.ResponseWriter, r *http.Request, _ principal) e
 }
 
 // importImage takes a docker-archive or OCI-layout tar as the request body.
-func (s *Server) importImage(w http.ResponseWriter, r *http.Request, p principal) error {
+func (s *Server) importImage(w http.ResponseWriter, r *http.Request, p Principal) error {
 	if err := requireAdmin(p, "import images"); err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request, p principal
 	return writeJSON(w, http.StatusCreated, imageToREST(im))
 }
 
-func (s *Server) removeImage(w http.ResponseWriter, r *http.Request, p principal) error {
+func (s *Server) removeImage(w http.ResponseWriter, r *http.Request, p Principal) error {
 	if err := requireAdmin(p, "remove images"); err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func (s *Server) removeImage(w http.ResponseWriter, r *http.Request, p principal
 
 // requireAdmin allows node-wide changes (images are shared by all tenants
 // of a node) only to admin keys.
-func requireAdmin(p principal, what string) error {
+func requireAdmin(p Principal, what string) error {
 	if !p.Admin {
 		return errdefs.New(errdefs.PermissionDenied, "only an admin API key may %s", what)
 	}

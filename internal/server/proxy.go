@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -55,9 +56,8 @@ func (g *guestProxies) get(id string) *httputil.ReverseProxy {
 		FlushInterval: -1,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host, pr.Out.Host = "http", "guest", "guest"
-			pr.Out.URL.Path = "/" + pr.In.PathValue("path")
 			pr.Out.URL.RawPath = ""
-			stripAPIKey(pr.Out.Header)
+			stripCredentials(pr.Out.Header)
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {
@@ -70,11 +70,13 @@ func (g *guestProxies) get(id string) *httputil.ReverseProxy {
 	return p
 }
 
-// stripAPIKey removes the den API key from a request to the guest agent,
-// which runs inside the sandbox. "Authorization: Basic" stays: it names the
-// guest user to act as.
-func stripAPIKey(h http.Header) {
+// stripCredentials removes the den API key and the sandbox access token
+// from a request to the guest agent, which runs inside the sandbox and
+// needs neither. "Authorization: Basic" stays: it names the guest user to
+// act as.
+func stripCredentials(h http.Header) {
 	h.Del("X-API-Key")
+	h.Del("X-Access-Token")
 	if strings.HasPrefix(h.Get("Authorization"), "Bearer ") {
 		h.Del("Authorization")
 	}
@@ -92,21 +94,31 @@ func (g *guestProxies) forget(id string) {
 }
 
 // internalGuestPath is the guest agent route that only the node's runtime
-// driver may call (POST /init applies a claimed warm sandbox's env and
-// hostname); the proxy answers it as an unknown route.
-const internalGuestPath = "init"
+// driver may call (POST /init applies a claimed warm sandbox's env,
+// hostname and default user); proxies answer it as an unknown route.
+const internalGuestPath = "/init"
 
-func (s *Server) proxyGuest(w http.ResponseWriter, r *http.Request, p principal) error {
-	if r.PathValue("path") == internalGuestPath {
+// isInternalGuestPath reports whether the guest path p reaches an internal
+// route, however it is spelled.
+func isInternalGuestPath(p string) bool {
+	c := path.Clean("/" + p)
+	return c == internalGuestPath || strings.HasPrefix(c, internalGuestPath+"/")
+}
+
+func (s *Server) proxyGuest(w http.ResponseWriter, r *http.Request, p Principal) error {
+	guestPath := "/" + r.PathValue("path")
+	if isInternalGuestPath(guestPath) {
 		return errdefs.New(errdefs.NotFound, "no route for %s %s", r.Method, r.URL.Path)
 	}
-	sb, err := s.lookup(p, r.PathValue("id"))
+	sb, err := s.Lookup(p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
 	if sb.State != rest.StateRunning {
 		return errdefs.New(errdefs.FailedPrecondition, "sandbox %s is %s, not running", sb.ID, sb.State)
 	}
-	s.proxies.get(sb.ID).ServeHTTP(w, r)
+	out := r.Clone(r.Context())
+	out.URL.Path, out.URL.RawPath = guestPath, ""
+	s.GuestProxy(sb.ID).ServeHTTP(w, out)
 	return nil
 }

@@ -7,36 +7,22 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/store"
 )
 
-func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request, p principal) error {
+func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request, p Principal) error {
 	var req rest.CreateSandboxRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	sb, err := s.newSandboxRecord(req, p)
+	sb, err := s.CreateSandbox(r.Context(), p, req)
 	if err != nil {
 		return err
 	}
-	if _, err := s.cfg.Images.Get(sb.Image); err != nil {
-		return err
-	}
-	start := s.cfg.Now()
-	if err := s.cfg.Store.CreateSandbox(r.Context(), sb); err != nil {
-		return err
-	}
-	started, err := s.cfg.Node.Start(r.Context(), sb.ID)
-	if err != nil {
-		s.metrics.createFailures.Inc()
-		return err
-	}
-	s.metrics.createSeconds.Observe(s.cfg.Now().Sub(start).Seconds())
-	return writeJSON(w, http.StatusCreated, toREST(started))
+	return writeJSON(w, http.StatusCreated, toREST(sb))
 }
 
 var (
@@ -46,7 +32,7 @@ var (
 
 // newSandboxRecord validates req, applies defaults and returns the record
 // to store. Every error is InvalidArgument and names the field.
-func (s *Server) newSandboxRecord(req rest.CreateSandboxRequest, p principal) (*store.Sandbox, error) {
+func (s *Server) newSandboxRecord(req rest.CreateSandboxRequest, p Principal) (*store.Sandbox, error) {
 	req.ApplyDefaults()
 	if err := validateCreate(req); err != nil {
 		return nil, err
@@ -56,7 +42,7 @@ func (s *Server) newSandboxRecord(req rest.CreateSandboxRequest, p principal) (*
 		State: rest.StateStarting, Runtime: s.cfg.Node.Capabilities().Name, Node: s.cfg.Node.ID(),
 		CPUs: req.CPUs, MemoryMB: req.MemoryMB, DiskMB: req.DiskMB,
 		Env: req.Env, Metadata: req.Metadata, TimeoutSec: *req.Timeout,
-		CreatedAt: s.cfg.Now().UTC(),
+		User: req.User, AccessToken: newAccessToken(), CreatedAt: s.cfg.Now().UTC(),
 	}, nil
 }
 
@@ -105,33 +91,20 @@ func newSandboxID() string {
 	return string(b)
 }
 
-// lookup finds a sandbox of p's tenant by ID or name.
-func (s *Server) lookup(p principal, idOrName string) (*store.Sandbox, error) {
-	snap := s.cfg.Store.Snapshot()
-	sb, err := snap.Sandbox(idOrName)
-	if err == nil && sb.Tenant == p.Tenant {
-		return sb, nil
-	}
-	if sb, err := snap.SandboxByName(p.Tenant, idOrName); err == nil {
-		return sb, nil
-	}
-	return nil, errdefs.New(errdefs.NotFound, "sandbox %s not found", idOrName)
-}
-
-func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request, p principal) error {
-	sb, err := s.lookup(p, r.PathValue("id"))
+func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request, p Principal) error {
+	sb, err := s.Lookup(p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, toREST(sb))
 }
 
-func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request, p principal) error {
+func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request, p Principal) error {
 	f, err := parseListFilter(r, p)
 	if err != nil {
 		return err
 	}
-	page, next, err := s.cfg.Store.Snapshot().Sandboxes(f)
+	page, next, err := s.ListSandboxes(p, f)
 	if err != nil {
 		return err
 	}
@@ -142,7 +115,7 @@ func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request, p princip
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func parseListFilter(r *http.Request, p principal) (store.SandboxFilter, error) {
+func parseListFilter(r *http.Request, p Principal) (store.SandboxFilter, error) {
 	q := r.URL.Query()
 	f := store.SandboxFilter{Tenant: p.Tenant, PageToken: q.Get("page_token"), Limit: 100}
 	for _, st := range q["state"] {
@@ -168,45 +141,24 @@ func parseListFilter(r *http.Request, p principal) (store.SandboxFilter, error) 
 	return f, nil
 }
 
-func (s *Server) deleteSandbox(w http.ResponseWriter, r *http.Request, p principal) error {
-	sb, err := s.lookup(p, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	s.proxies.forget(sb.ID)
-	if err := s.cfg.Node.Destroy(r.Context(), sb.ID); err != nil {
+func (s *Server) deleteSandbox(w http.ResponseWriter, r *http.Request, p Principal) error {
+	if err := s.DeleteSandbox(r.Context(), p, r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-func (s *Server) setTimeout(w http.ResponseWriter, r *http.Request, p principal) error {
+func (s *Server) setTimeout(w http.ResponseWriter, r *http.Request, p Principal) error {
 	var req rest.SetTimeoutRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	if req.Timeout < 0 || req.Timeout > rest.MaxTimeoutSeconds {
-		return errdefs.New(errdefs.InvalidArgument, "timeout must be between 0 (none) and %d seconds, got %d", rest.MaxTimeoutSeconds, req.Timeout)
+	sb, err := s.SetTimeout(r.Context(), p, r.PathValue("id"), req.Timeout)
+	if err != nil {
+		return err
 	}
-	for attempt := 0; ; attempt++ {
-		sb, err := s.lookup(p, r.PathValue("id"))
-		if err != nil {
-			return err
-		}
-		next := *sb
-		next.TimeoutSec, next.ExpiresAt = req.Timeout, time.Time{}
-		if req.Timeout > 0 {
-			next.ExpiresAt = s.cfg.Now().UTC().Add(time.Duration(req.Timeout) * time.Second)
-		}
-		err = s.cfg.Store.UpdateSandbox(r.Context(), &next)
-		if err == nil {
-			return writeJSON(w, http.StatusOK, toREST(&next))
-		}
-		if !errdefs.Is(err, errdefs.Conflict) || attempt >= 10 {
-			return err
-		}
-	}
+	return writeJSON(w, http.StatusOK, toREST(sb))
 }
 
 func toREST(sb *store.Sandbox) rest.Sandbox {

@@ -28,6 +28,9 @@ type Node interface {
 	Start(ctx context.Context, id string) (*store.Sandbox, error)
 	Destroy(ctx context.Context, id string) error
 	DialGuest(ctx context.Context, id string) (net.Conn, error)
+	// Stats reads a running sandbox's resource usage; Unsupported when the
+	// runtime cannot.
+	Stats(ctx context.Context, id string) (driver.Stats, error)
 }
 
 // Config wires a Server.
@@ -70,6 +73,15 @@ func New(cfg Config) (*Server, error) {
 // Handler is the root HTTP handler.
 func (s *Server) Handler() http.Handler { return s.mux }
 
+// Mount serves h for each pattern on the server's listener, next to the
+// /v1 routes (another API facade, e.g. internal/e2b). Patterns must not
+// collide with den's own.
+func (s *Server) Mount(patterns []string, h http.Handler) {
+	for _, p := range patterns {
+		s.mux.Handle(p, h)
+	}
+}
+
 func (s *Server) routes() {
 	s.mux.Handle("GET /metrics", s.metrics.handler())
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
@@ -91,11 +103,11 @@ func (s *Server) routes() {
 
 // apiHandler is an authenticated handler; a returned error is written as
 // {"code","message"} with the status of its kind.
-type apiHandler func(w http.ResponseWriter, r *http.Request, p principal) error
+type apiHandler func(w http.ResponseWriter, r *http.Request, p Principal) error
 
 func (s *Server) handle(pattern string, h apiHandler) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.authenticate(r)
+		p, err := s.Authenticate(r)
 		if err == nil {
 			err = h(w, r, p)
 		}
@@ -149,7 +161,7 @@ func decodeJSON(r *http.Request, v any) error {
 	return nil
 }
 
-func (s *Server) info(w http.ResponseWriter, _ *http.Request, _ principal) error {
+func (s *Server) info(w http.ResponseWriter, _ *http.Request, _ Principal) error {
 	return writeJSON(w, http.StatusOK, rest.Info{
 		Version:  s.cfg.Version,
 		Runtimes: []string{s.cfg.Node.Capabilities().Name},

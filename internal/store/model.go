@@ -57,6 +57,13 @@ type Sandbox struct {
 
 	TimeoutSec int64 `json:"timeout_sec,omitempty"`
 
+	// User is the default user of the sandbox's processes; empty means the
+	// image's.
+	User string `json:"user,omitempty"`
+	// AccessToken is the secret that sandbox traffic (the E2B envd plane)
+	// must present; the store keeps what it is given.
+	AccessToken string `json:"access_token,omitempty"`
+
 	// Zero times are unset.
 	CreatedAt time.Time `json:"created_at"`
 	StartedAt time.Time `json:"started_at"`

@@ -49,7 +49,7 @@ func ociSpec(cfg Config, spec driver.Spec, p paths) *specs.Spec {
 		Root:     &specs.Root{Path: p.rootfs()},
 		Process: &specs.Process{
 			User: specs.User{UID: 0, GID: 0},
-			Args: guestArgs(spec.Image.User),
+			Args: guestArgs(defaultUser(spec)),
 			Env:  mergeEnv(spec.Image.Env, spec.Env),
 			Cwd:  cwd,
 			Capabilities: &specs.LinuxCapabilities{
@@ -75,6 +75,14 @@ func ociSpec(cfg Config, spec driver.Spec, p paths) *specs.Spec {
 			},
 		},
 	}
+}
+
+// defaultUser is the guest agent's default user: the spec's, else the image's.
+func defaultUser(spec driver.Spec) string {
+	if spec.User != "" {
+		return spec.User
+	}
+	return spec.Image.User
 }
 
 // guestArgs is the command line of the guest agent. It does not pass

@@ -50,7 +50,8 @@ func (d *Driver) claim(ctx context.Context, spec driver.Spec, p paths, sh shape)
 	return c.handle(), nil
 }
 
-// initGuest applies the spec's env and hostname through the guest agent.
+// initGuest applies the spec's env, hostname and default user through the
+// guest agent (a spare boots with the image's user).
 // Its undo destroys the spare, wherever it is by then.
 func (c *creation) initGuest(ctx context.Context) (func(context.Context) error, error) {
 	undo := func(ctx context.Context) error { return c.d.destroySpare(ctx, c.from) }
@@ -58,7 +59,7 @@ func (c *creation) initGuest(ctx context.Context) (func(context.Context) error, 
 	if hostname == "" {
 		hostname = c.spec.ID
 	}
-	return undo, postInit(ctx, c.from.p.socket(), guestInit{Env: c.spec.Env, Hostname: hostname})
+	return undo, postInit(ctx, c.from.p.socket(), guestInit{Env: c.spec.Env, Hostname: hostname, DefaultUser: c.spec.User})
 }
 
 // writeClaimState rewrites the spare's state for its new identity: its
@@ -90,6 +91,8 @@ func (c *creation) moveIntoPlace(ctx context.Context) (func(context.Context) err
 type guestInit struct {
 	Env      map[string]string `json:"env,omitempty"`
 	Hostname string            `json:"hostname,omitempty"`
+	// DefaultUser, when set, replaces the agent's default user.
+	DefaultUser string `json:"defaultUser,omitempty"`
 }
 
 // postInit sends body to the guest agent behind socket as POST /init.

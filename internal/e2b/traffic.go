@@ -1,0 +1,170 @@
+package e2b
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/denhq/den/api/rest"
+	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/store"
+)
+
+// Sandbox traffic (E2B_SANDBOX_URL): every request is for one sandbox's
+// envd, named by the E2b-Sandbox-Id and E2b-Sandbox-Port headers when the
+// Host is localhost, an IP or sandbox.<domain>, else by the host name
+// <port>-<sandboxID>.<domain> (E2B's client proxy rules). It must carry
+// the sandbox's access token in X-Access-Token, or, for GET and POST
+// /files, a valid URL signature. It is forwarded, without the token, to
+// the sandbox's guest agent, which honours Connect-Timeout-Ms and
+// Keepalive-Ping-Interval itself.
+
+// TrafficService is what the traffic plane needs of den: *server.Server
+// implements it.
+type TrafficService interface {
+	// Sandbox returns a sandbox by ID, whatever its tenant.
+	Sandbox(id string) (*store.Sandbox, error)
+	// GuestProxy forwards a request to the sandbox's guest agent.
+	GuestProxy(id string) http.Handler
+}
+
+// TrafficConfig wires the sandbox traffic plane.
+type TrafficConfig struct {
+	Service TrafficService
+	// Domain is the suffix of sandbox host names; default "localhost".
+	Domain string
+	// Now is the clock for signature expiry; nil means time.Now.
+	Now func() time.Time
+}
+
+type traffic struct{ cfg TrafficConfig }
+
+// NewSandboxTraffic returns the handler of the sandbox traffic listener.
+func NewSandboxTraffic(cfg TrafficConfig) http.Handler {
+	if cfg.Domain == "" {
+		cfg.Domain = "localhost"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &traffic{cfg: cfg}
+}
+
+// trafficError is the JSON body of errors the traffic plane answers
+// itself, after E2B's proxy.
+type trafficError struct {
+	Code      int    `json:"code"`
+	Message   string `json:"message"`
+	SandboxID string `json:"sandboxId,omitempty"`
+}
+
+func writeTrafficError(w http.ResponseWriter, status int, id, msg string) {
+	writeJSON(w, status, trafficError{Code: status, Message: msg, SandboxID: id})
+}
+
+func (t *traffic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, port, err := t.route(r)
+	if err != nil {
+		writeTrafficError(w, http.StatusBadRequest, "", err.Error())
+		return
+	}
+	sb, err := t.cfg.Service.Sandbox(id)
+	if err != nil || sb.State != rest.StateRunning {
+		// E2B's proxy answers 502 for a sandbox that is not running; the
+		// SDKs map it (and Connect's Unavailable) to their "sandbox not
+		// found / timed out" errors.
+		writeTrafficError(w, http.StatusBadGateway, id, "The sandbox was not found: it does not exist or is not running")
+		return
+	}
+	if port != EnvdPort {
+		writeTrafficError(w, http.StatusBadGateway, id, "The sandbox is running but port "+port+" is not reachable: den forwards only envd (port "+EnvdPort+") for now")
+		return
+	}
+	if err := t.authorize(r, sb); err != nil {
+		writeTrafficError(w, http.StatusUnauthorized, id, err.Error())
+		return
+	}
+	t.cfg.Service.GuestProxy(sb.ID).ServeHTTP(w, r)
+}
+
+// route returns the sandbox ID and port a request is for.
+func (t *traffic) route(r *http.Request) (id, port string, err error) {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if host == "localhost" || net.ParseIP(host) != nil || host == "sandbox."+t.cfg.Domain {
+		id, port = r.Header.Get("E2b-Sandbox-Id"), r.Header.Get("E2b-Sandbox-Port")
+		if id == "" || port == "" {
+			return "", "", errdefs.New(errdefs.InvalidArgument, "missing E2b-Sandbox-Id or E2b-Sandbox-Port header")
+		}
+		return id, port, nil
+	}
+	label, ok := strings.CutSuffix(host, "."+t.cfg.Domain)
+	if ok {
+		port, id, ok = strings.Cut(label, "-")
+	}
+	if !ok || strings.Contains(id, ".") || id == "" {
+		return "", "", errdefs.New(errdefs.InvalidArgument, "invalid host %q: want <port>-<sandboxID>.%s", r.Host, t.cfg.Domain)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return "", "", errdefs.New(errdefs.InvalidArgument, "invalid host %q: port %q is not a number", r.Host, port)
+	}
+	return id, port, nil
+}
+
+// authorize accepts the sandbox's access token in X-Access-Token, or a
+// valid signature on GET (read) and POST (write) /files.
+func (t *traffic) authorize(r *http.Request, sb *store.Sandbox) error {
+	if tok := r.Header.Get("X-Access-Token"); tok != "" {
+		if !equal(tok, sb.AccessToken) {
+			return errdefs.New(errdefs.Unauthenticated, "invalid access token")
+		}
+		return nil
+	}
+	q := r.URL.Query()
+	if q.Get("signature") == "" || r.URL.Path != "/files" {
+		return errdefs.New(errdefs.Unauthenticated, "missing access token: send the sandbox's envdAccessToken in X-Access-Token")
+	}
+	op := map[string]string{http.MethodGet: "read", http.MethodPost: "write"}[r.Method]
+	if op == "" {
+		return errdefs.New(errdefs.Unauthenticated, "a signature authorises only GET and POST /files")
+	}
+	return t.checkSignature(q.Get("signature"), q.Get("signature_expiration"), q.Get("path"), op, q.Get("username"), sb.AccessToken)
+}
+
+// checkSignature verifies an SDK file URL signature:
+// "v1_" + unpadded base64(sha256("path:op:user:token[:expiration]")).
+func (t *traffic) checkSignature(sig, exp, path, op, user, token string) error {
+	raw := path + ":" + op + ":" + user + ":" + token
+	if exp != "" {
+		n, err := strconv.ParseInt(exp, 10, 64)
+		if err != nil {
+			return errdefs.New(errdefs.Unauthenticated, "invalid signature_expiration %q", exp)
+		}
+		if t.cfg.Now().Unix() > n {
+			return errdefs.New(errdefs.Unauthenticated, "signature is expired")
+		}
+		raw += ":" + exp
+	}
+	if !equal(sig, Signature(raw)) {
+		return errdefs.New(errdefs.Unauthenticated, "invalid signature")
+	}
+	return nil
+}
+
+// Signature is the v1 signature of a raw "path:op:user:token[:exp]" string.
+func Signature(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return "v1_" + base64.RawStdEncoding.EncodeToString(sum[:])
+}
+
+func equal(a, b string) bool {
+	return b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}

@@ -1,0 +1,123 @@
+package e2b
+
+import (
+	"encoding/json"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// envdHeaders are the headers the SDKs send to envd with E2B_SANDBOX_URL.
+func envdHeaders(id, token string) map[string]string {
+	h := map[string]string{"E2b-Sandbox-Id": id, "E2b-Sandbox-Port": EnvdPort}
+	if token != "" {
+		h["X-Access-Token"] = token
+	}
+	return h
+}
+
+func TestTrafficRoutingAndToken(t *testing.T) {
+	e := newTestEnv(t)
+	sb := e.create(e.keyA, `{"templateID":"busybox","envVars":{"E2B_TEST":"yes"}}`)
+	id, tok := sb.SandboxID, sb.EnvdAccessToken
+	host := func(h string) map[string]string { return map[string]string{"Host": h, "X-Access-Token": tok} }
+	tests := []struct {
+		name, method, path string
+		header             map[string]string
+		status             int
+		msg                string // in the error body; "" for a success
+	}{
+		{"headers", "GET", "/health", envdHeaders(id, tok), 204, ""},
+		{"headers envs", "GET", "/envs", envdHeaders(id, tok), 200, ""},
+		{"host name", "GET", "/health", host(EnvdPort + "-" + id + ".den.test"), 204, ""},
+		{"host name with port", "GET", "/health", host(EnvdPort + "-" + id + ".den.test:8080"), 204, ""},
+		{"sandbox host uses headers", "GET", "/health", map[string]string{"Host": "sandbox.den.test", "E2b-Sandbox-Id": id, "E2b-Sandbox-Port": EnvdPort, "X-Access-Token": tok}, 204, ""},
+		{"no token", "GET", "/health", envdHeaders(id, ""), 401, "missing access token"},
+		{"wrong token", "GET", "/health", envdHeaders(id, tok+"x"), 401, "invalid access token"},
+		{"other sandbox's token", "GET", "/health", envdHeaders(id, strings.Repeat("0", 48)), 401, "invalid access token"},
+		{"unknown sandbox", "GET", "/health", envdHeaders("nope", tok), 502, "The sandbox was not found"},
+		{"unknown sandbox by host", "GET", "/health", host(EnvdPort + "-nope.den.test"), 502, "The sandbox was not found"},
+		{"user port", "GET", "/", map[string]string{"E2b-Sandbox-Id": id, "E2b-Sandbox-Port": "8080", "X-Access-Token": tok}, 502, "port 8080 is not reachable"},
+		{"missing headers", "GET", "/health", map[string]string{"X-Access-Token": tok}, 400, "missing E2b-Sandbox-Id"},
+		{"foreign host", "GET", "/health", host("example.com"), 400, `invalid host "example.com"`},
+		{"bad port in host", "GET", "/health", host("abc-" + id + ".den.test"), 400, `port "abc" is not a number`},
+		{"init blocked", "POST", "/init", envdHeaders(id, tok), 404, "no route for POST /init"},
+		{"init blocked spelled differently", "POST", "/files/../init", envdHeaders(id, tok), 404, "no route for POST"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(tt.method, e.traffic+tt.path, "", tt.header)
+			if tt.msg == "" {
+				if r.status != tt.status {
+					t.Fatalf("HTTP %d, want %d: %s", r.status, tt.status, r.body)
+				}
+				return
+			}
+			var got struct {
+				Code    any    `json:"code"`
+				Message string `json:"message"`
+			}
+			if err := json.Unmarshal(r.body, &got); err != nil || r.status != tt.status || !strings.Contains(got.Message, tt.msg) {
+				t.Errorf("HTTP %d %s, want %d with %q", r.status, r.body, tt.status, tt.msg)
+			}
+		})
+	}
+	r := e.do("GET", e.traffic+"/envs", "", envdHeaders(id, tok))
+	var envs map[string]string
+	decode(t, r.body, &envs)
+	if envs["E2B_TEST"] != "yes" {
+		t.Errorf("create-time envVars not in the sandbox env: %v", envs)
+	}
+}
+
+// signedURL builds a /files URL signed as the SDKs sign it.
+func signedURL(base, path, op, user, token string, exp int64) string {
+	raw := path + ":" + op + ":" + user + ":" + token
+	q := url.Values{"path": {path}}
+	if user != "" {
+		q.Set("username", user)
+	}
+	if exp != 0 {
+		raw += ":" + strconv.FormatInt(exp, 10)
+		q.Set("signature_expiration", strconv.FormatInt(exp, 10))
+	}
+	q.Set("signature", Signature(raw))
+	return base + "/files?" + q.Encode()
+}
+
+func TestTrafficSignedFileURLs(t *testing.T) {
+	e := newTestEnv(t)
+	sb := e.create(e.keyA, `{"templateID":"busybox"}`)
+	id, tok := sb.SandboxID, sb.EnvdAccessToken
+	file := t.TempDir() + "/signed.txt"
+	routing := envdHeaders(id, "")
+	routing["Content-Type"] = "application/octet-stream"
+	w := e.do("POST", signedURL(e.traffic, file, "write", "", tok, 0), "hello", routing)
+	if w.status != 200 {
+		t.Fatalf("signed upload: HTTP %d %s", w.status, w.body)
+	}
+	r := e.do("GET", signedURL(e.traffic, file, "read", "", tok, e.now.Unix()+60), "", routing)
+	if r.status != 200 || string(r.body) != "hello" {
+		t.Fatalf("signed download: HTTP %d %q", r.status, r.body)
+	}
+	tests := []struct {
+		name, method, url, msg string
+	}{
+		{"read signature used to write", "POST", signedURL(e.traffic, file, "read", "", tok, 0), "invalid signature"},
+		{"other path", "GET", strings.Replace(signedURL(e.traffic, file, "read", "", tok, 0), "signed.txt", "other.txt", 1), "invalid signature"},
+		{"other user", "GET", strings.Replace(signedURL(e.traffic, file, "read", "root", tok, 0), "username=root", "username=nobody", 1), "invalid signature"},
+		{"wrong token", "GET", signedURL(e.traffic, file, "read", "", "x"+tok, 0), "invalid signature"},
+		{"expired", "GET", signedURL(e.traffic, file, "read", "", tok, e.now.Unix()-1), "signature is expired"},
+		{"bad expiration", "GET", e.traffic + "/files?path=a&signature=v1_x&signature_expiration=soon", "invalid signature_expiration"},
+		{"signature off /files", "GET", e.traffic + "/envs?signature=v1_x", "missing access token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := e.do(tt.method, tt.url, "", routing)
+			if got.status != 401 || !strings.Contains(string(got.body), tt.msg) {
+				t.Errorf("HTTP %d %s, want 401 with %q", got.status, got.body, tt.msg)
+			}
+		})
+	}
+}
