@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -68,6 +69,11 @@ func toConnect(err error) error {
 	var ce *connect.Error
 	if errors.As(err, &ce) {
 		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// The request's Connect-Timeout-Ms passed: the SDKs map this code
+		// to their timeout errors.
+		return connect.NewError(connect.CodeDeadlineExceeded, err)
 	}
 	code, ok := connectCodes[errdefs.KindOf(err)]
 	if !ok {

@@ -1,7 +1,10 @@
 package guest
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"strconv"
 	"syscall"
 	"testing"
@@ -135,4 +138,33 @@ func TestBlockedStdinWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	readUntil(t, stream, &r, func(r *result) bool { return r.end != nil })
+}
+
+// TestServerTimeoutIsDeadlineExceeded: when the request's Connect-Timeout-Ms
+// passes, the stream ends with deadline_exceeded, which the e2b SDKs turn
+// into their timeout errors (not internal). The request is sent by hand so
+// the only deadline is the header's.
+func TestServerTimeoutIsDeadlineExceeded(t *testing.T) {
+	e := newEnv(t)
+	body := []byte(`{"process":{"cmd":"sleep","args":["1000"]}}`)
+	env := append([]byte{0, 0, 0, 0, byte(len(body))}, body...)
+	req, err := http.NewRequest("POST", e.srv.URL+"/process.Process/Start", bytes.NewReader(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/connect+json")
+	req.Header.Set("Connect-Timeout-Ms", "300")
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read stream: %v (the server did not end it at its timeout)", err)
+	}
+	if !bytes.Contains(out, []byte(`"code":"deadline_exceeded"`)) {
+		t.Fatalf("stream after the server-side timeout ended with %q, want code deadline_exceeded", out)
+	}
 }
