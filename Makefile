@@ -8,12 +8,17 @@ DATA_DIR ?=
 LISTEN ?= 127.0.0.1:7070
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build deps up test test-unit bench clean generate
+.PHONY: all build deps up test test-unit bench clean generate e2b-test-deps
 
 all: build
 
 deps:
 	@scripts/deps.sh
+
+# npm/pip packages of the e2b SDK suites (test/e2b-js, test/e2b-py); the Go
+# wrapper test/e2e/e2b_sdk_test.go runs it itself when DEN_TEST_E2B_SDKS=1.
+e2b-test-deps:
+	@scripts/e2b-test-deps.sh
 
 build: bin/den bin/den-guest bin/runsc
 

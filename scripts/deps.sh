@@ -4,7 +4,7 @@
 # (interactive tests), openssl, curl. Go itself must already be installed.
 set -euo pipefail
 need=()
-for pkg in busybox-static debootstrap e2fsprogs iproute2 tmux curl ca-certificates xz-utils; do
+for pkg in busybox-static debootstrap e2fsprogs iproute2 tmux curl ca-certificates xz-utils python3-venv; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -140,6 +140,11 @@ func (s *Server) GuestProxy(id string) http.Handler {
 			writeError(w, errdefs.New(errdefs.NotFound, "no route for %s %s", r.Method, r.URL.Path))
 			return
 		}
+		// Connect streams may send the request body after the guest has
+		// answered the headers; HTTP/1 servers drop an unread request body
+		// once the response starts unless full duplex is on, and the proxy
+		// would then abort the stream mid-way.
+		_ = http.NewResponseController(w).EnableFullDuplex()
 		s.proxies.get(id).ServeHTTP(w, r)
 	})
 }
