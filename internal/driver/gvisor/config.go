@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/denhq/den/internal/errdefs"
@@ -49,6 +50,11 @@ type Config struct {
 	// milliseconds instead of starting runsc. 0 (the default) turns the
 	// pool off. Spares cost their memory while they wait.
 	WarmPool int
+	// MaxColdStarts bounds how many cold sandbox starts run at once; more
+	// wait their turn (honouring their context). A burst of starts on few
+	// CPUs then finishes one by one instead of all slowing down together
+	// until clients time out. Default 2 per CPU.
+	MaxColdStarts int
 	// Debug turns on runsc debug logs in each sandbox directory.
 	Debug bool
 	// Logger receives driver logs. Default: slog.Default().
@@ -63,6 +69,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PidsLimit == 0 {
 		c.PidsLimit = 4096
+	}
+	if c.MaxColdStarts == 0 {
+		c.MaxColdStarts = 2 * runtime.NumCPU()
 	}
 	if c.StartTimeout == 0 {
 		c.StartTimeout = 30 * time.Second
@@ -95,6 +104,9 @@ func (c Config) Validate() error {
 	}
 	if c.PidsLimit < 0 {
 		return errdefs.New(errdefs.InvalidArgument, "gvisor config: PidsLimit must not be negative")
+	}
+	if c.MaxColdStarts < 0 {
+		return errdefs.New(errdefs.InvalidArgument, "gvisor config: MaxColdStarts must not be negative")
 	}
 	if c.WarmPool < 0 {
 		return errdefs.New(errdefs.InvalidArgument, "gvisor config: WarmPool must not be negative")

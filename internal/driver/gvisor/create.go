@@ -67,6 +67,12 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 
 // createCold builds and starts the sandbox with runsc.
 func (d *Driver) createCold(ctx context.Context, spec driver.Spec, p paths) (*driver.Handle, error) {
+	select {
+	case d.coldStarts <- struct{}{}:
+		defer func() { <-d.coldStarts }()
+	case <-ctx.Done():
+		return nil, wrapCreate(spec.ID, "wait for a start slot", ctx.Err())
+	}
 	begin := time.Now()
 	c := &creation{d: d, spec: spec, p: p}
 	if err := d.runSteps(ctx, c, createSteps); err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/denhq/den/internal/driver/drivertest"
+	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/testenv"
 )
 
 // hostListener listens on a unix socket standing for a host service the
@@ -86,5 +88,42 @@ func TestSandboxCannotRedirectGuestChannel(t *testing.T) {
 	case <-hit:
 		t.Fatal("the host socket received a connection from DialGuest")
 	default:
+	}
+}
+
+// TestColdStartWaitsForASlotAndHonoursCtx fills the only start slot and
+// checks a Create waits for it, gives up with a Canceled error when its
+// context ends, and leaves nothing behind.
+func TestColdStartWaitsForASlotAndHonoursCtx(t *testing.T) {
+	testenv.RequireRoot(t)
+	d, spec := newTestDriver(t)
+	t.Cleanup(func() { d.Close() })
+	g := d.(*Driver)
+	if cap(g.coldStarts) < 1 {
+		t.Fatalf("no start slots: %d", cap(g.coldStarts))
+	}
+	for range cap(g.coldStarts) {
+		g.coldStarts <- struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	spec.ID = "slot-wait"
+	_, err := d.Create(ctx, spec)
+	if !errdefs.Is(err, errdefs.Canceled) || !strings.Contains(err.Error(), "wait for a start slot") {
+		t.Fatalf("Create with every start slot taken: %v, want Canceled while waiting for a slot", err)
+	}
+	if _, err := os.Stat(filepath.Join(drivertest.TempDir(t), "sandboxes", spec.ID)); !os.IsNotExist(err) {
+		t.Fatalf("a Create that never started left its directory: %v", err)
+	}
+	for range cap(g.coldStarts) {
+		<-g.coldStarts
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel2()
+	if _, err := d.Create(ctx2, spec); err != nil {
+		t.Fatalf("Create once a slot is free: %v", err)
+	}
+	if err := d.Destroy(ctx2, spec.ID); err != nil {
+		t.Fatal(err)
 	}
 }

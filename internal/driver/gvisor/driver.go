@@ -28,6 +28,8 @@ type Driver struct {
 	pool     *pool
 	spares   *spareSet    // nil when the pool is off
 	claims   atomic.Int64 // sandboxes created from a warm spare
+	// coldStarts holds a token per cold start in progress (Config.MaxColdStarts).
+	coldStarts chan struct{}
 }
 
 var (
@@ -47,9 +49,10 @@ func New(cfg Config) (*Driver, error) {
 	}
 	cfg = cfg.withDefaults()
 	d := &Driver{
-		cfg:   cfg,
-		runsc: runsc{path: cfg.RunscPath, root: filepath.Join(cfg.StateDir, "runsc")},
-		log:   cfg.Logger.With("driver", "gvisor"),
+		cfg:        cfg,
+		runsc:      runsc{path: cfg.RunscPath, root: filepath.Join(cfg.StateDir, "runsc")},
+		log:        cfg.Logger.With("driver", "gvisor"),
+		coldStarts: make(chan struct{}, cfg.MaxColdStarts),
 	}
 	for _, dir := range []string{d.runsc.root, d.sandboxesDir(), d.sparesDir()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
