@@ -15,8 +15,7 @@ all: build
 deps:
 	@scripts/deps.sh
 
-# npm/pip packages of the e2b SDK suites (test/e2b-js, test/e2b-py); the Go
-# wrapper test/e2e/e2b_sdk_test.go runs it itself when DEN_TEST_E2B_SDKS=1.
+# npm/pip packages of the e2b SDK suites (test/e2b-js, test/e2b-py).
 e2b-test-deps:
 	@scripts/e2b-test-deps.sh
 
@@ -37,9 +36,13 @@ bin/runsc: go.mod
 up: deps build
 	@scripts/up.sh $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --listen $(LISTEN)
 
-test: deps build
-	DEN_REQUIRE_INTEGRATION=1 DEN_TEST_BASE=1 DEN_TEST_IMAGE_BASE=1 DEN_RUNSC=$(CURDIR)/bin/runsc DEN_GUEST_BIN=$(CURDIR)/bin/den-guest \
-		DEN_BIN=$(CURDIR)/bin/den $(GO) test -p 1 -timeout $(TEST_TIMEOUT) ./...
+# The e2e tests that need the Debian base image share one data dir, so it is
+# built once per run (the image package's own test builds it separately).
+test: deps build e2b-test-deps
+	DEN_REQUIRE_INTEGRATION=1 DEN_TEST_BASE=1 DEN_TEST_IMAGE_BASE=1 DEN_TEST_E2B_SDKS=1 \
+		DEN_TEST_BASE_DATA_DIR=$(CURDIR)/.cache/base-data \
+		DEN_RUNSC=$(CURDIR)/bin/runsc DEN_GUEST_BIN=$(CURDIR)/bin/den-guest DEN_BIN=$(CURDIR)/bin/den \
+		$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 test-unit:
 	$(GO) test -short ./...
