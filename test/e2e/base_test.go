@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // TestBaseImage builds the Debian base image the way `make up` does (den up
