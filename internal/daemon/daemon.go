@@ -48,7 +48,8 @@ func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logge
 	}
 	drv, err := gvisor.New(gvisor.Config{
 		RunscPath: cfg.RunscPath, GuestBinary: cfg.GuestBinary, Platform: cfg.Platform,
-		StateDir: filepath.Join(cfg.DataDir, "sandboxes"), WarmPool: cfg.WarmPool, Logger: log,
+		StateDir: filepath.Join(cfg.DataDir, "sandboxes"), WarmPool: cfg.WarmPool,
+		WarmupScript: gvisor.DefaultWarmupScript, Logger: log,
 	})
 	if err != nil {
 		return fmt.Errorf("start gVisor driver: %w", err)

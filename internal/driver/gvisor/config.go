@@ -50,6 +50,10 @@ type Config struct {
 	// milliseconds instead of starting runsc. 0 (the default) turns the
 	// pool off. Spares cost their memory while they wait.
 	WarmPool int
+	// WarmupScript is run with /bin/sh -c in every new spare before it can
+	// be claimed, to warm its caches (see DefaultWarmupScript). It must
+	// leave no trace a user could see. Empty: no warm-up.
+	WarmupScript string
 	// MaxColdStarts bounds how many cold sandbox starts run at once; more
 	// wait their turn (honouring their context). A burst of starts on few
 	// CPUs then finishes one by one instead of all slowing down together

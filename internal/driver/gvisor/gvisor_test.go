@@ -58,6 +58,16 @@ func warmUp(t testing.TB, d *Driver, spec driver.Spec, n int) {
 
 // newTestDriverPool is newTestDriver with Config.WarmPool = warm.
 func newTestDriverPool(t *testing.T, warm int) (driver.Driver, driver.Spec) {
+	return newTestDriverWith(t, func(c *Config) {
+		c.WarmPool = warm
+		if warm > 0 {
+			c.WarmupScript = DefaultWarmupScript
+		}
+	})
+}
+
+// newTestDriverWith is newTestDriver with configure applied to the Config.
+func newTestDriverWith(t *testing.T, configure func(*Config)) (driver.Driver, driver.Spec) {
 	testenv.RequireRoot(t)
 	stateDir := drivertest.TempDir(t)
 	cfg := Config{
@@ -65,9 +75,9 @@ func newTestDriverPool(t *testing.T, warm int) (driver.Driver, driver.Spec) {
 		GuestBinary:  testenv.GuestBinary(t),
 		StateDir:     stateDir,
 		CgroupParent: testCgroupParent,
-		WarmPool:     warm,
 		Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
+	configure(&cfg)
 	platformOnce.Do(func() {
 		d, err := New(cfg)
 		if err != nil {

@@ -86,6 +86,13 @@ func (d *Driver) bootSpare(ctx context.Context, spec driver.Spec) (spare, error)
 	if err := d.runSteps(ctx, &creation{d: d, spec: spec, p: sp.p}, createSteps); err != nil {
 		return spare{}, err
 	}
+	if err := d.warmSpare(ctx, sp); err != nil {
+		if ctx.Err() != nil { // the pool is closing: undo the boot
+			_ = d.destroySpare(context.WithoutCancel(ctx), sp)
+			return spare{}, ctx.Err()
+		}
+		d.log.Warn("warm-up of a spare failed; it stays in the pool, colder", "spare", sp.id, "err", err)
+	}
 	return sp, nil
 }
 

@@ -227,3 +227,29 @@ func warmHelper(t *testing.T) {
 	fmt.Printf("%s\n", sp[0].id)
 	select {} // until SIGKILL
 }
+
+// TestWarmupRunsBeforeClaim: the warm-up script has run in a spare by the
+// time it is claimed.
+func TestWarmupRunsBeforeClaim(t *testing.T) {
+	d, spec := newTestDriverWith(t, func(c *Config) {
+		c.WarmPool = 1
+		c.WarmupScript = "echo warmed > /.den/run/warmed"
+	})
+	t.Cleanup(func() { d.Close() })
+	g := d.(*Driver)
+	warmUp(t, g, spec, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec.ID = "warmed"
+	if _, err := d.Create(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Destroy(context.Background(), spec.ID)
+	if n := g.claims.Load(); n != 1 {
+		t.Fatalf("claims = %d, want the create to claim the warm spare", n)
+	}
+	got, err := os.ReadFile(filepath.Join(drivertest.TempDir(t), "sandboxes", spec.ID, "run", "warmed"))
+	if err != nil || string(got) != "warmed\n" {
+		t.Fatalf("warm-up marker in the claimed sandbox: %q, %v", got, err)
+	}
+}
