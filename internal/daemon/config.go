@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 
 	"github.com/denhq/den/internal/errdefs"
 )
@@ -20,7 +21,9 @@ type Config struct {
 	// Listen is the API address; port 0 picks a free one.
 	Listen string
 	// SandboxListen is the address of E2B sandbox traffic (E2B_SANDBOX_URL);
-	// port 0 picks a free one.
+	// port 0 picks a free one. Default: the API's host and port + 1 (so
+	// E2B_SANDBOX_URL stays the same across restarts), or port 0 when the
+	// API's port is 0.
 	SandboxListen string
 	// Domain is the suffix of E2B sandbox host names
 	// (<port>-<sandboxID>.<domain>); default "localhost".
@@ -65,7 +68,7 @@ func (c *Config) Validate() error {
 		c.NodeID = "local"
 	}
 	if c.SandboxListen == "" {
-		c.SandboxListen = "127.0.0.1:0"
+		c.SandboxListen = nextPort(c.Listen)
 	}
 	if c.Domain == "" {
 		c.Domain = "localhost"
@@ -122,3 +125,17 @@ func findBinary(explicit, name string) (string, error) {
 func (c *Config) envFile() string { return filepath.Join(c.DataDir, "env") }
 
 func (c *Config) String() string { return fmt.Sprintf("data-dir=%s listen=%s", c.DataDir, c.Listen) }
+
+// nextPort is addr with its port plus one; port 0 (or an unparsable
+// address, which Validate reports) stays 0.
+func nextPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n <= 0 || n >= 65535 {
+		return net.JoinHostPort(host, "0")
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n+1))
+}

@@ -59,3 +59,18 @@ func TestEnvFileRoundTrip(t *testing.T) {
 		t.Fatalf("env file mode: %v %v", fi.Mode(), err)
 	}
 }
+
+func TestSandboxListenDefaultsNextToTheAPI(t *testing.T) {
+	tests := map[string]string{
+		"127.0.0.1:7070": "127.0.0.1:7071",
+		"127.0.0.1:0":    "127.0.0.1:0",
+		"[::1]:8000":     "[::1]:8001",
+		"0.0.0.0:65535":  "0.0.0.0:0",
+		"garbage":        "127.0.0.1:0",
+	}
+	for in, want := range tests {
+		if got := nextPort(in); got != want {
+			t.Errorf("nextPort(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
