@@ -3,11 +3,10 @@ package guest
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
-	"slices"
 	"strings"
 
+	"github.com/denhq/den/internal/envlist"
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -64,7 +63,7 @@ func (a *Agent) init(req initRequest) error {
 		}
 	}
 	a.envMu.Lock()
-	a.cfg.Env = mergeEnv(a.cfg.Env, req.Env)
+	a.cfg.Env = envlist.Merge(a.cfg.Env, req.Env)
 	if req.DefaultUser != "" {
 		a.cfg.DefaultUser = req.DefaultUser
 	}
@@ -84,28 +83,6 @@ func checkInit(req initRequest) error {
 		}
 	}
 	return nil
-}
-
-// mergeEnv returns base ("K=V" entries) with extra applied: an existing
-// key is replaced in place, new keys are appended in sorted order. base is
-// not modified.
-func mergeEnv(base []string, extra map[string]string) []string {
-	env := slices.Clone(base)
-	index := make(map[string]int, len(env))
-	for i, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		index[k] = i
-	}
-	for _, k := range slices.Sorted(maps.Keys(extra)) {
-		kv := k + "=" + extra[k]
-		if i, ok := index[k]; ok {
-			env[i] = kv
-			continue
-		}
-		index[k] = len(env)
-		env = append(env, kv)
-	}
-	return env
 }
 
 // defaultUser is the user of requests that name none.

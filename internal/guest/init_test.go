@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/denhq/den/internal/envlist"
 )
 
 // initEnv is an agent whose hostname changes are recorded, not applied
@@ -148,7 +150,7 @@ func TestInitDefaultUser(t *testing.T) {
 }
 
 func TestMergeEnv(t *testing.T) {
-	got := mergeEnv([]string{"A=1", "PATH=/img"}, map[string]string{"A": "2", "C": "3", "B": "4"})
+	got := envlist.Merge([]string{"A=1", "PATH=/img"}, map[string]string{"A": "2", "C": "3", "B": "4"})
 	if diff := cmp.Diff([]string{"A=2", "PATH=/img", "B=4", "C=3"}, got); diff != "" {
 		t.Errorf("mergeEnv (-want +got):\n%s", diff)
 	}

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/envlist"
 )
 
 // In-sandbox paths of the guest agent. The agent is PID 1.
@@ -117,29 +117,10 @@ func resources(cfg Config, spec driver.Spec) *specs.LinuxResources {
 }
 
 // mergeEnv returns the image env with the spec env applied on top (same key:
-// spec wins), spec keys sorted for a stable order, and a default PATH.
+// spec wins) and a default PATH when neither sets one.
 func mergeEnv(image []string, extra map[string]string) []string {
-	env := slices.Clone(image)
-	index := make(map[string]int, len(env))
-	for i, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		index[k] = i
-	}
-	keys := make([]string, 0, len(extra))
-	for k := range extra {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		kv := k + "=" + extra[k]
-		if i, ok := index[k]; ok {
-			env[i] = kv
-			continue
-		}
-		index[k] = len(env)
-		env = append(env, kv)
-	}
-	if _, ok := index["PATH"]; !ok {
+	env := envlist.Merge(image, extra)
+	if !envlist.Has(env, "PATH") {
 		env = append(env, defaultPath)
 	}
 	return env
