@@ -28,25 +28,11 @@ func TestSurvivesAgentKill9(t *testing.T) {
 	}
 	testenv.RequireRoot(t)
 	stateDir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSurvivesAgentKill9$", "-test.count=1")
-	cmd.Env = append(os.Environ(), helperEnv+"=1", "DEN_STATE_DIR="+stateDir,
-		"DEN_RUNSC="+testenv.Runsc(t), "DEN_GUEST_BIN="+testenv.GuestBinary(t), "DEN_ROOTFS="+testenv.BusyboxRootfs(t))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	line, err := runKilledHelper(t, "TestSurvivesAgentKill9", helperEnv, stateDir)
 	var h driver.Handle
-	line, err := bufio.NewReader(stdout).ReadBytes('\n')
 	if err == nil {
-		err = json.Unmarshal(line, &h)
+		err = json.Unmarshal([]byte(line), &h)
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	_ = cmd.Wait()
 	if err != nil {
 		t.Fatalf("read handle from helper: %v (%q)", err, line)
 	}
@@ -109,4 +95,28 @@ func TestPtracePlatform(t *testing.T) {
 	if st, err := d.Stats(ctx, id); err != nil || st.MemoryBytes == 0 {
 		t.Fatalf("Stats: %+v, %v", st, err)
 	}
+}
+
+// runKilledHelper re-runs this test binary as a short-lived driver process
+// (test name, with helperVar set and the driver's inputs in the env), reads
+// the first line it prints, then SIGKILLs its whole process group, as a
+// crash or Ctrl-C would, and returns the line.
+func runKilledHelper(t *testing.T, name, helperVar, stateDir string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperVar+"=1", "DEN_STATE_DIR="+stateDir,
+		"DEN_RUNSC="+testenv.Runsc(t), "DEN_GUEST_BIN="+testenv.GuestBinary(t), "DEN_ROOTFS="+testenv.BusyboxRootfs(t))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	_ = cmd.Wait()
+	return line, err
 }

@@ -1,14 +1,11 @@
 package gvisor
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -184,21 +181,7 @@ func TestWarmSparesOfKilledDriverAreDestroyed(t *testing.T) {
 	}
 	testenv.RequireRoot(t)
 	stateDir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestWarmSparesOfKilledDriverAreDestroyed$", "-test.count=1")
-	cmd.Env = append(os.Environ(), warmHelperEnv+"=1", "DEN_STATE_DIR="+stateDir,
-		"DEN_RUNSC="+testenv.Runsc(t), "DEN_GUEST_BIN="+testenv.GuestBinary(t), "DEN_ROOTFS="+testenv.BusyboxRootfs(t))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	_ = cmd.Wait()
+	line, err := runKilledHelper(t, "TestWarmSparesOfKilledDriverAreDestroyed", warmHelperEnv, stateDir)
 	spareID := strings.TrimSpace(line)
 	if err != nil || !strings.HasPrefix(spareID, spareIDPrefix) {
 		t.Fatalf("read spare ID from helper: %q, %v", line, err)
