@@ -3,14 +3,15 @@ package image
 import (
 	"archive/tar"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -39,28 +40,18 @@ func (s *Store) ImportDir(ctx context.Context, dir string, name string, cfg Conf
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return nil, errdefs.New(errdefs.InvalidArgument, "import directory %s: not a directory", dir)
 	}
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := writeTree(ctx, pw, dir)
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	diffID, size, err := s.unpackLayer(ctx, pr, "")
-	pr.CloseWithError(errors.New("unpack stopped"))
-	if werr := <-done; err == nil && werr != nil {
-		err = werr
-	}
+	pins := &pinSet{s: s}
+	defer pins.release()
+	blob, size, err := s.storeLayer(ctx, func(w io.Writer) error { return writeTree(ctx, w, dir, treeOptions{}) }, pins)
 	if err != nil {
 		return nil, fmt.Errorf("import directory %s: %w", dir, err)
 	}
-	defer s.unpin([]string{diffID})
-	raw, err := json.Marshal(configFile(cfg, []v1.Hash{mustHash(diffID)}))
+	history := []History{{CreatedBy: "den: import directory"}}
+	img, err := s.newImage(name, []string{blob.DiffID}, []Layer{blob}, cfg, history, pins)
 	if err != nil {
 		return nil, fmt.Errorf("import directory %s: %w", dir, err)
 	}
-	img := &Image{Name: name, ID: digestOf(raw), Layers: []string{diffID}, Config: cfg}
-	return s.record(img, map[string]int64{diffID: size})
+	return s.record(img, map[string]int64{blob.DiffID: size})
 }
 
 func mustHash(s string) v1.Hash {
@@ -69,20 +60,6 @@ func mustHash(s string) v1.Hash {
 		panic(fmt.Sprintf("image: invalid digest %q: %v", s, err))
 	}
 	return h
-}
-
-// configFile is the OCI config of a den-built image.
-func configFile(cfg Config, diffIDs []v1.Hash) *v1.ConfigFile {
-	return &v1.ConfigFile{
-		Architecture: runtime.GOARCH,
-		OS:           "linux",
-		Created:      v1.Time{Time: time.Now().UTC()},
-		RootFS:       v1.RootFS{Type: "layers", DiffIDs: diffIDs},
-		Config: v1.Config{
-			Env: cfg.Env, WorkingDir: cfg.WorkingDir, User: cfg.User,
-			Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd,
-		},
-	}
 }
 
 // WriteDockerArchive writes the root filesystem in rootfsDir as a one-layer
@@ -99,7 +76,7 @@ func WriteDockerArchive(w io.Writer, rootfsDir, ref string) error {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	if err := writeTree(context.Background(), f, rootfsDir); err != nil {
+	if err := writeTree(context.Background(), f, rootfsDir, treeOptions{}); err != nil {
 		return fmt.Errorf("write docker archive: %w", err)
 	}
 	layer, err := tarball.LayerFromFile(f.Name())
@@ -126,10 +103,21 @@ func WriteDockerArchive(w io.Writer, rootfsDir, ref string) error {
 	return nil
 }
 
+// treeOptions changes what writeTree writes.
+type treeOptions struct {
+	// overlay says root is an overlayfs upper directory: its whiteouts (0/0
+	// character devices) and opaque directories become OCI whiteout
+	// entries, and overlayfs's own xattrs are left out.
+	overlay bool
+	// exclude are slash-separated paths relative to root left out, with
+	// everything below them.
+	exclude map[string]bool
+}
+
 // writeTree writes the tree at root to w as a tar stream in lexical order,
 // with ownership, modes, mtimes, xattrs, hard links and device nodes.
 // Sockets are skipped.
-func writeTree(ctx context.Context, w io.Writer, root string) error {
+func writeTree(ctx context.Context, w io.Writer, root string, opts treeOptions) error {
 	tw := tar.NewWriter(w)
 	links := map[[2]uint64]string{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -140,10 +128,23 @@ func writeTree(ctx context.Context, w io.Writer, root string) error {
 			return err
 		}
 		rel, err := filepath.Rel(root, p)
-		if err != nil || rel == "." || d.Type()&fs.ModeSocket != 0 {
+		if err != nil || d.Type()&fs.ModeSocket != 0 {
 			return err
 		}
-		return writeTreeEntry(tw, p, filepath.ToSlash(rel), links)
+		rel = filepath.ToSlash(rel)
+		if opts.exclude[rel] {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if rel == "." {
+			if opts.overlay {
+				return writeOpaqueMarker(tw, p, "")
+			}
+			return nil
+		}
+		return writeTreeEntry(tw, p, rel, links, opts)
 	})
 	if err != nil {
 		return fmt.Errorf("tar %s: %w", root, err)
@@ -151,16 +152,19 @@ func writeTree(ctx context.Context, w io.Writer, root string) error {
 	return tw.Close()
 }
 
-func writeTreeEntry(tw *tar.Writer, p, rel string, links map[[2]uint64]string) error {
+func writeTreeEntry(tw *tar.Writer, p, rel string, links map[[2]uint64]string, opts treeOptions) error {
 	fi, err := os.Lstat(p)
 	if err != nil {
 		return err
 	}
-	hdr, err := treeHeader(p, rel, fi)
+	st := fi.Sys().(*syscall.Stat_t)
+	if opts.overlay && fi.Mode()&fs.ModeCharDevice != 0 && st.Rdev == 0 {
+		return writeWhiteout(tw, rel, fi)
+	}
+	hdr, err := treeHeader(p, rel, fi, opts.overlay)
 	if err != nil {
 		return err
 	}
-	st := fi.Sys().(*syscall.Stat_t)
 	if fi.Mode().IsRegular() && st.Nlink > 1 {
 		key := [2]uint64{st.Dev, st.Ino}
 		if first, ok := links[key]; ok {
@@ -171,6 +175,11 @@ func writeTreeEntry(tw *tar.Writer, p, rel string, links map[[2]uint64]string) e
 	}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
+	}
+	if opts.overlay && fi.IsDir() {
+		if err := writeOpaqueMarker(tw, p, rel+"/"); err != nil {
+			return err
+		}
 	}
 	if hdr.Typeflag != tar.TypeReg {
 		return nil
@@ -184,7 +193,56 @@ func writeTreeEntry(tw *tar.Writer, p, rel string, links map[[2]uint64]string) e
 	return err
 }
 
-func treeHeader(p, rel string, fi fs.FileInfo) (*tar.Header, error) {
+// writeWhiteout writes the OCI whiteout of the overlayfs whiteout fi at rel.
+func writeWhiteout(tw *tar.Writer, rel string, fi fs.FileInfo) error {
+	dir, base := path.Split(rel)
+	st := fi.Sys().(*syscall.Stat_t)
+	return tw.WriteHeader(&tar.Header{
+		Typeflag: tar.TypeReg, Name: dir + whiteoutPrefix + base, Mode: int64(st.Mode & 0o7777),
+		Uid: int(st.Uid), Gid: int(st.Gid), ModTime: fi.ModTime(), Format: tar.FormatPAX,
+	})
+}
+
+// writeOpaqueMarker writes the OCI opaque marker in the directory p (at
+// prefix in the tar) when overlayfs marked it opaque.
+func writeOpaqueMarker(tw *tar.Writer, p, prefix string) error {
+	opaque, err := isOpaque(p)
+	if err != nil || !opaque {
+		return err
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return err
+	}
+	return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: prefix + opaqueMarker, ModTime: fi.ModTime(), Format: tar.FormatPAX})
+}
+
+// isOpaque reports whether overlayfs marked the directory p opaque, with
+// the trusted.* xattr (mounted by root) or the user.* one (userxattr).
+func isOpaque(p string) (bool, error) {
+	buf := make([]byte, 8)
+	for _, x := range []string{"trusted.overlay.opaque", "user.overlay.opaque"} {
+		n, err := unix.Lgetxattr(p, x, buf)
+		if err == nil && string(buf[:n]) == "y" {
+			return true, nil
+		}
+		if err != nil && !errors.Is(err, unix.ENODATA) && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.ERANGE) {
+			return false, fmt.Errorf("get xattr %s of %s: %w", x, p, err)
+		}
+	}
+	return false, nil
+}
+
+// overlayXattrs are the prefixes of the xattrs overlayfs keeps in an upper
+// directory for itself.
+var overlayXattrs = []string{overlayXattrPrefix, "user.overlay."}
+
+// unsupportedOverlayXattrs mark upper entries whose content lives in a
+// lower layer (redirect_dir, metacopy): an upper directory alone cannot
+// describe them.
+var unsupportedOverlayXattrs = []string{"redirect", "metacopy"}
+
+func treeHeader(p, rel string, fi fs.FileInfo, overlay bool) (*tar.Header, error) {
 	var link string
 	if fi.Mode()&fs.ModeSymlink != 0 {
 		var err error
@@ -210,12 +268,37 @@ func treeHeader(p, rel string, fi fs.FileInfo) (*tar.Header, error) {
 		return nil, err
 	}
 	for k, v := range xattrs {
+		if overlay {
+			if skip, err := overlayXattr(rel, k); skip || err != nil {
+				if err != nil {
+					return nil, err
+				}
+				continue
+			}
+		}
 		if hdr.PAXRecords == nil {
 			hdr.PAXRecords = map[string]string{}
 		}
 		hdr.PAXRecords[xattrPrefix+k] = v
 	}
 	return hdr, nil
+}
+
+// overlayXattr reports whether the xattr k of an upper directory entry is
+// overlayfs's own (left out of the layer), and fails for those den cannot
+// turn into a layer.
+func overlayXattr(rel, k string) (bool, error) {
+	for _, prefix := range overlayXattrs {
+		name, ok := strings.CutPrefix(k, prefix)
+		if !ok {
+			continue
+		}
+		if slices.Contains(unsupportedOverlayXattrs, name) {
+			return true, errdefs.New(errdefs.Unsupported, "%q has overlayfs xattr %s: mount the overlay without redirect_dir and metacopy", rel, k)
+		}
+		return true, nil
+	}
+	return false, nil
 }
 
 // readXattrs returns the extended attributes of p (not following a symlink).

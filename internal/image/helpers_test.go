@@ -95,7 +95,7 @@ func layerOf(t *testing.T, entries ...entry) v1.Layer {
 }
 
 // imageOf stacks layers (bottom first) into an image with a config.
-func imageOf(t *testing.T, layers ...v1.Layer) v1.Image {
+func imageOf(t testing.TB, layers ...v1.Layer) v1.Image {
 	t.Helper()
 	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {

@@ -33,9 +33,10 @@ func TestImportDockerArchive(t *testing.T) {
 		t.Fatalf("Import: %v", err)
 	}
 	want := &image.Image{Name: "example.com/rand:v1", ID: configName(t, src), Layers: diffIDs(t, src)}
-	if diff := cmp.Diff(want, img, cmpopts.IgnoreFields(image.Image{}, "Size", "CreatedAt")); diff != "" {
+	if diff := cmp.Diff(want, img, cmpopts.IgnoreFields(image.Image{}, "Size", "CreatedAt", "Digest", "Blobs", "History")); diff != "" {
 		t.Errorf("Import (-want +got):\n%s", diff)
 	}
+	checkBlobs(t, img)
 	if img.Size < 3*1024 || img.CreatedAt.IsZero() {
 		t.Errorf("Size = %d, CreatedAt = %v; want at least 3 KiB and a time", img.Size, img.CreatedAt)
 	}
@@ -92,9 +93,14 @@ func TestImportOCILayout(t *testing.T) {
 			}
 			want := &image.Image{Name: tt.wantName, ID: configName(t, src), Layers: diffIDs(t, src),
 				Config: image.Config{Env: []string{"PATH=/bin", "A=b"}, WorkingDir: "/work", User: "1000", Cmd: []string{"sh"}}}
-			if diff := cmp.Diff(want, img, cmpopts.IgnoreFields(image.Image{}, "Size", "CreatedAt")); diff != "" {
+			if diff := cmp.Diff(want, img, cmpopts.IgnoreFields(image.Image{}, "Size", "CreatedAt", "Blobs", "History", "Digest")); diff != "" {
 				t.Errorf("Import (-want +got):\n%s", diff)
 			}
+			// An OCI layout's own manifest is kept.
+			if d, _ := src.Digest(); img.Digest != d.String() {
+				t.Errorf("Digest = %s, want the layout's manifest digest %s", img.Digest, d)
+			}
+			checkBlobs(t, img)
 			rootfs, err := s.Rootfs(tt.wantName)
 			if err != nil {
 				t.Fatal(err)

@@ -22,12 +22,16 @@ type index struct {
 	Images  []Image `json:"images"`
 	// Layers maps a diff ID to the unpacked size of the layer in bytes.
 	Layers map[string]int64 `json:"layers"`
+	// LayerBlobs maps a diff ID to the blob the store keeps for the layer:
+	// what Create puts in the manifests of new images built on it. Layers
+	// recorded by an older den have none.
+	LayerBlobs map[string]Layer `json:"layer_blobs,omitempty"`
 }
 
 func loadIndex(path string, idx *index) error {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		*idx = index{Version: indexVersion, Layers: map[string]int64{}}
+		*idx = index{Version: indexVersion, Layers: map[string]int64{}, LayerBlobs: map[string]Layer{}}
 		return nil
 	}
 	if err != nil {
@@ -42,6 +46,9 @@ func loadIndex(path string, idx *index) error {
 	if idx.Layers == nil {
 		idx.Layers = map[string]int64{}
 	}
+	if idx.LayerBlobs == nil {
+		idx.LayerBlobs = map[string]Layer{}
+	}
 	return nil
 }
 
@@ -54,7 +61,7 @@ func writeIndex(path string, idx *index) error {
 }
 
 func (idx *index) clone() index {
-	c := index{Version: idx.Version, Layers: maps.Clone(idx.Layers)}
+	c := index{Version: idx.Version, Layers: maps.Clone(idx.Layers), LayerBlobs: maps.Clone(idx.LayerBlobs)}
 	for _, img := range idx.Images {
 		c.Images = append(c.Images, img.clone())
 	}
@@ -72,6 +79,9 @@ func (idx *index) usedLayers() map[string]bool {
 }
 
 func (idx *index) byName(name string) *Image {
+	if name == "" {
+		return nil
+	}
 	for i := range idx.Images {
 		if idx.Images[i].Name == name {
 			return &idx.Images[i]
@@ -110,8 +120,11 @@ func (idx *index) lookup(ref string) (*Image, error) {
 }
 
 // lookupName finds the image named ref, or ref with ":latest" added or
-// removed; nil if none.
+// removed, or ref normalised as a registry reference; nil if none.
 func (idx *index) lookupName(ref string) *Image {
+	if ref == "" {
+		return nil // untagged images have no name to find them by
+	}
 	if img := idx.byName(ref); img != nil {
 		return img
 	}
@@ -119,9 +132,26 @@ func (idx *index) lookupName(ref string) *Image {
 		return img
 	}
 	if short, ok := strings.CutSuffix(ref, ":latest"); ok {
-		return idx.byName(short)
+		if img := idx.byName(short); img != nil {
+			return img
+		}
+	}
+	// "alpine" also finds a pulled "docker.io/library/alpine:latest".
+	if full, err := normalizeName(ref); err == nil && full != ref {
+		return idx.byName(full)
 	}
 	return nil
+}
+
+// dropUntagged removes the untagged entry of the image id, if any: the image
+// got a name.
+func (idx *index) dropUntagged(id string) {
+	idx.Images = slices.DeleteFunc(idx.Images, func(i Image) bool { return i.Name == "" && i.ID == id })
+}
+
+// hasID reports whether an image with the ID id is recorded.
+func (idx *index) hasID(id string) bool {
+	return slices.ContainsFunc(idx.Images, func(i Image) bool { return i.ID == id })
 }
 
 func (img *Image) clone() Image {
@@ -130,6 +160,11 @@ func (img *Image) clone() Image {
 	c.Config.Env = slices.Clone(img.Config.Env)
 	c.Config.Entrypoint = slices.Clone(img.Config.Entrypoint)
 	c.Config.Cmd = slices.Clone(img.Config.Cmd)
+	c.Config.ExposedPorts = slices.Clone(img.Config.ExposedPorts)
+	c.Config.Labels = maps.Clone(img.Config.Labels)
+	c.Config.Shell = slices.Clone(img.Config.Shell)
+	c.Blobs = slices.Clone(img.Blobs)
+	c.History = slices.Clone(img.History)
 	return c
 }
 

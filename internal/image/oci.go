@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bytes"
 	"runtime"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -18,6 +19,35 @@ const (
 type source struct {
 	img  v1.Image
 	name string
+	// ociLayout says img comes from an OCI layout, whose manifest is worth
+	// keeping (a docker archive has none of its own).
+	ociLayout bool
+}
+
+// manifest returns the source's own manifest when it describes exactly the
+// stored blobs (whose media types it then sets to the manifest's), else nil
+// (the store then writes one).
+func (src *source) manifest(blobs []Layer) []byte {
+	if !src.ociLayout {
+		return nil
+	}
+	raw, err := src.img.RawManifest()
+	if err != nil {
+		return nil
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil || len(m.Layers) != len(blobs) {
+		return nil
+	}
+	for i, l := range m.Layers {
+		if l.Digest.String() != blobs[i].Digest || l.Size != blobs[i].Size {
+			return nil
+		}
+	}
+	for i, l := range m.Layers {
+		blobs[i].MediaType = string(l.MediaType)
+	}
+	return raw
 }
 
 // pickOCIImage chooses the image of an OCI layout: the only top-level entry,
@@ -45,7 +75,7 @@ func pickOCIImage(idx v1.ImageIndex, name string) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &source{img: img, name: name}, nil
+	return &source{img: img, name: name, ociLayout: true}, nil
 }
 
 func pickDescriptor(descs []v1.Descriptor, name string) (v1.Descriptor, error) {

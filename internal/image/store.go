@@ -3,16 +3,30 @@
 // a directory in overlayfs format, records images in a small JSON index and
 // hands the driver a driver.Image whose Layers it can stack with overlayfs.
 //
+// It also pulls images from and pushes them to OCI registries, exports them
+// as archives, and gives a Dockerfile builder what it needs: committing an
+// overlayfs upper directory as a layer, creating an image from stored layers,
+// and leases that keep layers alive while a build uses them.
+//
 // Layout of the store directory:
 //
 //	index.json          the image index (written atomically)
 //	layers/<hex>/       one unpacked layer per diff ID, shared between images
+//	blobs/sha256/<hex>  content-addressed blobs: compressed layers, image
+//	                    configs and manifests, each verified before it lands
+//	partial/<hex>       downloads in progress, keyed by blob digest; never
+//	                    trusted, only resumed (and verified in full) by a pull
 //	tmp/                work space of imports in progress; emptied by Open
 //
 // Crash safety: content is only ever made visible by a rename of a complete,
 // synced directory or file. A layer directory that no image in the index
-// references (an import killed between unpacking and recording) is removed by
-// Open, as is everything under tmp/.
+// references (an import killed between unpacking and recording) is removed
+// by Open, as is everything under tmp/; such a blob is moved to partial/,
+// where a later pull finds it but checks it in full before use.
+//
+// Images recorded by a den that predates the blob store have no blobs: they
+// run as before, but Push and Export refuse them until they are re-imported
+// or rebuilt.
 //
 // Importing needs root (CAP_CHOWN, CAP_MKNOD, CAP_SYS_ADMIN): layers keep
 // their ownership and device nodes, and overlayfs whiteouts and opaque
@@ -20,6 +34,7 @@
 package image
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"os"
@@ -36,7 +51,8 @@ import (
 // Image is an image recorded in the store.
 type Image struct {
 	// Name is the image's name ("base", "docker.io/library/alpine:3.20").
-	// Several names may share one ID.
+	// Several names may share one ID. It is empty for an untagged image
+	// (made by Create without a name), which only its ID finds.
 	Name string `json:"name"`
 	// ID is "sha256:<hex>" of the image's config blob.
 	ID string `json:"id"`
@@ -47,6 +63,38 @@ type Image struct {
 	// config's rootfs.diff_ids). Rootfs returns them topmost first.
 	Layers []string `json:"layers"`
 	Config Config   `json:"config"`
+	// Digest is "sha256:<hex>" of the image's manifest (the registry's
+	// digest for a pulled image); empty for images recorded by an older den.
+	Digest string `json:"digest,omitempty"`
+	// Blobs are the compressed blobs of the layers, aligned with Layers;
+	// empty for images recorded by an older den.
+	Blobs []Layer `json:"blobs,omitempty"`
+	// History is the config's history, oldest first.
+	History []History `json:"history,omitempty"`
+}
+
+// Layer describes the blob of one layer of an image.
+type Layer struct {
+	// DiffID is "sha256:<hex>" of the uncompressed layer tar.
+	DiffID string `json:"diff_id"`
+	// Digest is "sha256:<hex>" of the blob as stored and pushed (usually gzip).
+	Digest string `json:"digest"`
+	// Size is the size of the blob in bytes.
+	Size int64 `json:"size"`
+	// MediaType is the blob's media type in the image manifest.
+	MediaType string `json:"media_type"`
+}
+
+// History is one entry of an image's history: the step that made a layer,
+// or changed only the config (EmptyLayer).
+type History struct {
+	// Created is when the step ran; zero when unknown.
+	Created time.Time `json:"created,omitzero"`
+	// CreatedBy is the step ("RUN make", "COPY . /app").
+	CreatedBy string `json:"created_by,omitempty"`
+	Comment   string `json:"comment,omitempty"`
+	// EmptyLayer is true for a step that made no layer (ENV, CMD).
+	EmptyLayer bool `json:"empty_layer,omitempty"`
 }
 
 // Config is the part of an image's runtime configuration den uses.
@@ -57,11 +105,19 @@ type Config struct {
 	User       string   `json:"user,omitempty"`
 	Entrypoint []string `json:"entrypoint,omitempty"`
 	Cmd        []string `json:"cmd,omitempty"`
+	// ExposedPorts are "port/proto" ("8080/tcp"), sorted.
+	ExposedPorts []string          `json:"exposed_ports,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	// Shell is the shell of RUN instructions in shell form (["/bin/sh", "-c"]).
+	Shell      []string `json:"shell,omitempty"`
+	StopSignal string   `json:"stop_signal,omitempty"`
 }
 
 // Progress reports the advance of a long operation, for progress bars.
 type Progress struct {
-	// Phase names the step ("reading", "unpacking", "retrieving", ...).
+	// Phase names the step: "reading", "unpacking" (imports); "resolving",
+	// "downloading", "exists", "unpacking" (Pull); "uploading", "exists"
+	// (Push); "retrieving" ... (BuildBase).
 	Phase string
 	// Current and Total count bytes or items in the phase; Total is 0 when unknown.
 	Current, Total int64
@@ -76,13 +132,23 @@ type Store struct {
 
 	mu  sync.Mutex
 	idx index
-	// pinned counts in-flight imports per layer diff ID, so Remove never
-	// deletes a layer an import is about to record.
+	// pinned counts holders per layer diff ID or blob digest (imports and
+	// pulls in flight, leases, pushes), so GC never deletes what one of them
+	// is about to record or read.
 	pinned map[string]int
+	// held are the layers CommitLayer made that no image references yet:
+	// GC keeps them until an image does or a lease on them is released.
+	held map[string]bool
+	// downloads serialises the downloads of a blob (by hex digest): one
+	// partial file has one writer.
+	downloads keyedMutex
 }
 
 // Open opens (creating it if needed) the image store in dir, usually
-// <data-dir>/images. It removes leftovers of interrupted imports.
+// <data-dir>/images. It removes leftovers of interrupted imports and pulls
+// (work files, unreferenced layers and blobs) but keeps partial downloads
+// for a later pull to resume, and layers recorded with their blob (a
+// build's cache) until Prune.
 func Open(dir string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -91,8 +157,8 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
-	s := &Store{dir: dir, log: logger, pinned: map[string]int{}}
-	for _, d := range []string{dir, s.layersDir(), s.tmpDir()} {
+	s := &Store{dir: dir, log: logger, pinned: map[string]int{}, held: map[string]bool{}}
+	for _, d := range []string{dir, s.layersDir(), s.tmpDir(), s.blobsDir(), s.partialDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("open image store: %w", err)
 		}
@@ -103,7 +169,7 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	if err := s.cleanTmp(); err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
-	if err := s.removeOrphanLayers(); err != nil {
+	if err := s.removeOrphans(); err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
 	return s, nil
@@ -132,25 +198,6 @@ func (s *Store) cleanTmp() error {
 	for _, e := range entries {
 		s.log.Info("removing leftover of interrupted import", "path", e.Name())
 		if err := removeTree(filepath.Join(s.tmpDir(), e.Name())); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// removeOrphanLayers removes layer directories no recorded image uses.
-func (s *Store) removeOrphanLayers() error {
-	entries, err := os.ReadDir(s.layersDir())
-	if err != nil {
-		return err
-	}
-	used := s.idx.usedLayers()
-	for _, e := range entries {
-		if used["sha256:"+e.Name()] {
-			continue
-		}
-		s.log.Info("removing unreferenced layer", "layer", e.Name())
-		if err := removeTree(filepath.Join(s.layersDir(), e.Name())); err != nil {
 			return err
 		}
 	}
@@ -206,49 +253,46 @@ func (s *Store) Tag(ref, name string) error {
 	next := s.idx.clone()
 	tagged := img.clone()
 	tagged.Name = name
+	next.dropUntagged(tagged.ID)
 	next.Images = append(next.Images, tagged)
 	return s.commit(next)
 }
 
 // Remove removes the image ref: by name, that name only; by ID, every name of
-// the image. Layers no remaining image uses are deleted. NotFound if absent.
+// the image. Layers and blobs no remaining image uses (and no lease pins)
+// are deleted. NotFound if absent.
 func (s *Store) Remove(ref string) error {
+	sweep, err := s.remove(ref)
+	if err != nil {
+		return err
+	}
+	sweep()
+	return nil
+}
+
+// remove drops ref from the index and returns the deletion of its unused
+// layer directories, to run without the lock.
+func (s *Store) remove(ref string) (sweep func(), err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	img, err := s.idx.lookup(ref)
 	if err != nil {
-		return fmt.Errorf("remove image: %w", err)
+		return nil, fmt.Errorf("remove image: %w", err)
 	}
+	removed := img.clone()
 	byName := s.idx.lookupName(ref) != nil
 	next := s.idx.clone()
 	next.Images = slices.DeleteFunc(next.Images, func(i Image) bool {
 		if byName {
-			return i.Name == img.Name
+			return i.Name == removed.Name
 		}
-		return i.ID == img.ID
+		return i.ID == removed.ID
 	})
 	if err := s.commit(next); err != nil {
-		return err
+		return nil, err
 	}
-	s.log.Info("removed image", "ref", ref, "id", img.ID)
-	s.gcLayers(img.Layers)
-	return nil
-}
-
-// gcLayers deletes those of layers that no image uses and no import pins.
-// Preconditions: s.mu is held. A failure only leaves an orphan that the
-// next Open removes, so it is logged, not returned.
-func (s *Store) gcLayers(layers []string) {
-	used := s.idx.usedLayers()
-	for _, l := range layers {
-		if used[l] || s.pinned[l] > 0 {
-			continue
-		}
-		delete(s.idx.Layers, l)
-		if err := removeTree(s.layerDir(l)); err != nil {
-			s.log.Warn("remove unused layer", "layer", l, "err", err)
-		}
-	}
+	s.log.Info("removed image", "ref", ref, "id", removed.ID)
+	return s.gcImage(removed), nil
 }
 
 // commit makes next the index, on disk first. Preconditions: s.mu is held.
@@ -262,18 +306,23 @@ func (s *Store) commit(next index) error {
 
 // Rootfs returns what a driver needs to build a sandbox on the image ref:
 // the absolute layer directories topmost first, and the image's Env,
-// WorkingDir and User. It fails with FailedPrecondition when a layer
-// directory is missing from disk.
+// WorkingDir, User and Command (ENTRYPOINT then CMD). It fails with
+// FailedPrecondition when a layer directory is missing from disk.
 func (s *Store) Rootfs(ref string) (driver.Image, error) {
 	img, err := s.Get(ref)
 	if err != nil {
 		return driver.Image{}, err
 	}
 	out := driver.Image{
-		Ref:        img.Name,
+		Ref:        cmp.Or(img.Name, img.ID),
 		Env:        img.Config.Env,
 		WorkingDir: img.Config.WorkingDir,
 		User:       img.Config.User,
+		// Docker's rule: ENTRYPOINT, then CMD as its arguments (or CMD alone).
+		Command: append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...),
+	}
+	if len(out.Command) == 0 {
+		out.Command = nil
 	}
 	for _, l := range slices.Backward(img.Layers) {
 		dir := s.layerDir(l)
