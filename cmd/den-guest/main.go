@@ -28,6 +28,7 @@ import (
 type config struct {
 	listen      []string // "unix:PATH" or "tcp:HOST:PORT"
 	defaultUser string
+	defaultDir  string // working directory of processes that name none
 	memoryMB    uint64 // the sandbox's memory limit for the OOM killer; 0 = off
 }
 
@@ -55,6 +56,7 @@ func main() {
 	fs := flag.NewFlagSet("den-guest", flag.ExitOnError)
 	fs.Var((*listFlag)(&cfg.listen), "listen", "address to serve on, unix:PATH or tcp:HOST:PORT (repeatable)")
 	fs.StringVar(&cfg.defaultUser, "default-user", "", "user for requests that name none (default root)")
+	fs.StringVar(&cfg.defaultDir, "default-dir", "", "working directory of processes that name none (default: the user's home)")
 	fs.Uint64Var(&cfg.memoryMB, "memory-limit-mb", 0, "kill the largest process tree once the sandbox uses more than this many MiB (0: never)")
 	_ = fs.Parse(os.Args[1:])
 	if err := run(cfg, log); err != nil {
@@ -68,7 +70,7 @@ func run(cfg config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	agent, err := guest.New(guest.Config{DefaultUser: cfg.defaultUser, Logger: log, MemoryLimitBytes: cfg.memoryMB << 20})
+	agent, err := guest.New(guest.Config{DefaultUser: cfg.defaultUser, DefaultDir: cfg.defaultDir, Logger: log, MemoryLimitBytes: cfg.memoryMB << 20})
 	if err != nil {
 		return err
 	}

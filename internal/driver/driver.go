@@ -25,6 +25,8 @@ type Capabilities struct {
 	Stats bool `json:"stats"`
 	// Wait is true when the driver implements Waiter.
 	Wait bool `json:"wait"`
+	// List is true when the driver implements Lister.
+	List bool `json:"list"`
 	// MaxCPUs and MaxMemoryMB bound a single sandbox on this driver (0 = no limit).
 	MaxCPUs     float64 `json:"max_cpus,omitempty"`
 	MaxMemoryMB int64   `json:"max_memory_mb,omitempty"`
@@ -41,8 +43,13 @@ type Image struct {
 	Env []string `json:"env,omitempty"`
 	// WorkingDir is the image's default working directory.
 	WorkingDir string `json:"working_dir,omitempty"`
-	// User is the image's default user (name or uid), empty for root.
+	// User is the image's default user: a name or uid, optionally with a
+	// group (":group", name or gid); empty for root.
 	User string `json:"user,omitempty"`
+	// Command is the image's main process, ENTRYPOINT followed by CMD as
+	// Docker joins them; empty when the image has none. Drivers do not run
+	// it: the node starts it through the guest agent once the sandbox runs.
+	Command []string `json:"command,omitempty"`
 }
 
 // Spec is everything a driver needs to build a sandbox.
@@ -65,6 +72,24 @@ type Spec struct {
 	// User is the guest agent's default user (for requests that name none);
 	// empty means Image.User, then root.
 	User string `json:"user,omitempty"`
+	// UpperDir, when set, is an existing empty host directory that receives
+	// the sandbox's root filesystem changes in overlayfs upper format
+	// (whiteouts as 0/0 character devices, opaque directories by xattr). It
+	// outlives Destroy, which leaves it in place for the caller. Sandboxes
+	// with an UpperDir are never served from or put into a warm pool; the
+	// disk quota (DiskMB) is not enforced on it.
+	//
+	// It must be a clean absolute path without ':', ',' or '\' (overlayfs
+	// mount options) of an empty directory the driver can use as an
+	// overlayfs upper directory (gVisor: on the filesystem of its state
+	// dir); otherwise Create fails with InvalidArgument. As the upper root
+	// it is the sandbox's "/": Create may set its mode and owner. Besides
+	// the changes it may hold overlayfs bookkeeping that a consumer skips:
+	// trusted.overlay.* xattrs other than "opaque" (origin, impure, uuid),
+	// and whiteouts that are hard links of one another. Drivers without
+	// isolation have no root filesystem of their own to capture (see the
+	// fake's package doc).
+	UpperDir string `json:"upper_dir,omitempty"`
 }
 
 // Handle identifies a created sandbox and carries the driver's private,
@@ -143,4 +168,13 @@ type StatsReader interface {
 // sandbox that died on its own as failed, with the reason.
 type Waiter interface {
 	Wait(ctx context.Context, id string) (Status, error)
+}
+
+// Lister is an optional interface: List returns the IDs of every sandbox
+// the driver holds host state for (running, stopped or half-built), in no
+// particular order. Warm spares a driver keeps for itself are not listed.
+// The node uses it to destroy sandboxes that no record names, such as the
+// one-off sandboxes of build steps that a crash left behind.
+type Lister interface {
+	List(ctx context.Context) ([]string, error)
 }

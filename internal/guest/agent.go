@@ -33,6 +33,10 @@ type Config struct {
 	// Env is the base environment, "K=V" entries, of every process the agent
 	// starts. Nil means os.Environ().
 	Env []string
+	// DefaultDir is the working directory of processes whose request names
+	// none (the image's WORKDIR). "" or a directory that does not exist
+	// means the user's home, as in envd.
+	DefaultDir string
 	// Logger receives the agent's logs. Nil discards them.
 	Logger *slog.Logger
 	// MemoryLimitBytes turns the OOM killer on (see oom.go): once the

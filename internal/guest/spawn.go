@@ -35,7 +35,7 @@ func (a *Agent) prepare(req *pb.StartRequest, acct *account) (*spawnSpec, error)
 	}
 	s := &spawnSpec{req: req, acct: acct, env: acct.environ(a.baseEnv(), cfg.GetEnvs())}
 	var err error
-	if s.dir, err = workDir(acct, cfg.GetCwd()); err != nil {
+	if s.dir, err = workDir(acct, cfg.GetCwd(), a.cfg.DefaultDir); err != nil {
 		return nil, err
 	}
 	if s.path, err = lookPath(cfg.GetCmd(), envValue(s.env, "PATH"), s.dir); err != nil {
@@ -47,12 +47,15 @@ func (a *Agent) prepare(req *pb.StartRequest, acct *account) (*spawnSpec, error)
 	return s, nil
 }
 
-// workDir resolves a requested cwd. Without one a process starts in the
-// user's home, or in / when the home does not exist (as for "nobody").
-func workDir(acct *account, cwd string) (string, error) {
+// workDir resolves a requested cwd. Without one a process starts in
+// defaultDir (the image's working directory), else in the user's home, or
+// in / when neither exists (as for "nobody").
+func workDir(acct *account, cwd, defaultDir string) (string, error) {
 	if cwd == "" {
-		if fi, err := os.Stat(acct.Home); err == nil && fi.IsDir() {
-			return acct.Home, nil
+		for _, dir := range []string{defaultDir, acct.Home} {
+			if fi, err := os.Stat(dir); dir != "" && err == nil && fi.IsDir() {
+				return dir, nil
+			}
 		}
 		return "/", nil
 	}

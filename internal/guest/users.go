@@ -3,7 +3,9 @@ package guest
 import (
 	"bufio"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net/http"
 	"os"
@@ -35,11 +37,39 @@ type userDB struct {
 	groupPath  string
 }
 
-// lookup returns the account named name.
-func (db userDB) lookup(name string) (*account, error) {
+// lookup returns the account spec names. Like Docker's USER, spec is a
+// user, optionally followed by ":group"; the user is a name or a uid, the
+// group a name or a gid. A uid that /etc/passwd lacks is that uid with
+// group 0 and home /; a group replaces the user's primary group.
+func (db userDB) lookup(spec string) (*account, error) {
+	user, group, hasGroup := strings.Cut(spec, ":")
+	if user == "" || (hasGroup && group == "") {
+		return nil, errdefs.New(errdefs.InvalidArgument, "user %q: want user or user:group", spec)
+	}
+	acct, err := db.lookupUser(user)
+	if err != nil {
+		return nil, err
+	}
+	acct.Groups = db.supplementary(acct.Name, acct.GID)
+	if !hasGroup {
+		return acct, nil
+	}
+	gid, err := db.lookupGroup(group)
+	if err != nil {
+		return nil, err
+	}
+	acct.GID = gid
+	acct.Groups = append([]uint32{gid}, acct.Groups[1:]...)
+	return acct, nil
+}
+
+// lookupUser returns the first passwd entry whose name, or uid when user
+// is numeric, is user; else a bare account for a uid, or for root (uid 0:
+// an image may have no /etc/passwd at all).
+func (db userDB) lookupUser(user string) (*account, error) {
 	var acct *account
 	err := scanColon(db.passwdPath, func(f []string) bool {
-		if len(f) < 6 || f[0] != name {
+		if len(f) < 6 || (f[0] != user && !(isID(user) && f[2] == user)) {
 			return true
 		}
 		uid, err1 := strconv.ParseUint(f[2], 10, 32)
@@ -47,20 +77,54 @@ func (db userDB) lookup(name string) (*account, error) {
 		if err1 != nil || err2 != nil {
 			return true
 		}
-		acct = &account{Name: name, UID: uint32(uid), GID: uint32(gid), Home: f[5]}
+		acct = &account{Name: f[0], UID: uint32(uid), GID: uint32(gid), Home: f[5]}
 		return false
 	})
-	if err != nil {
+	bare := isID(user) || user == "root"
+	if err != nil && !(errors.Is(err, fs.ErrNotExist) && bare) {
 		return nil, fmt.Errorf("read users: %w", err)
 	}
 	if acct == nil {
-		return nil, errdefs.New(errdefs.InvalidArgument, "user %q not found", name)
+		if !bare {
+			return nil, errdefs.New(errdefs.InvalidArgument, "user %q not found", user)
+		}
+		uid, _ := strconv.ParseUint(user, 10, 32) // root: 0
+		acct = &account{Name: user, UID: uint32(uid)}
 	}
 	if acct.Home == "" {
 		acct.Home = "/"
 	}
-	acct.Groups = db.supplementary(name, acct.GID)
 	return acct, nil
+}
+
+// lookupGroup returns the gid of group (a name in /etc/group, else a gid).
+func (db userDB) lookupGroup(group string) (uint32, error) {
+	gid, found := uint32(0), false
+	err := scanColon(db.groupPath, func(f []string) bool {
+		if len(f) < 3 || f[0] != group {
+			return true
+		}
+		id, err := strconv.ParseUint(f[2], 10, 32)
+		gid, found = uint32(id), err == nil
+		return !found
+	})
+	if found {
+		return gid, nil
+	}
+	id, perr := strconv.ParseUint(group, 10, 32)
+	if perr == nil {
+		return uint32(id), nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("read groups: %w", err)
+	}
+	return 0, errdefs.New(errdefs.InvalidArgument, "group %q not found", group)
+}
+
+// isID reports whether s is a numeric user or group id.
+func isID(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 32)
+	return err == nil
 }
 
 // supplementary returns the groups that list name as a member, plus gid.
@@ -126,7 +190,10 @@ func scanColon(path string, fn func([]string) bool) error {
 }
 
 // basicUser returns the user named by an "Authorization: Basic" header, or
-// "" when the header is absent or not Basic.
+// "" when the header is absent or not Basic. The credentials are
+// "user:password" with the password ignored (the e2b SDKs send it empty);
+// they are cut at the last colon, so that a user may name a group
+// ("1000:1000:" is user 1000, group 1000).
 func basicUser(h http.Header) (string, error) {
 	v := h.Get("Authorization")
 	scheme, cred, ok := strings.Cut(v, " ")
@@ -137,7 +204,10 @@ func basicUser(h http.Header) (string, error) {
 	if err != nil {
 		return "", errdefs.New(errdefs.InvalidArgument, "malformed Authorization header")
 	}
-	name, _, _ := strings.Cut(string(raw), ":")
+	name := string(raw)
+	if i := strings.LastIndexByte(name, ':'); i >= 0 {
+		name = name[:i]
+	}
 	return name, nil
 }
 

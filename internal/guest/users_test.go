@@ -1,13 +1,17 @@
 package guest
 
 import (
+	"encoding/base64"
+	"net/http"
 	"os"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
 
 	fspb "github.com/denhq/den/api/envd/filesystem"
+	"github.com/denhq/den/internal/errdefs"
 )
 
 func TestRunAsUser(t *testing.T) {
@@ -66,5 +70,101 @@ func TestFileOpsOwnedByUser(t *testing.T) {
 	}
 	if got := st.Msg.GetEntry().GetOwner(); got != "nobody" {
 		t.Errorf("uploaded file owner = %s, want nobody", got)
+	}
+}
+
+func TestLookup(t *testing.T) {
+	dir := t.TempDir()
+	users := userDB{passwdPath: dir + "/passwd", groupPath: dir + "/group"}
+	writeFile(t, users.passwdPath, "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n")
+	writeFile(t, users.groupPath, "root:x:0:\nuser:x:1000:\nstaff:x:50:user\nwheel:x:10:\n")
+	tests := []struct {
+		spec string
+		want account
+	}{
+		{"user", account{Name: "user", UID: 1000, GID: 1000, Groups: []uint32{1000, 50}, Home: "/home/user"}},
+		{"1000", account{Name: "user", UID: 1000, GID: 1000, Groups: []uint32{1000, 50}, Home: "/home/user"}},
+		{"0", account{Name: "root", UID: 0, GID: 0, Groups: []uint32{0}, Home: "/root"}},
+		{"4242", account{Name: "4242", UID: 4242, GID: 0, Groups: []uint32{0}, Home: "/"}},
+		{"user:wheel", account{Name: "user", UID: 1000, GID: 10, Groups: []uint32{10, 50}, Home: "/home/user"}},
+		{"1000:7", account{Name: "user", UID: 1000, GID: 7, Groups: []uint32{7, 50}, Home: "/home/user"}},
+		{"4242:4242", account{Name: "4242", UID: 4242, GID: 4242, Groups: []uint32{4242}, Home: "/"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.spec, func(t *testing.T) {
+			got, err := users.lookup(tt.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, *got); diff != "" {
+				t.Errorf("lookup(%q) (-want +got):\n%s", tt.spec, diff)
+			}
+		})
+	}
+	for spec, want := range map[string]string{
+		"nobody":     `user "nobody" not found`,
+		"user:nogrp": `group "nogrp" not found`,
+		"":           `user "": want user or user:group`,
+		"user:":      `user "user:": want user or user:group`,
+	} {
+		_, err := users.lookup(spec)
+		if errdefs.KindOf(err) != errdefs.InvalidArgument || err == nil || err.Error() != want {
+			t.Errorf("lookup(%q) = %v, want InvalidArgument %q", spec, err, want)
+		}
+	}
+}
+
+// TestLookupWithoutPasswd checks an image without /etc/passwd (FROM
+// scratch) still runs processes as root or as a uid.
+func TestLookupWithoutPasswd(t *testing.T) {
+	dir := t.TempDir()
+	users := userDB{passwdPath: dir + "/passwd", groupPath: dir + "/group"}
+	for spec, want := range map[string]account{
+		"root":    {Name: "root", UID: 0, GID: 0, Groups: []uint32{0}, Home: "/"},
+		"65532:7": {Name: "65532", UID: 65532, GID: 7, Groups: []uint32{7}, Home: "/"},
+	} {
+		got, err := users.lookup(spec)
+		if err != nil {
+			t.Fatalf("lookup(%q): %v", spec, err)
+		}
+		if diff := cmp.Diff(want, *got); diff != "" {
+			t.Errorf("lookup(%q) (-want +got):\n%s", spec, diff)
+		}
+	}
+	if _, err := users.lookup("user"); err == nil || !strings.Contains(err.Error(), "read users") {
+		t.Errorf("lookup of a name without passwd = %v, want a read error", err)
+	}
+}
+
+func TestBasicUser(t *testing.T) {
+	for creds, want := range map[string]string{
+		"user:":      "user",
+		"user:pw":    "user",
+		"user":       "user",
+		"1000:1000:": "1000:1000",
+	} {
+		h := http.Header{}
+		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(creds)))
+		if got, err := basicUser(h); err != nil || got != want {
+			t.Errorf("basicUser(%q) = %q, %v; want %q", creds, got, err, want)
+		}
+	}
+}
+
+func TestWorkDirDefault(t *testing.T) {
+	home, wd := t.TempDir(), t.TempDir()
+	acct := &account{Name: "u", Home: home}
+	for _, tt := range []struct{ cwd, defaultDir, want string }{
+		{"", wd, wd},
+		{"", "", home},
+		{"", wd + "/missing", home},
+		{"/", wd, "/"},
+	} {
+		if got, err := workDir(acct, tt.cwd, tt.defaultDir); err != nil || got != tt.want {
+			t.Errorf("workDir(%q, %q) = %q, %v; want %q", tt.cwd, tt.defaultDir, got, err, tt.want)
+		}
+	}
+	if got, _ := workDir(&account{Home: wd + "/missing"}, "", ""); got != "/" {
+		t.Errorf("workDir without default dir or home = %q, want /", got)
 	}
 }

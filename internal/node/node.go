@@ -86,7 +86,9 @@ func (n *Node) Capabilities() driver.Capabilities { return n.cfg.Driver.Capabili
 
 // Start builds and starts the sandbox whose record (state starting, this
 // node) is already in the store, and records the result: running with its
-// handle, or failed with the reason. It returns the final record.
+// handle, or failed with the reason. Once it is running, the image's
+// command, if any, is started as its main process (see startMain). It
+// returns the final record.
 func (n *Node) Start(ctx context.Context, id string) (*store.Sandbox, error) {
 	unlock := n.locks.lock(id)
 	defer unlock()
@@ -94,7 +96,7 @@ func (n *Node) Start(ctx context.Context, id string) (*store.Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := n.createOnDriver(ctx, sb)
+	h, img, err := n.createOnDriver(ctx, sb)
 	if err != nil {
 		n.log.Warn("sandbox start failed", "sandbox", id, "err", err)
 		if _, ferr := n.setState(context.WithoutCancel(ctx), id, func(s *store.Sandbox) {
@@ -113,28 +115,31 @@ func (n *Node) Start(ctx context.Context, id string) (*store.Sandbox, error) {
 	})
 	if err == nil {
 		n.watch(id)
+		n.startMain(ctx, id, img)
 	}
 	return sb, err
 }
 
-func (n *Node) createOnDriver(ctx context.Context, sb *store.Sandbox) (json.RawMessage, error) {
+// createOnDriver resolves the sandbox's image and creates it on the driver;
+// it returns the encoded handle and the image.
+func (n *Node) createOnDriver(ctx context.Context, sb *store.Sandbox) (json.RawMessage, driver.Image, error) {
 	img, err := n.cfg.Images.Rootfs(sb.Image)
 	if err != nil {
-		return nil, fmt.Errorf("resolve image %s: %w", sb.Image, err)
+		return nil, img, fmt.Errorf("resolve image %s: %w", sb.Image, err)
 	}
 	h, err := n.cfg.Driver.Create(ctx, driver.Spec{
 		ID: sb.ID, Image: img, CPUs: sb.CPUs, MemoryMB: sb.MemoryMB, DiskMB: sb.DiskMB,
 		Env: sb.Env, Hostname: hostname(sb), User: sb.User,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create sandbox %s: %w", sb.ID, err)
+		return nil, img, fmt.Errorf("create sandbox %s: %w", sb.ID, err)
 	}
 	raw, err := json.Marshal(h)
 	if err != nil {
 		_ = n.cfg.Driver.Destroy(context.WithoutCancel(ctx), sb.ID)
-		return nil, fmt.Errorf("encode handle of sandbox %s: %w", sb.ID, err)
+		return nil, img, fmt.Errorf("encode handle of sandbox %s: %w", sb.ID, err)
 	}
-	return raw, nil
+	return raw, img, nil
 }
 
 func hostname(sb *store.Sandbox) string {

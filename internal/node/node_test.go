@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,13 +17,18 @@ import (
 	"github.com/denhq/den/internal/store"
 )
 
+// images resolves "img" and the images of commandImages.
 type images struct{}
 
 func (images) Rootfs(ref string) (driver.Image, error) {
-	if ref != "img" {
-		return driver.Image{}, errdefs.New(errdefs.NotFound, "image %s not found", ref)
+	if ref == "img" {
+		return driver.Image{Ref: ref}, nil
 	}
-	return driver.Image{Ref: ref}, nil
+	if cmd, ok := commandImages[ref]; ok {
+		// The fake's guest runs processes on the host, as the test's user.
+		return driver.Image{Ref: ref, Command: cmd, User: strconv.Itoa(os.Geteuid())}, nil
+	}
+	return driver.Image{}, errdefs.New(errdefs.NotFound, "image %s not found", ref)
 }
 
 type env struct {

@@ -4,15 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/store"
 )
 
 // Recover settles every sandbox record of this node after a restart:
 // sandboxes whose runtime processes are alive are reattached; the others are
 // marked failed with the reason and their leftovers destroyed. Records caught
-// mid-change (starting, stopping) are finished in the safe direction.
+// mid-change (starting, stopping) are finished in the safe direction. Build
+// step sandboxes (RunStep) that a crash left behind are destroyed.
 func (n *Node) Recover(ctx context.Context) error {
 	list, err := n.allOnNode()
 	if err != nil {
@@ -22,6 +25,35 @@ func (n *Node) Recover(ctx context.Context) error {
 		if err := n.recoverOne(ctx, sb); err != nil {
 			return fmt.Errorf("recover sandbox %s: %w", sb.ID, err)
 		}
+	}
+	return n.destroyStaleSteps(ctx)
+}
+
+// destroyStaleSteps destroys the build step sandboxes the driver lists
+// (a step's RunStep call ended with the process that made it), sparing
+// any that a record names. Drivers without driver.Lister cannot say which
+// exist. Preconditions: no RunStep of this node is running (Recover runs
+// before the node serves).
+func (n *Node) destroyStaleSteps(ctx context.Context) error {
+	l, ok := n.cfg.Driver.(driver.Lister)
+	if !ok {
+		return nil
+	}
+	ids, err := l.List(ctx)
+	if err != nil {
+		return fmt.Errorf("recover build steps: %w", err)
+	}
+	for _, id := range ids {
+		if !strings.HasPrefix(id, stepIDPrefix) {
+			continue
+		}
+		if _, err := n.cfg.Store.Snapshot().Sandbox(id); !errdefs.IsNotFound(err) {
+			continue // a record's, or unknown: leave it
+		}
+		if err := n.cfg.Driver.Destroy(ctx, id); err != nil {
+			return fmt.Errorf("recover build steps: destroy sandbox %s: %w", id, err)
+		}
+		n.log.Info("destroyed the sandbox of an interrupted build step", "step", id)
 	}
 	return nil
 }

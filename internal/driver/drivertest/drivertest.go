@@ -1,7 +1,9 @@
 // Package drivertest is the conformance suite every den runtime driver
 // (and the fake) must pass: Run(t, factory) exercises the lifecycle, the
-// guest channel, isolation, recovery and resource limits through the
-// driver.Driver contract and the envd process API of the guest agent.
+// guest channel, isolation, recovery, resource limits, the image's user,
+// working directory and env, and root filesystems captured in an UpperDir,
+// through the driver.Driver contract and the envd process API of the
+// guest agent.
 //
 // It also exports small helpers (Exec, Shell, GuestHTTPClient) that other
 // tests reuse to run commands in a sandbox.

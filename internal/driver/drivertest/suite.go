@@ -3,6 +3,7 @@ package drivertest
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -30,12 +31,18 @@ func (s *suite) tests() []testCase {
 		{"Env", s.testEnv},
 		{"Hostname", s.testHostname},
 		{"WritableRoot", s.testWritableRoot},
+		{"ImageConfig", s.testImageConfig},
+		{"UpperDir", s.testUpperDir},
+		{"UpperDirEmpty", s.testUpperDirEmpty},
+		{"UpperDirRecover", s.testUpperDirRecover},
+		{"UpperDirInvalid", s.testUpperDirInvalid},
 		{"Isolation", s.testIsolation},
 		{"Recover", s.testRecover},
 		{"RecoverDestroyed", s.testRecoverDestroyed},
 		{"RecoverBadVersion", s.testRecoverBadVersion},
 		{"InitDied", s.testInitDied},
 		{"WaitWhileRunning", s.testWaitWhileRunning},
+		{"List", s.testList},
 		{"ConcurrentCreate", s.testConcurrentCreate},
 		{"MemoryLimit", s.testMemoryLimit},
 		{"CPULimit", s.testCPULimit},
@@ -61,6 +68,39 @@ func (s *suite) testCapabilities(t *testing.T) {
 	}
 	if _, ok := d.(driver.Waiter); ok != c.Wait {
 		t.Errorf("Capabilities().Wait = %v, but implements Waiter = %v", c.Wait, ok)
+	}
+	if _, ok := d.(driver.Lister); ok != c.List {
+		t.Errorf("Capabilities().List = %v, but implements Lister = %v", c.List, ok)
+	}
+}
+
+// testList checks a Lister lists a sandbox from Create to Destroy.
+func (s *suite) testList(t *testing.T) {
+	d, spec := s.setup(t)
+	l, ok := d.(driver.Lister)
+	if !ok {
+		t.Skip("driver does not implement Lister")
+	}
+	ctx := testCtx(t)
+	listed := func() bool {
+		ids, err := l.List(ctx)
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		return slices.Contains(ids, spec.ID)
+	}
+	if listed() {
+		t.Fatalf("List has %s before Create", spec.ID)
+	}
+	s.create(t, ctx, d, spec)
+	if !listed() {
+		t.Errorf("List lacks %s after Create", spec.ID)
+	}
+	if err := d.Destroy(ctx, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if listed() {
+		t.Errorf("List has %s after Destroy", spec.ID)
 	}
 }
 

@@ -5,6 +5,14 @@
 // recorded but not enforced. DialGuest connects to the agent over
 // net.Pipe. Function fields in Config inject faults.
 //
+// A fake sandbox has no root filesystem of its own: its processes see the
+// host's, and Image.Layers are not read. Spec.UpperDir is checked as the
+// gVisor driver checks it (a clean absolute path of an existing, empty
+// directory, else InvalidArgument), recorded in the state and left in
+// place by Destroy, but nothing is captured in it: it holds what processes
+// write there by its host path, nothing else. Image.WorkingDir is the
+// processes' default cwd when the host has that directory.
+//
 // Running sandboxes belong to the package, keyed by their directory, not to
 // a Driver: like real sandboxes they outlive the Driver that created them,
 // and a new Driver over the same Config.Dir reattaches through Recover.
@@ -64,6 +72,7 @@ var (
 	_ driver.Driver      = (*Driver)(nil)
 	_ driver.StatsReader = (*Driver)(nil)
 	_ driver.Waiter      = (*Driver)(nil)
+	_ driver.Lister      = (*Driver)(nil)
 )
 
 // New returns a fake driver over cfg.Dir.
@@ -82,7 +91,7 @@ func New(cfg Config) (*Driver, error) {
 
 // Capabilities implements driver.Driver.
 func (d *Driver) Capabilities() driver.Capabilities {
-	return driver.Capabilities{Name: Name, Isolation: "none", Stats: true, Wait: true}
+	return driver.Capabilities{Name: Name, Isolation: "none", Stats: true, Wait: true, List: true}
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -180,6 +189,21 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)
 	}
 	return nil
+}
+
+// List implements driver.Lister: the sandbox directories under Config.Dir.
+func (d *Driver) List(ctx context.Context) ([]string, error) {
+	entries, err := os.ReadDir(d.cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() && validID.MatchString(e.Name()) {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
 }
 
 // Wait implements driver.Waiter.

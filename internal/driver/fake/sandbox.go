@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	osuser "os/user"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,9 +57,12 @@ type sandbox struct {
 	done  chan struct{}
 }
 
-// startSandbox starts a guest agent for spec.
+// startSandbox starts a guest agent for spec: its default user is the
+// spec's, else the image's (see hostUser); its processes start in the
+// image's working directory when the host has one by that path.
 func startSandbox(spec driver.Spec, log *slog.Logger) (*sandbox, error) {
-	agent, err := guest.New(guest.Config{DefaultUser: spec.Image.User, Env: sandboxEnv(spec), Logger: log})
+	user := hostUser(spec.User, spec.Image.User, log)
+	agent, err := guest.New(guest.Config{DefaultUser: user, DefaultDir: spec.Image.WorkingDir, Env: sandboxEnv(spec), Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("start guest agent: %w", err)
 	}
@@ -117,6 +122,9 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 	if h, err := d.existing(dir, spec.ID); h != nil || err != nil {
 		return h, err
 	}
+	if err := checkUpperDir(spec); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, errdefs.Wrap(errdefs.Canceled, err, "create sandbox %s", spec.ID)
 	}
@@ -141,6 +149,26 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 	}
 	register(dir, sb)
 	return &driver.Handle{ID: spec.ID, Driver: Name, Version: stateVersion, State: raw}, nil
+}
+
+// checkUpperDir checks spec.UpperDir as the gVisor driver does: a clean
+// absolute path of an empty directory.
+func checkUpperDir(spec driver.Spec) error {
+	dir := spec.UpperDir
+	if dir == "" {
+		return nil
+	}
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || strings.ContainsAny(dir, ":,\\") {
+		return errdefs.New(errdefs.InvalidArgument, "create sandbox %s: upper dir %q: want a clean absolute path without ':', ',' or '\\'", spec.ID, dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return errdefs.Wrap(errdefs.InvalidArgument, err, "create sandbox %s: upper dir %s", spec.ID, dir)
+	}
+	if len(entries) > 0 {
+		return errdefs.New(errdefs.InvalidArgument, "create sandbox %s: upper dir %s is not empty", spec.ID, dir)
+	}
+	return nil
 }
 
 // existing returns the handle of a running sandbox in dir, FailedPrecondition
@@ -223,3 +251,23 @@ type pipeAddr struct{}
 
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "fake-guest" }
+
+// hostUser is the default user of a fake sandbox: specUser, else
+// imageUser. The fake's processes run on the host, so users are host
+// accounts: a user name the host does not know (an image's "user") is
+// replaced by root, with a log line, instead of failing every request.
+func hostUser(specUser, imageUser string, log *slog.Logger) string {
+	u := specUser
+	if u == "" {
+		u = imageUser
+	}
+	name, _, _ := strings.Cut(u, ":")
+	if name == "" || strings.Trim(name, "0123456789") == "" {
+		return u
+	}
+	if _, err := osuser.Lookup(name); err != nil {
+		log.Info("fake sandbox: user unknown on the host, running as root", "user", name)
+		return "root"
+	}
+	return u
+}

@@ -49,7 +49,7 @@ func ociSpec(cfg Config, spec driver.Spec, p paths) *specs.Spec {
 		Root:     &specs.Root{Path: p.rootfs()},
 		Process: &specs.Process{
 			User: specs.User{UID: 0, GID: 0},
-			Args: guestArgs(defaultUser(spec)),
+			Args: guestArgs(defaultUser(spec), spec.Image.WorkingDir),
 			Env:  mergeEnv(spec.Image.Env, spec.Env),
 			Cwd:  cwd,
 			Capabilities: &specs.LinuxCapabilities{
@@ -85,15 +85,20 @@ func defaultUser(spec driver.Spec) string {
 	return spec.Image.User
 }
 
-// guestArgs is the command line of the guest agent. It does not pass
-// --memory-limit-mb: the agent's OOM killer cannot yet contain every
-// allocation (see doc.go, Resource limits), so the host cgroup alone
+// guestArgs is the command line of the guest agent: its default user, and
+// the image's working directory as the default cwd of processes. It does
+// not pass --memory-limit-mb: the agent's OOM killer cannot yet contain
+// every allocation (see doc.go, Resource limits), so the host cgroup alone
 // enforces MemoryMB.
-func guestArgs(user string) []string {
+func guestArgs(user, workDir string) []string {
 	if user == "" {
 		user = "root"
 	}
-	return []string{guestBinaryPath, "--listen", "unix:" + guestRunDir + "/" + guestSocketName, "--default-user", user}
+	args := []string{guestBinaryPath, "--listen", "unix:" + guestRunDir + "/" + guestSocketName, "--default-user", user}
+	if workDir != "" {
+		args = append(args, "--default-dir", workDir)
+	}
+	return args
 }
 
 // cgroupPath is the sandbox's cgroup, relative to each hierarchy's root.

@@ -1,6 +1,7 @@
 package gvisor
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -89,13 +90,40 @@ func TestCheckID(t *testing.T) {
 }
 
 func TestOverlayOptions(t *testing.T) {
-	p := paths{dir: "/s/sb"}
-	got, err := overlayOptions([]string{"/l/top", "/l/base"}, p)
-	if want := "lowerdir=/l/top:/l/base,upperdir=/s/sb/upper,workdir=/s/sb/work"; err != nil || got != want {
-		t.Errorf("overlayOptions = %q, %v; want %q", got, err, want)
+	tests := []struct {
+		name string
+		o    overlay
+		want string
+	}{
+		{"private upper", overlay{lower: []string{"/l/top", "/l/base"}, upper: "/s/sb/upper", work: "/s/sb/work"},
+			"lowerdir=/l/top:/l/base,upperdir=/s/sb/upper,workdir=/s/sb/work"},
+		{"plain upper", overlay{lower: []string{"/s/sb/init", "/l/base"}, upper: "/u", work: "/s/sb/work", plainUpper: true},
+			"lowerdir=/s/sb/init:/l/base,upperdir=/u,workdir=/s/sb/work,redirect_dir=off,metacopy=off,index=off"},
 	}
-	_, err = overlayOptions([]string{"/l/a:b"}, p)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, err := tt.o.options(); err != nil || got != tt.want {
+				t.Errorf("options = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+	_, err := overlay{lower: []string{"/l/a:b"}, upper: "/u", work: "/w"}.options()
 	if want := `image layer "/l/a:b": want an absolute path without ':', ',' or '\'`; errdefs.KindOf(err) != errdefs.InvalidArgument || err.Error() != want {
-		t.Errorf("overlayOptions with a colon = %v, want %q", err, want)
+		t.Errorf("options with a colon = %v, want %q", err, want)
+	}
+}
+
+func TestCheckUpperDirPath(t *testing.T) {
+	for _, dir := range []string{"relative", "/a/../b", "/a:b", "/a,b", "/a\\b", "/a/"} {
+		err := checkUpperDirPath(driver.Spec{ID: "sb", UpperDir: dir})
+		want := fmt.Sprintf(`create sandbox sb: upper dir %q: want a clean absolute path without ':', ',' or '\'`, dir)
+		if errdefs.KindOf(err) != errdefs.InvalidArgument || err == nil || err.Error() != want {
+			t.Errorf("checkUpperDirPath(%q) = %v, want InvalidArgument %q", dir, err, want)
+		}
+	}
+	for _, dir := range []string{"", "/", "/var/lib/den/build/upper"} {
+		if err := checkUpperDirPath(driver.Spec{ID: "sb", UpperDir: dir}); err != nil {
+			t.Errorf("checkUpperDirPath(%q) = %v", dir, err)
+		}
 	}
 }

@@ -53,6 +53,9 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 	if err := ctx.Err(); err != nil {
 		return nil, wrapCreate(spec.ID, "begin", err)
 	}
+	if spec.UpperDir != "" {
+		return d.createCold(ctx, spec, p) // never from or for the pool
+	}
 	sh := shapeOf(spec)
 	h, err := d.claim(ctx, spec, p, sh)
 	if h == nil && err == nil {
@@ -158,7 +161,7 @@ func checkSpec(spec driver.Spec) error {
 	if spec.MemoryMB < 0 || spec.DiskMB < 0 || spec.CPUs < 0 {
 		return errdefs.New(errdefs.InvalidArgument, "create sandbox %s: negative resource limit", spec.ID)
 	}
-	return nil
+	return checkUpperDirPath(spec)
 }
 
 func (c *creation) makeDir(ctx context.Context) (func(context.Context) error, error) {
@@ -174,15 +177,29 @@ func (c *creation) makeDir(ctx context.Context) (func(context.Context) error, er
 	return undo, nil
 }
 
+// prepareUpper prepares the overlay's upper side: upper/ in the sandbox
+// directory, or the caller's UpperDir with an init layer.
 func (c *creation) prepareUpper(ctx context.Context) (func(context.Context) error, error) {
+	if c.spec.UpperDir != "" {
+		return nil, prepareCallerUpper(c.spec, c.p)
+	}
 	return nil, prepareUpper(c.p)
 }
 
 func (c *creation) mountRootfs(ctx context.Context) (func(context.Context) error, error) {
-	if err := mountRootfs(c.spec.Image.Layers, c.p); err != nil {
+	if err := c.overlay().mount(c.p); err != nil {
 		return nil, err
 	}
 	return func(context.Context) error { return unmountRootfs(c.p) }, nil
+}
+
+// overlay is the sandbox's host overlay.
+func (c *creation) overlay() overlay {
+	if c.spec.UpperDir == "" {
+		return overlay{lower: c.spec.Image.Layers, upper: c.p.upper(), work: c.p.work()}
+	}
+	lower := append([]string{c.p.initLayer()}, c.spec.Image.Layers...)
+	return overlay{lower: lower, upper: c.spec.UpperDir, work: c.p.work(), plainUpper: true}
 }
 
 func (c *creation) writeBundle(ctx context.Context) (func(context.Context) error, error) {
@@ -192,7 +209,7 @@ func (c *creation) writeBundle(ctx context.Context) (func(context.Context) error
 // start runs `runsc run --detach`: one runsc invocation instead of create
 // and start, measured faster than the pair.
 func (c *creation) start(ctx context.Context) (func(context.Context) error, error) {
-	args := c.d.runFlags(c.p, c.spec.DiskMB)
+	args := c.d.runFlags(c.p, c.spec)
 	args = append(args, "run", "--detach", "--bundle", c.p.dir, "--pid-file", c.p.pidFile(), c.spec.ID)
 	undo := func(ctx context.Context) error { return c.d.runsc.deleteForce(ctx, c.spec.ID) }
 	if err := c.d.runsc.detached(ctx, c.p.log(), args...); err != nil {
@@ -204,11 +221,16 @@ func (c *creation) start(ctx context.Context) (func(context.Context) error, erro
 	return undo, nil
 }
 
-// runFlags are the global runsc flags that configure a new sandbox.
-func (d *Driver) runFlags(p paths, diskMB int64) []string {
-	overlay := "--overlay2=root:dir=" + p.filestore()
-	if diskMB > 0 {
-		overlay += ",size=" + strconv.FormatInt(diskMB, 10) + "m"
+// runFlags are the global runsc flags that configure a new sandbox. With
+// an UpperDir, root filesystem writes go to the host overlay (no gVisor
+// rootfs overlay, no quota); else to gVisor's overlay with its filestore.
+func (d *Driver) runFlags(p paths, spec driver.Spec) []string {
+	overlay := "--overlay2=none"
+	if spec.UpperDir == "" {
+		overlay = "--overlay2=root:dir=" + p.filestore()
+		if spec.DiskMB > 0 {
+			overlay += ",size=" + strconv.FormatInt(spec.DiskMB, 10) + "m"
+		}
 	}
 	// --allow-suid: setuid binaries (sudo) work inside; the sandbox kernel
 	// boundary is unchanged, elevation stays inside the sentry.
@@ -220,11 +242,16 @@ func (d *Driver) runFlags(p paths, diskMB int64) []string {
 }
 
 func (c *creation) writeState(ctx context.Context) (func(context.Context) error, error) {
-	raw, err := writeState(c.p, sandboxState{
+	st := sandboxState{
 		Dir: c.p.dir, RunscRoot: c.d.runsc.root, Platform: c.d.platform,
 		Cgroup: cgroupPath(c.d.cfg, c.spec.ID), StartedAt: time.Now().UTC(),
 		MemoryLimit: uint64(c.spec.MemoryMB) << 20, DiskLimitBytes: uint64(c.spec.DiskMB) << 20,
-	})
+		UpperDir: c.spec.UpperDir,
+	}
+	if st.UpperDir != "" {
+		st.DiskLimitBytes = 0 // not enforced
+	}
+	raw, err := writeState(c.p, st)
 	c.raw = raw
 	return nil, err
 }

@@ -10,6 +10,7 @@
 //	    config.json    the OCI spec this package generates
 //	    den.json       what Recover and Status need (the Handle state)
 //	    upper/ work/   host overlayfs upper and work dirs (mount points only)
+//	    init/          with an UpperDir only: the init layer (see below)
 //	    rootfs/        host overlayfs: image layers (read-only) + upper/
 //	    filestore/     gVisor's rootfs overlay filestore (the writable layer)
 //	    run/           bind-mounted at /.den/run; holds guest.sock
@@ -43,6 +44,22 @@
 // gVisor mounts an unlimited internal tmpfs on /tmp when the image's /tmp is
 // empty; the driver puts a marker file in the upper /tmp so /tmp stays on the
 // quota-limited root overlay.
+//
+// # Caller's upper directory
+//
+// A Spec with an UpperDir (for Dockerfile RUN steps, whose changes become
+// an image layer) turns that around: the host overlay's upper directory is
+// the caller's, it is mounted with redirect_dir, metacopy and index off so
+// that the upper holds a plain layer diff, and runsc runs with
+// --overlay2=none, so the sandbox's root filesystem writes reach the host
+// overlay through the gofer (directfs: the sentry's host file descriptors)
+// and the host kernel records them in upper format: whiteouts, opaque
+// directories, copied-up files with their new owner and mode. No quota
+// applies. Nothing but the sandbox's own changes may land there, so the
+// mount points runsc needs and the /tmp marker live in init/, a read-only
+// layer on top of the image's (Docker's "-init" layer). Such sandboxes
+// never come from, nor go into, the warm pool. Destroy unmounts the
+// overlay and removes the sandbox directory; UpperDir, outside it, stays.
 //
 // # Resource limits
 //

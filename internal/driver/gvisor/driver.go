@@ -36,6 +36,7 @@ var (
 	_ driver.Driver      = (*Driver)(nil)
 	_ driver.StatsReader = (*Driver)(nil)
 	_ driver.Waiter      = (*Driver)(nil)
+	_ driver.Lister      = (*Driver)(nil)
 )
 
 // New checks cfg, prepares StateDir, destroys warm spares that earlier
@@ -93,7 +94,7 @@ func (d *Driver) Platform() string { return d.platform }
 
 // Capabilities implements driver.Driver.
 func (d *Driver) Capabilities() driver.Capabilities {
-	return driver.Capabilities{Name: "gvisor", Isolation: "user-space-kernel", Stats: true, Wait: true}
+	return driver.Capabilities{Name: "gvisor", Isolation: "user-space-kernel", Stats: true, Wait: true, List: true}
 }
 
 func (d *Driver) sandboxesDir() string { return filepath.Join(d.cfg.StateDir, "sandboxes") }
@@ -195,6 +196,21 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	}
 	d.log.Debug("sandbox destroyed", "sandbox", id)
 	return nil
+}
+
+// List implements driver.Lister: the directories under sandboxes/.
+func (d *Driver) List(ctx context.Context) ([]string, error) {
+	entries, err := os.ReadDir(d.sandboxesDir())
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() && checkID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
 }
 
 // removeDir removes the sandbox directory, refusing while rootfs is still a

@@ -39,27 +39,42 @@ func prepareUpper(p paths) error {
 	return nil
 }
 
-// overlayOptions are the mount options combining layers (topmost first,
-// read-only) with the sandbox's upper directory.
-func overlayOptions(layers []string, p paths) (string, error) {
-	if len(layers) == 0 {
+// overlay is a sandbox's host overlayfs mount.
+type overlay struct {
+	lower []string // read-only directories, topmost first
+	upper string
+	work  string
+	// plainUpper turns off the overlayfs features that record changes in
+	// a form only overlayfs reads back (redirect and metacopy xattrs, the
+	// inode index), so that upper is a plain layer diff: copied-up files
+	// hold their data, renamed lower directories are copies plus
+	// whiteouts.
+	plainUpper bool
+}
+
+// options are the mount options of o.
+func (o overlay) options() (string, error) {
+	if len(o.lower) == 0 {
 		return "", errdefs.New(errdefs.InvalidArgument, "image has no layers")
 	}
-	for _, l := range layers {
+	for _, l := range o.lower {
 		if !filepath.IsAbs(l) || strings.ContainsAny(l, ":,\\") {
 			return "", errdefs.New(errdefs.InvalidArgument, "image layer %q: want an absolute path without ':', ',' or '\\'", l)
 		}
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(layers, ":"), p.upper(), p.work())
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(o.lower, ":"), o.upper, o.work)
+	if o.plainUpper {
+		opts += ",redirect_dir=off,metacopy=off,index=off"
+	}
 	if len(opts) >= unix.Getpagesize() {
 		return "", errdefs.New(errdefs.InvalidArgument, "image has too many layers for one overlay mount (%d bytes of options)", len(opts))
 	}
 	return opts, nil
 }
 
-// mountRootfs mounts the sandbox's host overlay at p.rootfs().
-func mountRootfs(layers []string, p paths) error {
-	opts, err := overlayOptions(layers, p)
+// mount mounts o at p.rootfs().
+func (o overlay) mount(p paths) error {
+	opts, err := o.options()
 	if err != nil {
 		return err
 	}

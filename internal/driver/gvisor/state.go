@@ -34,6 +34,11 @@ type sandboxState struct {
 	MemoryLimit    uint64    `json:"memory_limit_bytes,omitempty"`
 	DiskLimitBytes uint64    `json:"disk_limit_bytes,omitempty"`
 	StartedAt      time.Time `json:"started_at"`
+	// UpperDir is the caller's upper directory (driver.Spec.UpperDir), if
+	// any. It needs no new version: a driver that predates it ignores it,
+	// and nothing it does with the sandbox touches that directory (it
+	// lies outside Dir; Destroy unmounts before removing Dir).
+	UpperDir string `json:"upper_dir,omitempty"`
 }
 
 // validID is what a sandbox ID may look like: it becomes a directory name,
@@ -53,6 +58,7 @@ type paths struct{ dir string }
 func (p paths) rootfs() string    { return filepath.Join(p.dir, "rootfs") }
 func (p paths) upper() string     { return filepath.Join(p.dir, "upper") }
 func (p paths) work() string      { return filepath.Join(p.dir, "work") }
+func (p paths) initLayer() string { return filepath.Join(p.dir, "init") }
 func (p paths) filestore() string { return filepath.Join(p.dir, "filestore") }
 func (p paths) run() string       { return filepath.Join(p.dir, "run") }
 func (p paths) socket() string    { return filepath.Join(p.dir, "run", guestSocketName) }

@@ -134,6 +134,42 @@ func TestWarmShapeMismatchGoesCold(t *testing.T) {
 	}
 }
 
+// TestWarmUpperDirGoesCold checks sandboxes with an UpperDir neither claim
+// a spare of their shape nor make the pool keep spares of theirs.
+func TestWarmUpperDirGoesCold(t *testing.T) {
+	d, spec := newWarmDriver(t)
+	warmUp(t, d, spec, 1)
+	// Neither ID is a prefix of the other: runsc resolves IDs by prefix.
+	same := spec
+	same.ID += "-same"
+	same.UpperDir = t.TempDir()
+	createT(t, d, same)
+	other := spec
+	other.ID += "-othr"
+	other.MemoryMB++
+	other.UpperDir = t.TempDir()
+	createT(t, d, other)
+	if n := d.claims.Load(); n != 0 {
+		t.Fatalf("claims = %d after Creates with an UpperDir, want 0", n)
+	}
+	if n := d.pool.readyCount(shapeOf(spec).key); n != 1 {
+		t.Errorf("ready spares of the warmed shape = %d, want 1", n)
+	}
+	d.pool.mu.Lock()
+	shapes := len(d.pool.shapes)
+	d.pool.mu.Unlock()
+	if shapes != 1 {
+		t.Errorf("pool shapes = %d after Creates with an UpperDir, want only the warmed one", shapes)
+	}
+	shell(t, d, same.ID, "echo x > /root/f")
+	if err := d.Destroy(context.Background(), same.ID); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(filepath.Join(same.UpperDir, "root/f")); err != nil || string(data) != "x\n" {
+		t.Errorf("root/f in the upper dir = %q, %v", data, err)
+	}
+}
+
 // TestWarmCloseDestroysSpares checks Close leaves no spare behind.
 func TestWarmCloseDestroysSpares(t *testing.T) {
 	d, spec := newWarmDriver(t)
