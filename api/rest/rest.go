@@ -13,11 +13,25 @@
 //	                                        (envd protocol: Connect RPC, /files, /health)
 //	GET    /v1/images                       -> ImageList
 //	POST   /v1/images?name=N                body: docker-archive or OCI-layout tar -> 201 Image
-//	GET    /v1/images/{ref}                 -> Image
+//	GET    /v1/images/{ref}                 -> ImageDetails
 //	DELETE /v1/images/{ref}                 -> 204
+//	POST   /v1/images/{ref}/tag             TagImageRequest -> 201 Image
+//	GET    /v1/images/{ref}/export          ?format=docker-archive|oci -> tar
+//	POST   /v1/images/pull                  PullImageRequest -> NDJSON ImageEvent stream
+//	POST   /v1/images/push                  PushImageRequest -> NDJSON ImageEvent stream
+//	POST   /v1/images/build                 ?t=&dockerfile=&target=&build_arg=K=V&no_cache=&pull=
+//	                                        body: build context tar (may be gzipped)
+//	                                        -> NDJSON ImageEvent stream
+//	POST   /v1/images/prune                 -> PruneImagesResult
 //	GET    /v1/info                         -> Info
 //
-// Errors are Error with the HTTP status of the error kind.
+// Errors are Error with the HTTP status of the error kind. A {ref} holding
+// a slash (registry names) is sent with the slash escaped as %2F.
+//
+// The NDJSON streams (Content-Type application/x-ndjson) answer 200 once
+// their first line is ready; an error found before that is a plain Error
+// with its status. The last line of a stream is its result or an Error in
+// ImageEvent.Error.
 package rest
 
 import "time"
@@ -126,19 +140,6 @@ type SandboxList struct {
 // SetTimeoutRequest sets a sandbox's timeout, counted from now; 0 removes it.
 type SetTimeoutRequest struct {
 	Timeout int64 `json:"timeout"`
-}
-
-// Image is an image in the node's store.
-type Image struct {
-	Name      string    `json:"name"`
-	ID        string    `json:"id"`
-	Size      int64     `json:"size"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// ImageList lists images.
-type ImageList struct {
-	Images []Image `json:"images"`
 }
 
 // Info describes the server.

@@ -17,10 +17,12 @@ func (a *app) imageCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "image",
 		Short: "Manage images",
-		Args:  argsBetween(0, 0, "a subcommand (ls, import, rm)"),
+		Args:  argsBetween(0, 0, "a subcommand (ls, build, pull, push, tag, inspect, export, import, rm, prune)"),
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.imageLsCmd(), a.imageImportCmd(), a.imageRmCmd())
+	cmd.AddCommand(a.imageLsCmd(), a.imageBuildCmd(), a.imagePullCmd(), a.imagePushCmd(),
+		a.imageTagCmd(), a.imageInspectCmd(), a.imageExportCmd(), a.imageImportCmd(),
+		a.imageRmCmd(), a.imagePruneCmd())
 	return cmd
 }
 

@@ -27,6 +27,8 @@ const (
 	PermissionDenied
 	InsufficientStorage
 	Canceled
+	// TooLarge is a request body over a limit (a build context).
+	TooLarge
 )
 
 var kindInfo = map[Kind]struct {
@@ -46,6 +48,7 @@ var kindInfo = map[Kind]struct {
 	PermissionDenied:    {"permission_denied", http.StatusForbidden},
 	InsufficientStorage: {"insufficient_storage", http.StatusInsufficientStorage},
 	Canceled:            {"canceled", 499},
+	TooLarge:            {"too_large", http.StatusRequestEntityTooLarge},
 }
 
 // Code is the stable wire name of the kind, used as the "code" field of API errors.

@@ -23,6 +23,7 @@ func TestKindsMapToWireCodes(t *testing.T) {
 		{New(Unavailable, "down"), "unavailable", http.StatusServiceUnavailable},
 		{errors.New("plain"), "internal", http.StatusInternalServerError},
 		{fmt.Errorf("op: %w", context.Canceled), "canceled", 499},
+		{New(TooLarge, "build context over 1 GiB"), "too_large", http.StatusRequestEntityTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.code, func(t *testing.T) {

@@ -10,7 +10,8 @@ import (
 
 // TestErrors checks the status, code and message of every error path of
 // the API. In paths, bodies and messages {running}, {failed} and {deleted}
-// stand for the IDs of tenant A's sandboxes in those states.
+// stand for the IDs of tenant A's sandboxes in those states, {other} for
+// the ID of the image "other"; key "admin" is an admin key.
 func TestErrors(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
@@ -18,7 +19,9 @@ func TestErrors(t *testing.T) {
 	failed := e.createFailed(e.keyA, "broken")
 	deleted := e.create(e.keyA, `{"image":"busybox"}`).ID
 	e.doJSON("DELETE", "/v1/sandboxes/"+deleted, e.keyA, "", http.StatusNoContent, nil)
-	ids := strings.NewReplacer("{running}", running, "{failed}", failed, "{deleted}", deleted)
+	admin := e.addAdminKey()
+	other := e.addImage("other")
+	ids := strings.NewReplacer("{running}", running, "{failed}", failed, "{deleted}", deleted, "{other}", other)
 
 	const (
 		missingKey = "missing API key: send it in the X-API-Key header (see DEN_API_KEY in <data-dir>/env)"
@@ -26,6 +29,9 @@ func TestErrors(t *testing.T) {
 		execBody   = `{"process":{"cmd":"true"}}`
 	)
 	bad := func(msg string) rest.Error { return rest.Error{Code: "invalid_argument", Message: msg} }
+	denied := func(what string) rest.Error {
+		return rest.Error{Code: "permission_denied", Message: "only an admin API key may " + what}
+	}
 	notFound := func(msg string) rest.Error { return rest.Error{Code: "not_found", Message: msg} }
 	tests := []struct {
 		name         string
@@ -93,10 +99,36 @@ func TestErrors(t *testing.T) {
 		{"metadata filter without key", "GET", "/v1/sandboxes?metadata=%3Dx", "A", "", 400, bad(`metadata filter "=x" is invalid: use key=value`)},
 		{"unknown state", "GET", "/v1/sandboxes?state=running,asleep", "A", "", 400, bad(`list sandboxes: unknown state "asleep"`)},
 
-		// Images and routes.
-		{"unknown image ref", "GET", "/v1/images/nosuch", "A", "", 404, notFound(`get image: image "nosuch" not found`)},
-		{"import image without admin key", "POST", "/v1/images?name=x", "A", "", 403, rest.Error{Code: "permission_denied", Message: "only an admin API key may import images"}},
-		{"remove image without admin key", "DELETE", "/v1/images/busybox", "A", "", 403, rest.Error{Code: "permission_denied", Message: "only an admin API key may remove images"}},
+		// Images. Writes need an admin key; pull, push and build answer
+		// errors found before their stream begins as plain errors.
+		{"unknown image ref", "GET", "/v1/images/nosuch", "A", "", 404, notFound(`inspect image: image "nosuch" not found`)},
+		{"import image without admin key", "POST", "/v1/images?name=x", "A", "", 403, denied("import images")},
+		{"remove image without admin key", "DELETE", "/v1/images/busybox", "A", "", 403, denied("remove images")},
+		{"tag without admin key", "POST", "/v1/images/busybox/tag", "A", `{"name":"bb"}`, 403, denied("tag images")},
+		{"tag unknown image", "POST", "/v1/images/nosuch/tag", "admin", `{"name":"bb"}`, 404, notFound(`tag image: image "nosuch" not found`)},
+		{"tag without name", "POST", "/v1/images/busybox/tag", "admin", `{}`, 400, bad(`name is required: send {"name":"NEW-NAME"}`)},
+		{"tag bad JSON", "POST", "/v1/images/busybox/tag", "admin", `{"name":`, 400, bad("invalid JSON body: unexpected EOF")},
+		{"tag bad name", "POST", "/v1/images/busybox/tag", "admin", `{"name":"Bad Name"}`, 400, bad(`tag image busybox: image name "Bad Name" contains a space or control character`)},
+		{"tag name taken", "POST", "/v1/images/busybox/tag", "admin", `{"name":"other"}`, 409,
+			rest.Error{Code: "already_exists", Message: `tag image busybox: name "other" is used by image {other}`}},
+		{"export unknown image", "GET", "/v1/images/nosuch/export", "A", "", 404, notFound(`get image: image "nosuch" not found`)},
+		{"export bad format", "GET", "/v1/images/busybox/export?format=zip", "A", "", 400, bad(`format "zip" is invalid: use docker-archive or oci`)},
+		{"prune without admin key", "POST", "/v1/images/prune", "A", "", 403, denied("prune images")},
+		{"pull without admin key", "POST", "/v1/images/pull", "A", `{"ref":"busybox"}`, 403, denied("pull images")},
+		{"pull without ref", "POST", "/v1/images/pull", "admin", `{"insecure":true}`, 400, bad("ref is required: the image to pull, e.g. docker.io/library/alpine:3.20")},
+		{"pull bad JSON", "POST", "/v1/images/pull", "admin", `{"ref":"busybox","tls":false}`, 400, bad(`invalid JSON body: json: unknown field "tls"`)},
+		{"pull empty body", "POST", "/v1/images/pull", "admin", "", 400, bad("request body is empty: send a JSON object")},
+		{"pull bad reference", "POST", "/v1/images/pull", "admin", `{"ref":"UPPER/case"}`, 400, bad(`pull image: invalid image reference "UPPER/case": could not parse reference: UPPER/case`)},
+		{"push without admin key", "POST", "/v1/images/push", "A", `{"image":"busybox","dest":"r/x"}`, 403, denied("push images")},
+		{"push without image", "POST", "/v1/images/push", "admin", `{"dest":"r/x"}`, 400, bad("image is required: the name or ID of the image to push")},
+		{"push without dest", "POST", "/v1/images/push", "admin", `{"image":"busybox"}`, 400, bad("dest is required: the registry reference to push to, e.g. registry.example.com/team/app:v1")},
+		{"push unknown image", "POST", "/v1/images/push", "admin", `{"image":"nosuch","dest":"r/x"}`, 404, notFound(`get image: image "nosuch" not found`)},
+		{"push bad JSON", "POST", "/v1/images/push", "admin", `[]`, 400, bad("invalid JSON body: json: cannot unmarshal array into Go value of type rest.PushImageRequest")},
+		{"build without admin key", "POST", "/v1/images/build", "A", "", 403, denied("build images")},
+		{"build without a builder", "POST", "/v1/images/build?t=x", "admin", "", 501,
+			rest.Error{Code: "unsupported", Message: "this server cannot build images: it was started without an image builder"}},
+
+		// Routes.
 		{"unknown route", "GET", "/v2/sandboxes", "", "", 404, notFound("no route for GET /v2/sandboxes")},
 		{"method not served", "PUT", "/v1/sandboxes", "A", "", 404, notFound("no route for PUT /v1/sandboxes")},
 		{"unknown sub-route", "GET", "/v1/sandboxes/{running}/logs", "A", "", 404, notFound("no route for GET /v1/sandboxes/{running}/logs")},
@@ -105,8 +137,11 @@ func TestErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			key := tt.key
-			if key == "A" {
+			switch key {
+			case "A":
 				key = e.keyA
+			case "admin":
+				key = admin
 			}
 			status, body := e.do(tt.method, ids.Replace(tt.path), key, tt.body)
 			want := tt.want

@@ -187,7 +187,8 @@ type testEnv struct {
 	client *http.Client
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+// opts change the server's Config before it starts (a Builder, limits).
+func newTestEnv(t *testing.T, opts ...func(*Config)) *testEnv {
 	t.Helper()
 	if _, err := exec.LookPath("busybox"); err != nil {
 		testenv.Missing(t, "busybox not found: apt-get install busybox-static (make deps does it)")
@@ -208,7 +209,11 @@ func newTestEnv(t *testing.T) *testEnv {
 	clock := &fakeClock{now: t0}
 	node := &stubNode{store: st, now: clock.Now}
 	node.setSock(serveGuestHandler(t, node))
-	srv, err := New(Config{Store: st, Node: node, Images: images, Version: "test", Logger: slog.New(slog.DiscardHandler), Now: clock.Now})
+	cfg := Config{Store: st, Node: node, Images: images, Version: "test", Logger: slog.New(slog.DiscardHandler), Now: clock.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

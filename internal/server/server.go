@@ -35,11 +35,17 @@ type Node interface {
 
 // Config wires a Server.
 type Config struct {
-	Store   *store.Store
-	Node    Node
-	Images  *image.Store
-	Version string
-	Logger  *slog.Logger
+	Store  *store.Store
+	Node   Node
+	Images *image.Store
+	// Builder builds images for POST /v1/images/build; nil answers that
+	// route 501 unsupported.
+	Builder Builder
+	// MaxBuildContext bounds the unpacked size of a build context in
+	// bytes (tar headers count 512 bytes each); 0 means 2 GiB.
+	MaxBuildContext int64
+	Version         string
+	Logger          *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -63,6 +69,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxBuildContext == 0 {
+		cfg.MaxBuildContext = defaultMaxBuildContext
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics()}
 	s.proxies = newGuestProxies(cfg.Node.DialGuest)
@@ -96,6 +105,12 @@ func (s *Server) routes() {
 	s.handle("POST /v1/images", s.importImage)
 	s.handle("GET /v1/images/{ref}", s.getImage)
 	s.handle("DELETE /v1/images/{ref}", s.removeImage)
+	s.handle("POST /v1/images/{ref}/tag", s.tagImage)
+	s.handle("GET /v1/images/{ref}/export", s.exportImage)
+	s.handle("POST /v1/images/pull", s.pullImage)
+	s.handle("POST /v1/images/push", s.pushImage)
+	s.handle("POST /v1/images/build", s.buildImage)
+	s.handle("POST /v1/images/prune", s.pruneImages)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errdefs.New(errdefs.NotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})

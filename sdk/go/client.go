@@ -90,10 +90,16 @@ func NewClient(opts ...Option) (*Client, error) {
 // URL returns the server's base URL.
 func (c *Client) URL() string { return c.base.String() }
 
-// endpoint returns the absolute URL of an API path (which starts with "/").
+// endpoint returns the absolute URL of an API path (which starts with "/"
+// and is escaped: an image name's slashes are %2F within one segment).
 func (c *Client) endpoint(path string, query url.Values) string {
 	u := *c.base
-	u.Path = strings.TrimRight(u.Path, "/") + path
+	raw := strings.TrimRight(u.EscapedPath(), "/") + path
+	if p, err := url.PathUnescape(raw); err == nil {
+		u.Path, u.RawPath = p, raw
+	} else {
+		u.Path, u.RawPath = raw, ""
+	}
 	u.RawQuery = query.Encode()
 	return u.String()
 }

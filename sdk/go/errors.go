@@ -25,6 +25,9 @@ const (
 	CodeUnauthenticated    = "unauthenticated"
 	CodePermissionDenied   = "permission_denied"
 	CodeInternal           = "internal"
+	// CodeTooLarge refuses a request body over a server limit (a build
+	// context).
+	CodeTooLarge = "too_large"
 )
 
 // APIError is an error answered by the den server or by a sandbox's guest

@@ -1,5 +1,6 @@
 // Package dentest provides a fake den server for tests of code that uses the
-// den SDK or CLI. It implements the /v1 REST routes in memory and mounts a
+// den SDK or CLI. It implements the /v1 REST routes in memory (images.go
+// describes its registry and builds) and mounts a
 // caller-supplied envd handler (for example a real guest agent) under every
 // sandbox's /v1/sandboxes/{id}/envd/ path, like the real server's proxy.
 package dentest
@@ -29,6 +30,10 @@ type Config struct {
 	Envd http.Handler
 	// Images are preloaded; nil means one image named rest.DefaultImage.
 	Images []string
+	// RegistryError, when set, is asked before each pull and push with the
+	// registry reference; the error it returns fails the operation, in the
+	// stream, as a registry failure does on the real server.
+	RegistryError func(ref string) *rest.Error
 }
 
 // Server is a running fake den server. Its methods are safe for
@@ -48,11 +53,14 @@ type Server struct {
 	order     []string                 // IDs in creation order
 	images    map[string]*rest.Image   // by name
 	deleted   []string                 // IDs in deletion order
+	registry  map[string]*rest.Image   // the fake registry, by reference
+	builds    []Build
 }
 
 // NewServer starts a fake server; Close stops it.
 func NewServer(cfg Config) *Server {
-	s := &Server{cfg: cfg, APIKey: cfg.APIKey, sandboxes: map[string]*rest.Sandbox{}, images: map[string]*rest.Image{}}
+	s := &Server{cfg: cfg, APIKey: cfg.APIKey, sandboxes: map[string]*rest.Sandbox{}, images: map[string]*rest.Image{},
+		registry: map[string]*rest.Image{}}
 	names := cfg.Images
 	if names == nil {
 		names = []string{rest.DefaultImage}
@@ -94,6 +102,12 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/images", s.importImage)
 	mux.HandleFunc("GET /v1/images/{ref}", s.getImage)
 	mux.HandleFunc("DELETE /v1/images/{ref}", s.removeImage)
+	mux.HandleFunc("POST /v1/images/{ref}/tag", s.tag)
+	mux.HandleFunc("GET /v1/images/{ref}/export", s.export)
+	mux.HandleFunc("POST /v1/images/pull", s.pull)
+	mux.HandleFunc("POST /v1/images/push", s.push)
+	mux.HandleFunc("POST /v1/images/build", s.build)
+	mux.HandleFunc("POST /v1/images/prune", s.prune)
 	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, rest.Info{Version: "dentest", Runtimes: []string{"fake"}, Node: "fake"})
 	})
@@ -312,10 +326,8 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) image(w http.ResponseWriter, r *http.Request) *rest.Image {
 	ref := r.PathValue("ref")
-	for _, img := range s.images {
-		if img.Name == ref || img.ID == ref {
-			return img
-		}
+	if img := s.findImage(ref); img != nil {
+		return img
 	}
 	writeError(w, http.StatusNotFound, "not_found", "image %s not found", ref)
 	return nil
@@ -325,7 +337,8 @@ func (s *Server) getImage(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if img := s.image(w, r); img != nil {
-		writeJSON(w, http.StatusOK, img)
+		layers := []rest.ImageLayer{{DiffID: fakeLayer(img), Digest: fakeLayer(img), Size: img.Size}}
+		writeJSON(w, http.StatusOK, rest.ImageDetails{Image: *img, Layers: layers})
 	}
 }
 
