@@ -3,7 +3,10 @@
 // sandbox traffic plane that carries envd requests to a sandbox's guest
 // agent (NewSandboxTraffic, E2B_SANDBOX_URL). It holds no logic of its own:
 // every operation is a call into den's service layer (internal/server),
-// translated to and from E2B's field names, statuses and error bodies.
+// translated to and from E2B's field names, statuses and error bodies. The
+// exception is E2B's template builds (Templates): the facade keeps their
+// records and uploaded files itself and builds them through a
+// TemplateBuilder.
 package e2b
 
 import (
@@ -13,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/denhq/den/api/rest"
@@ -52,6 +56,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Templates stores the tenants' templates and builds them (E2B's
+	// template API, Template.build); nil answers those routes with 501 and
+	// makes templateIDs plain den image names.
+	Templates *Templates
 }
 
 // api is the control-plane facade.
@@ -75,14 +83,14 @@ func NewAPI(cfg Config) http.Handler {
 }
 
 // Routes lists the facade's routes, for a parent mux that mounts them.
-var Routes = []string{
+var Routes = slices.Concat([]string{
 	"POST /sandboxes", "POST /v2/sandboxes", "GET /sandboxes", "GET /v2/sandboxes",
 	"GET /sandboxes/metrics", "GET /sandboxes/{id}", "DELETE /sandboxes/{id}",
 	"POST /sandboxes/{id}/connect", "POST /v2/sandboxes/{id}/connect",
 	"POST /sandboxes/{id}/timeout", "POST /sandboxes/{id}/refreshes",
 	"POST /sandboxes/{id}/pause", "POST /sandboxes/{id}/resume",
 	"GET /sandboxes/{id}/metrics",
-}
+}, templateRoutes)
 
 func (a *api) routes() {
 	a.handle("POST /sandboxes", a.create)
@@ -99,6 +107,7 @@ func (a *api) routes() {
 	a.handle("POST /sandboxes/{id}/pause", a.pause)
 	a.handle("POST /sandboxes/{id}/resume", a.pause)
 	a.handle("GET /sandboxes/{id}/metrics", a.metrics)
+	a.templateRoutes()
 }
 
 // handlerFunc is an authenticated facade handler; a returned error is

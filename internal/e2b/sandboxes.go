@@ -1,6 +1,7 @@
 package e2b
 
 import (
+	"cmp"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -38,7 +39,7 @@ func (a *api) create(w http.ResponseWriter, r *http.Request, p server.Principal)
 	if err := decodeJSON(r, &req, false); err != nil {
 		return err
 	}
-	creq, err := a.createRequest(req)
+	creq, err := a.createRequest(p, req)
 	if err != nil {
 		return err
 	}
@@ -53,10 +54,11 @@ func (a *api) create(w http.ResponseWriter, r *http.Request, p server.Principal)
 	return nil
 }
 
-// createRequest translates an E2B create into den's: the template is an
-// image name, envVars become the sandbox env, and the default user is
-// `user` when the image has one.
-func (a *api) createRequest(req newSandbox) (rest.CreateSandboxRequest, error) {
+// createRequest translates an E2B create into den's: the template is one of
+// p's templates (its den image, resources and user) or an image name,
+// envVars become the sandbox env, and the default user is the template's,
+// else `user` when the image has one.
+func (a *api) createRequest(p server.Principal, req newSandbox) (rest.CreateSandboxRequest, error) {
 	switch {
 	case req.TemplateID == "":
 		return rest.CreateSandboxRequest{}, invalid("templateID is required")
@@ -65,15 +67,21 @@ func (a *api) createRequest(req newSandbox) (rest.CreateSandboxRequest, error) {
 	case req.AutoPause:
 		return rest.CreateSandboxRequest{}, invalid("autoPause is not supported: den cannot pause sandboxes yet")
 	}
+	tpl, err := a.resolveTemplate(p, req.TemplateID)
+	if err != nil {
+		return rest.CreateSandboxRequest{}, err
+	}
 	timeout := int64(defaultTimeout)
 	if req.Timeout != nil {
 		timeout = min(*req.Timeout, rest.MaxTimeoutSeconds)
 	}
 	creq := rest.CreateSandboxRequest{
-		Image: req.TemplateID, Env: req.EnvVars, Metadata: req.Metadata, Timeout: &timeout,
+		Image: tpl.Image, Env: req.EnvVars, Metadata: req.Metadata, Timeout: &timeout,
+		CPUs: float64(tpl.CPUCount), MemoryMB: int64(tpl.MemoryMB),
 	}
-	if a.cfg.Service.ImageHasUser(req.TemplateID, defaultUser) {
-		creq.User = defaultUser
+	user := cmp.Or(tpl.User, defaultUser)
+	if a.cfg.Service.ImageHasUser(tpl.Image, user) {
+		creq.User = user
 	}
 	return creq, nil
 }

@@ -112,10 +112,22 @@ func (a *api) domain() *string {
 }
 
 func (a *api) toSandbox(sb *store.Sandbox) sandbox {
+	id, alias := a.templateOf(sb.Image)
 	return sandbox{
-		TemplateID: sb.Image, SandboxID: sb.ID, ClientID: sb.Node, Alias: sb.Image,
+		TemplateID: id, SandboxID: sb.ID, ClientID: sb.Node, Alias: alias,
 		EnvdVersion: EnvdVersion, EnvdAccessToken: sb.AccessToken, Domain: a.domain(),
 	}
+}
+
+// templateOf is the E2B template ID and alias of a sandbox's den image:
+// its template's, or the image name for both.
+func (a *api) templateOf(image string) (id, alias string) {
+	if a.cfg.Templates != nil {
+		if id, alias := a.cfg.Templates.templateOf(image); id != "" {
+			return id, alias
+		}
+	}
+	return image, image
 }
 
 // endAt is when the sandbox expires; one without a timeout reports the
@@ -132,8 +144,9 @@ func (a *api) toDetail(sb *store.Sandbox) sandboxDetail {
 	if md == nil {
 		md = map[string]string{}
 	}
+	id, alias := a.templateOf(sb.Image)
 	return sandboxDetail{
-		TemplateID: sb.Image, Alias: sb.Image, SandboxID: sb.ID, ClientID: sb.Node,
+		TemplateID: id, Alias: alias, SandboxID: sb.ID, ClientID: sb.Node,
 		StartedAt: sb.StartedAt, EndAt: endAt(sb), EnvdVersion: EnvdVersion,
 		EnvdAccessToken: sb.AccessToken, Domain: a.domain(),
 		CPUCount: cpuCount(sb.CPUs), MemoryMB: sb.MemoryMB, DiskSizeMB: sb.DiskMB,
