@@ -63,11 +63,23 @@ func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logge
 	if err := n.Recover(ctx); err != nil {
 		return fmt.Errorf("recover sandboxes: %w", err)
 	}
-	srv, err := server.New(server.Config{Store: st, Node: n, Images: images, Version: cfg.Version, Logger: log})
+	builder, err := newBuilder(cfg.DataDir, images, n, log)
 	if err != nil {
 		return err
 	}
-	srv.Mount(e2b.Routes, e2b.NewAPI(e2b.Config{Service: srv, Domain: cfg.Domain, Logger: log}))
+	srv, err := server.New(server.Config{Store: st, Node: n, Images: images, Builder: serverBuilder{builder},
+		Version: cfg.Version, Logger: log})
+	if err != nil {
+		return err
+	}
+	templates, err := e2b.OpenTemplates(e2b.TemplatesConfig{
+		Dir: filepath.Join(cfg.DataDir, "templates"), Builder: templateBuilder{b: builder, images: images}, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("open E2B templates: %w", err)
+	}
+	defer templates.Close() // after serve: stops builds still running
+	srv.Mount(e2b.Routes, e2b.NewAPI(e2b.Config{Service: srv, Domain: cfg.Domain, Logger: log, Templates: templates}))
 	traffic := e2b.NewSandboxTraffic(e2b.TrafficConfig{Service: srv, Domain: cfg.Domain})
 	return serve(ctx, cfg, srv, traffic, keys, out, log)
 }
