@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path"
 
 	"github.com/denhq/den/internal/build"
@@ -39,8 +41,12 @@ var runWrapper = []string{"/bin/sh", "-c", `if command -v bash >/dev/null 2>&1; 
 // Build implements e2b.TemplateBuilder.
 func (t templateBuilder) Build(ctx context.Context, tb *e2b.TemplateBuild) error {
 	plan := templatePlan(tb)
+	contextDir := tb.ContextDir
+	if _, err := os.Stat(contextDir); errors.Is(err, fs.ErrNotExist) {
+		contextDir = "" // nothing uploaded: a template without COPY steps
+	}
 	_, err := t.b.BuildPlan(ctx, plan, build.Options{
-		ContextDir: tb.ContextDir, Tags: tb.Names, NoCache: tb.Force, Pull: true, Log: tb.Log,
+		ContextDir: contextDir, Tags: tb.Names, NoCache: tb.Force, Pull: true, Log: tb.Log,
 	})
 	if err == nil {
 		return nil
