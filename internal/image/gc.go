@@ -64,7 +64,8 @@ type live struct {
 	layers, blobs map[string]bool
 }
 
-// liveSet computes what GC keeps: layers an image uses, pinned or held;
+// liveSet computes what GC keeps: layers an image uses, pinned, held or
+// mounted (a lower dir of a running sandbox's overlay);
 // blobs an image uses (config, manifest, layer blobs), pinned, or the blob
 // of a live layer. Preconditions: s.mu is held.
 func (s *Store) liveSet() live {
@@ -74,6 +75,15 @@ func (s *Store) liveSet() live {
 	}
 	for k := range s.held {
 		l.layers[k] = true
+	}
+	if mounted, err := overlayLowerDirs(); err != nil {
+		s.log.Warn("list overlay mounts: layers in use may be removed", "err", err)
+	} else {
+		for d := range mounted {
+			if filepath.Dir(d) == s.layersDir() {
+				l.layers["sha256:"+filepath.Base(d)] = true
+			}
+		}
 	}
 	for _, img := range s.idx.Images {
 		l.blobs[img.ID] = true

@@ -10,6 +10,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
+	"github.com/denhq/den/internal/errdefs"
 
 	"github.com/denhq/den/internal/image"
 )
@@ -176,5 +179,66 @@ func TestOpenRemovesUnreferencedContent(t *testing.T) {
 	}
 	if diff := cmp.Diff(hexes(abandoned, committed.Digest), dirNames(t, filepath.Join(dir, "partial"))); diff != "" {
 		t.Errorf("partial/ after Open (-want +got):\n%s", diff)
+	}
+}
+
+// TestGCKeepsMountedLayers: a layer a running sandbox stands on (a lower dir
+// of an overlay mount) survives Remove of its image and Prune until the
+// mount is gone.
+func TestGCKeepsMountedLayers(t *testing.T) {
+	s, dir := openStoreDir(t)
+	img := importImage(t, s, "mounted:1", reg("f", "in use"))
+	rootfs, err := s.Rootfs("mounted:1")
+	must(t, err)
+	mnt := t.TempDir()
+	lower := rootfs.Layers[0]
+	// Overlay needs two lower dirs for a mount without an upper dir.
+	must(t, unix.Mount("overlay", mnt, "overlay", unix.MS_RDONLY, "lowerdir="+lower+":"+t.TempDir()))
+	mounted := true
+	t.Cleanup(func() {
+		if mounted {
+			unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	must(t, s.Remove("mounted:1"))
+	if _, err := s.Prune(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !layerExists(s, img, 0, dir) {
+		t.Fatal("Remove and Prune deleted a layer a mount stands on")
+	}
+	if data, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || string(data) != "in use" {
+		t.Fatalf("file of the mounted layer = %q, %v", data, err)
+	}
+	must(t, unix.Unmount(mnt, 0))
+	mounted = false
+	r, err := s.Prune(context.Background())
+	if err != nil || r.Layers != 1 || layerExists(s, img, 0, dir) {
+		t.Errorf("Prune after unmount = %+v, %v, layer present %v; want 1 layer removed", r, err, layerExists(s, img, 0, dir))
+	}
+}
+
+// TestOpenKeepsBuildCacheLayers: a committed layer recorded in the index
+// (a build's cache) survives a restart; Prune removes it.
+func TestOpenKeepsBuildCacheLayers(t *testing.T) {
+	s, dir := openStoreDir(t)
+	upper := t.TempDir()
+	mkTree(t, upper, map[string]string{"cached": "c"})
+	committed, err := s.CommitLayer(context.Background(), upper, nil)
+	must(t, err)
+	release := s.Lease([]string{committed.DiffID})
+	importImage(t, s, "other:1", reg("g", "y")) // writes the index, with the committed layer's record
+	release()
+	s2, err := image.Open(dir, slog.New(slog.DiscardHandler))
+	must(t, err)
+	if _, err := s2.LayerDir(committed.DiffID); err != nil {
+		t.Fatalf("committed layer after Open: %v", err)
+	}
+	r, err := s2.Prune(context.Background())
+	if err != nil || r.Layers != 1 {
+		t.Fatalf("Prune = %+v, %v; want the cached layer removed", r, err)
+	}
+	if _, err := s2.LayerDir(committed.DiffID); !errdefs.IsNotFound(err) {
+		t.Errorf("committed layer after Prune: %v, want not found", err)
 	}
 }

@@ -73,3 +73,34 @@ func unescapeMountPath(s string) string {
 	}
 	return b.String()
 }
+
+// overlayLowerDirs lists the lower directories of every overlay mount of
+// this mount namespace: the layers running sandboxes (and warm spares and
+// build steps) stand on. GC must never delete them, whether or not an image
+// still names them.
+func overlayLowerDirs() (map[string]bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	dirs := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		// "... mount-point opts [optional fields] - fstype source super-opts"
+		_, post, ok := strings.Cut(sc.Text(), " - ")
+		fields := strings.Fields(post)
+		if !ok || len(fields) < 3 || fields[0] != "overlay" {
+			continue
+		}
+		for opt := range strings.SplitSeq(fields[2], ",") {
+			if lower, ok := strings.CutPrefix(opt, "lowerdir="); ok {
+				for d := range strings.SplitSeq(lower, ":") {
+					dirs[filepath.Clean(unescapeMountPath(d))] = true
+				}
+			}
+		}
+	}
+	return dirs, sc.Err()
+}
