@@ -23,7 +23,7 @@ import (
 )
 
 // denBin returns the den binary under test: $DEN_BIN or bin/den.
-func denBin(t *testing.T) string {
+func denBin(t testing.TB) string {
 	t.Helper()
 	testenv.RequireRoot(t)
 	p := os.Getenv("DEN_BIN")
@@ -43,7 +43,7 @@ func denBin(t *testing.T) string {
 
 // instance is one running `den up`.
 type instance struct {
-	t       *testing.T
+	t       testing.TB
 	bin     string
 	dataDir string
 	url     string
