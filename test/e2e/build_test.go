@@ -108,12 +108,14 @@ func TestBuildPushPullRun(t *testing.T) {
 	b.mustDen("image", "pull", "--insecure", ref)
 	script := `echo "greeting=$GREETING home=$APP_HOME"; echo "cwd=$(pwd)"; echo "user=$(id -un)";` +
 		` cat /app/out.txt /app/kernel.txt /app/data/a.txt /app/data/sub/b.txt /app/unpacked/x.txt;` +
-		` stat -c "owner=%U" /app/out.txt; test -e /etc/motd-to-delete && echo motd-present; echo done`
+		` stat -c "owner=%U" /app/out.txt; test -e /etc/motd-to-delete && echo motd-present;` +
+		// ENTRYPOINT+CMD runs as the sandbox's main process, beside the agent.
+		` for i in $(seq 100); do test -s /tmp/main.out && break; sleep 0.05; done; cat /tmp/main.out; echo done`
 	got := b.mustDen("run", ref, "--", "sh", "-c", script)
 	for _, want := range []string{
 		"greeting=hello home=/app", "cwd=/app", "user=app",
 		"built by stage one", "hello from the context", "gVisor",
-		"a\nb\nfrom the tar\n", "owner=app", "done",
+		"a\nb\nfrom the tar\n", "owner=app", "main-ran", "done",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("sandbox from the pulled image: output lacks %q:\n%s", want, got)
