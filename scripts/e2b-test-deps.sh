@@ -39,3 +39,6 @@ if command -v python3 >/dev/null; then
 else
   echo "den: python3 not found; skipping test/e2b-py install (the e2b Python suite will be skipped)" >&2
 fi
+
+# Harbor, for the Terminal-Bench-style run through its e2b environment.
+"$root/scripts/harbor-test-deps.sh"

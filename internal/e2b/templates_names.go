@@ -1,6 +1,7 @@
 package e2b
 
 import (
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -112,9 +113,11 @@ type templateRef struct {
 }
 
 // resolve finds tenant's template named by ref ("alias", "alias:tag", "id"
-// or "id:tag"; the tag defaults to "default"). ok is false when ref names
-// none of tenant's templates; err is NotFound when it names one that has
-// no such tag.
+// or "id:tag"; the tag defaults to "default"). As in E2B, the part after
+// the colon may also be a build ID, which stands for a tag that names that
+// build (Harbor launches "name:<build id>" so that a later rebuild cannot
+// change a running job). ok is false when ref names none of tenant's
+// templates; err is NotFound when it names one that has no such tag.
 func (t *Templates) resolve(tenant, ref string) (_ templateRef, ok bool, _ error) {
 	name, tag := splitRef(ref)
 	if tag == "" {
@@ -128,13 +131,28 @@ func (t *Templates) resolve(tenant, ref string) (_ templateRef, ok bool, _ error
 	}
 	tr, found := tpl.Tags[tag]
 	if !found {
-		return templateRef{}, true, errNoTag(tpl, ref, tag)
+		if tag, found = tpl.tagOfBuild(tag); !found {
+			return templateRef{}, true, errNoTag(tpl, ref, tag)
+		}
+		tr = tpl.Tags[tag]
 	}
 	out := templateRef{Image: TemplateImage(tpl.ID, tag), ID: tpl.ID, Alias: tpl.Alias}
 	if b := tpl.build(tr.BuildID); b != nil {
 		out.User, out.CPUCount, out.MemoryMB = b.User, b.CPUCount, b.MemoryMB
 	}
 	return out, true, nil
+}
+
+// tagOfBuild returns the first tag, in sorted order, that names the build
+// buildID; ok is false, and tag is buildID, when none does (den keeps an
+// image per tag, so a build no tag names any more cannot be started).
+func (tpl *templateRecord) tagOfBuild(buildID string) (tag string, ok bool) {
+	for _, name := range slices.Sorted(maps.Keys(tpl.Tags)) {
+		if tpl.Tags[name].BuildID == buildID {
+			return name, true
+		}
+	}
+	return buildID, false
 }
 
 func errNoTag(tpl *templateRecord, ref, tag string) error {

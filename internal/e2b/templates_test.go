@@ -117,7 +117,8 @@ func TestTemplateBuildFlow(t *testing.T) {
 	}
 	e.mustCall("GET", "/templates/aliases/my-app:default", e.keyA, "", 200)
 
-	for _, ref := range []string{"my-app", "MY-APP", "my-app:default", id, id + ":default"} {
+	// A build ID stands for the tag that names it (Harbor launches name:<build id>).
+	for _, ref := range []string{"my-app", "MY-APP", "my-app:default", id, id + ":default", "my-app:" + resp.BuildID, id + ":" + resp.BuildID} {
 		sb := e.create(e.keyA, `{"templateID":"`+ref+`"}`)
 		if sb.TemplateID != id || sb.Alias != "my-app" {
 			t.Errorf("create %q: templateID %q alias %q", ref, sb.TemplateID, sb.Alias)
@@ -152,6 +153,8 @@ func TestTemplateBuildFlow(t *testing.T) {
 		t.Error("the den image of the removed tag prod is still there")
 	}
 	checkError(t, e.call("POST", "/v2/sandboxes", e.keyA, `{"templateID":"my-app:prod"}`), 404, "template 'my-app:prod' has no tag 'prod' (its tags: default, v1)")
+	checkError(t, e.call("POST", "/v2/sandboxes", e.keyA, `{"templateID":"my-app:00000000-no-such-build"}`), 404,
+		"template 'my-app:00000000-no-such-build' has no tag '00000000-no-such-build' (its tags: default, v1)")
 
 	var list []templateListed
 	decode(t, e.mustCall("GET", "/templates", e.keyA, "", 200).body, &list)

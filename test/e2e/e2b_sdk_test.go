@@ -36,16 +36,7 @@ func TestE2BSDKs(t *testing.T) {
 		t.Fatalf("scripts/e2b-test-deps.sh: %v\n%s", err, out)
 	}
 
-	bin := denBin(t)
-	dataDir := os.Getenv("DEN_TEST_BASE_DATA_DIR") // reuse a built base between runs
-	if dataDir == "" {
-		dataDir = t.TempDir()
-	}
-	den := &instance{t: t, bin: bin, dataDir: dataDir, log: &bytes.Buffer{}, upWait: 15 * time.Minute}
-	den.start()
-	t.Cleanup(func() { den.removeAll(); den.stop() })
-
-	env := e2bEnv(t, filepath.Join(dataDir, "env"), den)
+	den, env := startE2BDen(t)
 
 	t.Run("npm e2b", func(t *testing.T) {
 		runSuite(t, den, filepath.Join(root, "test", "e2b-js"), env, npm, "test")
@@ -54,6 +45,22 @@ func TestE2BSDKs(t *testing.T) {
 		venvPy := filepath.Join(root, "test", "e2b-py", ".venv", "bin", "python")
 		runSuite(t, den, filepath.Join(root, "test", "e2b-py"), env, venvPy, "-m", "pytest", "-q")
 	})
+}
+
+// startE2BDen starts `den up` with the Debian base image (on
+// $DEN_TEST_BASE_DATA_DIR when set, so a built base is reused between runs)
+// and returns it with the E2B_* variables it wrote to its env file.
+func startE2BDen(t *testing.T) (*instance, []string) {
+	t.Helper()
+	bin := denBin(t)
+	dataDir := os.Getenv("DEN_TEST_BASE_DATA_DIR")
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	den := &instance{t: t, bin: bin, dataDir: dataDir, log: &bytes.Buffer{}, upWait: 15 * time.Minute}
+	den.start()
+	t.Cleanup(func() { den.removeAll(); den.stop() })
+	return den, e2bEnv(t, filepath.Join(dataDir, "env"), den)
 }
 
 func lookPath(name string) string {
