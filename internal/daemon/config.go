@@ -61,6 +61,13 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir()
 	}
+	// Sandboxes outlive den and record paths under the data dir: make them
+	// independent of the directory den was started from.
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return errdefs.Wrap(errdefs.InvalidArgument, err, "--data-dir %q", c.DataDir)
+	}
+	c.DataDir = abs
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:7070"
 	}

@@ -44,6 +44,13 @@ func TestValidateNamesTheProblem(t *testing.T) {
 	if ok.DataDir != "/var/lib/den" || ok.Listen != "127.0.0.1:7070" || ok.NodeID != "local" {
 		t.Fatalf("defaults: %+v", ok)
 	}
+	rel := Config{RunscPath: runsc, GuestBinary: guest, DataDir: "rel/data"}
+	if err := rel.Validate(); err != nil {
+		t.Fatalf("Validate with a relative data dir: %v", err)
+	}
+	if wd, _ := os.Getwd(); rel.DataDir != filepath.Join(wd, "rel/data") {
+		t.Errorf("relative --data-dir became %q, want it made absolute", rel.DataDir)
+	}
 }
 
 func TestEnvFileRoundTrip(t *testing.T) {
