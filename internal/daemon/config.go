@@ -97,7 +97,6 @@ func (c *Config) Validate() error {
 	default:
 		return errdefs.New(errdefs.InvalidArgument, "--platform %q is unknown: use systrap or ptrace", c.Platform)
 	}
-	var err error
 	if c.RunscPath, err = findBinary(c.RunscPath, "runsc"); err != nil {
 		return err
 	}
