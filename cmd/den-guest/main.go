@@ -5,16 +5,19 @@
 // more memory than that.
 //
 //	den-guest --listen unix:/.den/run/guest.sock --listen tcp:127.0.0.1:49983 --memory-limit-mb 512
+//
+// `den-guest checkpoint-hook [PHASE]` is the save/restore binary runsc
+// runs in the sandbox around a checkpoint (PHASE defaults to
+// $GVISOR_SAVE_RESTORE_AUTO_EXEC_MODE): it has the running agent close its
+// listeners before a save and listen again after a restore (see
+// guest.RunHook).
 package main
 
 import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,6 +26,9 @@ import (
 
 	"github.com/denhq/den/internal/guest"
 )
+
+// hookCommand is the argv[1] of the checkpoint hook.
+const hookCommand = "checkpoint-hook"
 
 // config is den-guest's configuration, from flags.
 type config struct {
@@ -38,7 +44,7 @@ func (c config) Validate() error {
 		return errors.New("at least one --listen is required")
 	}
 	for _, l := range c.listen {
-		if _, _, err := splitListen(l); err != nil {
+		if _, _, err := guest.SplitListenAddr(l); err != nil {
 			return err
 		}
 	}
@@ -52,6 +58,13 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if len(os.Args) > 1 && os.Args[1] == hookCommand {
+		if err := runHook(os.Args[2:]); err != nil {
+			log.Error("den-guest checkpoint hook failed", "err", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var cfg config
 	fs := flag.NewFlagSet("den-guest", flag.ExitOnError)
 	fs.Var((*listFlag)(&cfg.listen), "listen", "address to serve on, unix:PATH or tcp:HOST:PORT (repeatable)")
@@ -63,6 +76,18 @@ func main() {
 		log.Error("den-guest failed", "err", err)
 		os.Exit(1)
 	}
+}
+
+// runHook runs the checkpoint hook for the phase in args, else in the
+// environment runsc sets.
+func runHook(args []string) error {
+	mode := os.Getenv(guest.HookModeEnv)
+	if len(args) > 0 {
+		mode = args[0]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return guest.RunHook(ctx, mode)
 }
 
 // run serves until SIGTERM or SIGINT, then shuts down.
@@ -77,63 +102,33 @@ func run(cfg config, log *slog.Logger) error {
 	defer agent.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	srv := newServer(agent.Handler())
-	errc := make(chan error, len(cfg.listen))
-	for _, l := range cfg.listen {
-		ln, err := listen(l)
-		if err != nil {
-			return err
-		}
-		log.Info("listening", "addr", l)
-		go func() { errc <- srv.Serve(ln) }()
+	srv, err := guest.NewServer(agent.Handler(), cfg.listen, log)
+	if err != nil {
+		return err
 	}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	// Without its control socket the agent still serves; only checkpoints
+	// of the sandbox fail.
+	ctlCtx, stopCtl := context.WithCancel(ctx)
+	ctlDone := make(chan struct{})
+	go func() {
+		defer close(ctlDone)
+		if err := guest.ServeControl(ctlCtx, srv, log); err != nil {
+			log.Warn("control socket failed: checkpoints will fail", "err", err)
+		}
+	}()
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
-	case err = <-errc:
+	case err = <-srv.Errors():
 	}
+	stopCtl()
+	<-ctlDone
 	// Closing the agent first ends every process and watch stream, so the
-	// server's connections go idle and Shutdown returns promptly.
+	// server's connections go idle and Stop returns promptly.
 	_ = agent.Close()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if serr := srv.Shutdown(shutdownCtx); serr != nil {
-		_ = srv.Close()
-	}
+	srv.Stop(5 * time.Second)
 	return err
-}
-
-// newServer serves h over HTTP/1.1 and unencrypted HTTP/2 (h2c).
-func newServer(h http.Handler) *http.Server {
-	p := new(http.Protocols)
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	return &http.Server{Handler: h, Protocols: p, ReadHeaderTimeout: 30 * time.Second}
-}
-
-// listen opens a listener for "unix:PATH" or "tcp:ADDR", removing a stale
-// unix socket first.
-func listen(l string) (net.Listener, error) {
-	network, addr, err := splitListen(l)
-	if err != nil {
-		return nil, err
-	}
-	if network == "unix" {
-		if err := os.Remove(addr); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("remove stale socket %s: %w", addr, err)
-		}
-	}
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", l, err)
-	}
-	return ln, nil
-}
-
-func splitListen(l string) (network, addr string, err error) {
-	network, addr, ok := strings.Cut(l, ":")
-	if !ok || addr == "" || (network != "unix" && network != "tcp") {
-		return "", "", fmt.Errorf("listen address %q: want unix:PATH or tcp:HOST:PORT", l)
-	}
-	return network, addr, nil
 }

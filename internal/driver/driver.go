@@ -27,6 +27,8 @@ type Capabilities struct {
 	Wait bool `json:"wait"`
 	// List is true when the driver implements Lister.
 	List bool `json:"list"`
+	// Suspend is true when the driver implements Suspender.
+	Suspend bool `json:"suspend"`
 	// MaxCPUs and MaxMemoryMB bound a single sandbox on this driver (0 = no limit).
 	MaxCPUs     float64 `json:"max_cpus,omitempty"`
 	MaxMemoryMB int64   `json:"max_memory_mb,omitempty"`
@@ -177,4 +179,65 @@ type Waiter interface {
 // one-off sandboxes of build steps that a crash left behind.
 type Lister interface {
 	List(ctx context.Context) ([]string, error)
+}
+
+// ReasonSuspended is the Status.Reason of a sandbox that Suspender.Suspend
+// stopped: not running, its state saved, waiting for Resume or Destroy.
+const ReasonSuspended = "suspended"
+
+// Suspender is an optional interface: checkpoint a sandbox to disk and
+// bring it back later, or start copies of it, with its memory, processes
+// and filesystem.
+//
+// A checkpoint is a set of files in a directory the caller owns: Suspend
+// and Checkpoint write them, Resume and Clone only read them, and no
+// method removes them (Destroy included). Connections to the guest agent
+// (DialGuest streams) do not survive a checkpoint; processes inside do.
+//
+// A suspended sandbox keeps its ID and its host state until Resume or
+// Destroy: Status reports it not running with Reason ReasonSuspended,
+// DialGuest answers Unavailable, Wait returns at once with that status,
+// Lister lists it and Recover of its handle succeeds (also after a driver
+// restart). It is never a warm spare.
+type Suspender interface {
+	// Suspend writes the sandbox's complete state (memory, processes, open
+	// files, the writable filesystem layer) as files into dir — an empty
+	// directory the caller created on the data dir's file system — and
+	// stops the sandbox, releasing its CPU and memory. The caller fsyncs
+	// and checksums the files afterwards; Suspend does not return before
+	// every file in dir is complete. NotFound for unknown IDs;
+	// FailedPrecondition for a sandbox that is not running, or whose root
+	// filesystem is a caller's Spec.UpperDir. On error the sandbox keeps
+	// running if it can (the caller checks Status) and dir holds no
+	// checkpoint (files may remain; a retry needs an empty dir).
+	Suspend(ctx context.Context, id string, dir string) error
+
+	// Checkpoint is Suspend without the stop: it writes the same files
+	// into dir and the sandbox keeps running (its processes pause while
+	// the state is written, and guest connections are cut). Clone starts
+	// copies from dir; this is how a running sandbox is forked. Errors as
+	// for Suspend.
+	Checkpoint(ctx context.Context, id string, dir string) error
+
+	// Resume restores the suspended sandbox spec.ID from dir (written by
+	// its Suspend, or by an earlier Checkpoint of it) under its own ID and
+	// returns its new handle, which replaces the one Create returned, once
+	// the guest agent answers DialGuest. spec is the Spec the sandbox was
+	// created with. NotFound when the driver holds no sandbox spec.ID,
+	// FailedPrecondition when it is not suspended, InvalidArgument when
+	// dir holds no complete checkpoint of this sandbox. On error nothing is
+	// left running, the sandbox stays suspended and dir is untouched.
+	Resume(ctx context.Context, spec Spec, dir string) (*Handle, error)
+
+	// Clone starts a new, independent sandbox spec.ID from the checkpoint
+	// in dir (written by Suspend or Checkpoint of another sandbox, which
+	// may be running, suspended, resumed or destroyed since): its
+	// processes continue from the saved point, its filesystem writes are
+	// its own, and its hostname is spec's. dir is only read and may be
+	// used by several Clones at once. spec is the source's Spec with a new
+	// ID (and hostname); InvalidArgument when dir holds no complete
+	// checkpoint, or when spec cannot run it (other image layers, disk
+	// size or an UpperDir). AlreadyExists when spec.ID exists. On error it
+	// leaves nothing behind.
+	Clone(ctx context.Context, spec Spec, dir string) (*Handle, error)
 }

@@ -6,6 +6,10 @@
 // An Agent owns every process it starts. It may run as PID 1 of the
 // sandbox, in which case it also reaps orphaned children (see reaper.go)
 // without stealing the exit statuses of its own processes.
+//
+// A Server serves an Agent on its listen addresses and lets go of every
+// socket around a checkpoint of the sandbox, on request of the checkpoint
+// hook over a control socket (server.go, checkpoint.go).
 package guest
 
 import (

@@ -14,7 +14,7 @@ import (
 )
 
 func (s *suite) tests() []testCase {
-	return []testCase{
+	return append([]testCase{
 		{"Capabilities", s.testCapabilities},
 		{"Lifecycle", s.testLifecycle},
 		{"CreateIdempotent", s.testCreateIdempotent},
@@ -49,7 +49,7 @@ func (s *suite) tests() []testCase {
 		{"DiskQuota", s.testDiskQuota},
 		{"ForkBomb", s.testForkBomb},
 		{"Stats", s.testStats},
-	}
+	}, s.suspendTests()...)
 }
 
 func (s *suite) testCapabilities(t *testing.T) {
@@ -71,6 +71,9 @@ func (s *suite) testCapabilities(t *testing.T) {
 	}
 	if _, ok := d.(driver.Lister); ok != c.List {
 		t.Errorf("Capabilities().List = %v, but implements Lister = %v", c.List, ok)
+	}
+	if _, ok := d.(driver.Suspender); ok != c.Suspend {
+		t.Errorf("Capabilities().Suspend = %v, but implements Suspender = %v", c.Suspend, ok)
 	}
 }
 

@@ -13,6 +13,12 @@
 // write there by its host path, nothing else. Image.WorkingDir is the
 // processes' default cwd when the host has that directory.
 //
+// Suspend (driver.Suspender) writes a small JSON file into the caller's
+// directory and stops the agent; the sandbox is then not running with
+// Reason "suspended" until Resume or Destroy. The fake has no memory
+// image: the agent's processes do NOT survive a suspend; Resume and Clone
+// start a fresh agent. Clone is a Create of the new ID from the spec.
+//
 // Running sandboxes belong to the package, keyed by their directory, not to
 // a Driver: like real sandboxes they outlive the Driver that created them,
 // and a new Driver over the same Config.Dir reattaches through Recover.
@@ -52,6 +58,9 @@ type Config struct {
 	FailRecover   func(ctx context.Context, h *driver.Handle) error
 	FailDialGuest func(ctx context.Context, id string) error
 	FailDestroy   func(ctx context.Context, id string) error
+	FailSuspend   func(ctx context.Context, id, dir string) error
+	FailResume    func(ctx context.Context, spec driver.Spec, dir string) error
+	FailClone     func(ctx context.Context, spec driver.Spec, dir string) error
 }
 
 // Validate checks c.
@@ -73,6 +82,7 @@ var (
 	_ driver.StatsReader = (*Driver)(nil)
 	_ driver.Waiter      = (*Driver)(nil)
 	_ driver.Lister      = (*Driver)(nil)
+	_ driver.Suspender   = (*Driver)(nil)
 )
 
 // New returns a fake driver over cfg.Dir.
@@ -91,7 +101,7 @@ func New(cfg Config) (*Driver, error) {
 
 // Capabilities implements driver.Driver.
 func (d *Driver) Capabilities() driver.Capabilities {
-	return driver.Capabilities{Name: Name, Isolation: "none", Stats: true, Wait: true, List: true}
+	return driver.Capabilities{Name: Name, Isolation: "none", Stats: true, Wait: true, List: true, Suspend: true}
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -128,7 +138,7 @@ func (d *Driver) Recover(ctx context.Context, h *driver.Handle) error {
 	if err := json.Unmarshal(h.State, &st); err != nil || st.Dir != dir {
 		return errdefs.New(errdefs.FailedPrecondition, "recover sandbox %s: handle is not from this driver's directory", h.ID)
 	}
-	if lookup(dir) == nil {
+	if lookup(dir) == nil && !suspended(dir) {
 		return errdefs.New(errdefs.NotFound, "recover sandbox %s: not running", h.ID)
 	}
 	return nil
@@ -146,6 +156,9 @@ func (d *Driver) Status(ctx context.Context, id string) (driver.Status, error) {
 	}
 	if sb := lookup(dir); sb != nil {
 		return driver.Status{Running: true, StartedAt: st.StartedAt}, nil
+	}
+	if suspended(dir) {
+		return driver.Status{Reason: driver.ReasonSuspended, StartedAt: st.StartedAt}, nil
 	}
 	return driver.Status{Reason: "exited", StartedAt: st.StartedAt}, nil
 }

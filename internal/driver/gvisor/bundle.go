@@ -33,8 +33,9 @@ var capabilities = []string{
 	"CAP_SETFCAP", "CAP_SYS_PTRACE", "CAP_SYS_ADMIN",
 }
 
-// ociSpec builds the OCI runtime spec of a sandbox.
-func ociSpec(cfg Config, spec driver.Spec, p paths) *specs.Spec {
+// ociSpec builds the OCI runtime spec of a sandbox whose guest agent is
+// the binary at guestBin.
+func ociSpec(cfg Config, spec driver.Spec, p paths, guestBin string) *specs.Spec {
 	hostname := spec.Hostname
 	if hostname == "" {
 		hostname = spec.ID
@@ -62,7 +63,7 @@ func ociSpec(cfg Config, spec driver.Spec, p paths) *specs.Spec {
 			{Destination: "/proc", Type: "proc", Source: "proc"},
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs"},
 			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-			{Destination: guestBinaryPath, Type: "bind", Source: cfg.GuestBinary, Options: []string{"rbind", "ro"}},
+			{Destination: guestBinaryPath, Type: "bind", Source: guestBin, Options: []string{"rbind", "ro"}},
 			{Destination: guestRunDir, Type: "bind", Source: p.run(), Options: []string{"rbind", "rw"}},
 		},
 		Linux: &specs.Linux{

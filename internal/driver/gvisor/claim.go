@@ -69,7 +69,7 @@ func (c *creation) writeClaimState(ctx context.Context) (func(context.Context) e
 	if err != nil {
 		return nil, err
 	}
-	st.Dir, st.RuntimeID, st.StartedAt = c.p.dir, c.from.id, time.Now().UTC()
+	st.Dir, st.RuntimeID, st.StartedAt = c.p.dir, st.runtimeID(c.from.id), time.Now().UTC()
 	c.raw, err = writeState(c.from.p, st)
 	return nil, err
 }
@@ -84,7 +84,7 @@ func (c *creation) moveIntoPlace(ctx context.Context) (func(context.Context) err
 	if err != nil {
 		return nil, fmt.Errorf("move spare %s into place: %w", c.from.id, err)
 	}
-	return func(ctx context.Context) error { return c.d.destroyRuntime(ctx, c.from.id, c.p) }, nil
+	return func(ctx context.Context) error { return c.d.destroyRuntime(ctx, c.from.runtimeID(), c.p) }, nil
 }
 
 // guestInit is the body of the guest agent's internal POST /init.

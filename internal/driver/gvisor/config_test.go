@@ -54,13 +54,16 @@ func TestMergeEnv(t *testing.T) {
 func TestOCISpec(t *testing.T) {
 	cfg := Config{GuestBinary: "/opt/den-guest", StateDir: "/s", CgroupParent: "den"}.withDefaults()
 	p := paths{dir: "/s/sandboxes/sb1"}
-	s := ociSpec(cfg, driver.Spec{ID: "sb1", CPUs: 1.5, MemoryMB: 256, Image: driver.Image{User: "user"}}, p)
+	s := ociSpec(cfg, driver.Spec{ID: "sb1", CPUs: 1.5, MemoryMB: 256, Image: driver.Image{User: "user"}}, p, "/s/guest/0123/den-guest")
 	if s.Hostname != "sb1" || s.Root.Path != "/s/sandboxes/sb1/rootfs" || s.Linux.CgroupsPath != "/den/sb1" {
 		t.Errorf("hostname %q root %q cgroup %q", s.Hostname, s.Root.Path, s.Linux.CgroupsPath)
 	}
 	wantArgs := []string{"/.den/den-guest", "--listen", "unix:/.den/run/guest.sock", "--default-user", "user"}
 	if diff := cmp.Diff(wantArgs, s.Process.Args); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
+	}
+	if m := s.Mounts[3]; m.Destination != "/.den/den-guest" || m.Source != "/s/guest/0123/den-guest" {
+		t.Errorf("guest binary mount %+v", m)
 	}
 	r := s.Linux.Resources
 	if *r.Memory.Limit != 256<<20 || *r.CPU.Quota != 150000 || *r.CPU.Period != 100000 || r.Pids.Limit != 4096 {

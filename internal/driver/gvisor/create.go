@@ -19,6 +19,13 @@ type creation struct {
 	p    paths
 	from spare  // claim only: the warm spare becoming this sandbox
 	raw  []byte // encoded state, the Handle's State
+
+	// Resume and Clone only (restore.go):
+	image    string       // the checkpoint directory to restore from
+	platform string       // the checkpoint's runsc platform
+	rid      string       // the runsc container ID to restore as
+	prev     sandboxState // Resume: the suspended sandbox's state
+	guestBin string       // the guest binary to bind; empty: the driver's
 }
 
 // step is one named stage of Create. It returns an undo function (nil when
@@ -203,15 +210,16 @@ func (c *creation) overlay() overlay {
 }
 
 func (c *creation) writeBundle(ctx context.Context) (func(context.Context) error, error) {
-	return nil, writeSpec(ociSpec(c.d.cfg, c.spec, c.p), c.p)
+	return nil, writeSpec(ociSpec(c.d.cfg, c.spec, c.p, c.guestBinary()), c.p)
 }
 
 // start runs `runsc run --detach`: one runsc invocation instead of create
 // and start, measured faster than the pair.
 func (c *creation) start(ctx context.Context) (func(context.Context) error, error) {
 	args := c.d.runFlags(c.p, c.spec)
-	args = append(args, "run", "--detach", "--bundle", c.p.dir, "--pid-file", c.p.pidFile(), c.spec.ID)
-	undo := func(ctx context.Context) error { return c.d.runsc.deleteForce(ctx, c.spec.ID) }
+	rid := runtimeIDFor(c.spec.ID)
+	args = append(args, "run", "--detach", "--bundle", c.p.dir, "--pid-file", c.p.pidFile(), rid)
+	undo := func(ctx context.Context) error { return c.d.runsc.deleteForce(ctx, rid) }
 	if err := c.d.runsc.detached(ctx, c.p.log(), args...); err != nil {
 		if ctxErr(err) {
 			return undo, err
@@ -225,6 +233,12 @@ func (c *creation) start(ctx context.Context) (func(context.Context) error, erro
 // an UpperDir, root filesystem writes go to the host overlay (no gVisor
 // rootfs overlay, no quota); else to gVisor's overlay with its filestore.
 func (d *Driver) runFlags(p paths, spec driver.Spec) []string {
+	return d.runFlagsOn(d.platform, p, spec)
+}
+
+// runFlagsOn is runFlags for a sandbox on platform (a restored sandbox
+// keeps the platform of its checkpoint).
+func (d *Driver) runFlagsOn(platform string, p paths, spec driver.Spec) []string {
 	overlay := "--overlay2=none"
 	if spec.UpperDir == "" {
 		overlay = "--overlay2=root:dir=" + p.filestore()
@@ -234,7 +248,7 @@ func (d *Driver) runFlags(p paths, spec driver.Spec) []string {
 	}
 	// --allow-suid: setuid binaries (sudo) work inside; the sandbox kernel
 	// boundary is unchanged, elevation stays inside the sentry.
-	args := []string{"--platform=" + d.platform, "--network=none", "--host-uds=create", "--allow-suid", overlay}
+	args := []string{"--platform=" + platform, "--network=none", "--host-uds=create", "--allow-suid", overlay}
 	if d.cfg.Debug {
 		args = append(args, "--debug", "--debug-log="+p.dir+"/")
 	}
@@ -242,11 +256,16 @@ func (d *Driver) runFlags(p paths, spec driver.Spec) []string {
 }
 
 func (c *creation) writeState(ctx context.Context) (func(context.Context) error, error) {
+	platform := c.d.platform
+	if c.platform != "" {
+		platform = c.platform
+	}
 	st := sandboxState{
-		Dir: c.p.dir, RunscRoot: c.d.runsc.root, Platform: c.d.platform,
+		Dir: c.p.dir, RunscRoot: c.d.runsc.root, Platform: platform, RuntimeID: runtimeIDFor(c.spec.ID),
 		Cgroup: cgroupPath(c.d.cfg, c.spec.ID), StartedAt: time.Now().UTC(),
 		MemoryLimit: uint64(c.spec.MemoryMB) << 20, DiskLimitBytes: uint64(c.spec.DiskMB) << 20,
-		UpperDir: c.spec.UpperDir,
+		UpperDir: c.spec.UpperDir, Layers: c.spec.Image.Layers, GuestBinary: c.guestBinary(),
+		CheckpointHook: c.image != "",
 	}
 	if st.UpperDir != "" {
 		st.DiskLimitBytes = 0 // not enforced
@@ -258,6 +277,14 @@ func (c *creation) writeState(ctx context.Context) (func(context.Context) error,
 
 func (c *creation) waitGuest(ctx context.Context) (func(context.Context) error, error) {
 	return nil, waitHealthy(ctx, time.Now().Add(c.d.cfg.StartTimeout), c.p)
+}
+
+// guestBinary is the guest binary the sandbox binds.
+func (c *creation) guestBinary() string {
+	if c.guestBin != "" {
+		return c.guestBin
+	}
+	return c.d.guestBin
 }
 
 func (c *creation) handle() *driver.Handle {

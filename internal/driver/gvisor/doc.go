@@ -18,7 +18,10 @@
 //	spares/<instance>/ warm spares of one driver instance (see below)
 //
 // Every path is derived from the sandbox ID, so Destroy, Status and DialGuest
-// work without in-memory state, for example after the agent restarted.
+// work without in-memory state, for example after the agent restarted. The
+// runsc container of sandbox <id> is named "<id>+" (runtimeIDFor): runsc
+// resolves container IDs by prefix, and '+', which sandbox IDs never hold,
+// keeps one sandbox's container ID from being a prefix of another's.
 //
 // # Guest channel
 //
@@ -96,6 +99,21 @@
 // under spares/<instance>/, flock(2)ed by the live instance: Close destroys
 // them, and New destroys those of instances that died. Spares pin their
 // image layers while they wait.
+//
+// # Suspend, resume and clone
+//
+// driver.Suspender is runsc checkpoint and restore (suspend.go,
+// restore.go). A checkpoint holds the sandbox's memory, its processes and
+// its root filesystem writes (the rootfs overlay lives in sentry memory);
+// the host overlay of image layers is not in it and must be there, at the
+// same paths, to restore. The guest agent closes its host socket around a
+// checkpoint and listens again after a restore (see suspend.go for the
+// hook runsc runs for that). A suspended sandbox keeps its directory and
+// rootfs mount (which also keeps image GC off its layers) but no runsc
+// container, cgroup or process; den.json says so (Phase). Resume restores
+// it in place; Clone builds a new sandbox directory as Create does and
+// restores into it, then sets its hostname. Sandboxes with an UpperDir
+// cannot be checkpointed.
 //
 // # Lifetime
 //

@@ -23,6 +23,7 @@ import (
 type Driver struct {
 	cfg      Config
 	platform string
+	guestBin string // the installed copy of Config.GuestBinary (guestbin.go)
 	runsc    runsc
 	log      *slog.Logger
 	pool     *pool
@@ -37,6 +38,7 @@ var (
 	_ driver.StatsReader = (*Driver)(nil)
 	_ driver.Waiter      = (*Driver)(nil)
 	_ driver.Lister      = (*Driver)(nil)
+	_ driver.Suspender   = (*Driver)(nil)
 )
 
 // New checks cfg, prepares StateDir, destroys warm spares that earlier
@@ -59,6 +61,10 @@ func New(cfg Config) (*Driver, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("gvisor driver: create state dir: %w", err)
 		}
+	}
+	var err error
+	if d.guestBin, err = installGuestBinary(cfg.StateDir, cfg.GuestBinary); err != nil {
+		return nil, err
 	}
 	d.platform = cfg.Platform
 	if d.platform == "" {
@@ -94,7 +100,7 @@ func (d *Driver) Platform() string { return d.platform }
 
 // Capabilities implements driver.Driver.
 func (d *Driver) Capabilities() driver.Capabilities {
-	return driver.Capabilities{Name: "gvisor", Isolation: "user-space-kernel", Stats: true, Wait: true, List: true}
+	return driver.Capabilities{Name: "gvisor", Isolation: "user-space-kernel", Stats: true, Wait: true, List: true, Suspend: true}
 }
 
 func (d *Driver) sandboxesDir() string { return filepath.Join(d.cfg.StateDir, "sandboxes") }
@@ -105,7 +111,9 @@ func (d *Driver) paths(id string) paths {
 }
 
 // Recover implements driver.Driver: it checks the handle belongs to this
-// driver's state dir and that the sandbox still runs with its agent answering.
+// driver's state dir and that the sandbox still runs with its agent
+// answering, or is suspended. A checkpoint that an agent crash
+// interrupted is abandoned: the guest agent listens again.
 func (d *Driver) Recover(ctx context.Context, h *driver.Handle) error {
 	if err := checkID(h.ID); err != nil {
 		return err
@@ -121,9 +129,16 @@ func (d *Driver) Recover(ctx context.Context, h *driver.Handle) error {
 	if st.Dir != p.dir || st.RunscRoot != d.runsc.root {
 		return errdefs.New(errdefs.FailedPrecondition, "recover sandbox %s: handle is for state dir %s, driver uses %s", h.ID, st.Dir, p.dir)
 	}
+	if err := d.recoverCheckpointing(ctx, h.ID, p); err != nil {
+		return fmt.Errorf("recover sandbox %s: %w", h.ID, err)
+	}
 	s, err := d.Status(ctx, h.ID)
 	if err != nil {
 		return fmt.Errorf("recover sandbox %s: %w", h.ID, err)
+	}
+	if s.Reason == driver.ReasonSuspended {
+		d.log.Info("sandbox recovered", "sandbox", h.ID, "suspended", true)
+		return nil
 	}
 	if !s.Running {
 		return errdefs.New(errdefs.NotFound, "recover sandbox %s: not running (%s)", h.ID, s.Reason)
@@ -144,6 +159,9 @@ func (d *Driver) Status(ctx context.Context, id string) (driver.Status, error) {
 	st, err := readState(p)
 	if err != nil {
 		return driver.Status{}, fmt.Errorf("status of sandbox %s: %w", id, err)
+	}
+	if st.Phase == phaseSuspended {
+		return driver.Status{Reason: driver.ReasonSuspended, StartedAt: st.StartedAt}, nil
 	}
 	oci, err := d.runsc.state(ctx, st.runtimeID(id))
 	if errdefs.IsNotFound(err) {
@@ -181,13 +199,13 @@ func (d *Driver) DialGuest(ctx context.Context, id string) (net.Conn, error) {
 // Destroy implements driver.Driver: delete the runsc container (which kills
 // it and removes its cgroup), unmount the rootfs, remove the directory.
 // The runsc container ID comes from the state (a claimed spare keeps its
-// own); without state (a half-built cold sandbox) it is the sandbox ID.
+// own); without state (a half-built cold sandbox) it is runtimeIDFor(id).
 func (d *Driver) Destroy(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
 	p := d.paths(id)
-	rid := id
+	rid := runtimeIDFor(id)
 	if st, err := readState(p); err == nil {
 		rid = st.runtimeID(id)
 	}

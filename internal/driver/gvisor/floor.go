@@ -28,6 +28,7 @@ func MeasureRawFloor(ctx context.Context, runscPath, rootfsDir, platform string,
 		return nil, fmt.Errorf("measure runsc floor: %w", err)
 	}
 	r := runsc{path: runscPath, root: filepath.Join(dir, "root")}
+	defer r.unmountNullNetNS() // before the RemoveAll above, which it would fail
 	var out []time.Duration
 	for i := range n {
 		d, err := floorOnce(ctx, r, dir, platform, fmt.Sprintf("floor-%d-%d", os.Getpid(), i))
@@ -64,11 +65,16 @@ func floorOnce(ctx context.Context, r runsc, bundle, platform, id string) (time.
 
 // writeFloorBundle writes a config.json running sleep on a read-only rootfs.
 func writeFloorBundle(dir, rootfsDir string) error {
+	return writeFloorBundleArgs(dir, rootfsDir, []string{"/bin/sleep", "1000000"})
+}
+
+// writeFloorBundleArgs writes a config.json running args on a read-only rootfs.
+func writeFloorBundleArgs(dir, rootfsDir string, args []string) error {
 	spec := &specs.Spec{
 		Version: specs.Version,
 		Root:    &specs.Root{Path: rootfsDir, Readonly: true},
 		Process: &specs.Process{
-			Args: []string{"/bin/sleep", "1000000"},
+			Args: args,
 			Env:  []string{defaultPath},
 			Cwd:  "/",
 		},
@@ -86,4 +92,94 @@ func writeFloorBundle(dir, rootfsDir string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600)
+}
+
+// CheckpointTiming is one raw runsc checkpoint and restore.
+type CheckpointTiming struct {
+	// Checkpoint is `runsc checkpoint` until it exits (the sandbox stops).
+	Checkpoint time.Duration
+	// Restore is `runsc restore --detach` plus the first `runsc exec ID
+	// /bin/true` after it, until that exits.
+	Restore time.Duration
+	// ImageBytes is the size of the checkpoint's files.
+	ImageBytes int64
+}
+
+// MeasureCheckpointFloor times n raw runsc checkpoints and restores of a
+// busybox sandbox on rootfsDir (read-only) whose /dev/shm holds dirtyMB
+// MiB of random data, in the sandbox's memory: the floor den's Suspend and
+// Resume are compared to. Each iteration starts a new sandbox (untimed),
+// checkpoints it, deletes it (untimed) and restores it under the same ID.
+// background adds `runsc restore --background` (image pages load while
+// the sandbox already runs).
+func MeasureCheckpointFloor(ctx context.Context, runscPath, rootfsDir, platform string, dirtyMB, n int, background bool) ([]CheckpointTiming, error) {
+	dir, err := os.MkdirTemp("", "den-runsc-ckpt-floor-")
+	if err != nil {
+		return nil, fmt.Errorf("measure checkpoint floor: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	script := fmt.Sprintf("mkdir -p /dev/shm && dd if=/dev/urandom of=/dev/shm/x bs=1M count=%d 2>/dev/null && touch /dev/shm/ready && exec sleep 1000000", dirtyMB)
+	if err := writeFloorBundleArgs(dir, rootfsDir, []string{"/bin/sh", "-c", script}); err != nil {
+		return nil, fmt.Errorf("measure checkpoint floor: %w", err)
+	}
+	r := runsc{path: runscPath, root: filepath.Join(dir, "root")}
+	defer r.unmountNullNetNS() // before the RemoveAll above, which it would fail
+	var out []CheckpointTiming
+	for i := range n {
+		ct, err := checkpointFloorOnce(ctx, r, dir, platform, fmt.Sprintf("ckpt-floor-%d-%d", os.Getpid(), i), background)
+		if err != nil {
+			return out, fmt.Errorf("measure checkpoint floor: %w", err)
+		}
+		out = append(out, ct)
+	}
+	return out, nil
+}
+
+// checkpointFloorOnce is one timed checkpoint and restore.
+func checkpointFloorOnce(ctx context.Context, r runsc, bundle, platform, id string, background bool) (CheckpointTiming, error) {
+	var ct CheckpointTiming
+	flags := []string{"--platform=" + platform, "--network=none"}
+	logPath := filepath.Join(bundle, "runsc.log")
+	image := filepath.Join(bundle, "image-"+id)
+	defer os.RemoveAll(image)
+	defer r.deleteForce(context.WithoutCancel(ctx), id) //nolint:errcheck // best effort; the temp root is removed after
+	if err := r.detached(ctx, logPath, append(flags, "run", "--detach", "--bundle", bundle, id)...); err != nil {
+		return ct, err
+	}
+	for {
+		if _, err := r.output(ctx, "exec", id, "/bin/test", "-e", "/dev/shm/ready"); err == nil {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return ct, err
+		}
+		time.Sleep(20 * time.Millisecond) // polling the sandbox; the deadline is ctx's
+	}
+	begin := time.Now()
+	if _, err := r.output(ctx, "checkpoint", "--image-path="+image, id); err != nil {
+		return ct, err
+	}
+	ct.Checkpoint = time.Since(begin)
+	if err := r.deleteForce(ctx, id); err != nil {
+		return ct, err
+	}
+	args := append(flags, "restore", "--image-path="+image, "--detach", "--bundle", bundle)
+	if background {
+		args = append(args, "--background")
+	}
+	begin = time.Now()
+	if err := r.detached(ctx, logPath, append(args, id)...); err != nil {
+		return ct, err
+	}
+	if _, err := r.output(ctx, "exec", id, "/bin/true"); err != nil {
+		return ct, err
+	}
+	ct.Restore = time.Since(begin)
+	entries, _ := os.ReadDir(image)
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil {
+			ct.ImageBytes += info.Size()
+		}
+	}
+	return ct, nil
 }

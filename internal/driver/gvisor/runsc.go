@@ -71,10 +71,22 @@ type ociState struct {
 	Pid    int    `json:"pid"`
 }
 
+// exists reports whether runsc has a container named exactly id (runsc's
+// own lookup also takes a prefix of an ID: see runtimeIDSuffix). Its
+// state file is <root>/<container>_sandbox:<sandbox>.state, and den's
+// sandboxes hold one container named like the sandbox.
+func (r runsc) exists(id string) bool {
+	_, err := os.Stat(filepath.Join(r.root, id+"_sandbox:"+id+".state"))
+	return err == nil
+}
+
 // state returns the OCI state of container id; NotFound when runsc does
 // not know it.
 func (r runsc) state(ctx context.Context, id string) (ociState, error) {
 	var st ociState
+	if !r.exists(id) {
+		return st, errdefs.New(errdefs.NotFound, "runsc state %s: container does not exist", id)
+	}
 	out, err := r.output(ctx, "state", id)
 	if err != nil {
 		if strings.Contains(err.Error(), "does not exist") {
@@ -88,8 +100,12 @@ func (r runsc) state(ctx context.Context, id string) (ociState, error) {
 	return st, nil
 }
 
-// deleteForce kills and deletes container id. Unknown IDs succeed.
+// deleteForce kills and deletes container id. Unknown IDs succeed (and
+// never reach runsc, which would delete a container whose ID id prefixes).
 func (r runsc) deleteForce(ctx context.Context, id string) error {
+	if !r.exists(id) {
+		return nil
+	}
 	_, err := r.output(ctx, "delete", "-force", id)
 	return err
 }

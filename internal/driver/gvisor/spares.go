@@ -98,7 +98,7 @@ func (d *Driver) bootSpare(ctx context.Context, spec driver.Spec) (spare, error)
 
 // destroySpare is the pool's destroy function.
 func (d *Driver) destroySpare(ctx context.Context, sp spare) error {
-	if err := d.destroyRuntime(ctx, sp.id, sp.p); err != nil {
+	if err := d.destroyRuntime(ctx, sp.runtimeID(), sp.p); err != nil {
 		return fmt.Errorf("destroy spare %s: %w", sp.id, err)
 	}
 	return nil
@@ -171,4 +171,13 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // never fails (crypto/rand)
 	return hex.EncodeToString(b)
+}
+
+// runtimeID is the spare's runsc container ID: from its state when it has
+// one (spares of state version 2 used their bare ID), else runtimeIDFor.
+func (sp spare) runtimeID() string {
+	if st, err := readState(sp.p); err == nil {
+		return st.runtimeID(sp.id)
+	}
+	return runtimeIDFor(sp.id)
 }

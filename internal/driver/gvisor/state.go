@@ -13,20 +13,35 @@ import (
 )
 
 // stateVersion is the Handle.Version this package writes. Recover accepts
-// every version listed in decodeState: 1 (no RuntimeID) and 2.
-const stateVersion = 2
+// every version listed in decodeState: 1 (no RuntimeID), 2 and 3.
+const stateVersion = 3
+
+// Phases of a sandbox around checkpoints (sandboxState.Phase).
+const (
+	// phaseCheckpointing: a checkpoint is being written; the guest agent
+	// may have closed its socket (see suspend.go).
+	phaseCheckpointing = "checkpointing"
+	// phaseSuspended: the sandbox was checkpointed and stopped; its runsc
+	// container is gone, its directory and rootfs mount stay.
+	phaseSuspended = "suspended"
+)
 
 // sandboxState is the private part of a Handle, and the content of den.json
 // in the sandbox directory. Version 2 added RuntimeID, so that a version-1
 // driver refuses (rather than misreads) a sandbox claimed from the warm pool.
+// Version 3 added Phase, so that a version-2 driver refuses a sandbox that
+// may be suspended rather than calling it dead; and Layers, GuestBinary
+// and CheckpointHook, and runtime IDs ending in runtimeIDSuffix. Handles
+// keep the state of Create or Resume: Phase is read from den.json.
 type sandboxState struct {
 	// Dir is the sandbox directory; Recover checks it is this driver's.
 	Dir string `json:"dir"`
 	// RunscRoot is runsc's --root for the sandbox.
 	RunscRoot string `json:"runsc_root"`
-	// RuntimeID is the runsc container ID. It differs from the sandbox ID
-	// for a sandbox claimed from the warm pool (it is the spare's ID, as is
-	// the cgroup's name); empty (version 1) means the sandbox ID.
+	// RuntimeID is the runsc container ID: runtimeIDFor the sandbox ID,
+	// or of the spare's ID for a sandbox claimed from the warm pool (whose
+	// cgroup is named after the spare too) until it is resumed. Empty
+	// (version 1) means the sandbox ID; versions 1 and 2 used bare IDs.
 	RuntimeID string `json:"runtime_id,omitempty"`
 	Platform  string `json:"platform"`
 	// Cgroup is the sandbox cgroup path (relative to a hierarchy root).
@@ -39,6 +54,20 @@ type sandboxState struct {
 	// and nothing it does with the sandbox touches that directory (it
 	// lies outside Dir; Destroy unmounts before removing Dir).
 	UpperDir string `json:"upper_dir,omitempty"`
+	// Layers are the image layers of the host overlay (driver.Image.Layers),
+	// recorded in checkpoints so that Clone can check its spec.
+	Layers []string `json:"layers,omitempty"`
+	// Phase is "" (running or dead: runsc knows), phaseCheckpointing or
+	// phaseSuspended.
+	Phase string `json:"phase,omitempty"`
+	// GuestBinary is the installed guest binary the sandbox binds (see
+	// guestbin.go); empty for sandboxes that bound Config.GuestBinary.
+	GuestBinary string `json:"guest_binary,omitempty"`
+	// CheckpointHook is true once the sandbox's kernel runs den's
+	// checkpoint hook around every checkpoint and restore (see
+	// suspend.go): after its first checkpoint, and for every sandbox
+	// restored from one.
+	CheckpointHook bool `json:"checkpoint_hook,omitempty"`
 }
 
 // validID is what a sandbox ID may look like: it becomes a directory name,
@@ -99,6 +128,17 @@ func readState(p paths) (sandboxState, error) {
 	return st, nil
 }
 
+// runtimeIDSuffix ends every runsc container ID this package creates.
+// runsc resolves a container ID as a prefix: `runsc delete x` deletes
+// container "x-fork" when no "x" exists, and fails as "ambiguous" on "x"
+// itself once "x-fork" exists. Sandbox IDs never hold '+' (see validID)
+// and runsc accepts it, so IDs ending in '+' are never a prefix of one
+// another. Sandboxes of state versions 1 and 2 use their bare ID.
+const runtimeIDSuffix = "+"
+
+// runtimeIDFor is the runsc container ID a new sandbox (or spare) id gets.
+func runtimeIDFor(id string) string { return id + runtimeIDSuffix }
+
 // runtimeID is the runsc container ID of sandbox id.
 func (st sandboxState) runtimeID(id string) string {
 	if st.RuntimeID != "" {
@@ -110,8 +150,8 @@ func (st sandboxState) runtimeID(id string) string {
 // decodeState reads the private state of a Handle this driver wrote.
 func decodeState(h *driver.Handle) (sandboxState, error) {
 	var st sandboxState
-	if h.Version != 1 && h.Version != stateVersion {
-		return st, errdefs.New(errdefs.FailedPrecondition, "sandbox %s: gvisor handle version %d is not supported (want 1 or %d)", h.ID, h.Version, stateVersion)
+	if h.Version < 1 || h.Version > stateVersion {
+		return st, errdefs.New(errdefs.FailedPrecondition, "sandbox %s: gvisor handle version %d is not supported (want 1 to %d)", h.ID, h.Version, stateVersion)
 	}
 	if err := json.Unmarshal(h.State, &st); err != nil {
 		return st, errdefs.Wrap(errdefs.FailedPrecondition, err, "sandbox %s: decode gvisor handle state", h.ID)

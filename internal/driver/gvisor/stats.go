@@ -88,7 +88,8 @@ func oomKilled(cgroup string) bool {
 
 // Stats implements driver.StatsReader from the sandbox cgroup (sentry and
 // gofer together, so memory includes gVisor's own overhead; PIDs counts
-// host tasks, not guest processes) and the rootfs overlay filestore.
+// host tasks, not guest processes) and the rootfs overlay filestore. A
+// suspended sandbox uses nothing (its checkpoint is the caller's).
 func (d *Driver) Stats(ctx context.Context, id string) (driver.Stats, error) {
 	if err := checkID(id); err != nil {
 		return driver.Stats{}, err
@@ -99,6 +100,9 @@ func (d *Driver) Stats(ctx context.Context, id string) (driver.Stats, error) {
 		return driver.Stats{}, fmt.Errorf("stats of sandbox %s: %w", id, err)
 	}
 	s := driver.Stats{At: time.Now(), MemoryLimit: st.MemoryLimit, DiskLimitBytes: st.DiskLimitBytes}
+	if st.Phase == phaseSuspended {
+		return s, nil // no processes, no cgroup: nothing in use
+	}
 	if err := readCgroupStats(st.Cgroup, &s); err != nil {
 		return driver.Stats{}, fmt.Errorf("stats of sandbox %s: %w", id, err)
 	}

@@ -31,8 +31,14 @@ func (d *Driver) Wait(ctx context.Context, id string) (driver.Status, error) {
 	if err != nil {
 		return driver.Status{}, fmt.Errorf("wait for sandbox %s: %w", id, err)
 	}
+	if st.Phase == phaseSuspended {
+		return driver.Status{Reason: driver.ReasonSuspended, StartedAt: st.StartedAt}, nil
+	}
 	fd, err := openPidfd(p)
 	if err != nil {
+		if s, ok := suspendedStatus(p); ok { // Suspend removed the pid file meanwhile
+			return s, nil
+		}
 		return driver.Status{}, fmt.Errorf("wait for sandbox %s: %w", id, err)
 	}
 	if fd >= 0 {
@@ -46,11 +52,24 @@ func (d *Driver) Wait(ctx context.Context, id string) (driver.Status, error) {
 	}
 	// The process has exited; runsc may still call it running until its
 	// zombie is reaped, so the status is built here rather than asked for.
+	// A suspended sandbox exits too: Suspend marks it so before it stops.
+	if s, ok := suspendedStatus(p); ok {
+		return s, nil
+	}
 	reason := "exited"
 	if oomKilled(st.Cgroup) {
 		reason = "oom"
 	}
 	return driver.Status{Reason: reason, StartedAt: st.StartedAt}, nil
+}
+
+// suspendedStatus is the Status of the sandbox at p when it is suspended.
+func suspendedStatus(p paths) (driver.Status, bool) {
+	st, err := readState(p)
+	if err != nil || st.Phase != phaseSuspended {
+		return driver.Status{}, false
+	}
+	return driver.Status{Reason: driver.ReasonSuspended, StartedAt: st.StartedAt}, true
 }
 
 // openPidfd opens a pidfd on the sandbox process, or returns -1 when the

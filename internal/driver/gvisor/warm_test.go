@@ -98,17 +98,18 @@ func assertDestroyedClaim(t *testing.T, d *Driver, id string) {
 	if _, err := os.Stat(d.paths(id).dir); !os.IsNotExist(err) {
 		t.Errorf("sandbox dir after Destroy: %v", err)
 	}
-	assertRuntimeGone(t, d, st.RuntimeID)
+	assertRuntimeGone(t, d, st.RuntimeID, strings.TrimSuffix(st.RuntimeID, runtimeIDSuffix))
 }
 
-// assertRuntimeGone checks runsc container rid and its cgroup are gone.
-func assertRuntimeGone(t *testing.T, d *Driver, rid string) {
+// assertRuntimeGone checks runsc container rid and its cgroup (named
+// cgroupName) are gone.
+func assertRuntimeGone(t *testing.T, d *Driver, rid, cgroupName string) {
 	t.Helper()
 	if _, err := d.runsc.state(context.Background(), rid); err == nil {
 		t.Errorf("runsc container %s still exists", rid)
 	}
 	for _, ctrl := range []string{"memory", "pids", "cpu"} {
-		if _, err := os.Stat(cgroupFile(cgroupPath(d.cfg, rid), ctrl, "")); err == nil {
+		if _, err := os.Stat(cgroupFile(cgroupPath(d.cfg, cgroupName), ctrl, "")); err == nil {
 			t.Errorf("cgroup %s of %s still exists", ctrl, rid)
 		}
 	}
@@ -180,7 +181,7 @@ func TestWarmCloseDestroysSpares(t *testing.T) {
 	}
 	assertNoSpares(t, d)
 	for _, sp := range spares {
-		assertRuntimeGone(t, d, sp.id)
+		assertRuntimeGone(t, d, runtimeIDFor(sp.id), sp.id)
 	}
 }
 
@@ -228,7 +229,7 @@ func TestWarmSparesOfKilledDriverAreDestroyed(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = d.Close() })
 	assertNoSpares(t, d)
-	assertRuntimeGone(t, d, spareID)
+	assertRuntimeGone(t, d, runtimeIDFor(spareID), spareID)
 }
 
 // warmHelper warms one spare, prints its ID and waits for SIGKILL.
