@@ -9,6 +9,8 @@
 //	GET    /v1/sandboxes/{id}               -> Sandbox ({id} is an ID or a name)
 //	DELETE /v1/sandboxes/{id}               -> 204
 //	POST   /v1/sandboxes/{id}/timeout       SetTimeoutRequest -> Sandbox
+//	POST   /v1/sandboxes/{id}/suspend       -> Sandbox (suspended)
+//	POST   /v1/sandboxes/{id}/resume        -> Sandbox (running)
 //	ANY    /v1/sandboxes/{id}/envd/{path}   proxied to the sandbox's guest agent
 //	                                        (envd protocol: Connect RPC, /files, /health)
 //	GET    /v1/images                       -> ImageList
@@ -49,6 +51,14 @@ const (
 	StateFailed     = "failed"
 )
 
+// Actions of a sandbox's timeout and idle timeout.
+const (
+	// ActionKill deletes the sandbox (the default).
+	ActionKill = "kill"
+	// ActionSuspend suspends it; its timers stop until it resumes.
+	ActionSuspend = "suspend"
+)
+
 // Defaults and bounds of sandbox sizes.
 const (
 	DefaultImage          = "base"
@@ -82,9 +92,16 @@ type CreateSandboxRequest struct {
 	DiskMB   int64             `json:"disk_mb,omitempty"`
 	Env      map[string]string `json:"env,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
-	// Timeout in seconds after which the sandbox is removed; nil means the
-	// default (300), 0 means never.
+	// Timeout in seconds of running life, after which TimeoutAction
+	// applies; nil means the default (300), 0 means never.
 	Timeout *int64 `json:"timeout,omitempty"`
+	// TimeoutAction is ActionKill (default) or ActionSuspend.
+	TimeoutAction string `json:"timeout_action,omitempty"`
+	// IdleTimeout in seconds without activity (see docs/api.md), after
+	// which IdleAction applies; 0 (default) means never.
+	IdleTimeout int64 `json:"idle_timeout,omitempty"`
+	// IdleAction is ActionKill (default) or ActionSuspend.
+	IdleAction string `json:"idle_action,omitempty"`
 	// User is the default user of the sandbox's processes and file
 	// operations (requests that name none); empty means the image's user.
 	// The image must have it.
@@ -109,6 +126,12 @@ func (r *CreateSandboxRequest) ApplyDefaults() {
 		t := int64(DefaultTimeoutSeconds)
 		r.Timeout = &t
 	}
+	if r.TimeoutAction == "" {
+		r.TimeoutAction = ActionKill
+	}
+	if r.IdleAction == "" {
+		r.IdleAction = ActionKill
+	}
 }
 
 // Sandbox is a sandbox as the API shows it.
@@ -124,11 +147,30 @@ type Sandbox struct {
 	MemoryMB int64             `json:"memory_mb"`
 	DiskMB   int64             `json:"disk_mb"`
 	Metadata map[string]string `json:"metadata,omitempty"`
-	// Timeout in seconds; 0 means none.
-	Timeout   int64      `json:"timeout"`
-	CreatedAt time.Time  `json:"created_at"`
-	StartedAt *time.Time `json:"started_at,omitempty"`
+	// Timeout in seconds of running life; 0 means none.
+	Timeout int64 `json:"timeout"`
+	// TimeoutAction is set when Timeout is: ActionKill or ActionSuspend.
+	TimeoutAction string `json:"timeout_action,omitempty"`
+	// IdleTimeout in seconds; 0 means none. IdleAction is set with it.
+	IdleTimeout int64      `json:"idle_timeout,omitempty"`
+	IdleAction  string     `json:"idle_action,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	// ExpiresAt is when the timeout passes; set while a timeout runs
+	// (never while suspended: see TimeoutLeft).
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// LastActiveAt and IdleExpiresAt are set for a running sandbox with
+	// an idle timeout: its last activity and when IdleAction applies if
+	// none comes (both "now" while a stream is open).
+	LastActiveAt  *time.Time `json:"last_active_at,omitempty"`
+	IdleExpiresAt *time.Time `json:"idle_expires_at,omitempty"`
+	// SuspendedAt is set while the sandbox is suspended.
+	SuspendedAt *time.Time `json:"suspended_at,omitempty"`
+	// TimeoutLeft is, while suspended with a timeout, the seconds of life
+	// it will have when it resumes.
+	TimeoutLeft int64 `json:"timeout_left,omitempty"`
+	// SnapshotBytes is, while suspended, the size of its saved state.
+	SnapshotBytes int64 `json:"snapshot_bytes,omitempty"`
 }
 
 // SandboxList is one page of sandboxes. NextPageToken is empty on the last page.

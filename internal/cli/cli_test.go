@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -254,5 +255,73 @@ func TestConnectionRefusedSaysWhatToDo(t *testing.T) {
 	code := report(&out, fmt.Errorf("list sandboxes: %w", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}))
 	if code != 1 || !strings.Contains(out.String(), "is `den up` running?") {
 		t.Fatalf("report = %d %q, want 1 and a hint to start den", code, out.String())
+	}
+}
+
+func TestSuspendResumeCommands(t *testing.T) {
+	srv := newEnv(t)
+	id := strings.TrimSpace(ok(t, srv.URL, "", "create", "--timeout", "60", "--timeout-action", "suspend",
+		"--idle-timeout", "10m", "--idle-action", "suspend"))
+	var sb rest.Sandbox
+	if err := json.Unmarshal([]byte(ok(t, srv.URL, "", "get", id, "--json")), &sb); err != nil {
+		t.Fatal(err)
+	}
+	if sb.TimeoutAction != "suspend" || sb.IdleTimeout != 600 || sb.IdleAction != "suspend" {
+		t.Fatalf("create with timers: %+v", sb)
+	}
+	if out := ok(t, srv.URL, "", "suspend", id); out != id+"\n" {
+		t.Fatalf("suspend printed %q", out)
+	}
+	r := cli(t, srv.URL, "", "suspend", id)
+	if want := "den: sandbox " + id + " is suspended: only a running sandbox can be suspended (failed_precondition)\n"; r.code != 1 || r.stderr != want {
+		t.Fatalf("suspend of a suspended sandbox: %+v, want stderr %q", r, want)
+	}
+	text := ok(t, srv.URL, "", "get", id)
+	for _, want := range []string{"State:        suspended\n", "Suspended:    ", "Timeout left: 1m0s of running time", "Snapshot:     4.0KiB\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("get of a suspended sandbox lacks %q:\n%s", want, text)
+		}
+	}
+	if err := json.Unmarshal([]byte(ok(t, srv.URL, "", "resume", id, "--json")), &sb); err != nil {
+		t.Fatal(err)
+	}
+	if sb.State != rest.StateRunning || sb.SuspendedAt != nil {
+		t.Fatalf("resume --json: %+v", sb)
+	}
+}
+
+func TestLifecycleFlagErrors(t *testing.T) {
+	isolate(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"idle timeout not a duration", []string{"create", "--idle-timeout", "10x"},
+			"den: invalid argument \"10x\" for \"--idle-timeout\" flag: want whole seconds: a duration such as 90s or 10m, or a number of seconds\nRun 'den create --help' for usage.\n"},
+		{"idle timeout fraction", []string{"create", "--idle-timeout", "1.5s"},
+			"den: invalid argument \"1.5s\" for \"--idle-timeout\" flag: want whole seconds: a duration such as 90s or 10m, or a number of seconds\nRun 'den create --help' for usage.\n"},
+		{"suspend without ID", []string{"suspend"}, "den: den suspend takes one sandbox ID or name, got 0 argument(s)\nRun 'den suspend --help' for usage.\n"},
+		{"resume two IDs", []string{"resume", "a", "b"}, "den: den resume takes one sandbox ID or name, got 2 argument(s)\nRun 'den resume --help' for usage.\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := cli(t, "http://127.0.0.1:1", "", tc.args...)
+			if r.code != 2 || r.stderr != tc.want {
+				t.Fatalf("exit %d, stderr %q; want 2, %q", r.code, r.stderr, tc.want)
+			}
+		})
+	}
+}
+
+func TestPrintTimers(t *testing.T) {
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { t := now.Add(d); return &t }
+	var out strings.Builder
+	printSandbox(&out, rest.Sandbox{ID: "sb", State: "running", Timeout: 300, TimeoutAction: "kill", ExpiresAt: at(2 * time.Minute),
+		IdleTimeout: 60, IdleAction: "suspend", LastActiveAt: at(-10 * time.Second), IdleExpiresAt: at(50 * time.Second)}, now)
+	for _, want := range []string{"Timeout:      5m0s, then kill\n", " (in 2m0s)\n", "Idle timeout: 1m0s, then suspend\n", " (10s ago)\n", " (in 50s)\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,14 +19,16 @@ import (
 	den "github.com/denhq/den/sdk/go"
 )
 
-// createFlags are the flags that size and label a new sandbox.
+// createFlags are the flags that size, label and time a new sandbox.
 type createFlags struct {
-	cpus         float64
-	memory, disk int64
-	env, meta    []string
-	name         string
-	timeout      int64
-	timeoutIsSet func() bool
+	cpus                      float64
+	memory, disk              int64
+	env, meta                 []string
+	name                      string
+	timeout                   int64
+	timeoutIsSet              func() bool
+	timeoutAction, idleAction string
+	idleTimeout               secondsFlag
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet) {
@@ -34,13 +38,38 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE of the sandbox (repeatable)")
 	fs.StringArrayVar(&f.meta, "metadata", nil, "metadata KEY=VALUE (repeatable)")
 	fs.StringVar(&f.name, "name", "", "name of the sandbox")
-	fs.Int64Var(&f.timeout, "timeout", 0, fmt.Sprintf("seconds until the sandbox is removed; 0 = never (default %d)", rest.DefaultTimeoutSeconds))
+	fs.Int64Var(&f.timeout, "timeout", 0, fmt.Sprintf("seconds of running life, then --timeout-action; 0 = never (default %d)", rest.DefaultTimeoutSeconds))
+	fs.StringVar(&f.timeoutAction, "timeout-action", "", `what the timeout does: "kill" (default) or "suspend"`)
+	fs.Var(&f.idleTimeout, "idle-timeout", `time without activity (10m, or seconds), then --idle-action; 0 = never (default)`)
+	fs.StringVar(&f.idleAction, "idle-action", "", `what the idle timeout does: "kill" (default) or "suspend"`)
 	f.timeoutIsSet = func() bool { return fs.Changed("timeout") }
+}
+
+// secondsFlag is a whole number of seconds given as a Go duration ("10m",
+// "90s") or a plain number of seconds ("600").
+type secondsFlag int64
+
+func (f *secondsFlag) String() string { return strconv.FormatInt(int64(*f), 10) }
+
+func (f *secondsFlag) Type() string { return "duration" }
+
+func (f *secondsFlag) Set(v string) error {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		*f = secondsFlag(n)
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d%time.Second != 0 {
+		return fmt.Errorf("want whole seconds: a duration such as 90s or 10m, or a number of seconds")
+	}
+	*f = secondsFlag(d / time.Second)
+	return nil
 }
 
 // request builds the create request for image.
 func (f *createFlags) request(cmd *cobra.Command, image string) (rest.CreateSandboxRequest, error) {
-	req := rest.CreateSandboxRequest{Image: image, Name: f.name, CPUs: f.cpus, MemoryMB: f.memory, DiskMB: f.disk}
+	req := rest.CreateSandboxRequest{Image: image, Name: f.name, CPUs: f.cpus, MemoryMB: f.memory, DiskMB: f.disk,
+		TimeoutAction: f.timeoutAction, IdleTimeout: int64(f.idleTimeout), IdleAction: f.idleAction}
 	var err error
 	if req.Env, err = parsePairs(cmd, "--env", f.env); err != nil {
 		return req, err
@@ -197,13 +226,14 @@ func (a *app) getCmd() *cobra.Command {
 			if a.json {
 				return printJSON(cmd.OutOrStdout(), sb.Sandbox)
 			}
-			return printSandbox(cmd.OutOrStdout(), sb.Sandbox)
+			return printSandbox(cmd.OutOrStdout(), sb.Sandbox, time.Now())
 		},
 	}
 }
 
-// printSandbox writes one sandbox as "key: value" lines.
-func printSandbox(w io.Writer, s rest.Sandbox) error {
+// printSandbox writes one sandbox as "key: value" lines; now dates the
+// relative times.
+func printSandbox(w io.Writer, s rest.Sandbox, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	row("ID", s.ID)
@@ -219,13 +249,91 @@ func printSandbox(w io.Writer, s rest.Sandbox) error {
 	row("Memory", fmt.Sprintf("%d MB", s.MemoryMB))
 	row("Disk", fmt.Sprintf("%d MB", s.DiskMB))
 	row("Created", s.CreatedAt.Local().Format(time.RFC3339))
-	if s.ExpiresAt != nil {
-		row("Expires", s.ExpiresAt.Local().Format(time.RFC3339))
+	printTimers(row, s, now)
+	if s.SnapshotBytes > 0 {
+		row("Snapshot", bytesHuman(s.SnapshotBytes))
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Metadata)) {
 		row("Metadata", k+"="+s.Metadata[k])
 	}
 	return tw.Flush()
+}
+
+// printTimers writes the timeout and idle timeout of s, and when a
+// suspended s was suspended.
+func printTimers(row func(k, v string), s rest.Sandbox, now time.Time) {
+	at := func(t time.Time) string {
+		if d := t.Sub(now); d >= 0 {
+			return t.Local().Format(time.RFC3339) + " (in " + seconds(d) + ")"
+		}
+		return t.Local().Format(time.RFC3339) + " (" + seconds(now.Sub(t)) + " ago)"
+	}
+	if s.SuspendedAt != nil {
+		row("Suspended", at(*s.SuspendedAt))
+	}
+	if s.Timeout > 0 {
+		row("Timeout", seconds(time.Duration(s.Timeout)*time.Second)+", then "+s.TimeoutAction)
+	}
+	if s.ExpiresAt != nil {
+		row("Expires", at(*s.ExpiresAt))
+	}
+	if s.TimeoutLeft > 0 {
+		row("Timeout left", seconds(time.Duration(s.TimeoutLeft)*time.Second)+" of running time (stopped while suspended)")
+	}
+	if s.IdleTimeout > 0 {
+		row("Idle timeout", seconds(time.Duration(s.IdleTimeout)*time.Second)+", then "+s.IdleAction)
+	}
+	if s.LastActiveAt != nil {
+		row("Last active", at(*s.LastActiveAt))
+	}
+	if s.IdleExpiresAt != nil {
+		row("Idle expires", at(*s.IdleExpiresAt))
+	}
+}
+
+// seconds renders a duration to the second: 45s, 10m0s, 2h3m4s.
+func seconds(d time.Duration) string { return d.Round(time.Second).String() }
+
+func (a *app) suspendCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "suspend ID",
+		Short: "Suspend a sandbox: save its memory, processes and files, and stop it",
+		Long: "Suspend saves the whole state of a running sandbox to disk and stops it, freeing its CPU and\n" +
+			"memory; its timers stop too. `den resume`, or any exec or file call, brings it back as it was.",
+		Args: argsBetween(1, 1, "one sandbox ID or name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.lifecycle(cmd, args[0], (*den.Client).Suspend)
+		},
+	}
+}
+
+func (a *app) resumeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "resume ID",
+		Short: "Resume a suspended sandbox",
+		Args:  argsBetween(1, 1, "one sandbox ID or name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.lifecycle(cmd, args[0], (*den.Client).Resume)
+		},
+	}
+}
+
+// lifecycle runs a suspend or resume of id and prints the sandbox's ID
+// (the sandbox with --json).
+func (a *app) lifecycle(cmd *cobra.Command, id string, call func(*den.Client, context.Context, string) (*den.Sandbox, error)) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	sb, err := call(c, cmd.Context(), id)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return printJSON(cmd.OutOrStdout(), sb.Sandbox)
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), sb.ID)
+	return nil
 }
 
 func (a *app) rmCmd() *cobra.Command {

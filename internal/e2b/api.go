@@ -40,9 +40,12 @@ type Service interface {
 	Authenticate(r *http.Request) (server.Principal, error)
 	CreateSandbox(ctx context.Context, p server.Principal, req rest.CreateSandboxRequest) (*store.Sandbox, error)
 	Lookup(p server.Principal, idOrName string) (*store.Sandbox, error)
+	Inspect(p server.Principal, idOrName string) (*store.Sandbox, error)
 	ListSandboxes(p server.Principal, f store.SandboxFilter) ([]*store.Sandbox, string, error)
 	DeleteSandbox(ctx context.Context, p server.Principal, idOrName string) error
 	SetTimeout(ctx context.Context, p server.Principal, idOrName string, seconds int64) (*store.Sandbox, error)
+	SuspendSandbox(ctx context.Context, p server.Principal, idOrName string) (*store.Sandbox, error)
+	EnsureRunning(ctx context.Context, p server.Principal, idOrName string) (*store.Sandbox, bool, error)
 	Stats(ctx context.Context, p server.Principal, idOrName string) (driver.Stats, error)
 	ImageHasUser(image, user string) bool
 }
@@ -105,7 +108,7 @@ func (a *api) routes() {
 	a.handle("POST /sandboxes/{id}/timeout", a.setTimeout)
 	a.handle("POST /sandboxes/{id}/refreshes", a.refresh)
 	a.handle("POST /sandboxes/{id}/pause", a.pause)
-	a.handle("POST /sandboxes/{id}/resume", a.pause)
+	a.handle("POST /sandboxes/{id}/resume", a.resume)
 	a.handle("GET /sandboxes/{id}/metrics", a.metrics)
 	a.templateRoutes()
 }

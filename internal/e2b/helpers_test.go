@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,7 @@ type testEnv struct {
 	api        string
 	traffic    string
 	keyA, keyB string
+	st         *store.Store
 	now        time.Time // the traffic plane's clock
 	client     *http.Client
 }
@@ -53,7 +55,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.New(node.Config{ID: "n1", Driver: drv, Images: images, Store: st})
+	n, err := node.New(node.Config{ID: "n1", Driver: drv, Images: images, Store: st, SnapshotDir: filepath.Join(t.TempDir(), "snapshots")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &testEnv{t: t, now: time.Unix(2_000_000_000, 0), client: &http.Client{}}
+	e := &testEnv{t: t, st: st, now: time.Unix(2_000_000_000, 0), client: &http.Client{}}
 	srv.Mount(Routes, NewAPI(Config{Service: srv, Domain: "den.test"}))
 	api := httptest.NewServer(srv.Handler())
 	tr := httptest.NewServer(NewSandboxTraffic(TrafficConfig{Service: srv, Domain: "den.test", Now: func() time.Time { return e.now }}))

@@ -17,7 +17,7 @@ const maxMetricsSandboxes = 100
 // metrics answers GET /sandboxes/{id}/metrics with the current reading
 // of the runtime (den keeps no history yet, so start and end are ignored).
 func (a *api) metrics(w http.ResponseWriter, r *http.Request, p server.Principal) error {
-	sb, err := a.lookup(p, r.PathValue("id"))
+	sb, err := a.peek(p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -42,7 +42,7 @@ func (a *api) metricsMany(w http.ResponseWriter, r *http.Request, p server.Princ
 	}
 	out := sandboxesWithMetrics{Sandboxes: map[string]sandboxMetric{}}
 	for _, id := range ids {
-		sb, err := a.lookup(p, id)
+		sb, err := a.peek(p, id)
 		if err != nil || sb.State != "running" {
 			continue
 		}

@@ -64,8 +64,6 @@ func (a *api) createRequest(p server.Principal, req newSandbox) (rest.CreateSand
 		return rest.CreateSandboxRequest{}, invalid("templateID is required")
 	case req.Timeout != nil && *req.Timeout < 0:
 		return rest.CreateSandboxRequest{}, invalid("timeout must be at least 0 seconds, got %d", *req.Timeout)
-	case req.AutoPause:
-		return rest.CreateSandboxRequest{}, invalid("autoPause is not supported: den cannot pause sandboxes yet")
 	}
 	tpl, err := a.resolveTemplate(p, req.TemplateID)
 	if err != nil {
@@ -79,6 +77,9 @@ func (a *api) createRequest(p server.Principal, req newSandbox) (rest.CreateSand
 		Image: tpl.Image, Env: req.EnvVars, Metadata: req.Metadata, Timeout: &timeout,
 		CPUs: float64(tpl.CPUCount), MemoryMB: int64(tpl.MemoryMB),
 	}
+	if req.AutoPause {
+		creq.TimeoutAction = rest.ActionSuspend // paused, not killed, when the timeout passes
+	}
 	user := cmp.Or(tpl.User, defaultUser)
 	if a.cfg.Service.ImageHasUser(tpl.Image, user) {
 		creq.User = user
@@ -87,19 +88,38 @@ func (a *api) createRequest(p server.Principal, req newSandbox) (rest.CreateSand
 }
 
 // lookup finds a sandbox of p's tenant that E2B would show: running or
-// paused. Starting, failed and stopping sandboxes are NotFound.
+// paused (suspended, or on its way in or out). Starting, failed and
+// stopping sandboxes are NotFound. The call counts as activity on the
+// sandbox (idle timeouts); peek is lookup for calls that only read it.
 func (a *api) lookup(p server.Principal, id string) (*store.Sandbox, error) {
 	sb, err := a.cfg.Service.Lookup(p, id)
+	return shown(id, sb, err)
+}
+
+func (a *api) peek(p server.Principal, id string) (*store.Sandbox, error) {
+	sb, err := a.cfg.Service.Inspect(p, id)
+	return shown(id, sb, err)
+}
+
+// shown passes on a sandbox E2B shows and turns the others into NotFound.
+func shown(id string, sb *store.Sandbox, err error) (*store.Sandbox, error) {
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.NotFound, err, "sandbox \"%s\" doesn't exist or you don't have access to it", id)
 	}
-	switch sb.State {
-	case rest.StateRunning, rest.StateSuspended:
+	if sb.State == rest.StateRunning || isPaused(sb.State) {
 		return sb, nil
 	}
 	return nil, errdefs.New(errdefs.NotFound, "sandbox \"%s\" is %s", id, sb.State)
 }
 
+// isPaused reports whether den state s is E2B's paused.
+func isPaused(s string) bool {
+	return s == rest.StateSuspended || s == rest.StateSuspending || s == rest.StateResuming
+}
+
+// connect answers POST /sandboxes/{id}/connect and its v2: 200 with the
+// sandbox when it runs, 201 when it was paused and connect resumed it. A
+// timeout only extends the expiry.
 func (a *api) connect(w http.ResponseWriter, r *http.Request, p server.Principal) error {
 	var req timeoutBody
 	if err := decodeJSON(r, &req, true); err != nil {
@@ -112,15 +132,20 @@ func (a *api) connect(w http.ResponseWriter, r *http.Request, p server.Principal
 	if err != nil {
 		return err
 	}
-	if sb.State != rest.StateRunning {
-		return errNoPause(sb.ID)
+	sb, resumed, err := a.cfg.Service.EnsureRunning(r.Context(), p, sb.ID)
+	if err != nil {
+		return err
 	}
 	if req.Timeout != nil {
 		if sb, err = a.extend(r, p, sb, *req.Timeout); err != nil {
 			return err
 		}
 	}
-	writeJSON(w, http.StatusOK, a.toSandbox(sb))
+	status := http.StatusOK
+	if resumed {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, a.toSandbox(sb))
 	return nil
 }
 
@@ -135,12 +160,8 @@ func (a *api) extend(r *http.Request, p server.Principal, sb *store.Sandbox, sec
 	return a.cfg.Service.SetTimeout(r.Context(), p, sb.ID, seconds)
 }
 
-func errNoPause(id string) error {
-	return errdefs.New(errdefs.Unsupported, "sandbox %s: pausing and resuming sandboxes is not supported by den yet (suspend is not built)", id)
-}
-
 func (a *api) get(w http.ResponseWriter, r *http.Request, p server.Principal) error {
-	sb, err := a.lookup(p, r.PathValue("id"))
+	sb, err := a.peek(p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -202,14 +223,53 @@ func (a *api) refresh(w http.ResponseWriter, r *http.Request, p server.Principal
 	return nil
 }
 
-// pause answers pause and the deprecated resume: 404 for an unknown
-// sandbox, else 501 until den can suspend sandboxes.
+// pause answers POST /sandboxes/{id}/pause: 204 once the sandbox is
+// suspended, 409 when it is paused already, 404 for an unknown one, 501
+// when the runtime cannot suspend.
 func (a *api) pause(w http.ResponseWriter, r *http.Request, p server.Principal) error {
 	sb, err := a.lookup(p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	return errNoPause(sb.ID)
+	if isPaused(sb.State) {
+		return errdefs.New(errdefs.Conflict, "sandbox \"%s\" is already paused", sb.ID)
+	}
+	if _, err := a.cfg.Service.SuspendSandbox(r.Context(), p, sb.ID); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// resume answers the deprecated POST /sandboxes/{id}/resume: 201 with the
+// sandbox once it runs again, 409 when it is not paused. A timeout only
+// extends the expiry, as connect's; autoPause is ignored (the sandbox
+// keeps the timeout action it was created with).
+func (a *api) resume(w http.ResponseWriter, r *http.Request, p server.Principal) error {
+	var req timeoutBody
+	if err := decodeJSON(r, &req, true); err != nil {
+		return err
+	}
+	if req.Timeout != nil && *req.Timeout < 0 {
+		return invalid("timeout must be at least 0 seconds, got %d", *req.Timeout)
+	}
+	sb, err := a.lookup(p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if !isPaused(sb.State) {
+		return errdefs.New(errdefs.Conflict, "sandbox \"%s\" is already running", sb.ID)
+	}
+	if sb, _, err = a.cfg.Service.EnsureRunning(r.Context(), p, sb.ID); err != nil {
+		return err
+	}
+	if req.Timeout != nil {
+		if sb, err = a.extend(r, p, sb, *req.Timeout); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusCreated, a.toSandbox(sb))
+	return nil
 }
 
 // listV1 answers GET /sandboxes: every running sandbox matching the
@@ -261,11 +321,12 @@ func (a *api) listV2(w http.ResponseWriter, r *http.Request, p server.Principal)
 
 // listFilter parses E2B's list query: metadata is one parameter holding a
 // URL-encoded query string (k=v&k2=v2); state is comma-separated or
-// repeated (running, paused; default both); limit and nextToken paginate.
+// repeated (running, paused; default both; paused includes sandboxes
+// being suspended or resumed); limit and nextToken paginate.
 func listFilter(q url.Values, v2 bool) (store.SandboxFilter, error) {
 	f := store.SandboxFilter{Limit: defaultListLimit, States: []string{rest.StateRunning}}
 	if v2 {
-		f.States = []string{rest.StateRunning, rest.StateSuspended}
+		f.States = append(denStates(stateRunning), denStates(statePaused)...)
 		states, err := parseStates(q["state"])
 		if err != nil {
 			return f, err

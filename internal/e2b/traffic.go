@@ -1,6 +1,7 @@
 package e2b
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -22,13 +23,18 @@ import (
 // the sandbox's access token in X-Access-Token, or, for GET and POST
 // /files, a valid URL signature. It is forwarded, without the token, to
 // the sandbox's guest agent, which honours Connect-Timeout-Ms and
-// Keepalive-Ping-Interval itself.
+// Keepalive-Ping-Interval itself. A paused (suspended) sandbox is resumed
+// by the first authorised request, which waits for it (concurrent ones
+// share the resume); an unauthenticated GET /health does not wake it.
 
 // TrafficService is what the traffic plane needs of den: *server.Server
 // implements it.
 type TrafficService interface {
 	// Sandbox returns a sandbox by ID, whatever its tenant.
 	Sandbox(id string) (*store.Sandbox, error)
+	// WakeSandbox returns the sandbox running, resuming it first when
+	// it is suspended.
+	WakeSandbox(ctx context.Context, id string) (*store.Sandbox, error)
 	// GuestProxy forwards a request to the sandbox's guest agent.
 	GuestProxy(id string) http.Handler
 }
@@ -74,11 +80,11 @@ func (t *traffic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sb, err := t.cfg.Service.Sandbox(id)
-	if err != nil || sb.State != rest.StateRunning {
+	if err != nil || (sb.State != rest.StateRunning && !isPaused(sb.State)) {
 		// E2B's proxy answers 502 for a sandbox that is not running; the
 		// SDKs map it (and Connect's Unavailable) to their "sandbox not
 		// found / timed out" errors.
-		writeTrafficError(w, http.StatusBadGateway, id, "The sandbox was not found: it does not exist or is not running")
+		writeTrafficError(w, http.StatusBadGateway, id, errNotRunning)
 		return
 	}
 	if port != EnvdPort {
@@ -89,8 +95,22 @@ func (t *traffic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeTrafficError(w, http.StatusUnauthorized, id, err.Error())
 		return
 	}
+	if sb.State != rest.StateRunning {
+		if r.Header.Get("X-Access-Token") == "" && r.URL.Query().Get("signature") == "" {
+			writeTrafficError(w, http.StatusBadGateway, id, errNotRunning) // an anonymous probe does not wake it
+			return
+		}
+		if _, err := t.cfg.Service.WakeSandbox(r.Context(), sb.ID); err != nil {
+			writeTrafficError(w, http.StatusBadGateway, id, "The sandbox is paused and could not be resumed: "+err.Error())
+			return
+		}
+	}
 	t.cfg.Service.GuestProxy(sb.ID).ServeHTTP(w, r)
 }
+
+// errNotRunning is the message of a sandbox that does not exist or cannot
+// run.
+const errNotRunning = "The sandbox was not found: it does not exist or is not running"
 
 // route returns the sandbox ID and port a request is for.
 func (t *traffic) route(r *http.Request) (id, port string, err error) {

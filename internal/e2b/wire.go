@@ -14,8 +14,10 @@ const (
 	statePaused  = "paused"
 )
 
-// newSandbox is E2B's NewSandbox request. Fields den does not model (mcp,
-// network, iam, volumeMounts, autoResume) are ignored when absent.
+// newSandbox is E2B's NewSandbox request. AutoPause makes the timeout
+// suspend the sandbox instead of removing it. Fields den does not model
+// (mcp, network, iam, volumeMounts, autoResume) are ignored: den always
+// resumes a paused sandbox that sandbox traffic names.
 type newSandbox struct {
 	TemplateID          string            `json:"templateID"`
 	Timeout             *int64            `json:"timeout"`
@@ -87,7 +89,7 @@ type sandboxesWithMetrics struct {
 
 // e2bState is the E2B state of a den state.
 func e2bState(s string) string {
-	if s == rest.StateSuspended || s == rest.StateSuspending || s == rest.StateResuming {
+	if isPaused(s) {
 		return statePaused
 	}
 	return stateRunning
@@ -96,7 +98,7 @@ func e2bState(s string) string {
 // denStates are the den states an E2B state filter selects.
 func denStates(s string) []string {
 	if s == statePaused {
-		return []string{rest.StateSuspended}
+		return []string{rest.StateSuspended, rest.StateSuspending, rest.StateResuming}
 	}
 	return []string{rest.StateRunning}
 }

@@ -46,7 +46,10 @@ func (n *Node) died(ctx context.Context, id string, st driver.Status) {
 	defer unlock()
 	sb, err := n.cfg.Store.Snapshot().Sandbox(id)
 	if err != nil || sb.State != rest.StateRunning {
-		return // deleted or being deleted: the stop was asked for
+		return // deleted, being deleted or suspended: the stop was asked for
+	}
+	if now, err := n.cfg.Driver.Status(ctx, id); err == nil && now.Running {
+		return // it runs again (resumed after a suspend): a newer watcher follows it
 	}
 	reason := deathReason(st)
 	n.log.Warn("sandbox stopped unexpectedly", "sandbox", id, "reason", st.Reason)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/snapshot"
 	"github.com/denhq/den/internal/store"
 )
 
@@ -39,6 +40,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// SnapshotDir holds the saved state of suspended sandboxes
+	// (<data-dir>/snapshots), on the same file system as the driver's
+	// state so a driver can write there cheaply. Empty turns suspend off
+	// even when the driver implements driver.Suspender.
+	SnapshotDir string
 }
 
 // Validate reports a missing dependency.
@@ -57,6 +63,12 @@ type Node struct {
 	cfg   Config
 	log   *slog.Logger
 	locks keyedMutex
+	// snaps and susp are nil when suspend is off (see canSuspend).
+	snaps *snapshot.Store
+	susp  driver.Suspender
+	// beforeStep, when set (tests), runs before each step of a suspend or
+	// resume: an error fails the step, a panic stands for a crash.
+	beforeStep func(op, step string) error
 
 	// stop ends the sandbox watchers; wg waits for them.
 	stop      chan struct{}
@@ -75,14 +87,28 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}, nil
+	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	if susp, ok := cfg.Driver.(driver.Suspender); ok && cfg.SnapshotDir != "" {
+		snaps, err := snapshot.Open(cfg.SnapshotDir)
+		if err != nil {
+			return nil, err
+		}
+		n.snaps, n.susp = snaps, susp
+	}
+	return n, nil
 }
 
 // ID is the node's name.
 func (n *Node) ID() string { return n.cfg.ID }
 
-// Capabilities of the node's driver.
-func (n *Node) Capabilities() driver.Capabilities { return n.cfg.Driver.Capabilities() }
+// Capabilities of the node's driver. Suspend is true only when the
+// driver implements driver.Suspender and the node has a snapshot
+// directory.
+func (n *Node) Capabilities() driver.Capabilities {
+	c := n.cfg.Driver.Capabilities()
+	c.Suspend = n.susp != nil
+	return c
+}
 
 // Start builds and starts the sandbox whose record (state starting, this
 // node) is already in the store, and records the result: running with its
@@ -127,10 +153,7 @@ func (n *Node) createOnDriver(ctx context.Context, sb *store.Sandbox) (json.RawM
 	if err != nil {
 		return nil, img, fmt.Errorf("resolve image %s: %w", sb.Image, err)
 	}
-	h, err := n.cfg.Driver.Create(ctx, driver.Spec{
-		ID: sb.ID, Image: img, CPUs: sb.CPUs, MemoryMB: sb.MemoryMB, DiskMB: sb.DiskMB,
-		Env: sb.Env, Hostname: hostname(sb), User: sb.User,
-	})
+	h, err := n.cfg.Driver.Create(ctx, specOf(sb, img))
 	if err != nil {
 		return nil, img, fmt.Errorf("create sandbox %s: %w", sb.ID, err)
 	}
@@ -142,6 +165,14 @@ func (n *Node) createOnDriver(ctx context.Context, sb *store.Sandbox) (json.RawM
 	return raw, img, nil
 }
 
+// specOf is the driver spec of sandbox sb on image img.
+func specOf(sb *store.Sandbox, img driver.Image) driver.Spec {
+	return driver.Spec{
+		ID: sb.ID, Image: img, CPUs: sb.CPUs, MemoryMB: sb.MemoryMB, DiskMB: sb.DiskMB,
+		Env: sb.Env, Hostname: hostname(sb), User: sb.User,
+	}
+}
+
 func hostname(sb *store.Sandbox) string {
 	if sb.Name != "" && len(sb.Name) <= 63 {
 		return sb.Name
@@ -149,7 +180,8 @@ func hostname(sb *store.Sandbox) string {
 	return sb.ID
 }
 
-// Destroy stops the sandbox and removes its record. It is idempotent.
+// Destroy stops the sandbox, removes its snapshots and its record. It is
+// idempotent.
 func (n *Node) Destroy(ctx context.Context, id string) error {
 	unlock := n.locks.lock(id)
 	defer unlock()
@@ -161,6 +193,11 @@ func (n *Node) Destroy(ctx context.Context, id string) error {
 	}
 	if err := n.cfg.Driver.Destroy(ctx, id); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)
+	}
+	if n.snaps != nil {
+		if err := n.snaps.Remove(id); err != nil {
+			return fmt.Errorf("destroy sandbox %s: %w", id, err)
+		}
 	}
 	if err := n.cfg.Store.DeleteSandbox(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete record of sandbox %s: %w", id, err)

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,12 +39,36 @@ type env struct {
 	drv   *fake.Driver
 	node  *Node
 	dir   string
+	snaps string // the node's snapshot dir
+	clock *clock
 	fails func(ctx context.Context, spec driver.Spec) error
+	// Fault injection into the fake's Suspender, for every restart.
+	failSuspend func(ctx context.Context, id, dir string) error
+	failResume  func(ctx context.Context, spec driver.Spec, dir string) error
+}
+
+// clock is a settable clock for the node.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir()}
+	e := &env{t: t, dir: t.TempDir(), snaps: filepath.Join(t.TempDir(), "snapshots"),
+		clock: &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}}
 	st, err := store.Open(context.Background(), store.Config{Dir: t.TempDir(), NodeID: "n1"})
 	if err != nil {
 		t.Fatal(err)
@@ -65,11 +91,21 @@ func (e *env) restart() {
 			return e.fails(ctx, spec)
 		}
 		return nil
+	}, FailSuspend: func(ctx context.Context, id, dir string) error {
+		if e.failSuspend != nil {
+			return e.failSuspend(ctx, id, dir)
+		}
+		return nil
+	}, FailResume: func(ctx context.Context, spec driver.Spec, dir string) error {
+		if e.failResume != nil {
+			return e.failResume(ctx, spec, dir)
+		}
+		return nil
 	}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	n, err := New(Config{ID: "n1", Driver: drv, Images: images{}, Store: e.st})
+	n, err := New(Config{ID: "n1", Driver: drv, Images: images{}, Store: e.st, SnapshotDir: e.snaps, Now: e.clock.Now})
 	if err != nil {
 		e.t.Fatal(err)
 	}

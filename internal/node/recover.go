@@ -14,8 +14,10 @@ import (
 // Recover settles every sandbox record of this node after a restart:
 // sandboxes whose runtime processes are alive are reattached; the others are
 // marked failed with the reason and their leftovers destroyed. Records caught
-// mid-change (starting, stopping) are finished in the safe direction. Build
-// step sandboxes (RunStep) that a crash left behind are destroyed.
+// mid-change (starting, stopping, suspending, resuming) are finished in the
+// safe direction (see recoverSuspending, recoverResuming); suspended ones
+// stay suspended. Build step sandboxes (RunStep) that a crash left
+// behind are destroyed, and so are snapshots no record names.
 func (n *Node) Recover(ctx context.Context) error {
 	list, err := n.allOnNode()
 	if err != nil {
@@ -25,6 +27,9 @@ func (n *Node) Recover(ctx context.Context) error {
 		if err := n.recoverOne(ctx, sb); err != nil {
 			return fmt.Errorf("recover sandbox %s: %w", sb.ID, err)
 		}
+	}
+	if err := n.pruneSnapshots(); err != nil {
+		return err
 	}
 	return n.destroyStaleSteps(ctx)
 }
@@ -87,7 +92,22 @@ func (n *Node) recoverOne(ctx context.Context, sb *store.Sandbox) error {
 		if err := n.cfg.Driver.Destroy(ctx, sb.ID); err != nil {
 			return err
 		}
+		if n.snaps != nil {
+			if err := n.snaps.Remove(sb.ID); err != nil {
+				return err
+			}
+		}
 		return n.cfg.Store.DeleteSandbox(ctx, sb.ID)
+	case store.StateSuspended:
+		// Reattach the runtime's host state; a runtime that lost it is
+		// no loss: the resume restores the sandbox from its snapshot.
+		if err := n.recoverHandle(ctx, sb); err != nil {
+			n.log.Info("the runtime no longer holds a suspended sandbox; its resume will restore it from the snapshot", "sandbox", sb.ID, "err", err)
+		}
+	case store.StateSuspending:
+		return n.recoverSuspending(ctx, sb)
+	case store.StateResuming:
+		return n.recoverResuming(ctx, sb)
 	}
 	return nil
 }

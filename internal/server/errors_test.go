@@ -9,9 +9,9 @@ import (
 )
 
 // TestErrors checks the status, code and message of every error path of
-// the API. In paths, bodies and messages {running}, {failed} and {deleted}
-// stand for the IDs of tenant A's sandboxes in those states, {other} for
-// the ID of the image "other"; key "admin" is an admin key.
+// the API. In paths, bodies and messages {running}, {failed}, {suspended}
+// and {deleted} stand for the IDs of tenant A's sandboxes in those states,
+// {other} for the ID of the image "other"; key "admin" is an admin key.
 func TestErrors(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
@@ -19,9 +19,11 @@ func TestErrors(t *testing.T) {
 	failed := e.createFailed(e.keyA, "broken")
 	deleted := e.create(e.keyA, `{"image":"busybox"}`).ID
 	e.doJSON("DELETE", "/v1/sandboxes/"+deleted, e.keyA, "", http.StatusNoContent, nil)
+	suspended := e.create(e.keyA, `{"image":"busybox"}`).ID
+	e.doJSON("POST", "/v1/sandboxes/"+suspended+"/suspend", e.keyA, "", http.StatusOK, nil)
 	admin := e.addAdminKey()
 	other := e.addImage("other")
-	ids := strings.NewReplacer("{running}", running, "{failed}", failed, "{deleted}", deleted, "{other}", other)
+	ids := strings.NewReplacer("{running}", running, "{failed}", failed, "{deleted}", deleted, "{suspended}", suspended, "{other}", other)
 
 	const (
 		missingKey = "missing API key: send it in the X-API-Key header (see DEN_API_KEY in <data-dir>/env)"
@@ -53,12 +55,26 @@ func TestErrors(t *testing.T) {
 		{"delete unknown", "DELETE", "/v1/sandboxes/nosuch", "A", "", 404, notFound("sandbox nosuch not found")},
 		{"delete deleted", "DELETE", "/v1/sandboxes/{deleted}", "A", "", 404, notFound("sandbox {deleted} not found")},
 		{"timeout of unknown", "POST", "/v1/sandboxes/nosuch/timeout", "A", `{"timeout":10}`, 404, notFound("sandbox nosuch not found")},
+		{"suspend unknown", "POST", "/v1/sandboxes/nosuch/suspend", "A", "", 404, notFound("sandbox nosuch not found")},
+		{"resume unknown", "POST", "/v1/sandboxes/nosuch/resume", "A", "", 404, notFound("sandbox nosuch not found")},
+		{"suspend deleted", "POST", "/v1/sandboxes/{deleted}/suspend", "A", "", 404, notFound("sandbox {deleted} not found")},
 		{"envd of unknown", "GET", "/v1/sandboxes/nosuch/envd/health", "A", "", 404, notFound("sandbox nosuch not found")},
 		{"exec in deleted", "POST", "/v1/sandboxes/{deleted}" + exec, "A", execBody, 404, notFound("sandbox {deleted} not found")},
 		{"exec in failed", "POST", "/v1/sandboxes/{failed}" + exec, "A", execBody, 409,
 			rest.Error{Code: "failed_precondition", Message: "sandbox {failed} is failed, not running"}},
 		{"health of failed by name", "GET", "/v1/sandboxes/broken/envd/health", "A", "", 409,
 			rest.Error{Code: "failed_precondition", Message: "sandbox {failed} is failed, not running"}},
+
+		// Suspend and resume: only from the right state.
+		{"suspend suspended", "POST", "/v1/sandboxes/{suspended}/suspend", "A", "", 409,
+			rest.Error{Code: "failed_precondition", Message: "sandbox {suspended} is suspended: only a running sandbox can be suspended"}},
+		{"suspend failed", "POST", "/v1/sandboxes/broken/suspend", "A", "", 409,
+			rest.Error{Code: "failed_precondition", Message: "sandbox {failed} is failed: only a running sandbox can be suspended"}},
+		{"resume running", "POST", "/v1/sandboxes/{running}/resume", "A", "", 409,
+			rest.Error{Code: "failed_precondition", Message: "sandbox {running} is running: only a suspended sandbox can be resumed"}},
+		{"resume failed", "POST", "/v1/sandboxes/{failed}/resume", "A", "", 409,
+			rest.Error{Code: "failed_precondition", Message: "sandbox {failed} is failed: only a suspended sandbox can be resumed"}},
+		{"suspend without API key", "POST", "/v1/sandboxes/{running}/suspend", "", "", 401, rest.Error{Code: "unauthenticated", Message: missingKey}},
 
 		// Create: sizes and fields.
 		{"cpus too small", "POST", "/v1/sandboxes", "A", `{"image":"busybox","cpus":0.001}`, 400, bad("cpus must be at least 0.01, got 0.001")},
@@ -70,6 +86,10 @@ func TestErrors(t *testing.T) {
 		{"disk too large", "POST", "/v1/sandboxes", "A", `{"image":"busybox","disk_mb":4194305}`, 400, bad("disk_mb must be between 16 and 4194304, got 4194305")},
 		{"negative timeout", "POST", "/v1/sandboxes", "A", `{"image":"busybox","timeout":-1}`, 400, bad("timeout must be between 0 (none) and 2592000 seconds, got -1")},
 		{"timeout too long", "POST", "/v1/sandboxes", "A", `{"image":"busybox","timeout":2592001}`, 400, bad("timeout must be between 0 (none) and 2592000 seconds, got 2592001")},
+		{"bad timeout action", "POST", "/v1/sandboxes", "A", `{"image":"busybox","timeout_action":"pause"}`, 400, bad(`timeout_action must be "kill" or "suspend", got "pause"`)},
+		{"negative idle timeout", "POST", "/v1/sandboxes", "A", `{"image":"busybox","idle_timeout":-1}`, 400, bad("idle_timeout must be between 0 (none) and 2592000 seconds, got -1")},
+		{"idle timeout too long", "POST", "/v1/sandboxes", "A", `{"image":"busybox","idle_timeout":2592001}`, 400, bad("idle_timeout must be between 0 (none) and 2592000 seconds, got 2592001")},
+		{"bad idle action", "POST", "/v1/sandboxes", "A", `{"image":"busybox","idle_timeout":10,"idle_action":"Suspend"}`, 400, bad(`idle_action must be "kill" or "suspend", got "Suspend"`)},
 		{"bad name", "POST", "/v1/sandboxes", "A", `{"image":"busybox","name":"Bad_Name"}`, 400, bad(`name "Bad_Name" is invalid: use 1-63 lowercase letters, digits and dashes`)},
 		{"name ending in dash", "POST", "/v1/sandboxes", "A", `{"image":"busybox","name":"web-"}`, 400, bad(`name "web-" is invalid: use 1-63 lowercase letters, digits and dashes`)},
 		{"bad env key", "POST", "/v1/sandboxes", "A", `{"image":"busybox","env":{"1X":"v"}}`, 400, bad(`env name "1X" is invalid: use letters, digits and _, not starting with a digit`)},

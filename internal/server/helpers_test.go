@@ -74,11 +74,87 @@ type stubNode struct {
 	mu   sync.Mutex
 	sock string        // unix socket of the guest agent
 	seen []http.Header // headers of every request the guest received
+	// noSuspend makes the stub a runtime that cannot suspend.
+	noSuspend bool
+	// resumeGate, when set, is received from before each resume (tests of
+	// the single flight); resumes counts the resumes done.
+	resumeGate chan struct{}
+	resumes    int
+	// suspendErr and resumeErr, when set, fail those calls.
+	suspendErr, resumeErr error
 }
 
 func (n *stubNode) ID() string { return nodeID }
 
-func (n *stubNode) Capabilities() driver.Capabilities { return driver.Capabilities{Name: "stub"} }
+func (n *stubNode) Capabilities() driver.Capabilities {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return driver.Capabilities{Name: "stub", Suspend: !n.noSuspend}
+}
+
+// Suspend marks a running sandbox suspended with a made-up snapshot, its
+// timers stopped as internal/node stops them.
+func (n *stubNode) Suspend(ctx context.Context, id string) (*store.Sandbox, error) {
+	n.mu.Lock()
+	fail := n.suspendErr
+	n.mu.Unlock()
+	if fail != nil {
+		return nil, fail
+	}
+	return n.transition(ctx, id, store.StateRunning, "only a running sandbox can be suspended", func(sb *store.Sandbox) {
+		sb.State = store.StateSuspended
+		sb.Snapshot = &store.SnapshotRef{Generation: 1, Size: 4096, Digest: "sha256:00"}
+		sb.StopTimers(n.now())
+	})
+}
+
+// Resume marks a suspended sandbox running, its timers restarted.
+func (n *stubNode) Resume(ctx context.Context, id string) (*store.Sandbox, error) {
+	n.mu.Lock()
+	gate, fail := n.resumeGate, n.resumeErr
+	n.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	if fail != nil {
+		return nil, fail
+	}
+	sb, err := n.transition(ctx, id, store.StateSuspended, "only a suspended sandbox can be resumed", func(sb *store.Sandbox) {
+		sb.State = store.StateRunning
+		sb.RestartTimers(n.now())
+	})
+	if err == nil {
+		n.mu.Lock()
+		n.resumes++
+		n.mu.Unlock()
+	}
+	return sb, err
+}
+
+// resumeCount is how many resumes the stub did.
+func (n *stubNode) resumeCount() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.resumes
+}
+
+// transition changes a record in state from with compare-and-set;
+// FailedPrecondition as internal/node words it otherwise.
+func (n *stubNode) transition(ctx context.Context, id, from, what string, change func(*store.Sandbox)) (*store.Sandbox, error) {
+	var state string
+	sb, err := n.update(ctx, id, func(sb *store.Sandbox) {
+		if state = sb.State; state == from {
+			change(sb)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if state != from {
+		return nil, errdefs.New(errdefs.FailedPrecondition, "sandbox %s is %s: %s", id, state, what)
+	}
+	return sb, nil
+}
 
 func (n *stubNode) Start(ctx context.Context, id string) (*store.Sandbox, error) {
 	var reason string

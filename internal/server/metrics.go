@@ -14,6 +14,9 @@ type metrics struct {
 	createSeconds  prometheus.Histogram
 	createFailures prometheus.Counter
 	reaped         prometheus.Counter
+	idleKills      prometheus.Counter
+	suspends       *prometheus.CounterVec // by cause
+	resumes        *prometheus.CounterVec // by cause
 }
 
 func newMetrics() *metrics {
@@ -30,8 +33,17 @@ func newMetrics() *metrics {
 		reaped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "den_sandbox_timeouts_total", Help: "Sandboxes removed because their timeout passed.",
 		}),
+		idleKills: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "den_sandbox_idle_kills_total", Help: "Sandboxes removed because their idle timeout passed.",
+		}),
+		suspends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "den_sandbox_suspends_total", Help: "Sandboxes suspended, by cause (api, timeout, idle).",
+		}, []string{"cause"}),
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "den_sandbox_resumes_total", Help: "Sandboxes resumed, by cause (api, auto: woken by a request).",
+		}, []string{"cause"}),
 	}
-	m.reg.MustRegister(m.createSeconds, m.createFailures, m.reaped,
+	m.reg.MustRegister(m.createSeconds, m.createFailures, m.reaped, m.idleKills, m.suspends, m.resumes,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -10,13 +10,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/errdefs"
 )
 
 // Routing of the guest protocol: a request to
 // /v1/sandboxes/{id}/envd/{path} is authenticated with the den API key,
-// checked against the sandbox's tenant and state, stripped of the API key
+// checked against the sandbox's tenant and state (a suspended sandbox is
+// resumed first, the request waiting for it), stripped of the API key
 // and forwarded as /{path} to the sandbox's guest agent over the node's
 // guest channel (for gVisor a host unix socket, never the sandbox network).
 // Responses stream back unbuffered, so Connect server streams and /files
@@ -110,12 +110,9 @@ func (s *Server) proxyGuest(w http.ResponseWriter, r *http.Request, p Principal)
 	if isInternalGuestPath(guestPath) {
 		return errdefs.New(errdefs.NotFound, "no route for %s %s", r.Method, r.URL.Path)
 	}
-	sb, err := s.Lookup(p, r.PathValue("id"))
+	sb, _, err := s.EnsureRunning(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
-	}
-	if sb.State != rest.StateRunning {
-		return errdefs.New(errdefs.FailedPrecondition, "sandbox %s is %s, not running", sb.ID, sb.State)
 	}
 	out := r.Clone(r.Context())
 	out.URL.Path, out.URL.RawPath = guestPath, ""

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/errdefs"
@@ -22,7 +23,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request, p Princip
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, toREST(sb))
+	return writeJSON(w, http.StatusCreated, s.toREST(sb))
 }
 
 var (
@@ -37,11 +38,15 @@ func (s *Server) newSandboxRecord(req rest.CreateSandboxRequest, p Principal) (*
 	if err := validateCreate(req); err != nil {
 		return nil, err
 	}
+	if c := s.cfg.Node.Capabilities(); !c.Suspend && (req.TimeoutAction == rest.ActionSuspend || req.IdleAction == rest.ActionSuspend) {
+		return nil, errdefs.New(errdefs.Unsupported, `runtime %s cannot suspend sandboxes: timeout_action and idle_action must be "kill"`, c.Name)
+	}
 	return &store.Sandbox{
 		ID: newSandboxID(), Name: req.Name, Tenant: p.Tenant, Image: req.Image,
 		State: rest.StateStarting, Runtime: s.cfg.Node.Capabilities().Name, Node: s.cfg.Node.ID(),
 		CPUs: req.CPUs, MemoryMB: req.MemoryMB, DiskMB: req.DiskMB,
-		Env: req.Env, Metadata: req.Metadata, TimeoutSec: *req.Timeout,
+		Env: req.Env, Metadata: req.Metadata, TimeoutSec: *req.Timeout, TimeoutAction: req.TimeoutAction,
+		IdleTimeoutSec: req.IdleTimeout, IdleAction: req.IdleAction,
 		User: req.User, AccessToken: newAccessToken(), CreatedAt: s.cfg.Now().UTC(),
 	}, nil
 }
@@ -59,6 +64,12 @@ func validateCreate(req rest.CreateSandboxRequest) error {
 		return bad("disk_mb must be between %d and %d, got %d", rest.MinDiskMB, rest.MaxDiskMB, req.DiskMB)
 	case *req.Timeout < 0 || *req.Timeout > rest.MaxTimeoutSeconds:
 		return bad("timeout must be between 0 (none) and %d seconds, got %d", rest.MaxTimeoutSeconds, *req.Timeout)
+	case req.IdleTimeout < 0 || req.IdleTimeout > rest.MaxTimeoutSeconds:
+		return bad("idle_timeout must be between 0 (none) and %d seconds, got %d", rest.MaxTimeoutSeconds, req.IdleTimeout)
+	case !validAction(req.TimeoutAction):
+		return bad(`timeout_action must be "kill" or "suspend", got %q`, req.TimeoutAction)
+	case !validAction(req.IdleAction):
+		return bad(`idle_action must be "kill" or "suspend", got %q`, req.IdleAction)
 	case req.Name != "" && !nameRE.MatchString(req.Name):
 		return bad("name %q is invalid: use 1-63 lowercase letters, digits and dashes", req.Name)
 	}
@@ -74,6 +85,8 @@ func validateCreate(req rest.CreateSandboxRequest) error {
 	}
 	return nil
 }
+
+func validAction(a string) bool { return a == rest.ActionKill || a == rest.ActionSuspend }
 
 const idAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -92,11 +105,11 @@ func newSandboxID() string {
 }
 
 func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request, p Principal) error {
-	sb, err := s.Lookup(p, r.PathValue("id"))
+	sb, err := s.Inspect(p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, toREST(sb))
+	return writeJSON(w, http.StatusOK, s.toREST(sb))
 }
 
 func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request, p Principal) error {
@@ -110,7 +123,7 @@ func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request, p Princip
 	}
 	out := rest.SandboxList{Sandboxes: make([]rest.Sandbox, 0, len(page)), NextPageToken: next}
 	for _, sb := range page {
-		out.Sandboxes = append(out.Sandboxes, toREST(sb))
+		out.Sandboxes = append(out.Sandboxes, s.toREST(sb))
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -158,22 +171,76 @@ func (s *Server) setTimeout(w http.ResponseWriter, r *http.Request, p Principal)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, toREST(sb))
+	return writeJSON(w, http.StatusOK, s.toREST(sb))
 }
 
-func toREST(sb *store.Sandbox) rest.Sandbox {
+func (s *Server) suspendSandbox(w http.ResponseWriter, r *http.Request, p Principal) error {
+	sb, err := s.SuspendSandbox(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, s.toREST(sb))
+}
+
+func (s *Server) resumeSandbox(w http.ResponseWriter, r *http.Request, p Principal) error {
+	sb, err := s.ResumeSandbox(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, s.toREST(sb))
+}
+
+// toREST is the API view of a record, with the idle timer of a running
+// sandbox as the server's activity tracker knows it.
+func (s *Server) toREST(sb *store.Sandbox) rest.Sandbox {
 	out := rest.Sandbox{
 		ID: sb.ID, Name: sb.Name, Image: sb.Image, State: sb.State, Reason: sb.Reason,
 		Runtime: sb.Runtime, Node: sb.Node, CPUs: sb.CPUs, MemoryMB: sb.MemoryMB, DiskMB: sb.DiskMB,
-		Metadata: sb.Metadata, Timeout: sb.TimeoutSec, CreatedAt: sb.CreatedAt,
+		Metadata: sb.Metadata, Timeout: sb.TimeoutSec, IdleTimeout: sb.IdleTimeoutSec, CreatedAt: sb.CreatedAt,
+		StartedAt: timeOrNil(sb.StartedAt), ExpiresAt: timeOrNil(sb.ExpiresAt), SuspendedAt: timeOrNil(sb.SuspendedAt),
 	}
-	if !sb.StartedAt.IsZero() {
-		t := sb.StartedAt
-		out.StartedAt = &t
+	if sb.TimeoutSec > 0 {
+		out.TimeoutAction = actionOf(sb.TimeoutAction)
 	}
-	if !sb.ExpiresAt.IsZero() {
-		t := sb.ExpiresAt
-		out.ExpiresAt = &t
+	if sb.IdleTimeoutSec > 0 {
+		out.IdleAction = actionOf(sb.IdleAction)
+	}
+	switch sb.State {
+	case rest.StateRunning:
+		if sb.IdleTimeoutSec > 0 {
+			if last, active, ok := s.activity.peek(sb.ID); ok {
+				if active {
+					last = s.cfg.Now()
+				}
+				out.LastActiveAt = timeOrNil(last.UTC())
+				out.IdleExpiresAt = timeOrNil(last.UTC().Add(time.Duration(sb.IdleTimeoutSec) * time.Second))
+			}
+		}
+	case rest.StateSuspended, rest.StateResuming:
+		if sb.TimeoutSec > 0 {
+			out.TimeoutLeft = sb.TimeoutSec
+			if sb.TimeoutLeftMs > 0 {
+				out.TimeoutLeft = (sb.TimeoutLeftMs + 999) / 1000
+			}
+		}
+		if sb.Snapshot != nil {
+			out.SnapshotBytes = sb.Snapshot.Size
+		}
 	}
 	return out
+}
+
+// actionOf is a stored action as the API shows it ("" is kill).
+func actionOf(a string) string {
+	if a == "" {
+		return rest.ActionKill
+	}
+	return a
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }

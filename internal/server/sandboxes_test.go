@@ -35,18 +35,30 @@ func TestCreate(t *testing.T) {
 			body: `{"image":"busybox"}`,
 			want: rest.Sandbox{
 				Image: "busybox", State: "running", Runtime: "stub", Node: nodeID,
-				CPUs: 1, MemoryMB: 512, DiskMB: 2048, Timeout: 300,
+				CPUs: 1, MemoryMB: 512, DiskMB: 2048, Timeout: 300, TimeoutAction: "kill",
 				CreatedAt: t0, StartedAt: timePtr(t0), ExpiresAt: timePtr(t0.Add(300 * time.Second)),
 			},
 		},
 		{
 			name: "every field",
 			body: `{"image":"busybox","name":"web-1","cpus":2.5,"memory_mb":1024,"disk_mb":4096,
-				"env":{"FOO":"bar"},"metadata":{"team":"infra"},"timeout":60}`,
+				"env":{"FOO":"bar"},"metadata":{"team":"infra"},"timeout":60,
+				"timeout_action":"suspend","idle_timeout":10,"idle_action":"suspend"}`,
 			want: rest.Sandbox{
 				Name: "web-1", Image: "busybox", State: "running", Runtime: "stub", Node: nodeID,
 				CPUs: 2.5, MemoryMB: 1024, DiskMB: 4096, Metadata: map[string]string{"team": "infra"}, Timeout: 60,
+				TimeoutAction: "suspend", IdleTimeout: 10, IdleAction: "suspend",
 				CreatedAt: t0, StartedAt: timePtr(t0), ExpiresAt: timePtr(t0.Add(60 * time.Second)),
+				LastActiveAt: timePtr(t0), IdleExpiresAt: timePtr(t0.Add(10 * time.Second)),
+			},
+		},
+		{
+			name: "idle timeout with the default action",
+			body: `{"image":"busybox","timeout":0,"idle_timeout":600}`,
+			want: rest.Sandbox{
+				Image: "busybox", State: "running", Runtime: "stub", Node: nodeID,
+				CPUs: 1, MemoryMB: 512, DiskMB: 2048, IdleTimeout: 600, IdleAction: "kill",
+				CreatedAt: t0, StartedAt: timePtr(t0), LastActiveAt: timePtr(t0), IdleExpiresAt: timePtr(t0.Add(600 * time.Second)),
 			},
 		},
 		{
@@ -62,7 +74,7 @@ func TestCreate(t *testing.T) {
 			body: `{"image":"busybox","name":"broken"}`,
 			want: rest.Sandbox{
 				Name: "broken", Image: "busybox", State: "running", Runtime: "stub", Node: nodeID,
-				CPUs: 1, MemoryMB: 512, DiskMB: 2048, Timeout: 300,
+				CPUs: 1, MemoryMB: 512, DiskMB: 2048, Timeout: 300, TimeoutAction: "kill",
 				CreatedAt: t0, StartedAt: timePtr(t0), ExpiresAt: timePtr(t0.Add(300 * time.Second)),
 			},
 		},
@@ -281,7 +293,7 @@ func TestReaper(t *testing.T) {
 	}
 	for _, step := range steps {
 		e.clock.Advance(step.advance)
-		e.srv.reapExpired(context.Background())
+		e.srv.reap(context.Background())
 		var alive []string
 		for _, id := range []string{short.ID, long.ID, never.ID, failed} {
 			if _, err := e.store.Snapshot().Sandbox(id); err == nil {

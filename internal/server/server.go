@@ -27,6 +27,11 @@ type Node interface {
 	Capabilities() driver.Capabilities
 	Start(ctx context.Context, id string) (*store.Sandbox, error)
 	Destroy(ctx context.Context, id string) error
+	// Suspend saves a running sandbox's state and stops it; Resume brings
+	// a suspended one back. Both return the final record; see
+	// internal/node for their guarantees.
+	Suspend(ctx context.Context, id string) (*store.Sandbox, error)
+	Resume(ctx context.Context, id string) (*store.Sandbox, error)
 	DialGuest(ctx context.Context, id string) (net.Conn, error)
 	// Stats reads a running sandbox's resource usage; Unsupported when the
 	// runtime cannot.
@@ -57,6 +62,9 @@ type Server struct {
 	mux     *http.ServeMux
 	proxies *guestProxies
 	metrics *metrics
+	// activity is the in-memory use of each sandbox (idle timeouts).
+	activity *activity
+	wakes    wakeCalls
 }
 
 // New builds a Server. Call Run to start its background loops.
@@ -73,7 +81,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBuildContext == 0 {
 		cfg.MaxBuildContext = defaultMaxBuildContext
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics()}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics(),
+		activity: newActivity(), wakes: wakeCalls{m: map[string]*wakeCall{}}}
 	s.proxies = newGuestProxies(cfg.Node.DialGuest)
 	s.routes()
 	return s, nil
@@ -100,6 +109,8 @@ func (s *Server) routes() {
 	s.handle("GET /v1/sandboxes/{id}", s.getSandbox)
 	s.handle("DELETE /v1/sandboxes/{id}", s.deleteSandbox)
 	s.handle("POST /v1/sandboxes/{id}/timeout", s.setTimeout)
+	s.handle("POST /v1/sandboxes/{id}/suspend", s.suspendSandbox)
+	s.handle("POST /v1/sandboxes/{id}/resume", s.resumeSandbox)
 	s.handle("/v1/sandboxes/{id}/envd/{path...}", s.proxyGuest)
 	s.handle("GET /v1/images", s.listImages)
 	s.handle("POST /v1/images", s.importImage)

@@ -46,12 +46,29 @@ func (s *Server) CreateSandbox(ctx context.Context, p Principal, req rest.Create
 		return nil, err
 	}
 	s.metrics.createSeconds.Observe(s.cfg.Now().Sub(start).Seconds())
+	s.activity.touch(sb.ID, s.cfg.Now())
 	return started, nil
 }
 
 // Lookup finds a sandbox of p's tenant by ID or name; NotFound for a
-// sandbox of another tenant, exactly as for one that does not exist.
+// sandbox of another tenant, exactly as for one that does not exist. It
+// is for calls that use the sandbox: each counts as activity (idle
+// timeout). Calls that only read its record use Inspect.
 func (s *Server) Lookup(p Principal, idOrName string) (*store.Sandbox, error) {
+	sb, err := s.Inspect(p, idOrName)
+	if err != nil {
+		return nil, err
+	}
+	if sb.State == rest.StateRunning {
+		s.activity.touch(sb.ID, s.cfg.Now())
+	}
+	return sb, nil
+}
+
+// Inspect is Lookup for calls that only read the record (get, list,
+// metrics): it does not count as activity, so watching a sandbox does
+// not keep it from going idle.
+func (s *Server) Inspect(p Principal, idOrName string) (*store.Sandbox, error) {
 	snap := s.cfg.Store.Snapshot()
 	sb, err := snap.Sandbox(idOrName)
 	if err == nil && sb.Tenant == p.Tenant {
@@ -88,11 +105,13 @@ func (s *Server) DeleteSandbox(ctx context.Context, p Principal, idOrName string
 		return err
 	}
 	s.proxies.forget(sb.ID)
+	s.activity.forget(sb.ID)
 	return s.cfg.Node.Destroy(ctx, sb.ID)
 }
 
 // SetTimeout sets a sandbox's timeout to seconds from now (0 removes it)
-// and returns the updated record.
+// and returns the updated record. For a suspended sandbox the seconds are
+// of running life: they count from its resume.
 func (s *Server) SetTimeout(ctx context.Context, p Principal, idOrName string, seconds int64) (*store.Sandbox, error) {
 	if seconds < 0 || seconds > rest.MaxTimeoutSeconds {
 		return nil, errdefs.New(errdefs.InvalidArgument, "timeout must be between 0 (none) and %d seconds, got %d", rest.MaxTimeoutSeconds, seconds)
@@ -103,8 +122,12 @@ func (s *Server) SetTimeout(ctx context.Context, p Principal, idOrName string, s
 			return nil, err
 		}
 		next := *sb
-		next.TimeoutSec, next.ExpiresAt = seconds, time.Time{}
-		if seconds > 0 {
+		next.TimeoutSec, next.ExpiresAt, next.TimeoutLeftMs = seconds, time.Time{}, 0
+		switch {
+		case seconds == 0:
+		case sb.State == rest.StateSuspended || sb.State == rest.StateResuming:
+			next.TimeoutLeftMs = seconds * 1000 // the timer runs again from the resume
+		default:
 			next.ExpiresAt = s.cfg.Now().UTC().Add(time.Duration(seconds) * time.Second)
 		}
 		err = s.cfg.Store.UpdateSandbox(ctx, &next)
@@ -119,7 +142,7 @@ func (s *Server) SetTimeout(ctx context.Context, p Principal, idOrName string, s
 
 // Stats reads the resource usage of a running sandbox of p's tenant.
 func (s *Server) Stats(ctx context.Context, p Principal, idOrName string) (driver.Stats, error) {
-	sb, err := s.Lookup(p, idOrName)
+	sb, err := s.Inspect(p, idOrName)
 	if err != nil {
 		return driver.Stats{}, err
 	}
@@ -132,14 +155,18 @@ func (s *Server) Stats(ctx context.Context, p Principal, idOrName string) (drive
 // GuestProxy is the reverse proxy to sandbox id's guest agent. It forwards
 // a request with its path as the guest path, minus den's credentials (API
 // key, access token), and streams the response unbuffered. The caller has
-// authorised the request and checked that the sandbox runs. The guest's
-// internal routes (POST /init) answer NotFound and are never forwarded.
+// authorised the request and checked that the sandbox runs (waking it
+// with EnsureRunning or WakeSandbox). The guest's internal routes (POST
+// /init) answer NotFound and are never forwarded. The sandbox counts as
+// active for as long as the request lasts (a stream: until it ends).
 func (s *Server) GuestProxy(id string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isInternalGuestPath(r.URL.Path) {
 			writeError(w, errdefs.New(errdefs.NotFound, "no route for %s %s", r.Method, r.URL.Path))
 			return
 		}
+		s.activity.begin(id, s.cfg.Now())
+		defer func() { s.activity.end(id, s.cfg.Now()) }()
 		// Connect streams may send the request body after the guest has
 		// answered the headers; HTTP/1 servers drop an unread request body
 		// once the response starts unless full duplex is on, and the proxy

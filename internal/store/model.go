@@ -56,6 +56,17 @@ type Sandbox struct {
 	Metadata map[string]string `json:"metadata,omitempty"`
 
 	TimeoutSec int64 `json:"timeout_sec,omitempty"`
+	// TimeoutAction is what happens when the timeout passes: ActionKill
+	// (also when empty) or ActionSuspend.
+	TimeoutAction string `json:"timeout_action,omitempty"`
+	// IdleTimeoutSec is how long the sandbox may go without activity
+	// before IdleAction applies; 0 means never.
+	IdleTimeoutSec int64  `json:"idle_timeout_sec,omitempty"`
+	IdleAction     string `json:"idle_action,omitempty"`
+	// TimeoutLeftMs is the life a suspended sandbox has left when it
+	// resumes (timers do not run while it is suspended); 0 means a full
+	// TimeoutSec. Set only in states suspended and resuming.
+	TimeoutLeftMs int64 `json:"timeout_left_ms,omitempty"`
 
 	// User is the default user of the sandbox's processes; empty means the
 	// image's.
@@ -68,6 +79,14 @@ type Sandbox struct {
 	CreatedAt time.Time `json:"created_at"`
 	StartedAt time.Time `json:"started_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// SuspendedAt is when the sandbox was last suspended; zero unless it
+	// is suspended (or resuming).
+	SuspendedAt time.Time `json:"suspended_at,omitempty"`
+
+	// Snapshot names the saved state of the sandbox on its node: the
+	// latest complete one. Set from the first suspend on; it is kept
+	// while the sandbox runs again, until the next suspend replaces it.
+	Snapshot *SnapshotRef `json:"snapshot,omitempty"`
 
 	// Handle is the driver's handle, opaque to the store. It must be valid
 	// JSON when set.
@@ -86,7 +105,59 @@ func (sb *Sandbox) Clone() *Sandbox {
 	c.Env = maps.Clone(sb.Env)
 	c.Metadata = maps.Clone(sb.Metadata)
 	c.Handle = slices.Clone(sb.Handle)
+	if sb.Snapshot != nil {
+		ref := *sb.Snapshot
+		c.Snapshot = &ref
+	}
 	return &c
+}
+
+// Actions of a sandbox's timeout and idle timeout.
+const (
+	ActionKill    = "kill"
+	ActionSuspend = "suspend"
+)
+
+// ValidAction reports whether a is an action a record may hold ("" is
+// ActionKill).
+func ValidAction(a string) bool { return a == "" || a == ActionKill || a == ActionSuspend }
+
+// SnapshotRef names one complete snapshot of a sandbox in its node's
+// snapshot directory.
+type SnapshotRef struct {
+	// Generation numbers the sandbox's snapshots from 1; each suspend
+	// writes the next.
+	Generation uint64 `json:"generation"`
+	// Size is the total size of the snapshot's files in bytes.
+	Size int64 `json:"size"`
+	// Digest is "sha256:<hex>" of the snapshot's manifest, which lists
+	// every file with its size and sha256: it pins the whole snapshot.
+	Digest string `json:"digest"`
+}
+
+// StopTimers is the timer bookkeeping of a suspend at now: the life left
+// is kept in TimeoutLeftMs (0 when the timeout has passed: the next
+// resume starts a full one), ExpiresAt is cleared, SuspendedAt set.
+func (sb *Sandbox) StopTimers(now time.Time) {
+	sb.TimeoutLeftMs = 0
+	if !sb.ExpiresAt.IsZero() {
+		sb.TimeoutLeftMs = max(0, sb.ExpiresAt.Sub(now).Milliseconds())
+	}
+	sb.ExpiresAt, sb.SuspendedAt = time.Time{}, now
+}
+
+// RestartTimers is the timer bookkeeping of a resume at now: the life
+// left at the suspend continues (a full TimeoutSec when none was left).
+func (sb *Sandbox) RestartTimers(now time.Time) {
+	sb.ExpiresAt = time.Time{}
+	if sb.TimeoutSec > 0 {
+		left := time.Duration(sb.TimeoutLeftMs) * time.Millisecond
+		if left <= 0 {
+			left = time.Duration(sb.TimeoutSec) * time.Second
+		}
+		sb.ExpiresAt = now.Add(left)
+	}
+	sb.TimeoutLeftMs, sb.SuspendedAt = 0, time.Time{}
 }
 
 // APIKey is a tenant's credential. Only the hash of the secret is stored.
@@ -122,4 +193,5 @@ func (sb *Sandbox) normalizeTimes() {
 	sb.CreatedAt = normalTime(sb.CreatedAt)
 	sb.StartedAt = normalTime(sb.StartedAt)
 	sb.ExpiresAt = normalTime(sb.ExpiresAt)
+	sb.SuspendedAt = normalTime(sb.SuspendedAt)
 }

@@ -59,6 +59,7 @@ func (s *Store) CreateSandbox(ctx context.Context, sb *Sandbox) error {
 		return err
 	}
 	sb.State, sb.CreatedAt, sb.StartedAt, sb.ExpiresAt = c.State, c.CreatedAt, c.StartedAt, c.ExpiresAt
+	sb.SuspendedAt = c.SuspendedAt
 	sb.ModifyIndex = idx
 	return nil
 }
@@ -81,7 +82,7 @@ func (s *Store) UpdateSandbox(ctx context.Context, sb *Sandbox) error {
 	if err != nil {
 		return err
 	}
-	sb.CreatedAt, sb.StartedAt, sb.ExpiresAt = c.CreatedAt, c.StartedAt, c.ExpiresAt
+	sb.CreatedAt, sb.StartedAt, sb.ExpiresAt, sb.SuspendedAt = c.CreatedAt, c.StartedAt, c.ExpiresAt, c.SuspendedAt
 	sb.ModifyIndex = idx
 	return nil
 }
@@ -131,6 +132,10 @@ func validateSandbox(sb *Sandbox) error {
 		return errdefs.New(errdefs.InvalidArgument, "sandbox %s: unknown state %q", sb.ID, sb.State)
 	case len(sb.Handle) > 0 && !json.Valid(sb.Handle):
 		return errdefs.New(errdefs.InvalidArgument, "sandbox %s: handle is not valid JSON", sb.ID)
+	case !ValidAction(sb.TimeoutAction) || !ValidAction(sb.IdleAction):
+		return errdefs.New(errdefs.InvalidArgument, "sandbox %s: unknown action %q or %q", sb.ID, sb.TimeoutAction, sb.IdleAction)
+	case sb.TimeoutSec < 0 || sb.IdleTimeoutSec < 0 || sb.TimeoutLeftMs < 0:
+		return errdefs.New(errdefs.InvalidArgument, "sandbox %s: negative timeout", sb.ID)
 	}
 	return nil
 }

@@ -280,3 +280,38 @@ func TestGuestErrors(t *testing.T) {
 		t.Fatalf("ReadFile in unknown sandbox: %v, want not found", err)
 	}
 }
+
+func TestSuspendResume(t *testing.T) {
+	c, sb := newSandbox(t)
+	ctx := context.Background()
+	s, err := sb.AsUser("nobody").Suspend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.State != rest.StateSuspended || s.SuspendedAt == nil || s.User() != "nobody" {
+		t.Fatalf("after Suspend: state %s, suspended_at %v, user %q", s.State, s.SuspendedAt, s.User())
+	}
+	if _, err := c.Suspend(ctx, sb.ID); !den.IsConflict(err) {
+		t.Fatalf("Suspend of a suspended sandbox: %v, want a conflict", err)
+	}
+	r, err := c.Resume(ctx, sb.ID)
+	if err != nil || r.State != rest.StateRunning {
+		t.Fatalf("Resume: %+v, %v", r, err)
+	}
+	if _, err := r.Resume(ctx); !den.IsConflict(err) {
+		t.Fatalf("Resume of a running sandbox: %v, want a conflict", err)
+	}
+	// A call into a suspended sandbox resumes it.
+	if _, err := sb.Suspend(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := sb.Run(ctx, "echo back"); err != nil || string(res.Stdout) != "back\n" {
+		t.Fatalf("Run in a suspended sandbox: %+v, %v", res, err)
+	}
+	if got, err := c.Get(ctx, sb.ID); err != nil || got.State != rest.StateRunning {
+		t.Fatalf("after a call into the suspended sandbox: %+v, %v", got, err)
+	}
+	if _, err := c.Suspend(ctx, "nosuch"); !den.IsNotFound(err) || err.Error() != "suspend sandbox nosuch: sandbox nosuch not found (not_found)" {
+		t.Fatalf("Suspend of an unknown sandbox: %v", err)
+	}
+}

@@ -165,3 +165,47 @@ func (c *Client) SetTimeout(ctx context.Context, id string, seconds int64) (*San
 	}
 	return c.handle(s, ""), nil
 }
+
+// Suspend saves the state of the running sandbox with the given ID or name
+// (memory, processes, files) and stops it, and returns it suspended. Its
+// timers stop until it resumes. The server answers 409 (IsConflict) when
+// it is not running and 501 when its runtime cannot suspend.
+func (c *Client) Suspend(ctx context.Context, id string) (*Sandbox, error) {
+	var s rest.Sandbox
+	if err := c.doJSON(ctx, http.MethodPost, sandboxPath(id)+"/suspend", nil, nil, &s); err != nil {
+		return nil, fmt.Errorf("suspend sandbox %s: %w", id, err)
+	}
+	return c.handle(s, ""), nil
+}
+
+// Resume brings the suspended sandbox with the given ID or name back and
+// returns it running, with the life it had left. Any exec or file call
+// resumes a suspended sandbox too, so Resume is needed only to resume it
+// ahead of use. 409 when it is not suspended.
+func (c *Client) Resume(ctx context.Context, id string) (*Sandbox, error) {
+	var s rest.Sandbox
+	if err := c.doJSON(ctx, http.MethodPost, sandboxPath(id)+"/resume", nil, nil, &s); err != nil {
+		return nil, fmt.Errorf("resume sandbox %s: %w", id, err)
+	}
+	return c.handle(s, ""), nil
+}
+
+// Suspend suspends this sandbox (see Client.Suspend) and returns a fresh
+// handle on it, acting as the same user.
+func (s *Sandbox) Suspend(ctx context.Context) (*Sandbox, error) {
+	sb, err := s.c.Suspend(ctx, s.ID)
+	if err != nil {
+		return nil, err
+	}
+	return sb.AsUser(s.user), nil
+}
+
+// Resume resumes this sandbox (see Client.Resume) and returns a fresh
+// handle on it, acting as the same user.
+func (s *Sandbox) Resume(ctx context.Context) (*Sandbox, error) {
+	sb, err := s.c.Resume(ctx, s.ID)
+	if err != nil {
+		return nil, err
+	}
+	return sb.AsUser(s.user), nil
+}

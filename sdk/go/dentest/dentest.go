@@ -97,6 +97,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/sandboxes/{id}", s.get)
 	mux.HandleFunc("DELETE /v1/sandboxes/{id}", s.delete)
 	mux.HandleFunc("POST /v1/sandboxes/{id}/timeout", s.setTimeout)
+	mux.HandleFunc("POST /v1/sandboxes/{id}/suspend", s.suspend)
+	mux.HandleFunc("POST /v1/sandboxes/{id}/resume", s.resume)
 	mux.HandleFunc("/v1/sandboxes/{id}/envd/", s.proxy)
 	mux.HandleFunc("GET /v1/images", s.listImages)
 	mux.HandleFunc("POST /v1/images", s.importImage)
@@ -158,6 +160,12 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		State: rest.StateRunning, Runtime: "fake", Node: "fake", CPUs: req.CPUs,
 		MemoryMB: req.MemoryMB, DiskMB: req.DiskMB, Metadata: req.Metadata,
 		Timeout: *req.Timeout, CreatedAt: now, StartedAt: &now,
+	}
+	if sb.Timeout > 0 {
+		sb.TimeoutAction = req.TimeoutAction
+	}
+	if req.IdleTimeout > 0 {
+		sb.IdleTimeout, sb.IdleAction = req.IdleTimeout, req.IdleAction
 	}
 	s.sandboxes[sb.ID] = sb
 	s.order = append(s.order, sb.ID)
@@ -232,6 +240,46 @@ func (s *Server) setTimeout(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, sb)
 }
 
+// suspend marks a running sandbox suspended, with a made-up snapshot size
+// and its full timeout left.
+func (s *Server) suspend(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sb := s.lookup(r.PathValue("id"))
+	switch {
+	case sb == nil:
+		writeError(w, http.StatusNotFound, "not_found", "sandbox %s not found", r.PathValue("id"))
+		return
+	case sb.State != rest.StateRunning:
+		writeError(w, http.StatusConflict, "failed_precondition", "sandbox %s is %s: only a running sandbox can be suspended", sb.ID, sb.State)
+		return
+	}
+	now := time.Now().UTC()
+	sb.State, sb.SuspendedAt, sb.ExpiresAt, sb.SnapshotBytes, sb.TimeoutLeft = rest.StateSuspended, &now, nil, 4096, sb.Timeout
+	writeJSON(w, http.StatusOK, sb)
+}
+
+func (s *Server) resume(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sb := s.lookup(r.PathValue("id"))
+	switch {
+	case sb == nil:
+		writeError(w, http.StatusNotFound, "not_found", "sandbox %s not found", r.PathValue("id"))
+		return
+	case sb.State != rest.StateSuspended:
+		writeError(w, http.StatusConflict, "failed_precondition", "sandbox %s is %s: only a suspended sandbox can be resumed", sb.ID, sb.State)
+		return
+	}
+	wake(sb)
+	writeJSON(w, http.StatusOK, sb)
+}
+
+// wake makes a suspended sandbox running again. Preconditions: s.mu is held.
+func wake(sb *rest.Sandbox) {
+	sb.State, sb.SuspendedAt, sb.SnapshotBytes, sb.TimeoutLeft = rest.StateRunning, nil, 0, 0
+}
+
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	want := map[string]string{}
@@ -280,10 +328,19 @@ func matches(have, want map[string]string) bool {
 	return true
 }
 
+// proxy serves the guest protocol of a sandbox, resuming a suspended one
+// first as the real server does.
 func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 	sb := s.find(w, r)
 	if sb == nil {
 		return
+	}
+	if sb.State == rest.StateSuspended {
+		s.mu.Lock()
+		if live := s.lookup(sb.ID); live != nil && live.State == rest.StateSuspended {
+			wake(live)
+		}
+		s.mu.Unlock()
 	}
 	if s.cfg.Envd == nil {
 		writeError(w, http.StatusBadGateway, "unavailable", "no guest agent")

@@ -1,0 +1,220 @@
+package snapshot
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/denhq/den/internal/errdefs"
+)
+
+func openTest(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// write creates files (name → content) under dir.
+func write(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// sealed writes and seals generation gen of sandbox "sb" with files.
+func sealed(t *testing.T, s *Store, gen uint64, files map[string]string) Ref {
+	t.Helper()
+	p, err := s.Begin("sb", gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, p.Dir, files)
+	ref, err := p.Seal(Meta{Driver: "fake", Spec: json.RawMessage(`{"id":"sb"}`), Created: time.Unix(1e9, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+func wantErr(t *testing.T, err error, kind errdefs.Kind, msg string) {
+	t.Helper()
+	if err == nil || errdefs.KindOf(err) != kind || err.Error() != msg {
+		t.Fatalf("got %v (%s), want %s %q", err, errdefs.KindOf(err), kind, msg)
+	}
+}
+
+func TestSealVerifyRoundTrip(t *testing.T) {
+	s := openTest(t)
+	ref := sealed(t, s, 1, map[string]string{"mem.img": "memory", "fs/upper.tar": "layer"})
+	if ref.Generation != 1 || ref.Size != int64(len("memory")+len("layer")) || len(ref.Digest) != len("sha256:")+64 {
+		t.Fatalf("ref = %+v", ref)
+	}
+	dir, _, err := s.Verify("sb", ref)
+	if err != nil || dir != s.Dir("sb", 1) {
+		t.Fatalf("Verify = %q, %v", dir, err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	want := []File{
+		{Name: "fs/upper.tar", Size: 5, SHA256: hexOf("layer")},
+		{Name: "mem.img", Size: 6, SHA256: hexOf("memory")},
+	}
+	if diff := cmp.Diff(want, m.Files); diff != "" {
+		t.Errorf("manifest files (-want +got):\n%s", diff)
+	}
+	var spec bytes.Buffer
+	if err := json.Compact(&spec, m.Spec); err != nil {
+		t.Fatal(err)
+	}
+	if m.Sandbox != "sb" || m.Generation != 1 || m.Driver != "fake" || spec.String() != `{"id":"sb"}` {
+		t.Errorf("manifest = %+v", m)
+	}
+	got, err := s.Inspect("sb", 1)
+	if err != nil || got != ref {
+		t.Errorf("Inspect = %+v, %v; want %+v", got, err, ref)
+	}
+	if _, err := s.Begin("sb", 1); !errdefs.Is(err, errdefs.AlreadyExists) {
+		t.Errorf("Begin of a sealed generation: %v, want AlreadyExists", err)
+	}
+}
+
+func TestVerifyNamesWhatIsWrong(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, dir string, ref *Ref)
+		msg    string
+	}{
+		{"file changed", func(t *testing.T, dir string, _ *Ref) {
+			write(t, dir, map[string]string{"mem.img": "MEMORY"})
+		}, `snapshot 1 of sandbox sb is damaged: file "mem.img" has sha256 ` + short(hexOf("MEMORY")) + ", want " + short(hexOf("memory"))},
+		{"file truncated", func(t *testing.T, dir string, _ *Ref) {
+			write(t, dir, map[string]string{"mem.img": "mem"})
+		}, `snapshot 1 of sandbox sb is damaged: file "mem.img" has 3 bytes, want 6`},
+		{"file missing", func(t *testing.T, dir string, _ *Ref) {
+			os.Remove(filepath.Join(dir, "mem.img"))
+		}, `snapshot 1 of sandbox sb is damaged: file "mem.img" is missing`},
+		{"manifest missing", func(t *testing.T, dir string, _ *Ref) {
+			os.Remove(filepath.Join(dir, ManifestName))
+		}, "snapshot 1 of sandbox sb is damaged: manifest.json is missing"},
+		{"manifest not JSON", func(t *testing.T, dir string, _ *Ref) {
+			os.WriteFile(filepath.Join(dir, ManifestName), []byte("{"), 0o600)
+		}, "snapshot 1 of sandbox sb is damaged: manifest.json is not valid: unexpected EOF"},
+		{"manifest differs from the record", func(t *testing.T, _ string, ref *Ref) {
+			ref.Digest = "sha256:" + hexOf("other")
+		}, "snapshot 1 of sandbox sb is damaged: manifest.json has sha256 "},
+		{"whole snapshot gone", func(t *testing.T, dir string, _ *Ref) {
+			os.RemoveAll(dir)
+		}, "snapshot 1 of sandbox sb is damaged: manifest.json is missing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTest(t)
+			ref := sealed(t, s, 1, map[string]string{"mem.img": "memory"})
+			tt.damage(t, s.Dir("sb", 1), &ref)
+			_, _, err := s.Verify("sb", ref)
+			if tt.name == "manifest differs from the record" {
+				if err == nil || errdefs.KindOf(err) != errdefs.FailedPrecondition || len(err.Error()) < len(tt.msg) || err.Error()[:len(tt.msg)] != tt.msg {
+					t.Fatalf("got %v, want FailedPrecondition starting %q", err, tt.msg)
+				}
+				return
+			}
+			wantErr(t, err, errdefs.FailedPrecondition, tt.msg)
+		})
+	}
+}
+
+func hexOf(s string) string {
+	f, err := hashOf(s)
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
+
+func hashOf(s string) (string, error) {
+	dir, err := os.MkdirTemp("", "snap")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		return "", err
+	}
+	f, err := hashFile(p, false)
+	return f.SHA256, err
+}
+
+func TestSealRefusesWhatIsNotAFile(t *testing.T) {
+	s := openTest(t)
+	p, err := s.Begin("sb", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(p.Dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Seal(Meta{Driver: "fake"})
+	if err == nil || err.Error() != `seal snapshot 1 of sandbox sb: "link" is not a regular file` {
+		t.Fatalf("Seal with a symlink: %v", err)
+	}
+	if sealed, unsealed, _ := s.Generations("sb"); len(sealed) != 0 || len(unsealed) != 1 {
+		t.Fatalf("after a failed seal: sealed %v unsealed %v, want the .tmp left", sealed, unsealed)
+	}
+}
+
+func TestGenerationsAndPrune(t *testing.T) {
+	s := openTest(t)
+	sealed(t, s, 1, map[string]string{"a": "1"})
+	sealed(t, s, 2, map[string]string{"a": "2"})
+	if _, err := s.Begin("sb", 3); err != nil { // a crash while writing 3
+		t.Fatal(err)
+	}
+	gotSealed, gotUnsealed, err := s.Generations("sb")
+	if err != nil || !cmp.Equal(gotSealed, []uint64{1, 2}) || !cmp.Equal(gotUnsealed, []uint64{3}) {
+		t.Fatalf("Generations = %v %v %v", gotSealed, gotUnsealed, err)
+	}
+	if p, err := s.Pending("sb", 3); err != nil || p.Dir != s.Dir("sb", 3)+".tmp" {
+		t.Fatalf("Pending = %+v, %v", p, err)
+	}
+	if err := s.Prune("sb", 2); err != nil {
+		t.Fatal(err)
+	}
+	gotSealed, gotUnsealed, _ = s.Generations("sb")
+	if !cmp.Equal(gotSealed, []uint64{2}) || len(gotUnsealed) != 0 {
+		t.Fatalf("after Prune(2): %v %v", gotSealed, gotUnsealed)
+	}
+	if ids, err := s.IDs(); err != nil || !cmp.Equal(ids, []string{"sb"}) {
+		t.Fatalf("IDs = %v, %v", ids, err)
+	}
+	if err := s.Remove("sb"); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := s.IDs(); len(ids) != 0 {
+		t.Fatalf("IDs after Remove = %v", ids)
+	}
+	if _, err := s.Begin("../x", 1); !errdefs.Is(err, errdefs.InvalidArgument) {
+		t.Fatalf("Begin with a bad id: %v", err)
+	}
+}
