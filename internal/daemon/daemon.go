@@ -55,7 +55,8 @@ func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logge
 		return fmt.Errorf("start gVisor driver: %w", err)
 	}
 	defer drv.Close()
-	n, err := node.New(node.Config{ID: cfg.NodeID, Driver: drv, Images: images, Store: st, Logger: log})
+	n, err := node.New(node.Config{ID: cfg.NodeID, Driver: drv, Images: images, Store: st, Logger: log,
+		SnapshotDir: filepath.Join(cfg.DataDir, "snapshots")})
 	if err != nil {
 		return err
 	}
