@@ -19,10 +19,10 @@ func (a *app) benchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure den",
-		Args:  argsBetween(0, 0, "a subcommand (tti)"),
+		Args:  argsBetween(0, 0, "a subcommand (tti, resume)"),
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.benchTTICmd())
+	cmd.AddCommand(a.benchTTICmd(), a.benchResumeCmd())
 	return cmd
 }
 

@@ -76,3 +76,33 @@ func TestBenchTTIFailures(t *testing.T) {
 		t.Fatalf("bench with a missing image: %+v", r)
 	}
 }
+
+func TestBenchResume(t *testing.T) {
+	srv := newEnv(t)
+	var gotDirty, gotN int
+	a := &app{checkpointFloor: func(_ context.Context, _, _, _ string, dirtyMB, n int) ([]time.Duration, []time.Duration, error) {
+		gotDirty, gotN = dirtyMB, n
+		return []time.Duration{time.Millisecond}, []time.Duration{2 * time.Millisecond}, nil
+	}}
+	root := newRoot(nil, a)
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	dirty := filepath.Join(t.TempDir(), "shm", "dirty")
+	root.SetArgs([]string{"--url", srv.URL, "--api-key", testKey, "bench", "resume", "--image", "base", "-n", "3",
+		"--dirty-mb", "1", "--dirty-path", dirty, "--runsc", "/opt/runsc"})
+	if code := Execute(root); code != 0 {
+		t.Fatalf("exit %d, stderr %q, stdout %q", code, errb.String(), out.String())
+	}
+	if fi, err := os.Stat(dirty); err != nil || fi.Size() != 1<<20 {
+		t.Errorf("dirty memory file: %v, %v; want 1 MiB", fi, err)
+	}
+	if gotDirty != 1 || gotN != 3 {
+		t.Errorf("floor called with dirty=%d n=%d, want 1, 3", gotDirty, gotN)
+	}
+	for _, want := range []string{"den suspend\t", "3/3", "den resume + first command", "raw runsc restore + exec"} {
+		if !strings.Contains(strings.ReplaceAll(out.String(), "  ", "\t"), strings.TrimSuffix(want, "\t")) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

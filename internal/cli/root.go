@@ -58,12 +58,14 @@ type app struct {
 	url, apiKey, dataDir string
 	json                 bool
 	floor                floorFunc // the raw runtime floor of `bench tti`
+	// checkpointFloor is the raw runtime floor of `bench resume`.
+	checkpointFloor checkpointFloorFunc
 }
 
 // NewRoot returns the den command with every subcommand; up (may be nil)
 // is added as `den up`.
 func NewRoot(up *cobra.Command) *cobra.Command {
-	return newRoot(up, &app{floor: gvisor.MeasureRawFloor})
+	return newRoot(up, &app{floor: gvisor.MeasureRawFloor, checkpointFloor: gvisorCheckpointFloor})
 }
 
 // newRoot builds the command tree around a (tests inject fakes into it).
