@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
 )
@@ -21,11 +23,12 @@ type creation struct {
 	raw  []byte // encoded state, the Handle's State
 
 	// Resume and Clone only (restore.go):
-	image    string       // the checkpoint directory to restore from
-	platform string       // the checkpoint's runsc platform
-	rid      string       // the runsc container ID to restore as
-	prev     sandboxState // Resume: the suspended sandbox's state
-	guestBin string       // the guest binary to bind; empty: the driver's
+	image    string         // the checkpoint directory to restore from
+	platform string         // the checkpoint's runsc platform
+	rid      string         // the runsc container ID to restore as
+	prev     sandboxState   // Resume: the suspended sandbox's state
+	guestBin string         // the guest binary to bind; empty: the driver's
+	process  *specs.Process // Clone: the checkpoint's OCI process, when recorded
 }
 
 // step is one named stage of Create. It returns an undo function (nil when

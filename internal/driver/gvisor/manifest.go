@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -44,16 +46,21 @@ type manifest struct {
 	// for sandboxes that predate the record); a restore binds the same.
 	GuestBinary string `json:"guest_binary,omitempty"`
 	// DiskLimitBytes is the size of the rootfs overlay (0: unlimited).
-	DiskLimitBytes uint64           `json:"disk_limit_bytes,omitempty"`
-	Files          map[string]int64 `json:"files"`
-	CreatedAt      time.Time        `json:"created_at"`
+	DiskLimitBytes uint64 `json:"disk_limit_bytes,omitempty"`
+	// Process is the OCI process the sandbox was started with: runsc
+	// restores only into a bundle whose process args and env are the
+	// checkpoint's, so a clone reuses it (nil for older checkpoints).
+	Process   *specs.Process   `json:"process,omitempty"`
+	Files     map[string]int64 `json:"files"`
+	CreatedAt time.Time        `json:"created_at"`
 }
 
-// writeManifest records the checkpoint runsc just wrote into dir.
-func writeManifest(dir, id string, st sandboxState) error {
+// writeManifest records the checkpoint runsc just wrote into dir, of the
+// sandbox whose OCI process is proc.
+func writeManifest(dir, id string, st sandboxState, proc *specs.Process) error {
 	m := manifest{
 		Format: manifestFormat, SandboxID: id, Platform: st.Platform, Layers: st.Layers, GuestBinary: st.GuestBinary,
-		DiskLimitBytes: st.DiskLimitBytes, Files: map[string]int64{}, CreatedAt: time.Now().UTC(),
+		DiskLimitBytes: st.DiskLimitBytes, Process: proc, Files: map[string]int64{}, CreatedAt: time.Now().UTC(),
 	}
 	for _, name := range runscFiles {
 		info, err := os.Stat(filepath.Join(dir, name))

@@ -2,9 +2,15 @@ package gvisor
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
@@ -17,7 +23,7 @@ import (
 // after the spare); a resumed one is named after itself.
 var resumeSteps = []step{
 	{"mount rootfs", (*creation).remountRootfs},
-	{"write OCI bundle", (*creation).writeBundle},
+	{"write OCI bundle", (*creation).writeResumeBundle},
 	{"restore sandbox", (*creation).restore},
 	{"write state", (*creation).writeResumeState},
 	{"wait for guest agent", (*creation).waitGuest},
@@ -29,7 +35,7 @@ var cloneSteps = []step{
 	{"make sandbox dir", (*creation).makeDir},
 	{"prepare writable layer", (*creation).prepareUpper},
 	{"mount rootfs", (*creation).mountRootfs},
-	{"write OCI bundle", (*creation).writeBundle},
+	{"write OCI bundle", (*creation).writeCloneBundle},
 	{"restore sandbox", (*creation).restore},
 	{"write state", (*creation).writeState},
 	{"wait for guest agent", (*creation).waitGuest},
@@ -90,7 +96,8 @@ func (d *Driver) Clone(ctx context.Context, spec driver.Spec, dir string) (*driv
 	if err != nil {
 		return nil, fmt.Errorf("clone into sandbox %s: %w", spec.ID, err)
 	}
-	c := &creation{d: d, spec: spec, p: p, image: dir, platform: m.Platform, rid: runtimeIDFor(spec.ID), guestBin: guestBin}
+	c := &creation{d: d, spec: spec, p: p, image: dir, platform: m.Platform, rid: runtimeIDFor(spec.ID), guestBin: guestBin,
+		process: m.Process}
 	if err := d.restoreWith(ctx, c, cloneSteps); err != nil {
 		return nil, err
 	}
@@ -133,6 +140,54 @@ func (c *creation) remountRootfs(ctx context.Context) (func(context.Context) err
 		return nil, err
 	}
 	return nil, c.overlay().mount(c.p)
+}
+
+// writeResumeBundle writes the bundle of a resume with the process and
+// hostname of the bundle the sandbox last ran with: runsc restore refuses
+// a process whose args or env differ from the checkpoint's, and a sandbox
+// claimed from the warm pool booted as the spare (the image's user and
+// env; the claim set the spec's through the guest agent).
+func (c *creation) writeResumeBundle(ctx context.Context) (func(context.Context) error, error) {
+	spec := ociSpec(c.d.cfg, c.spec, c.p, c.guestBinary())
+	data, err := os.ReadFile(filepath.Join(c.p.dir, "config.json"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read OCI spec: %w", err)
+	}
+	if err == nil {
+		var old specs.Spec
+		if err := json.Unmarshal(data, &old); err != nil {
+			return nil, fmt.Errorf("decode OCI spec: %w", err)
+		}
+		if old.Process != nil {
+			spec.Process, spec.Hostname = old.Process, old.Hostname
+		}
+	}
+	return nil, writeSpec(spec, c.p)
+}
+
+// writeCloneBundle writes a clone's bundle with the process of the
+// checkpoint's sandbox (its args and env must match the checkpoint's; a
+// sandbox claimed from the warm pool ran as the spare); the clone's own
+// hostname is set through the guest agent afterwards.
+func (c *creation) writeCloneBundle(ctx context.Context) (func(context.Context) error, error) {
+	spec := ociSpec(c.d.cfg, c.spec, c.p, c.guestBinary())
+	if c.process != nil {
+		spec.Process = c.process
+	}
+	return nil, writeSpec(spec, c.p)
+}
+
+// bundleProcess is the OCI process in the sandbox's config.json, or nil.
+func bundleProcess(p paths) *specs.Process {
+	data, err := os.ReadFile(filepath.Join(p.dir, "config.json"))
+	if err != nil {
+		return nil
+	}
+	var s specs.Spec
+	if json.Unmarshal(data, &s) != nil {
+		return nil
+	}
+	return s.Process
 }
 
 // restore runs `runsc restore --detach` from the checkpoint, with the

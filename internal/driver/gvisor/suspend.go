@@ -177,7 +177,7 @@ func (d *Driver) abortCheckpoint(ctx context.Context, id string, p paths, st san
 // its state says so, even when the deletion fails (Resume and Destroy
 // delete it again).
 func (d *Driver) finishCheckpoint(ctx context.Context, id string, p paths, st sandboxState, dir string, stop bool) error {
-	if err := writeManifest(dir, id, st); err != nil {
+	if err := writeManifest(dir, id, st, bundleProcess(p)); err != nil {
 		d.abortCheckpoint(context.WithoutCancel(ctx), id, p, st, dir)
 		return err
 	}
