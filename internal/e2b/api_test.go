@@ -1,6 +1,7 @@
 package e2b
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -9,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/denhq/den/api/rest"
 )
 
 func TestCreateAndGet(t *testing.T) {
@@ -217,5 +220,31 @@ func TestMetrics(t *testing.T) {
 	decode(t, e.call("GET", "/sandboxes/metrics?sandbox_ids="+id+",nope", e.keyA, "").body, &many)
 	if len(many.Sandboxes) != 1 || many.Sandboxes[id].MemUsed == 0 {
 		t.Errorf("GET /sandboxes/metrics: %+v", many)
+	}
+}
+
+// TestKillWhileStopping: a sandbox its timer (or another kill) is
+// removing is already gone for E2B: kill answers 404, as connect and
+// getInfo do, and the SDK's kill reports false.
+func TestKillWhileStopping(t *testing.T) {
+	e := newTestEnv(t)
+	id := e.create(e.keyA, `{"templateID":"busybox"}`).SandboxID
+	setState := func(state string) {
+		t.Helper()
+		sb, err := e.st.Snapshot().Sandbox(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb.State = state
+		if err := e.st.UpdateSandbox(context.Background(), sb); err != nil {
+			t.Fatalf("set state %s: %v", state, err)
+		}
+	}
+	setState(rest.StateStopping)
+	checkError(t, e.call("DELETE", "/sandboxes/"+id, e.keyA, ""), 404, `sandbox "`+id+`" is stopping`)
+	checkError(t, e.call("GET", "/sandboxes/"+id, e.keyA, ""), 404, `is stopping`)
+	setState(rest.StateRunning)
+	if r := e.call("DELETE", "/sandboxes/"+id, e.keyA, ""); r.status != 204 {
+		t.Fatalf("kill: HTTP %d %s", r.status, r.body)
 	}
 }

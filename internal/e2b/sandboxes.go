@@ -169,10 +169,18 @@ func (a *api) get(w http.ResponseWriter, r *http.Request, p server.Principal) er
 	return nil
 }
 
+// kill answers DELETE /sandboxes/{id}: 204 once it is removed, 404 for
+// an unknown one and for one already on its way out (its timeout or
+// another kill is removing it: connect and getInfo answer 404 for it
+// already, and E2B's kill reports it as not found). Starting and failed
+// sandboxes, which E2B does not show, can still be killed.
 func (a *api) kill(w http.ResponseWriter, r *http.Request, p server.Principal) error {
 	sb, err := a.cfg.Service.Lookup(p, r.PathValue("id"))
 	if err != nil {
 		return errdefs.Wrap(errdefs.NotFound, err, "sandbox \"%s\" doesn't exist or you don't have access to it", r.PathValue("id"))
+	}
+	if sb.State == rest.StateStopping || sb.State == rest.StateTerminated {
+		return errdefs.New(errdefs.NotFound, "sandbox \"%s\" is %s", sb.ID, sb.State)
 	}
 	if err := a.cfg.Service.DeleteSandbox(r.Context(), p, sb.ID); err != nil {
 		return err
