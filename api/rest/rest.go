@@ -106,6 +106,11 @@ type CreateSandboxRequest struct {
 	// operations (requests that name none); empty means the image's user.
 	// The image must have it.
 	User string `json:"user,omitempty"`
+	// Snapshot, when set, is the ID or name of a snapshot to start the
+	// sandbox from: its processes continue from the saved point. Image,
+	// CPUs, MemoryMB, DiskMB, Env and User are the snapshot's and must be
+	// left zero.
+	Snapshot string `json:"snapshot,omitempty"`
 }
 
 // ApplyDefaults fills the zero fields of r with the documented defaults.
@@ -171,6 +176,8 @@ type Sandbox struct {
 	TimeoutLeft int64 `json:"timeout_left,omitempty"`
 	// SnapshotBytes is, while suspended, the size of its saved state.
 	SnapshotBytes int64 `json:"snapshot_bytes,omitempty"`
+	// FromSnapshot is the snapshot the sandbox was started from, if any.
+	FromSnapshot string `json:"from_snapshot,omitempty"`
 }
 
 // SandboxList is one page of sandboxes. NextPageToken is empty on the last page.

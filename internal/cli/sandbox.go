@@ -29,6 +29,7 @@ type createFlags struct {
 	timeoutIsSet              func() bool
 	timeoutAction, idleAction string
 	idleTimeout               secondsFlag
+	snapshot                  string
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet) {
@@ -42,6 +43,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.timeoutAction, "timeout-action", "", `what the timeout does: "kill" (default) or "suspend"`)
 	fs.Var(&f.idleTimeout, "idle-timeout", `time without activity (10m, or seconds), then --idle-action; 0 = never (default)`)
 	fs.StringVar(&f.idleAction, "idle-action", "", `what the idle timeout does: "kill" (default) or "suspend"`)
+	fs.StringVar(&f.snapshot, "snapshot", "", "start from this snapshot (ID or name): it continues where the snapshot was; no IMAGE, --cpus, --memory, --disk or --env")
 	f.timeoutIsSet = func() bool { return fs.Changed("timeout") }
 }
 
@@ -69,7 +71,7 @@ func (f *secondsFlag) Set(v string) error {
 // request builds the create request for image.
 func (f *createFlags) request(cmd *cobra.Command, image string) (rest.CreateSandboxRequest, error) {
 	req := rest.CreateSandboxRequest{Image: image, Name: f.name, CPUs: f.cpus, MemoryMB: f.memory, DiskMB: f.disk,
-		TimeoutAction: f.timeoutAction, IdleTimeout: int64(f.idleTimeout), IdleAction: f.idleAction}
+		TimeoutAction: f.timeoutAction, IdleTimeout: int64(f.idleTimeout), IdleAction: f.idleAction, Snapshot: f.snapshot}
 	var err error
 	if req.Env, err = parsePairs(cmd, "--env", f.env); err != nil {
 		return req, err

@@ -66,6 +66,8 @@ type Node struct {
 	// snaps and susp are nil when suspend is off (see canSuspend).
 	snaps *snapshot.Store
 	susp  driver.Suspender
+	// objs holds snapshot objects (snapshot_objects.go); nil with snaps.
+	objs *snapshot.Store
 	// beforeStep, when set (tests), runs before each step of a suspend or
 	// resume: an error fails the step, a panic stands for a crash.
 	beforeStep func(op, step string) error
@@ -93,7 +95,11 @@ func New(cfg Config) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.snaps, n.susp = snaps, susp
+		objs, err := snaps.Objects()
+		if err != nil {
+			return nil, err
+		}
+		n.snaps, n.susp, n.objs = snaps, susp, objs
 	}
 	return n, nil
 }

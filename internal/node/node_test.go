@@ -45,6 +45,7 @@ type env struct {
 	// Fault injection into the fake's Suspender, for every restart.
 	failSuspend func(ctx context.Context, id, dir string) error
 	failResume  func(ctx context.Context, spec driver.Spec, dir string) error
+	failClone   func(ctx context.Context, spec driver.Spec, dir string) error
 }
 
 // clock is a settable clock for the node.
@@ -99,6 +100,11 @@ func (e *env) restart() {
 	}, FailResume: func(ctx context.Context, spec driver.Spec, dir string) error {
 		if e.failResume != nil {
 			return e.failResume(ctx, spec, dir)
+		}
+		return nil
+	}, FailClone: func(ctx context.Context, spec driver.Spec, dir string) error {
+		if e.failClone != nil {
+			return e.failClone(ctx, spec, dir)
 		}
 		return nil
 	}})

@@ -28,6 +28,9 @@ func (n *Node) Recover(ctx context.Context) error {
 			return fmt.Errorf("recover sandbox %s: %w", sb.ID, err)
 		}
 	}
+	if err := n.pruneObjects(); err != nil {
+		return err
+	}
 	if err := n.pruneSnapshots(); err != nil {
 		return err
 	}

@@ -198,6 +198,7 @@ func (s *Server) toREST(sb *store.Sandbox) rest.Sandbox {
 		Runtime: sb.Runtime, Node: sb.Node, CPUs: sb.CPUs, MemoryMB: sb.MemoryMB, DiskMB: sb.DiskMB,
 		Metadata: sb.Metadata, Timeout: sb.TimeoutSec, IdleTimeout: sb.IdleTimeoutSec, CreatedAt: sb.CreatedAt,
 		StartedAt: timeOrNil(sb.StartedAt), ExpiresAt: timeOrNil(sb.ExpiresAt), SuspendedAt: timeOrNil(sb.SuspendedAt),
+		FromSnapshot: sb.FromSnapshot,
 	}
 	if sb.TimeoutSec > 0 {
 		out.TimeoutAction = actionOf(sb.TimeoutAction)

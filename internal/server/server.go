@@ -32,6 +32,12 @@ type Node interface {
 	// internal/node for their guarantees.
 	Suspend(ctx context.Context, id string) (*store.Sandbox, error)
 	Resume(ctx context.Context, id string) (*store.Sandbox, error)
+	// CreateSnapshot saves a running sandbox as a snapshot object, which
+	// the sandbox goes on running; DeleteSnapshot removes one;
+	// StartClones starts recorded sandboxes as clones of one.
+	CreateSnapshot(ctx context.Context, rec *store.SandboxSnapshot) (*store.SandboxSnapshot, error)
+	DeleteSnapshot(ctx context.Context, id string) error
+	StartClones(ctx context.Context, snapID string, ids []string) ([]*store.Sandbox, error)
 	DialGuest(ctx context.Context, id string) (net.Conn, error)
 	// Stats reads a running sandbox's resource usage; Unsupported when the
 	// runtime cannot.
@@ -111,7 +117,12 @@ func (s *Server) routes() {
 	s.handle("POST /v1/sandboxes/{id}/timeout", s.setTimeout)
 	s.handle("POST /v1/sandboxes/{id}/suspend", s.suspendSandbox)
 	s.handle("POST /v1/sandboxes/{id}/resume", s.resumeSandbox)
+	s.handle("POST /v1/sandboxes/{id}/fork", s.forkSandbox)
 	s.handle("/v1/sandboxes/{id}/envd/{path...}", s.proxyGuest)
+	s.handle("POST /v1/snapshots", s.createSnapshot)
+	s.handle("GET /v1/snapshots", s.listSnapshots)
+	s.handle("GET /v1/snapshots/{id}", s.getSnapshot)
+	s.handle("DELETE /v1/snapshots/{id}", s.deleteSnapshot)
 	s.handle("GET /v1/images", s.listImages)
 	s.handle("POST /v1/images", s.importImage)
 	s.handle("GET /v1/images/{ref}", s.getImage)

@@ -26,6 +26,9 @@ import (
 // returned as is (the record stays, failed, with the reason). Every sandbox
 // gets a fresh AccessToken.
 func (s *Server) CreateSandbox(ctx context.Context, p Principal, req rest.CreateSandboxRequest) (*store.Sandbox, error) {
+	if req.Snapshot != "" {
+		return s.createFromSnapshot(ctx, p, req)
+	}
 	sb, err := s.newSandboxRecord(req, p)
 	if err != nil {
 		return nil, err

@@ -108,6 +108,21 @@ func Open(dir string) (*Store, error) {
 	return &Store{dir: dir}, nil
 }
 
+// ObjectsDir is the subdirectory of a sandbox snapshot directory that
+// holds snapshot objects (see Objects); no sandbox ID may take it.
+const ObjectsDir = "objects"
+
+// ObjectGeneration is the one generation of a snapshot object.
+const ObjectGeneration = 1
+
+// Objects returns the store of snapshot objects, <dir>/objects: snapshots
+// kept as objects of their own (den snapshot create), each under its
+// snapshot ID as a single generation, ObjectGeneration, sealed and
+// verified like a sandbox's.
+func (s *Store) Objects() (*Store, error) {
+	return Open(filepath.Join(s.dir, ObjectsDir))
+}
+
 // Dir is the directory of a sealed generation of sandbox id.
 func (s *Store) Dir(id string, gen uint64) string {
 	return filepath.Join(s.dir, id, strconv.FormatUint(gen, 10))

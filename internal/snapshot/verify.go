@@ -189,7 +189,8 @@ func (s *Store) Remove(id string) error {
 	return nil
 }
 
-// IDs lists the sandboxes that have a snapshot directory.
+// IDs lists the sandboxes that have a snapshot directory (ObjectsDir,
+// which is no sandbox's, left out).
 func (s *Store) IDs() ([]string, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -197,7 +198,7 @@ func (s *Store) IDs() ([]string, error) {
 	}
 	var ids []string
 	for _, e := range entries {
-		if e.IsDir() && validID.MatchString(e.Name()) {
+		if e.IsDir() && validID.MatchString(e.Name()) && e.Name() != ObjectsDir {
 			ids = append(ids, e.Name())
 		}
 	}

@@ -15,11 +15,13 @@ type cmdType byte
 
 // Command types. Values are persisted: append only.
 const (
-	cmdCreateSandbox cmdType = 1
-	cmdUpdateSandbox cmdType = 2
-	cmdDeleteSandbox cmdType = 3
-	cmdPutAPIKey     cmdType = 4
-	cmdDeleteAPIKey  cmdType = 5
+	cmdCreateSandbox  cmdType = 1
+	cmdUpdateSandbox  cmdType = 2
+	cmdDeleteSandbox  cmdType = 3
+	cmdPutAPIKey      cmdType = 4
+	cmdDeleteAPIKey   cmdType = 5
+	cmdCreateSnapshot cmdType = 6
+	cmdDeleteSnapshot cmdType = 7
 )
 
 func (t cmdType) String() string {
@@ -34,6 +36,10 @@ func (t cmdType) String() string {
 		return "put_api_key"
 	case cmdDeleteAPIKey:
 		return "delete_api_key"
+	case cmdCreateSnapshot:
+		return "create_snapshot"
+	case cmdDeleteSnapshot:
+		return "delete_snapshot"
 	}
 	return fmt.Sprintf("cmd(%d)", byte(t))
 }

@@ -66,6 +66,10 @@ func (f *fsm) applyCmd(index uint64, t cmdType, body []byte) error {
 		err = applyPutAPIKey(txn, body)
 	case cmdDeleteAPIKey:
 		err = applyDelete(txn, tableAPIKeys, "api key", body)
+	case cmdCreateSnapshot:
+		err = applyCreateSnapshot(txn, index, body)
+	case cmdDeleteSnapshot:
+		err = applyDelete(txn, tableSnapshots, "snapshot", body)
 	default:
 		err = fmt.Errorf("apply: unknown command type %d", byte(t))
 	}

@@ -24,7 +24,12 @@ type snapshotHeader struct {
 type snapshotRecord struct {
 	Sandbox *Sandbox `json:"sandbox,omitempty"`
 	APIKey  *APIKey  `json:"api_key,omitempty"`
+	// SandboxSnapshot is a snapshot object (older binaries skip it).
+	SandboxSnapshot *SandboxSnapshot `json:"sandbox_snapshot,omitempty"`
 }
+
+// tables lists every table a raft snapshot holds, in write order.
+var tables = []string{tableSandboxes, tableAPIKeys, tableSnapshots}
 
 // Snapshot implements raft.FSM. It is O(1): Persist writes a frozen copy of
 // the database while Apply goes on.
@@ -52,7 +57,7 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		return err
 	}
 	txn := s.db.Txn(false)
-	for _, table := range []string{tableSandboxes, tableAPIKeys} {
+	for _, table := range tables {
 		it, err := txn.Get(table, indexID)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", table, err)
@@ -64,6 +69,8 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 				rec.Sandbox = o
 			case *APIKey:
 				rec.APIKey = o
+			case *SandboxSnapshot:
+				rec.SandboxSnapshot = o
 			}
 			if err := enc.Encode(rec); err != nil {
 				return err
@@ -94,7 +101,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 }
 
 func clearTables(txn *memdb.Txn) error {
-	for _, table := range []string{tableSandboxes, tableAPIKeys} {
+	for _, table := range tables {
 		if _, err := txn.DeleteAll(table, indexID); err != nil {
 			return fmt.Errorf("clear %s: %w", table, err)
 		}
@@ -132,6 +139,8 @@ func insertRecord(txn *memdb.Txn, rec snapshotRecord) error {
 		return txn.Insert(tableSandboxes, rec.Sandbox)
 	case rec.APIKey != nil:
 		return txn.Insert(tableAPIKeys, rec.APIKey)
+	case rec.SandboxSnapshot != nil:
+		return txn.Insert(tableSnapshots, rec.SandboxSnapshot)
 	}
 	return nil
 }

@@ -87,6 +87,10 @@ type Sandbox struct {
 	// latest complete one. Set from the first suspend on; it is kept
 	// while the sandbox runs again, until the next suspend replaces it.
 	Snapshot *SnapshotRef `json:"snapshot,omitempty"`
+	// FromSnapshot is the ID of the snapshot object (SandboxSnapshot) the
+	// sandbox was started from: its node clones it rather than creating
+	// it from its image. Empty for a sandbox created from an image.
+	FromSnapshot string `json:"from_snapshot,omitempty"`
 
 	// Handle is the driver's handle, opaque to the store. It must be valid
 	// JSON when set.

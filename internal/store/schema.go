@@ -12,6 +12,7 @@ import (
 const (
 	tableSandboxes = "sandboxes"
 	tableAPIKeys   = "api_keys"
+	tableSnapshots = "snapshots"
 
 	indexID            = "id"
 	indexName          = "name"           // (Tenant, Name), non-unique: terminal sandboxes keep theirs
@@ -33,6 +34,14 @@ func schema() *memdb.DBSchema {
 				indexTenantCreated: {Name: indexTenantCreated, Unique: true, Indexer: createdIndexer{tenant: true}},
 			},
 		},
+		tableSnapshots: {
+			Name: tableSnapshots,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID:      {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+				indexName:    {Name: indexName, Unique: true, AllowMissing: true, Indexer: tenantNameIndexer{}},
+				indexCreated: {Name: indexCreated, Unique: true, Indexer: createdIndexer{}},
+			},
+		},
 		tableAPIKeys: {
 			Name: tableAPIKeys,
 			Indexes: map[string]*memdb.IndexSchema{
@@ -49,14 +58,19 @@ func schema() *memdb.DBSchema {
 type tenantNameIndexer struct{}
 
 func (tenantNameIndexer) FromObject(obj any) (bool, []byte, error) {
-	sb, ok := obj.(*Sandbox)
-	if !ok {
+	var tenant, name string
+	switch o := obj.(type) {
+	case *Sandbox:
+		tenant, name = o.Tenant, o.Name
+	case *SandboxSnapshot:
+		tenant, name = o.Tenant, o.Name
+	default:
 		return false, nil, fmt.Errorf("name index: unexpected %T", obj)
 	}
-	if sb.Name == "" {
+	if name == "" {
 		return false, nil, nil
 	}
-	return true, tenantNameKey(sb.Tenant, sb.Name), nil
+	return true, tenantNameKey(tenant, name), nil
 }
 
 func (tenantNameIndexer) FromArgs(args ...any) ([]byte, error) {
@@ -82,11 +96,13 @@ func tenantNameKey(tenant, name string) []byte {
 type createdIndexer struct{ tenant bool }
 
 func (ix createdIndexer) FromObject(obj any) (bool, []byte, error) {
-	sb, ok := obj.(*Sandbox)
-	if !ok {
-		return false, nil, fmt.Errorf("created index: unexpected %T", obj)
+	switch o := obj.(type) {
+	case *Sandbox:
+		return true, ix.key(o.Tenant, o.CreatedAt, o.ID), nil
+	case *SandboxSnapshot:
+		return true, ix.key(o.Tenant, o.CreatedAt, o.ID), nil
 	}
-	return true, ix.key(sb.Tenant, sb.CreatedAt, sb.ID), nil
+	return false, nil, fmt.Errorf("created index: unexpected %T", obj)
 }
 
 func (ix createdIndexer) FromArgs(args ...any) ([]byte, error) {

@@ -139,3 +139,32 @@ func validateSandbox(sb *Sandbox) error {
 	}
 	return nil
 }
+
+// CreateSandboxSnapshot records a complete snapshot. AlreadyExists when
+// the ID exists or the tenant has a snapshot of that name. A zero
+// CreatedAt becomes now; on success s carries it and its ModifyIndex.
+func (s *Store) CreateSandboxSnapshot(ctx context.Context, snap *SandboxSnapshot) error {
+	if snap == nil {
+		return errdefs.New(errdefs.InvalidArgument, "create snapshot: no snapshot")
+	}
+	c := snap.Clone()
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = time.Now()
+	}
+	c.CreatedAt = normalTime(c.CreatedAt)
+	if err := validateSnapshot(c); err != nil {
+		return fmt.Errorf("create snapshot: %w", err)
+	}
+	idx, err := s.apply(ctx, cmdCreateSnapshot, snapshotCmd{Snapshot: c})
+	if err != nil {
+		return err
+	}
+	snap.CreatedAt, snap.ModifyIndex = c.CreatedAt, idx
+	return nil
+}
+
+// DeleteSandboxSnapshot removes a snapshot record; NotFound when absent.
+func (s *Store) DeleteSandboxSnapshot(ctx context.Context, id string) error {
+	_, err := s.apply(ctx, cmdDeleteSnapshot, idCmd{ID: id})
+	return err
+}

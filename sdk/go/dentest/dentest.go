@@ -55,6 +55,7 @@ type Server struct {
 	deleted   []string                 // IDs in deletion order
 	registry  map[string]*rest.Image   // the fake registry, by reference
 	builds    []Build
+	snapshots []*rest.Snapshot // in creation order
 }
 
 // NewServer starts a fake server; Close stops it.
@@ -99,7 +100,12 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/sandboxes/{id}/timeout", s.setTimeout)
 	mux.HandleFunc("POST /v1/sandboxes/{id}/suspend", s.suspend)
 	mux.HandleFunc("POST /v1/sandboxes/{id}/resume", s.resume)
+	mux.HandleFunc("POST /v1/sandboxes/{id}/fork", s.fork)
 	mux.HandleFunc("/v1/sandboxes/{id}/envd/", s.proxy)
+	mux.HandleFunc("POST /v1/snapshots", s.createSnapshot)
+	mux.HandleFunc("GET /v1/snapshots", s.listSnapshots)
+	mux.HandleFunc("GET /v1/snapshots/{id}", s.getSnapshot)
+	mux.HandleFunc("DELETE /v1/snapshots/{id}", s.deleteSnapshot)
 	mux.HandleFunc("GET /v1/images", s.listImages)
 	mux.HandleFunc("POST /v1/images", s.importImage)
 	mux.HandleFunc("GET /v1/images/{ref}", s.getImage)
@@ -142,9 +148,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_argument", "bad JSON body: %v", err)
 		return
 	}
-	req.ApplyDefaults()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if req.Snapshot != "" {
+		s.createFromSnapshot(w, req)
+		return
+	}
+	req.ApplyDefaults()
 	if _, ok := s.images[req.Image]; !ok {
 		writeError(w, http.StatusNotFound, "not_found", "image %q not found", req.Image)
 		return

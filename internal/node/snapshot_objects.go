@@ -1,0 +1,210 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/snapshot"
+	"github.com/denhq/den/internal/store"
+)
+
+// Snapshot objects: the saved state of a running sandbox kept as an object
+// of its own (store.SandboxSnapshot), which new sandboxes are cloned from
+// (see StartClones). The files lie in the node's snapshot directory under
+// objects/<snapshot id>/1/, sealed and verified like a suspend's.
+
+// snapshotOp is the state of one CreateSnapshot.
+type snapshotOp struct {
+	rec     *store.SandboxSnapshot // what the caller asked for, completed on the way
+	spec    driver.Spec
+	pending *snapshot.Pending
+	ref     snapshot.Ref
+	sealed  bool
+}
+
+// CreateSnapshot saves the whole state of running sandbox rec.Sandbox
+// (memory, processes, files) as snapshot object rec.ID, which the sandbox
+// goes on running (its processes pause while the state is written, and
+// its guest connections are cut). The caller sets rec's ID, Tenant,
+// Sandbox and optional Name; the rest is filled in from the sandbox and
+// the files. The record is stored only once the files are sealed, so a
+// snapshot in the store is always complete; on error nothing is left.
+//
+// Steps: check → create the dir → checkpoint on the driver → seal →
+// record. Errors: Unsupported when suspend is off, FailedPrecondition when
+// the sandbox is not running, NotFound, AlreadyExists when the tenant has
+// a snapshot of that name.
+func (n *Node) CreateSnapshot(ctx context.Context, rec *store.SandboxSnapshot) (*store.SandboxSnapshot, error) {
+	if n.objs == nil {
+		return nil, n.errNoSnapshots()
+	}
+	unlock := n.locks.lock(rec.Sandbox)
+	defer unlock()
+	op := &snapshotOp{rec: rec.Clone()}
+	if err := runOp(ctx, n, "snapshot", op, n.snapshotSteps()); err != nil {
+		return nil, err
+	}
+	n.log.Info("snapshot created", "sandbox", rec.Sandbox, "snapshot", rec.ID, "bytes", op.ref.Size)
+	return op.rec, nil
+}
+
+// Snapshot step names.
+const (
+	stepCheckSnapshot  = "check sandbox"
+	stepObjectDir      = "create object dir"
+	stepCheckpoint     = "checkpoint on driver"
+	stepSealObject     = "seal object"
+	stepRecordSnapshot = "record snapshot"
+)
+
+func (n *Node) snapshotSteps() []opStep[snapshotOp] {
+	return []opStep[snapshotOp]{
+		{name: stepCheckSnapshot, do: n.checkSnapshotSource},
+		{name: stepObjectDir, do: n.createObjectDir, undo: n.removeObjectDir},
+		{name: stepCheckpoint, do: n.checkpointOnDriver},
+		{name: stepSealObject, do: n.sealObject},
+		{name: stepRecordSnapshot, do: n.recordSnapshot},
+	}
+}
+
+func (n *Node) errNoSnapshots() error {
+	if _, ok := n.cfg.Driver.(driver.Suspender); ok {
+		return errdefs.New(errdefs.Unsupported, "node %s cannot snapshot sandboxes: it has no snapshot directory", n.cfg.ID)
+	}
+	return errdefs.New(errdefs.Unsupported, "runtime %s cannot snapshot sandboxes", n.cfg.Driver.Capabilities().Name)
+}
+
+// checkSnapshotSource reads the source's record and resolves its spec.
+func (n *Node) checkSnapshotSource(ctx context.Context, op *snapshotOp) error {
+	id := op.rec.Sandbox
+	sb, err := n.cfg.Store.Snapshot().Sandbox(id)
+	if err != nil {
+		return err
+	}
+	if sb.State != store.StateRunning {
+		return errdefs.New(errdefs.FailedPrecondition, "sandbox %s is %s: only a running sandbox can be snapshotted", id, sb.State)
+	}
+	img, err := n.cfg.Images.Rootfs(sb.Image)
+	if err != nil {
+		return fmt.Errorf("snapshot sandbox %s: resolve image %s: %w", id, sb.Image, err)
+	}
+	op.spec = specOf(sb, img)
+	r := op.rec
+	r.Node, r.Runtime, r.Image = n.cfg.ID, n.cfg.Driver.Capabilities().Name, sb.Image
+	r.CPUs, r.MemoryMB, r.DiskMB, r.Env, r.User = sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Env, sb.User
+	return nil
+}
+
+func (n *Node) createObjectDir(ctx context.Context, op *snapshotOp) error {
+	p, err := n.objs.Begin(op.rec.ID, snapshot.ObjectGeneration)
+	if err != nil {
+		return fmt.Errorf("snapshot sandbox %s: %w", op.rec.Sandbox, err)
+	}
+	op.pending = p
+	return nil
+}
+
+// removeObjectDir removes the files of a snapshot that was not recorded.
+func (n *Node) removeObjectDir(ctx context.Context, op *snapshotOp, _ error) {
+	if err := n.objs.Remove(op.rec.ID); err != nil {
+		n.log.Warn("remove files of a failed snapshot", "snapshot", op.rec.ID, "err", err)
+	}
+}
+
+func (n *Node) checkpointOnDriver(ctx context.Context, op *snapshotOp) error {
+	if err := n.susp.Checkpoint(ctx, op.rec.Sandbox, op.pending.Dir); err != nil {
+		return fmt.Errorf("snapshot sandbox %s: %w", op.rec.Sandbox, err)
+	}
+	return nil
+}
+
+func (n *Node) sealObject(ctx context.Context, op *snapshotOp) error {
+	spec, err := json.Marshal(op.spec)
+	if err != nil {
+		return fmt.Errorf("snapshot sandbox %s: encode spec: %w", op.rec.Sandbox, err)
+	}
+	ref, err := op.pending.Seal(snapshot.Meta{Driver: op.rec.Runtime, Spec: spec, Created: n.cfg.Now()})
+	if err != nil {
+		return fmt.Errorf("snapshot sandbox %s: %w", op.rec.Sandbox, err)
+	}
+	op.ref, op.sealed = ref, true
+	op.rec.Size, op.rec.Digest = ref.Size, ref.Digest
+	return nil
+}
+
+func (n *Node) recordSnapshot(ctx context.Context, op *snapshotOp) error {
+	op.rec.CreatedAt = n.cfg.Now().UTC()
+	if err := n.cfg.Store.CreateSandboxSnapshot(ctx, op.rec); err != nil {
+		return fmt.Errorf("record snapshot %s: %w", op.rec.ID, err)
+	}
+	return nil
+}
+
+// DeleteSnapshot removes snapshot object id: its record, then its files.
+// Sandboxes cloned from it are not affected. NotFound when there is no
+// such record; files left by a failure are removed by Recover.
+func (n *Node) DeleteSnapshot(ctx context.Context, id string) error {
+	unlock := n.locks.lock(objectLockKey(id))
+	defer unlock()
+	if err := n.cfg.Store.DeleteSandboxSnapshot(ctx, id); err != nil {
+		return err
+	}
+	if n.objs == nil {
+		return nil
+	}
+	if err := n.objs.Remove(id); err != nil {
+		return fmt.Errorf("delete snapshot %s: %w", id, err)
+	}
+	return nil
+}
+
+// objectLockKey is the key of snapshot object id in Node.locks, apart
+// from every sandbox ID.
+func objectLockKey(id string) string { return "snapshot/" + id }
+
+// verifyObject checks the files of snapshot object rec against its record
+// and returns their directory and the spec of the sandbox they hold.
+func (n *Node) verifyObject(rec *store.SandboxSnapshot) (string, driver.Spec, error) {
+	var spec driver.Spec
+	if n.objs == nil {
+		return "", spec, n.errNoSnapshots()
+	}
+	if rec.Node != n.cfg.ID {
+		return "", spec, errdefs.New(errdefs.FailedPrecondition, "snapshot %s is on node %s, not %s", rec.ID, rec.Node, n.cfg.ID)
+	}
+	dir, m, err := n.objs.Verify(rec.ID, snapshot.Ref{Generation: snapshot.ObjectGeneration, Size: rec.Size, Digest: rec.Digest})
+	if err != nil {
+		return "", spec, fmt.Errorf("snapshot %s: %w", rec.ID, err)
+	}
+	if err := json.Unmarshal(m.Spec, &spec); err != nil || spec.ID == "" {
+		return "", spec, errdefs.New(errdefs.FailedPrecondition, "snapshot %s holds no sandbox spec", rec.ID)
+	}
+	return dir, spec, nil
+}
+
+// pruneObjects removes the files of snapshot objects no record names (a
+// create or delete interrupted by a crash).
+func (n *Node) pruneObjects() error {
+	if n.objs == nil {
+		return nil
+	}
+	ids, err := n.objs.IDs()
+	if err != nil {
+		return fmt.Errorf("recover snapshot objects: %w", err)
+	}
+	snap := n.cfg.Store.Snapshot()
+	var errs []error
+	for _, id := range ids {
+		if _, err := snap.SandboxSnapshot(id); errdefs.IsNotFound(err) {
+			errs = append(errs, n.objs.Remove(id))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("recover snapshot objects: %w", err)
+	}
+	return nil
+}
