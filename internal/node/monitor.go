@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/driver"
@@ -48,8 +49,14 @@ func (n *Node) died(ctx context.Context, id string, st driver.Status) {
 	if err != nil || sb.State != rest.StateRunning {
 		return // deleted, being deleted or suspended: the stop was asked for
 	}
-	if now, err := n.cfg.Driver.Status(ctx, id); err == nil && now.Running {
-		return // it runs again (resumed after a suspend): a newer watcher follows it
+	if st.Reason == driver.ReasonSuspended {
+		return // a suspend stopped it; Resume starts a new watcher
+	}
+	// Resumed after a suspend meanwhile? Then a newer watcher follows it.
+	// The runtime may call a dead sandbox running until its process is
+	// reaped, so its guest agent must answer too.
+	if now, err := n.cfg.Driver.Status(ctx, id); err == nil && now.Running && n.guestAnswers(ctx, id) {
+		return
 	}
 	reason := deathReason(st)
 	n.log.Warn("sandbox stopped unexpectedly", "sandbox", id, "reason", st.Reason)
@@ -74,4 +81,17 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() { close(n.stop) })
 	n.wg.Wait()
 	return nil
+}
+
+// guestAnswers reports whether the guest agent of sandbox id accepts a
+// connection within a second.
+func (n *Node) guestAnswers(ctx context.Context, id string) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	conn, err := n.cfg.Driver.DialGuest(ctx, id)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
 }

@@ -25,6 +25,9 @@ const reasonSuspendLost = "den restarted while the sandbox was being suspended, 
 //     seal): the snapshot is sealed now, suspended;
 //   - otherwise its state is lost: failed with the reason.
 func (n *Node) recoverSuspending(ctx context.Context, sb *store.Sandbox) error {
+	// Let the runtime settle a checkpoint den's death cut short (it may
+	// have left the sandbox running) before asking what it holds.
+	_ = n.recoverHandle(ctx, sb)
 	st, stErr := n.cfg.Driver.Status(ctx, sb.ID)
 	if stErr == nil && st.Running {
 		if err := n.recoverHandle(ctx, sb); err != nil {
@@ -51,6 +54,13 @@ func (n *Node) recoverSuspending(ctx context.Context, sb *store.Sandbox) error {
 	if len(sealed) > 0 && sealed[len(sealed)-1] > prev {
 		ref, err := n.snaps.Inspect(sb.ID, sealed[len(sealed)-1])
 		if err == nil {
+			if stErr != nil || st.Reason != driver.ReasonSuspended {
+				// The runtime does not hold it suspended: whatever is left
+				// there goes; the next resume restores the snapshot.
+				if err := n.cfg.Driver.Destroy(ctx, sb.ID); err != nil {
+					return fmt.Errorf("stop the runtime state of an interrupted suspend: %w", err)
+				}
+			}
 			return n.adoptSnapshot(ctx, sb, ref)
 		}
 		n.log.Warn("interrupted suspend: the sealed snapshot is unusable", "sandbox", sb.ID, "err", err)
