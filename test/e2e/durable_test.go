@@ -176,12 +176,11 @@ func TestSuspendResume100(t *testing.T) {
 // suspended, never lost, and no byte written before is missing.
 func TestKill9DuringSuspendResume(t *testing.T) {
 	if os.Getenv("DEN_TEST_KILL9") != "1" {
-		// Known failure, open in the durable-sandbox issue: after some kills
-		// the runtime keeps a restored or still-running runsc container the
-		// record does not know, and the next resume fails with "cannot
-		// restore container ... in state running". Run it with
-		// DEN_TEST_KILL9=1 while fixing that.
-		t.Skip("set DEN_TEST_KILL9=1: kill -9 during suspend/resume still loses a resume now and then (see the durable-sandbox issue)")
+		// Opt-in until it has passed more runs: it failed once in CI before
+		// Destroy learnt to delete a container a crash mid-restore left
+		// unrecorded ("cannot restore container ... in state running"),
+		// and takes 2-5 minutes.
+		t.Skip("set DEN_TEST_KILL9=1 to kill den 200 times during suspend/resume (2-5 minutes)")
 	}
 	in := startDen(t, "")
 	d := newDurable(t, in)

@@ -209,6 +209,14 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	if st, err := readState(p); err == nil {
 		rid = st.runtimeID(id)
 	}
+	// A resume or clone restores as runtimeIDFor(id) and records it only
+	// when done: a crash in between leaves a container the state does not
+	// name (a claimed sandbox's state names its spare's).
+	if own := runtimeIDFor(id); own != rid {
+		if err := d.runsc.deleteForce(ctx, own); err != nil {
+			return fmt.Errorf("destroy sandbox %s: delete runsc container %s: %w", id, own, err)
+		}
+	}
 	if err := d.destroyRuntime(ctx, rid, p); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)
 	}
