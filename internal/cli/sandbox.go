@@ -349,19 +349,26 @@ func (a *app) rmCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			failed := 0
-			for _, id := range args {
-				if err := c.Delete(cmd.Context(), id); err != nil {
-					failed++
-					report(cmd.ErrOrStderr(), err)
-					continue
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), id)
-			}
-			if failed > 0 {
-				return &ExitError{Code: 1, Message: fmt.Sprintf("%d of %d sandboxes not deleted", failed, len(args))}
-			}
-			return nil
+			return deleteEach(cmd, args, "sandboxes", c.Delete)
 		},
 	}
+}
+
+// deleteEach deletes every ID in ids with del, printing each one deleted
+// and reporting each failure; it fails when any did ("N of M <noun> not
+// deleted").
+func deleteEach(cmd *cobra.Command, ids []string, noun string, del func(ctx context.Context, id string) error) error {
+	failed := 0
+	for _, id := range ids {
+		if err := del(cmd.Context(), id); err != nil {
+			failed++
+			report(cmd.ErrOrStderr(), err)
+			continue
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), id)
+	}
+	if failed > 0 {
+		return &ExitError{Code: 1, Message: fmt.Sprintf("%d of %d %s not deleted", failed, len(ids), noun)}
+	}
+	return nil
 }

@@ -123,19 +123,7 @@ func (a *app) snapshotRmCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			failed := 0
-			for _, id := range args {
-				if err := c.DeleteSnapshot(cmd.Context(), id); err != nil {
-					failed++
-					report(cmd.ErrOrStderr(), err)
-					continue
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), id)
-			}
-			if failed > 0 {
-				return &ExitError{Code: 1, Message: fmt.Sprintf("%d of %d snapshots not deleted", failed, len(args))}
-			}
-			return nil
+			return deleteEach(cmd, args, "snapshots", c.DeleteSnapshot)
 		},
 	}
 }
