@@ -111,6 +111,11 @@ type CreateSandboxRequest struct {
 	// CPUs, MemoryMB, DiskMB, Env and User are the snapshot's and must be
 	// left zero.
 	Snapshot string `json:"snapshot,omitempty"`
+	// Pool, when set, is the ID or name of a warm pool to claim a spare
+	// from: image, snapshot and sizes are the pool's and must be left
+	// zero. A create that names a pool's image (or snapshot) and sizes
+	// claims from it too, without naming it.
+	Pool string `json:"pool,omitempty"`
 }
 
 // ApplyDefaults fills the zero fields of r with the documented defaults.

@@ -7,8 +7,10 @@ const (
 	// SnapshotModeMemory saves memory, processes and files: a sandbox
 	// created from the snapshot continues where the source was.
 	SnapshotModeMemory = "memory"
-	// SnapshotModeFilesystem would save the files only; not supported yet
-	// (501 unsupported).
+	// SnapshotModeFilesystem saves the root filesystem's changes only (no
+	// memory, no processes): a sandbox created from the snapshot boots
+	// cold on the source's image plus those changes, running the image's
+	// command as a new sandbox would.
 	SnapshotModeFilesystem = "filesystem"
 )
 
@@ -31,12 +33,18 @@ type Snapshot struct {
 	ID   string `json:"id"`
 	Name string `json:"name,omitempty"`
 	// Sandbox is the ID of the source sandbox (which may be gone).
-	Sandbox   string    `json:"sandbox"`
-	Image     string    `json:"image,omitempty"`
-	Mode      string    `json:"mode"`
-	CPUs      float64   `json:"cpus,omitempty"`
-	MemoryMB  int64     `json:"memory_mb,omitempty"`
-	DiskMB    int64     `json:"disk_mb,omitempty"`
+	Sandbox string `json:"sandbox"`
+	Image   string `json:"image,omitempty"`
+	Mode    string `json:"mode"`
+	// FilesystemImage, for mode filesystem, is the ID of the node-local
+	// image that holds the snapshot (Image plus one layer of changes);
+	// removing that image breaks the snapshot.
+	FilesystemImage string  `json:"filesystem_image,omitempty"`
+	CPUs            float64 `json:"cpus,omitempty"`
+	MemoryMB        int64   `json:"memory_mb,omitempty"`
+	DiskMB          int64   `json:"disk_mb,omitempty"`
+	// SizeBytes is the size of the saved files; for mode filesystem, of
+	// the compressed layer of changes.
 	SizeBytes int64     `json:"size_bytes"`
 	Node      string    `json:"node,omitempty"`
 	CreatedAt time.Time `json:"created_at"`

@@ -16,8 +16,9 @@ func (a *app) snapshotCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot",
 		Short: "Save running sandboxes as snapshots, list and remove them",
-		Long: "A snapshot holds a running sandbox's memory, processes and files; the sandbox keeps running.\n" +
-			"It outlives the sandbox: `den create --snapshot S` starts new sandboxes that continue from it.",
+		Long: "A snapshot holds a running sandbox's memory, processes and files (--mode filesystem: its files\n" +
+			"only); the sandbox keeps running. It outlives the sandbox: `den create --snapshot S` starts new\n" +
+			"sandboxes that continue from it (mode filesystem: that boot cold on its files).",
 	}
 	cmd.AddCommand(a.snapshotCreateCmd(), a.snapshotLsCmd(), a.snapshotGetCmd(), a.snapshotRmCmd())
 	return cmd
@@ -47,7 +48,7 @@ func (a *app) snapshotCreateCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&req.Name, "name", "", "name of the snapshot (unique among yours)")
-	cmd.Flags().StringVar(&req.Mode, "mode", "", `"memory" (default: memory, processes and files) or "filesystem" (not supported yet)`)
+	cmd.Flags().StringVar(&req.Mode, "mode", "", `"memory" (default: memory, processes and files; new sandboxes continue from it) or "filesystem" (files only; new sandboxes boot cold on them)`)
 	return cmd
 }
 
@@ -76,9 +77,9 @@ func (a *app) snapshotLsCmd() *cobra.Command {
 
 func printSnapshots(w io.Writer, list []rest.Snapshot, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSANDBOX\tIMAGE\tSIZE\tAGE")
+	fmt.Fprintln(tw, "ID\tNAME\tSANDBOX\tIMAGE\tMODE\tSIZE\tAGE")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, orDash(s.Name), s.Sandbox, s.Image, mib(s.SizeBytes), age(now.Sub(s.CreatedAt)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, orDash(s.Name), s.Sandbox, s.Image, s.Mode, mib(s.SizeBytes), age(now.Sub(s.CreatedAt)))
 	}
 	return tw.Flush()
 }

@@ -56,7 +56,7 @@ func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logge
 	}
 	defer drv.Close()
 	n, err := node.New(node.Config{ID: cfg.NodeID, Driver: drv, Images: images, Store: st, Logger: log,
-		SnapshotDir: filepath.Join(cfg.DataDir, "snapshots")})
+		SnapshotDir: filepath.Join(cfg.DataDir, "snapshots"), Layers: images})
 	if err != nil {
 		return err
 	}
@@ -64,6 +64,7 @@ func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logge
 	if err := n.Recover(ctx); err != nil {
 		return fmt.Errorf("recover sandboxes: %w", err)
 	}
+	n.StartPools()
 	builder, err := newBuilder(cfg.DataDir, images, n, log)
 	if err != nil {
 		return err

@@ -29,6 +29,8 @@ type Capabilities struct {
 	List bool `json:"list"`
 	// Suspend is true when the driver implements Suspender.
 	Suspend bool `json:"suspend"`
+	// Pool is true when the driver implements Pooler.
+	Pool bool `json:"pool"`
 	// MaxCPUs and MaxMemoryMB bound a single sandbox on this driver (0 = no limit).
 	MaxCPUs     float64 `json:"max_cpus,omitempty"`
 	MaxMemoryMB int64   `json:"max_memory_mb,omitempty"`

@@ -45,6 +45,10 @@ type Config struct {
 	// state so a driver can write there cheaply. Empty turns suspend off
 	// even when the driver implements driver.Suspender.
 	SnapshotDir string
+	// Layers is the image store (*image.Store) that filesystem snapshots
+	// commit their layer to and record their image in; nil turns
+	// filesystem snapshots off. They also need SnapshotDir.
+	Layers ImageCommitter
 }
 
 // Validate reports a missing dependency.
@@ -68,6 +72,8 @@ type Node struct {
 	susp  driver.Suspender
 	// objs holds snapshot objects (snapshot_objects.go); nil with snaps.
 	objs *snapshot.Store
+	// pools is the node's view of the declared warm pools (pools.go).
+	pools poolsState
 	// beforeStep, when set (tests), runs before each step of a suspend or
 	// resume: an error fails the step, a panic stands for a crash.
 	beforeStep func(op, step string) error

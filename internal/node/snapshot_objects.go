@@ -33,12 +33,21 @@ type snapshotOp struct {
 // Sandbox and optional Name; the rest is filled in from the sandbox and
 // the files. The record is stored only once the files are sealed, so a
 // snapshot in the store is always complete; on error nothing is left.
+// With rec.Mode store.SnapshotModeFilesystem it saves the sandbox's root
+// filesystem changes only, as an image (see snapshot_fs.go); the
+// sandbox's processes and guest connections are not disturbed then.
 //
 // Steps: check → create the dir → checkpoint on the driver → seal →
-// record. Errors: Unsupported when suspend is off, FailedPrecondition when
-// the sandbox is not running, NotFound, AlreadyExists when the tenant has
-// a snapshot of that name.
+// record. Errors: Unsupported when suspend is off (for mode filesystem:
+// when the driver cannot export a filesystem or the node has no image
+// store), FailedPrecondition when the sandbox is not running, NotFound,
+// AlreadyExists when the tenant has a snapshot of that name.
 func (n *Node) CreateSnapshot(ctx context.Context, rec *store.SandboxSnapshot) (*store.SandboxSnapshot, error) {
+	if rec.IsFilesystem() {
+		unlock := n.locks.lock(rec.Sandbox)
+		defer unlock()
+		return n.createFilesystemSnapshot(ctx, rec)
+	}
 	if n.objs == nil {
 		return nil, n.errNoSnapshots()
 	}
@@ -94,7 +103,7 @@ func (n *Node) checkSnapshotSource(ctx context.Context, op *snapshotOp) error {
 	}
 	op.spec = specOf(sb, img)
 	r := op.rec
-	r.Node, r.Runtime, r.Image = n.cfg.ID, n.cfg.Driver.Capabilities().Name, sb.Image
+	r.Mode, r.Node, r.Runtime, r.Image = store.SnapshotModeMemory, n.cfg.ID, n.cfg.Driver.Capabilities().Name, sb.Image
 	r.CPUs, r.MemoryMB, r.DiskMB, r.Env, r.User = sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Env, sb.User
 	return nil
 }
@@ -144,22 +153,38 @@ func (n *Node) recordSnapshot(ctx context.Context, op *snapshotOp) error {
 	return nil
 }
 
-// DeleteSnapshot removes snapshot object id: its record, then its files.
-// Sandboxes cloned from it are not affected. NotFound when there is no
-// such record; files left by a failure are removed by Recover.
+// DeleteSnapshot removes snapshot object id: its record, then its files
+// (for mode filesystem: its image once no sandbox created from it is
+// left, see pruneSnapshotImages). Sandboxes cloned or created from it are
+// not affected. NotFound when there is no such record; files and images
+// left by a failure are removed by Recover.
 func (n *Node) DeleteSnapshot(ctx context.Context, id string) error {
-	unlock := n.locks.lock(objectLockKey(id))
-	defer unlock()
-	if err := n.cfg.Store.DeleteSandboxSnapshot(ctx, id); err != nil {
+	rec, err := n.deleteSnapshot(ctx, id)
+	if err != nil || !rec.IsFilesystem() {
 		return err
 	}
+	return n.pruneSnapshotImages() // after the unlock: it takes the lock of each image's snapshot
+}
+
+// deleteSnapshot is DeleteSnapshot under the snapshot's lock, but for
+// the image of a filesystem snapshot. It returns the deleted record.
+func (n *Node) deleteSnapshot(ctx context.Context, id string) (*store.SandboxSnapshot, error) {
+	unlock := n.locks.lock(objectLockKey(id))
+	defer unlock()
+	rec, err := n.cfg.Store.Snapshot().SandboxSnapshot(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.cfg.Store.DeleteSandboxSnapshot(ctx, id); err != nil {
+		return nil, err
+	}
 	if n.objs == nil {
-		return nil
+		return rec, nil
 	}
 	if err := n.objs.Remove(id); err != nil {
-		return fmt.Errorf("delete snapshot %s: %w", id, err)
+		return nil, fmt.Errorf("delete snapshot %s: %w", id, err)
 	}
-	return nil
+	return rec, nil
 }
 
 // objectLockKey is the key of snapshot object id in Node.locks, apart
@@ -170,6 +195,9 @@ func objectLockKey(id string) string { return "snapshot/" + id }
 // and returns their directory and the spec of the sandbox they hold.
 func (n *Node) verifyObject(rec *store.SandboxSnapshot) (string, driver.Spec, error) {
 	var spec driver.Spec
+	if rec.IsFilesystem() {
+		return "", spec, errdefs.New(errdefs.FailedPrecondition, "snapshot %s holds files only: sandboxes boot cold on its image %s", rec.ID, rec.FilesystemImage)
+	}
 	if n.objs == nil {
 		return "", spec, n.errNoSnapshots()
 	}
@@ -187,8 +215,12 @@ func (n *Node) verifyObject(rec *store.SandboxSnapshot) (string, driver.Spec, er
 }
 
 // pruneObjects removes the files of snapshot objects no record names (a
-// create or delete interrupted by a crash).
+// create or delete interrupted by a crash), and the images of filesystem
+// snapshots no record names.
 func (n *Node) pruneObjects() error {
+	if err := n.pruneSnapshotImages(); err != nil {
+		return err
+	}
 	if n.objs == nil {
 		return nil
 	}

@@ -86,6 +86,21 @@ type stubNode struct {
 
 func (n *stubNode) ID() string { return nodeID }
 
+// stubPoolBudgetMB is the stub node's memory budget for pools.
+const stubPoolBudgetMB = 4096
+
+// PoolStatus reports every pool full, as a node whose spares booted.
+func (n *stubNode) PoolStatus() map[string]PoolState {
+	recs, _ := n.store.Snapshot().Pools("")
+	out := map[string]PoolState{}
+	for _, rec := range recs {
+		out[rec.ID] = PoolState{Ready: rec.Size}
+	}
+	return out
+}
+
+func (n *stubNode) PoolMemoryBudgetMB() (int64, error) { return stubPoolBudgetMB, nil }
+
 func (n *stubNode) Capabilities() driver.Capabilities {
 	n.mu.Lock()
 	defer n.mu.Unlock()

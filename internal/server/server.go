@@ -18,6 +18,7 @@ import (
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/image"
+	"github.com/denhq/den/internal/node"
 	"github.com/denhq/den/internal/store"
 )
 
@@ -42,7 +43,14 @@ type Node interface {
 	// Stats reads a running sandbox's resource usage; Unsupported when the
 	// runtime cannot.
 	Stats(ctx context.Context, id string) (driver.Stats, error)
+	// PoolStatus reports the warm pools the node keeps, by pool ID;
+	// PoolMemoryBudgetMB is the memory their spares may hold in total.
+	PoolStatus() map[string]node.PoolState
+	PoolMemoryBudgetMB() (int64, error)
 }
+
+// PoolState is what a node reports of one warm pool.
+type PoolState = node.PoolState
 
 // Config wires a Server.
 type Config struct {
@@ -123,6 +131,11 @@ func (s *Server) routes() {
 	s.handle("GET /v1/snapshots", s.listSnapshots)
 	s.handle("GET /v1/snapshots/{id}", s.getSnapshot)
 	s.handle("DELETE /v1/snapshots/{id}", s.deleteSnapshot)
+	s.handle("POST /v1/pools", s.createPool)
+	s.handle("GET /v1/pools", s.listPools)
+	s.handle("GET /v1/pools/{id}", s.getPool)
+	s.handle("PATCH /v1/pools/{id}", s.updatePool)
+	s.handle("DELETE /v1/pools/{id}", s.deletePool)
 	s.handle("GET /v1/images", s.listImages)
 	s.handle("POST /v1/images", s.importImage)
 	s.handle("GET /v1/images/{ref}", s.getImage)

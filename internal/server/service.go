@@ -26,6 +26,12 @@ import (
 // returned as is (the record stays, failed, with the reason). Every sandbox
 // gets a fresh AccessToken.
 func (s *Server) CreateSandbox(ctx context.Context, p Principal, req rest.CreateSandboxRequest) (*store.Sandbox, error) {
+	if req.Pool != "" {
+		var err error
+		if req, err = s.poolForCreate(p, req); err != nil {
+			return nil, err
+		}
+	}
 	if req.Snapshot != "" {
 		return s.createFromSnapshot(ctx, p, req)
 	}

@@ -13,14 +13,17 @@ import (
 // adds tenancy, names, validation and the records of new sandboxes.
 
 // CreateSnapshot saves running sandbox req.Sandbox of p's tenant as a
-// snapshot; the sandbox keeps running. FailedPrecondition when it is not
-// running, AlreadyExists when the name is taken, Unsupported for mode
-// filesystem or a runtime that cannot snapshot.
+// snapshot; the sandbox keeps running. Mode memory (the default) saves
+// memory, processes and files; mode filesystem the root filesystem's
+// changes only. FailedPrecondition when it is not running, AlreadyExists
+// when the name is taken, InvalidArgument for another mode, Unsupported
+// for a runtime that cannot snapshot in that mode.
 func (s *Server) CreateSnapshot(ctx context.Context, p Principal, req rest.CreateSnapshotRequest) (*store.SandboxSnapshot, error) {
-	switch req.Mode {
-	case "", rest.SnapshotModeMemory:
-	case rest.SnapshotModeFilesystem:
-		return nil, errdefs.New(errdefs.Unsupported, "snapshot mode %q is not supported yet: use %q", req.Mode, rest.SnapshotModeMemory)
+	mode := req.Mode
+	switch mode {
+	case "":
+		mode = rest.SnapshotModeMemory
+	case rest.SnapshotModeMemory, rest.SnapshotModeFilesystem:
 	default:
 		return nil, errdefs.New(errdefs.InvalidArgument, "mode must be %q or %q, got %q", rest.SnapshotModeMemory, rest.SnapshotModeFilesystem, req.Mode)
 	}
@@ -31,16 +34,20 @@ func (s *Server) CreateSnapshot(ctx context.Context, p Principal, req rest.Creat
 	if err != nil {
 		return nil, err
 	}
-	return s.snapshot(ctx, p, sb, req.Name)
+	return s.snapshot(ctx, p, sb, req.Name, mode)
 }
 
-// snapshot checkpoints sandbox sb into a new snapshot named name.
-func (s *Server) snapshot(ctx context.Context, p Principal, sb *store.Sandbox, name string) (*store.SandboxSnapshot, error) {
+// snapshot saves sandbox sb into a new snapshot named name, in mode
+// (rest.SnapshotModeMemory or rest.SnapshotModeFilesystem).
+func (s *Server) snapshot(ctx context.Context, p Principal, sb *store.Sandbox, name, mode string) (*store.SandboxSnapshot, error) {
 	if name != "" && !nameRE.MatchString(name) {
 		return nil, errdefs.New(errdefs.InvalidArgument, "name %q is invalid: use 1-63 lowercase letters, digits and dashes", name)
 	}
-	if err := s.checkSnapshots(); err != nil {
-		return nil, err
+	memory := mode == rest.SnapshotModeMemory
+	if memory {
+		if err := s.checkSnapshots(); err != nil {
+			return nil, err
+		}
 	}
 	if sb.State != rest.StateRunning {
 		return nil, errdefs.New(errdefs.FailedPrecondition, "sandbox %s is %s: only a running sandbox can be snapshotted", sb.ID, sb.State)
@@ -52,9 +59,11 @@ func (s *Server) snapshot(ctx context.Context, p Principal, sb *store.Sandbox, n
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lifecycleTimeout)
 	defer cancel()
-	rec := &store.SandboxSnapshot{ID: "snap-" + newSandboxID()[:16], Name: name, Tenant: p.Tenant, Sandbox: sb.ID}
+	rec := &store.SandboxSnapshot{ID: "snap-" + newSandboxID()[:16], Name: name, Tenant: p.Tenant, Sandbox: sb.ID, Mode: mode}
 	out, err := s.cfg.Node.CreateSnapshot(ctx, rec)
-	s.proxies.forget(sb.ID) // the checkpoint cut its guest connections
+	if memory {
+		s.proxies.forget(sb.ID) // the checkpoint cut its guest connections
+	}
 	return out, err
 }
 
@@ -91,6 +100,9 @@ func (s *Server) DeleteSnapshot(ctx context.Context, p Principal, idOrName strin
 	if err != nil {
 		return err
 	}
+	if err := s.checkSnapshotUnpooled(rec.ID); err != nil {
+		return err
+	}
 	return s.cfg.Node.DeleteSnapshot(ctx, rec.ID)
 }
 
@@ -104,6 +116,9 @@ func (s *Server) createFromSnapshot(ctx context.Context, p Principal, req rest.C
 	if err != nil {
 		return nil, err
 	}
+	if rec.IsFilesystem() {
+		return s.bootFromSnapshot(ctx, p, req, rec)
+	}
 	sb, err := s.cloneRecord(req, p, rec)
 	if err != nil {
 		return nil, err
@@ -113,6 +128,45 @@ func (s *Server) createFromSnapshot(ctx context.Context, p Principal, req rest.C
 		return nil, err
 	}
 	return out[0], nil
+}
+
+// bootFromSnapshot creates a sandbox from filesystem snapshot rec: a
+// cold start on the snapshot's image, with its size, env and user.
+func (s *Server) bootFromSnapshot(ctx context.Context, p Principal, req rest.CreateSandboxRequest, rec *store.SandboxSnapshot) (*store.Sandbox, error) {
+	if err := s.checkSnapshotImage(rec); err != nil {
+		return nil, err
+	}
+	sb, err := s.cloneRecord(req, p, rec)
+	if err != nil {
+		return nil, err
+	}
+	sb.Image = rec.FilesystemImage
+	start := s.cfg.Now()
+	if err := s.cfg.Store.CreateSandbox(ctx, sb); err != nil {
+		return nil, err
+	}
+	started, err := s.cfg.Node.Start(ctx, sb.ID)
+	if err != nil {
+		s.metrics.createFailures.Inc()
+		return nil, err
+	}
+	s.metrics.createSeconds.Observe(s.cfg.Now().Sub(start).Seconds())
+	s.activity.touch(sb.ID, s.cfg.Now())
+	return started, nil
+}
+
+// checkSnapshotImage checks that the image of filesystem snapshot rec is
+// still the one it recorded, on this node, with the snapshot's layer on
+// top; FailedPrecondition otherwise (an admin removed the image).
+func (s *Server) checkSnapshotImage(rec *store.SandboxSnapshot) error {
+	if id := s.cfg.Node.ID(); rec.Node != id {
+		return errdefs.New(errdefs.FailedPrecondition, "snapshot %s is on node %s, not %s", rec.ID, rec.Node, id)
+	}
+	img, err := s.cfg.Images.Get(rec.FilesystemImage)
+	if err != nil || img.ID != rec.FilesystemImage || len(img.Layers) == 0 || img.Layers[len(img.Layers)-1] != rec.FilesystemLayer {
+		return errdefs.New(errdefs.FailedPrecondition, "snapshot %s: its image %s is gone from node %s", rec.ID, rec.FilesystemImage, rec.Node)
+	}
+	return nil
 }
 
 // cloneRecord is the record of a new sandbox cloned from snapshot rec.
@@ -165,7 +219,7 @@ func (s *Server) Fork(ctx context.Context, p Principal, idOrName string, count i
 	if err != nil {
 		return nil, nil, err
 	}
-	rec, err := s.snapshot(ctx, p, src, snapshotName)
+	rec, err := s.snapshot(ctx, p, src, snapshotName, rest.SnapshotModeMemory)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -264,6 +318,11 @@ func (s *Server) forkSandbox(w http.ResponseWriter, r *http.Request, p Principal
 
 // snapshotREST is the API view of a snapshot record.
 func snapshotREST(rec *store.SandboxSnapshot) rest.Snapshot {
-	return rest.Snapshot{ID: rec.ID, Name: rec.Name, Sandbox: rec.Sandbox, Image: rec.Image, Mode: rest.SnapshotModeMemory,
-		CPUs: rec.CPUs, MemoryMB: rec.MemoryMB, DiskMB: rec.DiskMB, SizeBytes: rec.Size, Node: rec.Node, CreatedAt: rec.CreatedAt}
+	mode := rest.SnapshotModeMemory
+	if rec.IsFilesystem() {
+		mode = rest.SnapshotModeFilesystem
+	}
+	return rest.Snapshot{ID: rec.ID, Name: rec.Name, Sandbox: rec.Sandbox, Image: rec.Image, Mode: mode,
+		FilesystemImage: rec.FilesystemImage, CPUs: rec.CPUs, MemoryMB: rec.MemoryMB, DiskMB: rec.DiskMB, SizeBytes: rec.Size,
+		Node: rec.Node, CreatedAt: rec.CreatedAt}
 }

@@ -8,8 +8,12 @@ import (
 	"github.com/denhq/den/internal/store"
 )
 
-// CreateSnapshot records a made-up snapshot of a running sandbox.
+// CreateSnapshot records a made-up snapshot of a running sandbox; the
+// stub cannot snapshot filesystems.
 func (n *stubNode) CreateSnapshot(ctx context.Context, rec *store.SandboxSnapshot) (*store.SandboxSnapshot, error) {
+	if rec.IsFilesystem() {
+		return nil, errdefs.New(errdefs.Unsupported, "runtime stub cannot snapshot a sandbox's filesystem")
+	}
 	sb, err := n.store.Snapshot().Sandbox(rec.Sandbox)
 	if err != nil {
 		return nil, err

@@ -22,6 +22,8 @@ const (
 	cmdDeleteAPIKey   cmdType = 5
 	cmdCreateSnapshot cmdType = 6
 	cmdDeleteSnapshot cmdType = 7
+	cmdPutPool        cmdType = 8
+	cmdDeletePool     cmdType = 9
 )
 
 func (t cmdType) String() string {
@@ -40,6 +42,10 @@ func (t cmdType) String() string {
 		return "create_snapshot"
 	case cmdDeleteSnapshot:
 		return "delete_snapshot"
+	case cmdPutPool:
+		return "put_pool"
+	case cmdDeletePool:
+		return "delete_pool"
 	}
 	return fmt.Sprintf("cmd(%d)", byte(t))
 }

@@ -70,6 +70,10 @@ func (f *fsm) applyCmd(index uint64, t cmdType, body []byte) error {
 		err = applyCreateSnapshot(txn, index, body)
 	case cmdDeleteSnapshot:
 		err = applyDelete(txn, tableSnapshots, "snapshot", body)
+	case cmdPutPool:
+		err = applyPutPool(txn, index, body)
+	case cmdDeletePool:
+		err = applyDelete(txn, tablePools, "pool", body)
 	default:
 		err = fmt.Errorf("apply: unknown command type %d", byte(t))
 	}

@@ -26,10 +26,12 @@ type snapshotRecord struct {
 	APIKey  *APIKey  `json:"api_key,omitempty"`
 	// SandboxSnapshot is a snapshot object (older binaries skip it).
 	SandboxSnapshot *SandboxSnapshot `json:"sandbox_snapshot,omitempty"`
+	// Pool is a warm pool (older binaries skip it).
+	Pool *Pool `json:"pool,omitempty"`
 }
 
 // tables lists every table a raft snapshot holds, in write order.
-var tables = []string{tableSandboxes, tableAPIKeys, tableSnapshots}
+var tables = []string{tableSandboxes, tableAPIKeys, tableSnapshots, tablePools}
 
 // Snapshot implements raft.FSM. It is O(1): Persist writes a frozen copy of
 // the database while Apply goes on.
@@ -71,6 +73,8 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 				rec.APIKey = o
 			case *SandboxSnapshot:
 				rec.SandboxSnapshot = o
+			case *Pool:
+				rec.Pool = o
 			}
 			if err := enc.Encode(rec); err != nil {
 				return err
@@ -141,6 +145,8 @@ func insertRecord(txn *memdb.Txn, rec snapshotRecord) error {
 		return txn.Insert(tableAPIKeys, rec.APIKey)
 	case rec.SandboxSnapshot != nil:
 		return txn.Insert(tableSnapshots, rec.SandboxSnapshot)
+	case rec.Pool != nil:
+		return txn.Insert(tablePools, rec.Pool)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ const (
 	tableSandboxes = "sandboxes"
 	tableAPIKeys   = "api_keys"
 	tableSnapshots = "snapshots"
+	tablePools     = "pools"
 
 	indexID            = "id"
 	indexName          = "name"           // (Tenant, Name), non-unique: terminal sandboxes keep theirs
@@ -42,6 +43,14 @@ func schema() *memdb.DBSchema {
 				indexCreated: {Name: indexCreated, Unique: true, Indexer: createdIndexer{}},
 			},
 		},
+		tablePools: {
+			Name: tablePools,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID:      {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+				indexName:    {Name: indexName, Unique: true, AllowMissing: true, Indexer: tenantNameIndexer{}},
+				indexCreated: {Name: indexCreated, Unique: true, Indexer: createdIndexer{}},
+			},
+		},
 		tableAPIKeys: {
 			Name: tableAPIKeys,
 			Indexes: map[string]*memdb.IndexSchema{
@@ -63,6 +72,8 @@ func (tenantNameIndexer) FromObject(obj any) (bool, []byte, error) {
 	case *Sandbox:
 		tenant, name = o.Tenant, o.Name
 	case *SandboxSnapshot:
+		tenant, name = o.Tenant, o.Name
+	case *Pool:
 		tenant, name = o.Tenant, o.Name
 	default:
 		return false, nil, fmt.Errorf("name index: unexpected %T", obj)
@@ -100,6 +111,8 @@ func (ix createdIndexer) FromObject(obj any) (bool, []byte, error) {
 	case *Sandbox:
 		return true, ix.key(o.Tenant, o.CreatedAt, o.ID), nil
 	case *SandboxSnapshot:
+		return true, ix.key(o.Tenant, o.CreatedAt, o.ID), nil
+	case *Pool:
 		return true, ix.key(o.Tenant, o.CreatedAt, o.ID), nil
 	}
 	return false, nil, fmt.Errorf("created index: unexpected %T", obj)

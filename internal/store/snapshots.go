@@ -35,13 +35,40 @@ type SandboxSnapshot struct {
 	User     string            `json:"user,omitempty"`
 
 	// Size is the total size of the files in bytes; Digest is
-	// "sha256:<hex>" of their manifest, which pins every file.
+	// "sha256:<hex>" of their manifest, which pins every file. For mode
+	// filesystem, Size is the size of the layer blob and Digest the
+	// image's manifest digest (its ID when it has no manifest).
 	Size   int64  `json:"size"`
 	Digest string `json:"digest"`
+
+	// Mode is SnapshotModeFilesystem or SnapshotModeMemory; empty means
+	// memory (records written before filesystem snapshots existed).
+	Mode string `json:"mode,omitempty"`
+	// FilesystemImage, for mode filesystem, is the ID of the untagged
+	// image in the node's image store that holds the snapshot: Image's
+	// layers plus FilesystemLayer, Image's config. Sandboxes created from
+	// the snapshot boot cold on it.
+	FilesystemImage string `json:"filesystem_image,omitempty"`
+	// FilesystemLayer is the diff ID of the layer of the source's root
+	// filesystem changes (mode filesystem).
+	FilesystemLayer string `json:"filesystem_layer,omitempty"`
 
 	CreatedAt   time.Time `json:"created_at"`
 	ModifyIndex uint64    `json:"modify_index"`
 }
+
+// Snapshot modes (SandboxSnapshot.Mode).
+const (
+	// SnapshotModeMemory: memory, processes and files, as files of the
+	// node's snapshot objects; new sandboxes continue from it (Clone).
+	SnapshotModeMemory = "memory"
+	// SnapshotModeFilesystem: the root filesystem's changes only, as an
+	// image layer; new sandboxes boot cold on it.
+	SnapshotModeFilesystem = "filesystem"
+)
+
+// IsFilesystem reports whether s holds files only (mode filesystem).
+func (s *SandboxSnapshot) IsFilesystem() bool { return s.Mode == SnapshotModeFilesystem }
 
 // Clone returns a deep copy of s.
 func (s *SandboxSnapshot) Clone() *SandboxSnapshot {
@@ -71,6 +98,10 @@ func validateSnapshot(s *SandboxSnapshot) error {
 		return errdefs.New(errdefs.InvalidArgument, "snapshot %s: tenant is required", s.ID)
 	case s.Digest == "":
 		return errdefs.New(errdefs.InvalidArgument, "snapshot %s: digest is required", s.ID)
+	case s.Mode != "" && s.Mode != SnapshotModeMemory && s.Mode != SnapshotModeFilesystem:
+		return errdefs.New(errdefs.InvalidArgument, "snapshot %s: mode must be %q or %q, got %q", s.ID, SnapshotModeMemory, SnapshotModeFilesystem, s.Mode)
+	case s.IsFilesystem() && (s.FilesystemImage == "" || s.FilesystemLayer == ""):
+		return errdefs.New(errdefs.InvalidArgument, "snapshot %s: a filesystem snapshot needs its image and layer", s.ID)
 	}
 	return nil
 }

@@ -27,7 +27,7 @@ type Driver struct {
 	runsc    runsc
 	log      *slog.Logger
 	pool     *pool
-	spares   *spareSet    // nil when the pool is off
+	spares   *spareSet
 	claims   atomic.Int64 // sandboxes created from a warm spare
 	// coldStarts holds a token per cold start in progress (Config.MaxColdStarts).
 	coldStarts chan struct{}
@@ -39,13 +39,14 @@ var (
 	_ driver.Waiter      = (*Driver)(nil)
 	_ driver.Lister      = (*Driver)(nil)
 	_ driver.Suspender   = (*Driver)(nil)
+	_ driver.Pooler      = (*Driver)(nil)
 )
 
 // New checks cfg, prepares StateDir, destroys warm spares that earlier
 // driver instances left behind and, when cfg.Platform is empty, probes
 // whether runsc's systrap platform works here (a ~0.2 s throwaway sandbox),
-// falling back to ptrace. With cfg.WarmPool > 0 it starts the pool's
-// refill goroutine, which Close stops.
+// falling back to ptrace. It starts the warm pool's goroutine, which
+// Close stops.
 func New(cfg Config) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -80,18 +81,17 @@ func New(cfg Config) (*Driver, error) {
 }
 
 // startPool cleans up the spares of dead instances and starts the pool
-// (a pool of size 0 has no goroutine and never holds a spare).
+// (with WarmPool 0 and no declared pool it never holds a spare).
 func (d *Driver) startPool() error {
 	ctx, cancel := context.WithTimeout(context.Background(), newSpareTimeout)
 	defer cancel()
 	d.cleanupSpares(ctx)
-	if d.cfg.WarmPool > 0 {
-		var err error
-		if d.spares, err = d.openSpareSet(); err != nil {
-			return err
-		}
+	var err error
+	if d.spares, err = d.openSpareSet(); err != nil {
+		return err
 	}
-	d.pool = newPool(d.cfg.WarmPool, d.bootSpare, d.destroySpare, d.log)
+	d.pool = newPool(d.cfg.WarmPool, d.bootShape, d.destroySpare, d.log)
+	d.pool.memory = hostMemoryShort
 	return nil
 }
 
@@ -100,7 +100,7 @@ func (d *Driver) Platform() string { return d.platform }
 
 // Capabilities implements driver.Driver.
 func (d *Driver) Capabilities() driver.Capabilities {
-	return driver.Capabilities{Name: "gvisor", Isolation: "user-space-kernel", Stats: true, Wait: true, List: true, Suspend: true}
+	return driver.Capabilities{Name: "gvisor", Isolation: "user-space-kernel", Stats: true, Wait: true, List: true, Suspend: true, Pool: true}
 }
 
 func (d *Driver) sandboxesDir() string { return filepath.Join(d.cfg.StateDir, "sandboxes") }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +25,8 @@ type fakeSpares struct {
 	block     chan struct{}  // when set, boots wait for it or ctx
 }
 
-func (f *fakeSpares) boot(ctx context.Context, spec driver.Spec) (spare, error) {
+func (f *fakeSpares) boot(ctx context.Context, sh shape) (spare, error) {
+	spec := sh.spec
 	if f.block != nil {
 		select {
 		case <-f.block:
@@ -162,4 +164,96 @@ func TestPoolCloseDestroysSparesAndStopsBoot(t *testing.T) {
 		t.Error("take after close succeeded")
 	}
 	p.close() // idempotent
+}
+
+func TestPoolKeepsDeclaredPools(t *testing.T) {
+	f := &fakeSpares{}
+	p := newFakePool(t, 0, f) // the implicit pool is off
+	a, b := testShape(1), testShape(2)
+	p.setDeclared([]declared{{key: "a", sh: a, size: 3}, {key: "b", sh: b, size: 1}})
+	poll(t, "declared pools full", func() bool { return p.readyCount(a.key) == 3 && p.readyCount(b.key) == 1 })
+	if diff := cmp.Diff([]driver.PoolStatus{{Key: "a", Ready: 3, Size: 3}, {Key: "b", Ready: 1, Size: 1}}, p.status()); diff != "" {
+		t.Errorf("status (-want +got):\n%s", diff)
+	}
+	// A take is replaced without a use (declared pools refill on their own).
+	if _, ok := p.take(a.key); !ok {
+		t.Fatal("take from a declared pool failed")
+	}
+	poll(t, "refill after take", func() bool { return p.readyCount(a.key) == 3 })
+	// use of other shapes (implicit pool off) evicts nothing declared.
+	p.use(testShape(3))
+	// Shrinking destroys the excess; dropping a pool destroys its spares.
+	p.setDeclared([]declared{{key: "a", sh: a, size: 1}})
+	poll(t, "excess destroyed", func() bool { return len(f.destroyedIDs()) == 3 })
+	if p.readyCount(a.key) != 1 || p.readyCount(b.key) != 0 {
+		t.Errorf("after shrink: a %d, b %d ready", p.readyCount(a.key), p.readyCount(b.key))
+	}
+}
+
+func TestPoolDeclaredShapeSurvivesImplicitEviction(t *testing.T) {
+	f := &fakeSpares{}
+	p := newFakePool(t, 2, f)
+	a := testShape(1)
+	p.setDeclared([]declared{{key: "a", sh: a, size: 1}})
+	p.use(a) // the implicit pool wants 2 of a
+	poll(t, "2 spares of a", func() bool { return p.readyCount(a.key) == 2 })
+	p.use(testShape(2))
+	p.use(testShape(3)) // a leaves the implicit pool: only the declared 1 stays
+	poll(t, "a back to its declared size", func() bool { return p.readyCount(a.key) == 1 })
+}
+
+func TestPoolDeclaredBootFailureBacksOff(t *testing.T) {
+	f := &fakeSpares{fail: map[int64]bool{1: true}}
+	p := newFakePool(t, 0, f)
+	a := testShape(1)
+	p.setDeclared([]declared{{key: "a", sh: a, size: 1}})
+	poll(t, "a back-off", func() bool {
+		st := p.status()
+		return len(st) == 1 && st[0].Waiting != ""
+	})
+	if st := p.status(); st[0].Ready != 0 || !strings.Contains(st[0].Waiting, "boot failed") {
+		t.Errorf("status of a failing pool: %+v", st)
+	}
+	f.mu.Lock()
+	f.fail = nil
+	f.mu.Unlock()
+	// The declared shape is kept and retried after the back-off.
+	poll(t, "retry after back-off", func() bool { return p.readyCount(a.key) == 1 })
+	if st := p.status(); st[0].Waiting != "" {
+		t.Errorf("a full pool still waits: %+v", st)
+	}
+}
+
+func TestPoolWaitsForHostMemory(t *testing.T) {
+	f := &fakeSpares{}
+	p := newFakePool(t, 0, f)
+	var mu sync.Mutex
+	short := "no memory"
+	p.memory = func(driver.Spec) string { mu.Lock(); defer mu.Unlock(); return short }
+	a := testShape(1)
+	p.setDeclared([]declared{{key: "a", sh: a, size: 2}})
+	poll(t, "waiting for memory", func() bool {
+		st := p.status()
+		return len(st) == 1 && st[0].Waiting == "no memory"
+	})
+	f.mu.Lock()
+	booted := len(f.booted)
+	f.mu.Unlock()
+	if booted != 0 {
+		t.Fatalf("%d spares booted while the host had no memory", booted)
+	}
+	mu.Lock()
+	short = ""
+	mu.Unlock()
+	poll(t, "fill once memory is back", func() bool { return p.readyCount(a.key) == 2 })
+}
+
+func TestCloneShapeDiffersByCheckpoint(t *testing.T) {
+	spec := driver.Spec{Image: driver.Image{Layers: []string{"/l"}}, MemoryMB: 1}
+	if cloneShapeOf(spec, "/snap/a").key == cloneShapeOf(spec, "/snap/b").key || cloneShapeOf(spec, "/snap/a").key == shapeOf(spec).key {
+		t.Error("clone shapes of different checkpoints (or none) share a key")
+	}
+	if cloneShapeOf(spec, "").key != shapeOf(spec).key {
+		t.Error("a clone shape without a checkpoint differs from the plain shape")
+	}
 }

@@ -73,7 +73,8 @@ func (d *Driver) Resume(ctx context.Context, spec driver.Spec, dir string) (*dri
 	return c.handle(), nil
 }
 
-// Clone implements driver.Suspender.
+// Clone implements driver.Suspender. It claims a spare when a declared
+// pool (SetPools) keeps clones of dir of spec's shape.
 func (d *Driver) Clone(ctx context.Context, spec driver.Spec, dir string) (*driver.Handle, error) {
 	if err := checkSpec(spec); err != nil {
 		return nil, err
@@ -91,6 +92,9 @@ func (d *Driver) Clone(ctx context.Context, spec driver.Spec, dir string) (*driv
 	}
 	if err := m.fits(spec); err != nil {
 		return nil, fmt.Errorf("clone into sandbox %s: %w", spec.ID, err)
+	}
+	if h, err := d.claim(ctx, spec, p, cloneShapeOf(spec, dir)); h != nil || err != nil {
+		return h, err // a declared pool of this checkpoint had a spare
 	}
 	guestBin, err := d.guestBinaryFor(m.GuestBinary)
 	if err != nil {

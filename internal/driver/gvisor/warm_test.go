@@ -196,12 +196,23 @@ func readySpares(d *Driver) []spare {
 	return out
 }
 
-// assertNoSpares checks StateDir/spares is empty.
+// assertNoSpares checks StateDir/spares holds no spare: nothing but d's
+// own (empty, locked) spare set while d is open.
 func assertNoSpares(t *testing.T, d *Driver) {
 	t.Helper()
 	left, err := os.ReadDir(d.sparesDir())
-	if err != nil || len(left) != 0 {
-		t.Errorf("spares dir holds %v (%v), want nothing", left, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		if filepath.Join(d.sparesDir(), e.Name()) != d.spares.dir {
+			t.Errorf("spares dir holds %s, want only this driver's set %s", e.Name(), d.spares.dir)
+			continue
+		}
+		own, err := os.ReadDir(d.spares.dir)
+		if err != nil || len(own) != 1 || own[0].Name() != spareLockName {
+			t.Errorf("this driver's spare set holds %v (%v), want only its lock", own, err)
+		}
 	}
 }
 
