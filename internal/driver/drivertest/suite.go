@@ -49,7 +49,7 @@ func (s *suite) tests() []testCase {
 		{"DiskQuota", s.testDiskQuota},
 		{"ForkBomb", s.testForkBomb},
 		{"Stats", s.testStats},
-	}, s.suspendTests()...)
+	}, append(s.suspendTests(), s.poolTests()...)...)
 }
 
 func (s *suite) testCapabilities(t *testing.T) {
@@ -74,6 +74,9 @@ func (s *suite) testCapabilities(t *testing.T) {
 	}
 	if _, ok := d.(driver.Suspender); ok != c.Suspend {
 		t.Errorf("Capabilities().Suspend = %v, but implements Suspender = %v", c.Suspend, ok)
+	}
+	if _, ok := d.(driver.Pooler); ok != c.Pool {
+		t.Errorf("Capabilities().Pool = %v, but implements Pooler = %v", c.Pool, ok)
 	}
 }
 

@@ -19,6 +19,10 @@
 // image: the agent's processes do NOT survive a suspend; Resume and Clone
 // start a fresh agent. Clone is a Create of the new ID from the spec.
 //
+// Warm pools (driver.Pooler) are declared and reported but hold nothing:
+// a declared pool is always full, and a create of its shape is an
+// ordinary Create (see pool.go).
+//
 // Running sandboxes belong to the package, keyed by their directory, not to
 // a Driver: like real sandboxes they outlive the Driver that created them,
 // and a new Driver over the same Config.Dir reattaches through Recover.
@@ -73,8 +77,9 @@ func (c Config) Validate() error {
 
 // Driver is the fake driver. It is safe for concurrent use.
 type Driver struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	pools pools // pool.go
 }
 
 var (
@@ -83,6 +88,7 @@ var (
 	_ driver.Waiter      = (*Driver)(nil)
 	_ driver.Lister      = (*Driver)(nil)
 	_ driver.Suspender   = (*Driver)(nil)
+	_ driver.Pooler      = (*Driver)(nil)
 )
 
 // New returns a fake driver over cfg.Dir.
@@ -101,7 +107,7 @@ func New(cfg Config) (*Driver, error) {
 
 // Capabilities implements driver.Driver.
 func (d *Driver) Capabilities() driver.Capabilities {
-	return driver.Capabilities{Name: Name, Isolation: "none", Stats: true, Wait: true, List: true, Suspend: true}
+	return driver.Capabilities{Name: Name, Isolation: "none", Stats: true, Wait: true, List: true, Suspend: true, Pool: true}
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
