@@ -116,6 +116,15 @@ func (n *Node) declarePool(snap *store.Snapshot, rec *store.Pool) (driver.Pool, 
 	if err != nil {
 		return driver.Pool{}, err
 	}
+	if obj.Mode == store.SnapshotModeFilesystem {
+		// Sandboxes of a filesystem snapshot boot cold on its image.
+		img, err := n.cfg.Images.Rootfs(obj.FilesystemImage)
+		if err != nil {
+			return driver.Pool{}, fmt.Errorf("image of snapshot %s: %w", obj.ID, err)
+		}
+		spec := driver.Spec{Image: img, CPUs: rec.CPUs, MemoryMB: rec.MemoryMB, DiskMB: rec.DiskMB, User: rec.User}
+		return driver.Pool{Key: rec.ID, Spec: spec, Size: rec.Size}, nil
+	}
 	n.pools.mu.Lock()
 	v, ok := n.pools.verified[rec.ID]
 	n.pools.mu.Unlock()

@@ -151,13 +151,30 @@ func TestWarmPool(t *testing.T) {
 		t.Fatalf("snapshot rm of a pooled snapshot: exit %d, stderr %q; want a refusal naming the pool", res.code, res.stderr)
 	}
 
+	// A pool of a filesystem snapshot keeps cold-booted sandboxes of its
+	// files ready.
+	in.mustDen("exec", src.id, "--", "sh", "-c", "echo kept > /data/fs-pool")
+	fsID := strings.TrimSpace(in.mustDen("snapshot", "create", src.id, "--mode", "filesystem", "--name", "files"))
+	fpID := strings.TrimSpace(in.mustDen("pool", "create", "--snapshot", "files", "--size", "1"))
+	if fp := in.waitPoolFull(fpID); fp.Snapshot != fsID {
+		t.Fatalf("filesystem snapshot pool = %+v, want snapshot %s", fp, fsID)
+	}
+	time.Sleep(time.Duration(aged * float64(time.Second)))
+	fromFiles := strings.TrimSpace(in.mustDen("create", "--snapshot", "files"))
+	if up := in.uptime(fromFiles); up < aged {
+		t.Fatalf("sandbox %s of the filesystem snapshot booted %.2fs ago: it was not claimed from its pool", fromFiles, up)
+	}
+	if out := in.mustDen("exec", fromFiles, "--", "cat", "/data/fs-pool"); out != "kept\n" {
+		t.Fatalf("file of the filesystem snapshot in a pooled sandbox: %q", out)
+	}
+
 	// The node's memory bounds the pools.
 	if res := in.den(nil, "pool", "create", "--image", testImage, "--size", "256", "--memory", "65536"); res.code == 0 || !strings.Contains(res.stderr, "MiB the node has for them") {
 		t.Fatalf("an oversized pool: exit %d, stderr %q", res.code, res.stderr)
 	}
 
 	// Deleting the pools destroys their spares; claimed sandboxes live on.
-	in.mustDen("pool", "rm", "web", spID)
+	in.mustDen("pool", "rm", "web", spID, fpID)
 	deadline := time.Now().Add(time.Minute)
 	for in.sparesOnDisk() > 0 {
 		if time.Now().After(deadline) {
