@@ -36,6 +36,8 @@ type benchConfig struct {
 	runscIsSet bool
 	rootfs     string
 	platform   string
+	// pool, when > 0, runs den's phases against a warm pool of that size.
+	pool int
 }
 
 func (a *app) benchTTICmd() *cobra.Command {
@@ -46,12 +48,17 @@ func (a *app) benchTTICmd() *cobra.Command {
 		Long: "Times N sequential, then C concurrent, iterations of create -> exec `sh -c 'echo ok'` ->\n" +
 			"output read (the delete that follows is not timed), and prints percentiles.\n" +
 			"With runsc (--runsc, or runsc next to the den binary when run as root) it also\n" +
-			"times raw runsc create+start+exec on a busybox rootfs, the floor den is compared to.",
+			"times raw runsc create+start+exec on a busybox rootfs, the floor den is compared to.\n" +
+			"With --pool N, den's phases create from a warm pool of N spares of the image: each\n" +
+			"sequential iteration starts once the pool is full again (the wait is not timed).",
 		Args: argsBetween(0, 0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.runscIsSet = cmd.Flags().Changed("runsc")
 			if cfg.sequential < 0 || cfg.concurrent < 0 || cfg.sequential+cfg.concurrent == 0 {
 				return usagef(cmd, "-n and -c must be >= 0 and not both 0")
+			}
+			if cfg.pool < 0 || cfg.pool > rest.MaxPoolSize {
+				return usagef(cmd, "--pool must be between 0 and %d", rest.MaxPoolSize)
 			}
 			c, err := a.client()
 			if err != nil {
@@ -68,6 +75,7 @@ func (a *app) benchTTICmd() *cobra.Command {
 	f.StringVar(&cfg.runsc, "runsc", "", "runsc binary for the raw floor (\"\" disables; default: runsc next to den, when root)")
 	f.StringVar(&cfg.rootfs, "rootfs", "", "root filesystem for the raw floor (default: a busybox rootfs in a temporary directory)")
 	f.StringVar(&cfg.platform, "platform", "systrap", "runsc platform for the raw floor (systrap, ptrace)")
+	f.IntVar(&cfg.pool, "pool", 0, "create from a warm pool of this many spares (0: no pool)")
 	return cmd
 }
 
@@ -141,12 +149,19 @@ func deleteQuietly(ctx context.Context, c *den.Client, id string) {
 	_ = c.Delete(ctx, id)
 }
 
-// runSequential runs n iterations one after the other.
-func runSequential(ctx context.Context, c *den.Client, image string, n int) phaseStats {
+// runSequential runs n iterations one after the other; before each, ready
+// (when not nil) waits, untimed, until the next may start.
+func runSequential(ctx context.Context, c *den.Client, image string, n int, ready func() error) phaseStats {
 	var took []time.Duration
 	var errs []error
 	begin := time.Now()
 	for range n {
+		if ready != nil {
+			if err := ready(); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
 		d, err := ttiOnce(ctx, c, image)
 		if err != nil {
 			errs = append(errs, err)

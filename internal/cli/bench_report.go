@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/image"
 	den "github.com/denhq/den/sdk/go"
 )
@@ -24,9 +25,11 @@ type floorFunc func(ctx context.Context, runscPath, rootfsDir, platform string, 
 
 // benchReport is the JSON report of `den bench tti`.
 type benchReport struct {
-	Date       time.Time   `json:"date"`
-	Server     string      `json:"server"`
-	Image      string      `json:"image"`
+	Date   time.Time `json:"date"`
+	Server string    `json:"server"`
+	Image  string    `json:"image"`
+	// Pool is the size of the warm pool den's phases created from (0: none).
+	Pool       int         `json:"pool,omitempty"`
 	CLIVersion string      `json:"cli_version"`
 	Host       string      `json:"host"`
 	CPUs       int         `json:"cpus"`
@@ -43,13 +46,37 @@ type benchReport struct {
 func (a *app) benchTTI(cmd *cobra.Command, c *den.Client, cfg benchConfig) error {
 	ctx := cmd.Context()
 	host, _ := os.Hostname()
-	rep := benchReport{Date: time.Now().UTC(), Server: c.URL(), Image: cfg.image,
+	rep := benchReport{Date: time.Now().UTC(), Server: c.URL(), Image: cfg.image, Pool: cfg.pool,
 		CLIVersion: Version, Host: host, CPUs: runtime.NumCPU()}
+	var ready func() error
+	if cfg.pool > 0 {
+		p, err := c.CreatePool(ctx, rest.CreatePoolRequest{Image: cfg.image, Size: cfg.pool})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
+			defer cancel()
+			if err := c.DeletePool(ctx, p.ID); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "den: delete the bench's pool %s: %v\n", p.ID, err)
+			}
+		}()
+		ready = func() error { _, err := waitPoolFull(ctx, c, p.ID, poolFillTimeout, nil); return err }
+		fmt.Fprintf(cmd.ErrOrStderr(), "filling warm pool %s with %d spares of %s\n", p.ID, cfg.pool, cfg.image)
+		if err := ready(); err != nil {
+			return err
+		}
+	}
 	if cfg.sequential > 0 {
-		s := runSequential(ctx, c, cfg.image, cfg.sequential)
+		s := runSequential(ctx, c, cfg.image, cfg.sequential, ready)
 		rep.Sequential = &s
 	}
 	if cfg.concurrent > 0 {
+		if ready != nil {
+			if err := ready(); err != nil {
+				return err
+			}
+		}
 		s := runConcurrent(ctx, c, cfg.image, cfg.concurrent)
 		rep.Concurrent = &s
 	}
@@ -67,6 +94,9 @@ func (a *app) benchTTI(cmd *cobra.Command, c *den.Client, cfg benchConfig) error
 	}
 	return nil
 }
+
+// poolFillTimeout bounds the wait for a bench's warm pool to fill.
+const poolFillTimeout = 5 * time.Minute
 
 // measureFloor fills the raw floor of rep, or a note on why there is none.
 func (a *app) measureFloor(ctx context.Context, cfg benchConfig, rep *benchReport) {
@@ -149,8 +179,14 @@ func printBench(out, errOut io.Writer, rep benchReport) error {
 			fmt.Fprintf(errOut, "den: %s: %s\n", name, e)
 		}
 	}
-	row("sequential", rep.Sequential)
-	row("concurrent", rep.Concurrent)
+	name := func(phase string) string {
+		if rep.Pool > 0 {
+			return fmt.Sprintf("%s (pool %d)", phase, rep.Pool)
+		}
+		return phase
+	}
+	row(name("sequential"), rep.Sequential)
+	row(name("concurrent"), rep.Concurrent)
 	row("raw runsc", rep.RawFloor)
 	if err := tw.Flush(); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -71,19 +72,29 @@ func (a *app) poolCreateCmd() *cobra.Command {
 	return cmd
 }
 
-// waitPool polls pool id until it is full, showing progress on stderr, or
-// fails after d naming what the pool waits for.
+// waitPool waits until pool id is full, showing progress on stderr.
 func (a *app) waitPool(cmd *cobra.Command, c *den.Client, id string, d time.Duration) (*rest.Pool, error) {
-	deadline := time.Now().Add(d)
 	last := -1
-	for {
-		p, err := c.GetPool(cmd.Context(), id)
-		if err != nil {
-			return nil, err
-		}
+	return waitPoolFull(cmd.Context(), c, id, d, func(p *rest.Pool) {
 		if p.Ready != last && !a.json {
 			fmt.Fprintf(cmd.ErrOrStderr(), "pool %s: %d/%d ready\n", p.ID, p.Ready, p.Size)
 			last = p.Ready
+		}
+	})
+}
+
+// waitPoolFull polls pool id until every spare is ready, calling progress
+// (when not nil) with each reading; it fails after d naming what the pool
+// waits for.
+func waitPoolFull(ctx context.Context, c *den.Client, id string, d time.Duration, progress func(*rest.Pool)) (*rest.Pool, error) {
+	deadline := time.Now().Add(d)
+	for {
+		p, err := c.GetPool(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if progress != nil {
+			progress(p)
 		}
 		if p.Ready >= p.Size {
 			return p, nil
@@ -96,9 +107,9 @@ func (a *app) waitPool(cmd *cobra.Command, c *den.Client, id string, d time.Dura
 			return nil, fmt.Errorf("pool %s has %d of %d spares ready after %s: %s", p.ID, p.Ready, p.Size, d, why)
 		}
 		select {
-		case <-cmd.Context().Done():
-			return nil, cmd.Context().Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
