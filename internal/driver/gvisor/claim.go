@@ -1,14 +1,9 @@
 package gvisor
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,6 +34,9 @@ func (d *Driver) claim(ctx context.Context, spec driver.Spec, p paths, sh shape)
 	begin := time.Now()
 	c := &creation{d: d, spec: spec, p: p, from: sp}
 	if err := d.runSteps(ctx, c, claimSteps); err != nil {
+		if c.conn != nil {
+			c.conn.Close()
+		}
 		if errdefs.Is(err, errdefs.Canceled) {
 			return nil, err
 		}
@@ -46,6 +44,7 @@ func (d *Driver) claim(ctx context.Context, spec driver.Spec, p paths, sh shape)
 		return nil, nil
 	}
 	d.claims.Add(1)
+	d.conns.put(spec.ID, c.conn) // for the first DialGuest
 	d.log.Info("sandbox created", "sandbox", spec.ID, "spare", sp.id, "took", time.Since(begin))
 	return c.handle(), nil
 }
@@ -59,7 +58,29 @@ func (c *creation) initGuest(ctx context.Context) (func(context.Context) error, 
 	if hostname == "" {
 		hostname = c.spec.ID
 	}
-	return undo, postInit(ctx, c.from.p.socket(), guestInit{Env: c.spec.Env, Hostname: hostname, DefaultUser: c.spec.User})
+	body := guestInit{Env: c.spec.Env, Hostname: hostname, DefaultUser: c.spec.User}
+	// The spare's own connection (see conns.go), else a new one.
+	if conn := c.from.conn; conn != nil {
+		c.from.conn = nil
+		if err := exchangeInit(ctx, conn, body); err == nil {
+			c.conn = conn
+			return undo, nil
+		}
+		conn.Close()
+	}
+	conn, err := dialUnix(ctx, c.from.p.socket())
+	if err != nil {
+		if ctxErr(err) {
+			return undo, err
+		}
+		return undo, errdefs.Wrap(errdefs.Unavailable, err, "guest init")
+	}
+	if err := exchangeInit(ctx, conn, body); err != nil {
+		conn.Close()
+		return undo, err
+	}
+	c.conn = conn
+	return undo, nil
 }
 
 // writeClaimState rewrites the spare's state for its new identity: its
@@ -93,37 +114,4 @@ type guestInit struct {
 	Hostname string            `json:"hostname,omitempty"`
 	// DefaultUser, when set, replaces the agent's default user.
 	DefaultUser string `json:"defaultUser,omitempty"`
-}
-
-// postInit sends body to the guest agent behind socket as POST /init.
-func postInit(ctx context.Context, socket string, body guestInit) error {
-	data, err := json.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("encode guest init: %w", err)
-	}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dialUnix(ctx, socket)
-		},
-		DisableKeepAlives: true,
-	}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://guest/init", bytes.NewReader(data))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if ctxErr(err) {
-		return err
-	}
-	if err != nil {
-		return errdefs.Wrap(errdefs.Unavailable, err, "guest init")
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusNoContent {
-		return errdefs.New(errdefs.Unavailable, "guest init: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
-	}
-	return nil
 }

@@ -3,6 +3,7 @@ package gvisor
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"time"
@@ -19,8 +20,9 @@ type creation struct {
 	d    *Driver
 	spec driver.Spec
 	p    paths
-	from spare  // claim only: the warm spare becoming this sandbox
-	raw  []byte // encoded state, the Handle's State
+	from spare    // claim only: the warm spare becoming this sandbox
+	raw  []byte   // encoded state, the Handle's State
+	conn net.Conn // claim only: the guest connection /init went over (conns.go)
 
 	// Resume and Clone only (restore.go):
 	image    string         // the checkpoint directory to restore from

@@ -29,6 +29,7 @@ type Driver struct {
 	pool     *pool
 	spares   *spareSet
 	claims   atomic.Int64 // sandboxes created from a warm spare
+	conns    guestConns   // pre-dialled guest connections of claimed sandboxes
 	// coldStarts holds a token per cold start in progress (Config.MaxColdStarts).
 	coldStarts chan struct{}
 }
@@ -189,6 +190,9 @@ func (d *Driver) DialGuest(ctx context.Context, id string) (net.Conn, error) {
 	if _, err := os.Stat(p.stateFile()); err != nil {
 		return nil, errdefs.New(errdefs.NotFound, "dial guest of sandbox %s: no such sandbox", id)
 	}
+	if conn := d.conns.take(id); conn != nil {
+		return conn, nil // the claim's, already open
+	}
 	conn, err := dialUnix(ctx, p.socket())
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.Unavailable, err, "dial guest of sandbox %s", id)
@@ -204,6 +208,7 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
+	d.conns.drop(id)
 	p := d.paths(id)
 	rid := runtimeIDFor(id)
 	if st, err := readState(p); err == nil {
@@ -264,6 +269,7 @@ func removeDir(p paths) error {
 // first starts may have stacked several mounts there: all are removed.
 func (d *Driver) Close() error {
 	d.pool.close()
+	d.conns.closeAll()
 	if err := d.spares.release(); err != nil {
 		d.log.Warn("release warm spare dir", "err", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -69,6 +70,9 @@ func cloneShapeOf(spec driver.Spec, from string) shape {
 type spare struct {
 	id string
 	p  paths
+	// conn, when not nil, is a connection to the spare's guest agent,
+	// dialled while it waits (conns.go).
+	conn net.Conn
 }
 
 // declared is a pool declared through SetPools.

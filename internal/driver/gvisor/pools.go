@@ -62,6 +62,9 @@ func (d *Driver) bootCloneSpare(ctx context.Context, spec driver.Spec, dir strin
 	if err := d.runSteps(ctx, c, cloneSteps); err != nil {
 		return spare{}, err
 	}
+	if conn, err := dialUnix(ctx, sp.p.socket()); err == nil {
+		sp.conn = conn // for the claim (conns.go)
+	}
 	return sp, nil
 }
 

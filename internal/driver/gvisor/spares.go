@@ -93,11 +93,17 @@ func (d *Driver) bootSpare(ctx context.Context, spec driver.Spec) (spare, error)
 		}
 		d.log.Warn("warm-up of a spare failed; it stays in the pool, colder", "spare", sp.id, "err", err)
 	}
+	if conn, err := dialUnix(ctx, sp.p.socket()); err == nil {
+		sp.conn = conn // for the claim (conns.go)
+	}
 	return sp, nil
 }
 
 // destroySpare is the pool's destroy function.
 func (d *Driver) destroySpare(ctx context.Context, sp spare) error {
+	if sp.conn != nil {
+		sp.conn.Close()
+	}
 	if err := d.destroyRuntime(ctx, sp.runtimeID(), sp.p); err != nil {
 		return fmt.Errorf("destroy spare %s: %w", sp.id, err)
 	}

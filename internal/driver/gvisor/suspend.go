@@ -63,6 +63,7 @@ func (d *Driver) checkpoint(ctx context.Context, op, id, dir string, stop bool) 
 	if err := checkID(id); err != nil {
 		return err
 	}
+	d.conns.drop(id) // the checkpoint cuts guest connections
 	p := d.paths(id)
 	st, err := d.checkpointable(ctx, op, id, p)
 	if err != nil {
