@@ -175,13 +175,6 @@ func TestSuspendResume100(t *testing.T) {
 // suspend and resume; after every restart the sandbox is running or
 // suspended, never lost, and no byte written before is missing.
 func TestKill9DuringSuspendResume(t *testing.T) {
-	if os.Getenv("DEN_TEST_KILL9") != "1" {
-		// Opt-in until it has passed more runs: it failed once in CI before
-		// Destroy learnt to delete a container a crash mid-restore left
-		// unrecorded ("cannot restore container ... in state running"),
-		// and takes 2-5 minutes.
-		t.Skip("set DEN_TEST_KILL9=1 to kill den 200 times during suspend/resume (2-5 minutes)")
-	}
 	in := startDen(t, "")
 	d := newDurable(t, in)
 	cycles := 200
