@@ -21,6 +21,8 @@ func (a *app) snapshotCmd() *cobra.Command {
 			"sandboxes that continue from it (mode filesystem: that boot cold on its files).",
 	}
 	cmd.AddCommand(a.snapshotCreateCmd(), a.snapshotLsCmd(), a.snapshotGetCmd(), a.snapshotRmCmd())
+	cmd.AddCommand(a.snapshotUsageCmd())
+	cmd.AddCommand(a.snapshotPruneCmd())
 	return cmd
 }
 

@@ -129,6 +129,8 @@ func (s *Server) routes() {
 	s.handle("/v1/sandboxes/{id}/envd/{path...}", s.proxyGuest)
 	s.handle("POST /v1/snapshots", s.createSnapshot)
 	s.handle("GET /v1/snapshots", s.listSnapshots)
+	s.handle("GET /v1/snapshots/usage", s.snapshotUsage)
+	s.handle("POST /v1/snapshots/prune", s.pruneSnapshots)
 	s.handle("GET /v1/snapshots/{id}", s.getSnapshot)
 	s.handle("DELETE /v1/snapshots/{id}", s.deleteSnapshot)
 	s.handle("POST /v1/pools", s.createPool)

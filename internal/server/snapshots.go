@@ -43,6 +43,9 @@ func (s *Server) snapshot(ctx context.Context, p Principal, sb *store.Sandbox, n
 	if name != "" && !nameRE.MatchString(name) {
 		return nil, errdefs.New(errdefs.InvalidArgument, "name %q is invalid: use 1-63 lowercase letters, digits and dashes", name)
 	}
+	if name == "usage" { // GET /v1/snapshots/usage is the usage report
+		return nil, errdefs.New(errdefs.InvalidArgument, "name %q is reserved: choose another", name)
+	}
 	memory := mode == rest.SnapshotModeMemory
 	if memory {
 		if err := s.checkSnapshots(); err != nil {

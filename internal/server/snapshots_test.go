@@ -107,6 +107,8 @@ func TestSnapshotErrors(t *testing.T) {
 			rest.Error{Code: "already_exists", Message: `snapshot name "taken" is taken by snapshot {snap}`}},
 		{"snapshot bad name", "POST", "/v1/snapshots", "A", `{"sandbox":"{running}","name":"Bad_Name"}`, 400,
 			bad(`name "Bad_Name" is invalid: use 1-63 lowercase letters, digits and dashes`)},
+		{"snapshot reserved name", "POST", "/v1/snapshots", "A", `{"sandbox":"{running}","name":"usage"}`, 400,
+			bad(`name "usage" is reserved: choose another`)},
 		{"snapshot filesystem mode on a runtime without it", "POST", "/v1/snapshots", "A", `{"sandbox":"{running}","mode":"filesystem"}`, 501,
 			rest.Error{Code: "unsupported", Message: "runtime stub cannot snapshot a sandbox's filesystem"}},
 		{"snapshot bad mode", "POST", "/v1/snapshots", "A", `{"sandbox":"{running}","mode":"disk"}`, 400,

@@ -62,3 +62,24 @@ func (c *Client) Fork(ctx context.Context, idOrName string, req rest.ForkRequest
 	}
 	return out, nil
 }
+
+// SnapshotUsage reports the disk the tenant's snapshots take on the node
+// (suspend snapshots of its sandboxes, its snapshot objects) and the
+// node's totals.
+func (c *Client) SnapshotUsage(ctx context.Context) (*rest.SnapshotUsage, error) {
+	var u rest.SnapshotUsage
+	if err := c.doJSON(ctx, http.MethodGet, "/v1/snapshots/usage", nil, nil, &u); err != nil {
+		return nil, fmt.Errorf("snapshot usage: %w", err)
+	}
+	return &u, nil
+}
+
+// PruneSnapshots removes snapshot files nothing references (and, when
+// req asks, old snapshot objects) and reports what went.
+func (c *Client) PruneSnapshots(ctx context.Context, req rest.PruneSnapshotsRequest) (*rest.PruneSnapshotsResult, error) {
+	var res rest.PruneSnapshotsResult
+	if err := c.doJSON(ctx, http.MethodPost, "/v1/snapshots/prune", nil, req, &res); err != nil {
+		return nil, fmt.Errorf("prune snapshots: %w", err)
+	}
+	return &res, nil
+}
