@@ -10,7 +10,6 @@ import (
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/image"
-	"github.com/denhq/den/internal/snapshot"
 	"github.com/denhq/den/internal/store"
 )
 
@@ -43,10 +42,9 @@ const SnapshotLabel = "den.snapshot"
 
 // fsSnapshotOp is the state of one filesystem CreateSnapshot.
 type fsSnapshotOp struct {
-	rec      *store.SandboxSnapshot
+	objectOp
 	base     *image.Image
 	exporter driver.FilesystemExporter
-	pending  *snapshot.Pending
 	layer    image.Layer
 	releases []func() // leases on the base layers and the new layer
 	img      *image.Image
@@ -91,7 +89,7 @@ func (n *Node) createFilesystemSnapshot(ctx context.Context, rec *store.SandboxS
 	case n.objs == nil || n.cfg.Layers == nil:
 		return nil, errdefs.New(errdefs.Unsupported, "node %s cannot snapshot a sandbox's filesystem: it has no snapshot directory or image store", n.cfg.ID)
 	}
-	op := &fsSnapshotOp{rec: rec.Clone(), exporter: exp}
+	op := &fsSnapshotOp{objectOp: objectOp{rec: rec.Clone()}, exporter: exp}
 	defer func() {
 		for _, release := range op.releases {
 			release()
@@ -107,41 +105,27 @@ func (n *Node) createFilesystemSnapshot(ctx context.Context, rec *store.SandboxS
 // checkFSSnapshotSource reads the source's record and its image, and
 // leases the image's layers until the new image holds them.
 func (n *Node) checkFSSnapshotSource(ctx context.Context, op *fsSnapshotOp) error {
-	id := op.rec.Sandbox
-	sb, err := n.cfg.Store.Snapshot().Sandbox(id)
+	sb, err := n.runningSource(&op.objectOp, store.SnapshotModeFilesystem)
 	if err != nil {
 		return err
 	}
-	if sb.State != store.StateRunning {
-		return errdefs.New(errdefs.FailedPrecondition, "sandbox %s is %s: only a running sandbox can be snapshotted", id, sb.State)
-	}
 	base, err := n.cfg.Layers.Get(sb.Image)
 	if err != nil {
-		return fmt.Errorf("snapshot sandbox %s: resolve image %s: %w", id, sb.Image, err)
+		return fmt.Errorf("snapshot sandbox %s: resolve image %s: %w", sb.ID, sb.Image, err)
 	}
 	op.releases = append(op.releases, n.cfg.Layers.Lease(base.Layers))
 	op.base = base
-	r := op.rec
-	r.Mode, r.Node, r.Runtime, r.Image = store.SnapshotModeFilesystem, n.cfg.ID, n.cfg.Driver.Capabilities().Name, sb.Image
-	r.CPUs, r.MemoryMB, r.DiskMB, r.Env, r.User = sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Env, sb.User
 	return nil
 }
 
 // createExportDir makes the export's directory where the snapshot's
 // memory files would go: Recover removes it when no record names it.
 func (n *Node) createExportDir(ctx context.Context, op *fsSnapshotOp) error {
-	p, err := n.objs.Begin(op.rec.ID, snapshot.ObjectGeneration)
-	if err != nil {
-		return fmt.Errorf("snapshot sandbox %s: %w", op.rec.Sandbox, err)
-	}
-	op.pending = p
-	return nil
+	return n.beginObjectDir(&op.objectOp)
 }
 
 func (n *Node) removeExportDir(ctx context.Context, op *fsSnapshotOp, _ error) {
-	if err := n.objs.Remove(op.rec.ID); err != nil {
-		n.log.Warn("remove the export of a failed snapshot", "snapshot", op.rec.ID, "err", err)
-	}
+	n.removeObjectFiles(&op.objectOp)
 }
 
 func (n *Node) exportOnDriver(ctx context.Context, op *fsSnapshotOp) error {
@@ -208,11 +192,7 @@ func (n *Node) dropExportDir(ctx context.Context, op *fsSnapshotOp) error {
 
 // recordFSSnapshot stores the record: the snapshot exists from now on.
 func (n *Node) recordFSSnapshot(ctx context.Context, op *fsSnapshotOp) error {
-	op.rec.CreatedAt = n.cfg.Now().UTC()
-	if err := n.cfg.Store.CreateSandboxSnapshot(ctx, op.rec); err != nil {
-		return fmt.Errorf("record snapshot %s: %w", op.rec.ID, err)
-	}
-	return nil
+	return n.recordObject(ctx, &op.objectOp)
 }
 
 // pruneSnapshotImages removes the untagged images of filesystem

@@ -19,11 +19,18 @@ import (
 
 // snapshotOp is the state of one CreateSnapshot.
 type snapshotOp struct {
-	rec     *store.SandboxSnapshot // what the caller asked for, completed on the way
-	spec    driver.Spec
+	objectOp
+	spec   driver.Spec
+	ref    snapshot.Ref
+	sealed bool
+}
+
+// objectOp is what a snapshot create of either mode works on: the record
+// (what the caller asked for, completed on the way) and the directory of
+// its files under objects/.
+type objectOp struct {
+	rec     *store.SandboxSnapshot
 	pending *snapshot.Pending
-	ref     snapshot.Ref
-	sealed  bool
 }
 
 // CreateSnapshot saves the whole state of running sandbox rec.Sandbox
@@ -53,7 +60,7 @@ func (n *Node) CreateSnapshot(ctx context.Context, rec *store.SandboxSnapshot) (
 	}
 	unlock := n.locks.lock(rec.Sandbox)
 	defer unlock()
-	op := &snapshotOp{rec: rec.Clone()}
+	op := &snapshotOp{objectOp: objectOp{rec: rec.Clone()}}
 	if err := runOp(ctx, n, "snapshot", op, n.snapshotSteps()); err != nil {
 		return nil, err
 	}
@@ -89,26 +96,45 @@ func (n *Node) errNoSnapshots() error {
 
 // checkSnapshotSource reads the source's record and resolves its spec.
 func (n *Node) checkSnapshotSource(ctx context.Context, op *snapshotOp) error {
-	id := op.rec.Sandbox
-	sb, err := n.cfg.Store.Snapshot().Sandbox(id)
+	sb, err := n.runningSource(&op.objectOp, store.SnapshotModeMemory)
 	if err != nil {
 		return err
 	}
-	if sb.State != store.StateRunning {
-		return errdefs.New(errdefs.FailedPrecondition, "sandbox %s is %s: only a running sandbox can be snapshotted", id, sb.State)
-	}
 	img, err := n.cfg.Images.Rootfs(sb.Image)
 	if err != nil {
-		return fmt.Errorf("snapshot sandbox %s: resolve image %s: %w", id, sb.Image, err)
+		return fmt.Errorf("snapshot sandbox %s: resolve image %s: %w", sb.ID, sb.Image, err)
 	}
 	op.spec = specOf(sb, img)
-	r := op.rec
-	r.Mode, r.Node, r.Runtime, r.Image = store.SnapshotModeMemory, n.cfg.ID, n.cfg.Driver.Capabilities().Name, sb.Image
-	r.CPUs, r.MemoryMB, r.DiskMB, r.Env, r.User = sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Env, sb.User
 	return nil
 }
 
+// runningSource reads the record of op's source sandbox, which must be
+// running, and completes op's record from it for a snapshot of mode.
+func (n *Node) runningSource(op *objectOp, mode string) (*store.Sandbox, error) {
+	id := op.rec.Sandbox
+	sb, err := n.cfg.Store.Snapshot().Sandbox(id)
+	if err != nil {
+		return nil, err
+	}
+	if sb.State != store.StateRunning {
+		return nil, errdefs.New(errdefs.FailedPrecondition, "sandbox %s is %s: only a running sandbox can be snapshotted", id, sb.State)
+	}
+	r := op.rec
+	r.Mode, r.Node, r.Runtime, r.Image = mode, n.cfg.ID, n.cfg.Driver.Capabilities().Name, sb.Image
+	r.CPUs, r.MemoryMB, r.DiskMB, r.Env, r.User = sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Env, sb.User
+	return sb, nil
+}
+
 func (n *Node) createObjectDir(ctx context.Context, op *snapshotOp) error {
+	return n.beginObjectDir(&op.objectOp)
+}
+
+func (n *Node) removeObjectDir(ctx context.Context, op *snapshotOp, _ error) {
+	n.removeObjectFiles(&op.objectOp)
+}
+
+// beginObjectDir creates the directory of op's files.
+func (n *Node) beginObjectDir(op *objectOp) error {
 	p, err := n.objs.Begin(op.rec.ID, snapshot.ObjectGeneration)
 	if err != nil {
 		return fmt.Errorf("snapshot sandbox %s: %w", op.rec.Sandbox, err)
@@ -117,8 +143,8 @@ func (n *Node) createObjectDir(ctx context.Context, op *snapshotOp) error {
 	return nil
 }
 
-// removeObjectDir removes the files of a snapshot that was not recorded.
-func (n *Node) removeObjectDir(ctx context.Context, op *snapshotOp, _ error) {
+// removeObjectFiles removes the files of a snapshot that was not recorded.
+func (n *Node) removeObjectFiles(op *objectOp) {
 	if err := n.objs.Remove(op.rec.ID); err != nil {
 		n.log.Warn("remove files of a failed snapshot", "snapshot", op.rec.ID, "err", err)
 	}
@@ -146,6 +172,11 @@ func (n *Node) sealObject(ctx context.Context, op *snapshotOp) error {
 }
 
 func (n *Node) recordSnapshot(ctx context.Context, op *snapshotOp) error {
+	return n.recordObject(ctx, &op.objectOp)
+}
+
+// recordObject stores op's record: the snapshot exists from now on.
+func (n *Node) recordObject(ctx context.Context, op *objectOp) error {
 	op.rec.CreatedAt = n.cfg.Now().UTC()
 	if err := n.cfg.Store.CreateSandboxSnapshot(ctx, op.rec); err != nil {
 		return fmt.Errorf("record snapshot %s: %w", op.rec.ID, err)
