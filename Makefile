@@ -41,6 +41,7 @@ up: deps build
 test: deps build e2b-test-deps
 	DEN_REQUIRE_INTEGRATION=1 DEN_TEST_BASE=1 DEN_TEST_IMAGE_BASE=1 DEN_TEST_E2B_SDKS=1 \
 		DEN_TEST_BASE_DATA_DIR=$(CURDIR)/.cache/base-data \
+		DEN_TEST_KERNEL_DIR=$(CURDIR)/.cache/kernels \
 		DEN_RUNSC=$(CURDIR)/bin/runsc DEN_GUEST_BIN=$(CURDIR)/bin/den-guest DEN_BIN=$(CURDIR)/bin/den \
 		$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...
 

@@ -6,6 +6,9 @@
 //
 //	den-guest --listen unix:/.den/run/guest.sock --listen tcp:127.0.0.1:49983 --memory-limit-mb 512
 //
+// As /init of den's microVM initramfs (PID 1) it boots the VM first: see
+// package vminit.
+//
 // `den-guest checkpoint-hook [PHASE]` is the save/restore binary runsc
 // runs in the sandbox around a checkpoint (PHASE defaults to
 // $GVISOR_SAVE_RESTORE_AUTO_EXEC_MODE): it has the running agent close its
@@ -25,6 +28,7 @@ import (
 	"time"
 
 	"github.com/denhq/den/internal/guest"
+	"github.com/denhq/den/internal/guest/vminit"
 )
 
 // hookCommand is the argv[1] of the checkpoint hook.
@@ -58,6 +62,12 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if os.Getpid() == 1 && os.Args[0] == vminit.InitPath {
+		// The init of a microVM: boot, then exec this binary as the agent.
+		err := vminit.Run(os.Args[1:])
+		log.Error("den-guest VM init failed", "err", err)
+		os.Exit(1)
+	}
 	if len(os.Args) > 1 && os.Args[1] == hookCommand {
 		if err := runHook(os.Args[2:]); err != nil {
 			log.Error("den-guest checkpoint hook failed", "err", err)
