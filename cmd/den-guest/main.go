@@ -77,7 +77,7 @@ func main() {
 	}
 	var cfg config
 	fs := flag.NewFlagSet("den-guest", flag.ExitOnError)
-	fs.Var((*listFlag)(&cfg.listen), "listen", "address to serve on, unix:PATH or tcp:HOST:PORT (repeatable)")
+	fs.Var((*listFlag)(&cfg.listen), "listen", "address to serve on, unix:PATH, tcp:HOST:PORT or vport:NAME (a microVM's virtio-serial port) (repeatable)")
 	fs.StringVar(&cfg.defaultUser, "default-user", "", "user for requests that name none (default root)")
 	fs.StringVar(&cfg.defaultDir, "default-dir", "", "working directory of processes that name none (default: the user's home)")
 	fs.Uint64Var(&cfg.memoryMB, "memory-limit-mb", 0, "kill the largest process tree once the sandbox uses more than this many MiB (0: never)")

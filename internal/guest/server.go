@@ -168,6 +168,9 @@ func listen(l string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	if network == "vport" {
+		return listenVport(addr)
+	}
 	if network == "unix" {
 		if err := os.Remove(addr); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("remove stale socket %s: %w", addr, err)
@@ -180,12 +183,13 @@ func listen(l string) (net.Listener, error) {
 	return ln, nil
 }
 
-// SplitListenAddr splits "unix:PATH" or "tcp:HOST:PORT" into a network and
-// an address.
+// SplitListenAddr splits "unix:PATH", "tcp:HOST:PORT" or "vport:NAME" (a
+// microVM's virtio-serial port, see vport.go) into a network and an
+// address.
 func SplitListenAddr(l string) (network, addr string, err error) {
 	network, addr, ok := strings.Cut(l, ":")
-	if !ok || addr == "" || (network != "unix" && network != "tcp") {
-		return "", "", fmt.Errorf("listen address %q: want unix:PATH or tcp:HOST:PORT", l)
+	if !ok || addr == "" || (network != "unix" && network != "tcp" && network != "vport") {
+		return "", "", fmt.Errorf("listen address %q: want unix:PATH, tcp:HOST:PORT or vport:NAME", l)
 	}
 	return network, addr, nil
 }
