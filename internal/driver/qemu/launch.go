@@ -56,14 +56,16 @@ func (v vm) args() []string {
 		"-device", "virtio-serial-device",
 		"-chardev", "socket,id=agent,path=" + v.agentSocket() + ",server=on,wait=off",
 		"-device", "virtserialport,chardev=agent,name=" + AgentPort,
-		"-qmp", "unix:" + v.qmpSocket() + ",server=on,wait=off",
+		// Not -qmp unix:...,server=on,wait=off: QEMU 7.2 then waits for
+		// a QMP client before it runs the guest.
+		"-chardev", "socket,id=qmp,path=" + v.qmpSocket() + ",server=on,wait=off", "-mon", "chardev=qmp,mode=control",
 		"-pidfile", v.pidFile(),
 	}
 }
 
 // start runs QEMU in its own session with its output in qemu.log, so the
 // VM outlives den. It returns once QEMU runs (not once the guest booted).
-func (v vm) start() (*os.Process, error) {
+func (v vm) start() (*vmProcess, error) {
 	logf, err := os.OpenFile(v.qemuLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
@@ -75,6 +77,27 @@ func (v vm) start() (*os.Process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
-	go func() { _ = cmd.Wait() }() // reap it when it exits while we run
-	return cmd.Process, nil
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }() // reap it when it exits while we run
+	return &vmProcess{Process: cmd.Process, exited: exited}, nil
+}
+
+// vmProcess is a QEMU started by this den; exited receives how it ended.
+type vmProcess struct {
+	*os.Process
+	exited chan error
+}
+
+// exitStatus describes how p ended, without waiting ("" while it runs).
+func (p *vmProcess) exitStatus() string {
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		if err == nil {
+			return "exit status 0"
+		}
+		return err.Error()
+	default:
+		return ""
+	}
 }

@@ -1,0 +1,339 @@
+package qemu
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/vmkernel"
+)
+
+// Name is the driver name of QEMU sandboxes.
+const Name = "qemu"
+
+// stateVersion is the Handle.Version the driver writes and accepts.
+const stateVersion = 1
+
+// vmOverheadMB is memory a VM gets beyond its sandbox's limit: the guest
+// kernel, initramfs and agent.
+const vmOverheadMB = 64
+
+// Config configures a Driver.
+type Config struct {
+	// StateDir holds sandboxes/<id>/ and the cached root disks. Required.
+	StateDir string
+	// Kernels holds the guest kernels (den kernel fetch). Required.
+	Kernels *vmkernel.Store
+	// GuestBinary is a static den-guest; it becomes the initramfs's init.
+	// Required.
+	GuestBinary string
+	// QEMU is qemu-system-x86_64; default from PATH.
+	QEMU string
+	// Accel is "kvm" or "tcg"; empty: DetectAccel.
+	Accel string
+	// StartTimeout bounds the wait for the agent after QEMU started.
+	// Default 2 minutes (TCG boots take seconds).
+	StartTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Driver runs sandboxes as QEMU microVMs. Like the gVisor driver it keeps
+// no per-sandbox memory but the agent channels: everything else is
+// derived from the sandbox's directory, so VMs outlive den and a new
+// Driver reattaches through Recover.
+type Driver struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	channels map[string]*channel
+}
+
+var (
+	_ driver.Driver = (*Driver)(nil)
+	_ driver.Lister = (*Driver)(nil)
+)
+
+// New checks cfg and prepares StateDir.
+func New(cfg Config) (*Driver, error) {
+	switch {
+	case cfg.StateDir == "" || !filepath.IsAbs(cfg.StateDir):
+		return nil, errdefs.New(errdefs.InvalidArgument, "qemu driver config: StateDir must be an absolute path")
+	case cfg.Kernels == nil || cfg.GuestBinary == "":
+		return nil, errdefs.New(errdefs.InvalidArgument, "qemu driver config: Kernels and GuestBinary are required")
+	}
+	if cfg.QEMU == "" {
+		p, err := exec.LookPath("qemu-system-x86_64")
+		if err != nil {
+			return nil, errdefs.New(errdefs.FailedPrecondition, "qemu driver: qemu-system-x86_64 not found: apt-get install qemu-system-x86 qemu-utils")
+		}
+		cfg.QEMU = p
+	}
+	if cfg.Accel == "" {
+		cfg.Accel = DetectAccel()
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 2 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range []string{"sandboxes", "disks"} {
+		if err := os.MkdirAll(filepath.Join(cfg.StateDir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("qemu driver: %w", err)
+		}
+	}
+	return &Driver{cfg: cfg, log: cfg.Logger.With("driver", Name), channels: map[string]*channel{}}, nil
+}
+
+// DetectAccel is "kvm" on a host with hardware KVM, else "tcg": no
+// /dev/kvm, or KVM by PVM (/sys/module/kvm_pvm), on which a stock kernel
+// cannot boot.
+func DetectAccel() string {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		return "tcg"
+	}
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+		return "tcg"
+	}
+	for _, m := range []string{"kvm_intel", "kvm_amd"} {
+		if _, err := os.Stat("/sys/module/" + m); err == nil {
+			return "kvm"
+		}
+	}
+	return "tcg"
+}
+
+// Accel is the acceleration the driver's VMs use.
+func (d *Driver) Accel() string { return d.cfg.Accel }
+
+// Capabilities implements driver.Driver.
+func (d *Driver) Capabilities() driver.Capabilities {
+	return driver.Capabilities{Name: Name, Isolation: "vm", List: true}
+}
+
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+func checkID(id string) error {
+	if !validID.MatchString(id) {
+		return errdefs.New(errdefs.InvalidArgument, "invalid sandbox id %q: want 1-128 of [A-Za-z0-9_.-], not starting with a punctuation mark", id)
+	}
+	return nil
+}
+
+func (d *Driver) sandboxDir(id string) string { return filepath.Join(d.cfg.StateDir, "sandboxes", id) }
+
+// state is den.json in a sandbox's directory and the Handle's State.
+type state struct {
+	Dir       string    `json:"dir"`
+	PID       int       `json:"pid"`
+	Accel     string    `json:"accel"`
+	Kernel    string    `json:"kernel"`
+	BaseDisk  string    `json:"base_disk"`
+	MemoryMB  int64     `json:"memory_mb"`
+	DiskMB    int64     `json:"disk_mb"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+func readState(dir string) (state, error) {
+	var st state
+	data, err := os.ReadFile(filepath.Join(dir, "den.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return st, errdefs.New(errdefs.NotFound, "sandbox state %s not found", dir)
+	}
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(data, &st)
+}
+
+func writeState(dir string, st state) ([]byte, error) {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	tmp := filepath.Join(dir, "den.json.tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return nil, err
+	}
+	return data, os.Rename(tmp, filepath.Join(dir, "den.json"))
+}
+
+// alive reports whether pid is a running QEMU of this sandbox directory.
+func alive(pid int, dir string) bool {
+	if pid <= 0 {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return false
+	}
+	stat, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if i := strings.LastIndexByte(string(stat), ')'); i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
+		return false // a zombie
+	}
+	return strings.Contains(string(cmdline), dir)
+}
+
+// channel returns sandbox id's agent channel.
+func (d *Driver) channel(id string) *channel {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.channels[id]
+	if c == nil {
+		c = &channel{path: filepath.Join(d.sandboxDir(id), "agent.sock")}
+		d.channels[id] = c
+	}
+	return c
+}
+
+func (d *Driver) dropChannel(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c := d.channels[id]; c != nil {
+		c.close()
+		delete(d.channels, id)
+	}
+}
+
+// Recover implements driver.Driver.
+func (d *Driver) Recover(ctx context.Context, h *driver.Handle) error {
+	if h.Version != stateVersion {
+		return errdefs.New(errdefs.FailedPrecondition, "recover sandbox %s: unknown state version %d", h.ID, h.Version)
+	}
+	st, err := readState(d.sandboxDir(h.ID))
+	if err != nil {
+		return err
+	}
+	if !alive(st.PID, st.Dir) {
+		return errdefs.New(errdefs.NotFound, "recover sandbox %s: its VM is gone", h.ID)
+	}
+	return nil
+}
+
+// Status implements driver.Driver.
+func (d *Driver) Status(ctx context.Context, id string) (driver.Status, error) {
+	if err := checkID(id); err != nil {
+		return driver.Status{}, err
+	}
+	st, err := readState(d.sandboxDir(id))
+	if err != nil {
+		return driver.Status{}, err
+	}
+	if !alive(st.PID, st.Dir) {
+		return driver.Status{Reason: "exited", StartedAt: st.StartedAt}, nil
+	}
+	return driver.Status{Running: true, StartedAt: st.StartedAt}, nil
+}
+
+// DialGuest implements driver.Driver.
+func (d *Driver) DialGuest(ctx context.Context, id string) (net.Conn, error) {
+	s, err := d.Status(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !s.Running {
+		return nil, errdefs.New(errdefs.Unavailable, "dial guest of sandbox %s: its VM is not running", id)
+	}
+	return d.channel(id).dial(ctx)
+}
+
+// Destroy implements driver.Driver: kill QEMU, remove the directory.
+func (d *Driver) Destroy(ctx context.Context, id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	d.dropChannel(id)
+	dir := d.sandboxDir(id)
+	if st, err := readState(dir); err == nil {
+		if err := killVM(ctx, st.PID, dir); err != nil {
+			return fmt.Errorf("destroy sandbox %s: %w", id, err)
+		}
+	} else if pid, err := readPidFile(filepath.Join(dir, "qemu.pid")); err == nil {
+		if err := killVM(ctx, pid, dir); err != nil {
+			return fmt.Errorf("destroy sandbox %s: %w", id, err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", id, err)
+	}
+	return nil
+}
+
+// killVM kills QEMU pid (when it is this directory's) and waits for it.
+func killVM(ctx context.Context, pid int, dir string) error {
+	if !alive(pid, dir) {
+		return nil
+	}
+	_ = unix.Kill(pid, syscall.SIGKILL)
+	for alive(pid, dir) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func readPidFile(p string) (int, error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
+}
+
+// List implements driver.Lister.
+func (d *Driver) List(ctx context.Context) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(d.cfg.StateDir, "sandboxes"))
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
+}
+
+// Close implements driver.Driver; VMs keep running.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, c := range d.channels {
+		c.close()
+		delete(d.channels, id)
+	}
+	return nil
+}
+
+// shortHash is a short hex sha256 of parts.
+func shortHash(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
