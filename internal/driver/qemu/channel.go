@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"golang.org/x/sys/unix"
 
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/guest"
@@ -55,7 +56,11 @@ func (c *channel) open(ctx context.Context, sess *yamux.Session) (net.Conn, erro
 	done := make(chan result, 1)
 	go func() {
 		s, err := sess.OpenStream()
-		done <- result{s, err}
+		if err != nil {
+			done <- result{nil, err} // not a nil *Stream in a non-nil net.Conn
+			return
+		}
+		done <- result{s, nil}
 	}()
 	timeout := channelDialTimeout
 	if d, ok := ctx.Deadline(); ok {
@@ -84,8 +89,7 @@ func (c *channel) session(ctx context.Context) (*yamux.Session, error) {
 	if c.sess != nil && !c.sess.IsClosed() {
 		return c.sess, nil
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.path)
+	conn, err := dialUnix(ctx, c.path)
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.Unavailable, err, "connect to the agent channel %s", c.path)
 	}
@@ -116,4 +120,16 @@ func (c *channel) close() {
 		c.sess.Close()
 		c.sess = nil
 	}
+}
+
+// dialUnix connects to the unix socket at path through an O_PATH
+// descriptor of it, so paths longer than a sockaddr_un holds work.
+func dialUnix(ctx context.Context, path string) (net.Conn, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: "unix", Err: err}
+	}
+	defer unix.Close(fd)
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", fmt.Sprintf("/proc/self/fd/%d", fd))
 }

@@ -94,8 +94,8 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 			}
 			cancel()
 			kind := errdefs.KindOf(err)
-			if kind == errdefs.Internal && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-				kind = errdefs.Canceled
+			if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				kind = errdefs.Canceled // whatever the step made of it (a killed mkfs, qemu-img)
 			}
 			return nil, errdefs.Wrap(kind, err, "create sandbox %s: %s", spec.ID, s.name)
 		}
@@ -145,6 +145,9 @@ func (c *creation) prepareBase(ctx context.Context) (func(context.Context) error
 	defer os.Remove(tmp)
 	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-d", src, "-L", "root", "-E", "root_owner=0:0", tmp, strconv.FormatInt(c.spec.DiskMB, 10)+"M")
 	if out, err := cmd.CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, errdefs.Wrap(errdefs.InvalidArgument, err, "write the root disk (%d MiB; is the image larger?): %s", c.spec.DiskMB, bytes.TrimSpace(out))
 	}
 	return nil, os.Rename(tmp, c.base)
@@ -247,7 +250,9 @@ func (c *creation) waitAgent(ctx context.Context) (func(context.Context) error, 
 		if err == nil {
 			return nil, nil
 		}
-		if !alive(c.pid, c.dir) {
+		// Our own child's exit, not alive(): right after the start its
+		// /proc cmdline may still be the parent's (before exec).
+		if c.proc.exitStatus() != "" {
 			console, _ := os.ReadFile(filepath.Join(c.dir, "console.log"))
 			qlog, _ := os.ReadFile(filepath.Join(c.dir, "qemu.log"))
 			return nil, errdefs.New(errdefs.Unavailable, "the VM stopped before its agent answered (qemu: %s); console: %s; qemu log: %s", c.proc.exitStatus(), tail(console), tail(qlog))

@@ -29,8 +29,6 @@ type vm struct {
 }
 
 // Paths in a VM's directory.
-func (v vm) agentSocket() string { return filepath.Join(v.dir, "agent.sock") }
-func (v vm) qmpSocket() string   { return filepath.Join(v.dir, "qmp.sock") }
 func (v vm) consoleLog() string  { return filepath.Join(v.dir, "console.log") }
 func (v vm) qemuLog() string     { return filepath.Join(v.dir, "qemu.log") }
 func (v vm) pidFile() string     { return filepath.Join(v.dir, "qemu.pid") }
@@ -54,11 +52,13 @@ func (v vm) args() []string {
 		"-serial", "file:" + v.consoleLog(),
 		"-drive", "file=" + v.disk + ",format=qcow2,if=none,id=root,cache=unsafe", "-device", "virtio-blk-device,drive=root",
 		"-device", "virtio-serial-device",
-		"-chardev", "socket,id=agent,path=" + v.agentSocket() + ",server=on,wait=off",
+		// Sockets by relative names (QEMU runs in the VM's directory): a
+		// unix socket's path is limited to 107 bytes.
+		"-chardev", "socket,id=agent,path=agent.sock,server=on,wait=off",
 		"-device", "virtserialport,chardev=agent,name=" + AgentPort,
 		// Not -qmp unix:...,server=on,wait=off: QEMU 7.2 then waits for
 		// a QMP client before it runs the guest.
-		"-chardev", "socket,id=qmp,path=" + v.qmpSocket() + ",server=on,wait=off", "-mon", "chardev=qmp,mode=control",
+		"-chardev", "socket,id=qmp,path=qmp.sock,server=on,wait=off", "-mon", "chardev=qmp,mode=control",
 		"-pidfile", v.pidFile(),
 	}
 }
@@ -72,6 +72,7 @@ func (v vm) start() (*vmProcess, error) {
 	}
 	defer logf.Close()
 	cmd := exec.Command(v.qemu, v.args()...)
+	cmd.Dir = v.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
