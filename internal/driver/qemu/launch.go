@@ -29,9 +29,9 @@ type vm struct {
 }
 
 // Paths in a VM's directory.
-func (v vm) consoleLog() string  { return filepath.Join(v.dir, "console.log") }
-func (v vm) qemuLog() string     { return filepath.Join(v.dir, "qemu.log") }
-func (v vm) pidFile() string     { return filepath.Join(v.dir, "qemu.pid") }
+func (v vm) consoleLog() string { return filepath.Join(v.dir, "console.log") }
+func (v vm) qemuLog() string    { return filepath.Join(v.dir, "qemu.log") }
+func (v vm) pidFile() string    { return filepath.Join(v.dir, "qemu.pid") }
 
 // args is QEMU's command line: a microvm machine (devices found through
 // ACPI), no default devices, the kernel and initramfs, the disk on
