@@ -45,6 +45,12 @@ func (s *Server) CreateSandbox(ctx context.Context, p Principal, req rest.Create
 	if sb.User != "" && !s.ImageHasUser(sb.Image, sb.User) {
 		return nil, errdefs.New(errdefs.InvalidArgument, "user %q not found in image %s", sb.User, sb.Image)
 	}
+	return s.recordAndStart(ctx, sb)
+}
+
+// recordAndStart stores the record of new sandbox sb and starts it on the
+// node from its image, counting the create in the metrics.
+func (s *Server) recordAndStart(ctx context.Context, sb *store.Sandbox) (*store.Sandbox, error) {
 	start := s.cfg.Now()
 	if err := s.cfg.Store.CreateSandbox(ctx, sb); err != nil {
 		return nil, err

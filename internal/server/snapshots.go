@@ -144,18 +144,7 @@ func (s *Server) bootFromSnapshot(ctx context.Context, p Principal, req rest.Cre
 		return nil, err
 	}
 	sb.Image = rec.FilesystemImage
-	start := s.cfg.Now()
-	if err := s.cfg.Store.CreateSandbox(ctx, sb); err != nil {
-		return nil, err
-	}
-	started, err := s.cfg.Node.Start(ctx, sb.ID)
-	if err != nil {
-		s.metrics.createFailures.Inc()
-		return nil, err
-	}
-	s.metrics.createSeconds.Observe(s.cfg.Now().Sub(start).Seconds())
-	s.activity.touch(sb.ID, s.cfg.Now())
-	return started, nil
+	return s.recordAndStart(ctx, sb)
 }
 
 // checkSnapshotImage checks that the image of filesystem snapshot rec is
