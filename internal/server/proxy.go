@@ -28,12 +28,15 @@ type dialGuestFunc func(ctx context.Context, id string) (net.Conn, error)
 // sandbox.
 type guestProxies struct {
 	dial dialGuestFunc
+	// lost says why a Connect stream of sandbox id broke (see
+	// connectStreamGuard).
+	lost func(ctx context.Context, id string) string
 	mu   sync.Mutex
 	byID map[string]*httputil.ReverseProxy
 }
 
-func newGuestProxies(dial dialGuestFunc) *guestProxies {
-	return &guestProxies{dial: dial, byID: map[string]*httputil.ReverseProxy{}}
+func newGuestProxies(dial dialGuestFunc, lost func(ctx context.Context, id string) string) *guestProxies {
+	return &guestProxies{dial: dial, lost: lost, byID: map[string]*httputil.ReverseProxy{}}
 }
 
 func (g *guestProxies) get(id string) *httputil.ReverseProxy {
@@ -58,6 +61,18 @@ func (g *guestProxies) get(id string) *httputil.ReverseProxy {
 			pr.Out.URL.Scheme, pr.Out.URL.Host, pr.Out.Host = "http", "guest", "guest"
 			pr.Out.URL.RawPath = ""
 			stripCredentials(pr.Out.Header)
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			if isConnectStream(resp.Header) {
+				ctx := resp.Request.Context()
+				resp.Body = &connectStreamGuard{body: resp.Body, lost: func() string {
+					if ctx.Err() != nil {
+						return "the request ended" // the client left: nobody reads this
+					}
+					return g.lost(ctx, id)
+				}}
+			}
+			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {

@@ -97,7 +97,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics(),
 		activity: newActivity(), wakes: wakeCalls{m: map[string]*wakeCall{}}}
-	s.proxies = newGuestProxies(cfg.Node.DialGuest)
+	s.proxies = newGuestProxies(cfg.Node.DialGuest, s.lostSandboxReason)
 	s.routes()
 	return s, nil
 }

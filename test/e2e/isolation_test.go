@@ -27,6 +27,10 @@ func TestMemoryHogAndForkBombStayInside(t *testing.T) {
 	if res.code == 0 {
 		t.Fatalf("a 4 GiB allocation in a 512 MiB sandbox succeeded: %s %s", res.stdout, res.stderr)
 	}
+	// The exec's stream broke with the sandbox; den says so, naming it.
+	if !strings.Contains(res.stderr, "sandbox "+hog) || strings.Contains(res.stderr, "protocol error") {
+		t.Errorf("exec in a sandbox stopped for memory: stderr %q, want an error naming the sandbox", res.stderr)
+	}
 	// gVisor has no OOM killer of its own: the sandbox's cgroup stops the
 	// whole sandbox, and den records why.
 	hogState := func() string { return den.mustDen("get", hog, "--json") }

@@ -70,9 +70,13 @@
 // spec's linux.cgroupsPath (<CgroupParent>/<id>) and applies linux.resources
 // there: memory limit = MemoryMB, CPU quota = CPUs, pids = Config.PidsLimit
 // host tasks. The sentry has no OOM killer of its own, so a sandbox that
-// allocates past its limit is killed as a whole by the host's memcg OOM
-// killer (only this sandbox's cgroup is affected); Status then reports
-// Running=false with Reason "oom".
+// allocates past its limit meets the host's memcg OOM killer (only this
+// sandbox's cgroup is affected). That kills one task: the sentry, the gofer
+// or a systrap stub process (it maps the guest's memory, so it is often the
+// largest), and the sentry may outlive the last two in a state that depends
+// on timing. Wait therefore stops the whole sandbox once the cgroup counts
+// an OOM kill (it looks twice a second); Status then reports Running=false
+// with Reason "oom".
 //
 // The guest agent has an OOM killer of its own (den-guest
 // --memory-limit-mb, see internal/guest/oom.go) that kills the largest

@@ -16,8 +16,8 @@ import (
 )
 
 // waitPollInterval bounds how long Wait blocks in one poll(2) before it
-// looks at ctx again.
-const waitPollInterval = time.Second
+// looks at ctx and the sandbox's OOM count again.
+const waitPollInterval = 500 * time.Millisecond
 
 // Wait implements driver.Waiter. It watches the sandbox process through a
 // pidfd (which works for processes that are not our children: runsc
@@ -43,7 +43,17 @@ func (d *Driver) Wait(ctx context.Context, id string) (driver.Status, error) {
 	}
 	if fd >= 0 {
 		defer unix.Close(fd)
-		if err := waitPidfd(ctx, fd); err != nil {
+		// The host's memcg OOM killer kills one task of the cgroup: the
+		// sentry, the gofer or a systrap stub (which maps the guest's
+		// memory, so it is often the largest). The sentry survives the
+		// latter two in a state that depends on timing, so a sandbox with
+		// any OOM kill is stopped as a whole, as documented.
+		oomCheck := func() {
+			if oomKilled(st.Cgroup) {
+				_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+			}
+		}
+		if err := waitPidfd(ctx, fd, oomCheck); err != nil {
 			if ctx.Err() != nil {
 				return driver.Status{}, errdefs.Wrap(errdefs.Canceled, err, "wait for sandbox %s", id)
 			}
@@ -93,8 +103,9 @@ func openPidfd(p paths) (int, error) {
 	return fd, nil
 }
 
-// waitPidfd blocks until the pidfd is readable (the process exited) or ctx ends.
-func waitPidfd(ctx context.Context, fd int) error {
+// waitPidfd blocks until the pidfd is readable (the process exited) or ctx
+// ends, calling idle after each waitPollInterval without either.
+func waitPidfd(ctx context.Context, fd int, idle func()) error {
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -109,6 +120,9 @@ func waitPidfd(ctx context.Context, fd int) error {
 		}
 		if n > 0 {
 			return nil
+		}
+		if idle != nil {
+			idle()
 		}
 	}
 }
