@@ -116,6 +116,10 @@ type CreateSandboxRequest struct {
 	// zero. A create that names a pool's image (or snapshot) and sizes
 	// claims from it too, without naming it.
 	Pool string `json:"pool,omitempty"`
+	// Runtime is the runtime to run the sandbox on ("gvisor", "qemu"; see
+	// GET /v1/info); empty means the node's default. A sandbox from a
+	// memory snapshot runs on the snapshot's runtime.
+	Runtime string `json:"runtime,omitempty"`
 }
 
 // ApplyDefaults fills the zero fields of r with the documented defaults.
@@ -198,7 +202,26 @@ type SetTimeoutRequest struct {
 
 // Info describes the server.
 type Info struct {
-	Version  string   `json:"version"`
-	Runtimes []string `json:"runtimes"`
-	Node     string   `json:"node"`
+	Version string `json:"version"`
+	// Runtimes are the runtime names a create may ask for, the default
+	// first; RuntimeDetails describes each.
+	Runtimes       []string      `json:"runtimes"`
+	RuntimeDetails []RuntimeInfo `json:"runtime_details"`
+	Node           string        `json:"node"`
+}
+
+// RuntimeInfo describes a runtime of the node.
+type RuntimeInfo struct {
+	Name string `json:"name"`
+	// Isolation is "user-space-kernel" (gVisor) or "vm" (QEMU).
+	Isolation string `json:"isolation"`
+	// Accel is the acceleration of a VM runtime: "kvm", or "tcg"
+	// (software emulation, many times slower).
+	Accel string `json:"accel,omitempty"`
+	// Default is true for the runtime a create that names none gets.
+	Default bool `json:"default"`
+	// Suspend is true when its sandboxes can be suspended and snapshotted.
+	Suspend bool `json:"suspend"`
+	// Pool is true when it keeps warm pools.
+	Pool bool `json:"pool"`
 }

@@ -29,7 +29,7 @@ type createFlags struct {
 	timeoutIsSet              func() bool
 	timeoutAction, idleAction string
 	idleTimeout               secondsFlag
-	snapshot, pool            string
+	snapshot, pool, runtime   string
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet) {
@@ -45,6 +45,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.idleAction, "idle-action", "", `what the idle timeout does: "kill" (default) or "suspend"`)
 	fs.StringVar(&f.snapshot, "snapshot", "", "start from this snapshot (ID or name): it continues where the snapshot was; no IMAGE, --cpus, --memory, --disk or --env")
 	fs.StringVar(&f.pool, "pool", "", "claim a ready sandbox from this warm pool (ID or name; see `den pool`); no IMAGE, --snapshot, --cpus, --memory or --disk")
+	fs.StringVar(&f.runtime, "runtime", "", "runtime to run it on: gvisor or qemu (a microVM with its own Linux kernel); see `den info` (default: the server's)")
 	f.timeoutIsSet = func() bool { return fs.Changed("timeout") }
 }
 
@@ -72,7 +73,7 @@ func (f *secondsFlag) Set(v string) error {
 // request builds the create request for image.
 func (f *createFlags) request(cmd *cobra.Command, image string) (rest.CreateSandboxRequest, error) {
 	req := rest.CreateSandboxRequest{Image: image, Name: f.name, CPUs: f.cpus, MemoryMB: f.memory, DiskMB: f.disk,
-		TimeoutAction: f.timeoutAction, IdleTimeout: int64(f.idleTimeout), IdleAction: f.idleAction, Snapshot: f.snapshot, Pool: f.pool}
+		TimeoutAction: f.timeoutAction, IdleTimeout: int64(f.idleTimeout), IdleAction: f.idleAction, Snapshot: f.snapshot, Pool: f.pool, Runtime: f.runtime}
 	var err error
 	if req.Env, err = parsePairs(cmd, "--env", f.env); err != nil {
 		return req, err

@@ -39,6 +39,10 @@ type Config struct {
 	// WarmPool is the number of spare sandboxes kept started for each of
 	// the most recently used sandbox shapes (0 turns the pool off).
 	WarmPool int
+	// Runtimes are the sandbox runtimes, the default first: "gvisor"
+	// (required: image builds run on it) and "qemu". Nil means gvisor,
+	// plus qemu when qemu-system-x86_64 is on $PATH.
+	Runtimes []string
 	// BuildBase builds the Debian `base` image on first start (minutes).
 	BuildBase bool
 	Version   string
@@ -97,6 +101,9 @@ func (c *Config) Validate() error {
 	default:
 		return errdefs.New(errdefs.InvalidArgument, "--platform %q is unknown: use systrap or ptrace", c.Platform)
 	}
+	if err := c.validateRuntimes(); err != nil {
+		return err
+	}
 	if c.RunscPath, err = findBinary(c.RunscPath, "runsc"); err != nil {
 		return err
 	}
@@ -144,4 +151,34 @@ func nextPort(addr string) string {
 		return net.JoinHostPort(host, "0")
 	}
 	return net.JoinHostPort(host, strconv.Itoa(n+1))
+}
+
+// validateRuntimes fills the default runtimes and checks the list.
+func (c *Config) validateRuntimes() error {
+	if c.Runtimes == nil {
+		c.Runtimes = []string{"gvisor"}
+		if _, err := exec.LookPath("qemu-system-x86_64"); err == nil {
+			c.Runtimes = append(c.Runtimes, "qemu")
+		}
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, r := range c.Runtimes {
+		switch {
+		case r != "gvisor" && r != "qemu":
+			return errdefs.New(errdefs.InvalidArgument, "--runtimes: unknown runtime %q: use gvisor and qemu", r)
+		case seen[r]:
+			return errdefs.New(errdefs.InvalidArgument, "--runtimes: %s is listed twice", r)
+		}
+		seen[r] = true
+	}
+	if !seen["gvisor"] {
+		return errdefs.New(errdefs.InvalidArgument, "--runtimes must include gvisor: image builds run on it")
+	}
+	if seen["qemu"] {
+		if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+			return errdefs.New(errdefs.FailedPrecondition, "--runtimes qemu: qemu-system-x86_64 is not installed: apt-get install qemu-system-x86 qemu-utils (or run make up)")
+		}
+	}
+	return nil
 }

@@ -14,12 +14,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/driver/gvisor"
+	"github.com/denhq/den/internal/driver/qemu"
 	"github.com/denhq/den/internal/e2b"
 	"github.com/denhq/den/internal/image"
 	"github.com/denhq/den/internal/node"
 	"github.com/denhq/den/internal/server"
 	"github.com/denhq/den/internal/store"
+	"github.com/denhq/den/internal/vmkernel"
 )
 
 // Run starts den and serves until ctx is cancelled, then shuts down
@@ -46,16 +49,16 @@ func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	drv, err := gvisor.New(gvisor.Config{
-		RunscPath: cfg.RunscPath, GuestBinary: cfg.GuestBinary, Platform: cfg.Platform,
-		StateDir: filepath.Join(cfg.DataDir, "sandboxes"), WarmPool: cfg.WarmPool,
-		WarmupScript: gvisor.DefaultWarmupScript, Logger: log,
-	})
+	drivers, err := openDrivers(ctx, cfg, errOut, log)
 	if err != nil {
-		return fmt.Errorf("start gVisor driver: %w", err)
+		return err
 	}
-	defer drv.Close()
-	n, err := node.New(node.Config{ID: cfg.NodeID, Driver: drv, Images: images, Store: st, Logger: log,
+	defer func() {
+		for _, d := range drivers {
+			d.Close()
+		}
+	}()
+	n, err := node.New(node.Config{ID: cfg.NodeID, Driver: drivers[0], Runtimes: drivers[1:], Images: images, Store: st, Logger: log,
 		SnapshotDir: filepath.Join(cfg.DataDir, "snapshots"), Layers: images})
 	if err != nil {
 		return err
@@ -226,4 +229,49 @@ func readEnvFile(path string) map[string]string {
 		}
 	}
 	return m
+}
+
+// openDrivers starts the drivers of cfg.Runtimes, in its order. On a
+// full first start (cfg.BuildBase) it fetches the QEMU runtime's guest
+// kernel when none is there; without one, QEMU creates fail saying how
+// to fetch it.
+func openDrivers(ctx context.Context, cfg Config, errOut io.Writer, log *slog.Logger) ([]driver.Driver, error) {
+	var out []driver.Driver
+	fail := func(err error) ([]driver.Driver, error) {
+		for _, d := range out {
+			d.Close()
+		}
+		return nil, err
+	}
+	for _, name := range cfg.Runtimes {
+		switch name {
+		case "gvisor":
+			d, err := gvisor.New(gvisor.Config{
+				RunscPath: cfg.RunscPath, GuestBinary: cfg.GuestBinary, Platform: cfg.Platform,
+				StateDir: filepath.Join(cfg.DataDir, "sandboxes"), WarmPool: cfg.WarmPool,
+				WarmupScript: gvisor.DefaultWarmupScript, Logger: log,
+			})
+			if err != nil {
+				return fail(fmt.Errorf("start gVisor driver: %w", err))
+			}
+			out = append(out, d)
+		case "qemu":
+			kernels, err := vmkernel.Open(filepath.Join(cfg.DataDir, "kernels"))
+			if err != nil {
+				return fail(fmt.Errorf("start QEMU driver: %w", err))
+			}
+			if _, err := kernels.Get(""); err != nil && cfg.BuildBase {
+				fmt.Fprintln(errOut, "den: fetching the guest kernel of the qemu runtime (Debian's cloud kernel); first run only")
+				if _, err := kernels.Fetch(ctx, "", errOut); err != nil {
+					log.Warn("guest kernel not fetched: qemu sandboxes cannot start until `den kernel fetch` succeeds", "err", err)
+				}
+			}
+			d, err := qemu.New(qemu.Config{StateDir: filepath.Join(cfg.DataDir, "vms"), Kernels: kernels, GuestBinary: cfg.GuestBinary, Logger: log})
+			if err != nil {
+				return fail(fmt.Errorf("start QEMU driver: %w", err))
+			}
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }

@@ -31,6 +31,9 @@ type Capabilities struct {
 	Suspend bool `json:"suspend"`
 	// Pool is true when the driver implements Pooler.
 	Pool bool `json:"pool"`
+	// UpperDir is true when Create honours Spec.UpperDir; without it a
+	// Spec with an UpperDir fails with InvalidArgument.
+	UpperDir bool `json:"upper_dir"`
 	// MaxCPUs and MaxMemoryMB bound a single sandbox on this driver (0 = no limit).
 	MaxCPUs     float64 `json:"max_cpus,omitempty"`
 	MaxMemoryMB int64   `json:"max_memory_mb,omitempty"`
@@ -81,7 +84,8 @@ type Spec struct {
 	// (whiteouts as 0/0 character devices, opaque directories by xattr). It
 	// outlives Destroy, which leaves it in place for the caller. Sandboxes
 	// with an UpperDir are never served from or put into a warm pool; the
-	// disk quota (DiskMB) is not enforced on it.
+	// disk quota (DiskMB) is not enforced on it. Only drivers with
+	// Capabilities().UpperDir take it; others fail with InvalidArgument.
 	//
 	// It must be a clean absolute path without ':', ',' or '\' (overlayfs
 	// mount options) of an empty directory the driver can use as an

@@ -69,11 +69,16 @@ func (n *Node) startClone(ctx context.Context, id string, spec driver.Spec, dir 
 		return nil, err
 	}
 	spec.ID, spec.Hostname = id, hostname(sb)
-	h, err := n.susp.Clone(ctx, spec, dir)
+	var h *driver.Handle
+	if s := n.suspender(id); s != nil {
+		h, err = s.Clone(ctx, spec, dir)
+	} else {
+		err = n.errNoSnapshots(id)
+	}
 	var raw json.RawMessage
 	if err == nil {
 		if raw, err = json.Marshal(h); err != nil {
-			_ = n.cfg.Driver.Destroy(context.WithoutCancel(ctx), id)
+			_ = n.drv(id).Destroy(context.WithoutCancel(ctx), id)
 		}
 	}
 	if err != nil {

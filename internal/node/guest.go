@@ -30,7 +30,7 @@ const mainStartTimeout = 30 * time.Second
 func (n *Node) guestHTTP(id string) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return n.cfg.Driver.DialGuest(ctx, id)
+			return n.drv(id).DialGuest(ctx, id)
 		},
 		DisableKeepAlives: true,
 	}}

@@ -13,7 +13,7 @@ import (
 // on its own (a crash, the memory limit, a kill from outside). Drivers
 // without driver.Waiter are not watched.
 func (n *Node) watch(id string) {
-	w, ok := n.cfg.Driver.(driver.Waiter)
+	w, ok := n.drv(id).(driver.Waiter)
 	if !ok {
 		return
 	}
@@ -55,7 +55,7 @@ func (n *Node) died(ctx context.Context, id string, st driver.Status) {
 	// Resumed after a suspend meanwhile? Then a newer watcher follows it.
 	// The runtime may call a dead sandbox running until its process is
 	// reaped, so its guest agent must answer too.
-	if now, err := n.cfg.Driver.Status(ctx, id); err == nil && now.Running && n.guestAnswers(ctx, id) {
+	if now, err := n.drv(id).Status(ctx, id); err == nil && now.Running && n.guestAnswers(ctx, id) {
 		return
 	}
 	reason := deathReason(st)
@@ -88,7 +88,7 @@ func (n *Node) Close() error {
 func (n *Node) guestAnswers(ctx context.Context, id string) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	conn, err := n.cfg.Driver.DialGuest(ctx, id)
+	conn, err := n.drv(id).DialGuest(ctx, id)
 	if err != nil {
 		return false
 	}

@@ -13,6 +13,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -33,8 +34,11 @@ type ImageResolver interface {
 // Config wires a Node.
 type Config struct {
 	// ID names this node in sandbox records.
-	ID     string
-	Driver driver.Driver
+	ID string
+	// Driver is the default runtime; Runtimes are further ones, each
+	// known by its Capabilities().Name (see runtimes.go).
+	Driver   driver.Driver
+	Runtimes []driver.Driver
 	Images ImageResolver
 	Store  *store.Store
 	Logger *slog.Logger
@@ -67,9 +71,9 @@ type Node struct {
 	cfg   Config
 	log   *slog.Logger
 	locks keyedMutex
-	// snaps and susp are nil when suspend is off (see canSuspend).
+	// snaps is nil when suspend is off: no snapshot directory, or no
+	// runtime that can (see suspender).
 	snaps *snapshot.Store
-	susp  driver.Suspender
 	// objs holds snapshot objects (snapshot_objects.go); nil with snaps.
 	objs *snapshot.Store
 	// pools is the node's view of the declared warm pools (pools.go).
@@ -96,7 +100,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Now = time.Now
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
-	if susp, ok := cfg.Driver.(driver.Suspender); ok && cfg.SnapshotDir != "" {
+	if n.anySuspender() && cfg.SnapshotDir != "" {
 		snaps, err := snapshot.Open(cfg.SnapshotDir)
 		if err != nil {
 			return nil, err
@@ -105,7 +109,7 @@ func New(cfg Config) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.snaps, n.susp, n.objs = snaps, susp, objs
+		n.snaps, n.objs = snaps, objs
 	}
 	return n, nil
 }
@@ -117,9 +121,7 @@ func (n *Node) ID() string { return n.cfg.ID }
 // driver implements driver.Suspender and the node has a snapshot
 // directory.
 func (n *Node) Capabilities() driver.Capabilities {
-	c := n.cfg.Driver.Capabilities()
-	c.Suspend = n.susp != nil
-	return c
+	return n.capabilities(n.cfg.Driver)
 }
 
 // Start builds and starts the sandbox whose record (state starting, this
@@ -165,13 +167,17 @@ func (n *Node) createOnDriver(ctx context.Context, sb *store.Sandbox) (json.RawM
 	if err != nil {
 		return nil, img, fmt.Errorf("resolve image %s: %w", sb.Image, err)
 	}
-	h, err := n.cfg.Driver.Create(ctx, specOf(sb, img))
+	d, err := n.runtime(sb.Runtime)
+	if err != nil {
+		return nil, img, err
+	}
+	h, err := d.Create(ctx, specOf(sb, img))
 	if err != nil {
 		return nil, img, fmt.Errorf("create sandbox %s: %w", sb.ID, err)
 	}
 	raw, err := json.Marshal(h)
 	if err != nil {
-		_ = n.cfg.Driver.Destroy(context.WithoutCancel(ctx), sb.ID)
+		_ = n.drv(sb.ID).Destroy(context.WithoutCancel(ctx), sb.ID)
 		return nil, img, fmt.Errorf("encode handle of sandbox %s: %w", sb.ID, err)
 	}
 	return raw, img, nil
@@ -198,12 +204,16 @@ func (n *Node) Destroy(ctx context.Context, id string) error {
 	unlock := n.locks.lock(id)
 	defer unlock()
 	if _, err := n.setState(ctx, id, func(s *store.Sandbox) { s.State = "stopping" }); err != nil {
-		if errdefs.IsNotFound(err) {
-			return n.cfg.Driver.Destroy(ctx, id)
+		if errdefs.IsNotFound(err) { // no record says where it ran: any runtime may hold it
+			var errs []error
+			for _, d := range n.drivers() {
+				errs = append(errs, d.Destroy(ctx, id))
+			}
+			return errors.Join(errs...)
 		}
 		return err
 	}
-	if err := n.cfg.Driver.Destroy(ctx, id); err != nil {
+	if err := n.drv(id).Destroy(ctx, id); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)
 	}
 	if n.snaps != nil {
@@ -219,14 +229,15 @@ func (n *Node) Destroy(ctx context.Context, id string) error {
 
 // DialGuest opens a stream to the guest agent of a running sandbox.
 func (n *Node) DialGuest(ctx context.Context, id string) (net.Conn, error) {
-	return n.cfg.Driver.DialGuest(ctx, id)
+	return n.drv(id).DialGuest(ctx, id)
 }
 
 // Stats reads a sandbox's resource usage; Unsupported when the driver can't.
 func (n *Node) Stats(ctx context.Context, id string) (driver.Stats, error) {
-	sr, ok := n.cfg.Driver.(driver.StatsReader)
+	d := n.drv(id)
+	sr, ok := d.(driver.StatsReader)
 	if !ok {
-		return driver.Stats{}, errdefs.New(errdefs.Unsupported, "runtime %s does not report stats", n.cfg.Driver.Capabilities().Name)
+		return driver.Stats{}, errdefs.New(errdefs.Unsupported, "runtime %s does not report stats", d.Capabilities().Name)
 	}
 	return sr.Stats(ctx, id)
 }

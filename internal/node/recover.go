@@ -43,7 +43,7 @@ func (n *Node) Recover(ctx context.Context) error {
 // exist. Preconditions: no RunStep of this node is running (Recover runs
 // before the node serves).
 func (n *Node) destroyStaleSteps(ctx context.Context) error {
-	l, ok := n.cfg.Driver.(driver.Lister)
+	l, ok := n.stepDriver().(driver.Lister)
 	if !ok {
 		return nil
 	}
@@ -58,7 +58,7 @@ func (n *Node) destroyStaleSteps(ctx context.Context) error {
 		if _, err := n.cfg.Store.Snapshot().Sandbox(id); !errdefs.IsNotFound(err) {
 			continue // a record's, or unknown: leave it
 		}
-		if err := n.cfg.Driver.Destroy(ctx, id); err != nil {
+		if err := n.stepDriver().Destroy(ctx, id); err != nil {
 			return fmt.Errorf("recover build steps: destroy sandbox %s: %w", id, err)
 		}
 		n.log.Info("destroyed the sandbox of an interrupted build step", "step", id)
@@ -92,7 +92,7 @@ func (n *Node) recoverOne(ctx context.Context, sb *store.Sandbox) error {
 	case "pending", "starting":
 		return n.fail(ctx, sb.ID, "den restarted while the sandbox was starting")
 	case "stopping":
-		if err := n.cfg.Driver.Destroy(ctx, sb.ID); err != nil {
+		if err := n.drv(sb.ID).Destroy(ctx, sb.ID); err != nil {
 			return err
 		}
 		if n.snaps != nil {
@@ -120,7 +120,7 @@ func (n *Node) reattach(ctx context.Context, sb *store.Sandbox) error {
 	if err := json.Unmarshal(sb.Handle, &h); err != nil {
 		return n.fail(ctx, sb.ID, "runtime state unreadable: "+err.Error())
 	}
-	if err := n.cfg.Driver.Recover(ctx, &h); err != nil {
+	if err := n.drv(sb.ID).Recover(ctx, &h); err != nil {
 		n.log.Warn("sandbox not recoverable", "sandbox", sb.ID, "err", err)
 		return n.fail(ctx, sb.ID, "sandbox processes were gone after den restarted: "+err.Error())
 	}
@@ -131,7 +131,7 @@ func (n *Node) reattach(ctx context.Context, sb *store.Sandbox) error {
 
 // fail destroys what is left of a sandbox and records it as failed.
 func (n *Node) fail(ctx context.Context, id, reason string) error {
-	if err := n.cfg.Driver.Destroy(ctx, id); err != nil {
+	if err := n.drv(id).Destroy(ctx, id); err != nil {
 		n.log.Warn("destroy leftovers of failed sandbox", "sandbox", id, "err", err)
 	}
 	_, err := n.setState(ctx, id, func(s *store.Sandbox) {

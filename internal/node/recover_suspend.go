@@ -28,7 +28,7 @@ func (n *Node) recoverSuspending(ctx context.Context, sb *store.Sandbox) error {
 	// Let the runtime settle a checkpoint den's death cut short (it may
 	// have left the sandbox running) before asking what it holds.
 	_ = n.recoverHandle(ctx, sb)
-	st, stErr := n.cfg.Driver.Status(ctx, sb.ID)
+	st, stErr := n.drv(sb.ID).Status(ctx, sb.ID)
 	if stErr == nil && st.Running {
 		if err := n.recoverHandle(ctx, sb); err != nil {
 			return n.fail(ctx, sb.ID, "den restarted while the sandbox was being suspended, and it could not be reattached: "+err.Error())
@@ -57,7 +57,7 @@ func (n *Node) recoverSuspending(ctx context.Context, sb *store.Sandbox) error {
 			if stErr != nil || st.Reason != driver.ReasonSuspended {
 				// The runtime does not hold it suspended: whatever is left
 				// there goes; the next resume restores the snapshot.
-				if err := n.cfg.Driver.Destroy(ctx, sb.ID); err != nil {
+				if err := n.drv(sb.ID).Destroy(ctx, sb.ID); err != nil {
 					return fmt.Errorf("stop the runtime state of an interrupted suspend: %w", err)
 				}
 			}
@@ -90,7 +90,7 @@ func (n *Node) sealLeftover(sb *store.Sandbox, gen uint64) (snapshot.Ref, error)
 	if err != nil {
 		return snapshot.Ref{}, err
 	}
-	return p.Seal(snapshot.Meta{Driver: n.cfg.Driver.Capabilities().Name, Spec: spec, Created: n.cfg.Now()})
+	return p.Seal(snapshot.Meta{Driver: n.drv(sb.ID).Capabilities().Name, Spec: spec, Created: n.cfg.Now()})
 }
 
 // adoptSnapshot records sb suspended with the snapshot ref and drops the
@@ -116,7 +116,7 @@ func (n *Node) adoptSnapshot(ctx context.Context, sb *store.Sandbox, ref snapsho
 // a sandbox the driver runs under a handle the record lacks is stopped
 // first, so that the next resume restores it from the snapshot.
 func (n *Node) recoverResuming(ctx context.Context, sb *store.Sandbox) error {
-	if st, err := n.cfg.Driver.Status(ctx, sb.ID); err == nil && st.Running {
+	if st, err := n.drv(sb.ID).Status(ctx, sb.ID); err == nil && st.Running {
 		if err := n.recoverHandle(ctx, sb); err == nil {
 			if _, err := n.setState(ctx, sb.ID, func(s *store.Sandbox) {
 				s.State, s.Reason = store.StateRunning, ""
@@ -133,7 +133,7 @@ func (n *Node) recoverResuming(ctx context.Context, sb *store.Sandbox) error {
 	// one that went on without it) is not what the record says: stop it.
 	// The snapshot, which Destroy never touches, is the state; the next
 	// resume restores it from there.
-	if err := n.cfg.Driver.Destroy(ctx, sb.ID); err != nil {
+	if err := n.drv(sb.ID).Destroy(ctx, sb.ID); err != nil {
 		return fmt.Errorf("stop the runtime state of an interrupted resume: %w", err)
 	}
 	_, err := n.setState(ctx, sb.ID, func(s *store.Sandbox) { s.State = store.StateSuspended })
@@ -147,7 +147,7 @@ func (n *Node) recoverHandle(ctx context.Context, sb *store.Sandbox) error {
 	if err := json.Unmarshal(sb.Handle, &h); err != nil {
 		return errdefs.Wrap(errdefs.FailedPrecondition, err, "runtime state unreadable")
 	}
-	return n.cfg.Driver.Recover(ctx, &h)
+	return n.drv(sb.ID).Recover(ctx, &h)
 }
 
 // pruneSnapshots removes the snapshots of sandboxes no record names and

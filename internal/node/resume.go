@@ -38,8 +38,8 @@ type resumeOp struct {
 // Errors: Unsupported when suspend is off, FailedPrecondition when the
 // sandbox is not suspended or its snapshot is damaged, NotFound.
 func (n *Node) Resume(ctx context.Context, id string) (*store.Sandbox, error) {
-	if n.susp == nil {
-		return nil, n.errNoSuspend()
+	if n.suspender(id) == nil {
+		return nil, n.errNoSuspend(id)
 	}
 	unlock := n.locks.lock(id)
 	defer unlock()
@@ -101,7 +101,7 @@ func (n *Node) markResuming(ctx context.Context, op *resumeOp) error {
 // settleResume undoes "mark resuming": running when the driver runs the
 // sandbox with a handle this resume got, else suspended again.
 func (n *Node) settleResume(ctx context.Context, op *resumeOp, cause error) {
-	if st, err := n.cfg.Driver.Status(ctx, op.id); err == nil && st.Running && op.handle != nil {
+	if st, err := n.drv(op.id).Status(ctx, op.id); err == nil && st.Running && op.handle != nil {
 		if err := n.markRunning(ctx, op); err != nil {
 			n.log.Error("record resumed sandbox; it stays resuming until den restarts", "sandbox", op.id, "err", err)
 			return
@@ -135,20 +135,20 @@ func (n *Node) verifySnapshot(ctx context.Context, op *resumeOp) error {
 // earlier resume) gets the snapshot as a clone under the same ID: the
 // snapshot is the sandbox's whole state.
 func (n *Node) resumeOnDriver(ctx context.Context, op *resumeOp) error {
-	h, err := n.susp.Resume(ctx, op.spec, op.dir)
+	h, err := n.suspender(op.id).Resume(ctx, op.spec, op.dir)
 	if (errdefs.IsNotFound(err) || errdefs.Is(err, errdefs.FailedPrecondition)) && !n.driverHoldsSuspended(ctx, op.id) {
 		n.log.Warn("the runtime holds no suspended sandbox; restoring it from its snapshot", "sandbox", op.id, "err", err)
-		if err := n.cfg.Driver.Destroy(ctx, op.id); err != nil {
+		if err := n.drv(op.id).Destroy(ctx, op.id); err != nil {
 			return fmt.Errorf("resume sandbox %s: clear runtime leftovers: %w", op.id, err)
 		}
-		h, err = n.susp.Clone(ctx, op.spec, op.dir)
+		h, err = n.suspender(op.id).Clone(ctx, op.spec, op.dir)
 	}
 	if err != nil {
 		return fmt.Errorf("resume sandbox %s: %w", op.id, err)
 	}
 	raw, err := json.Marshal(h)
 	if err != nil {
-		_ = n.cfg.Driver.Destroy(context.WithoutCancel(ctx), op.id)
+		_ = n.drv(op.id).Destroy(context.WithoutCancel(ctx), op.id)
 		return fmt.Errorf("resume sandbox %s: encode handle: %w", op.id, err)
 	}
 	op.handle = raw
@@ -176,6 +176,6 @@ func (n *Node) markRunning(ctx context.Context, op *resumeOp) error {
 // guest binary, say), and destroying it to clone from the snapshot would
 // throw away what the runtime still holds.
 func (n *Node) driverHoldsSuspended(ctx context.Context, id string) bool {
-	st, err := n.cfg.Driver.Status(ctx, id)
+	st, err := n.drv(id).Status(ctx, id)
 	return err == nil && !st.Running && st.Reason == driver.ReasonSuspended
 }

@@ -82,10 +82,10 @@ func (n *Node) fsSnapshotSteps() []opStep[fsSnapshotOp] {
 func (n *Node) createFilesystemSnapshot(ctx context.Context, rec *store.SandboxSnapshot) (*store.SandboxSnapshot, error) {
 	unlock := n.locks.lock(objectLockKey(rec.ID)) // keeps pruneSnapshotImages off the new image
 	defer unlock()
-	exp, ok := n.cfg.Driver.(driver.FilesystemExporter)
+	exp, ok := n.drv(rec.Sandbox).(driver.FilesystemExporter)
 	switch {
 	case !ok:
-		return nil, errdefs.New(errdefs.Unsupported, "runtime %s cannot snapshot a sandbox's filesystem", n.cfg.Driver.Capabilities().Name)
+		return nil, errdefs.New(errdefs.Unsupported, "runtime %s cannot snapshot a sandbox's filesystem", n.drv(rec.Sandbox).Capabilities().Name)
 	case n.objs == nil || n.cfg.Layers == nil:
 		return nil, errdefs.New(errdefs.Unsupported, "node %s cannot snapshot a sandbox's filesystem: it has no snapshot directory or image store", n.cfg.ID)
 	}

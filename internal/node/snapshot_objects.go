@@ -55,8 +55,8 @@ func (n *Node) CreateSnapshot(ctx context.Context, rec *store.SandboxSnapshot) (
 		defer unlock()
 		return n.createFilesystemSnapshot(ctx, rec)
 	}
-	if n.objs == nil {
-		return nil, n.errNoSnapshots()
+	if n.objs == nil || n.suspender(rec.Sandbox) == nil {
+		return nil, n.errNoSnapshots(rec.Sandbox)
 	}
 	unlock := n.locks.lock(rec.Sandbox)
 	defer unlock()
@@ -87,11 +87,13 @@ func (n *Node) snapshotSteps() []opStep[snapshotOp] {
 	}
 }
 
-func (n *Node) errNoSnapshots() error {
-	if _, ok := n.cfg.Driver.(driver.Suspender); ok {
+// errNoSnapshots says why sandbox id cannot be snapshotted.
+func (n *Node) errNoSnapshots(id string) error {
+	d := n.drv(id)
+	if _, ok := d.(driver.Suspender); ok {
 		return errdefs.New(errdefs.Unsupported, "node %s cannot snapshot sandboxes: it has no snapshot directory", n.cfg.ID)
 	}
-	return errdefs.New(errdefs.Unsupported, "runtime %s cannot snapshot sandboxes", n.cfg.Driver.Capabilities().Name)
+	return errdefs.New(errdefs.Unsupported, "runtime %s cannot snapshot sandboxes", d.Capabilities().Name)
 }
 
 // checkSnapshotSource reads the source's record and resolves its spec.
@@ -120,7 +122,7 @@ func (n *Node) runningSource(op *objectOp, mode string) (*store.Sandbox, error) 
 		return nil, errdefs.New(errdefs.FailedPrecondition, "sandbox %s is %s: only a running sandbox can be snapshotted", id, sb.State)
 	}
 	r := op.rec
-	r.Mode, r.Node, r.Runtime, r.Image = mode, n.cfg.ID, n.cfg.Driver.Capabilities().Name, sb.Image
+	r.Mode, r.Node, r.Runtime, r.Image = mode, n.cfg.ID, n.drv(id).Capabilities().Name, sb.Image
 	r.CPUs, r.MemoryMB, r.DiskMB, r.Env, r.User = sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Env, sb.User
 	return sb, nil
 }
@@ -151,7 +153,7 @@ func (n *Node) removeObjectFiles(op *objectOp) {
 }
 
 func (n *Node) checkpointOnDriver(ctx context.Context, op *snapshotOp) error {
-	if err := n.susp.Checkpoint(ctx, op.rec.Sandbox, op.pending.Dir); err != nil {
+	if err := n.suspender(op.rec.Sandbox).Checkpoint(ctx, op.rec.Sandbox, op.pending.Dir); err != nil {
 		return fmt.Errorf("snapshot sandbox %s: %w", op.rec.Sandbox, err)
 	}
 	return nil
@@ -230,7 +232,7 @@ func (n *Node) verifyObject(rec *store.SandboxSnapshot) (string, driver.Spec, er
 		return "", spec, errdefs.New(errdefs.FailedPrecondition, "snapshot %s holds files only: sandboxes boot cold on its image %s", rec.ID, rec.FilesystemImage)
 	}
 	if n.objs == nil {
-		return "", spec, n.errNoSnapshots()
+		return "", spec, n.errNoSnapshots("")
 	}
 	if rec.Node != n.cfg.ID {
 		return "", spec, errdefs.New(errdefs.FailedPrecondition, "snapshot %s is on node %s, not %s", rec.ID, rec.Node, n.cfg.ID)

@@ -82,7 +82,7 @@ func (r *PruneReport) add(entries []snapshot.Entry, reason string) {
 // snapshot.Store.Usage). Unsupported when suspend is off.
 func (n *Node) SnapshotUsage(ctx context.Context) (snapshot.Usage, error) {
 	if n.snaps == nil {
-		return snapshot.Usage{}, n.errNoSnapshots()
+		return snapshot.Usage{}, n.errNoSnapshots("")
 	}
 	return n.snaps.Usage()
 }
@@ -108,7 +108,7 @@ func (n *Node) SnapshotUsage(ctx context.Context) (snapshot.Usage, error) {
 func (n *Node) PruneSnapshots(ctx context.Context, opts PruneOptions) (PruneReport, error) {
 	var rep PruneReport
 	if n.snaps == nil {
-		return rep, n.errNoSnapshots()
+		return rep, n.errNoSnapshots("")
 	}
 	ids, err := n.snaps.IDs()
 	if err != nil {

@@ -145,7 +145,7 @@ func (n *Node) RunStep(ctx context.Context, spec StepSpec) (exitCode int, err er
 		// err is the caller's to handle; the log only says it happened.
 		n.log.Info("build step done", "step", id, "exit_code", exitCode, "failed", err != nil, "took", time.Since(begin))
 	}()
-	if _, err := n.cfg.Driver.Create(ctx, spec.driverSpec(id)); err != nil {
+	if _, err := n.stepDriver().Create(ctx, spec.driverSpec(id)); err != nil {
 		return -1, fmt.Errorf("run step: %w", err)
 	}
 	return n.runStepProcess(ctx, id, &spec)
@@ -155,7 +155,7 @@ func (n *Node) RunStep(ctx context.Context, spec StepSpec) (exitCode int, err er
 func (n *Node) destroyStep(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stepDestroyTimeout)
 	defer cancel()
-	if err := n.cfg.Driver.Destroy(ctx, id); err != nil {
+	if err := n.stepDriver().Destroy(ctx, id); err != nil {
 		return fmt.Errorf("run step: destroy sandbox %s: %w", id, err)
 	}
 	return nil

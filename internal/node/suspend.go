@@ -44,8 +44,8 @@ type suspendOp struct {
 // Errors: Unsupported when suspend is off (see Capabilities),
 // FailedPrecondition when the sandbox is not running, NotFound.
 func (n *Node) Suspend(ctx context.Context, id string) (*store.Sandbox, error) {
-	if n.susp == nil {
-		return nil, n.errNoSuspend()
+	if n.suspender(id) == nil {
+		return nil, n.errNoSuspend(id)
 	}
 	unlock := n.locks.lock(id)
 	defer unlock()
@@ -80,11 +80,13 @@ func (n *Node) suspendSteps() []opStep[suspendOp] {
 	}
 }
 
-func (n *Node) errNoSuspend() error {
-	if _, ok := n.cfg.Driver.(driver.Suspender); ok {
+// errNoSuspend says why sandbox id cannot be suspended.
+func (n *Node) errNoSuspend(id string) error {
+	d := n.drv(id)
+	if _, ok := d.(driver.Suspender); ok {
 		return errdefs.New(errdefs.Unsupported, "node %s cannot suspend sandboxes: it has no snapshot directory", n.cfg.ID)
 	}
-	return errdefs.New(errdefs.Unsupported, "runtime %s cannot suspend sandboxes", n.cfg.Driver.Capabilities().Name)
+	return errdefs.New(errdefs.Unsupported, "runtime %s cannot suspend sandboxes", d.Capabilities().Name)
 }
 
 func errNotRunning(id, state string) error {
@@ -130,7 +132,7 @@ func (n *Node) settleSuspend(ctx context.Context, op *suspendOp, cause error) {
 		}
 		return
 	}
-	if st, err := n.cfg.Driver.Status(ctx, op.id); err == nil && st.Running {
+	if st, err := n.drv(op.id).Status(ctx, op.id); err == nil && st.Running {
 		if _, err := n.setState(ctx, op.id, func(s *store.Sandbox) {
 			s.State = store.StateRunning
 			if op.handle != nil {
@@ -175,7 +177,7 @@ func (n *Node) abortSnapshotDir(ctx context.Context, op *suspendOp, _ error) {
 	if op.sealed {
 		return
 	}
-	if st, err := n.cfg.Driver.Status(ctx, op.id); err != nil || !st.Running {
+	if st, err := n.drv(op.id).Status(ctx, op.id); err != nil || !st.Running {
 		n.log.Warn("kept the unsealed snapshot of a sandbox that stopped", "sandbox", op.id, "dir", op.pending.Dir)
 		return
 	}
@@ -185,7 +187,7 @@ func (n *Node) abortSnapshotDir(ctx context.Context, op *suspendOp, _ error) {
 }
 
 func (n *Node) suspendOnDriver(ctx context.Context, op *suspendOp) error {
-	if err := n.susp.Suspend(ctx, op.id, op.pending.Dir); err != nil {
+	if err := n.suspender(op.id).Suspend(ctx, op.id, op.pending.Dir); err != nil {
 		return fmt.Errorf("suspend sandbox %s: %w", op.id, err)
 	}
 	return nil
@@ -199,10 +201,10 @@ func (n *Node) resumeFromPending(ctx context.Context, op *suspendOp, cause error
 	if op.sealed {
 		return
 	}
-	if st, err := n.cfg.Driver.Status(ctx, op.id); err != nil || st.Running || st.Reason != driver.ReasonSuspended {
+	if st, err := n.drv(op.id).Status(ctx, op.id); err != nil || st.Running || st.Reason != driver.ReasonSuspended {
 		return // still running, or gone: settleSuspend records which
 	}
-	h, err := n.susp.Resume(ctx, op.spec, op.pending.Dir)
+	h, err := n.suspender(op.id).Resume(ctx, op.spec, op.pending.Dir)
 	if err == nil {
 		op.handle, err = json.Marshal(h)
 	}
@@ -219,7 +221,7 @@ func (n *Node) sealSnapshot(ctx context.Context, op *suspendOp) error {
 	if err != nil {
 		return fmt.Errorf("suspend sandbox %s: encode spec: %w", op.id, err)
 	}
-	ref, err := op.pending.Seal(snapshot.Meta{Driver: n.cfg.Driver.Capabilities().Name, Spec: spec, Created: n.cfg.Now()})
+	ref, err := op.pending.Seal(snapshot.Meta{Driver: n.drv(op.id).Capabilities().Name, Spec: spec, Created: n.cfg.Now()})
 	if err != nil {
 		return fmt.Errorf("suspend sandbox %s: %w", op.id, err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/node"
 	"github.com/denhq/den/internal/guest"
 	"github.com/denhq/den/internal/image"
 	"github.com/denhq/den/internal/store"
@@ -101,10 +102,18 @@ func (n *stubNode) PoolStatus() map[string]PoolState {
 
 func (n *stubNode) PoolMemoryBudgetMB() (int64, error) { return stubPoolBudgetMB, nil }
 
-func (n *stubNode) Capabilities() driver.Capabilities {
+func (n *stubNode) Runtimes() []node.RuntimeInfo {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return driver.Capabilities{Name: "stub", Suspend: !n.noSuspend}
+	return []node.RuntimeInfo{{Capabilities: driver.Capabilities{Name: "stub", Suspend: !n.noSuspend}, Default: true}}
+}
+
+func (n *stubNode) Runtime(name string) (node.RuntimeInfo, error) {
+	rt := n.Runtimes()[0]
+	if name != "" && name != rt.Name {
+		return node.RuntimeInfo{}, errdefs.New(errdefs.InvalidArgument, "unknown runtime %q: node stub runs stub", name)
+	}
+	return rt, nil
 }
 
 // Suspend marks a running sandbox suspended with a made-up snapshot, its

@@ -7,6 +7,7 @@ import (
 
 	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/node"
 	"github.com/denhq/den/internal/store"
 )
 
@@ -39,7 +40,7 @@ func (s *Server) SuspendSandbox(ctx context.Context, p Principal, idOrName strin
 }
 
 func (s *Server) suspend(ctx context.Context, id, cause string) (*store.Sandbox, error) {
-	if err := s.checkSuspend(); err != nil {
+	if err := s.checkSuspend(id); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lifecycleTimeout)
@@ -53,12 +54,44 @@ func (s *Server) suspend(ctx context.Context, id, cause string) (*store.Sandbox,
 	return sb, nil
 }
 
-// checkSuspend is Unsupported when the node cannot suspend sandboxes.
-func (s *Server) checkSuspend() error {
-	if c := s.cfg.Node.Capabilities(); !c.Suspend {
-		return errdefs.New(errdefs.Unsupported, "runtime %s cannot suspend sandboxes", c.Name)
+// checkSuspend is Unsupported when sandbox id's runtime cannot suspend.
+func (s *Server) checkSuspend(id string) error {
+	runtime := ""
+	if sb, err := s.cfg.Store.Snapshot().Sandbox(id); err == nil {
+		runtime = sb.Runtime
+	}
+	return s.checkSnapshotsOn(runtime, "suspend")
+}
+
+// checkSnapshotsOn is Unsupported when runtime ("" the default) cannot
+// do what (suspend, snapshot) to sandboxes.
+func (s *Server) checkSnapshotsOn(runtime, what string) error {
+	rt, err := s.cfg.Node.Runtime(runtime)
+	if err != nil {
+		return err
+	}
+	if !rt.Suspend {
+		return errdefs.New(errdefs.Unsupported, "runtime %s cannot %s sandboxes", rt.Name, what)
 	}
 	return nil
+}
+
+// runtimeDetails describes runtimes rts for the API.
+func runtimeDetails(rts []node.RuntimeInfo) []rest.RuntimeInfo {
+	out := make([]rest.RuntimeInfo, len(rts))
+	for i, r := range rts {
+		out[i] = rest.RuntimeInfo{Name: r.Name, Isolation: r.Isolation, Accel: r.Accel, Default: r.Default, Suspend: r.Suspend, Pool: r.Pool}
+	}
+	return out
+}
+
+// runtimeNames are the names of runtimes rts.
+func runtimeNames(rts []node.RuntimeInfo) []string {
+	out := make([]string, len(rts))
+	for i, r := range rts {
+		out[i] = r.Name
+	}
+	return out
 }
 
 // ResumeSandbox resumes a suspended sandbox of p's tenant and returns the

@@ -30,7 +30,7 @@ func (s *Server) CreatePool(ctx context.Context, p Principal, req rest.CreatePoo
 		if req.CPUs != 0 || req.MemoryMB != 0 || req.DiskMB != 0 || req.User != "" {
 			return nil, errdefs.New(errdefs.InvalidArgument, "a snapshot pool takes its cpus, memory_mb, disk_mb and user from the snapshot: leave them unset")
 		}
-		if err := s.checkSnapshots(); err != nil {
+		if err := s.checkSnapshotsOn("", "snapshot"); err != nil {
 			return nil, err
 		}
 		snap, err := s.LookupSnapshot(p, req.Snapshot)

@@ -38,12 +38,16 @@ func (s *Server) newSandboxRecord(req rest.CreateSandboxRequest, p Principal) (*
 	if err := validateCreate(req); err != nil {
 		return nil, err
 	}
-	if c := s.cfg.Node.Capabilities(); !c.Suspend && (req.TimeoutAction == rest.ActionSuspend || req.IdleAction == rest.ActionSuspend) {
-		return nil, errdefs.New(errdefs.Unsupported, `runtime %s cannot suspend sandboxes: timeout_action and idle_action must be "kill"`, c.Name)
+	rt, err := s.cfg.Node.Runtime(req.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	if !rt.Suspend && (req.TimeoutAction == rest.ActionSuspend || req.IdleAction == rest.ActionSuspend) {
+		return nil, errdefs.New(errdefs.Unsupported, `runtime %s cannot suspend sandboxes: timeout_action and idle_action must be "kill"`, rt.Name)
 	}
 	return &store.Sandbox{
 		ID: newSandboxID(), Name: req.Name, Tenant: p.Tenant, Image: req.Image,
-		State: rest.StateStarting, Runtime: s.cfg.Node.Capabilities().Name, Node: s.cfg.Node.ID(),
+		State: rest.StateStarting, Runtime: rt.Name, Node: s.cfg.Node.ID(),
 		CPUs: req.CPUs, MemoryMB: req.MemoryMB, DiskMB: req.DiskMB,
 		Env: req.Env, Metadata: req.Metadata, TimeoutSec: *req.Timeout, TimeoutAction: req.TimeoutAction,
 		IdleTimeoutSec: req.IdleTimeout, IdleAction: req.IdleAction,

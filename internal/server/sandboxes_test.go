@@ -354,7 +354,9 @@ func TestInfoAndImages(t *testing.T) {
 	e := newTestEnv(t)
 	var info rest.Info
 	e.doJSON("GET", "/v1/info", e.keyA, "", http.StatusOK, &info)
-	if diff := cmp.Diff(rest.Info{Version: "test", Runtimes: []string{"stub"}, Node: nodeID}, info); diff != "" {
+	want := rest.Info{Version: "test", Runtimes: []string{"stub"}, Node: nodeID,
+		RuntimeDetails: []rest.RuntimeInfo{{Name: "stub", Default: true, Suspend: true}}}
+	if diff := cmp.Diff(want, info); diff != "" {
 		t.Errorf("info (-want +got):\n%s", diff)
 	}
 	var list rest.ImageList
@@ -406,5 +408,23 @@ func TestMetrics(t *testing.T) {
 	status, _ := e.do("GET", "/health", "", "")
 	if status != http.StatusNoContent {
 		t.Errorf("GET /health: status %d, want 204", status)
+	}
+}
+
+// TestCreateRuntime checks that a create names a runtime the node runs:
+// the record carries it, and an unknown one is a 400 naming those there are.
+func TestCreateRuntime(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	sb := e.create(e.keyA, `{"image":"busybox","runtime":"stub"}`)
+	if sb.Runtime != "stub" {
+		t.Errorf("runtime of a create that asked for stub = %q", sb.Runtime)
+	}
+	if def := e.create(e.keyA, `{"image":"busybox"}`); def.Runtime != "stub" {
+		t.Errorf("runtime of a create that named none = %q, want the default stub", def.Runtime)
+	}
+	status, body := e.do("POST", "/v1/sandboxes", e.keyA, `{"image":"busybox","runtime":"firecracker"}`)
+	if status != http.StatusBadRequest || !strings.Contains(string(body), `unknown runtime \"firecracker\"`) || !strings.Contains(string(body), "runs stub") {
+		t.Errorf("create on an unknown runtime: %d %s", status, body)
 	}
 }

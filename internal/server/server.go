@@ -25,7 +25,10 @@ import (
 // Node is what the server needs of the data plane.
 type Node interface {
 	ID() string
-	Capabilities() driver.Capabilities
+	// Runtimes describes the node's runtimes, the default first; Runtime
+	// one of them by name ("" the default), InvalidArgument for another.
+	Runtimes() []node.RuntimeInfo
+	Runtime(name string) (node.RuntimeInfo, error)
 	Start(ctx context.Context, id string) (*store.Sandbox, error)
 	Destroy(ctx context.Context, id string) error
 	// Suspend saves a running sandbox's state and stops it; Resume brings
@@ -216,7 +219,8 @@ func decodeJSON(r *http.Request, v any) error {
 func (s *Server) info(w http.ResponseWriter, _ *http.Request, _ Principal) error {
 	return writeJSON(w, http.StatusOK, rest.Info{
 		Version:  s.cfg.Version,
-		Runtimes: []string{s.cfg.Node.Capabilities().Name},
+		Runtimes:       runtimeNames(s.cfg.Node.Runtimes()),
+		RuntimeDetails: runtimeDetails(s.cfg.Node.Runtimes()),
 		Node:     s.cfg.Node.ID(),
 	})
 }

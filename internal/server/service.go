@@ -26,6 +26,13 @@ import (
 // returned as is (the record stays, failed, with the reason). Every sandbox
 // gets a fresh AccessToken.
 func (s *Server) CreateSandbox(ctx context.Context, p Principal, req rest.CreateSandboxRequest) (*store.Sandbox, error) {
+	if req.Pool != "" && req.Runtime != "" {
+		if rt, err := s.cfg.Node.Runtime(req.Runtime); err != nil {
+			return nil, err
+		} else if !rt.Pool {
+			return nil, errdefs.New(errdefs.InvalidArgument, "runtime %s keeps no warm pools: leave runtime unset to claim from pool %s", rt.Name, req.Pool)
+		}
+	}
 	if req.Pool != "" {
 		var err error
 		if req, err = s.poolForCreate(p, req); err != nil {

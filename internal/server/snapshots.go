@@ -48,7 +48,7 @@ func (s *Server) snapshot(ctx context.Context, p Principal, sb *store.Sandbox, n
 	}
 	memory := mode == rest.SnapshotModeMemory
 	if memory {
-		if err := s.checkSnapshots(); err != nil {
+		if err := s.checkSnapshotsOn(sb.Runtime, "snapshot"); err != nil {
 			return nil, err
 		}
 	}
@@ -70,13 +70,7 @@ func (s *Server) snapshot(ctx context.Context, p Principal, sb *store.Sandbox, n
 	return out, err
 }
 
-// checkSnapshots is Unsupported when the node cannot checkpoint sandboxes.
-func (s *Server) checkSnapshots() error {
-	if c := s.cfg.Node.Capabilities(); !c.Suspend {
-		return errdefs.New(errdefs.Unsupported, "runtime %s cannot snapshot sandboxes", c.Name)
-	}
-	return nil
-}
+
 
 // LookupSnapshot finds a snapshot of p's tenant by ID or name; NotFound
 // for one of another tenant, exactly as for one that does not exist.
@@ -164,6 +158,12 @@ func (s *Server) checkSnapshotImage(rec *store.SandboxSnapshot) error {
 // cloneRecord is the record of a new sandbox cloned from snapshot rec.
 func (s *Server) cloneRecord(req rest.CreateSandboxRequest, p Principal, rec *store.SandboxSnapshot) (*store.Sandbox, error) {
 	req.Image, req.CPUs, req.MemoryMB, req.DiskMB = rec.Image, rec.CPUs, rec.MemoryMB, rec.DiskMB
+	if !rec.IsFilesystem() { // a memory snapshot runs on its own runtime; files boot on any
+		if req.Runtime != "" && req.Runtime != rec.Runtime {
+			return nil, errdefs.New(errdefs.InvalidArgument, "snapshot %s was taken on runtime %s: its sandboxes run there, not on %s", rec.ID, rec.Runtime, req.Runtime)
+		}
+		req.Runtime = rec.Runtime
+	}
 	sb, err := s.newSandboxRecord(req, p)
 	if err != nil {
 		return nil, err

@@ -29,8 +29,8 @@ type snapshotStorage interface {
 
 func (s *Server) snapshotStorage() (snapshotStorage, error) {
 	st, ok := s.cfg.Node.(snapshotStorage)
-	if !ok || !s.cfg.Node.Capabilities().Suspend {
-		return nil, errdefs.New(errdefs.Unsupported, "runtime %s keeps no snapshots", s.cfg.Node.Capabilities().Name)
+	if !ok || !slices.ContainsFunc(s.cfg.Node.Runtimes(), func(r node.RuntimeInfo) bool { return r.Suspend }) {
+		return nil, errdefs.New(errdefs.Unsupported, "node %s keeps no snapshots: none of its runtimes (%s) can", s.cfg.Node.ID(), strings.Join(runtimeNames(s.cfg.Node.Runtimes()), ", "))
 	}
 	return st, nil
 }

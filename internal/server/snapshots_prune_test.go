@@ -199,7 +199,7 @@ func TestPruneSnapshotsErrors(t *testing.T) {
 	// A node that keeps no snapshots answers 501.
 	plain := newTestEnv(t)
 	status, body := plain.do("GET", "/v1/snapshots/usage", plain.keyA, "")
-	checkAPIError(t, status, body, http.StatusNotImplemented, rest.Error{Code: "unsupported", Message: "runtime stub keeps no snapshots"})
+	checkAPIError(t, status, body, http.StatusNotImplemented, rest.Error{Code: "unsupported", Message: "node node-1 keeps no snapshots: none of its runtimes (stub) can"})
 	status, body = plain.do("POST", "/v1/snapshots/prune", plain.keyA, "")
-	checkAPIError(t, status, body, http.StatusNotImplemented, rest.Error{Code: "unsupported", Message: "runtime stub keeps no snapshots"})
+	checkAPIError(t, status, body, http.StatusNotImplemented, rest.Error{Code: "unsupported", Message: "node node-1 keeps no snapshots: none of its runtimes (stub) can"})
 }

@@ -204,6 +204,9 @@ func (p *Pending) Abort() error {
 func (p *Pending) Seal(meta Meta) (Ref, error) {
 	m := Manifest{Version: manifestVersion, Sandbox: p.id, Generation: p.gen, Created: meta.Created.UTC(),
 		Driver: meta.Driver, Spec: meta.Spec}
+	if err := p.removeInterruptedManifest(); err != nil {
+		return Ref{}, fmt.Errorf("seal snapshot %d of sandbox %s: %w", p.gen, p.id, err)
+	}
 	files, err := hashTree(p.Dir)
 	if err != nil {
 		return Ref{}, fmt.Errorf("seal snapshot %d of sandbox %s: %w", p.gen, p.id, err)
@@ -228,6 +231,26 @@ func (p *Pending) Seal(meta Meta) (Ref, error) {
 	}
 	p.Dir = final
 	return refOf(m, raw), nil
+}
+
+// removeInterruptedManifest removes the manifest an interrupted Seal of
+// this generation wrote (den died between writing it and the rename), so
+// a Seal after a restart starts over. A manifest.json that is not this
+// generation's is the runtime's, and hashTree refuses it.
+func (p *Pending) removeInterruptedManifest() error {
+	path := filepath.Join(p.Dir, ManifestName)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var m Manifest
+	if json.Unmarshal(raw, &m) != nil || m.Version != manifestVersion || m.Sandbox != p.id || m.Generation != p.gen {
+		return nil
+	}
+	return os.Remove(path)
 }
 
 func refOf(m Manifest, raw []byte) Ref {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -216,5 +217,41 @@ func TestGenerationsAndPrune(t *testing.T) {
 	}
 	if _, err := s.Begin("../x", 1); !errdefs.Is(err, errdefs.InvalidArgument) {
 		t.Fatalf("Begin with a bad id: %v", err)
+	}
+}
+
+// TestSealAfterInterruptedSeal seals a generation whose first Seal wrote
+// its manifest and then died before the rename (den was killed): the
+// second Seal, after a restart, completes it. A manifest.json of the
+// runtime's own is still refused.
+func TestSealAfterInterruptedSeal(t *testing.T) {
+	s := openTest(t)
+	p, err := s.Begin("sb", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, p.Dir, map[string]string{"mem.img": "memory"})
+	m := Manifest{Version: manifestVersion, Sandbox: "sb", Generation: 1, Driver: "fake"}
+	raw, _ := json.Marshal(m)
+	write(t, p.Dir, map[string]string{ManifestName: string(raw)}) // what the killed Seal left
+	again, err := s.Pending("sb", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := again.Seal(Meta{Driver: "fake", Created: time.Unix(1e9, 0)})
+	if err != nil {
+		t.Fatalf("Seal after an interrupted Seal: %v", err)
+	}
+	if _, _, err := s.Verify("sb", ref); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+
+	p2, err := s.Begin("sb", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, p2.Dir, map[string]string{ManifestName: `{"the":"runtime's"}`})
+	if _, err := p2.Seal(Meta{Driver: "fake"}); err == nil || !strings.Contains(err.Error(), "the runtime wrote a file named manifest.json") {
+		t.Fatalf("Seal with the runtime's manifest.json: %v", err)
 	}
 }

@@ -53,6 +53,9 @@ const stateVersion = 1
 type Config struct {
 	// Dir holds one directory per sandbox. Required.
 	Dir string
+	// Name is the runtime name the driver reports; default Name. A node
+	// with several runtimes is tested with fakes of different names.
+	Name string
 	// Logger receives driver and agent logs. Default: discard.
 	Logger *slog.Logger
 
@@ -99,15 +102,18 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Name == "" {
+		cfg.Name = Name
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("fake driver: %w", err)
 	}
-	return &Driver{cfg: cfg, log: cfg.Logger.With("driver", Name)}, nil
+	return &Driver{cfg: cfg, log: cfg.Logger.With("driver", cfg.Name)}, nil
 }
 
 // Capabilities implements driver.Driver.
 func (d *Driver) Capabilities() driver.Capabilities {
-	return driver.Capabilities{Name: Name, Isolation: "none", Stats: true, Wait: true, List: true, Suspend: true, Pool: true}
+	return driver.Capabilities{Name: d.cfg.Name, Isolation: "none", Stats: true, Wait: true, List: true, Suspend: true, Pool: true, UpperDir: true}
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)

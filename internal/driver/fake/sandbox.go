@@ -148,7 +148,7 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 		return nil, errdefs.Wrap(errdefs.KindOf(err), err, "create sandbox %s", spec.ID)
 	}
 	register(dir, sb)
-	return &driver.Handle{ID: spec.ID, Driver: Name, Version: stateVersion, State: raw}, nil
+	return &driver.Handle{ID: spec.ID, Driver: d.cfg.Name, Version: stateVersion, State: raw}, nil
 }
 
 // checkUpperDir checks spec.UpperDir as the gVisor driver does: a clean
@@ -184,7 +184,7 @@ func (d *Driver) existing(dir, id string) (*driver.Handle, error) {
 	if lookup(dir) == nil {
 		return nil, errdefs.New(errdefs.FailedPrecondition, "create sandbox %s: exists and is not running; destroy it first", id)
 	}
-	return &driver.Handle{ID: id, Driver: Name, Version: stateVersion, State: raw}, nil
+	return &driver.Handle{ID: id, Driver: d.cfg.Name, Version: stateVersion, State: raw}, nil
 }
 
 // makeDir creates the sandbox directory with its state.json.

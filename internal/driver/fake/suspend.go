@@ -141,7 +141,7 @@ func (d *Driver) Resume(ctx context.Context, spec driver.Spec, dir string) (*dri
 	if err != nil {
 		return nil, fmt.Errorf("resume sandbox %s: %w", spec.ID, err)
 	}
-	return &driver.Handle{ID: spec.ID, Driver: Name, Version: stateVersion, State: raw}, nil
+	return &driver.Handle{ID: spec.ID, Driver: d.cfg.Name, Version: stateVersion, State: raw}, nil
 }
 
 // Clone implements driver.Suspender: a Create of spec (the fake has no
