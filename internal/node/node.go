@@ -39,9 +39,9 @@ type Config struct {
 	// known by its Capabilities().Name (see runtimes.go).
 	Driver   driver.Driver
 	Runtimes []driver.Driver
-	Images ImageResolver
-	Store  *store.Store
-	Logger *slog.Logger
+	Images   ImageResolver
+	Store    *store.Store
+	Logger   *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// SnapshotDir holds the saved state of suspended sandboxes

@@ -23,9 +23,9 @@ import (
 	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
-	"github.com/denhq/den/internal/node"
 	"github.com/denhq/den/internal/guest"
 	"github.com/denhq/den/internal/image"
+	"github.com/denhq/den/internal/node"
 	"github.com/denhq/den/internal/store"
 	"github.com/denhq/den/internal/testenv"
 )

@@ -218,9 +218,9 @@ func decodeJSON(r *http.Request, v any) error {
 
 func (s *Server) info(w http.ResponseWriter, _ *http.Request, _ Principal) error {
 	return writeJSON(w, http.StatusOK, rest.Info{
-		Version:  s.cfg.Version,
+		Version:        s.cfg.Version,
 		Runtimes:       runtimeNames(s.cfg.Node.Runtimes()),
 		RuntimeDetails: runtimeDetails(s.cfg.Node.Runtimes()),
-		Node:     s.cfg.Node.ID(),
+		Node:           s.cfg.Node.ID(),
 	})
 }

@@ -70,8 +70,6 @@ func (s *Server) snapshot(ctx context.Context, p Principal, sb *store.Sandbox, n
 	return out, err
 }
 
-
-
 // LookupSnapshot finds a snapshot of p's tenant by ID or name; NotFound
 // for one of another tenant, exactly as for one that does not exist.
 func (s *Server) LookupSnapshot(p Principal, idOrName string) (*store.SandboxSnapshot, error) {
