@@ -62,6 +62,7 @@ var steps = []step{
 	{"wait for the root disk", (*boot).waitRoot},
 	{"mount the root disk", (*boot).mountRoot},
 	{"switch root", (*boot).switchRoot},
+	{"populate /dev", (*boot).populateDev},
 }
 
 // Run boots the VM and execs the agent with args (init's arguments). It
@@ -175,4 +176,31 @@ func (b *boot) switchRoot() error {
 		return fmt.Errorf("chroot: %w", err)
 	}
 	return unix.Chdir("/")
+}
+
+// populateDev makes /dev what programs expect of a Linux system, as a
+// container runtime or systemd does: devpts for terminals (a PTY is
+// opened through /dev/ptmx, which needs a devpts at /dev/pts), a tmpfs
+// at /dev/shm, and the /dev/fd and std* links.
+func (b *boot) populateDev() error {
+	for _, m := range []struct{ src, dst, fstype, opts string }{
+		{"devpts", "/dev/pts", "devpts", "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+		{"shm", "/dev/shm", "tmpfs", "mode=1777"},
+	} {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.src, m.dst, m.fstype, unix.MS_NOSUID|unix.MS_NOEXEC, m.opts); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s: %w", m.dst, err)
+		}
+	}
+	for link, target := range map[string]string{
+		"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
+		"/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2",
+	} {
+		if err := os.Symlink(target, link); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("link %s: %w", link, err)
+		}
+	}
+	return nil
 }
