@@ -23,24 +23,44 @@ import (
 const counterScript = `i=0; while true; do i=$((i+1)); echo $i > /tmp/count.tmp && mv /tmp/count.tmp /tmp/count; sleep 0.02; done`
 
 type durable struct {
-	t   *testing.T
-	in  *instance
-	id  string
-	ctx context.Context
+	t     *testing.T
+	in    *instance
+	id    string
+	ctx   context.Context
+	image durableImage
 	// files maps a path in the sandbox to the sha256 of what was written.
 	files   map[string]string
 	counter int
 }
 
-func newDurable(t *testing.T, in *instance) *durable {
+// durableImage is the image of a durability test with its HTTP server
+// and the command that fetches its page.
+type durableImage struct {
+	name  string
+	serve []string
+	fetch []string
+}
+
+var (
+	// busyboxHTTP serves with busybox httpd.
+	busyboxHTTP = durableImage{name: testImage,
+		serve: []string{"httpd", "-f", "-p", "8080", "-h", "/www"},
+		fetch: []string{"wget", "-qO-", "http://127.0.0.1:8080/"}}
+	// pythonHTTP is the Debian base image serving with Python's http.server.
+	pythonHTTP = durableImage{name: "base",
+		serve: []string{"python3", "-m", "http.server", "8080", "--bind", "127.0.0.1", "--directory", "/www"},
+		fetch: []string{"curl", "-sf", "http://127.0.0.1:8080/"}}
+)
+
+func newDurable(t *testing.T, in *instance, img durableImage) *durable {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	t.Cleanup(cancel)
-	d := &durable{t: t, in: in, ctx: ctx, files: map[string]string{}}
-	d.id = strings.TrimSpace(in.mustDen("create", testImage, "--timeout", "3600"))
+	d := &durable{t: t, in: in, ctx: ctx, files: map[string]string{}, image: img}
+	d.id = strings.TrimSpace(in.mustDen("create", img.name, "--timeout", "3600"))
 	sb := d.sandbox()
 	go sb.Exec(ctx, den.ExecOptions{Cmd: "sh", Args: []string{"-c", counterScript}, Tag: "counter"})
 	in.mustDen("exec", d.id, "--", "sh", "-c", "mkdir -p /www /data && echo served > /www/index.html")
-	go sb.Exec(ctx, den.ExecOptions{Cmd: "httpd", Args: []string{"-f", "-p", "8080", "-h", "/www"}, Tag: "httpd"})
+	go sb.Exec(ctx, den.ExecOptions{Cmd: img.serve[0], Args: img.serve[1:], Tag: "httpd"})
 	go sb.Exec(ctx, den.ExecOptions{Cmd: "sh", Tag: "pty", PTY: &den.PTYSize{Cols: 80, Rows: 24}})
 	d.waitCounter()
 	d.waitHTTP()
@@ -84,7 +104,7 @@ func (d *durable) waitHTTP() {
 	d.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		res := d.in.den(nil, "exec", d.id, "--", "wget", "-qO-", "http://127.0.0.1:8080/")
+		res := d.in.den(nil, append([]string{"exec", d.id, "--"}, d.image.fetch...)...)
 		if res.code == 0 && res.stdout == "served\n" {
 			return
 		}
@@ -150,9 +170,19 @@ func (d *durable) state() string {
 // 100 suspend/resume cycles in a row; the counter never resets, the server
 // answers after every resume, the PTY keeps its line, every file written
 // before each suspend is intact.
+//
+// With DEN_TEST_BASE=1 (make test) the sandbox is the Debian base image and
+// its HTTP server is Python's; otherwise busybox's httpd.
 func TestSuspendResume100(t *testing.T) {
-	in := startDen(t, "")
-	d := newDurable(t, in)
+	var in *instance
+	img := busyboxHTTP
+	if os.Getenv("DEN_TEST_BASE") == "1" {
+		in, _ = startE2BDen(t) // den up with the base image
+		img = pythonHTTP
+	} else {
+		in = startDen(t, "")
+	}
+	d := newDurable(t, in, img)
 	cycles := 100
 	if testing.Short() {
 		cycles = 10
@@ -176,7 +206,7 @@ func TestSuspendResume100(t *testing.T) {
 // suspended, never lost, and no byte written before is missing.
 func TestKill9DuringSuspendResume(t *testing.T) {
 	in := startDen(t, "")
-	d := newDurable(t, in)
+	d := newDurable(t, in, busyboxHTTP)
 	cycles := 200
 	if testing.Short() {
 		cycles = 20
