@@ -34,6 +34,9 @@ type creation struct {
 	pid       int
 	proc      *vmProcess // the QEMU this Create started
 	raw       []byte     // the encoded state
+	booting   bool       // holds a boot slot
+	launched  time.Time  // when the boot slot was taken and QEMU started
+	boot      *BootTiming
 }
 
 type step struct {
@@ -47,9 +50,11 @@ var createSteps = []step{
 	{"prepare the root disk", (*creation).prepareBase},
 	{"make sandbox dir", (*creation).makeDir},
 	{"create the disk overlay", (*creation).createOverlay},
+	{"wait for a boot slot", (*creation).acquireBoot},
 	{"start qemu", (*creation).startQEMU},
 	{"write state", (*creation).writeState},
 	{"wait for the guest agent", (*creation).waitAgent},
+	{"end the boot", (*creation).releaseBoot},
 	{"apply env and hostname", (*creation).initGuest},
 }
 
@@ -101,7 +106,12 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 		}
 		d.log.Debug("create step", "sandbox", spec.ID, "step", s.name, "took", time.Since(begin))
 	}
-	d.log.Info("sandbox created", "sandbox", spec.ID, "accel", d.cfg.Accel, "took", time.Since(begin))
+	if b := c.boot; b != nil {
+		d.log.Info("sandbox created", "sandbox", spec.ID, "accel", d.cfg.Accel, "took", time.Since(begin),
+			"qemu_start", b.QEMUStart, "firmware", b.Firmware, "kernel", b.Kernel, "init", b.Init, "agent", b.Agent)
+	} else {
+		d.log.Info("sandbox created", "sandbox", spec.ID, "accel", d.cfg.Accel, "took", time.Since(begin))
+	}
 	return &driver.Handle{ID: spec.ID, Driver: Name, Version: stateVersion, State: c.raw}, nil
 }
 
@@ -153,6 +163,42 @@ func (c *creation) prepareBase(ctx context.Context) (func(context.Context) error
 	return nil, os.Rename(tmp, c.base)
 }
 
+// acquireBoot waits for one of the driver's boot slots (see
+// Config.MaxBoots): a boot is CPU-bound, and boots that share too few CPUs
+// all slow down until they look stalled.
+func (c *creation) acquireBoot(ctx context.Context) (func(context.Context) error, error) {
+	select {
+	case c.d.boots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	c.booting, c.launched = true, time.Now()
+	return func(context.Context) error { c.freeBootSlot(); return nil }, nil
+}
+
+// releaseBoot gives the boot slot back once the agent answers, and
+// records where the boot's time went in the state.
+func (c *creation) releaseBoot(context.Context) (func(context.Context) error, error) {
+	c.freeBootSlot()
+	if c.boot == nil {
+		return nil, nil
+	}
+	st, err := readState(c.dir)
+	if err != nil {
+		return nil, err
+	}
+	st.Boot = c.boot
+	c.raw, err = writeState(c.dir, st)
+	return nil, err
+}
+
+func (c *creation) freeBootSlot() {
+	if c.booting {
+		c.booting = false
+		<-c.d.boots
+	}
+}
+
 func (c *creation) makeDir(ctx context.Context) (func(context.Context) error, error) {
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
 		return nil, err
@@ -183,7 +229,7 @@ func (c *creation) vm() vm {
 		args = append(args, "--default-dir", c.spec.Image.WorkingDir)
 	}
 	return vm{qemu: c.d.cfg.QEMU, accel: c.d.cfg.Accel, kernel: c.image, initramfs: c.initramfs, disk: c.disk(), dir: c.dir,
-		memoryMB: c.spec.MemoryMB + vmOverheadMB, cpus: c.spec.CPUs, agentArgs: args}
+		memoryMB: c.spec.MemoryMB + vmOverheadMB, cpus: c.spec.CPUs, memory: memoryName, memShared: true, agentArgs: args}
 }
 
 func (c *creation) startQEMU(ctx context.Context) (func(context.Context) error, error) {
@@ -192,16 +238,17 @@ func (c *creation) startQEMU(ctx context.Context) (func(context.Context) error, 
 		return nil, err
 	}
 	c.pid, c.proc = p.Pid, p
-	return func(ctx context.Context) error { return killVM(ctx, c.pid, c.dir) }, nil
+	return func(ctx context.Context) error { return c.proc.kill(ctx) }, nil // c.proc: a restart replaces it
 }
 
 // restart kills the VM and starts it again, and records the new QEMU.
 func (c *creation) restart(ctx context.Context) error {
-	if err := killVM(ctx, c.pid, c.dir); err != nil {
+	if err := c.proc.kill(ctx); err != nil {
 		return err
 	}
 	c.d.dropChannel(c.spec.ID)
 	_ = os.Remove(filepath.Join(c.dir, "console.log"))
+	_ = os.Remove(filepath.Join(c.dir, memoryName)) // the stalled boot's RAM
 	p, err := c.vm().start()
 	if err != nil {
 		return err
@@ -213,7 +260,8 @@ func (c *creation) restart(ctx context.Context) error {
 
 func (c *creation) writeState(ctx context.Context) (func(context.Context) error, error) {
 	st := state{Dir: c.dir, PID: c.pid, Accel: c.d.cfg.Accel, Kernel: c.kernel, BaseDisk: c.base,
-		MemoryMB: c.spec.MemoryMB, DiskMB: c.spec.DiskMB, StartedAt: time.Now().UTC()}
+		MemoryMB: c.spec.MemoryMB, DiskMB: c.spec.DiskMB, CPUs: vcpus(c.spec.CPUs), Memory: filepath.Join(c.dir, memoryName),
+		StartedAt: time.Now().UTC()}
 	raw, err := writeState(c.dir, st)
 	c.raw = raw
 	return nil, err
@@ -236,18 +284,29 @@ func (c *creation) waitAgent(ctx context.Context) (func(context.Context) error, 
 	deadline := time.Now().Add(c.d.cfg.StartTimeout)
 	ch := c.d.channel(c.spec.ID)
 	attempt, booted := 1, time.Now()
+	watch := watchBoot(c.dir, c.launched)
+	defer func() {
+		if watch != nil {
+			watch.abandon()
+		}
+	}()
 	for {
 		if fi, err := os.Stat(filepath.Join(c.dir, "console.log")); (err != nil || fi.Size() == 0) && time.Since(booted) > bootStall && attempt < maxBootAttempts {
 			c.d.log.Warn("VM boot stalled before its first console line; starting it again", "sandbox", c.spec.ID, "attempt", attempt)
+			watch.abandon()
+			watch = nil
 			if err := c.restart(ctx); err != nil {
 				return nil, err
 			}
 			attempt, booted, ch = attempt+1, time.Now(), c.d.channel(c.spec.ID)
+			watch = watchBoot(c.dir, booted)
 		}
 		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := guestRequest(hctx, ch, http.MethodGet, "/health", nil, http.StatusOK, http.StatusNoContent)
 		cancel()
 		if err == nil {
+			t := watch.end()
+			watch, c.boot = nil, &t
 			return nil, nil
 		}
 		// Our own child's exit, not alive(): right after the start its

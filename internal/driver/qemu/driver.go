@@ -9,14 +9,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -52,7 +53,11 @@ type Config struct {
 	// StartTimeout bounds the wait for the agent after QEMU started.
 	// Default 2 minutes (TCG boots take seconds).
 	StartTimeout time.Duration
-	Logger       *slog.Logger
+	// MaxBoots bounds the VMs booting at once (a boot is CPU-bound until
+	// the agent answers); more Creates wait. Default: the CPU count under
+	// TCG, four times it under KVM.
+	MaxBoots int
+	Logger   *slog.Logger
 }
 
 // Driver runs sandboxes as QEMU microVMs. Like the gVisor driver it keeps
@@ -63,13 +68,18 @@ type Driver struct {
 	cfg Config
 	log *slog.Logger
 
+	boots chan struct{} // a token per VM booting (Config.MaxBoots)
+
 	mu       sync.Mutex
 	channels map[string]*channel
 }
 
 var (
-	_ driver.Driver = (*Driver)(nil)
-	_ driver.Lister = (*Driver)(nil)
+	_ driver.Driver      = (*Driver)(nil)
+	_ driver.Lister      = (*Driver)(nil)
+	_ driver.Waiter      = (*Driver)(nil)
+	_ driver.StatsReader = (*Driver)(nil)
+	_ driver.Suspender   = (*Driver)(nil)
 )
 
 // New checks cfg and prepares StateDir.
@@ -93,6 +103,12 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = 2 * time.Minute
 	}
+	if cfg.MaxBoots <= 0 {
+		cfg.MaxBoots = runtime.NumCPU()
+		if cfg.Accel == "kvm" {
+			cfg.MaxBoots *= 4
+		}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -101,7 +117,7 @@ func New(cfg Config) (*Driver, error) {
 			return nil, fmt.Errorf("qemu driver: %w", err)
 		}
 	}
-	return &Driver{cfg: cfg, log: cfg.Logger.With("driver", Name), channels: map[string]*channel{}}, nil
+	return &Driver{cfg: cfg, log: cfg.Logger.With("driver", Name), boots: make(chan struct{}, cfg.MaxBoots), channels: map[string]*channel{}}, nil
 }
 
 // DetectAccel is "kvm" on a host with hardware KVM, else "tcg": no
@@ -127,7 +143,7 @@ func (d *Driver) Accel() string { return d.cfg.Accel }
 
 // Capabilities implements driver.Driver.
 func (d *Driver) Capabilities() driver.Capabilities {
-	return driver.Capabilities{Name: Name, Isolation: "vm", List: true}
+	return driver.Capabilities{Name: Name, Isolation: "vm", List: true, Wait: true, Stats: true, Suspend: true}
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -141,16 +157,40 @@ func checkID(id string) error {
 
 func (d *Driver) sandboxDir(id string) string { return filepath.Join(d.cfg.StateDir, "sandboxes", id) }
 
+// Phases of a sandbox in its state.
+const (
+	phaseRunning   = "" // QEMU runs (or died on its own)
+	phaseSuspended = "suspended"
+)
+
 // state is den.json in a sandbox's directory and the Handle's State.
 type state struct {
-	Dir       string    `json:"dir"`
-	PID       int       `json:"pid"`
-	Accel     string    `json:"accel"`
-	Kernel    string    `json:"kernel"`
-	BaseDisk  string    `json:"base_disk"`
-	MemoryMB  int64     `json:"memory_mb"`
-	DiskMB    int64     `json:"disk_mb"`
-	StartedAt time.Time `json:"started_at"`
+	// Phase is phaseRunning or phaseSuspended (no QEMU: its state is in
+	// the checkpoint directory Suspend wrote).
+	Phase string `json:"phase,omitempty"`
+	Dir   string `json:"dir"`
+	// AgentSocket is the name in Dir of the socket QEMU serves the agent
+	// channel on; empty means agentSocket. Recover moves it.
+	AgentSocket string    `json:"agent_socket,omitempty"`
+	PID         int       `json:"pid"`
+	Accel       string    `json:"accel"`
+	Kernel      string    `json:"kernel"`
+	BaseDisk    string    `json:"base_disk"`
+	MemoryMB    int64     `json:"memory_mb"`
+	DiskMB      int64     `json:"disk_mb"`
+	StartedAt   time.Time `json:"started_at"`
+	// Boot is where the time of the boot went (nil for a restored VM).
+	Boot *BootTiming `json:"boot,omitempty"`
+	// CPUs is the VM's vCPU count (0 in states written before it was
+	// recorded).
+	CPUs int `json:"cpus,omitempty"`
+	// Memory is the file backing the guest's RAM; empty for a VM started
+	// before RAM was file-backed, which cannot be checkpointed.
+	Memory string `json:"memory,omitempty"`
+	// MemoryPrivate says Memory is mapped share=off: a clone's RAM, a
+	// copy-on-write mapping of its checkpoint's memory file, which
+	// therefore does not hold the VM's RAM (see suspend.go).
+	MemoryPrivate bool `json:"memory_private,omitempty"`
 }
 
 func readState(dir string) (state, error) {
@@ -193,13 +233,22 @@ func alive(pid int, dir string) bool {
 	return strings.Contains(string(cmdline), dir)
 }
 
-// channel returns sandbox id's agent channel.
+// agentSocket is the agent channel's socket in a VM's directory as QEMU
+// starts.
+const agentSocket = "agent.sock"
+
+// channel returns sandbox id's agent channel, on the socket its state
+// names.
 func (d *Driver) channel(id string) *channel {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c := d.channels[id]
 	if c == nil {
-		c = &channel{path: filepath.Join(d.sandboxDir(id), "agent.sock")}
+		name := agentSocket
+		if st, err := readState(d.sandboxDir(id)); err == nil && st.AgentSocket != "" {
+			name = st.AgentSocket
+		}
+		c = &channel{path: filepath.Join(d.sandboxDir(id), name)}
 		d.channels[id] = c
 	}
 	return c
@@ -219,14 +268,70 @@ func (d *Driver) Recover(ctx context.Context, h *driver.Handle) error {
 	if h.Version != stateVersion {
 		return errdefs.New(errdefs.FailedPrecondition, "recover sandbox %s: unknown state version %d", h.ID, h.Version)
 	}
-	st, err := readState(d.sandboxDir(h.ID))
+	if err := checkID(h.ID); err != nil {
+		return err
+	}
+	dir := d.sandboxDir(h.ID)
+	st, err := readState(dir)
 	if err != nil {
 		return err
+	}
+	if st.Phase == phaseSuspended {
+		return nil
 	}
 	if !alive(st.PID, st.Dir) {
 		return errdefs.New(errdefs.NotFound, "recover sandbox %s: its VM is gone", h.ID)
 	}
-	return nil
+	return d.takeChannel(ctx, h.ID, dir, st)
+}
+
+// takeChannel moves the VM's agent channel to a new socket, so this
+// driver owns it: QEMU serves one client per socket, and the den before
+// a restart may still hold the old one (it hung rather than died, or it
+// is an abandoned instance in this process). QEMU drops the old client;
+// the agent sees its session end and takes the next.
+func (d *Driver) takeChannel(ctx context.Context, id, dir string, st state) error {
+	name := "agent-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ".sock"
+	backend := map[string]any{"type": "socket", "data": map[string]any{
+		"addr":   map[string]any{"type": "unix", "data": map[string]any{"path": name}},
+		"server": true, "wait": false,
+	}}
+	if err := qmpDo(ctx, dir, "chardev-change", map[string]any{"id": "agent", "backend": backend}, nil); err != nil {
+		return fmt.Errorf("recover sandbox %s: take over the agent channel: %w", id, err)
+	}
+	old := st.AgentSocket
+	if old == "" {
+		old = agentSocket
+	}
+	st.AgentSocket = name
+	if _, err := writeState(dir, st); err != nil {
+		return fmt.Errorf("recover sandbox %s: %w", id, err)
+	}
+	_ = os.Remove(filepath.Join(dir, old))
+	d.dropChannel(id)
+	return d.waitHealthy(ctx, id)
+}
+
+// recoverTimeout bounds the wait for the agent after the channel moved.
+const recoverTimeout = 30 * time.Second
+
+// waitHealthy polls the agent's /health until it answers. Right after the
+// channel moved the guest may still hold its old session, which the first
+// bytes of the new one end; the agent then opens the port again.
+func (d *Driver) waitHealthy(ctx context.Context, id string) error {
+	deadline := time.Now().Add(recoverTimeout)
+	for {
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := guestRequest(hctx, d.channel(id), http.MethodGet, "/health", nil, http.StatusOK, http.StatusNoContent)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return errdefs.Wrap(errdefs.Unavailable, err, "recover sandbox %s: the agent did not answer on its new channel", id)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Status implements driver.Driver.
@@ -238,8 +343,8 @@ func (d *Driver) Status(ctx context.Context, id string) (driver.Status, error) {
 	if err != nil {
 		return driver.Status{}, err
 	}
-	if !alive(st.PID, st.Dir) {
-		return driver.Status{Reason: "exited", StartedAt: st.StartedAt}, nil
+	if st.Phase == phaseSuspended || !alive(st.PID, st.Dir) {
+		return d.stoppedStatus(id)
 	}
 	return driver.Status{Running: true, StartedAt: st.StartedAt}, nil
 }
@@ -278,20 +383,29 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	return nil
 }
 
-// killVM kills QEMU pid (when it is this directory's) and waits for it.
+// killVM kills QEMU pid (when it is this directory's) and waits until it
+// has exited, through a pidfd: only then are its files closed and the
+// disk image's lock released (its /proc cmdline reads empty earlier, while
+// it still tears down its memory).
 func killVM(ctx context.Context, pid int, dir string) error {
 	if !alive(pid, dir) {
 		return nil
 	}
-	_ = unix.Kill(pid, syscall.SIGKILL)
-	for alive(pid, dir) {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
 	}
-	return nil
+	if err != nil {
+		return fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	if !alive(pid, dir) { // the pid was reused between the check and the open
+		return nil
+	}
+	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("kill qemu %d: %w", pid, err)
+	}
+	return waitPidfd(ctx, fd)
 }
 
 func readPidFile(p string) (int, error) {

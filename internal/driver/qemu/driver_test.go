@@ -20,10 +20,21 @@ import (
 // a busybox spec.
 func newTestDriver(t *testing.T) (*Driver, driver.Spec) {
 	t.Helper()
+	return newDriverAt(t, drivertest.TempDir(t))
+}
+
+// newTestDriverB is newTestDriver for a benchmark.
+func newTestDriverB(b *testing.B) (*Driver, driver.Spec) {
+	b.Helper()
+	return newDriverAt(b, b.TempDir())
+}
+
+func newDriverAt(t testing.TB, dir string) (*Driver, driver.Spec) {
+	t.Helper()
 	testenv.RequireRoot(t)
 	kdir := os.Getenv("DEN_TEST_KERNEL_DIR")
 	if kdir == "" {
-		kdir = drivertest.TempDir(t) + "/kernels"
+		kdir = dir + "/kernels"
 	}
 	ks, err := vmkernel.Open(kdir)
 	if err != nil {
@@ -34,7 +45,7 @@ func newTestDriver(t *testing.T) (*Driver, driver.Spec) {
 	if _, err := ks.Fetch(ctx, "", io.Discard); err != nil {
 		testenv.Missing(t, "fetch the guest kernel: %v", err)
 	}
-	d, err := New(Config{StateDir: drivertest.TempDir(t) + "/state", Kernels: ks, GuestBinary: testenv.GuestBinary(t), Accel: DetectAccel()})
+	d, err := New(Config{StateDir: dir + "/state", Kernels: ks, GuestBinary: testenv.GuestBinary(t), Accel: DetectAccel()})
 	if err != nil {
 		testenv.Missing(t, "%v", err)
 	}

@@ -32,8 +32,13 @@ const configPath = "/etc/den-vm.json"
 // rootWait bounds the wait for the root disk to appear.
 const rootWait = 30 * time.Second
 
+// StartMarker starts the line init prints on the console first:
+// "den-vm: init uptime=<seconds>", the time since the kernel started.
+const StartMarker = "den-vm: init"
+
 // ReadyMarker starts the line init prints on the console just before it
-// starts the agent: "den-vm: ready kernel=<release> root=<device>".
+// starts the agent: "den-vm: ready kernel=<release> root=<device>
+// uptime=<seconds>". The host reads the boot's steps from the two.
 const ReadyMarker = "den-vm: ready"
 
 // config is the part of vmkernel.VMConfig init reads.
@@ -63,12 +68,14 @@ var steps = []step{
 	{"mount the root disk", (*boot).mountRoot},
 	{"switch root", (*boot).switchRoot},
 	{"populate /dev", (*boot).populateDev},
+	{"bring up the loopback interface", (*boot).loopbackUp},
 }
 
 // Run boots the VM and execs the agent with args (init's arguments). It
 // returns only on failure.
 func Run(args []string) error {
 	b := &boot{console: os.Stdout, root: "/dev/vda", args: args}
+	fmt.Fprintf(b.console, "%s uptime=%.3f\n", StartMarker, uptime())
 	for _, s := range steps {
 		if err := s.do(b); err != nil {
 			return fmt.Errorf("den-vm: %s: %w", s.name, err)
@@ -76,7 +83,7 @@ func Run(args []string) error {
 	}
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
-	fmt.Fprintf(b.console, "%s kernel=%s root=%s\n", ReadyMarker, unix.ByteSliceToString(uts.Release[:]), b.root)
+	fmt.Fprintf(b.console, "%s kernel=%s root=%s uptime=%.3f\n", ReadyMarker, unix.ByteSliceToString(uts.Release[:]), b.root, uptime())
 	argv := append([]string{"den-guest"}, b.args...)
 	return fmt.Errorf("den-vm: exec the agent: %w", unix.Exec("/proc/self/exe", argv, os.Environ()))
 }
@@ -201,6 +208,37 @@ func (b *boot) populateDev() error {
 		if err := os.Symlink(target, link); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("link %s: %w", link, err)
 		}
+	}
+	return nil
+}
+
+// uptime is the seconds since the kernel started (CLOCK_BOOTTIME).
+func uptime() float64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) != nil {
+		return 0
+	}
+	return float64(ts.Nano()) / 1e9
+}
+
+// loopbackUp brings up lo, as every Linux init does (the kernel then gives
+// it 127.0.0.1 and ::1): servers in the sandbox listen on localhost.
+func (b *boot) loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("flags of lo: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,248 @@
+package qemu
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// A checkpoint directory holds:
+//
+//	state               QEMU's migration stream: CPUs and devices, and
+//	                    the RAM when the manifest says ram_in_stream
+//	memory              the guest's RAM as a file (absent with ram_in_stream)
+//	disk.qcow2          the disk overlay; its backing file is the cached
+//	                    base disk the manifest names
+//	den-checkpoint.json the manifest, written last: a directory without it
+//	                    holds no complete checkpoint
+const (
+	manifestName = "den-checkpoint.json"
+	streamName   = "state"
+	diskName     = "disk.qcow2"
+)
+
+// manifestFormat names the manifest layout.
+const manifestFormat = "den-qemu-checkpoint/1"
+
+// manifest describes a checkpoint: what a VM restored from it must match
+// (QEMU restores a stream only into the same machine: RAM size, vCPUs,
+// accelerator) and the sizes of its files (a cheap check against
+// truncation; the caller checksums the files).
+type manifest struct {
+	Format    string `json:"format"`
+	SandboxID string `json:"sandbox_id"`
+	Accel     string `json:"accel"`
+	// Kernel is the guest kernel version the VM booted; a restore starts
+	// QEMU with the same (the running kernel is in the saved RAM).
+	Kernel string `json:"kernel"`
+	// BaseDisk is the cached root disk disk.qcow2 stands on; it must
+	// still exist where a checkpoint is restored.
+	BaseDisk string `json:"base_disk"`
+	// MemoryMB and DiskMB are the sandbox's (the VM has vmOverheadMB more
+	// RAM); CPUs its vCPU count.
+	MemoryMB int64 `json:"memory_mb"`
+	DiskMB   int64 `json:"disk_mb"`
+	CPUs     int   `json:"cpus"`
+	// RAMInStream says the stream carries the RAM and there is no memory
+	// file: the checkpoint of a VM whose RAM was a private mapping (a
+	// clone's), which x-ignore-shared does not skip.
+	RAMInStream bool             `json:"ram_in_stream,omitempty"`
+	Files       map[string]int64 `json:"files"`
+	CreatedAt   time.Time        `json:"created_at"`
+}
+
+// files are the checkpoint's files besides the manifest.
+func (m manifest) files() []string {
+	if m.RAMInStream {
+		return []string{streamName, diskName}
+	}
+	return []string{streamName, memoryName, diskName}
+}
+
+// writeManifest records the files of m in dir and writes the manifest.
+func writeManifest(dir string, m manifest) error {
+	m.Format, m.Files, m.CreatedAt = manifestFormat, map[string]int64{}, time.Now().UTC()
+	for _, name := range m.files() {
+		info, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			return fmt.Errorf("checkpoint file: %w", err)
+		}
+		m.Files[name] = info.Size()
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, manifestName), data, 0o600); err != nil {
+		return fmt.Errorf("write checkpoint manifest: %w", err)
+	}
+	return nil
+}
+
+// readManifest reads and checks the manifest in dir: InvalidArgument when
+// dir holds no complete checkpoint.
+func readManifest(dir string) (manifest, error) {
+	var m manifest
+	if !filepath.IsAbs(dir) {
+		return m, errdefs.New(errdefs.InvalidArgument, "checkpoint dir %q is not an absolute path", dir)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, manifestName))
+	if errors.Is(err, os.ErrNotExist) {
+		return m, errdefs.New(errdefs.InvalidArgument, "no complete checkpoint in %s (no %s)", dir, manifestName)
+	}
+	if err != nil {
+		return m, errdefs.Wrap(errdefs.InvalidArgument, err, "read checkpoint manifest")
+	}
+	if err := json.Unmarshal(data, &m); err != nil || m.Format != manifestFormat {
+		return m, errdefs.New(errdefs.InvalidArgument, "%s is not a den QEMU checkpoint manifest", filepath.Join(dir, manifestName))
+	}
+	for _, name := range m.files() {
+		info, err := os.Stat(filepath.Join(dir, name))
+		if err != nil || !info.Mode().IsRegular() || info.Size() != m.Files[name] {
+			return m, errdefs.New(errdefs.InvalidArgument, "checkpoint in %s is incomplete: %s is missing or has the wrong size", dir, name)
+		}
+	}
+	return m, nil
+}
+
+// fits checks that a VM of spec on d can be restored from m:
+// InvalidArgument, or FailedPrecondition when the base disk is gone.
+func (m manifest) fits(d *Driver, spec driver.Spec) error {
+	switch {
+	case m.Accel != d.cfg.Accel:
+		return errdefs.New(errdefs.InvalidArgument, "the checkpoint was taken under %s, this driver runs %s", m.Accel, d.cfg.Accel)
+	case m.MemoryMB != spec.MemoryMB:
+		return errdefs.New(errdefs.InvalidArgument, "the checkpoint's memory is %d MiB, the spec's %d MiB", m.MemoryMB, spec.MemoryMB)
+	case m.CPUs != vcpus(spec.CPUs):
+		return errdefs.New(errdefs.InvalidArgument, "the checkpoint's VM has %d vCPUs, the spec's %d", m.CPUs, vcpus(spec.CPUs))
+	case m.DiskMB != spec.DiskMB || m.BaseDisk != d.baseDisk(spec):
+		return errdefs.New(errdefs.InvalidArgument, "the checkpoint's disk stands on other image layers or another disk size than the spec's")
+	}
+	if _, err := os.Stat(m.BaseDisk); err != nil {
+		return errdefs.Wrap(errdefs.FailedPrecondition, err, "the checkpoint's base disk (a cache of the image) is gone")
+	}
+	return nil
+}
+
+// baseDisk is the cached root disk of spec, named as prepareBase names it.
+func (d *Driver) baseDisk(spec driver.Spec) string {
+	key := shortHash(append([]string{strconv.FormatInt(spec.DiskMB, 10)}, spec.Image.Layers...)...)
+	return filepath.Join(d.cfg.StateDir, "disks", key+".ext4")
+}
+
+// checkEmptyDir checks that dir is an absolute path of an existing, empty
+// directory: InvalidArgument otherwise.
+func checkEmptyDir(dir string) error {
+	if !filepath.IsAbs(dir) {
+		return errdefs.New(errdefs.InvalidArgument, "checkpoint dir %q is not an absolute path", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return errdefs.Wrap(errdefs.InvalidArgument, err, "checkpoint dir")
+	}
+	if len(entries) > 0 {
+		return errdefs.New(errdefs.InvalidArgument, "checkpoint dir %s is not empty", dir)
+	}
+	return nil
+}
+
+// moveFile renames src to dst, or copies it where they are on different
+// file systems (src then stays; moved says which).
+func moveFile(src, dst string) (moved bool, err error) {
+	err = os.Rename(src, dst)
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, unix.EXDEV) {
+		return false, err
+	}
+	return false, copyFile(src, dst)
+}
+
+// copyFile copies src into the new file dst: a reflink (FICLONE) where
+// the file system shares blocks, else only src's data ranges
+// (SEEK_DATA/SEEK_HOLE, copy_file_range), so the holes of a sparse file
+// (the untouched RAM of a memory file) stay holes. dst is removed on error.
+func copyFile(src, dst string) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(dst)
+		}
+	}()
+	if unix.IoctlFileClone(int(out.Fd()), int(in.Fd())) == nil {
+		return nil
+	}
+	info, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	if err := copyData(in, out, info.Size()); err != nil {
+		return fmt.Errorf("copy %s: %w", filepath.Base(src), err)
+	}
+	return out.Truncate(info.Size())
+}
+
+// copyData copies the data ranges of in's first size bytes to the same
+// offsets in out.
+func copyData(in, out *os.File, size int64) error {
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			return nil // only a hole follows
+		}
+		if err != nil {
+			return err
+		}
+		hole, err := unix.Seek(int(in.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			return err
+		}
+		if err := copyRange(in, out, data, min(hole, size)); err != nil {
+			return err
+		}
+		off = hole
+	}
+	return nil
+}
+
+// copyRange copies bytes [from, to) of in to out, in the kernel where it
+// can.
+func copyRange(in, out *os.File, from, to int64) error {
+	roff, woff := from, from
+	for roff < to {
+		n, err := unix.CopyFileRange(int(in.Fd()), &roff, int(out.Fd()), &woff, int(min(to-roff, 1<<30)), 0)
+		if err != nil {
+			if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+				_, err := io.Copy(io.NewOffsetWriter(out, roff), io.NewSectionReader(in, roff, to-roff))
+				return err
+			}
+			return err
+		}
+		if n == 0 {
+			return io.ErrUnexpectedEOF // in shrank under us
+		}
+	}
+	return nil
+}
