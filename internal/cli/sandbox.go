@@ -185,9 +185,9 @@ func (a *app) lsCmd() *cobra.Command {
 // printSandboxes writes the sandboxes as a table.
 func printSandboxes(w io.Writer, list []rest.Sandbox, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tSTATE\tCPUS\tMEM\tAGE")
+	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tSTATE\tRUNTIME\tCPUS\tMEM\tAGE")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%dM\t%s\n", s.ID, orDash(s.Name), s.Image, s.State,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%g\t%dM\t%s\n", s.ID, orDash(s.Name), s.Image, s.State, orDash(s.Runtime),
 			s.CPUs, s.MemoryMB, age(now.Sub(s.CreatedAt)))
 	}
 	return tw.Flush()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/pidfd"
 )
 
 // waitPollInterval bounds how long Wait blocks in one poll(2) before it
@@ -53,7 +54,7 @@ func (d *Driver) Wait(ctx context.Context, id string) (driver.Status, error) {
 				_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 			}
 		}
-		if err := waitPidfd(ctx, fd, oomCheck); err != nil {
+		if err := pidfd.Wait(ctx, fd, waitPollInterval, oomCheck); err != nil {
 			if ctx.Err() != nil {
 				return driver.Status{}, errdefs.Wrap(errdefs.Canceled, err, "wait for sandbox %s", id)
 			}
@@ -101,28 +102,4 @@ func openPidfd(p paths) (int, error) {
 		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
 	return fd, nil
-}
-
-// waitPidfd blocks until the pidfd is readable (the process exited) or ctx
-// ends, calling idle after each waitPollInterval without either.
-func waitPidfd(ctx context.Context, fd int, idle func()) error {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, err := unix.Poll(fds, int(waitPollInterval.Milliseconds()))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("poll pidfd: %w", err)
-		}
-		if n > 0 {
-			return nil
-		}
-		if idle != nil {
-			idle()
-		}
-	}
 }

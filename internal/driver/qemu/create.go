@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -39,13 +38,8 @@ type creation struct {
 	boot      *BootTiming
 }
 
-type step struct {
-	name string
-	do   func(c *creation, ctx context.Context) (undo func(context.Context) error, err error)
-}
-
 // createSteps build and boot a VM.
-var createSteps = []step{
+var createSteps = []step[*creation]{
 	{"find the guest kernel", (*creation).findKernel},
 	{"prepare the root disk", (*creation).prepareBase},
 	{"make sandbox dir", (*creation).makeDir},
@@ -81,30 +75,8 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 	}
 	c := &creation{d: d, spec: spec, dir: dir}
 	begin := time.Now()
-	var undo []func(context.Context) error
-	for _, s := range createSteps {
-		u, err := s.do(c, ctx)
-		if u != nil {
-			undo = append(undo, u)
-		}
-		if err == nil {
-			err = ctx.Err()
-		}
-		if err != nil {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			for i := len(undo) - 1; i >= 0; i-- {
-				if uerr := undo[i](rctx); uerr != nil {
-					d.log.Warn("undo of failed create", "sandbox", spec.ID, "err", uerr)
-				}
-			}
-			cancel()
-			kind := errdefs.KindOf(err)
-			if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				kind = errdefs.Canceled // whatever the step made of it (a killed mkfs, qemu-img)
-			}
-			return nil, errdefs.Wrap(kind, err, "create sandbox %s: %s", spec.ID, s.name)
-		}
-		d.log.Debug("create step", "sandbox", spec.ID, "step", s.name, "took", time.Since(begin))
+	if err := runSteps(ctx, d.log, "create sandbox", spec.ID, c, createSteps); err != nil {
+		return nil, err
 	}
 	if b := c.boot; b != nil {
 		d.log.Info("sandbox created", "sandbox", spec.ID, "accel", d.cfg.Accel, "took", time.Since(begin),

@@ -24,6 +24,7 @@ import (
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/pidfd"
 	"github.com/denhq/den/internal/vmkernel"
 )
 
@@ -405,7 +406,7 @@ func killVM(ctx context.Context, pid int, dir string) error {
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("kill qemu %d: %w", pid, err)
 	}
-	return waitPidfd(ctx, fd)
+	return pidfd.Wait(ctx, fd, 5*time.Millisecond, nil)
 }
 
 func readPidFile(p string) (int, error) {

@@ -31,14 +31,9 @@ type restoring struct {
 	raw              []byte // the encoded state
 }
 
-type restoreStep struct {
-	name string
-	do   func(r *restoring, ctx context.Context) (undo func(context.Context) error, err error)
-}
-
 // resumeSteps bring a suspended sandbox back in its own directory. Its
 // state says suspended until the VM runs; the undo stack puts that back.
-var resumeSteps = []restoreStep{
+var resumeSteps = []step[*restoring]{
 	{"find the guest kernel", (*restoring).findKernel},
 	{"copy the disk overlay", (*restoring).copyDisk},
 	{"prepare the memory", (*restoring).prepareMemory},
@@ -50,7 +45,7 @@ var resumeSteps = []restoreStep{
 
 // cloneSteps build a new sandbox from a checkpoint, with its own
 // directory, disk overlay and hostname.
-var cloneSteps = []restoreStep{
+var cloneSteps = []step[*restoring]{
 	{"find the guest kernel", (*restoring).findKernel},
 	{"make sandbox dir", (*restoring).makeDir},
 	{"copy the disk overlay", (*restoring).copyDisk},
@@ -121,33 +116,11 @@ func (d *Driver) Clone(ctx context.Context, spec driver.Spec, dir string) (*driv
 }
 
 // restore runs steps, undoing them on error. op names it in errors.
-func (d *Driver) restore(ctx context.Context, op string, r *restoring, steps []restoreStep) (*driver.Handle, error) {
+func (d *Driver) restore(ctx context.Context, op string, r *restoring, steps []step[*restoring]) (*driver.Handle, error) {
 	begin := time.Now()
-	var undo []func(context.Context) error
-	for _, s := range steps {
-		u, err := s.do(r, ctx)
-		if u != nil {
-			undo = append(undo, u)
-		}
-		if err == nil {
-			err = ctx.Err()
-		}
-		if err != nil {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			for i := len(undo) - 1; i >= 0; i-- {
-				if uerr := undo[i](rctx); uerr != nil {
-					d.log.Warn("undo of a failed restore", "sandbox", r.spec.ID, "err", uerr)
-				}
-			}
-			cancel()
-			d.dropChannel(r.spec.ID)
-			kind := errdefs.KindOf(err)
-			if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				kind = errdefs.Canceled
-			}
-			return nil, errdefs.Wrap(kind, err, "%s %s: %s", op, r.spec.ID, s.name)
-		}
-		d.log.Debug("restore step", "sandbox", r.spec.ID, "step", s.name, "took", time.Since(begin))
+	if err := runSteps(ctx, d.log, op, r.spec.ID, r, steps); err != nil {
+		d.dropChannel(r.spec.ID)
+		return nil, err
 	}
 	d.log.Info("sandbox restored", "sandbox", r.spec.ID, "clone", r.prev == nil, "took", time.Since(begin))
 	return &driver.Handle{ID: r.spec.ID, Driver: Name, Version: stateVersion, State: r.raw}, nil

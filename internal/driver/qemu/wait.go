@@ -14,6 +14,7 @@ import (
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/pidfd"
 )
 
 // waitPollInterval bounds how long Wait blocks in one poll(2) before it
@@ -42,7 +43,7 @@ func (d *Driver) Wait(ctx context.Context, id string) (driver.Status, error) {
 			return driver.Status{}, fmt.Errorf("wait for sandbox %s: pidfd_open: %w", id, err)
 		}
 		if err == nil {
-			err = waitPidfd(ctx, fd)
+			err = pidfd.Wait(ctx, fd, waitPollInterval, nil)
 			unix.Close(fd)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -82,24 +83,4 @@ func deathReason(dir string) string {
 		return "guest kernel panic: " + strings.TrimSpace(strings.TrimPrefix(line, "Kernel panic - not syncing:"))
 	}
 	return "exited"
-}
-
-// waitPidfd blocks until the pidfd is readable (the process exited) or ctx ends.
-func waitPidfd(ctx context.Context, fd int) error {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, err := unix.Poll(fds, int(waitPollInterval.Milliseconds()))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("poll pidfd: %w", err)
-		}
-		if n > 0 {
-			return nil
-		}
-	}
 }
