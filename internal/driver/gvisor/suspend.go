@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/denhq/den/internal/driver/ckptdir"
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -69,7 +70,7 @@ func (d *Driver) checkpoint(ctx context.Context, op, id, dir string, stop bool) 
 	if err != nil {
 		return err
 	}
-	if err := checkEmptyDir(dir); err != nil {
+	if err := ckptdir.CheckEmptyDir(dir); err != nil {
 		return errdefs.Wrap(errdefs.KindOf(err), err, "%s sandbox %s", op, id)
 	}
 	if err := ctx.Err(); err != nil {

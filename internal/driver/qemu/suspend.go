@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/denhq/den/internal/driver/ckptdir"
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -110,7 +111,7 @@ func (d *Driver) save(ctx context.Context, op, id, dir string, stop bool) error 
 	case st.Memory == "":
 		return errdefs.New(errdefs.FailedPrecondition, "%s sandbox %s: its VM predates file-backed RAM; recreate it", op, id)
 	}
-	if err := checkEmptyDir(dir); err != nil {
+	if err := ckptdir.CheckEmptyDir(dir); err != nil {
 		return errdefs.Wrap(errdefs.KindOf(err), err, "%s sandbox %s", op, id)
 	}
 	s.st = st

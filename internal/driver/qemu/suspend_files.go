@@ -1,18 +1,17 @@
 package qemu
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/ckptdir"
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -26,7 +25,7 @@ import (
 //	den-checkpoint.json the manifest, written last: a directory without it
 //	                    holds no complete checkpoint
 const (
-	manifestName = "den-checkpoint.json"
+	manifestName = ckptdir.ManifestName
 	streamName   = "state"
 	diskName     = "disk.qcow2"
 )
@@ -39,7 +38,7 @@ const manifestFormat = "den-qemu-checkpoint/1"
 // accelerator) and the sizes of its files (a cheap check against
 // truncation; the caller checksums the files).
 type manifest struct {
-	Format    string `json:"format"`
+	ckptdir.Header
 	SandboxID string `json:"sandbox_id"`
 	Accel     string `json:"accel"`
 	// Kernel is the guest kernel version the VM booted; a restore starts
@@ -56,9 +55,7 @@ type manifest struct {
 	// RAMInStream says the stream carries the RAM and there is no memory
 	// file: the checkpoint of a VM whose RAM was a private mapping (a
 	// clone's), which x-ignore-shared does not skip.
-	RAMInStream bool             `json:"ram_in_stream,omitempty"`
-	Files       map[string]int64 `json:"files"`
-	CreatedAt   time.Time        `json:"created_at"`
+	RAMInStream bool `json:"ram_in_stream,omitempty"`
 }
 
 // files are the checkpoint's files besides the manifest.
@@ -71,48 +68,15 @@ func (m manifest) files() []string {
 
 // writeManifest records the files of m in dir and writes the manifest.
 func writeManifest(dir string, m manifest) error {
-	m.Format, m.Files, m.CreatedAt = manifestFormat, map[string]int64{}, time.Now().UTC()
-	for _, name := range m.files() {
-		info, err := os.Stat(filepath.Join(dir, name))
-		if err != nil {
-			return fmt.Errorf("checkpoint file: %w", err)
-		}
-		m.Files[name] = info.Size()
-	}
-	data, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, manifestName), data, 0o600); err != nil {
-		return fmt.Errorf("write checkpoint manifest: %w", err)
-	}
-	return nil
+	return ckptdir.Write(dir, manifestFormat, m.files(), &m)
 }
 
 // readManifest reads and checks the manifest in dir: InvalidArgument when
 // dir holds no complete checkpoint.
 func readManifest(dir string) (manifest, error) {
 	var m manifest
-	if !filepath.IsAbs(dir) {
-		return m, errdefs.New(errdefs.InvalidArgument, "checkpoint dir %q is not an absolute path", dir)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, manifestName))
-	if errors.Is(err, os.ErrNotExist) {
-		return m, errdefs.New(errdefs.InvalidArgument, "no complete checkpoint in %s (no %s)", dir, manifestName)
-	}
-	if err != nil {
-		return m, errdefs.Wrap(errdefs.InvalidArgument, err, "read checkpoint manifest")
-	}
-	if err := json.Unmarshal(data, &m); err != nil || m.Format != manifestFormat {
-		return m, errdefs.New(errdefs.InvalidArgument, "%s is not a den QEMU checkpoint manifest", filepath.Join(dir, manifestName))
-	}
-	for _, name := range m.files() {
-		info, err := os.Stat(filepath.Join(dir, name))
-		if err != nil || !info.Mode().IsRegular() || info.Size() != m.Files[name] {
-			return m, errdefs.New(errdefs.InvalidArgument, "checkpoint in %s is incomplete: %s is missing or has the wrong size", dir, name)
-		}
-	}
-	return m, nil
+	err := ckptdir.Read(dir, manifestFormat, "QEMU", &m, func() []string { return m.files() }) // after decoding
+	return m, err
 }
 
 // fits checks that a VM of spec on d can be restored from m:
@@ -138,22 +102,6 @@ func (m manifest) fits(d *Driver, spec driver.Spec) error {
 func (d *Driver) baseDisk(spec driver.Spec) string {
 	key := shortHash(append([]string{strconv.FormatInt(spec.DiskMB, 10)}, spec.Image.Layers...)...)
 	return filepath.Join(d.cfg.StateDir, "disks", key+".ext4")
-}
-
-// checkEmptyDir checks that dir is an absolute path of an existing, empty
-// directory: InvalidArgument otherwise.
-func checkEmptyDir(dir string) error {
-	if !filepath.IsAbs(dir) {
-		return errdefs.New(errdefs.InvalidArgument, "checkpoint dir %q is not an absolute path", dir)
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return errdefs.Wrap(errdefs.InvalidArgument, err, "checkpoint dir")
-	}
-	if len(entries) > 0 {
-		return errdefs.New(errdefs.InvalidArgument, "checkpoint dir %s is not empty", dir)
-	}
-	return nil
 }
 
 // moveFile renames src to dst, or copies it where they are on different
