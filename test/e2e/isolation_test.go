@@ -33,6 +33,7 @@ func TestMemoryHogAndForkBombStayInside(t *testing.T) {
 	}
 	// gVisor has no OOM killer of its own: the sandbox's cgroup stops the
 	// whole sandbox, and den records why.
+	t.Logf("dd in the hog: exit %d, stderr %q", res.code, res.stderr) // shown when the wait below fails
 	hogState := func() string { return den.mustDen("get", hog, "--json") }
 	waitFor(t, hogState, "out of memory", 20*time.Second)
 
