@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/denhq/den/internal/errdefs"
 )
@@ -69,6 +72,12 @@ func (e *qmpError) Error() string { return e.Class + ": " + e.Desc }
 // exec runs command with args and decodes its return value into ret (nil
 // to ignore it). Events that arrive meanwhile are skipped.
 func (q *qmp) exec(ctx context.Context, command string, args, ret any) error {
+	return q.call(ctx, command, args, ret, nil)
+}
+
+// call sends command with args, with f's descriptor (SCM_RIGHTS) when f
+// is not nil, and decodes the reply into ret (nil to ignore it).
+func (q *qmp) call(ctx context.Context, command string, args, ret any, f *os.File) error {
 	stop := context.AfterFunc(ctx, func() { q.conn.SetDeadline(time.Now()) })
 	defer stop()
 	q.conn.SetDeadline(time.Now().Add(qmpTimeout))
@@ -80,14 +89,21 @@ func (q *qmp) exec(ctx context.Context, command string, args, ret any) error {
 	if err != nil {
 		return err
 	}
-	if _, err := q.conn.Write(append(data, '\n')); err != nil {
+	data = append(data, '\n')
+	if f == nil {
+		_, err = q.conn.Write(data)
+	} else if uc, ok := q.conn.(*net.UnixConn); !ok {
+		return fmt.Errorf("qmp %s: the monitor connection cannot pass descriptors", command)
+	} else {
+		_, _, err = uc.WriteMsgUnix(data, unix.UnixRights(int(f.Fd())), nil)
+	}
+	if err != nil {
 		return q.fail(ctx, command, err)
 	}
 	for {
 		var msg struct {
 			Return json.RawMessage `json:"return"`
 			Error  *qmpError       `json:"error"`
-			Event  string          `json:"event"`
 		}
 		if err := q.read(&msg); err != nil {
 			return q.fail(ctx, command, err)

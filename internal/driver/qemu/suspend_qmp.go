@@ -2,13 +2,9 @@ package qemu
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/denhq/den/internal/errdefs"
 )
@@ -49,35 +45,7 @@ func (q *qmp) setMigration(ctx context.Context, ignoreShared, outgoing bool) err
 // execFD runs command with args as exec does, sending f's descriptor with
 // it (SCM_RIGHTS): how getfd hands QEMU a file.
 func (q *qmp) execFD(ctx context.Context, command string, args any, f *os.File) error {
-	uc, ok := q.conn.(*net.UnixConn)
-	if !ok {
-		return fmt.Errorf("qmp %s: the monitor connection cannot pass descriptors", command)
-	}
-	stop := context.AfterFunc(ctx, func() { q.conn.SetDeadline(time.Now()) })
-	defer stop()
-	q.conn.SetDeadline(time.Now().Add(qmpTimeout))
-	data, err := json.Marshal(map[string]any{"execute": command, "arguments": args})
-	if err != nil {
-		return err
-	}
-	if _, _, err := uc.WriteMsgUnix(append(data, '\n'), unix.UnixRights(int(f.Fd())), nil); err != nil {
-		return q.fail(ctx, command, err)
-	}
-	for {
-		var msg struct {
-			Return json.RawMessage `json:"return"`
-			Error  *qmpError       `json:"error"`
-		}
-		if err := q.read(&msg); err != nil {
-			return q.fail(ctx, command, err)
-		}
-		switch {
-		case msg.Error != nil:
-			return fmt.Errorf("qmp %s: %w", command, msg.Error)
-		case msg.Return != nil:
-			return nil
-		}
-	}
+	return q.call(ctx, command, args, nil, f)
 }
 
 // migrationInfo is the part of query-migrate's answer we read.
