@@ -189,6 +189,9 @@ func (s *Store) Pending(id string, gen uint64) (*Pending, error) {
 
 // Abort removes the pending directory.
 func (p *Pending) Abort() error {
+	if err := os.Remove(p.manifestTmp()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("abort snapshot %d of sandbox %s: %w", p.gen, p.id, err)
+	}
 	if err := os.RemoveAll(p.Dir); err != nil {
 		return fmt.Errorf("abort snapshot %d of sandbox %s: %w", p.gen, p.id, err)
 	}
@@ -216,7 +219,7 @@ func (p *Pending) Seal(meta Meta) (Ref, error) {
 	if err != nil {
 		return Ref{}, fmt.Errorf("seal snapshot %d of sandbox %s: %w", p.gen, p.id, err)
 	}
-	if err := writeSynced(filepath.Join(p.Dir, ManifestName), raw); err != nil {
+	if err := p.writeManifest(raw); err != nil {
 		return Ref{}, fmt.Errorf("seal snapshot %d of sandbox %s: %w", p.gen, p.id, err)
 	}
 	if err := syncDir(p.Dir); err != nil {
@@ -231,6 +234,27 @@ func (p *Pending) Seal(meta Meta) (Ref, error) {
 	}
 	p.Dir = final
 	return refOf(m, raw), nil
+}
+
+// writeManifest puts raw at Dir/manifest.json whole or not at all: it is
+// written and synced beside the pending directory, then renamed in, so a
+// kill -9 never leaves a partial manifest that a later Seal would take for
+// the runtime's.
+func (p *Pending) writeManifest(raw []byte) error {
+	tmp := p.manifestTmp()
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := writeSynced(tmp, raw); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(p.Dir, ManifestName))
+}
+
+// manifestTmp is where writeManifest writes before the rename: beside
+// the pending directory, named so no listing takes it for a generation.
+func (p *Pending) manifestTmp() string {
+	return p.s.Dir(p.id, p.gen) + ".manifest" + tmpSuffix
 }
 
 // removeInterruptedManifest removes the manifest an interrupted Seal of

@@ -234,6 +234,11 @@ func TestSealAfterInterruptedSeal(t *testing.T) {
 	m := Manifest{Version: manifestVersion, Sandbox: "sb", Generation: 1, Driver: "fake"}
 	raw, _ := json.Marshal(m)
 	write(t, p.Dir, map[string]string{ManifestName: string(raw)}) // what the killed Seal left
+	// A Seal killed while writing its manifest leaves a partial one beside
+	// the directory, never inside it.
+	if err := os.WriteFile(s.Dir("sb", 1)+".manifest.tmp", raw[:5], 0o600); err != nil {
+		t.Fatal(err)
+	}
 	again, err := s.Pending("sb", 1)
 	if err != nil {
 		t.Fatal(err)
@@ -241,6 +246,9 @@ func TestSealAfterInterruptedSeal(t *testing.T) {
 	ref, err := again.Seal(Meta{Driver: "fake", Created: time.Unix(1e9, 0)})
 	if err != nil {
 		t.Fatalf("Seal after an interrupted Seal: %v", err)
+	}
+	if _, err := os.Lstat(s.Dir("sb", 1) + ".manifest.tmp"); !os.IsNotExist(err) {
+		t.Fatalf("the partial manifest outlived the Seal: %v", err)
 	}
 	if _, _, err := s.Verify("sb", ref); err != nil {
 		t.Fatalf("Verify: %v", err)

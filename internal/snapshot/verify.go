@@ -169,6 +169,9 @@ func (s *Store) Prune(id string, keep uint64) error {
 	}
 	for _, gen := range unsealed {
 		errs = append(errs, os.RemoveAll(s.Dir(id, gen)+tmpSuffix))
+		if err := os.Remove(s.Dir(id, gen) + ".manifest" + tmpSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("prune snapshots of sandbox %s: %w", id, err)
