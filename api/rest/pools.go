@@ -21,6 +21,9 @@ type CreatePoolRequest struct {
 	MemoryMB int64   `json:"memory_mb,omitempty"`
 	DiskMB   int64   `json:"disk_mb,omitempty"`
 	User     string  `json:"user,omitempty"`
+	// Runtime runs the spares ("gvisor", "qemu"); empty: the node's
+	// default. A snapshot pool runs on its snapshot's runtime.
+	Runtime string `json:"runtime,omitempty"`
 }
 
 // UpdatePoolRequest resizes a pool.
@@ -39,11 +42,13 @@ type Pool struct {
 	Ready int `json:"ready"`
 	// Waiting says why the pool is not full, when it is not and cannot
 	// fill now (a boot failed, the host lacks memory, the image is gone).
-	Waiting   string    `json:"waiting,omitempty"`
-	CPUs      float64   `json:"cpus"`
-	MemoryMB  int64     `json:"memory_mb"`
-	DiskMB    int64     `json:"disk_mb"`
-	User      string    `json:"user,omitempty"`
+	Waiting  string  `json:"waiting,omitempty"`
+	CPUs     float64 `json:"cpus"`
+	MemoryMB int64   `json:"memory_mb"`
+	DiskMB   int64   `json:"disk_mb"`
+	User     string  `json:"user,omitempty"`
+	// Runtime runs the spares.
+	Runtime   string    `json:"runtime"`
 	CreatedAt time.Time `json:"created_at"`
 }
 

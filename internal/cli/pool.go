@@ -68,6 +68,7 @@ func (a *app) poolCreateCmd() *cobra.Command {
 	fs.Int64Var(&req.MemoryMB, "memory", 0, fmt.Sprintf("memory of each spare in MB (default %d)", rest.DefaultMemoryMB))
 	fs.Int64Var(&req.DiskMB, "disk", 0, fmt.Sprintf("disk of each spare in MB (default %d)", rest.DefaultDiskMB))
 	fs.StringVar(&req.User, "user", "", "default user of the spares (the image must have it)")
+	fs.StringVar(&req.Runtime, "runtime", "", "runtime of the spares (see `den info`; default: the node's default)")
 	fs.DurationVar(&wait, "wait", 0, "wait up to this long until every spare is ready (0: return at once)")
 	return cmd
 }
@@ -139,13 +140,13 @@ func (a *app) poolLsCmd() *cobra.Command {
 
 func printPools(w io.Writer, list []rest.Pool, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSOURCE\tREADY\tCPUS\tMEMORY\tDISK\tAGE\tWAITING")
+	fmt.Fprintln(tw, "ID\tNAME\tSOURCE\tRUNTIME\tREADY\tCPUS\tMEMORY\tDISK\tAGE\tWAITING")
 	for _, p := range list {
 		src := p.Image
 		if p.Snapshot != "" {
 			src = "snapshot " + p.Snapshot
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%g\t%dMB\t%dMB\t%s\t%s\n", p.ID, orDash(p.Name), src, p.Ready, p.Size,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%g\t%dMB\t%dMB\t%s\t%s\n", p.ID, orDash(p.Name), src, orDash(p.Runtime), p.Ready, p.Size,
 			p.CPUs, p.MemoryMB, p.DiskMB, age(now.Sub(p.CreatedAt)), orDash(p.Waiting))
 	}
 	return tw.Flush()
@@ -170,7 +171,7 @@ func (a *app) poolGetCmd() *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			for _, kv := range [][2]string{{"id", p.ID}, {"name", orDash(p.Name)}, {"image", p.Image}, {"snapshot", orDash(p.Snapshot)},
-				{"ready", fmt.Sprintf("%d/%d", p.Ready, p.Size)}, {"waiting", orDash(p.Waiting)},
+				{"runtime", orDash(p.Runtime)}, {"ready", fmt.Sprintf("%d/%d", p.Ready, p.Size)}, {"waiting", orDash(p.Waiting)},
 				{"cpus", strconv.FormatFloat(p.CPUs, 'g', -1, 64)}, {"memory", fmt.Sprintf("%dMB", p.MemoryMB)},
 				{"disk", fmt.Sprintf("%dMB", p.DiskMB)}, {"user", orDash(p.User)}, {"created", p.CreatedAt.Format(time.RFC3339)}} {
 				fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])

@@ -53,6 +53,7 @@ sandboxes keep running and are reattached by the next den up on the same data di
 	f.StringSliceVar(&cfg.Runtimes, "runtimes", nil, "sandbox runtimes, the default first: gvisor, qemu (default: gvisor, and qemu when qemu-system-x86_64 is installed)")
 	f.StringVar(&cfg.NodeID, "node-id", "local", "name of the local node")
 	f.IntVar(&cfg.WarmPool, "warm-pool", 2, "spare sandboxes kept started per recently used shape, for fast creates (0 = off)")
+	f.IntVar(&cfg.VMWarmPool, "vm-warm-pool", 1, "spare VMs of the qemu runtime kept booted per recently used shape (0 = off; each holds its memory)")
 	f.BoolVar(&noBase, "no-base", false, "do not build the Debian base image on first start")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd

@@ -39,6 +39,8 @@ type Config struct {
 	// WarmPool is the number of spare sandboxes kept started for each of
 	// the most recently used sandbox shapes (0 turns the pool off).
 	WarmPool int
+	// VMWarmPool is WarmPool for the qemu runtime's VMs.
+	VMWarmPool int
 	// Runtimes are the sandbox runtimes, the default first: "gvisor"
 	// (required: image builds run on it) and "qemu". Nil means gvisor,
 	// plus qemu when qemu-system-x86_64 is on $PATH.
@@ -95,6 +97,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WarmPool < 0 || c.WarmPool > 64 {
 		return errdefs.New(errdefs.InvalidArgument, "--warm-pool must be between 0 and 64, got %d", c.WarmPool)
+	}
+	if c.VMWarmPool < 0 || c.VMWarmPool > 64 {
+		return errdefs.New(errdefs.InvalidArgument, "--vm-warm-pool must be between 0 and 64, got %d", c.VMWarmPool)
 	}
 	switch c.Platform {
 	case "", "systrap", "ptrace":

@@ -266,7 +266,7 @@ func openDrivers(ctx context.Context, cfg Config, errOut io.Writer, log *slog.Lo
 					log.Warn("guest kernel not fetched: qemu sandboxes cannot start until `den kernel fetch` succeeds", "err", err)
 				}
 			}
-			d, err := qemu.New(qemu.Config{StateDir: filepath.Join(cfg.DataDir, "vms"), Kernels: kernels, GuestBinary: cfg.GuestBinary, Logger: log})
+			d, err := qemu.New(qemu.Config{StateDir: filepath.Join(cfg.DataDir, "vms"), Kernels: kernels, GuestBinary: cfg.GuestBinary, WarmPool: cfg.VMWarmPool, Logger: log})
 			if err != nil {
 				return fail(fmt.Errorf("start QEMU driver: %w", err))
 			}

@@ -13,6 +13,8 @@ import (
 	"encoding/json"
 	"net"
 	"time"
+
+	"github.com/denhq/den/internal/sandboxnet"
 )
 
 // Capabilities says what a driver can do. It is static for a driver instance.
@@ -34,6 +36,9 @@ type Capabilities struct {
 	// UpperDir is true when Create honours Spec.UpperDir; without it a
 	// Spec with an UpperDir fails with InvalidArgument.
 	UpperDir bool `json:"upper_dir"`
+	// Network is true when the driver gives sandboxes the network
+	// Spec.Network asks for.
+	Network bool `json:"network"`
 	// MaxCPUs and MaxMemoryMB bound a single sandbox on this driver (0 = no limit).
 	MaxCPUs     float64 `json:"max_cpus,omitempty"`
 	MaxMemoryMB int64   `json:"max_memory_mb,omitempty"`
@@ -98,6 +103,12 @@ type Spec struct {
 	// isolation have no root filesystem of their own to capture (see the
 	// fake's package doc).
 	UpperDir string `json:"upper_dir,omitempty"`
+	// Network, when set, gives the sandbox a network (an eth0 with an
+	// address, a default route and den's resolver; see internal/sandboxnet)
+	// under this egress policy; nil leaves it loopback only. Drivers
+	// without Capabilities().Network, or without a network manager,
+	// ignore it: the sandbox then has no network at all.
+	Network *sandboxnet.Policy `json:"network,omitempty"`
 }
 
 // Handle identifies a created sandbox and carries the driver's private,

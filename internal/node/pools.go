@@ -52,12 +52,12 @@ type verifiedSnapshot struct {
 	spec   driver.Spec
 }
 
-// StartPools starts the loop that keeps the driver's pools in line with
-// the store's; Close stops it. Without driver.Pooler it does nothing:
-// PoolStatus then says the runtime keeps no pools.
+// StartPools starts the loop that keeps the runtimes' pools in line with
+// the store's; Close stops it. Each pool goes to its runtime's driver
+// (store.Pool.Runtime, "" the default); when no runtime is a
+// driver.Pooler it does nothing, and PoolStatus says why.
 func (n *Node) StartPools() {
-	pooler, ok := n.cfg.Driver.(driver.Pooler)
-	if !ok {
+	if len(n.poolers()) == 0 {
 		return
 	}
 	n.wg.Add(1)
@@ -67,7 +67,7 @@ func (n *Node) StartPools() {
 		defer tick.Stop()
 		for {
 			snap := n.cfg.Store.Snapshot()
-			n.syncPools(pooler, snap)
+			n.syncPools(snap)
 			select {
 			case <-n.stop:
 				return
@@ -78,28 +78,56 @@ func (n *Node) StartPools() {
 	}()
 }
 
-// syncPools declares every pool of snap to the driver, except those whose
-// image or snapshot cannot be used now (recorded as broken, with why).
-func (n *Node) syncPools(pooler driver.Pooler, snap *store.Snapshot) {
+// poolers are the node's runtimes that keep warm pools, by name.
+func (n *Node) poolers() map[string]driver.Pooler {
+	out := map[string]driver.Pooler{}
+	for _, d := range n.drivers() {
+		if p, ok := d.(driver.Pooler); ok {
+			out[d.Capabilities().Name] = p
+		}
+	}
+	return out
+}
+
+// poolRuntime is the runtime pool rec's spares run on.
+func (n *Node) poolRuntime(rec *store.Pool) string {
+	if rec.Runtime != "" {
+		return rec.Runtime
+	}
+	return n.cfg.Driver.Capabilities().Name
+}
+
+// syncPools declares every pool of snap to its runtime's driver, except
+// those whose image, snapshot or runtime cannot be used now (recorded as
+// broken, with why).
+func (n *Node) syncPools(snap *store.Snapshot) {
 	recs, err := snap.Pools("")
 	if err != nil {
 		n.log.Warn("list pools", "err", err)
 		return
 	}
-	var decl []driver.Pool
+	poolers := n.poolers()
+	decl := map[string][]driver.Pool{}
 	broken := map[string]string{}
 	for _, rec := range recs {
+		rt := n.poolRuntime(rec)
+		if _, ok := poolers[rt]; !ok {
+			broken[rec.ID] = fmt.Sprintf("runtime %s keeps no warm pools on node %s", rt, n.cfg.ID)
+			continue
+		}
 		p, err := n.declarePool(snap, rec)
 		if err != nil {
 			broken[rec.ID] = err.Error()
 			continue
 		}
-		decl = append(decl, p)
+		decl[rt] = append(decl[rt], p)
 	}
 	n.pools.mu.Lock()
 	n.pools.broken = broken
 	n.pools.mu.Unlock()
-	pooler.SetPools(decl)
+	for rt, pooler := range poolers {
+		pooler.SetPools(decl[rt])
+	}
 }
 
 // declarePool is the driver's declaration of pool rec.
@@ -148,16 +176,18 @@ func (n *Node) declarePool(snap *store.Snapshot, rec *store.Pool) (driver.Pool, 
 // the node has not declared yet (just created) is absent.
 func (n *Node) PoolStatus() map[string]PoolState {
 	out := map[string]PoolState{}
-	pooler, ok := n.cfg.Driver.(driver.Pooler)
-	if !ok {
+	poolers := n.poolers()
+	if len(poolers) == 0 {
 		recs, _ := n.cfg.Store.Snapshot().Pools("")
 		for _, rec := range recs {
-			out[rec.ID] = PoolState{Waiting: fmt.Sprintf("runtime %s keeps no warm pools", n.cfg.Driver.Capabilities().Name)}
+			out[rec.ID] = PoolState{Waiting: fmt.Sprintf("runtime %s keeps no warm pools on node %s", n.poolRuntime(rec), n.cfg.ID)}
 		}
 		return out
 	}
-	for _, st := range pooler.PoolStatus() {
-		out[st.Key] = PoolState{Ready: st.Ready, Waiting: st.Waiting}
+	for _, pooler := range poolers {
+		for _, st := range pooler.PoolStatus() {
+			out[st.Key] = PoolState{Ready: st.Ready, Waiting: st.Waiting}
+		}
 	}
 	n.pools.mu.Lock()
 	defer n.pools.mu.Unlock()

@@ -1,11 +1,13 @@
 package node
 
 import (
+	"runtime"
 	"slices"
 	"strings"
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/hostmem"
 )
 
 // A node runs sandboxes on several runtimes: its default driver
@@ -27,6 +29,23 @@ type RuntimeInfo struct {
 	Accel string `json:"accel,omitempty"`
 	// Default is true for the runtime a create that names none gets.
 	Default bool `json:"default,omitempty"`
+}
+
+// Resources are the host's CPUs and memory.
+type Resources struct {
+	CPUs              int
+	MemoryMB          int64
+	MemoryAvailableMB int64
+}
+
+// Resources reads the host's CPUs and memory (memory 0 when
+// /proc/meminfo cannot be read).
+func (n *Node) Resources() Resources {
+	r := Resources{CPUs: runtime.NumCPU()}
+	if mem, err := hostmem.Read(); err == nil {
+		r.MemoryMB, r.MemoryAvailableMB = mem.TotalMB, mem.AvailableMB
+	}
+	return r
 }
 
 // drivers are the node's drivers, the default first.

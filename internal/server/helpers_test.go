@@ -105,7 +105,11 @@ func (n *stubNode) PoolMemoryBudgetMB() (int64, error) { return stubPoolBudgetMB
 func (n *stubNode) Runtimes() []node.RuntimeInfo {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return []node.RuntimeInfo{{Capabilities: driver.Capabilities{Name: "stub", Suspend: !n.noSuspend}, Default: true}}
+	return []node.RuntimeInfo{{Capabilities: driver.Capabilities{Name: "stub", Suspend: !n.noSuspend, Pool: true}, Default: true}}
+}
+
+func (n *stubNode) Resources() node.Resources {
+	return node.Resources{CPUs: 4, MemoryMB: 8192, MemoryAvailableMB: 4096}
 }
 
 func (n *stubNode) Runtime(name string) (node.RuntimeInfo, error) {

@@ -38,6 +38,13 @@ func (s *Server) CreatePool(ctx context.Context, p Principal, req rest.CreatePoo
 			return nil, err
 		}
 		rec.Snapshot, rec.Image, rec.CPUs, rec.MemoryMB, rec.DiskMB, rec.User = snap.ID, snap.Image, snap.CPUs, snap.MemoryMB, snap.DiskMB, snap.User
+		rec.Runtime = req.Runtime
+		if !snap.IsFilesystem() { // a memory snapshot's clones run on its runtime
+			if req.Runtime != "" && req.Runtime != snap.Runtime {
+				return nil, errdefs.New(errdefs.InvalidArgument, "snapshot %s was taken on runtime %s: its sandboxes run there, not on %s", snap.ID, snap.Runtime, req.Runtime)
+			}
+			rec.Runtime = snap.Runtime
+		}
 	default:
 		// The sizes and image a create with the same fields would get.
 		c := rest.CreateSandboxRequest{Image: req.Image, CPUs: req.CPUs, MemoryMB: req.MemoryMB, DiskMB: req.DiskMB, User: req.User}
@@ -51,8 +58,16 @@ func (s *Server) CreatePool(ctx context.Context, p Principal, req rest.CreatePoo
 		if c.User != "" && !s.ImageHasUser(c.Image, c.User) {
 			return nil, errdefs.New(errdefs.InvalidArgument, "user %q not found in image %s", c.User, c.Image)
 		}
-		rec.Image, rec.CPUs, rec.MemoryMB, rec.DiskMB, rec.User = c.Image, c.CPUs, c.MemoryMB, c.DiskMB, c.User
+		rec.Image, rec.CPUs, rec.MemoryMB, rec.DiskMB, rec.User, rec.Runtime = c.Image, c.CPUs, c.MemoryMB, c.DiskMB, c.User, req.Runtime
 	}
+	rt, err := s.cfg.Node.Runtime(rec.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	if !rt.Pool {
+		return nil, errdefs.New(errdefs.Unsupported, "runtime %s keeps no warm pools", rt.Name)
+	}
+	rec.Runtime = rt.Name
 	if err := s.checkPoolMemory(rec); err != nil {
 		return nil, err
 	}
@@ -153,6 +168,12 @@ func (s *Server) poolForCreate(p Principal, req rest.CreateSandboxRequest) (rest
 		return req, err
 	}
 	req.Pool = ""
+	if rec.Runtime != "" {
+		if req.Runtime != "" && req.Runtime != rec.Runtime {
+			return req, errdefs.New(errdefs.InvalidArgument, "pool %s runs on runtime %s, not %s", rec.ID, rec.Runtime, req.Runtime)
+		}
+		req.Runtime = rec.Runtime
+	}
 	if rec.Snapshot != "" {
 		req.Snapshot = rec.Snapshot
 		return req, nil
@@ -237,5 +258,17 @@ func (s *Server) poolREST(rec *store.Pool, status map[string]PoolState) rest.Poo
 	st := status[rec.ID]
 	return rest.Pool{ID: rec.ID, Name: rec.Name, Image: rec.Image, Snapshot: rec.Snapshot, Size: rec.Size,
 		Ready: min(st.Ready, rec.Size), Waiting: st.Waiting,
-		CPUs: rec.CPUs, MemoryMB: rec.MemoryMB, DiskMB: rec.DiskMB, User: rec.User, CreatedAt: rec.CreatedAt}
+		CPUs: rec.CPUs, MemoryMB: rec.MemoryMB, DiskMB: rec.DiskMB, User: rec.User, Runtime: s.poolRuntime(rec), CreatedAt: rec.CreatedAt}
+}
+
+// poolRuntime is the runtime pool rec's spares run on ("" in records of
+// before pools had one: the default).
+func (s *Server) poolRuntime(rec *store.Pool) string {
+	if rec.Runtime != "" {
+		return rec.Runtime
+	}
+	if rt, err := s.cfg.Node.Runtime(""); err == nil {
+		return rt.Name
+	}
+	return ""
 }

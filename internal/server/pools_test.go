@@ -15,7 +15,7 @@ func TestPools(t *testing.T) {
 	e.doJSON("POST", "/v1/pools", e.keyA, `{"name":"web","image":"busybox","size":3}`, http.StatusCreated, &pool)
 	// Sizes left zero are the create defaults, so a plain create matches.
 	if !strings.HasPrefix(pool.ID, "pool-") || pool.Name != "web" || pool.Image != "busybox" || pool.Size != 3 || pool.Ready != 3 ||
-		pool.CPUs != rest.DefaultCPUs || pool.MemoryMB != rest.DefaultMemoryMB || pool.DiskMB != rest.DefaultDiskMB {
+		pool.CPUs != rest.DefaultCPUs || pool.MemoryMB != rest.DefaultMemoryMB || pool.DiskMB != rest.DefaultDiskMB || pool.Runtime != "stub" {
 		t.Fatalf("created pool: %+v", pool)
 	}
 	var got rest.Pool
@@ -97,6 +97,7 @@ func TestPoolErrors(t *testing.T) {
 		{"resize unknown", "PATCH", "/v1/pools/nope", `{"size":1}`, http.StatusNotFound, "pool nope not found"},
 		{"delete unknown", "DELETE", "/v1/pools/nope", "", http.StatusNotFound, "pool nope not found"},
 		{"create from unknown pool", "POST", "/v1/sandboxes", `{"pool":"nope"}`, http.StatusNotFound, "pool nope not found"},
+		{"unknown runtime", "POST", "/v1/pools", `{"size":1,"image":"busybox","runtime":"nope"}`, http.StatusBadRequest, `unknown runtime "nope"`},
 		{"create from pool with image", "POST", "/v1/sandboxes", `{"pool":"taken","image":"busybox"}`, http.StatusBadRequest, "takes its image"},
 	}
 	for _, tt := range tests {

@@ -355,7 +355,7 @@ func TestInfoAndImages(t *testing.T) {
 	var info rest.Info
 	e.doJSON("GET", "/v1/info", e.keyA, "", http.StatusOK, &info)
 	want := rest.Info{Version: "test", Runtimes: []string{"stub"}, Node: nodeID,
-		RuntimeDetails: []rest.RuntimeInfo{{Name: "stub", Default: true, Suspend: true}}}
+		RuntimeDetails: []rest.RuntimeInfo{{Name: "stub", Default: true, Suspend: true, Pool: true}}}
 	if diff := cmp.Diff(want, info); diff != "" {
 		t.Errorf("info (-want +got):\n%s", diff)
 	}

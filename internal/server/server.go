@@ -29,6 +29,8 @@ type Node interface {
 	// one of them by name ("" the default), InvalidArgument for another.
 	Runtimes() []node.RuntimeInfo
 	Runtime(name string) (node.RuntimeInfo, error)
+	// Resources are the host's CPUs and memory.
+	Resources() node.Resources
 	Start(ctx context.Context, id string) (*store.Sandbox, error)
 	Destroy(ctx context.Context, id string) error
 	// Suspend saves a running sandbox's state and stops it; Resume brings
@@ -121,6 +123,8 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /metrics", s.metrics.handler())
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	s.handle("GET /v1/info", s.info)
+	s.handle("GET /v1/nodes", s.listNodes)
+	s.handle("GET /v1/nodes/{id}", s.getNode)
 	s.handle("POST /v1/sandboxes", s.createSandbox)
 	s.handle("GET /v1/sandboxes", s.listSandboxes)
 	s.handle("GET /v1/sandboxes/{id}", s.getSandbox)

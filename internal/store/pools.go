@@ -29,6 +29,9 @@ type Pool struct {
 
 	// Size is how many spares to keep ready.
 	Size int `json:"size"`
+	// Runtime runs the spares (a node's runtime name); empty: the node's
+	// default. A snapshot pool's is its snapshot's.
+	Runtime string `json:"runtime,omitempty"`
 
 	CPUs     float64 `json:"cpus,omitempty"`
 	MemoryMB int64   `json:"memory_mb,omitempty"`

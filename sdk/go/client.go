@@ -166,6 +166,24 @@ func contextErr(ctx context.Context, err error) error {
 	return err
 }
 
+// ListNodes lists the nodes that run sandboxes.
+func (c *Client) ListNodes(ctx context.Context) ([]rest.Node, error) {
+	var list rest.NodeList
+	if err := c.doJSON(ctx, http.MethodGet, "/v1/nodes", nil, nil, &list); err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return list.Nodes, nil
+}
+
+// GetNode describes node id.
+func (c *Client) GetNode(ctx context.Context, id string) (*rest.Node, error) {
+	var n rest.Node
+	if err := c.doJSON(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(id), nil, nil, &n); err != nil {
+		return nil, fmt.Errorf("get node %s: %w", id, err)
+	}
+	return &n, nil
+}
+
 // Info describes the server: version, runtimes and node.
 func (c *Client) Info(ctx context.Context) (*rest.Info, error) {
 	var info rest.Info

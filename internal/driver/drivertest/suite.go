@@ -49,7 +49,7 @@ func (s *suite) tests() []testCase {
 		{"DiskQuota", s.testDiskQuota},
 		{"ForkBomb", s.testForkBomb},
 		{"Stats", s.testStats},
-	}, append(s.suspendTests(), s.poolTests()...)...)
+	}, append(append(s.suspendTests(), s.poolTests()...), s.networkTests()...)...)
 }
 
 func (s *suite) testCapabilities(t *testing.T) {

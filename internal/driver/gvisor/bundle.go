@@ -11,6 +11,7 @@ import (
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/envlist"
+	"github.com/denhq/den/internal/sandboxnet"
 )
 
 // In-sandbox paths of the guest agent. The agent is PID 1.
@@ -34,8 +35,8 @@ var capabilities = []string{
 }
 
 // ociSpec builds the OCI runtime spec of a sandbox whose guest agent is
-// the binary at guestBin.
-func ociSpec(cfg Config, spec driver.Spec, p paths, guestBin string) *specs.Spec {
+// the binary at guestBin, in network nt (nil: loopback only).
+func ociSpec(cfg Config, spec driver.Spec, p paths, guestBin string, nt *sandboxnet.Net) *specs.Spec {
 	hostname := spec.Hostname
 	if hostname == "" {
 		hostname = spec.ID
@@ -44,7 +45,7 @@ func ociSpec(cfg Config, spec driver.Spec, p paths, guestBin string) *specs.Spec
 	if cwd == "" {
 		cwd = "/"
 	}
-	return &specs.Spec{
+	s := &specs.Spec{
 		Version:  specs.Version,
 		Hostname: hostname,
 		Root:     &specs.Root{Path: p.rootfs()},
@@ -76,6 +77,13 @@ func ociSpec(cfg Config, spec driver.Spec, p paths, guestBin string) *specs.Spec
 			},
 		},
 	}
+	if nt != nil {
+		// runsc's network stack takes over the namespace's eth0; den's
+		// resolver answers the sandbox's DNS.
+		s.Linux.Namespaces[1].Path = nt.Netns
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: p.resolvConf(), Options: []string{"rbind", "ro"}})
+	}
+	return s
 }
 
 // defaultUser is the guest agent's default user: the spec's, else the image's.

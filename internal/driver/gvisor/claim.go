@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -19,6 +20,7 @@ import (
 var claimSteps = []step{
 	{"apply env and hostname", (*creation).initGuest},
 	{"write state", (*creation).writeClaimState},
+	{"take over the network", (*creation).claimNetwork},
 	{"move into place", (*creation).moveIntoPlace},
 }
 
@@ -26,8 +28,8 @@ var claimSteps = []step{
 // (and no error) when the pool has no such spare, or when the claim failed
 // for another reason than ctx: the spare is destroyed and the caller
 // creates cold.
-func (d *Driver) claim(ctx context.Context, spec driver.Spec, p paths, sh shape) (*driver.Handle, error) {
-	sp, ok := d.pool.take(sh.key)
+func (d *Driver) claim(ctx context.Context, spec driver.Spec, p paths, sh warmpool.Shape) (*driver.Handle, error) {
+	sp, ok := d.pool.Take(sh.Key)
 	if !ok {
 		return nil, nil
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/sandboxnet"
 )
 
 // Platforms runsc can use on this kind of host. KVM is left out on purpose:
@@ -44,6 +45,10 @@ type Config struct {
 	// StartTimeout bounds the wait for the guest agent to answer after runsc
 	// started, in addition to the Create context. Default 30s.
 	StartTimeout time.Duration
+	// Networks gives sandboxes whose Spec asks for one a network (runsc
+	// --network=sandbox in the network's namespace). Nil: sandboxes have
+	// loopback only.
+	Networks *sandboxnet.Manager
 	// WarmPool is how many started, never-used spare sandboxes the driver
 	// keeps per shape (image, user, working dir, image env, CPUs, memory,
 	// disk), for the 2 most recently created shapes; Create claims one in

@@ -54,7 +54,7 @@ func TestMergeEnv(t *testing.T) {
 func TestOCISpec(t *testing.T) {
 	cfg := Config{GuestBinary: "/opt/den-guest", StateDir: "/s", CgroupParent: "den"}.withDefaults()
 	p := paths{dir: "/s/sandboxes/sb1"}
-	s := ociSpec(cfg, driver.Spec{ID: "sb1", CPUs: 1.5, MemoryMB: 256, Image: driver.Image{User: "user"}}, p, "/s/guest/0123/den-guest")
+	s := ociSpec(cfg, driver.Spec{ID: "sb1", CPUs: 1.5, MemoryMB: 256, Image: driver.Image{User: "user"}}, p, "/s/guest/0123/den-guest", nil)
 	if s.Hostname != "sb1" || s.Root.Path != "/s/sandboxes/sb1/rootfs" || s.Linux.CgroupsPath != "/den/sb1" {
 		t.Errorf("hostname %q root %q cgroup %q", s.Hostname, s.Root.Path, s.Linux.CgroupsPath)
 	}

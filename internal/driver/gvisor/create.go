@@ -11,7 +11,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/sandboxnet"
 )
 
 // creation is one Create, spare boot or claim in progress: the spec, its
@@ -20,9 +22,10 @@ type creation struct {
 	d    *Driver
 	spec driver.Spec
 	p    paths
-	from spare    // claim only: the warm spare becoming this sandbox
-	raw  []byte   // encoded state, the Handle's State
-	conn net.Conn // claim only: the guest connection /init went over (conns.go)
+	from spare           // claim only: the warm spare becoming this sandbox
+	raw  []byte          // encoded state, the Handle's State
+	conn net.Conn        // claim only: the guest connection /init went over (conns.go)
+	net  *sandboxnet.Net // the sandbox's network, when it has one
 
 	// Resume and Clone only (restore.go):
 	image    string         // the checkpoint directory to restore from
@@ -43,6 +46,7 @@ type step struct {
 // createSteps build and start a sandbox: a cold Create, or a warm spare.
 var createSteps = []step{
 	{"make sandbox dir", (*creation).makeDir},
+	{"set up network", (*creation).setupNetwork},
 	{"prepare writable layer", (*creation).prepareUpper},
 	{"mount rootfs", (*creation).mountRootfs},
 	{"write OCI bundle", (*creation).writeBundle},
@@ -68,7 +72,7 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 	if spec.UpperDir != "" {
 		return d.createCold(ctx, spec, p) // never from or for the pool
 	}
-	sh := shapeOf(spec)
+	sh := warmpool.ShapeOf(spec)
 	h, err := d.claim(ctx, spec, p, sh)
 	if h == nil && err == nil {
 		h, err = d.createCold(ctx, spec, p)
@@ -76,7 +80,7 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 	if err != nil {
 		return nil, err
 	}
-	d.pool.use(sh)
+	d.pool.Use(sh)
 	return h, nil
 }
 
@@ -215,13 +219,13 @@ func (c *creation) overlay() overlay {
 }
 
 func (c *creation) writeBundle(ctx context.Context) (func(context.Context) error, error) {
-	return nil, writeSpec(ociSpec(c.d.cfg, c.spec, c.p, c.guestBinary()), c.p)
+	return nil, writeSpec(ociSpec(c.d.cfg, c.spec, c.p, c.guestBinary(), c.net), c.p)
 }
 
 // start runs `runsc run --detach`: one runsc invocation instead of create
 // and start, measured faster than the pair.
 func (c *creation) start(ctx context.Context) (func(context.Context) error, error) {
-	args := c.d.runFlags(c.p, c.spec)
+	args := c.d.runFlags(c.p, c.spec, c.net)
 	rid := runtimeIDFor(c.spec.ID)
 	args = append(args, "run", "--detach", "--bundle", c.p.dir, "--pid-file", c.p.pidFile(), rid)
 	undo := func(ctx context.Context) error { return c.d.runsc.deleteForce(ctx, rid) }
@@ -237,13 +241,15 @@ func (c *creation) start(ctx context.Context) (func(context.Context) error, erro
 // runFlags are the global runsc flags that configure a new sandbox. With
 // an UpperDir, root filesystem writes go to the host overlay (no gVisor
 // rootfs overlay, no quota); else to gVisor's overlay with its filestore.
-func (d *Driver) runFlags(p paths, spec driver.Spec) []string {
-	return d.runFlagsOn(d.platform, p, spec)
+func (d *Driver) runFlags(p paths, spec driver.Spec, nt *sandboxnet.Net) []string {
+	return d.runFlagsOn(d.platform, p, spec, nt)
 }
 
 // runFlagsOn is runFlags for a sandbox on platform (a restored sandbox
-// keeps the platform of its checkpoint).
-func (d *Driver) runFlagsOn(platform string, p paths, spec driver.Spec) []string {
+// keeps the platform of its checkpoint). A sandbox with a network (nt)
+// runs runsc's network stack on the namespace's eth0; others have
+// loopback only.
+func (d *Driver) runFlagsOn(platform string, p paths, spec driver.Spec, nt *sandboxnet.Net) []string {
 	overlay := "--overlay2=none"
 	if spec.UpperDir == "" {
 		overlay = "--overlay2=root:dir=" + p.filestore()
@@ -253,7 +259,11 @@ func (d *Driver) runFlagsOn(platform string, p paths, spec driver.Spec) []string
 	}
 	// --allow-suid: setuid binaries (sudo) work inside; the sandbox kernel
 	// boundary is unchanged, elevation stays inside the sentry.
-	args := []string{"--platform=" + platform, "--network=none", "--host-uds=create", "--allow-suid", overlay}
+	network := "--network=none"
+	if nt != nil {
+		network = "--network=sandbox"
+	}
+	args := []string{"--platform=" + platform, network, "--host-uds=create", "--allow-suid", overlay}
 	if d.cfg.Debug {
 		args = append(args, "--debug", "--debug-log="+p.dir+"/")
 	}

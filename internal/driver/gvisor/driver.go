@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
 )
 
 // Driver runs sandboxes with runsc. It holds no per-sandbox memory: every
 // method derives paths from the ID and asks runsc or the filesystem, so all
 // methods are safe for concurrent use and survive agent restarts. The only
-// memory is the warm pool of unclaimed spares (pool.go), which Close
+// memory is the warm pool of unclaimed spares (warmpool), which Close
 // destroys and a later New cleans up after a crash.
 type Driver struct {
 	cfg      Config
@@ -26,8 +27,8 @@ type Driver struct {
 	guestBin string // the installed copy of Config.GuestBinary (guestbin.go)
 	runsc    runsc
 	log      *slog.Logger
-	pool     *pool
-	spares   *spareSet
+	pool     *warmpool.Pool[spare]
+	spares   *warmpool.Set
 	claims   atomic.Int64 // sandboxes created from a warm spare
 	conns    guestConns   // pre-dialled guest connections of claimed sandboxes
 	// coldStarts holds a token per cold start in progress (Config.MaxColdStarts).
@@ -88,11 +89,13 @@ func (d *Driver) startPool() error {
 	defer cancel()
 	d.cleanupSpares(ctx)
 	var err error
-	if d.spares, err = d.openSpareSet(); err != nil {
+	if d.spares, err = warmpool.OpenSet(d.sparesDir()); err != nil {
 		return err
 	}
-	d.pool = newPool(d.cfg.WarmPool, d.bootShape, d.destroySpare, d.log)
-	d.pool.memory = hostMemoryShort
+	d.pool = warmpool.New(warmpool.Config[spare]{
+		Size: d.cfg.WarmPool, Boot: d.bootShape, Destroy: d.destroySpare, Memory: warmpool.HostMemoryShort,
+		Name: func(sp spare) string { return sp.id }, Log: d.log,
+	})
 	return nil
 }
 
@@ -101,7 +104,7 @@ func (d *Driver) Platform() string { return d.platform }
 
 // Capabilities implements driver.Driver.
 func (d *Driver) Capabilities() driver.Capabilities {
-	return driver.Capabilities{Name: "gvisor", Isolation: "user-space-kernel", Stats: true, Wait: true, List: true, Suspend: true, Pool: true, UpperDir: true}
+	return driver.Capabilities{Name: "gvisor", Isolation: "user-space-kernel", Stats: true, Wait: true, List: true, Suspend: true, Pool: true, UpperDir: true, Network: d.cfg.Networks != nil}
 }
 
 func (d *Driver) sandboxesDir() string { return filepath.Join(d.cfg.StateDir, "sandboxes") }
@@ -225,6 +228,9 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	if err := d.destroyRuntime(ctx, rid, p); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)
 	}
+	if err := d.teardownNetwork(id); err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", id, err)
+	}
 	d.log.Debug("sandbox destroyed", "sandbox", id)
 	return nil
 }
@@ -268,9 +274,9 @@ func removeDir(p paths) error {
 // that StateDir can be removed once its sandboxes are destroyed. Concurrent
 // first starts may have stacked several mounts there: all are removed.
 func (d *Driver) Close() error {
-	d.pool.close()
+	d.pool.Close()
 	d.conns.closeAll()
-	if err := d.spares.release(); err != nil {
+	if err := d.spares.Release(); err != nil {
 		d.log.Warn("release warm spare dir", "err", err)
 	}
 	d.runsc.unmountNullNetNS()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/driver/drivertest"
+	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/testenv"
 )
 
@@ -45,12 +46,12 @@ func newWarmTestDriver(t *testing.T) (driver.Driver, driver.Spec) {
 // n ready spares.
 func warmUp(t testing.TB, d *Driver, spec driver.Spec, n int) {
 	t.Helper()
-	sh := shapeOf(spec)
-	d.pool.use(sh)
+	sh := warmpool.ShapeOf(spec)
+	d.pool.Use(sh)
 	deadline := time.Now().Add(time.Minute)
-	for d.pool.readyCount(sh.key) < n {
+	for d.pool.ReadyCount(sh.Key) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("no warm spare of shape %s after a minute", sh.key)
+			t.Fatalf("no warm spare of shape %s after a minute", sh.Key)
 		}
 		time.Sleep(5 * time.Millisecond) // polling, with the deadline above
 	}
@@ -75,6 +76,7 @@ func newTestDriverWith(t *testing.T, configure func(*Config)) (driver.Driver, dr
 		GuestBinary:  testenv.GuestBinary(t),
 		StateDir:     stateDir,
 		CgroupParent: testCgroupParent,
+		Networks:     drivertest.Networks(t),
 		Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	configure(&cfg)

@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -22,6 +23,7 @@ import (
 // warm pool has the spare's (its paths under spares/, its cgroup named
 // after the spare); a resumed one is named after itself.
 var resumeSteps = []step{
+	{"readdress network", (*creation).readdressNetwork},
 	{"mount rootfs", (*creation).remountRootfs},
 	{"write OCI bundle", (*creation).writeResumeBundle},
 	{"restore sandbox", (*creation).restore},
@@ -33,6 +35,7 @@ var resumeSteps = []step{
 // checkpoint instead of booting it, and give it its own hostname.
 var cloneSteps = []step{
 	{"make sandbox dir", (*creation).makeDir},
+	{"set up network", (*creation).setupNetwork},
 	{"prepare writable layer", (*creation).prepareUpper},
 	{"mount rootfs", (*creation).mountRootfs},
 	{"write OCI bundle", (*creation).writeCloneBundle},
@@ -93,7 +96,7 @@ func (d *Driver) Clone(ctx context.Context, spec driver.Spec, dir string) (*driv
 	if err := m.fits(spec); err != nil {
 		return nil, fmt.Errorf("clone into sandbox %s: %w", spec.ID, err)
 	}
-	if h, err := d.claim(ctx, spec, p, cloneShapeOf(spec, dir)); h != nil || err != nil {
+	if h, err := d.claim(ctx, spec, p, warmpool.CloneShapeOf(spec, dir)); h != nil || err != nil {
 		return h, err // a declared pool of this checkpoint had a spare
 	}
 	guestBin, err := d.guestBinaryFor(m.GuestBinary)
@@ -152,7 +155,7 @@ func (c *creation) remountRootfs(ctx context.Context) (func(context.Context) err
 // claimed from the warm pool booted as the spare (the image's user and
 // env; the claim set the spec's through the guest agent).
 func (c *creation) writeResumeBundle(ctx context.Context) (func(context.Context) error, error) {
-	spec := ociSpec(c.d.cfg, c.spec, c.p, c.guestBinary())
+	spec := ociSpec(c.d.cfg, c.spec, c.p, c.guestBinary(), c.net)
 	data, err := os.ReadFile(filepath.Join(c.p.dir, "config.json"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read OCI spec: %w", err)
@@ -174,7 +177,7 @@ func (c *creation) writeResumeBundle(ctx context.Context) (func(context.Context)
 // sandbox claimed from the warm pool ran as the spare); the clone's own
 // hostname is set through the guest agent afterwards.
 func (c *creation) writeCloneBundle(ctx context.Context) (func(context.Context) error, error) {
-	spec := ociSpec(c.d.cfg, c.spec, c.p, c.guestBinary())
+	spec := ociSpec(c.d.cfg, c.spec, c.p, c.guestBinary(), c.net)
 	if c.process != nil {
 		spec.Process = c.process
 	}
@@ -200,7 +203,7 @@ func bundleProcess(p paths) *specs.Process {
 // which waitGuest waits for.
 func (c *creation) restore(ctx context.Context) (func(context.Context) error, error) {
 	_ = os.Remove(c.p.socket()) // the agent removes a stale one too, through the gofer
-	args := c.d.runFlagsOn(c.platform, c.p, c.spec)
+	args := c.d.runFlagsOn(c.platform, c.p, c.spec, c.net)
 	args = append(args, "restore", "--image-path="+c.image, "--detach", "--bundle", c.p.dir, "--pid-file", c.p.pidFile(), c.rid)
 	undo := func(ctx context.Context) error {
 		err := c.d.runsc.deleteForce(ctx, c.rid)

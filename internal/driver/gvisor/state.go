@@ -84,16 +84,17 @@ func checkID(id string) error {
 // paths are the host paths of one sandbox, all derived from its directory.
 type paths struct{ dir string }
 
-func (p paths) rootfs() string    { return filepath.Join(p.dir, "rootfs") }
-func (p paths) upper() string     { return filepath.Join(p.dir, "upper") }
-func (p paths) work() string      { return filepath.Join(p.dir, "work") }
-func (p paths) initLayer() string { return filepath.Join(p.dir, "init") }
-func (p paths) filestore() string { return filepath.Join(p.dir, "filestore") }
-func (p paths) run() string       { return filepath.Join(p.dir, "run") }
-func (p paths) socket() string    { return filepath.Join(p.dir, "run", guestSocketName) }
-func (p paths) log() string       { return filepath.Join(p.dir, "runsc.log") }
-func (p paths) pidFile() string   { return filepath.Join(p.dir, "sandbox.pid") }
-func (p paths) stateFile() string { return filepath.Join(p.dir, "den.json") }
+func (p paths) rootfs() string     { return filepath.Join(p.dir, "rootfs") }
+func (p paths) upper() string      { return filepath.Join(p.dir, "upper") }
+func (p paths) work() string       { return filepath.Join(p.dir, "work") }
+func (p paths) initLayer() string  { return filepath.Join(p.dir, "init") }
+func (p paths) filestore() string  { return filepath.Join(p.dir, "filestore") }
+func (p paths) run() string        { return filepath.Join(p.dir, "run") }
+func (p paths) socket() string     { return filepath.Join(p.dir, "run", guestSocketName) }
+func (p paths) log() string        { return filepath.Join(p.dir, "runsc.log") }
+func (p paths) pidFile() string    { return filepath.Join(p.dir, "sandbox.pid") }
+func (p paths) stateFile() string  { return filepath.Join(p.dir, "den.json") }
+func (p paths) resolvConf() string { return filepath.Join(p.dir, "resolv.conf") }
 
 // writeState persists st in den.json (atomically) and returns it encoded.
 func writeState(p paths, st sandboxState) (json.RawMessage, error) {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -32,7 +33,7 @@ func createForSuspend(t *testing.T) (*Driver, driver.Spec) {
 	dd, spec := newTestDriver(t)
 	d := dd.(*Driver)
 	t.Cleanup(func() { _ = d.Close() })
-	spec.ID = "suspend-" + randomHex(4)
+	spec.ID = "suspend-" + warmpool.RandomHex(4)
 	if _, err := d.Create(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}

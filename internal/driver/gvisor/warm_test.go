@@ -11,6 +11,7 @@ import (
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/driver/drivertest"
+	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/testenv"
 )
 
@@ -89,7 +90,7 @@ func TestWarmClaimAppliesSpec(t *testing.T) {
 func assertDestroyedClaim(t *testing.T, d *Driver, id string) {
 	t.Helper()
 	st, err := readState(d.paths(id))
-	if err != nil || st.RuntimeID == id || !strings.HasPrefix(st.RuntimeID, spareIDPrefix) {
+	if err != nil || st.RuntimeID == id || !strings.HasPrefix(st.RuntimeID, warmpool.IDPrefix) {
 		t.Fatalf("state of claimed %s: %+v, %v; want the spare's runtime ID", id, st, err)
 	}
 	if err := d.Destroy(context.Background(), id); err != nil {
@@ -127,7 +128,7 @@ func TestWarmShapeMismatchGoesCold(t *testing.T) {
 	if n := d.claims.Load(); n != 0 {
 		t.Fatalf("claims = %d after a Create of another shape, want 0", n)
 	}
-	if n := d.pool.readyCount(shapeOf(spec).key); n != 1 {
+	if n := d.pool.ReadyCount(warmpool.ShapeOf(spec).Key); n != 1 {
 		t.Errorf("ready spares of the warmed shape = %d, want 1", n)
 	}
 	if got := shell(t, d, other.ID, "hostname"); got != other.ID+"\n" {
@@ -153,12 +154,10 @@ func TestWarmUpperDirGoesCold(t *testing.T) {
 	if n := d.claims.Load(); n != 0 {
 		t.Fatalf("claims = %d after Creates with an UpperDir, want 0", n)
 	}
-	if n := d.pool.readyCount(shapeOf(spec).key); n != 1 {
+	if n := d.pool.ReadyCount(warmpool.ShapeOf(spec).Key); n != 1 {
 		t.Errorf("ready spares of the warmed shape = %d, want 1", n)
 	}
-	d.pool.mu.Lock()
-	shapes := len(d.pool.shapes)
-	d.pool.mu.Unlock()
+	shapes := len(d.pool.Shapes())
 	if shapes != 1 {
 		t.Errorf("pool shapes = %d after Creates with an UpperDir, want only the warmed one", shapes)
 	}
@@ -186,15 +185,7 @@ func TestWarmCloseDestroysSpares(t *testing.T) {
 }
 
 // readySpares lists the pool's ready spares.
-func readySpares(d *Driver) []spare {
-	d.pool.mu.Lock()
-	defer d.pool.mu.Unlock()
-	var out []spare
-	for _, s := range d.pool.ready {
-		out = append(out, s...)
-	}
-	return out
-}
+func readySpares(d *Driver) []spare { return d.pool.Ready() }
 
 // assertNoSpares checks StateDir/spares holds no spare: nothing but d's
 // own (empty, locked) spare set while d is open.
@@ -205,12 +196,12 @@ func assertNoSpares(t *testing.T, d *Driver) {
 		t.Fatal(err)
 	}
 	for _, e := range left {
-		if filepath.Join(d.sparesDir(), e.Name()) != d.spares.dir {
-			t.Errorf("spares dir holds %s, want only this driver's set %s", e.Name(), d.spares.dir)
+		if filepath.Join(d.sparesDir(), e.Name()) != d.spares.Dir {
+			t.Errorf("spares dir holds %s, want only this driver's set %s", e.Name(), d.spares.Dir)
 			continue
 		}
-		own, err := os.ReadDir(d.spares.dir)
-		if err != nil || len(own) != 1 || own[0].Name() != spareLockName {
+		own, err := os.ReadDir(d.spares.Dir)
+		if err != nil || len(own) != 1 || own[0].Name() != warmpool.LockName {
 			t.Errorf("this driver's spare set holds %v (%v), want only its lock", own, err)
 		}
 	}
@@ -231,7 +222,7 @@ func TestWarmSparesOfKilledDriverAreDestroyed(t *testing.T) {
 	stateDir := t.TempDir()
 	line, err := runKilledHelper(t, "TestWarmSparesOfKilledDriverAreDestroyed", warmHelperEnv, stateDir)
 	spareID := strings.TrimSpace(line)
-	if err != nil || !strings.HasPrefix(spareID, spareIDPrefix) {
+	if err != nil || !strings.HasPrefix(spareID, warmpool.IDPrefix) {
 		t.Fatalf("read spare ID from helper: %q, %v", line, err)
 	}
 	d, err := New(Config{RunscPath: testenv.Runsc(t), GuestBinary: testenv.GuestBinary(t), StateDir: stateDir, CgroupParent: testCgroupParent, Platform: PlatformSystrap})
@@ -252,7 +243,7 @@ func warmHelper(t *testing.T) {
 	spec := driver.Spec{Image: driver.Image{Layers: []string{os.Getenv("DEN_ROOTFS")}}, MemoryMB: 256, DiskMB: 64}
 	warmUp(t, d, spec, 1)
 	sp := readySpares(d)
-	if _, err := os.Stat(filepath.Join(d.spares.dir, sp[0].id)); err != nil {
+	if _, err := os.Stat(filepath.Join(d.spares.Dir, sp[0].id)); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Printf("%s\n", sp[0].id)

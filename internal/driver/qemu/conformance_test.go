@@ -32,9 +32,13 @@ func leftovers(t *testing.T, id string) []string {
 	if _, err := os.Stat(dir); err == nil {
 		left = append(left, dir)
 	}
+	// A QEMU runs in its VM's directory; a claimed spare's command line
+	// names the spare's.
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
-		if cmdline, err := os.ReadFile(p); err == nil && strings.Contains(string(cmdline), dir+"/") {
+		cmdline, _ := os.ReadFile(p)
+		cwd, _ := os.Readlink(filepath.Join(filepath.Dir(p), "cwd"))
+		if strings.Contains(string(cmdline), dir+"/") || cwd == dir {
 			left = append(left, "qemu process "+filepath.Base(filepath.Dir(p)))
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -52,7 +53,9 @@ var createSteps = []step[*creation]{
 	{"apply env and hostname", (*creation).initGuest},
 }
 
-// Create implements driver.Driver.
+// Create implements driver.Driver. It claims a spare VM of spec's shape
+// when the warm pool has one (pool.go), else it boots one; either way the
+// shape becomes the pool's most recently used one.
 func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, error) {
 	if err := checkID(spec.ID); err != nil {
 		return nil, err
@@ -73,6 +76,20 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 		}
 		return nil, errdefs.New(errdefs.FailedPrecondition, "create sandbox %s: a sandbox with this id exists and is not running; destroy it first", spec.ID)
 	}
+	sh := warmpool.ShapeOf(spec)
+	h, err := d.claim(ctx, spec, sh)
+	if h == nil && err == nil {
+		h, err = d.createCold(ctx, spec, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.pool.Use(sh)
+	return h, nil
+}
+
+// createCold boots the sandbox's VM.
+func (d *Driver) createCold(ctx context.Context, spec driver.Spec, dir string) (*driver.Handle, error) {
 	c := &creation{d: d, spec: spec, dir: dir}
 	begin := time.Now()
 	if err := runSteps(ctx, d.log, "create sandbox", spec.ID, c, createSteps); err != nil {
@@ -254,7 +271,7 @@ const maxBootAttempts = 4
 // its first console line is restarted (see bootStall).
 func (c *creation) waitAgent(ctx context.Context) (func(context.Context) error, error) {
 	deadline := time.Now().Add(c.d.cfg.StartTimeout)
-	ch := c.d.channel(c.spec.ID)
+	ch := c.d.channelAt(c.spec.ID, c.dir)
 	attempt, booted := 1, time.Now()
 	watch := watchBoot(c.dir, c.launched)
 	defer func() {
@@ -270,7 +287,7 @@ func (c *creation) waitAgent(ctx context.Context) (func(context.Context) error, 
 			if err := c.restart(ctx); err != nil {
 				return nil, err
 			}
-			attempt, booted, ch = attempt+1, time.Now(), c.d.channel(c.spec.ID)
+			attempt, booted, ch = attempt+1, time.Now(), c.d.channelAt(c.spec.ID, c.dir)
 			watch = watchBoot(c.dir, booted)
 		}
 		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -316,7 +333,7 @@ func (c *creation) initGuest(ctx context.Context) (func(context.Context) error, 
 		hostname = c.spec.ID
 	}
 	body, _ := json.Marshal(map[string]any{"env": env, "hostname": hostname})
-	return nil, guestRequest(ctx, c.d.channel(c.spec.ID), http.MethodPost, "/init", body, http.StatusNoContent)
+	return nil, guestRequest(ctx, c.d.channelAt(c.spec.ID, c.dir), http.MethodPost, "/init", body, http.StatusNoContent)
 }
 
 // guestRequest sends one request to the agent over ch and checks the status.

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/pidfd"
 	"github.com/denhq/den/internal/vmkernel"
@@ -58,6 +59,10 @@ type Config struct {
 	// the agent answers); more Creates wait. Default: the CPU count under
 	// TCG, four times it under KVM.
 	MaxBoots int
+	// WarmPool is how many spare VMs the driver keeps booted for each of
+	// the most recently created shapes (see driver.Pooler); 0: only the
+	// declared pools' spares.
+	WarmPool int
 	Logger   *slog.Logger
 }
 
@@ -70,6 +75,10 @@ type Driver struct {
 	log *slog.Logger
 
 	boots chan struct{} // a token per VM booting (Config.MaxBoots)
+	// pool keeps booted, unclaimed VMs (pool.go) in spares, this
+	// instance's spare directory.
+	pool   *warmpool.Pool[spare]
+	spares *warmpool.Set
 
 	mu       sync.Mutex
 	channels map[string]*channel
@@ -81,9 +90,11 @@ var (
 	_ driver.Waiter      = (*Driver)(nil)
 	_ driver.StatsReader = (*Driver)(nil)
 	_ driver.Suspender   = (*Driver)(nil)
+	_ driver.Pooler      = (*Driver)(nil)
 )
 
-// New checks cfg and prepares StateDir.
+// New checks cfg, prepares StateDir, destroys the spare VMs of earlier
+// instances and starts the warm pool, which Close stops.
 func New(cfg Config) (*Driver, error) {
 	switch {
 	case cfg.StateDir == "" || !filepath.IsAbs(cfg.StateDir):
@@ -113,12 +124,16 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	for _, d := range []string{"sandboxes", "disks"} {
+	for _, d := range []string{"sandboxes", "disks", sparesDirName} {
 		if err := os.MkdirAll(filepath.Join(cfg.StateDir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("qemu driver: %w", err)
 		}
 	}
-	return &Driver{cfg: cfg, log: cfg.Logger.With("driver", Name), boots: make(chan struct{}, cfg.MaxBoots), channels: map[string]*channel{}}, nil
+	d := &Driver{cfg: cfg, log: cfg.Logger.With("driver", Name), boots: make(chan struct{}, cfg.MaxBoots), channels: map[string]*channel{}}
+	if err := d.startPool(); err != nil {
+		return nil, fmt.Errorf("qemu driver: %w", err)
+	}
+	return d, nil
 }
 
 // DetectAccel is "kvm" on a host with hardware KVM, else "tcg": no
@@ -144,7 +159,7 @@ func (d *Driver) Accel() string { return d.cfg.Accel }
 
 // Capabilities implements driver.Driver.
 func (d *Driver) Capabilities() driver.Capabilities {
-	return driver.Capabilities{Name: Name, Isolation: "vm", List: true, Wait: true, Stats: true, Suspend: true}
+	return driver.Capabilities{Name: Name, Isolation: "vm", List: true, Wait: true, Stats: true, Suspend: true, Pool: true}
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -218,20 +233,28 @@ func writeState(dir string, st state) ([]byte, error) {
 	return data, os.Rename(tmp, filepath.Join(dir, "den.json"))
 }
 
-// alive reports whether pid is a running QEMU of this sandbox directory.
+// alive reports whether pid is a running QEMU of this sandbox directory:
+// one whose working directory it is. QEMU runs in its VM's directory
+// (vm.start), and that holds when the directory is renamed, as a claimed
+// spare's is (pool.go).
 func alive(pid int, dir string) bool {
 	if pid <= 0 {
 		return false
 	}
-	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
 	if err != nil {
-		return false
+		return false // gone, or a zombie
+	}
+	if cwd != dir {
+		if real, err := filepath.EvalSymlinks(dir); err != nil || real != cwd {
+			return false
+		}
 	}
 	stat, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if i := strings.LastIndexByte(string(stat), ')'); i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
 		return false // a zombie
 	}
-	return strings.Contains(string(cmdline), dir)
+	return true
 }
 
 // agentSocket is the agent channel's socket in a VM's directory as QEMU
@@ -240,19 +263,45 @@ const agentSocket = "agent.sock"
 
 // channel returns sandbox id's agent channel, on the socket its state
 // names.
-func (d *Driver) channel(id string) *channel {
+func (d *Driver) channel(id string) *channel { return d.channelAt(id, d.sandboxDir(id)) }
+
+// channelAt returns the agent channel of the VM id in directory dir (a
+// sandbox's, or a spare's), on the socket its state names.
+func (d *Driver) channelAt(id, dir string) *channel {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c := d.channels[id]
 	if c == nil {
 		name := agentSocket
-		if st, err := readState(d.sandboxDir(id)); err == nil && st.AgentSocket != "" {
+		if st, err := readState(dir); err == nil && st.AgentSocket != "" {
 			name = st.AgentSocket
 		}
-		c = &channel{path: filepath.Join(d.sandboxDir(id), name)}
+		c = &channel{path: filepath.Join(dir, name)}
 		d.channels[id] = c
 	}
 	return c
+}
+
+// moveChannel hands VM from's channel, session and all, to VM to, whose
+// directory (from's, renamed) is dir: the session's connection is to the
+// socket's inode, which the rename does not touch.
+func (d *Driver) moveChannel(from, to, dir string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.channels[from]
+	delete(d.channels, from)
+	if old := d.channels[to]; old != nil {
+		old.close()
+		delete(d.channels, to)
+	}
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	moved := &channel{path: filepath.Join(dir, filepath.Base(c.path)), sess: c.sess}
+	c.sess = nil
+	c.mu.Unlock()
+	d.channels[to] = moved
 }
 
 func (d *Driver) dropChannel(id string) {
@@ -368,17 +417,7 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 		return err
 	}
 	d.dropChannel(id)
-	dir := d.sandboxDir(id)
-	if st, err := readState(dir); err == nil {
-		if err := killVM(ctx, st.PID, dir); err != nil {
-			return fmt.Errorf("destroy sandbox %s: %w", id, err)
-		}
-	} else if pid, err := readPidFile(filepath.Join(dir, "qemu.pid")); err == nil {
-		if err := killVM(ctx, pid, dir); err != nil {
-			return fmt.Errorf("destroy sandbox %s: %w", id, err)
-		}
-	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := destroyVMDir(ctx, d.sandboxDir(id)); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)
 	}
 	return nil
@@ -432,15 +471,18 @@ func (d *Driver) List(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// Close implements driver.Driver; VMs keep running.
+// Close implements driver.Driver: sandboxes' VMs keep running, spares
+// are destroyed (nothing else records them).
 func (d *Driver) Close() error {
+	d.pool.Close()
+	err := d.spares.Release()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for id, c := range d.channels {
 		c.close()
 		delete(d.channels, id)
 	}
-	return nil
+	return err
 }
 
 // shortHash is a short hex sha256 of parts.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -89,7 +90,8 @@ func (d *Driver) Resume(ctx context.Context, spec driver.Spec, dir string) (*dri
 	return d.restore(ctx, "resume sandbox", r, resumeSteps)
 }
 
-// Clone implements driver.Suspender.
+// Clone implements driver.Suspender. It claims a spare when a declared
+// pool (SetPools) keeps clones of dir of spec's shape.
 func (d *Driver) Clone(ctx context.Context, spec driver.Spec, dir string) (*driver.Handle, error) {
 	if err := checkID(spec.ID); err != nil {
 		return nil, err
@@ -110,6 +112,9 @@ func (d *Driver) Clone(ctx context.Context, spec driver.Spec, dir string) (*driv
 	}
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.KindOf(err), err, "clone into sandbox %s", spec.ID)
+	}
+	if h, err := d.claim(ctx, spec, warmpool.CloneShapeOf(spec, dir)); h != nil || err != nil {
+		return h, err // a declared pool of this checkpoint had a spare
 	}
 	r := &restoring{d: d, spec: spec, sdir: sdir, ckpt: dir, m: m}
 	return d.restore(ctx, "clone into sandbox", r, cloneSteps)
@@ -282,7 +287,7 @@ func (r *restoring) waitGuest(ctx context.Context) (func(context.Context) error,
 	deadline := time.Now().Add(r.d.cfg.StartTimeout)
 	for failures := 1; ; failures++ {
 		hctx, cancel := context.WithTimeout(ctx, agentPollTimeout)
-		err := guestRequest(hctx, r.d.channel(r.spec.ID), http.MethodGet, "/health", nil, http.StatusOK, http.StatusNoContent)
+		err := guestRequest(hctx, r.d.channelAt(r.spec.ID, r.sdir), http.MethodGet, "/health", nil, http.StatusOK, http.StatusNoContent)
 		cancel()
 		if err == nil {
 			return nil, nil
@@ -311,5 +316,5 @@ func (r *restoring) setHostname(ctx context.Context) (func(context.Context) erro
 		hostname = r.spec.ID
 	}
 	body, _ := json.Marshal(map[string]string{"hostname": hostname})
-	return nil, guestRequest(ctx, r.d.channel(r.spec.ID), http.MethodPost, "/init", body, http.StatusNoContent)
+	return nil, guestRequest(ctx, r.d.channelAt(r.spec.ID, r.sdir), http.MethodPost, "/init", body, http.StatusNoContent)
 }

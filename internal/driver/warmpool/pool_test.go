@@ -1,4 +1,4 @@
-package gvisor
+package warmpool
 
 import (
 	"context"
@@ -16,6 +16,9 @@ import (
 	"github.com/denhq/den/internal/driver"
 )
 
+// fakeSpare is a spare of the fake runtime.
+type fakeSpare struct{ id string }
+
 // fakeSpares records what a pool boots and destroys, without runsc.
 type fakeSpares struct {
 	mu        sync.Mutex
@@ -25,26 +28,26 @@ type fakeSpares struct {
 	block     chan struct{}  // when set, boots wait for it or ctx
 }
 
-func (f *fakeSpares) boot(ctx context.Context, sh shape) (spare, error) {
-	spec := sh.spec
+func (f *fakeSpares) boot(ctx context.Context, sh Shape) (fakeSpare, error) {
+	spec := sh.Spec
 	if f.block != nil {
 		select {
 		case <-f.block:
 		case <-ctx.Done():
-			return spare{}, ctx.Err()
+			return fakeSpare{}, ctx.Err()
 		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail[spec.MemoryMB] {
-		return spare{}, errors.New("boot failed")
+		return fakeSpare{}, errors.New("boot failed")
 	}
 	id := fmt.Sprintf("%d-%d", spec.MemoryMB, len(f.booted))
 	f.booted = append(f.booted, id)
-	return spare{id: id}, nil
+	return fakeSpare{id: id}, nil
 }
 
-func (f *fakeSpares) destroy(_ context.Context, sp spare) error {
+func (f *fakeSpares) destroy(_ context.Context, sp fakeSpare) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.destroyed = append(f.destroyed, sp.id)
@@ -57,14 +60,18 @@ func (f *fakeSpares) destroyedIDs() []string {
 	return slices.Sorted(slices.Values(f.destroyed))
 }
 
-func newFakePool(t *testing.T, size int, f *fakeSpares) *pool {
-	p := newPool(size, f.boot, f.destroy, slog.New(slog.DiscardHandler))
-	t.Cleanup(p.close)
+func newFakePool(t *testing.T, size int, f *fakeSpares) *Pool[fakeSpare] {
+	p := New(f.config(size))
+	t.Cleanup(p.Close)
 	return p
 }
 
-func testShape(mem int64) shape {
-	return shapeOf(driver.Spec{ID: "ignored", Image: driver.Image{Layers: []string{"/l"}}, MemoryMB: mem})
+func (f *fakeSpares) config(size int) Config[fakeSpare] {
+	return Config[fakeSpare]{Size: size, Boot: f.boot, Destroy: f.destroy, Name: func(sp fakeSpare) string { return sp.id }, Log: slog.New(slog.DiscardHandler)}
+}
+
+func testShape(mem int64) Shape {
+	return ShapeOf(driver.Spec{ID: "ignored", Image: driver.Image{Layers: []string{"/l"}}, MemoryMB: mem})
 }
 
 // poll waits until cond holds, failing t after a deadline.
@@ -82,7 +89,7 @@ func poll(t *testing.T, what string, cond func() bool) {
 func TestShapeIgnoresIDEnvHostname(t *testing.T) {
 	a := driver.Spec{ID: "a", Image: driver.Image{Ref: "x", Layers: []string{"/l"}}, MemoryMB: 1, Env: map[string]string{"A": "1"}, Hostname: "h"}
 	b := driver.Spec{ID: "b", Image: driver.Image{Ref: "y", Layers: []string{"/l"}}, MemoryMB: 1}
-	if shapeOf(a).key != shapeOf(b).key {
+	if ShapeOf(a).Key != ShapeOf(b).Key {
 		t.Errorf("specs differing in ID, ref, env and hostname have different shapes")
 	}
 	for name, change := range map[string]func(*driver.Spec){
@@ -96,7 +103,7 @@ func TestShapeIgnoresIDEnvHostname(t *testing.T) {
 	} {
 		c := b
 		change(&c)
-		if shapeOf(c).key == shapeOf(b).key {
+		if ShapeOf(c).Key == ShapeOf(b).Key {
 			t.Errorf("specs differing in %s have the same shape", name)
 		}
 	}
@@ -106,18 +113,18 @@ func TestPoolFillsTakesAndRefills(t *testing.T) {
 	f := &fakeSpares{}
 	p := newFakePool(t, 2, f)
 	sh := testShape(1)
-	if _, ok := p.take(sh.key); ok {
+	if _, ok := p.Take(sh.Key); ok {
 		t.Fatal("take from an empty pool succeeded")
 	}
-	p.use(sh)
-	poll(t, "2 spares", func() bool { return p.readyCount(sh.key) == 2 })
-	sp, ok := p.take(sh.key)
+	p.Use(sh)
+	poll(t, "2 spares", func() bool { return p.ReadyCount(sh.Key) == 2 })
+	sp, ok := p.Take(sh.Key)
 	if !ok || sp.id != "1-0" {
 		t.Fatalf("take = %+v, %v; want the first spare", sp, ok)
 	}
-	p.use(sh)
-	poll(t, "refill", func() bool { return p.readyCount(sh.key) == 2 })
-	if _, ok := p.take(testShape(2).key); ok {
+	p.Use(sh)
+	poll(t, "refill", func() bool { return p.ReadyCount(sh.Key) == 2 })
+	if _, ok := p.Take(testShape(2).Key); ok {
 		t.Error("take of another shape succeeded")
 	}
 }
@@ -126,67 +133,65 @@ func TestPoolEvictsLeastRecentShape(t *testing.T) {
 	f := &fakeSpares{}
 	p := newFakePool(t, 1, f)
 	for _, mem := range []int64{1, 2, 3} {
-		p.use(testShape(mem))
-		poll(t, "a spare", func() bool { return p.readyCount(testShape(mem).key) == 1 })
+		p.Use(testShape(mem))
+		poll(t, "a spare", func() bool { return p.ReadyCount(testShape(mem).Key) == 1 })
 	}
 	poll(t, "evicted spare destroyed", func() bool { return len(f.destroyedIDs()) == 1 })
 	if diff := cmp.Diff([]string{"1-0"}, f.destroyedIDs()); diff != "" {
 		t.Errorf("destroyed (-want +got):\n%s", diff)
 	}
-	if p.readyCount(testShape(1).key) != 0 || p.readyCount(testShape(2).key) != 1 {
-		t.Errorf("ready after eviction: shape 1 %d, shape 2 %d", p.readyCount(testShape(1).key), p.readyCount(testShape(2).key))
+	if p.ReadyCount(testShape(1).Key) != 0 || p.ReadyCount(testShape(2).Key) != 1 {
+		t.Errorf("ready after eviction: shape 1 %d, shape 2 %d", p.ReadyCount(testShape(1).Key), p.ReadyCount(testShape(2).Key))
 	}
 }
 
 func TestPoolDropsShapeThatFailsToBoot(t *testing.T) {
 	f := &fakeSpares{fail: map[int64]bool{1: true}}
 	p := newFakePool(t, 1, f)
-	p.use(testShape(1))
+	p.Use(testShape(1))
 	poll(t, "shape dropped", func() bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return len(p.shapes) == 0
+		return len(p.Shapes()) == 0
 	})
 }
 
 func TestPoolCloseDestroysSparesAndStopsBoot(t *testing.T) {
 	f := &fakeSpares{}
-	p := newPool(1, f.boot, f.destroy, slog.New(slog.DiscardHandler))
-	p.use(testShape(1))
-	poll(t, "a spare", func() bool { return p.readyCount(testShape(1).key) == 1 })
+	p := New(f.config(1))
+	p.Use(testShape(1))
+	poll(t, "a spare", func() bool { return p.ReadyCount(testShape(1).Key) == 1 })
 	f.block = make(chan struct{}) // the next boot hangs until close cancels it
-	p.use(testShape(2))
-	p.close()
+	p.Use(testShape(2))
+	p.Close()
 	if diff := cmp.Diff([]string{"1-0"}, f.destroyedIDs()); diff != "" {
 		t.Errorf("destroyed by close (-want +got):\n%s", diff)
 	}
-	if _, ok := p.take(testShape(1).key); ok {
+	if _, ok := p.Take(testShape(1).Key); ok {
 		t.Error("take after close succeeded")
 	}
-	p.close() // idempotent
+	p.Close() // idempotent
 }
 
 func TestPoolKeepsDeclaredPools(t *testing.T) {
 	f := &fakeSpares{}
 	p := newFakePool(t, 0, f) // the implicit pool is off
 	a, b := testShape(1), testShape(2)
-	p.setDeclared([]declared{{key: "a", sh: a, size: 3}, {key: "b", sh: b, size: 1}})
-	poll(t, "declared pools full", func() bool { return p.readyCount(a.key) == 3 && p.readyCount(b.key) == 1 })
-	if diff := cmp.Diff([]driver.PoolStatus{{Key: "a", Ready: 3, Size: 3}, {Key: "b", Ready: 1, Size: 1}}, p.status()); diff != "" {
+	p.SetPools([]driver.Pool{{Key: "a", Spec: a.Spec, Size: 3}, {Key: "b", Spec: b.Spec, Size: 1}})
+	poll(t, "declared pools full", func() bool { return p.ReadyCount(a.Key) == 3 && p.ReadyCount(b.Key) == 1 })
+	if diff := cmp.Diff([]driver.PoolStatus{{Key: "a", Ready: 3, Size: 3}, {Key: "b", Ready: 1, Size: 1}}, p.Status()); diff != "" {
 		t.Errorf("status (-want +got):\n%s", diff)
 	}
 	// A take is replaced without a use (declared pools refill on their own).
-	if _, ok := p.take(a.key); !ok {
+	if _, ok := p.Take(a.Key); !ok {
 		t.Fatal("take from a declared pool failed")
 	}
-	poll(t, "refill after take", func() bool { return p.readyCount(a.key) == 3 })
+	poll(t, "refill after take", func() bool { return p.ReadyCount(a.Key) == 3 })
 	// use of other shapes (implicit pool off) evicts nothing declared.
-	p.use(testShape(3))
+	p.Use(testShape(3))
 	// Shrinking destroys the excess; dropping a pool destroys its spares.
-	p.setDeclared([]declared{{key: "a", sh: a, size: 1}})
+	p.SetPools([]driver.Pool{{Key: "a", Spec: a.Spec, Size: 1}})
 	poll(t, "excess destroyed", func() bool { return len(f.destroyedIDs()) == 3 })
-	if p.readyCount(a.key) != 1 || p.readyCount(b.key) != 0 {
-		t.Errorf("after shrink: a %d, b %d ready", p.readyCount(a.key), p.readyCount(b.key))
+	if p.ReadyCount(a.Key) != 1 || p.ReadyCount(b.Key) != 0 {
+		t.Errorf("after shrink: a %d, b %d ready", p.ReadyCount(a.Key), p.ReadyCount(b.Key))
 	}
 }
 
@@ -194,32 +199,32 @@ func TestPoolDeclaredShapeSurvivesImplicitEviction(t *testing.T) {
 	f := &fakeSpares{}
 	p := newFakePool(t, 2, f)
 	a := testShape(1)
-	p.setDeclared([]declared{{key: "a", sh: a, size: 1}})
-	p.use(a) // the implicit pool wants 2 of a
-	poll(t, "2 spares of a", func() bool { return p.readyCount(a.key) == 2 })
-	p.use(testShape(2))
-	p.use(testShape(3)) // a leaves the implicit pool: only the declared 1 stays
-	poll(t, "a back to its declared size", func() bool { return p.readyCount(a.key) == 1 })
+	p.SetPools([]driver.Pool{{Key: "a", Spec: a.Spec, Size: 1}})
+	p.Use(a) // the implicit pool wants 2 of a
+	poll(t, "2 spares of a", func() bool { return p.ReadyCount(a.Key) == 2 })
+	p.Use(testShape(2))
+	p.Use(testShape(3)) // a leaves the implicit pool: only the declared 1 stays
+	poll(t, "a back to its declared size", func() bool { return p.ReadyCount(a.Key) == 1 })
 }
 
 func TestPoolDeclaredBootFailureBacksOff(t *testing.T) {
 	f := &fakeSpares{fail: map[int64]bool{1: true}}
 	p := newFakePool(t, 0, f)
 	a := testShape(1)
-	p.setDeclared([]declared{{key: "a", sh: a, size: 1}})
+	p.SetPools([]driver.Pool{{Key: "a", Spec: a.Spec, Size: 1}})
 	poll(t, "a back-off", func() bool {
-		st := p.status()
+		st := p.Status()
 		return len(st) == 1 && st[0].Waiting != ""
 	})
-	if st := p.status(); st[0].Ready != 0 || !strings.Contains(st[0].Waiting, "boot failed") {
+	if st := p.Status(); st[0].Ready != 0 || !strings.Contains(st[0].Waiting, "boot failed") {
 		t.Errorf("status of a failing pool: %+v", st)
 	}
 	f.mu.Lock()
 	f.fail = nil
 	f.mu.Unlock()
 	// The declared shape is kept and retried after the back-off.
-	poll(t, "retry after back-off", func() bool { return p.readyCount(a.key) == 1 })
-	if st := p.status(); st[0].Waiting != "" {
+	poll(t, "retry after back-off", func() bool { return p.ReadyCount(a.Key) == 1 })
+	if st := p.Status(); st[0].Waiting != "" {
 		t.Errorf("a full pool still waits: %+v", st)
 	}
 }
@@ -231,9 +236,9 @@ func TestPoolWaitsForHostMemory(t *testing.T) {
 	short := "no memory"
 	p.memory = func(driver.Spec) string { mu.Lock(); defer mu.Unlock(); return short }
 	a := testShape(1)
-	p.setDeclared([]declared{{key: "a", sh: a, size: 2}})
+	p.SetPools([]driver.Pool{{Key: "a", Spec: a.Spec, Size: 2}})
 	poll(t, "waiting for memory", func() bool {
-		st := p.status()
+		st := p.Status()
 		return len(st) == 1 && st[0].Waiting == "no memory"
 	})
 	f.mu.Lock()
@@ -245,15 +250,15 @@ func TestPoolWaitsForHostMemory(t *testing.T) {
 	mu.Lock()
 	short = ""
 	mu.Unlock()
-	poll(t, "fill once memory is back", func() bool { return p.readyCount(a.key) == 2 })
+	poll(t, "fill once memory is back", func() bool { return p.ReadyCount(a.Key) == 2 })
 }
 
 func TestCloneShapeDiffersByCheckpoint(t *testing.T) {
 	spec := driver.Spec{Image: driver.Image{Layers: []string{"/l"}}, MemoryMB: 1}
-	if cloneShapeOf(spec, "/snap/a").key == cloneShapeOf(spec, "/snap/b").key || cloneShapeOf(spec, "/snap/a").key == shapeOf(spec).key {
+	if CloneShapeOf(spec, "/snap/a").Key == CloneShapeOf(spec, "/snap/b").Key || CloneShapeOf(spec, "/snap/a").Key == ShapeOf(spec).Key {
 		t.Error("clone shapes of different checkpoints (or none) share a key")
 	}
-	if cloneShapeOf(spec, "").key != shapeOf(spec).key {
+	if CloneShapeOf(spec, "").Key != ShapeOf(spec).Key {
 		t.Error("a clone shape without a checkpoint differs from the plain shape")
 	}
 }
