@@ -120,6 +120,9 @@ type CreateSandboxRequest struct {
 	// GET /v1/info); empty means the node's default. A sandbox from a
 	// memory snapshot runs on the snapshot's runtime.
 	Runtime string `json:"runtime,omitempty"`
+	// Network is the sandbox's egress policy; omitted: the internet on,
+	// no rules.
+	Network *NetworkPolicy `json:"network,omitempty"`
 }
 
 // ApplyDefaults fills the zero fields of r with the documented defaults.
@@ -187,6 +190,9 @@ type Sandbox struct {
 	SnapshotBytes int64 `json:"snapshot_bytes,omitempty"`
 	// FromSnapshot is the snapshot the sandbox was started from, if any.
 	FromSnapshot string `json:"from_snapshot,omitempty"`
+	// Network is its egress policy; absent for a sandbox without a
+	// network.
+	Network *NetworkPolicy `json:"network,omitempty"`
 }
 
 // SandboxList is one page of sandboxes. NextPageToken is empty on the last page.

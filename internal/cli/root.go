@@ -82,7 +82,7 @@ func newRoot(up *cobra.Command, a *app) *cobra.Command {
 	pf.StringVar(&a.dataDir, "data-dir", "", "den's data directory (default: $DEN_DATA_DIR, /var/lib/den for root, else ~/.local/share/den)")
 	pf.BoolVar(&a.json, "json", false, "print JSON instead of text")
 	root.SetFlagErrorFunc(flagError)
-	root.AddCommand(a.createCmd(), a.infoCmd(), a.nodeCmd(), a.lsCmd(), a.getCmd(), a.rmCmd(), a.suspendCmd(), a.resumeCmd(), a.snapshotCmd(), a.poolCmd(), a.kernelCmd(), a.forkCmd(), a.execCmd(), a.runCmd(),
+	root.AddCommand(a.createCmd(), a.infoCmd(), a.nodeCmd(), a.netCmd(), a.lsCmd(), a.getCmd(), a.rmCmd(), a.suspendCmd(), a.resumeCmd(), a.snapshotCmd(), a.poolCmd(), a.kernelCmd(), a.forkCmd(), a.execCmd(), a.runCmd(),
 		a.cpCmd(), a.imageCmd(), a.versionCmd(), a.benchCmd())
 	if up != nil {
 		root.AddCommand(up)

@@ -30,6 +30,8 @@ type createFlags struct {
 	timeoutAction, idleAction string
 	idleTimeout               secondsFlag
 	snapshot, pool, runtime   string
+	noInternet                bool
+	allow, deny               []string
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet) {
@@ -46,6 +48,9 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.snapshot, "snapshot", "", "start from this snapshot (ID or name): it continues where the snapshot was; no IMAGE, --cpus, --memory, --disk or --env")
 	fs.StringVar(&f.pool, "pool", "", "claim a ready sandbox from this warm pool (ID or name; see `den pool`); no IMAGE, --snapshot, --cpus, --memory or --disk")
 	fs.StringVar(&f.runtime, "runtime", "", "runtime to run it on: gvisor or qemu (a microVM with its own Linux kernel); see `den info` (default: the server's)")
+	fs.BoolVar(&f.noInternet, "no-internet", false, "no internet for the sandbox, but what --allow names")
+	fs.StringArrayVar(&f.allow, "allow", nil, "let the sandbox reach only this IPv4 address, CIDR, domain or *.domain (repeatable; the internet is then off but for these)")
+	fs.StringArrayVar(&f.deny, "deny", nil, "refuse this IPv4 address, CIDR, domain or *.domain (repeatable)")
 	f.timeoutIsSet = func() bool { return fs.Changed("timeout") }
 }
 
@@ -74,6 +79,10 @@ func (f *secondsFlag) Set(v string) error {
 func (f *createFlags) request(cmd *cobra.Command, image string) (rest.CreateSandboxRequest, error) {
 	req := rest.CreateSandboxRequest{Image: image, Name: f.name, CPUs: f.cpus, MemoryMB: f.memory, DiskMB: f.disk,
 		TimeoutAction: f.timeoutAction, IdleTimeout: int64(f.idleTimeout), IdleAction: f.idleAction, Snapshot: f.snapshot, Pool: f.pool, Runtime: f.runtime}
+	if f.noInternet || len(f.allow) > 0 || len(f.deny) > 0 {
+		on := !f.noInternet && len(f.allow) == 0 // --allow: only what it names
+		req.Network = &rest.NetworkPolicy{Internet: &on, Allow: f.allow, Deny: f.deny}
+	}
 	var err error
 	if req.Env, err = parsePairs(cmd, "--env", f.env); err != nil {
 		return req, err

@@ -6,6 +6,7 @@ package daemon
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +42,14 @@ type Config struct {
 	WarmPool int
 	// VMWarmPool is WarmPool for the qemu runtime's VMs.
 	VMWarmPool int
+	// NoNetwork leaves sandboxes without networks (loopback only).
+	NoNetwork bool
+	// SandboxCIDR is the IPv4 /16 of sandbox addresses; empty: a free one
+	// of 10.88.0.0/16 ... 10.127.0.0/16, kept across restarts.
+	SandboxCIDR string
+	// SandboxDNS are the upstream servers (host:port) of den's resolver;
+	// empty: the host's /etc/resolv.conf.
+	SandboxDNS []string
 	// Runtimes are the sandbox runtimes, the default first: "gvisor"
 	// (required: image builds run on it) and "qemu". Nil means gvisor,
 	// plus qemu when qemu-system-x86_64 is on $PATH.
@@ -97,6 +106,16 @@ func (c *Config) Validate() error {
 	}
 	if c.WarmPool < 0 || c.WarmPool > 64 {
 		return errdefs.New(errdefs.InvalidArgument, "--warm-pool must be between 0 and 64, got %d", c.WarmPool)
+	}
+	if c.SandboxCIDR != "" {
+		if p, err := netip.ParsePrefix(c.SandboxCIDR); err != nil || !p.Addr().Is4() || p.Bits() != 16 {
+			return errdefs.New(errdefs.InvalidArgument, "--sandbox-cidr %q is not an IPv4 /16 (e.g. 10.88.0.0/16)", c.SandboxCIDR)
+		}
+	}
+	for _, s := range c.SandboxDNS {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return errdefs.New(errdefs.InvalidArgument, "--sandbox-dns %q is not host:port (e.g. 1.1.1.1:53)", s)
+		}
 	}
 	if c.VMWarmPool < 0 || c.VMWarmPool > 64 {
 		return errdefs.New(errdefs.InvalidArgument, "--vm-warm-pool must be between 0 and 64, got %d", c.VMWarmPool)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/denhq/den/internal/e2b"
 	"github.com/denhq/den/internal/image"
 	"github.com/denhq/den/internal/node"
+	"github.com/denhq/den/internal/sandboxnet"
 	"github.com/denhq/den/internal/server"
 	"github.com/denhq/den/internal/store"
 	"github.com/denhq/den/internal/vmkernel"
@@ -49,7 +51,11 @@ func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	drivers, err := openDrivers(ctx, cfg, errOut, log)
+	nets := openNetworks(cfg, log)
+	if nets != nil {
+		defer nets.Close() // the resolver; networks outlive den with their sandboxes
+	}
+	drivers, err := openDrivers(ctx, cfg, nets, errOut, log)
 	if err != nil {
 		return err
 	}
@@ -59,7 +65,7 @@ func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logge
 		}
 	}()
 	n, err := node.New(node.Config{ID: cfg.NodeID, Driver: drivers[0], Runtimes: drivers[1:], Images: images, Store: st, Logger: log,
-		SnapshotDir: filepath.Join(cfg.DataDir, "snapshots"), Layers: images})
+		SnapshotDir: filepath.Join(cfg.DataDir, "snapshots"), Layers: images, Networks: nets})
 	if err != nil {
 		return err
 	}
@@ -235,7 +241,7 @@ func readEnvFile(path string) map[string]string {
 // full first start (cfg.BuildBase) it fetches the QEMU runtime's guest
 // kernel when none is there; without one, QEMU creates fail saying how
 // to fetch it.
-func openDrivers(ctx context.Context, cfg Config, errOut io.Writer, log *slog.Logger) ([]driver.Driver, error) {
+func openDrivers(ctx context.Context, cfg Config, nets *sandboxnet.Manager, errOut io.Writer, log *slog.Logger) ([]driver.Driver, error) {
 	var out []driver.Driver
 	fail := func(err error) ([]driver.Driver, error) {
 		for _, d := range out {
@@ -248,7 +254,7 @@ func openDrivers(ctx context.Context, cfg Config, errOut io.Writer, log *slog.Lo
 		case "gvisor":
 			d, err := gvisor.New(gvisor.Config{
 				RunscPath: cfg.RunscPath, GuestBinary: cfg.GuestBinary, Platform: cfg.Platform,
-				StateDir: filepath.Join(cfg.DataDir, "sandboxes"), WarmPool: cfg.WarmPool,
+				StateDir: filepath.Join(cfg.DataDir, "sandboxes"), WarmPool: cfg.WarmPool, Networks: nets,
 				WarmupScript: gvisor.DefaultWarmupScript, Logger: log,
 			})
 			if err != nil {
@@ -274,4 +280,29 @@ func openDrivers(ctx context.Context, cfg Config, errOut io.Writer, log *slog.Lo
 		}
 	}
 	return out, nil
+}
+
+// openNetworks opens the sandbox network manager (<data>/net) and starts
+// den's resolver. Without it (--no-network, or a host whose kernel lacks
+// what it needs) sandboxes have loopback only: den says so and goes on.
+func openNetworks(cfg Config, log *slog.Logger) *sandboxnet.Manager {
+	if cfg.NoNetwork {
+		log.Info("sandbox networking is off (--no-network): sandboxes have loopback only")
+		return nil
+	}
+	var cidr netip.Prefix
+	if cfg.SandboxCIDR != "" {
+		cidr = netip.MustParsePrefix(cfg.SandboxCIDR) // checked by Validate
+	}
+	m, err := sandboxnet.Open(sandboxnet.Config{StateDir: filepath.Join(cfg.DataDir, "net"), CIDR: cidr, Logger: log})
+	if err != nil {
+		log.Warn("sandbox networking is off: sandboxes have loopback only", "err", err)
+		return nil
+	}
+	if err := m.StartDNS(cfg.SandboxDNS); err != nil {
+		log.Warn("sandbox networking is off: den's DNS resolver did not start; sandboxes have loopback only", "err", err)
+		return nil
+	}
+	log.Info("sandbox networks ready", "cidr", m.CIDR(), "dns", m.DNS())
+	return m
 }

@@ -80,6 +80,7 @@ func (a *api) createRequest(p server.Principal, req newSandbox) (rest.CreateSand
 	if req.AutoPause {
 		creq.TimeoutAction = rest.ActionSuspend // paused, not killed, when the timeout passes
 	}
+	creq.Network = networkOf(req)
 	user := cmp.Or(tpl.User, defaultUser)
 	if a.cfg.Service.ImageHasUser(tpl.Image, user) {
 		creq.User = user
@@ -384,4 +385,24 @@ func parseLimit(q url.Values, f *store.SandboxFilter) error {
 	}
 	f.Limit = n
 	return nil
+}
+
+// networkOf is the egress policy of an E2B create: allow_internet_access
+// (default true) and network's lists, where denying ALL_TRAFFIC is the
+// internet off.
+func networkOf(req newSandbox) *rest.NetworkPolicy {
+	on := req.AllowInternetAccess == nil || *req.AllowInternetAccess
+	p := &rest.NetworkPolicy{}
+	if req.Network != nil {
+		p.Allow = req.Network.AllowOut
+		for _, r := range req.Network.DenyOut {
+			if r == allTraffic {
+				on = false
+				continue
+			}
+			p.Deny = append(p.Deny, r)
+		}
+	}
+	p.Internet = &on
+	return p
 }

@@ -15,18 +15,32 @@ const (
 )
 
 // newSandbox is E2B's NewSandbox request. AutoPause makes the timeout
-// suspend the sandbox instead of removing it. Fields den does not model
-// (mcp, network, iam, volumeMounts, autoResume) are ignored: den always
-// resumes a paused sandbox that sandbox traffic names.
+// suspend the sandbox instead of removing it; AllowInternetAccess and
+// Network are its egress policy. Fields den does not model (mcp, iam,
+// volumeMounts, autoResume) are ignored: den always resumes a paused
+// sandbox that sandbox traffic names.
 type newSandbox struct {
 	TemplateID          string            `json:"templateID"`
 	Timeout             *int64            `json:"timeout"`
 	AutoPause           bool              `json:"autoPause"`
 	Secure              *bool             `json:"secure"`
 	AllowInternetAccess *bool             `json:"allow_internet_access"`
+	Network             *networkConfig    `json:"network"`
 	Metadata            map[string]string `json:"metadata"`
 	EnvVars             map[string]string `json:"envVars"`
 }
+
+// networkConfig is E2B's SandboxNetworkConfig: egress allow and deny
+// lists (addresses, CIDRs, domains), allow winning over deny; "0.0.0.0/0"
+// in denyOut shuts everything allowOut does not name. Its public-traffic
+// fields are not modelled.
+type networkConfig struct {
+	AllowOut []string `json:"allowOut"`
+	DenyOut  []string `json:"denyOut"`
+}
+
+// allTraffic is E2B's ALL_TRAFFIC rule.
+const allTraffic = "0.0.0.0/0"
 
 // timeoutBody is the body of connect and timeout requests.
 type timeoutBody struct {

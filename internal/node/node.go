@@ -22,6 +22,7 @@ import (
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/sandboxnet"
 	"github.com/denhq/den/internal/snapshot"
 	"github.com/denhq/den/internal/store"
 )
@@ -49,6 +50,9 @@ type Config struct {
 	// state so a driver can write there cheaply. Empty turns suspend off
 	// even when the driver implements driver.Suspender.
 	SnapshotDir string
+	// Networks gives sandboxes their networks and enforces their policies;
+	// the drivers hold the same manager. Nil: sandboxes have no network.
+	Networks *sandboxnet.Manager
 	// Layers is the image store (*image.Store) that filesystem snapshots
 	// commit their layer to and record their image in; nil turns
 	// filesystem snapshots off. They also need SnapshotDir.
@@ -187,7 +191,7 @@ func (n *Node) createOnDriver(ctx context.Context, sb *store.Sandbox) (json.RawM
 func specOf(sb *store.Sandbox, img driver.Image) driver.Spec {
 	return driver.Spec{
 		ID: sb.ID, Image: img, CPUs: sb.CPUs, MemoryMB: sb.MemoryMB, DiskMB: sb.DiskMB,
-		Env: sb.Env, Hostname: hostname(sb), User: sb.User,
+		Env: sb.Env, Hostname: hostname(sb), User: sb.User, Network: policyOf(sb.Network),
 	}
 }
 

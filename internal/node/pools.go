@@ -137,7 +137,7 @@ func (n *Node) declarePool(snap *store.Snapshot, rec *store.Pool) (driver.Pool, 
 		if err != nil {
 			return driver.Pool{}, fmt.Errorf("image %s: %w", rec.Image, err)
 		}
-		spec := driver.Spec{Image: img, CPUs: rec.CPUs, MemoryMB: rec.MemoryMB, DiskMB: rec.DiskMB, User: rec.User}
+		spec := driver.Spec{Image: img, CPUs: rec.CPUs, MemoryMB: rec.MemoryMB, DiskMB: rec.DiskMB, User: rec.User, Network: networkOn()}
 		return driver.Pool{Key: rec.ID, Spec: spec, Size: rec.Size}, nil
 	}
 	obj, err := snap.SandboxSnapshot(rec.Snapshot)
@@ -150,7 +150,7 @@ func (n *Node) declarePool(snap *store.Snapshot, rec *store.Pool) (driver.Pool, 
 		if err != nil {
 			return driver.Pool{}, fmt.Errorf("image of snapshot %s: %w", obj.ID, err)
 		}
-		spec := driver.Spec{Image: img, CPUs: rec.CPUs, MemoryMB: rec.MemoryMB, DiskMB: rec.DiskMB, User: rec.User}
+		spec := driver.Spec{Image: img, CPUs: rec.CPUs, MemoryMB: rec.MemoryMB, DiskMB: rec.DiskMB, User: rec.User, Network: networkOn()}
 		return driver.Pool{Key: rec.ID, Spec: spec, Size: rec.Size}, nil
 	}
 	n.pools.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/store"
 )
@@ -34,7 +35,34 @@ func (n *Node) Recover(ctx context.Context) error {
 	if err := n.pruneSnapshots(); err != nil {
 		return err
 	}
-	return n.destroyStaleSteps(ctx)
+	if err := n.destroyStaleSteps(ctx); err != nil {
+		return err
+	}
+	n.pruneNetworks()
+	return nil
+}
+
+// pruneNetworks removes the networks no live sandbox has: those of
+// sandboxes destroyed while den was down or whose create crashed. Spares'
+// networks are their drivers' (each driver's New cleans up its dead
+// instances' spares).
+func (n *Node) pruneNetworks() {
+	nets := n.cfg.Networks
+	if nets == nil {
+		return
+	}
+	snap := n.cfg.Store.Snapshot()
+	for _, id := range nets.IDs() {
+		if strings.HasPrefix(id, warmpool.IDPrefix) {
+			continue
+		}
+		if sb, err := snap.Sandbox(id); err == nil && !store.IsTerminal(sb.State) {
+			continue
+		}
+		if err := nets.Teardown(id); err != nil {
+			n.log.Warn("remove the network of a gone sandbox", "sandbox", id, "err", err)
+		}
+	}
 }
 
 // destroyStaleSteps destroys the build step sandboxes the driver lists

@@ -117,6 +117,7 @@ func (spec *StepSpec) driverSpec(id string) driver.Spec {
 		CPUs:     cpus,
 		MemoryMB: mem,
 		UpperDir: spec.Upper,
+		Network:  networkOn(), // RUN steps fetch packages, as with docker build
 	}
 }
 

@@ -54,17 +54,24 @@ func (m *Manager) StartDNS(upstreams []string) error {
 	return nil
 }
 
-// Close stops the resolver. Networks and their rules stay: sandboxes
-// outlive den.
+// Close stops the resolver. Networks and their rules stay (sandboxes
+// outlive den); when none is left, so that a den that stops cleanly leaves
+// nothing behind, it also removes the table and the DNS address, which
+// the next Open makes again.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	srv := m.resolver
 	m.resolver = nil
+	empty := len(m.ids) == 0
 	m.mu.Unlock()
-	if srv == nil {
-		return nil
+	var errs []error
+	if srv != nil {
+		errs = append(errs, srv.Close())
 	}
-	return srv.Close()
+	if empty {
+		errs = append(errs, m.removeHost())
+	}
+	return errors.Join(errs...)
 }
 
 // dnsClient is the resolver's view of the sandbox at src.
@@ -74,9 +81,10 @@ func (m *Manager) dnsClient(src netip.Addr) (dnsfilter.Client, bool) {
 		return dnsfilter.Client{}, false
 	}
 	cl := dnsfilter.Client{Allowed: c.nameAllowed}
-	if !c.defaultAccept() {
-		// Only an allow list needs the addresses: otherwise they are open.
-		cl.Learned = func(name string, addrs []netip.Addr, ttl time.Duration) { m.learn(n, id, addrs, ttl) }
+	if c.learns() {
+		// Allowed names' addresses pass even where the default or a deny
+		// rule would drop them.
+		cl.Learned = func(name string, addrs []netip.Addr, ttl time.Duration) { m.learn(n, id, name, addrs, ttl) }
 	}
 	return cl, true
 }

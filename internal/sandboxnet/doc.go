@@ -19,10 +19,11 @@
 // link-local and metadata addresses, loopback, multicast and the private
 // ranges, unless an allow rule names them (den's /16 never). Then, in
 // order: allowed CIDRs and the addresses the resolver learned for allowed
-// names accept; denied CIDRs drop; the rest accepts when Internet is on and
-// no allow rule exists, else drops. Names are checked by den's resolver:
-// a denied name, or any name not allowed when allow rules exist or the
-// internet is off, is NXDOMAIN, and nothing is asked upstream. IPv6 is
+// names accept; denied CIDRs drop; the rest follows Internet. Allow rules
+// thus win over deny rules, as E2B's allowOut over denyOut, and "only
+// these" is the internet off with allow rules. Names are checked by den's
+// resolver: an allowed name resolves, then a denied one is NXDOMAIN, then
+// the rest follows Internet; nothing refused is asked upstream. IPv6 is
 // dropped.
 //
 // Lifetime. Setup makes a slot for an ID (a sandbox, or a driver's spare),

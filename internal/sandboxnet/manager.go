@@ -67,6 +67,16 @@ type slotState struct {
 	id     string
 	policy Policy
 	c      compiled
+	// learned are the addresses the resolver opened, by name, so that a
+	// policy change keeps those of names it still allows and drops the
+	// rest at once.
+	learned map[string]learnedAddrs
+}
+
+// learnedAddrs are a name's addresses and when they close.
+type learnedAddrs struct {
+	addrs []netip.Addr
+	until time.Time
 }
 
 // Open prepares the host (IPv4 forwarding, the DNS address, the nftables
@@ -336,7 +346,8 @@ func (m *Manager) Policy(id string) (Policy, error) {
 }
 
 // SetPolicy replaces id's policy; new connections follow it at once.
-// Addresses learned for names stay until their TTL ends.
+// Addresses learned for names it still allows stay until their TTL ends;
+// the others close now.
 func (m *Manager) SetPolicy(id string, pol Policy) error {
 	pol, err := pol.Normalize()
 	if err != nil {
@@ -352,10 +363,29 @@ func (m *Manager) SetPolicy(id string, pol Policy) error {
 	if err := m.writeRecord(n, record{ID: id, Policy: pol}); err != nil {
 		return fmt.Errorf("network policy of %s: %w", id, err)
 	}
-	if err := m.nft(func(conn *nftables.Conn) error { m.tab.setSlotPolicy(conn, n, c); return nil }); err != nil {
+	s := m.slots[n]
+	// The learned addresses of names the new policy still allows stay,
+	// the others go with the old rules, in one batch.
+	now := time.Now()
+	keep := map[string]learnedAddrs{}
+	for name, l := range s.learned {
+		if now.Before(l.until) && c.nameAllowed(name) && c.learns() {
+			keep[name] = l
+		}
+	}
+	err = m.nft(func(conn *nftables.Conn) error {
+		m.tab.setSlotPolicy(conn, n, c)
+		for _, l := range keep {
+			if err := m.tab.learn(conn, n, l.addrs, l.until.Sub(now)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("network policy of %s: nftables: %w", id, err)
 	}
-	m.slots[n].policy, m.slots[n].c = pol, c
+	s.policy, s.c, s.learned = pol, c, keep
 	return nil
 }
 
@@ -401,12 +431,23 @@ func (m *Manager) client(a netip.Addr) (n int, id string, c compiled, ok bool) {
 }
 
 // learn lets slot n reach addrs for ttl, if the slot still belongs to id.
-func (m *Manager) learn(n int, id string, addrs []netip.Addr, ttl time.Duration) {
+func (m *Manager) learn(n int, id, name string, addrs []netip.Addr, ttl time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s, ok := m.slots[n]; !ok || s.id != id {
+	s, ok := m.slots[n]
+	if !ok || s.id != id {
 		return
 	}
+	now := time.Now()
+	if s.learned == nil {
+		s.learned = map[string]learnedAddrs{}
+	}
+	for name, l := range s.learned {
+		if now.After(l.until) {
+			delete(s.learned, name)
+		}
+	}
+	s.learned[name] = learnedAddrs{addrs: addrs, until: now.Add(ttl)}
 	if err := m.nft(func(c *nftables.Conn) error { return m.tab.learn(c, n, addrs, ttl) }); err != nil {
 		m.log.Warn("add learned addresses", "slot", n, "err", err)
 	}
@@ -416,11 +457,20 @@ func (m *Manager) learn(n int, id string, addrs []netip.Addr, ttl time.Duration)
 // the nftables table and the DNS address (for tests, and for a den whose
 // data is being deleted). IPv4 forwarding stays on.
 func (m *Manager) Remove() error {
-	errs := []error{m.Close()}
+	var errs []error
 	for _, id := range m.IDs() {
 		errs = append(errs, m.Teardown(id))
 	}
-	errs = append(errs, m.nft(func(c *nftables.Conn) error { c.DelTable(m.tab.t); return nil }))
+	errs = append(errs, m.Close()) // and removeHost, none being left
+	return errors.Join(errs...)
+}
+
+// removeHost removes the nftables table and the DNS address.
+func (m *Manager) removeHost() error {
+	var errs []error
+	if err := m.nft(func(c *nftables.Conn) error { c.DelTable(m.tab.t); return nil }); err != nil && !errors.Is(err, unix.ENOENT) {
+		errs = append(errs, fmt.Errorf("remove the nftables table: %w", err))
+	}
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		if err := netlink.AddrDel(lo, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(m.DNS(), 32))}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			errs = append(errs, fmt.Errorf("remove the DNS address: %w", err))

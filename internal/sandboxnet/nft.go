@@ -162,10 +162,11 @@ func (t *table) slotRules(c *nftables.Conn, ch *nftables.Chain, n int, pol compi
 	}
 }
 
-// setSlotPolicy replaces slot n's rules; its learned addresses stay.
+// setSlotPolicy replaces slot n's rules and empties its learned set.
 func (t *table) setSlotPolicy(c *nftables.Conn, n int, pol compiled) {
 	ch := t.slotChain(n)
 	c.FlushChain(ch)
+	c.FlushSet(t.learnedSet(n))
 	t.slotRules(c, ch, n, pol)
 }
 

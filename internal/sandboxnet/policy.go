@@ -12,12 +12,13 @@ import (
 // its rules combine. The zero Policy refuses everything; DefaultPolicy
 // is what a sandbox gets unless it asks otherwise.
 type Policy struct {
-	// Internet lets the sandbox reach addresses no rule names (while no
-	// allow rule exists).
+	// Internet lets the sandbox reach what no rule names.
 	Internet bool `json:"internet"`
 	// Allow and Deny are rules: an IPv4 address or CIDR, a domain
 	// ("example.com": that name only), or "*.example.com" (its
-	// subdomains, not itself).
+	// subdomains, not itself). Allow rules win over deny rules (as E2B's
+	// allowOut over denyOut): an allow list with the internet off lets
+	// through only what it names.
 	Allow []string `json:"allow,omitempty"`
 	Deny  []string `json:"deny,omitempty"`
 }
@@ -34,7 +35,6 @@ type compiled struct {
 	allowNets, denyNets     []netip.Prefix
 	allowNames, denyNames   []string // exact names
 	allowSuffix, denySuffix []string // ".example.com" for "*.example.com"
-	allowList               bool     // any allow rule: default deny
 }
 
 // Validate checks p's rules, InvalidArgument naming a bad one.
@@ -123,7 +123,7 @@ func (p Policy) compile() (compiled, error) {
 	if err != nil {
 		return compiled{}, err
 	}
-	c := compiled{internet: n.Internet, allowList: len(n.Allow) > 0}
+	c := compiled{internet: n.Internet}
 	add := func(r string, nets *[]netip.Prefix, names, suffixes *[]string) {
 		if pfx, err := netip.ParsePrefix(r); err == nil {
 			*nets = append(*nets, pfx)
@@ -156,14 +156,18 @@ func (c compiled) nameAllowed(name string) bool {
 		}
 		return false
 	}
+	if match(c.allowNames, c.allowSuffix) {
+		return true
+	}
 	if match(c.denyNames, c.denySuffix) {
 		return false
-	}
-	if c.allowList {
-		return match(c.allowNames, c.allowSuffix)
 	}
 	return c.internet
 }
 
 // defaultAccept reports whether packets no rule names are accepted.
-func (c compiled) defaultAccept() bool { return c.internet && !c.allowList }
+func (c compiled) defaultAccept() bool { return c.internet }
+
+// learns reports whether the resolver must open the addresses of allowed
+// names: when the policy has name rules to let through.
+func (c compiled) learns() bool { return len(c.allowNames)+len(c.allowSuffix) > 0 }

@@ -25,10 +25,17 @@ func TestPolicyValidation(t *testing.T) {
 			t.Errorf("deny list: nameAllowed(%s) != %v", name, want)
 		}
 	}
-	c, _ = Policy{Internet: true, Allow: []string{"example.test"}}.compile()
+	c, _ = Policy{Internet: false, Allow: []string{"example.test"}}.compile()
 	for name, want := range map[string]bool{"example.test": true, "other.test": false, "a.example.test": false} {
 		if c.nameAllowed(name) != want {
 			t.Errorf("allow list: nameAllowed(%s) != %v", name, want)
+		}
+	}
+	// Allow rules win over deny rules, as E2B's allowOut over denyOut.
+	c, _ = Policy{Internet: true, Allow: []string{"x.evil.org"}, Deny: []string{"*.evil.org"}}.compile()
+	for name, want := range map[string]bool{"x.evil.org": true, "y.evil.org": false, "good.com": true} {
+		if c.nameAllowed(name) != want {
+			t.Errorf("allow over deny: nameAllowed(%s) != %v", name, want)
 		}
 	}
 }

@@ -93,11 +93,11 @@ func TestPolicies(t *testing.T) {
 	reach(t, "default policy", nt, map[string]bool{a: true, b: true, meta: false})
 	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: false}))
 	reach(t, "internet off", nt, map[string]bool{a: false, b: false})
-	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: true, Allow: []string{"198.51.100.10"}}))
+	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: false, Allow: []string{"198.51.100.10"}}))
 	reach(t, "allow one address", nt, map[string]bool{a: true, b: false})
 	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: true, Deny: []string{"198.51.100.11/32"}}))
 	reach(t, "deny one address", nt, map[string]bool{a: true, b: false})
-	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: true, Allow: []string{"169.254.169.254/32"}}))
+	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: false, Allow: []string{"169.254.169.254/32"}}))
 	reach(t, "metadata allowed by CIDR", nt, map[string]bool{meta: true, a: false})
 }
 
@@ -223,7 +223,7 @@ func TestDomainPolicy(t *testing.T) {
 	in := fakeinternet.New(t)
 	in.ServeDNS(t, map[string]string{"example.test": "198.51.100.10", "other.test": "198.51.100.11"})
 	must(t, m.StartDNS([]string{"198.51.100.53:53"}))
-	nt, err := m.Setup("sb-1", sandboxnet.Policy{Internet: true, Allow: []string{"example.test"}})
+	nt, err := m.Setup("sb-1", sandboxnet.Policy{Internet: false, Allow: []string{"example.test"}})
 	must(t, err)
 	dnsAddr := nt.DNS.String()
 	reach(t, "before any lookup", nt, map[string]bool{"198.51.100.10:80": false})
@@ -237,6 +237,12 @@ func TestDomainPolicy(t *testing.T) {
 		t.Errorf("a lookup at another server answered %q: DNS must obey the policy", got)
 	}
 	reach(t, "allow example.test", nt, map[string]bool{"198.51.100.10:80": true, "198.51.100.11:80": false})
+	// A policy that no longer allows example.test closes its address at
+	// once, without waiting for the TTL; one that still does keeps it.
+	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: false, Allow: []string{"example.test", "x.test"}}))
+	reach(t, "still allowed", nt, map[string]bool{"198.51.100.10:80": true})
+	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: false, Allow: []string{"x.test"}}))
+	reach(t, "no longer allowed", nt, map[string]bool{"198.51.100.10:80": false})
 
 	// Default policy: every name resolves, nothing is learned.
 	must(t, m.SetPolicy("sb-1", sandboxnet.DefaultPolicy()))

@@ -112,6 +112,19 @@ func (n *stubNode) Resources() node.Resources {
 	return node.Resources{CPUs: 4, MemoryMB: 8192, MemoryAvailableMB: 4096}
 }
 
+func (n *stubNode) SetNetwork(ctx context.Context, id string, pol store.NetworkPolicy) (*store.Sandbox, error) {
+	for {
+		sb, err := n.store.Snapshot().Sandbox(id)
+		if err != nil {
+			return nil, err
+		}
+		sb.Network = &pol
+		if err := n.store.UpdateSandbox(ctx, sb); !errdefs.Is(err, errdefs.Conflict) {
+			return sb, err
+		}
+	}
+}
+
 func (n *stubNode) Runtime(name string) (node.RuntimeInfo, error) {
 	rt := n.Runtimes()[0]
 	if name != "" && name != rt.Name {

@@ -45,8 +45,12 @@ func (s *Server) newSandboxRecord(req rest.CreateSandboxRequest, p Principal) (*
 	if !rt.Suspend && (req.TimeoutAction == rest.ActionSuspend || req.IdleAction == rest.ActionSuspend) {
 		return nil, errdefs.New(errdefs.Unsupported, `runtime %s cannot suspend sandboxes: timeout_action and idle_action must be "kill"`, rt.Name)
 	}
+	pol, err := networkPolicy(req.Network)
+	if err != nil {
+		return nil, err
+	}
 	return &store.Sandbox{
-		ID: newSandboxID(), Name: req.Name, Tenant: p.Tenant, Image: req.Image,
+		ID: newSandboxID(), Name: req.Name, Tenant: p.Tenant, Image: req.Image, Network: pol,
 		State: rest.StateStarting, Runtime: rt.Name, Node: s.cfg.Node.ID(),
 		CPUs: req.CPUs, MemoryMB: req.MemoryMB, DiskMB: req.DiskMB,
 		Env: req.Env, Metadata: req.Metadata, TimeoutSec: *req.Timeout, TimeoutAction: req.TimeoutAction,
@@ -202,7 +206,7 @@ func (s *Server) toREST(sb *store.Sandbox) rest.Sandbox {
 		Runtime: sb.Runtime, Node: sb.Node, CPUs: sb.CPUs, MemoryMB: sb.MemoryMB, DiskMB: sb.DiskMB,
 		Metadata: sb.Metadata, Timeout: sb.TimeoutSec, IdleTimeout: sb.IdleTimeoutSec, CreatedAt: sb.CreatedAt,
 		StartedAt: timeOrNil(sb.StartedAt), ExpiresAt: timeOrNil(sb.ExpiresAt), SuspendedAt: timeOrNil(sb.SuspendedAt),
-		FromSnapshot: sb.FromSnapshot,
+		FromSnapshot: sb.FromSnapshot, Network: networkREST(sb.Network),
 	}
 	if sb.TimeoutSec > 0 {
 		out.TimeoutAction = actionOf(sb.TimeoutAction)

@@ -22,6 +22,17 @@ func timePtr(t time.Time) *time.Time { return &t }
 
 var idRE = regexp.MustCompile(`^[a-z][a-z0-9]{19}$`)
 
+// netPolicy is a network policy as the API shows it: internet on or off,
+// the allow rules given, and "*.evil.org" denied when internet is off
+// (TestCreate's "every field").
+func netPolicy(internet bool, allow ...string) *rest.NetworkPolicy {
+	p := &rest.NetworkPolicy{Internet: &internet, Allow: allow}
+	if !internet {
+		p.Deny = []string{"*.evil.org"}
+	}
+	return p
+}
+
 func TestCreate(t *testing.T) {
 	t.Parallel()
 	e := newTestEnv(t)
@@ -34,7 +45,7 @@ func TestCreate(t *testing.T) {
 			name: "defaults",
 			body: `{"image":"busybox"}`,
 			want: rest.Sandbox{
-				Image: "busybox", State: "running", Runtime: "stub", Node: nodeID,
+				Image: "busybox", State: "running", Runtime: "stub", Node: nodeID, Network: netPolicy(true),
 				CPUs: 1, MemoryMB: 512, DiskMB: 2048, Timeout: 300, TimeoutAction: "kill",
 				CreatedAt: t0, StartedAt: timePtr(t0), ExpiresAt: timePtr(t0.Add(300 * time.Second)),
 			},
@@ -43,10 +54,12 @@ func TestCreate(t *testing.T) {
 			name: "every field",
 			body: `{"image":"busybox","name":"web-1","cpus":2.5,"memory_mb":1024,"disk_mb":4096,
 				"env":{"FOO":"bar"},"metadata":{"team":"infra"},"timeout":60,
-				"timeout_action":"suspend","idle_timeout":10,"idle_action":"suspend"}`,
+				"timeout_action":"suspend","idle_timeout":10,"idle_action":"suspend",
+				"network":{"internet":false,"allow":["Example.test.","10.1.2.3"],"deny":["*.evil.org"]}}`,
 			want: rest.Sandbox{
 				Name: "web-1", Image: "busybox", State: "running", Runtime: "stub", Node: nodeID,
-				CPUs: 2.5, MemoryMB: 1024, DiskMB: 4096, Metadata: map[string]string{"team": "infra"}, Timeout: 60,
+				Network: netPolicy(false, "example.test", "10.1.2.3/32"),
+				CPUs:    2.5, MemoryMB: 1024, DiskMB: 4096, Metadata: map[string]string{"team": "infra"}, Timeout: 60,
 				TimeoutAction: "suspend", IdleTimeout: 10, IdleAction: "suspend",
 				CreatedAt: t0, StartedAt: timePtr(t0), ExpiresAt: timePtr(t0.Add(60 * time.Second)),
 				LastActiveAt: timePtr(t0), IdleExpiresAt: timePtr(t0.Add(10 * time.Second)),
@@ -56,7 +69,7 @@ func TestCreate(t *testing.T) {
 			name: "idle timeout with the default action",
 			body: `{"image":"busybox","timeout":0,"idle_timeout":600}`,
 			want: rest.Sandbox{
-				Image: "busybox", State: "running", Runtime: "stub", Node: nodeID,
+				Image: "busybox", State: "running", Runtime: "stub", Node: nodeID, Network: netPolicy(true),
 				CPUs: 1, MemoryMB: 512, DiskMB: 2048, IdleTimeout: 600, IdleAction: "kill",
 				CreatedAt: t0, StartedAt: timePtr(t0), LastActiveAt: timePtr(t0), IdleExpiresAt: timePtr(t0.Add(600 * time.Second)),
 			},
@@ -65,7 +78,7 @@ func TestCreate(t *testing.T) {
 			name: "timeout 0 never expires",
 			body: `{"image":"busybox","timeout":0}`,
 			want: rest.Sandbox{
-				Image: "busybox", State: "running", Runtime: "stub", Node: nodeID,
+				Image: "busybox", State: "running", Runtime: "stub", Node: nodeID, Network: netPolicy(true),
 				CPUs: 1, MemoryMB: 512, DiskMB: 2048, CreatedAt: t0, StartedAt: timePtr(t0),
 			},
 		},
@@ -73,7 +86,7 @@ func TestCreate(t *testing.T) {
 			name: "name of a failed sandbox is free",
 			body: `{"image":"busybox","name":"broken"}`,
 			want: rest.Sandbox{
-				Name: "broken", Image: "busybox", State: "running", Runtime: "stub", Node: nodeID,
+				Name: "broken", Image: "busybox", State: "running", Runtime: "stub", Node: nodeID, Network: netPolicy(true),
 				CPUs: 1, MemoryMB: 512, DiskMB: 2048, Timeout: 300, TimeoutAction: "kill",
 				CreatedAt: t0, StartedAt: timePtr(t0), ExpiresAt: timePtr(t0.Add(300 * time.Second)),
 			},

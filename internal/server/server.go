@@ -31,6 +31,9 @@ type Node interface {
 	Runtime(name string) (node.RuntimeInfo, error)
 	// Resources are the host's CPUs and memory.
 	Resources() node.Resources
+	// SetNetwork replaces a sandbox's egress policy, in its record and
+	// on its network, and returns the record.
+	SetNetwork(ctx context.Context, id string, pol store.NetworkPolicy) (*store.Sandbox, error)
 	Start(ctx context.Context, id string) (*store.Sandbox, error)
 	Destroy(ctx context.Context, id string) error
 	// Suspend saves a running sandbox's state and stops it; Resume brings
@@ -133,6 +136,8 @@ func (s *Server) routes() {
 	s.handle("POST /v1/sandboxes/{id}/suspend", s.suspendSandbox)
 	s.handle("POST /v1/sandboxes/{id}/resume", s.resumeSandbox)
 	s.handle("POST /v1/sandboxes/{id}/fork", s.forkSandbox)
+	s.handle("GET /v1/sandboxes/{id}/network", s.getNetwork)
+	s.handle("PUT /v1/sandboxes/{id}/network", s.putNetwork)
 	s.handle("/v1/sandboxes/{id}/envd/{path...}", s.proxyGuest)
 	s.handle("POST /v1/snapshots", s.createSnapshot)
 	s.handle("GET /v1/snapshots", s.listSnapshots)

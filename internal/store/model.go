@@ -92,6 +92,11 @@ type Sandbox struct {
 	// it from its image. Empty for a sandbox created from an image.
 	FromSnapshot string `json:"from_snapshot,omitempty"`
 
+	// Network is the sandbox's egress policy (see internal/sandboxnet);
+	// nil for a sandbox without a network (records made before sandboxes
+	// had networks).
+	Network *NetworkPolicy `json:"network,omitempty"`
+
 	// Handle is the driver's handle, opaque to the store. It must be valid
 	// JSON when set.
 	Handle json.RawMessage `json:"handle,omitempty"`
@@ -108,6 +113,10 @@ func (sb *Sandbox) Clone() *Sandbox {
 	c := *sb
 	c.Env = maps.Clone(sb.Env)
 	c.Metadata = maps.Clone(sb.Metadata)
+	if sb.Network != nil {
+		n := sb.Network.Clone()
+		c.Network = &n
+	}
 	c.Handle = slices.Clone(sb.Handle)
 	if sb.Snapshot != nil {
 		ref := *sb.Snapshot
@@ -198,4 +207,19 @@ func (sb *Sandbox) normalizeTimes() {
 	sb.StartedAt = normalTime(sb.StartedAt)
 	sb.ExpiresAt = normalTime(sb.ExpiresAt)
 	sb.SuspendedAt = normalTime(sb.SuspendedAt)
+}
+
+// NetworkPolicy is a sandbox's egress policy as the store keeps it: the
+// internet on or off, and allow and deny rules (IPv4 addresses or CIDRs,
+// domains, *.domains), validated and normalized before they are stored.
+type NetworkPolicy struct {
+	Internet bool     `json:"internet"`
+	Allow    []string `json:"allow,omitempty"`
+	Deny     []string `json:"deny,omitempty"`
+}
+
+// Clone returns a deep copy of p.
+func (p NetworkPolicy) Clone() NetworkPolicy {
+	p.Allow, p.Deny = slices.Clone(p.Allow), slices.Clone(p.Deny)
+	return p
 }

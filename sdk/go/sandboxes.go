@@ -166,6 +166,26 @@ func (c *Client) SetTimeout(ctx context.Context, id string, seconds int64) (*San
 	return c.handle(s, ""), nil
 }
 
+// Network returns the egress policy of the sandbox with the given ID or
+// name.
+func (c *Client) Network(ctx context.Context, id string) (*rest.NetworkPolicy, error) {
+	var p rest.NetworkPolicy
+	if err := c.doJSON(ctx, http.MethodGet, sandboxPath(id)+"/network", nil, nil, &p); err != nil {
+		return nil, fmt.Errorf("get network policy of sandbox %s: %w", id, err)
+	}
+	return &p, nil
+}
+
+// SetNetwork replaces the egress policy of the sandbox with the given ID
+// or name; it applies at once. The server answers 400 naming a bad rule.
+func (c *Client) SetNetwork(ctx context.Context, id string, p rest.NetworkPolicy) (*rest.NetworkPolicy, error) {
+	var out rest.NetworkPolicy
+	if err := c.doJSON(ctx, http.MethodPut, sandboxPath(id)+"/network", nil, p, &out); err != nil {
+		return nil, fmt.Errorf("set network policy of sandbox %s: %w", id, err)
+	}
+	return &out, nil
+}
+
 // Suspend saves the state of the running sandbox with the given ID or name
 // (memory, processes, files) and stops it, and returns it suspended. Its
 // timers stop until it resumes. The server answers 409 (IsConflict) when

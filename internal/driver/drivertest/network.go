@@ -122,7 +122,7 @@ func (s *suite) testNetworkPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectFetch(t, ctx, d, spec.ID, "internet off", map[string]string{a: "", "example.test": ""})
-	if err := nets.SetPolicy(spec.ID, sandboxnet.Policy{Internet: true, Allow: []string{"example.test"}}); err != nil {
+	if err := nets.SetPolicy(spec.ID, sandboxnet.Policy{Internet: false, Allow: []string{"example.test"}}); err != nil {
 		t.Fatal(err)
 	}
 	expectFetch(t, ctx, d, spec.ID, "allow example.test", map[string]string{
@@ -187,7 +187,7 @@ func (s *suite) testNetworkPool(t *testing.T) {
 	eventually(t, ctx, "the pool fills", func() bool { return poolReady(p, "net") == 1 })
 	claimed := spec
 	claimed.ID = newID(t)
-	allow := sandboxnet.Policy{Internet: true, Allow: []string{"example.test"}}
+	allow := sandboxnet.Policy{Internet: false, Allow: []string{"example.test"}}
 	claimed.Network = &allow
 	s.create(t, ctx, d, claimed)
 	expectFetch(t, ctx, d, claimed.ID, "claimed", map[string]string{
