@@ -74,6 +74,16 @@ func TestQEMURuntime(t *testing.T) {
 	if len(info.Runtimes) == 0 || info.Runtimes[0] != "gvisor" || qemuInfo == nil || qemuInfo.Isolation != "vm" || (qemuInfo.Accel != "tcg" && qemuInfo.Accel != "kvm") {
 		t.Fatalf("den info: %+v, want gvisor (default) and qemu with its acceleration", info)
 	}
+	var nodes rest.NodeList
+	if err := json.Unmarshal([]byte(in.mustDen("node", "ls", "--json")), &nodes); err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes.Nodes) != 1 || nodes.Nodes[0].ID != info.Node || len(nodes.Nodes[0].Runtimes) != 2 || nodes.Nodes[0].Runtimes[1].Accel != qemuInfo.Accel {
+		t.Errorf("den node ls --json: %+v, want node %s with gvisor and qemu (%s)", nodes, info.Node, qemuInfo.Accel)
+	}
+	if out := in.mustDen("node", "ls"); !strings.Contains(out, "gvisor, qemu ("+qemuInfo.Accel+")") {
+		t.Errorf("den node ls:\n%s\nwant the runtimes with qemu's acceleration", out)
+	}
 
 	id := in.create("--runtime", "qemu", "--memory", "256")
 	host, _ := exec.Command("uname", "-r").Output()
