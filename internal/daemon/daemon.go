@@ -272,7 +272,7 @@ func openDrivers(ctx context.Context, cfg Config, nets *sandboxnet.Manager, errO
 					log.Warn("guest kernel not fetched: qemu sandboxes cannot start until `den kernel fetch` succeeds", "err", err)
 				}
 			}
-			d, err := qemu.New(qemu.Config{StateDir: filepath.Join(cfg.DataDir, "vms"), Kernels: kernels, GuestBinary: cfg.GuestBinary, WarmPool: cfg.VMWarmPool, Logger: log})
+			d, err := qemu.New(qemu.Config{StateDir: filepath.Join(cfg.DataDir, "vms"), Kernels: kernels, GuestBinary: cfg.GuestBinary, WarmPool: cfg.VMWarmPool, Networks: nets, Logger: log})
 			if err != nil {
 				return fail(fmt.Errorf("start QEMU driver: %w", err))
 			}

@@ -37,6 +37,9 @@ type creation struct {
 	booting   bool       // holds a boot slot
 	launched  time.Time  // when the boot slot was taken and QEMU started
 	boot      *BootTiming
+	// tap is the VM's NIC (network.go), open from setupNetwork until
+	// releaseTap; nil: the VM has none.
+	tap *os.File
 }
 
 // createSteps build and boot a VM.
@@ -45,11 +48,13 @@ var createSteps = []step[*creation]{
 	{"prepare the root disk", (*creation).prepareBase},
 	{"make sandbox dir", (*creation).makeDir},
 	{"create the disk overlay", (*creation).createOverlay},
+	{"set up the network", (*creation).setupNetwork},
 	{"wait for a boot slot", (*creation).acquireBoot},
 	{"start qemu", (*creation).startQEMU},
 	{"write state", (*creation).writeState},
 	{"wait for the guest agent", (*creation).waitAgent},
 	{"end the boot", (*creation).releaseBoot},
+	{"release the tap", (*creation).releaseTap},
 	{"apply env and hostname", (*creation).initGuest},
 }
 
@@ -217,8 +222,12 @@ func (c *creation) vm() vm {
 	if c.spec.Image.WorkingDir != "" {
 		args = append(args, "--default-dir", c.spec.Image.WorkingDir)
 	}
-	return vm{qemu: c.d.cfg.QEMU, accel: c.d.cfg.Accel, kernel: c.image, initramfs: c.initramfs, disk: c.disk(), dir: c.dir,
+	v := vm{qemu: c.d.cfg.QEMU, accel: c.d.cfg.Accel, kernel: c.image, initramfs: c.initramfs, disk: c.disk(), dir: c.dir,
 		memoryMB: c.spec.MemoryMB + vmOverheadMB, cpus: c.spec.CPUs, memory: memoryName, memShared: true, agentArgs: args}
+	if c.tap != nil {
+		v.tap, v.netArg = c.tap, c.d.netArg()
+	}
+	return v
 }
 
 func (c *creation) startQEMU(ctx context.Context) (func(context.Context) error, error) {
@@ -250,7 +259,7 @@ func (c *creation) restart(ctx context.Context) error {
 func (c *creation) writeState(ctx context.Context) (func(context.Context) error, error) {
 	st := state{Dir: c.dir, PID: c.pid, Accel: c.d.cfg.Accel, Kernel: c.kernel, BaseDisk: c.base,
 		MemoryMB: c.spec.MemoryMB, DiskMB: c.spec.DiskMB, CPUs: vcpus(c.spec.CPUs), Memory: filepath.Join(c.dir, memoryName),
-		StartedAt: time.Now().UTC()}
+		StartedAt: time.Now().UTC(), Network: c.tap != nil}
 	raw, err := writeState(c.dir, st)
 	c.raw = raw
 	return nil, err

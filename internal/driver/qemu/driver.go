@@ -26,6 +26,7 @@ import (
 	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/pidfd"
+	"github.com/denhq/den/internal/sandboxnet"
 	"github.com/denhq/den/internal/vmkernel"
 )
 
@@ -63,6 +64,9 @@ type Config struct {
 	// the most recently created shapes (see driver.Pooler); 0: only the
 	// declared pools' spares.
 	WarmPool int
+	// Networks gives sandboxes whose Spec asks for a network one (see
+	// network.go); nil: no sandbox has a network.
+	Networks *sandboxnet.Manager
 	Logger   *slog.Logger
 }
 
@@ -159,7 +163,8 @@ func (d *Driver) Accel() string { return d.cfg.Accel }
 
 // Capabilities implements driver.Driver.
 func (d *Driver) Capabilities() driver.Capabilities {
-	return driver.Capabilities{Name: Name, Isolation: "vm", List: true, Wait: true, Stats: true, Suspend: true, Pool: true}
+	return driver.Capabilities{Name: Name, Isolation: "vm", List: true, Wait: true, Stats: true, Suspend: true, Pool: true,
+		Network: d.cfg.Networks != nil}
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -207,6 +212,9 @@ type state struct {
 	// copy-on-write mapping of its checkpoint's memory file, which
 	// therefore does not hold the VM's RAM (see suspend.go).
 	MemoryPrivate bool `json:"memory_private,omitempty"`
+	// Network says the VM has a NIC (on the tap of its sandbox network):
+	// a restore of it must have one too.
+	Network bool `json:"network,omitempty"`
 }
 
 func readState(dir string) (state, error) {
@@ -418,6 +426,9 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	}
 	d.dropChannel(id)
 	if err := destroyVMDir(ctx, d.sandboxDir(id)); err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", id, err)
+	}
+	if err := d.teardownNetwork(id); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)
 	}
 	return nil

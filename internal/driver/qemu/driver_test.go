@@ -11,25 +11,28 @@ import (
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/driver/drivertest"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/sandboxnet"
 	"github.com/denhq/den/internal/testenv"
 	"github.com/denhq/den/internal/vmkernel"
 )
 
 // newTestDriver is a driver over a state dir shared by the calls of one
 // test (a second call models a den restart), with a fetched kernel, and
-// a busybox spec.
+// a busybox spec, and t's sandbox networks (drivertest.Networks).
 func newTestDriver(t *testing.T) (*Driver, driver.Spec) {
 	t.Helper()
-	return newDriverAt(t, drivertest.TempDir(t))
+	testenv.RequireRoot(t)
+	return newDriverAt(t, drivertest.TempDir(t), drivertest.Networks(t))
 }
 
-// newTestDriverB is newTestDriver for a benchmark.
+// newTestDriverB is newTestDriver for a benchmark, without networks.
 func newTestDriverB(b *testing.B) (*Driver, driver.Spec) {
 	b.Helper()
-	return newDriverAt(b, b.TempDir())
+	return newDriverAt(b, b.TempDir(), nil)
 }
 
-func newDriverAt(t testing.TB, dir string) (*Driver, driver.Spec) {
+// newDriverAt is a driver over dir with networks nets (nil: none).
+func newDriverAt(t testing.TB, dir string, nets *sandboxnet.Manager) (*Driver, driver.Spec) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	kdir := os.Getenv("DEN_TEST_KERNEL_DIR")
@@ -45,7 +48,7 @@ func newDriverAt(t testing.TB, dir string) (*Driver, driver.Spec) {
 	if _, err := ks.Fetch(ctx, "", io.Discard); err != nil {
 		testenv.Missing(t, "fetch the guest kernel: %v", err)
 	}
-	d, err := New(Config{StateDir: dir + "/state", Kernels: ks, GuestBinary: testenv.GuestBinary(t), Accel: DetectAccel()})
+	d, err := New(Config{StateDir: dir + "/state", Kernels: ks, GuestBinary: testenv.GuestBinary(t), Accel: DetectAccel(), Networks: nets})
 	if err != nil {
 		testenv.Missing(t, "%v", err)
 	}

@@ -83,6 +83,11 @@ type vm struct {
 	incoming *os.File
 	// agentArgs are den-guest's arguments in the VM.
 	agentArgs []string
+	// tap, when set, is the VM's NIC: a tap device's descriptor (see
+	// network.go), which QEMU gets as tapFD(); netArg is the guest's
+	// configuration of it (vminit.NetArg).
+	tap    *os.File
+	netArg string
 }
 
 // memoryName is the file in a VM's directory that backs its RAM.
@@ -91,9 +96,33 @@ const memoryName = "memory"
 // memoryBackend is the id of the RAM's memory backend object.
 const memoryBackend = "ram"
 
+// vmMAC is the MAC address of a VM's NIC.
+const vmMAC = "52:54:00:de:0e:01"
+
 // incomingFD is the descriptor a restoring QEMU reads the migration
 // stream from (its first extra file).
 const incomingFD = 3
+
+// extraFiles are the descriptors QEMU inherits, from 3 on: the stream
+// (incomingFD), then the tap (tapFD).
+func (v vm) extraFiles() []*os.File {
+	var files []*os.File
+	if v.incoming != nil {
+		files = append(files, v.incoming)
+	}
+	if v.tap != nil {
+		files = append(files, v.tap)
+	}
+	return files
+}
+
+// tapFD is the descriptor QEMU reads the tap from.
+func (v vm) tapFD() int {
+	if v.incoming != nil {
+		return incomingFD + 1
+	}
+	return incomingFD
+}
 
 // vcpus is the vCPU count of a sandbox of cpus cores.
 func vcpus(cpus float64) int { return max(1, int(math.Ceil(cpus))) }
@@ -131,7 +160,11 @@ func (v vm) args() []string {
 			cmdline += " tsc_early_khz=" + strconv.FormatInt(khz, 10)
 		}
 	}
-	cmdline += " den.root=/dev/vda -- " + strings.Join(v.agentArgs, " ")
+	cmdline += " den.root=/dev/vda"
+	if v.tap != nil {
+		cmdline += " " + v.netArg
+	}
+	cmdline += " -- " + strings.Join(v.agentArgs, " ")
 	mem := strconv.FormatInt(v.memoryMB, 10)
 	args := []string{
 		"-M", "microvm,acpi=on,memory-backend=" + memoryBackend, "-accel", v.accel, "-cpu", cpu,
@@ -151,6 +184,13 @@ func (v vm) args() []string {
 		"-chardev", "socket,id=qmp,path=qmp.sock,server=on,wait=off", "-mon", "chardev=qmp,mode=control",
 		"-pidfile", v.pidFile(),
 	}
+	if v.tap != nil {
+		// vhost=off: the VM's packets go through QEMU, which needs no
+		// /dev/vhost-net; the MAC is the same in every VM, as the
+		// guest's address is.
+		args = append(args, "-netdev", "tap,id=net0,vhost=off,fd="+strconv.Itoa(v.tapFD()),
+			"-device", "virtio-net-device,netdev=net0,mac="+vmMAC)
+	}
 	if v.incoming != nil {
 		args = append(args, "-incoming", "defer")
 	}
@@ -168,9 +208,7 @@ func (v vm) start() (*vmProcess, error) {
 	cmd := exec.Command(v.qemu, v.args()...)
 	cmd.Dir = v.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if v.incoming != nil {
-		cmd.ExtraFiles = []*os.File{v.incoming} // incomingFD
-	}
+	cmd.ExtraFiles = v.extraFiles()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)

@@ -107,6 +107,9 @@ func (d *Driver) destroySpare(ctx context.Context, sp spare) error {
 	if err := destroyVMDir(ctx, sp.dir); err != nil {
 		return fmt.Errorf("destroy spare %s: %w", sp.id, err)
 	}
+	if err := d.teardownNetwork(sp.id); err != nil {
+		return fmt.Errorf("destroy spare %s: %w", sp.id, err)
+	}
 	return nil
 }
 
@@ -123,6 +126,7 @@ type claiming struct {
 // a crash before it leaves only a spare, which the next New destroys.
 var claimSteps = []step[*claiming]{
 	{"apply env, hostname and user", (*claiming).initGuest},
+	{"hand over the network", (*claiming).claimNetwork},
 	{"write state", (*claiming).writeState},
 	{"move into place", (*claiming).moveIntoPlace},
 }

@@ -278,7 +278,8 @@ func (s *saving) saveFiles(ctx context.Context) (func(context.Context) error, er
 
 func (s *saving) writeManifest(ctx context.Context) (func(context.Context) error, error) {
 	m := manifest{SandboxID: s.id, Accel: s.st.Accel, Kernel: s.st.Kernel, BaseDisk: s.st.BaseDisk,
-		MemoryMB: s.st.MemoryMB, DiskMB: s.st.DiskMB, CPUs: s.st.CPUs, RAMInStream: s.ramInStream()}
+		MemoryMB: s.st.MemoryMB, DiskMB: s.st.DiskMB, CPUs: s.st.CPUs, RAMInStream: s.ramInStream(),
+		Network: s.st.Network}
 	path := filepath.Join(s.dir, manifestName)
 	return func(context.Context) error { return removeIfExists(path) }, writeManifest(s.dir, m)
 }

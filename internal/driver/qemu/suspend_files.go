@@ -56,6 +56,10 @@ type manifest struct {
 	// file: the checkpoint of a VM whose RAM was a private mapping (a
 	// clone's), which x-ignore-shared does not skip.
 	RAMInStream bool `json:"ram_in_stream,omitempty"`
+	// Network says the VM had a NIC (on its sandbox network's tap): the
+	// stream holds the NIC's state, so a restored VM has one too.
+	// Checkpoints written before it was recorded are of VMs without.
+	Network bool `json:"network,omitempty"`
 }
 
 // files are the checkpoint's files besides the manifest.

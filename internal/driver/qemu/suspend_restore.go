@@ -26,8 +26,9 @@ type restoring struct {
 	prev *state // Resume: the suspended sandbox's state; nil for a clone
 
 	image, initramfs string
-	memory           string // the file backing the RAM
-	shared           bool   // memory is mapped share=on (it is the RAM)
+	memory           string   // the file backing the RAM
+	shared           bool     // memory is mapped share=on (it is the RAM)
+	tap              *os.File // the NIC (network.go), until QEMU has it
 	proc             *vmProcess
 	raw              []byte // the encoded state
 }
@@ -38,6 +39,7 @@ var resumeSteps = []step[*restoring]{
 	{"find the guest kernel", (*restoring).findKernel},
 	{"copy the disk overlay", (*restoring).copyDisk},
 	{"prepare the memory", (*restoring).prepareMemory},
+	{"attach the network", (*restoring).attachNetwork},
 	{"start qemu", (*restoring).startQEMU},
 	{"load the saved state", (*restoring).load},
 	{"write state", (*restoring).writeState},
@@ -51,6 +53,7 @@ var cloneSteps = []step[*restoring]{
 	{"make sandbox dir", (*restoring).makeDir},
 	{"copy the disk overlay", (*restoring).copyDisk},
 	{"prepare the memory", (*restoring).prepareMemory},
+	{"attach the network", (*restoring).attachNetwork},
 	{"start qemu", (*restoring).startQEMU},
 	{"load the saved state", (*restoring).load},
 	{"write state", (*restoring).writeState},
@@ -203,6 +206,10 @@ func (r *restoring) startQEMU(ctx context.Context) (func(context.Context) error,
 	_ = os.Remove(filepath.Join(r.sdir, "console.log"))
 	v := (&creation{d: r.d, spec: r.spec, dir: r.sdir, image: r.image, initramfs: r.initramfs}).vm()
 	v.memory, v.memShared, v.incoming = r.memory, r.shared, stream
+	if r.tap != nil {
+		v.tap, v.netArg = r.tap, r.d.netArg()
+		defer closeTap(&r.tap) // QEMU has its own descriptor
+	}
 	p, err := v.start()
 	if err != nil {
 		return nil, err
@@ -257,7 +264,7 @@ func (r *restoring) loadError(err error) error {
 func (r *restoring) writeState(ctx context.Context) (func(context.Context) error, error) {
 	st := state{Dir: r.sdir, PID: r.proc.Pid, Accel: r.d.cfg.Accel, Kernel: r.m.Kernel, BaseDisk: r.m.BaseDisk,
 		MemoryMB: r.m.MemoryMB, DiskMB: r.m.DiskMB, CPUs: r.m.CPUs, Memory: r.memory, MemoryPrivate: !r.shared,
-		StartedAt: time.Now().UTC()}
+		StartedAt: time.Now().UTC(), Network: r.m.Network}
 	var undo func(context.Context) error
 	if r.prev != nil {
 		st.StartedAt = r.prev.StartedAt

@@ -3,7 +3,8 @@
 // Package vminit is den-guest as the init (PID 1) of a microVM, started
 // by the kernel from den's initramfs (see internal/vmkernel). It mounts
 // the kernel file systems, loads the modules the initramfs lists, mounts
-// the root disk, switches to it and execs den-guest's agent mode with the
+// the root disk, switches to it, brings up lo and, when the kernel command
+// line has NetArg, eth0, and execs den-guest's agent mode with the
 // arguments the kernel command line gives init (those after "--").
 //
 // The steps run in order and each failure is printed on the console
@@ -56,7 +57,8 @@ type step struct {
 type boot struct {
 	console io.Writer
 	cfg     config
-	root    string // the root disk's device
+	root    string     // the root disk's device
+	net     *netConfig // from NetArg; nil: no NIC
 	args    []string
 }
 
@@ -69,6 +71,7 @@ var steps = []step{
 	{"switch root", (*boot).switchRoot},
 	{"populate /dev", (*boot).populateDev},
 	{"bring up the loopback interface", (*boot).loopbackUp},
+	{"configure the network", (*boot).networkUp},
 }
 
 // Run boots the VM and execs the agent with args (init's arguments). It
@@ -111,8 +114,16 @@ func (b *boot) readConfig() error {
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	for _, f := range strings.Fields(string(cmdline)) {
+		if f == "--" {
+			break // init's arguments follow
+		}
 		if v, ok := strings.CutPrefix(f, "den.root="); ok {
 			b.root = v
+		}
+		if v, ok := strings.CutPrefix(f, NetArg+"="); ok {
+			if b.net, err = parseNetArg(v); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -223,22 +234,4 @@ func uptime() float64 {
 
 // loopbackUp brings up lo, as every Linux init does (the kernel then gives
 // it 127.0.0.1 and ::1): servers in the sandbox listen on localhost.
-func (b *boot) loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("flags of lo: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bring up lo: %w", err)
-	}
-	return nil
-}
+func (b *boot) loopbackUp() error { return linkUp("lo") }
