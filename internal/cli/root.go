@@ -83,7 +83,7 @@ func newRoot(up *cobra.Command, a *app) *cobra.Command {
 	pf.BoolVar(&a.json, "json", false, "print JSON instead of text")
 	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(a.createCmd(), a.infoCmd(), a.nodeCmd(), a.netCmd(), a.lsCmd(), a.getCmd(), a.rmCmd(), a.suspendCmd(), a.resumeCmd(), a.snapshotCmd(), a.poolCmd(), a.kernelCmd(), a.forkCmd(), a.execCmd(), a.runCmd(),
-		a.cpCmd(), a.imageCmd(), a.versionCmd(), a.benchCmd())
+		a.cpCmd(), a.portCmd(), a.imageCmd(), a.versionCmd(), a.benchCmd())
 	if up != nil {
 		root.AddCommand(up)
 	}

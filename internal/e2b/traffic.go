@@ -16,16 +16,26 @@ import (
 	"github.com/denhq/den/internal/store"
 )
 
-// Sandbox traffic (E2B_SANDBOX_URL): every request is for one sandbox's
-// envd, named by the E2b-Sandbox-Id and E2b-Sandbox-Port headers when the
-// Host is localhost, an IP or sandbox.<domain>, else by the host name
-// <port>-<sandboxID>.<domain> (E2B's client proxy rules). It must carry
-// the sandbox's access token in X-Access-Token, or, for GET and POST
-// /files, a valid URL signature. It is forwarded, without the token, to
-// the sandbox's guest agent, which honours Connect-Timeout-Ms and
-// Keepalive-Ping-Interval itself. A paused (suspended) sandbox is resumed
-// by the first authorised request, which waits for it (concurrent ones
-// share the resume); an unauthenticated GET /health does not wake it.
+// Sandbox traffic (E2B_SANDBOX_URL): every request is for one port of one
+// sandbox, named by the E2b-Sandbox-Id and E2b-Sandbox-Port headers when
+// the Host is localhost, an IP or sandbox.<domain>, else by the host name
+// <port>-<sandboxID>.<domain> (E2B's client proxy rules).
+//
+// A request for envd's port (EnvdPort) must carry the sandbox's access
+// token in X-Access-Token, or, for GET and POST /files, a valid URL
+// signature. It is forwarded, without the token, to the sandbox's guest
+// agent, which honours Connect-Timeout-Ms and Keepalive-Ping-Interval
+// itself.
+//
+// A request for any other port must carry the access token in
+// X-Access-Token or E2b-Traffic-Access-Token. It is forwarded, without
+// them, to whatever listens on that port on the sandbox's loopback,
+// through the guest agent (Service.PortProxy): HTTP/1.1, WebSocket and
+// other upgrades, server-sent events, all streaming.
+//
+// A paused (suspended) sandbox is resumed by the first authorised
+// request, which waits for it (concurrent ones share the resume); an
+// unauthenticated GET /health of envd does not wake it.
 
 // TrafficService is what the traffic plane needs of den: *server.Server
 // implements it.
@@ -37,6 +47,9 @@ type TrafficService interface {
 	WakeSandbox(ctx context.Context, id string) (*store.Sandbox, error)
 	// GuestProxy forwards a request to the sandbox's guest agent.
 	GuestProxy(id string) http.Handler
+	// PortProxy forwards a request to the server listening on port
+	// inside the sandbox; 502 when nothing listens there.
+	PortProxy(id string, port int) http.Handler
 }
 
 // TrafficConfig wires the sandbox traffic plane.
@@ -87,16 +100,16 @@ func (t *traffic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeTrafficError(w, http.StatusBadGateway, id, errNotRunning)
 		return
 	}
+	authorize := t.authorize
 	if port != EnvdPort {
-		writeTrafficError(w, http.StatusBadGateway, id, "The sandbox is running but port "+port+" is not reachable: den forwards only envd (port "+EnvdPort+") for now")
-		return
+		authorize = authorizePort
 	}
-	if err := t.authorize(r, sb); err != nil {
+	if err := authorize(r, sb); err != nil {
 		writeTrafficError(w, http.StatusUnauthorized, id, err.Error())
 		return
 	}
 	if sb.State != rest.StateRunning {
-		if r.Header.Get("X-Access-Token") == "" && r.URL.Query().Get("signature") == "" {
+		if !hasCredentials(r) {
 			writeTrafficError(w, http.StatusBadGateway, id, errNotRunning) // an anonymous probe does not wake it
 			return
 		}
@@ -105,7 +118,41 @@ func (t *traffic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	t.cfg.Service.GuestProxy(sb.ID).ServeHTTP(w, r)
+	if port == EnvdPort {
+		t.cfg.Service.GuestProxy(sb.ID).ServeHTTP(w, r)
+		return
+	}
+	n, _ := strconv.Atoi(port) // route checked it
+	r.Header.Del("X-Access-Token")
+	r.Header.Del(trafficTokenHeader)
+	t.cfg.Service.PortProxy(sb.ID, n).ServeHTTP(w, r)
+}
+
+// trafficTokenHeader is the header in which E2B's SDKs send the traffic
+// access token of a sandbox's user ports; den takes the sandbox's access
+// token there too.
+const trafficTokenHeader = "E2b-Traffic-Access-Token"
+
+// authorizePort accepts the sandbox's access token in X-Access-Token or
+// E2b-Traffic-Access-Token.
+func authorizePort(r *http.Request, sb *store.Sandbox) error {
+	tok := r.Header.Get("X-Access-Token")
+	if tok == "" {
+		tok = r.Header.Get(trafficTokenHeader)
+	}
+	if tok == "" {
+		return errdefs.New(errdefs.Unauthenticated, "missing access token: send the sandbox's envdAccessToken in X-Access-Token or %s", trafficTokenHeader)
+	}
+	if !equal(tok, sb.AccessToken) {
+		return errdefs.New(errdefs.Unauthenticated, "invalid access token")
+	}
+	return nil
+}
+
+// hasCredentials reports whether r carries a token or a signature: only
+// such a request may wake a paused sandbox.
+func hasCredentials(r *http.Request) bool {
+	return r.Header.Get("X-Access-Token") != "" || r.Header.Get(trafficTokenHeader) != "" || r.URL.Query().Get("signature") != ""
 }
 
 // errNotRunning is the message of a sandbox that does not exist or cannot
@@ -124,7 +171,11 @@ func (t *traffic) route(r *http.Request) (id, port string, err error) {
 		if id == "" || port == "" {
 			return "", "", errdefs.New(errdefs.InvalidArgument, "missing E2b-Sandbox-Id or E2b-Sandbox-Port header")
 		}
-		return id, port, nil
+		p, ok := canonicalPort(port)
+		if !ok {
+			return "", "", errdefs.New(errdefs.InvalidArgument, "invalid E2b-Sandbox-Port %q: want a number from 1 to 65535", port)
+		}
+		return id, p, nil
 	}
 	label, ok := strings.CutSuffix(host, "."+t.cfg.Domain)
 	if ok {
@@ -133,10 +184,21 @@ func (t *traffic) route(r *http.Request) (id, port string, err error) {
 	if !ok || strings.Contains(id, ".") || id == "" {
 		return "", "", errdefs.New(errdefs.InvalidArgument, "invalid host %q: want <port>-<sandboxID>.%s", r.Host, t.cfg.Domain)
 	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return "", "", errdefs.New(errdefs.InvalidArgument, "invalid host %q: port %q is not a number", r.Host, port)
+	p, ok := canonicalPort(port)
+	if !ok {
+		return "", "", errdefs.New(errdefs.InvalidArgument, "invalid host %q: port %q is not a number from 1 to 65535", r.Host, port)
 	}
-	return id, port, nil
+	return id, p, nil
+}
+
+// canonicalPort returns the decimal port number p, 1 to 65535, without
+// leading zeros: "049983" is envd's port too, and must route as envd.
+func canonicalPort(p string) (string, bool) {
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || n == 0 {
+		return "", false
+	}
+	return strconv.FormatUint(n, 10), true
 }
 
 // authorize accepts the sandbox's access token in X-Access-Token, or a

@@ -2,6 +2,10 @@ package e2b
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -21,6 +25,7 @@ func TestTrafficRoutingAndToken(t *testing.T) {
 	e := newTestEnv(t)
 	sb := e.create(e.keyA, `{"templateID":"busybox","envVars":{"E2B_TEST":"yes"}}`)
 	id, tok := sb.SandboxID, sb.EnvdAccessToken
+	free := freePort(t)
 	host := func(h string) map[string]string { return map[string]string{"Host": h, "X-Access-Token": tok} }
 	tests := []struct {
 		name, method, path string
@@ -40,10 +45,12 @@ func TestTrafficRoutingAndToken(t *testing.T) {
 		{"other sandbox's token", "GET", "/envs", envdHeaders(id, strings.Repeat("0", 48)), 401, "invalid access token"},
 		{"unknown sandbox", "GET", "/health", envdHeaders("nope", tok), 502, "The sandbox was not found"},
 		{"unknown sandbox by host", "GET", "/health", host(EnvdPort + "-nope.den.test"), 502, "The sandbox was not found"},
-		{"user port", "GET", "/", map[string]string{"E2b-Sandbox-Id": id, "E2b-Sandbox-Port": "8080", "X-Access-Token": tok}, 502, "port 8080 is not reachable"},
+		{"user port with nothing on it", "GET", "/", map[string]string{"E2b-Sandbox-Id": id, "E2b-Sandbox-Port": strconv.Itoa(free), "X-Access-Token": tok}, 502, "nothing listens on port " + strconv.Itoa(free) + " in the sandbox"},
+		{"bad port in header", "GET", "/", map[string]string{"E2b-Sandbox-Id": id, "E2b-Sandbox-Port": "0", "X-Access-Token": tok}, 400, `invalid E2b-Sandbox-Port "0"`},
 		{"missing headers", "GET", "/health", map[string]string{"X-Access-Token": tok}, 400, "missing E2b-Sandbox-Id"},
 		{"foreign host", "GET", "/health", host("example.com"), 400, `invalid host "example.com"`},
-		{"bad port in host", "GET", "/health", host("abc-" + id + ".den.test"), 400, `port "abc" is not a number`},
+		{"bad port in host", "GET", "/health", host("abc-" + id + ".den.test"), 400, `port "abc" is not a number from 1 to 65535`},
+		{"port out of range in host", "GET", "/health", host("65536-" + id + ".den.test"), 400, `port "65536" is not a number from 1 to 65535`},
 		{"init blocked", "POST", "/init", envdHeaders(id, tok), 404, "no route for POST /init"},
 		{"init blocked spelled differently", "POST", "/files/../init", envdHeaders(id, tok), 404, "no route for POST"},
 	}
@@ -121,5 +128,81 @@ func TestTrafficSignedFileURLs(t *testing.T) {
 				t.Errorf("HTTP %d %s, want 401 with %q", got.status, got.body, tt.msg)
 			}
 		})
+	}
+}
+
+// freePort returns a loopback port that nothing listens on.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
+
+// serveInSandbox starts an HTTP server "in the sandbox": the fake driver's
+// guest agent runs on the host, so its loopback is the test's. It answers
+// with the request's method, URI, Host and the token headers it got.
+func serveInSandbox(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s host=%s tokens=%q,%q body=%s", r.Method, r.URL.RequestURI(), r.Host,
+			r.Header.Get("X-Access-Token"), r.Header.Get("E2b-Traffic-Access-Token"), body)
+	})}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestTrafficUserPort: a request for a port other than envd's reaches the
+// server listening on it in the sandbox, with the access token in either
+// header, which is not forwarded; a paused sandbox is woken for it.
+func TestTrafficUserPort(t *testing.T) {
+	e := newTestEnv(t)
+	sb := e.create(e.keyA, `{"templateID":"busybox"}`)
+	id, tok := sb.SandboxID, sb.EnvdAccessToken
+	port := strconv.Itoa(serveInSandbox(t))
+	name := port + "-" + id + ".den.test:3000"
+	tests := []struct {
+		name, method, path string
+		header             map[string]string
+		status             int
+		body               string // the answer, or a part of the error message
+	}{
+		{"host name", "GET", "/a?b=c", map[string]string{"Host": name, "X-Access-Token": tok}, 200,
+			fmt.Sprintf(`GET /a?b=c host=%s tokens="","" body=`, name)},
+		{"e2b traffic token", "GET", "/", map[string]string{"Host": name, "E2b-Traffic-Access-Token": tok}, 200,
+			fmt.Sprintf(`GET / host=%s tokens="","" body=`, name)},
+		{"headers", "POST", "/up", map[string]string{"E2b-Sandbox-Id": id, "E2b-Sandbox-Port": port, "X-Access-Token": tok}, 200,
+			`POST /up host=127.0.0.1:`},
+		{"no token", "GET", "/", map[string]string{"Host": name}, 401, "missing access token"},
+		{"health needs a token too", "GET", "/health", map[string]string{"Host": name}, 401, "missing access token"},
+		{"wrong token", "GET", "/", map[string]string{"Host": name, "X-Access-Token": tok + "x"}, 401, "invalid access token"},
+		{"wrong traffic token", "GET", "/", map[string]string{"Host": name, "E2b-Traffic-Access-Token": "x"}, 401, "invalid access token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(tt.method, e.traffic+tt.path, "", tt.header)
+			if r.status != tt.status || !strings.Contains(string(r.body), tt.body) {
+				t.Errorf("HTTP %d %s, want %d with %q", r.status, r.body, tt.status, tt.body)
+			}
+		})
+	}
+	if r := e.call("POST", "/sandboxes/"+id+"/pause", e.keyA, ""); r.status != http.StatusNoContent {
+		t.Fatalf("pause: HTTP %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", e.traffic+"/", "", map[string]string{"Host": name, "E2b-Traffic-Access-Token": tok}); r.status != http.StatusOK {
+		t.Fatalf("user port of a paused sandbox: HTTP %d %s", r.status, r.body)
+	}
+	if s := e.state(id); s != stateRunning {
+		t.Fatalf("state after traffic: %s", s)
 	}
 }

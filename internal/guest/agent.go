@@ -120,6 +120,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST /init", a.serveInit)
 	mux.HandleFunc("GET /files", a.serveDownload)
 	mux.HandleFunc("POST /files", a.serveUpload)
+	mux.HandleFunc("GET /ports/{port}", a.servePort)
 	return mux
 }
 
