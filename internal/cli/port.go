@@ -95,24 +95,6 @@ func (a *app) portURL(ctx context.Context, idOrName string, port int, sandboxURL
 	return portURL{URL: u.String(), Header: "X-Access-Token: " + sb.EnvdAccessToken}, nil
 }
 
-// options resolves the server's URL and API key as client does.
-func (a *app) options() (den.Options, error) {
-	opts, err := den.FromEnvDir(a.dataDir)
-	if err != nil && !errors.Is(err, den.ErrNotConfigured) {
-		return opts, err
-	}
-	if a.url != "" {
-		opts.URL = a.url
-	}
-	if a.apiKey != "" {
-		opts.APIKey = a.apiKey
-	}
-	if opts.URL == "" {
-		return opts, errNotConfigured
-	}
-	return opts, nil
-}
-
 // sandboxListener returns the URL of the sandbox traffic listener: flag,
 // else $E2B_SANDBOX_URL, else the env file in the data directory.
 func (a *app) sandboxListener(flag string) (*url.URL, error) {

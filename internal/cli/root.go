@@ -106,9 +106,18 @@ const annotationCommandAfterDash = "den/command-after-dash"
 // client builds an SDK client: flags, else DEN_URL/DEN_API_KEY, else the
 // env file in the data directory.
 func (a *app) client() (*den.Client, error) {
+	opts, err := a.options()
+	if err != nil {
+		return nil, err
+	}
+	return den.NewClient(opts)
+}
+
+// options resolves the server's URL and API key as client does.
+func (a *app) options() (den.Options, error) {
 	opts, err := den.FromEnvDir(a.dataDir)
 	if err != nil && !errors.Is(err, den.ErrNotConfigured) {
-		return nil, err
+		return opts, err
 	}
 	if a.url != "" {
 		opts.URL = a.url
@@ -117,9 +126,9 @@ func (a *app) client() (*den.Client, error) {
 		opts.APIKey = a.apiKey
 	}
 	if opts.URL == "" {
-		return nil, errNotConfigured
+		return opts, errNotConfigured
 	}
-	return den.NewClient(opts)
+	return opts, nil
 }
 
 // Execute runs root and returns the process exit status, printing errors

@@ -22,36 +22,18 @@ func NewNetns(path string) (err error) {
 			os.Remove(path)
 		}
 	}()
-	// unshare(2) changes the calling thread's namespace: do it on a thread
-	// of its own, which is never used again when it cannot be put back.
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			errc <- err
-			runtime.UnlockOSThread()
-			return
-		}
-		defer orig.Close()
+	unshare := func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			runtime.UnlockOSThread()
-			return
+			return fmt.Errorf("unshare: %w", err)
 		}
-		mountErr := unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, "")
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(mountErr, fmt.Errorf("return to the host network namespace: %w", err))
-			return // the thread stays locked: the runtime ends it with this goroutine
+		return nil
+	}
+	return onNetnsThread(unshare, func() error {
+		if err := unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("pin netns: %w", err)
 		}
-		runtime.UnlockOSThread()
-		if mountErr != nil {
-			errc <- fmt.Errorf("pin netns: %w", mountErr)
-			return
-		}
-		errc <- nil
-	}()
-	return <-errc
+		return nil
+	})
 }
 
 // RemoveNetns unpins the namespace at path and removes the file; the
@@ -74,25 +56,39 @@ func InNetns(path string, fn func() error) error {
 		return err
 	}
 	defer ns.Close()
+	enter := func() error {
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("enter netns %s: %w", path, err)
+		}
+		return nil
+	}
+	return onNetnsThread(enter, fn)
+}
+
+// onNetnsThread runs fn on a thread of its own that enter moved to
+// another network namespace (unshare(2) and setns(2) change the calling
+// thread's), then puts the thread back. A thread that cannot be put back
+// stays locked, and the runtime ends it with its goroutine.
+func onNetnsThread(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		orig, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
-			errc <- err
 			runtime.UnlockOSThread()
+			errc <- err
 			return
 		}
 		defer orig.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", path, err)
+		if err := enter(); err != nil {
 			runtime.UnlockOSThread()
+			errc <- err
 			return
 		}
 		ferr := fn()
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 			errc <- errors.Join(ferr, fmt.Errorf("return to the host network namespace: %w", err))
-			return // the thread stays locked: the runtime ends it with this goroutine
+			return
 		}
 		runtime.UnlockOSThread()
 		errc <- ferr
