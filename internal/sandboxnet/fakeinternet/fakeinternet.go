@@ -54,10 +54,11 @@ func New(t testing.TB) *Internet {
 	must(t, err)
 	must(t, unix.Flock(int(lock.Fd()), unix.LOCK_EX))
 	t.Cleanup(func() { lock.Close() })
+	removeStale(t)
 	in := &Internet{Netns: filepath.Join(t.TempDir(), "internet")}
 	must(t, sandboxnet.NewNetns(in.Netns))
 	t.Cleanup(func() { sandboxnet.RemoveNetns(in.Netns) })
-	host := fmt.Sprintf("fi%08x", rand.Uint32())
+	host := fmt.Sprintf("denfi%08x", rand.Uint32())
 	ns, err := netns.GetFromPath(in.Netns)
 	must(t, err)
 	defer ns.Close()
@@ -135,4 +136,17 @@ func (in *Internet) ServeDNS(t testing.TB, zone map[string]string) {
 	})}
 	go srv.ActivateAndServe()
 	t.Cleanup(func() { srv.Shutdown() })
+}
+
+// removeStale deletes the host ends of fake internets whose tests died
+// without cleaning up (a killed test binary): holding the lock, any is
+// stale, and its routes would clash with this one's.
+func removeStale(t testing.TB) {
+	links, err := netlink.LinkList()
+	must(t, err)
+	for _, l := range links {
+		if _, ok := l.(*netlink.Veth); ok && strings.HasPrefix(l.Attrs().Name, "denfi") {
+			must(t, netlink.LinkDel(l))
+		}
+	}
 }
