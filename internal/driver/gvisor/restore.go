@@ -23,6 +23,7 @@ import (
 // warm pool has the spare's (its paths under spares/, its cgroup named
 // after the spare); a resumed one is named after itself.
 var resumeSteps = []step{
+	{"delete the checkpointed container", (*creation).deleteCheckpointed},
 	{"readdress network", (*creation).readdressNetwork},
 	{"mount rootfs", (*creation).remountRootfs},
 	{"write OCI bundle", (*creation).writeResumeBundle},
@@ -137,6 +138,23 @@ func (d *Driver) restoreWith(ctx context.Context, c *creation, steps []step) err
 	}
 	d.log.Info("sandbox restored", "sandbox", c.spec.ID, "resumed", c.prev.Phase == phaseSuspended, "took", time.Since(begin))
 	return nil
+}
+
+// deleteCheckpointed deletes the runsc container the sandbox was
+// checkpointed from when it is still there: a suspend saves with
+// --leave-running, marks the sandbox suspended, then deletes it, and den
+// may have died between the two. Its state is in the checkpoint; what
+// still runs there would make the restore under the same ID fail.
+func (c *creation) deleteCheckpointed(ctx context.Context) (func(context.Context) error, error) {
+	if err := c.d.runsc.deleteForce(ctx, c.prev.runtimeID(c.spec.ID)); err != nil {
+		return nil, errdefs.Wrap(errdefs.Unavailable, err, "delete the container the sandbox was checkpointed from")
+	}
+	if c.rid != c.prev.runtimeID(c.spec.ID) {
+		if err := c.d.runsc.deleteForce(ctx, c.rid); err != nil {
+			return nil, errdefs.Wrap(errdefs.Unavailable, err, "delete a container left under %s", c.rid)
+		}
+	}
+	return nil, nil
 }
 
 // remountRootfs mounts the host overlay of a suspended sandbox unless it

@@ -202,12 +202,22 @@ func (d *Driver) finishCheckpoint(ctx context.Context, id string, p paths, st sa
 
 // recoverCheckpointing abandons a checkpoint of sandbox id that the
 // driver's process did not finish (it died): the sandbox runs on, so its
-// guest agent listens again and its phase is cleared. A no-op for a
-// sandbox in any other phase.
+// guest agent listens again and its phase is cleared. A suspended
+// sandbox's container, left when the process died before deleting it,
+// is deleted. A no-op for a sandbox in any other phase.
 func (d *Driver) recoverCheckpointing(ctx context.Context, id string, p paths) error {
 	st, err := readState(p)
-	if err != nil || st.Phase != phaseCheckpointing {
+	if err != nil {
 		return nil // Status reports a missing state
+	}
+	if st.Phase == phaseSuspended {
+		// The suspend died between marking the sandbox suspended and
+		// deleting its container: the container goes now, so that it
+		// frees its memory and the resume can restore under its ID.
+		return d.runsc.deleteForce(ctx, st.runtimeID(id))
+	}
+	if st.Phase != phaseCheckpointing {
+		return nil
 	}
 	if err := d.runHook(ctx, st.runtimeID(id), "resume"); err != nil {
 		d.log.Warn("guest agent after an interrupted checkpoint", "sandbox", id, "err", err)

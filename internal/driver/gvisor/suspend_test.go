@@ -212,3 +212,60 @@ func processLives(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || !strings.HasPrefix(s[i:], ") Z")
 }
+
+// markSuspendedAfterCheckpoint checkpoints sandbox id into a new
+// directory, the sandbox left running, and marks it suspended: the state
+// a suspend leaves when its process dies before deleting the container.
+func markSuspendedAfterCheckpoint(t *testing.T, d *Driver, id string) string {
+	t.Helper()
+	dir := newCheckpointDir(t)
+	if err := d.Checkpoint(context.Background(), id, dir); err != nil {
+		t.Fatal(err)
+	}
+	st, err := readState(d.paths(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Phase = phaseSuspended
+	if _, err := writeState(d.paths(id), st); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestSuspendInterruptedBeforeDelete: a suspend whose process died after
+// marking the sandbox suspended but before deleting its runsc container
+// leaves a container that still runs. Resume deletes it and restores
+// under the same ID; Recover deletes it too (it holds memory), and the
+// sandbox stays suspended until resumed.
+func TestSuspendInterruptedBeforeDelete(t *testing.T) {
+	d, spec := createForSuspend(t)
+	ctx := context.Background()
+	shell(t, d, spec.ID, "echo one > /root/f")
+	dir := markSuspendedAfterCheckpoint(t, d, spec.ID)
+	h, err := d.Resume(ctx, spec, dir)
+	if err != nil {
+		t.Fatalf("Resume with the checkpointed container still running: %v", err)
+	}
+	if got := shell(t, d, spec.ID, "cat /root/f && echo two >> /root/f"); got != "one\n" {
+		t.Errorf("after resume: %q", got)
+	}
+	dir = markSuspendedAfterCheckpoint(t, d, spec.ID)
+	st, err := readState(d.paths(spec.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Recover(ctx, h); err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	assertRuntimeGone(t, d, st.runtimeID(spec.ID), spec.ID)
+	if s, err := d.Status(ctx, spec.ID); err != nil || s.Reason != driver.ReasonSuspended {
+		t.Fatalf("Status after Recover = %+v, %v; want suspended", s, err)
+	}
+	if _, err := d.Resume(ctx, spec, dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := shell(t, d, spec.ID, "cat /root/f"); got != "one\ntwo\n" {
+		t.Errorf("after the second resume: %q", got)
+	}
+}
