@@ -99,6 +99,9 @@ func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logge
 type apiKeys struct{ den, e2b string }
 
 func ensureKeys(ctx context.Context, st *store.Store, envFile string) (apiKeys, error) {
+	if err := ensureDefaultTenant(ctx, st); err != nil {
+		return apiKeys{}, err
+	}
 	den, err := ensureAdminKey(ctx, st, envFile)
 	if err != nil {
 		return apiKeys{}, err

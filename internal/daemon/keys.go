@@ -51,3 +51,15 @@ func ensureE2BKey(ctx context.Context, st *store.Store, envFile string) (string,
 	}
 	return secret, nil
 }
+
+// ensureDefaultTenant records the tenant of the admin key, without
+// limits, unless it exists.
+func ensureDefaultTenant(ctx context.Context, st *store.Store) error {
+	if _, err := st.Snapshot().Tenant(DefaultTenant); err == nil {
+		return nil
+	}
+	if err := st.PutTenant(ctx, &store.Tenant{ID: DefaultTenant, CreatedAt: time.Now().UTC()}); err != nil {
+		return fmt.Errorf("store the default tenant: %w", err)
+	}
+	return nil
+}

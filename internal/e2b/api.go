@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"slices"
 	"time"
 
@@ -141,6 +142,9 @@ type apiError struct {
 // writeError writes err as E2B does: {"code": <status>, "message": ...}.
 func writeError(w http.ResponseWriter, err error) {
 	status := errdefs.KindOf(err).HTTPStatus()
+	if s := errdefs.RetryAfter(err); s > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(s))
+	}
 	writeJSON(w, status, apiError{Code: status, Message: err.Error()})
 }
 

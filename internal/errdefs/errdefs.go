@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Kind is the class of an error. The zero Kind is Internal.
@@ -109,3 +110,30 @@ func Is(err error, k Kind) bool { return err != nil && KindOf(err) == k }
 
 // IsNotFound reports whether err is of kind NotFound.
 func IsNotFound(err error) bool { return Is(err, NotFound) }
+
+// retryAfter is a ResourceExhausted error that says when to try again.
+type retryAfter struct {
+	err   *Error
+	after time.Duration
+}
+
+func (e *retryAfter) Error() string { return e.err.Error() }
+func (e *retryAfter) Unwrap() error { return e.err }
+
+// TooManyRequests is a ResourceExhausted error whose caller may retry
+// after d; HTTP writers send it as Retry-After.
+func TooManyRequests(d time.Duration, format string, args ...any) error {
+	return &retryAfter{err: &Error{Kind: ResourceExhausted, Message: fmt.Sprintf(format, args...)}, after: d}
+}
+
+// RetryAfter returns, for an error made by TooManyRequests, the wait it
+// names rounded up to whole seconds (at least 1), as HTTP's Retry-After
+// header carries it; 0 for any other error.
+func RetryAfter(err error) int {
+	var e *retryAfter
+	if !errors.As(err, &e) {
+		return 0
+	}
+	s := int((e.after + time.Second - 1) / time.Second)
+	return max(s, 1)
+}

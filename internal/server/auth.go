@@ -71,5 +71,8 @@ func (s *Server) Authenticate(r *http.Request) (Principal, error) {
 	if err != nil {
 		return Principal{}, errdefs.New(errdefs.Unauthenticated, "invalid API key")
 	}
+	if err := s.allow(k.Tenant); err != nil {
+		return Principal{}, err
+	}
 	return Principal{KeyID: k.ID, Tenant: k.Tenant, Admin: k.Admin}, nil
 }

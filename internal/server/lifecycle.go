@@ -194,6 +194,13 @@ func (s *Server) wake(ctx context.Context, sb *store.Sandbox, cause string) (*st
 // resumeOnce resumes id on the node. A sandbox that another caller
 // resumed meanwhile is returned as it is.
 func (s *Server) resumeOnce(ctx context.Context, id, cause string) (*store.Sandbox, error) {
+	if rec, err := s.cfg.Store.Snapshot().Sandbox(id); err == nil && !holdsResources(rec.State) {
+		// A resume takes back CPUs and memory: the tenant's quota must
+		// have room (the check and the resume are not atomic).
+		if err := s.admit(rec.Tenant, Usage{VCPUs: rec.CPUs, MemoryMB: rec.MemoryMB}, func() error { return nil }); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lifecycleTimeout)
 	defer cancel()
 	sb, err := s.cfg.Node.Resume(ctx, id)

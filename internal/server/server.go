@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/denhq/den/api/rest"
@@ -87,6 +88,9 @@ type Server struct {
 	// activity is the in-memory use of each sandbox (idle timeouts).
 	activity *activity
 	wakes    wakeCalls
+	// quotas and rates enforce each tenant's limits (quota.go).
+	quotas quotas
+	rates  rateLimits
 }
 
 // New builds a Server. Call Run to start its background loops.
@@ -150,6 +154,17 @@ func (s *Server) routes() {
 	s.handle("GET /v1/pools/{id}", s.getPool)
 	s.handle("PATCH /v1/pools/{id}", s.updatePool)
 	s.handle("DELETE /v1/pools/{id}", s.deletePool)
+	s.handle("POST /v1/ssh-keys", s.addSSHKey)
+	s.handle("GET /v1/ssh-keys", s.listSSHKeys)
+	s.handle("DELETE /v1/ssh-keys/{id}", s.deleteSSHKey)
+	s.handle("POST /v1/tenants", s.createTenant)
+	s.handle("GET /v1/tenants", s.listTenants)
+	s.handle("GET /v1/tenants/{name}", s.getTenant)
+	s.handle("PATCH /v1/tenants/{name}", s.updateTenant)
+	s.handle("DELETE /v1/tenants/{name}", s.deleteTenant)
+	s.handle("POST /v1/keys", s.createAPIKey)
+	s.handle("GET /v1/keys", s.listAPIKeys)
+	s.handle("DELETE /v1/keys/{id}", s.revokeAPIKey)
 	s.handle("GET /v1/images", s.listImages)
 	s.handle("POST /v1/images", s.importImage)
 	s.handle("GET /v1/images/{ref}", s.getImage)
@@ -193,6 +208,9 @@ func (s *Server) logError(r *http.Request, err error) {
 // den is self-hosted and the operator is the user.
 func writeError(w http.ResponseWriter, err error) {
 	k := errdefs.KindOf(err)
+	if s := errdefs.RetryAfter(err); s > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(s))
+	}
 	writeJSON(w, k.HTTPStatus(), rest.Error{Code: k.Code(), Message: err.Error()})
 }
 

@@ -59,7 +59,7 @@ func (s *Server) CreateSandbox(ctx context.Context, p Principal, req rest.Create
 // node from its image, counting the create in the metrics.
 func (s *Server) recordAndStart(ctx context.Context, sb *store.Sandbox) (*store.Sandbox, error) {
 	start := s.cfg.Now()
-	if err := s.cfg.Store.CreateSandbox(ctx, sb); err != nil {
+	if err := s.admit(sb.Tenant, needs(sb), func() error { return s.cfg.Store.CreateSandbox(ctx, sb) }); err != nil {
 		return nil, err
 	}
 	started, err := s.cfg.Node.Start(ctx, sb.ID)

@@ -60,6 +60,11 @@ func (s *Server) snapshot(ctx context.Context, p Principal, sb *store.Sandbox, n
 			return nil, errdefs.New(errdefs.AlreadyExists, "snapshot name %q is taken by snapshot %s", name, other.ID)
 		}
 	}
+	done, err := s.beginSnapshot(p.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lifecycleTimeout)
 	defer cancel()
 	rec := &store.SandboxSnapshot{ID: "snap-" + newSandboxID()[:16], Name: name, Tenant: p.Tenant, Sandbox: sb.ID, Mode: mode}
@@ -175,11 +180,19 @@ func (s *Server) cloneRecord(req rest.CreateSandboxRequest, p Principal, rec *st
 func (s *Server) startClones(ctx context.Context, snapID string, sbs []*store.Sandbox) ([]*store.Sandbox, error) {
 	start := s.cfg.Now()
 	ids := make([]string, 0, len(sbs))
-	for _, sb := range sbs {
-		if err := s.cfg.Store.CreateSandbox(ctx, sb); err != nil {
+	if len(sbs) > 0 {
+		err := s.admit(sbs[0].Tenant, needs(sbs...), func() error {
+			for _, sb := range sbs {
+				if err := s.cfg.Store.CreateSandbox(ctx, sb); err != nil {
+					return err
+				}
+				ids = append(ids, sb.ID)
+			}
+			return nil
+		})
+		if err != nil {
 			return nil, err
 		}
-		ids = append(ids, sb.ID)
 	}
 	out, err := s.cfg.Node.StartClones(ctx, snapID, ids)
 	if err != nil {

@@ -24,6 +24,10 @@ const (
 	cmdDeleteSnapshot cmdType = 7
 	cmdPutPool        cmdType = 8
 	cmdDeletePool     cmdType = 9
+	cmdPutTenant      cmdType = 10
+	cmdDeleteTenant   cmdType = 11
+	cmdPutSSHKey      cmdType = 12
+	cmdDeleteSSHKey   cmdType = 13
 )
 
 func (t cmdType) String() string {
@@ -46,6 +50,14 @@ func (t cmdType) String() string {
 		return "put_pool"
 	case cmdDeletePool:
 		return "delete_pool"
+	case cmdPutTenant:
+		return "put_tenant"
+	case cmdDeleteTenant:
+		return "delete_tenant"
+	case cmdPutSSHKey:
+		return "put_ssh_key"
+	case cmdDeleteSSHKey:
+		return "delete_ssh_key"
 	}
 	return fmt.Sprintf("cmd(%d)", byte(t))
 }

@@ -74,6 +74,14 @@ func (f *fsm) applyCmd(index uint64, t cmdType, body []byte) error {
 		err = applyPutPool(txn, index, body)
 	case cmdDeletePool:
 		err = applyDelete(txn, tablePools, "pool", body)
+	case cmdPutTenant:
+		err = applyPutTenant(txn, index, body)
+	case cmdDeleteTenant:
+		err = applyDeleteTenant(txn, body)
+	case cmdPutSSHKey:
+		err = applyPutSSHKey(txn, index, body)
+	case cmdDeleteSSHKey:
+		err = applyDelete(txn, tableSSHKeys, "ssh key", body)
 	default:
 		err = fmt.Errorf("apply: unknown command type %d", byte(t))
 	}

@@ -28,10 +28,14 @@ type snapshotRecord struct {
 	SandboxSnapshot *SandboxSnapshot `json:"sandbox_snapshot,omitempty"`
 	// Pool is a warm pool (older binaries skip it).
 	Pool *Pool `json:"pool,omitempty"`
+	// Tenant is a tenant record (older binaries skip it).
+	Tenant *Tenant `json:"tenant,omitempty"`
+	// SSHKey is a tenant's SSH public key (older binaries skip it).
+	SSHKey *SSHKey `json:"ssh_key,omitempty"`
 }
 
 // tables lists every table a raft snapshot holds, in write order.
-var tables = []string{tableSandboxes, tableAPIKeys, tableSnapshots, tablePools}
+var tables = []string{tableSandboxes, tableAPIKeys, tableSnapshots, tablePools, tableTenants, tableSSHKeys}
 
 // Snapshot implements raft.FSM. It is O(1): Persist writes a frozen copy of
 // the database while Apply goes on.
@@ -75,6 +79,10 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 				rec.SandboxSnapshot = o
 			case *Pool:
 				rec.Pool = o
+			case *Tenant:
+				rec.Tenant = o
+			case *SSHKey:
+				rec.SSHKey = o
 			}
 			if err := enc.Encode(rec); err != nil {
 				return err
@@ -147,6 +155,10 @@ func insertRecord(txn *memdb.Txn, rec snapshotRecord) error {
 		return txn.Insert(tableSnapshots, rec.SandboxSnapshot)
 	case rec.Pool != nil:
 		return txn.Insert(tablePools, rec.Pool)
+	case rec.Tenant != nil:
+		return txn.Insert(tableTenants, rec.Tenant)
+	case rec.SSHKey != nil:
+		return txn.Insert(tableSSHKeys, rec.SSHKey)
 	}
 	return nil
 }

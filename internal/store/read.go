@@ -232,3 +232,15 @@ func (sn *Snapshot) APIKeys(tenant string) []*APIKey {
 	}
 	return out
 }
+
+// APIKey returns the key with the ID; NotFound when absent.
+func (sn *Snapshot) APIKey(id string) (*APIKey, error) {
+	raw, err := sn.db.Txn(false).First(tableAPIKeys, indexID, id)
+	if err != nil {
+		return nil, fmt.Errorf("get api key %s: %w", id, err)
+	}
+	if raw == nil {
+		return nil, errdefs.New(errdefs.NotFound, "api key %s not found", id)
+	}
+	return raw.(*APIKey).Clone(), nil
+}

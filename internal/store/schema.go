@@ -14,6 +14,7 @@ const (
 	tableAPIKeys   = "api_keys"
 	tableSnapshots = "snapshots"
 	tablePools     = "pools"
+	tableTenants   = "tenants"
 
 	indexID            = "id"
 	indexName          = "name"           // (Tenant, Name), non-unique: terminal sandboxes keep theirs
@@ -51,6 +52,13 @@ func schema() *memdb.DBSchema {
 				indexCreated: {Name: indexCreated, Unique: true, Indexer: createdIndexer{}},
 			},
 		},
+		tableTenants: {
+			Name: tableTenants,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
+			},
+		},
+		tableSSHKeys: sshKeysTable(),
 		tableAPIKeys: {
 			Name: tableAPIKeys,
 			Indexes: map[string]*memdb.IndexSchema{
