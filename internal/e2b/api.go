@@ -16,8 +16,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/denhq/den/api/rest"

@@ -70,9 +70,6 @@ func TestTenants(t *testing.T) {
 	}
 }
 
-
-
-
 func TestFSMSnapshotRestoreKeepsTenants(t *testing.T) {
 	src := newTestFSM(t)
 	for _, rec := range []*Tenant{{ID: "acme", Quota: Quota{Sandboxes: 1}, CreatedAt: base}, {ID: "globex", CreatedAt: base}} {
