@@ -68,6 +68,14 @@ func main() {
 		log.Error("den-guest VM init failed", "err", err)
 		os.Exit(1)
 	}
+	if len(os.Args) > 1 && os.Args[1] == guest.SFTPServerCommand {
+		// The agent's SFTP server (GET /sftp), on stdin and stdout.
+		if err := guest.ServeSFTP(os.Stdin, os.Stdout); err != nil {
+			log.Error("den-guest sftp server failed", "err", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == hookCommand {
 		if err := runHook(os.Args[2:]); err != nil {
 			log.Error("den-guest checkpoint hook failed", "err", err)

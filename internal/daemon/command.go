@@ -33,6 +33,9 @@ sandboxes keep running and are reattached by the next den up on the same data di
 				cfg.DataDir = dd
 			}
 			cfg.BuildBase, cfg.Version = !noBase, version
+			if !cmd.Flags().Changed("ssh-listen") {
+				cfg.SSHListen = defaultSSHListen(cfg.Listen)
+			}
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
 				return err
@@ -46,6 +49,7 @@ sandboxes keep running and are reattached by the next den up on the same data di
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7070", "API address (host:port; port 0 picks a free one)")
 	f.StringVar(&cfg.SandboxListen, "sandbox-listen", "", "address of E2B sandbox traffic, E2B_SANDBOX_URL (host:port; default: the --listen port + 1, or a free port when that is 0)")
+	f.StringVar(&cfg.SSHListen, "ssh-listen", "127.0.0.1:2222", "address of the SSH gateway (host:port, or off; default 127.0.0.1:2222, a free port when the --listen port is 0)")
 	f.StringVar(&cfg.Domain, "domain", "localhost", "domain of E2B sandbox host names <port>-<sandbox-id>.<domain>")
 	f.StringVar(&cfg.RunscPath, "runsc", "", "path of runsc (default: next to den, then $PATH)")
 	f.StringVar(&cfg.GuestBinary, "guest", "", "path of the static den-guest binary (default: next to den, then $PATH)")

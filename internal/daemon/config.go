@@ -26,6 +26,10 @@ type Config struct {
 	// E2B_SANDBOX_URL stays the same across restarts), or port 0 when the
 	// API's port is 0.
 	SandboxListen string
+	// SSHListen is the SSH gateway's address (`ssh -p PORT ID@host`);
+	// "" or "off" turns the gateway off. `den up` defaults it to
+	// 127.0.0.1:2222, or port 0 when the API's port is 0.
+	SSHListen string
 	// Domain is the suffix of E2B sandbox host names
 	// (<port>-<sandboxID>.<domain>); default "localhost".
 	Domain string
@@ -100,6 +104,12 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return errdefs.New(errdefs.InvalidArgument, "--listen %q is not host:port (e.g. 127.0.0.1:7070)", c.Listen)
+	}
+	if c.SSHListen == "off" {
+		c.SSHListen = ""
+	}
+	if _, _, err := net.SplitHostPort(c.SSHListen); c.SSHListen != "" && err != nil {
+		return errdefs.New(errdefs.InvalidArgument, "--ssh-listen %q is not host:port (e.g. 127.0.0.1:2222) or off", c.SSHListen)
 	}
 	if _, _, err := net.SplitHostPort(c.SandboxListen); err != nil {
 		return errdefs.New(errdefs.InvalidArgument, "--sandbox-listen %q is not host:port (e.g. 127.0.0.1:0)", c.SandboxListen)

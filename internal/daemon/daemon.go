@@ -112,7 +112,7 @@ func ensureKeys(ctx context.Context, st *store.Store, envFile string) (apiKeys, 
 
 // listeners are den up's two listeners: the API (den's /v1 and the E2B
 // control plane) and E2B sandbox traffic.
-type listeners struct{ api, sandbox net.Listener }
+type listeners struct{ api, sandbox, ssh net.Listener } // ssh: nil when off
 
 func listen(cfg Config) (listeners, error) {
 	api, err := net.Listen("tcp", cfg.Listen)
@@ -124,14 +124,26 @@ func listen(cfg Config) (listeners, error) {
 		api.Close()
 		return listeners{}, fmt.Errorf("listen on %s: %w (use --sandbox-listen 127.0.0.1:0)", cfg.SandboxListen, err)
 	}
-	return listeners{api: api, sandbox: sb}, nil
+	var sshLn net.Listener
+	if cfg.SSHListen != "" {
+		if sshLn, err = net.Listen("tcp", cfg.SSHListen); err != nil {
+			api.Close()
+			sb.Close()
+			return listeners{}, fmt.Errorf("listen on %s: %w (use --ssh-listen 127.0.0.1:0, or off)", cfg.SSHListen, err)
+		}
+	}
+	return listeners{api: api, sandbox: sb, ssh: sshLn}, nil
 }
 
 // envLines are the eval-able lines den up prints and writes to the env file.
 func envLines(ls listeners, keys apiKeys) string {
 	url := "http://" + ls.api.Addr().String()
-	return fmt.Sprintf("DEN_URL=%s\nDEN_API_KEY=%s\nE2B_API_URL=%s\nE2B_SANDBOX_URL=%s\nE2B_API_KEY=%s\n",
+	lines := fmt.Sprintf("DEN_URL=%s\nDEN_API_KEY=%s\nE2B_API_URL=%s\nE2B_SANDBOX_URL=%s\nE2B_API_KEY=%s\n",
 		url, keys.den, url, "http://"+ls.sandbox.Addr().String(), keys.e2b)
+	if ls.ssh != nil {
+		lines += "DEN_SSH=" + ls.ssh.Addr().String() + "\n"
+	}
+	return lines
 }
 
 // serve listens, publishes the env file and lines, and serves until ctx ends.
@@ -144,6 +156,9 @@ func serve(ctx context.Context, cfg Config, srv *server.Server, traffic http.Han
 	if err := writeFileAtomic(cfg.envFile(), []byte(env), 0o600); err != nil {
 		ls.api.Close()
 		ls.sandbox.Close()
+		if ls.ssh != nil {
+			ls.ssh.Close()
+		}
 		return err
 	}
 	fmt.Fprint(out, env)
@@ -157,9 +172,19 @@ func serve(ctx context.Context, cfg Config, srv *server.Server, traffic http.Han
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Run(bg) }()
-	errc := make(chan error, len(servers))
+	errc := make(chan error, len(servers)+1)
 	for i, ln := range []net.Listener{ls.api, ls.sandbox} {
 		go func() { errc <- servers[i].Serve(ln) }()
+	}
+	if ls.ssh != nil {
+		gw, gerr := startSSH(cfg, srv, ls.ssh, log, errc)
+		if gerr != nil {
+			ls.ssh.Close()
+			errc <- gerr
+		} else {
+			defer gw.Close()
+			log.Info("ssh gateway up", "addr", ls.ssh.Addr().String())
+		}
 	}
 
 	select {

@@ -47,6 +47,9 @@ type Config struct {
 	// sandbox's memory use exceeds it, the largest process tree is killed.
 	// 0 means no killer.
 	MemoryLimitBytes uint64
+	// SelfPath is the den-guest binary the agent runs its helper commands
+	// with (`den-guest sftp-server`); "" means /proc/self/exe.
+	SelfPath string
 }
 
 // Agent serves the envd protocol. Its methods are safe for concurrent use.
@@ -58,6 +61,9 @@ type Agent struct {
 	procs *procTable
 	watch *watchers
 	oom   *oomKiller // nil without a memory limit
+	// accepted holds connections of remote forwards (listen.go) until
+	// the host fetches them.
+	accepted acceptedConns
 
 	slowSubscriber time.Duration      // see defaultSlowSubscriber; tests lower it
 	sethostname    func(string) error // unix.Sethostname; tests replace it
@@ -121,6 +127,9 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /files", a.serveDownload)
 	mux.HandleFunc("POST /files", a.serveUpload)
 	mux.HandleFunc("GET /ports/{port}", a.servePort)
+	mux.HandleFunc("GET /ports/{port}/listen", a.serveListen)
+	mux.HandleFunc("GET /accepted/{id}", a.serveAccepted)
+	mux.HandleFunc("GET /sftp", a.serveSFTP)
 	return mux
 }
 

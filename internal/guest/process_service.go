@@ -195,6 +195,11 @@ func (s *processService) SendSignal(_ context.Context, req *connect.Request[pb.S
 		sig = syscall.SIGTERM
 	case pb.Signal_SIGNAL_SIGKILL:
 		sig = syscall.SIGKILL
+	case pb.Signal(syscall.SIGHUP), pb.Signal(syscall.SIGINT), pb.Signal(syscall.SIGQUIT),
+		pb.Signal(syscall.SIGUSR1), pb.Signal(syscall.SIGUSR2), pb.Signal(syscall.SIGALRM):
+		// Beyond envd's two: the signals an SSH client may send (RFC 4254
+		// 6.9), by their Linux numbers.
+		sig = syscall.Signal(req.Msg.GetSignal())
 	default:
 		return nil, toConnect(errdefs.New(errdefs.InvalidArgument, "unsupported signal %v", req.Msg.GetSignal()))
 	}

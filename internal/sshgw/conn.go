@@ -1,0 +1,131 @@
+package sshgw
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// conn is one logged-in SSH connection to a sandbox.
+type conn struct {
+	g     *Gateway
+	sconn *ssh.ServerConn
+	sb    Sandbox
+	guest *guestClient
+	ctx   context.Context // ends with the connection
+	log   *slog.Logger
+
+	fwd forwards // ssh -R listeners
+	wg  sync.WaitGroup
+}
+
+// serveConn runs the handshake on nc and serves the connection until it
+// ends.
+func (g *Gateway) serveConn(nc net.Conn) {
+	_ = nc.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
+	sconn, chans, reqs, err := ssh.NewServerConn(nc, g.ssh)
+	if err != nil {
+		return // a failed login or a client that went away: nothing to tell
+	}
+	_ = nc.SetDeadline(time.Time{})
+	defer sconn.Close()
+	ctx, cancel := context.WithCancel(g.ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { sconn.Close() })
+	defer stop()
+	sb := Sandbox{ID: sconn.Permissions.Extensions[extSandboxID], Name: sconn.Permissions.Extensions[extSandboxName]}
+	log := g.log.With("sandbox", sb.ID, "remote", nc.RemoteAddr().String())
+	log.Info("ssh login", "fingerprint", sconn.Permissions.Extensions["fingerprint"])
+	c := &conn{g: g, sconn: sconn, sb: sb, guest: newGuestClient(g.cfg.Backend, sb.ID), ctx: ctx, log: log}
+	defer c.guest.close()
+	end, err := g.cfg.Backend.Begin(ctx, sb.ID)
+	if err != nil {
+		// The sandbox cannot run: every channel is refused with the reason.
+		log.Warn("ssh session refused", "err", err)
+		go ssh.DiscardRequests(reqs)
+		for nch := range chans {
+			_ = nch.Reject(ssh.ConnectionFailed, err.Error())
+		}
+		return
+	}
+	defer end()
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.keepalive() }()
+	go func() { defer c.wg.Done(); c.globalRequests(reqs) }()
+	for nch := range chans {
+		switch nch.ChannelType() {
+		case "session":
+			c.goChannel(func() { c.session(nch) })
+		case "direct-tcpip":
+			c.goChannel(func() { c.directTCPIP(nch) })
+		default:
+			_ = nch.Reject(ssh.UnknownChannelType, "den's ssh gateway supports session and direct-tcpip channels")
+		}
+	}
+	cancel()
+	c.fwd.closeAll()
+	c.wg.Wait()
+}
+
+// goChannel runs fn on a goroutine the connection waits for.
+func (c *conn) goChannel(fn func()) {
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); fn() }()
+}
+
+// globalRequests answers the connection's global requests: remote
+// forwards, and keepalives (any reply tells the client we are alive).
+func (c *conn) globalRequests(reqs <-chan *ssh.Request) {
+	for req := range reqs {
+		switch req.Type {
+		case "tcpip-forward":
+			c.tcpipForward(req)
+		case "cancel-tcpip-forward":
+			c.cancelTCPIPForward(req)
+		case "keepalive@openssh.com", "no-more-sessions@openssh.com":
+			_ = req.Reply(true, nil)
+		default:
+			_ = req.Reply(false, nil)
+		}
+	}
+}
+
+// keepalive asks the client every KeepaliveInterval whether it is alive
+// and closes the connection after KeepaliveCountMax asks in a row got no
+// answer in time.
+func (c *conn) keepalive() {
+	tick := time.NewTicker(c.g.cfg.KeepaliveInterval)
+	defer tick.Stop()
+	missed := 0
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		answered := make(chan struct{})
+		go func() {
+			// Any reply, even a refusal, is an answer; an error means the
+			// connection is gone.
+			if _, _, err := c.sconn.SendRequest("keepalive@openssh.com", true, nil); err == nil {
+				close(answered)
+			}
+		}()
+		select {
+		case <-answered:
+			missed = 0
+		case <-c.ctx.Done():
+			return
+		case <-time.After(c.g.cfg.KeepaliveInterval):
+			if missed++; missed >= c.g.cfg.KeepaliveCountMax {
+				c.log.Info("ssh client stopped answering keepalives")
+				c.sconn.Close()
+				return
+			}
+		}
+	}
+}
