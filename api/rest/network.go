@@ -20,3 +20,12 @@ type NetworkPolicy struct {
 
 // InternetOn is Internet with its default.
 func (p NetworkPolicy) InternetOn() bool { return p.Internet == nil || *p.Internet }
+
+// MaxPublicPorts bounds a sandbox's PublicPorts.
+const MaxPublicPorts = 64
+
+// PortAccessRequest makes a port of a sandbox public or private (PUT
+// /v1/sandboxes/{id}/ports/{port}; port 0 is every port).
+type PortAccessRequest struct {
+	Public bool `json:"public"`
+}

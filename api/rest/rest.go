@@ -123,6 +123,9 @@ type CreateSandboxRequest struct {
 	// Network is the sandbox's egress policy; omitted: the internet on,
 	// no rules.
 	Network *NetworkPolicy `json:"network,omitempty"`
+	// PublicPorts are ports whose URLs need no token or signature (0:
+	// every port); omitted: every port is private.
+	PublicPorts []int `json:"public_ports,omitempty"`
 }
 
 // ApplyDefaults fills the zero fields of r with the documented defaults.
@@ -193,6 +196,8 @@ type Sandbox struct {
 	// Network is its egress policy; absent for a sandbox without a
 	// network.
 	Network *NetworkPolicy `json:"network,omitempty"`
+	// PublicPorts are the ports whose URLs need no token (0: every port).
+	PublicPorts []int `json:"public_ports,omitempty"`
 }
 
 // SandboxList is one page of sandboxes. NextPageToken is empty on the last page.

@@ -62,7 +62,7 @@ func TestPortCommand(t *testing.T) {
 		{"unknown sandbox", "http://127.0.0.1:3001", "", []string{"port", "nope", "8080"}, 1,
 			"", "den: get sandbox nope: sandbox \"nope\" doesn't exist or you don't have access to it\n"},
 		{"bad port", "http://127.0.0.1:3001", "", []string{"port", "sb-1", "0"}, 2,
-			"", "den: invalid port \"0\": want a number from 1 to 65535\nRun 'den port --help' for usage.\n"},
+			"", "den: invalid port \"0\": want a number from 1 to 65535 (0, every port, only with --public or --private)\nRun 'den port --help' for usage.\n"},
 		{"one argument", "", "", []string{"port", "sb-1"}, 2,
 			"", "den: den port takes a sandbox ID or name and a port, got 1 argument(s)\nRun 'den port --help' for usage.\n"},
 	}

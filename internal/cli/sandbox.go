@@ -32,6 +32,7 @@ type createFlags struct {
 	snapshot, pool, runtime   string
 	noInternet                bool
 	allow, deny               []string
+	publicPorts               []int
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet) {
@@ -51,6 +52,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.noInternet, "no-internet", false, "no internet for the sandbox, but what --allow names")
 	fs.StringArrayVar(&f.allow, "allow", nil, "let the sandbox reach only this IPv4 address, CIDR, domain or *.domain (repeatable; the internet is then off but for these)")
 	fs.StringArrayVar(&f.deny, "deny", nil, "refuse this IPv4 address, CIDR, domain or *.domain (repeatable)")
+	fs.IntSliceVar(&f.publicPorts, "public-port", nil, "make this port's URL public, no token needed (repeatable; 0: every port; see `den port`)")
 	f.timeoutIsSet = func() bool { return fs.Changed("timeout") }
 }
 
@@ -78,7 +80,8 @@ func (f *secondsFlag) Set(v string) error {
 // request builds the create request for image.
 func (f *createFlags) request(cmd *cobra.Command, image string) (rest.CreateSandboxRequest, error) {
 	req := rest.CreateSandboxRequest{Image: image, Name: f.name, CPUs: f.cpus, MemoryMB: f.memory, DiskMB: f.disk,
-		TimeoutAction: f.timeoutAction, IdleTimeout: int64(f.idleTimeout), IdleAction: f.idleAction, Snapshot: f.snapshot, Pool: f.pool, Runtime: f.runtime}
+		TimeoutAction: f.timeoutAction, IdleTimeout: int64(f.idleTimeout), IdleAction: f.idleAction, Snapshot: f.snapshot, Pool: f.pool, Runtime: f.runtime,
+		PublicPorts: f.publicPorts}
 	if f.noInternet || len(f.allow) > 0 || len(f.deny) > 0 {
 		on := !f.noInternet && len(f.allow) == 0 // --allow: only what it names
 		req.Network = &rest.NetworkPolicy{Internet: &on, Allow: f.allow, Deny: f.deny}

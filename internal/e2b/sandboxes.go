@@ -81,6 +81,9 @@ func (a *api) createRequest(p server.Principal, req newSandbox) (rest.CreateSand
 		creq.TimeoutAction = rest.ActionSuspend // paused, not killed, when the timeout passes
 	}
 	creq.Network = networkOf(req)
+	if req.Network != nil && req.Network.AllowPublicTraffic != nil && *req.Network.AllowPublicTraffic {
+		creq.PublicPorts = []int{0}
+	}
 	user := cmp.Or(tpl.User, defaultUser)
 	if a.cfg.Service.ImageHasUser(tpl.Image, user) {
 		creq.User = user

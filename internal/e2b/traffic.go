@@ -100,16 +100,19 @@ func (t *traffic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeTrafficError(w, http.StatusBadGateway, id, errNotRunning)
 		return
 	}
-	authorize := t.authorize
-	if port != EnvdPort {
-		authorize = authorizePort
+	n, _ := strconv.Atoi(port) // route checked it
+	public := false
+	if port == EnvdPort {
+		err = t.authorize(r, sb)
+	} else {
+		public, err = t.authorizePort(w, r, sb, n)
 	}
-	if err := authorize(r, sb); err != nil {
+	if err != nil {
 		writeTrafficError(w, http.StatusUnauthorized, id, err.Error())
 		return
 	}
 	if sb.State != rest.StateRunning {
-		if !hasCredentials(r) {
+		if !public && !hasCredentials(r) {
 			writeTrafficError(w, http.StatusBadGateway, id, errNotRunning) // an anonymous probe does not wake it
 			return
 		}
@@ -122,9 +125,9 @@ func (t *traffic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		t.cfg.Service.GuestProxy(sb.ID).ServeHTTP(w, r)
 		return
 	}
-	n, _ := strconv.Atoi(port) // route checked it
 	r.Header.Del("X-Access-Token")
 	r.Header.Del(trafficTokenHeader)
+	stripPortCredentials(r)
 	t.cfg.Service.PortProxy(sb.ID, n).ServeHTTP(w, r)
 }
 
@@ -133,26 +136,93 @@ func (t *traffic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // token there too.
 const trafficTokenHeader = "E2b-Traffic-Access-Token"
 
-// authorizePort accepts the sandbox's access token in X-Access-Token or
-// E2b-Traffic-Access-Token.
-func authorizePort(r *http.Request, sb *store.Sandbox) error {
+// authorizePort lets a request reach port of sb when the port is public,
+// or it carries the sandbox's access token (X-Access-Token or
+// E2b-Traffic-Access-Token), or a valid port signature: in the URL's
+// query (then the answer sets the port cookie) or in that cookie.
+func (t *traffic) authorizePort(w http.ResponseWriter, r *http.Request, sb *store.Sandbox, port int) (public bool, err error) {
+	if sb.PortPublic(port) {
+		return true, nil
+	}
 	tok := r.Header.Get("X-Access-Token")
 	if tok == "" {
 		tok = r.Header.Get(trafficTokenHeader)
 	}
-	if tok == "" {
-		return errdefs.New(errdefs.Unauthenticated, "missing access token: send the sandbox's envdAccessToken in X-Access-Token or %s", trafficTokenHeader)
+	if tok != "" {
+		if !equal(tok, sb.AccessToken) {
+			return false, errdefs.New(errdefs.Unauthenticated, "invalid access token")
+		}
+		return false, nil
 	}
-	if !equal(tok, sb.AccessToken) {
-		return errdefs.New(errdefs.Unauthenticated, "invalid access token")
+	now := t.cfg.Now().Unix()
+	q := r.URL.Query()
+	if sig := q.Get(rest.PortSignatureParam); sig != "" {
+		exp, err := strconv.ParseInt(q.Get(rest.PortExpiresParam), 10, 64)
+		if err != nil {
+			return false, errdefs.New(errdefs.Unauthenticated, "invalid %s %q: want Unix seconds", rest.PortExpiresParam, q.Get(rest.PortExpiresParam))
+		}
+		if err := checkPortSignature(sig, exp, now, sb, port); err != nil {
+			return false, err
+		}
+		http.SetCookie(w, &http.Cookie{Name: rest.PortCookie, Value: strconv.FormatInt(exp, 10) + "." + sig, Path: "/",
+			MaxAge: int(exp - now), HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		return false, nil
+	}
+	var last error
+	for _, c := range r.CookiesNamed(rest.PortCookie) {
+		e, sig, _ := strings.Cut(c.Value, ".")
+		exp, err := strconv.ParseInt(e, 10, 64)
+		if err != nil {
+			continue
+		}
+		if last = checkPortSignature(sig, exp, now, sb, port); last == nil {
+			return false, nil
+		}
+	}
+	if last != nil {
+		return false, last
+	}
+	return false, errdefs.New(errdefs.Unauthenticated, "missing access token: port %d of sandbox %s is private; send the sandbox's access token in X-Access-Token or %s, open a signed URL (den port --signed), or make the port public (den port --public)", port, sb.ID, trafficTokenHeader)
+}
+
+// checkPortSignature verifies a port signature that expires at exp.
+func checkPortSignature(sig string, exp, now int64, sb *store.Sandbox, port int) error {
+	if now > exp {
+		return errdefs.New(errdefs.Unauthenticated, "the signed URL expired: sign a new one (den port --signed)")
+	}
+	if !equal(sig, rest.PortSignature(sb.AccessToken, sb.ID, port, exp)) {
+		return errdefs.New(errdefs.Unauthenticated, "invalid port signature")
 	}
 	return nil
+}
+
+// stripPortCredentials removes the port signature from r's query and the
+// port cookie from its headers: the server in the sandbox sees neither.
+func stripPortCredentials(r *http.Request) {
+	q := r.URL.Query()
+	if q.Has(rest.PortSignatureParam) || q.Has(rest.PortExpiresParam) {
+		q.Del(rest.PortSignatureParam)
+		q.Del(rest.PortExpiresParam)
+		r.URL.RawQuery = q.Encode()
+	}
+	cookies := r.Cookies()
+	if len(cookies) == 0 {
+		return
+	}
+	r.Header.Del("Cookie")
+	for _, c := range cookies {
+		if c.Name != rest.PortCookie {
+			r.AddCookie(c)
+		}
+	}
 }
 
 // hasCredentials reports whether r carries a token or a signature: only
 // such a request may wake a paused sandbox.
 func hasCredentials(r *http.Request) bool {
-	return r.Header.Get("X-Access-Token") != "" || r.Header.Get(trafficTokenHeader) != "" || r.URL.Query().Get("signature") != ""
+	q := r.URL.Query()
+	return r.Header.Get("X-Access-Token") != "" || r.Header.Get(trafficTokenHeader) != "" || q.Get("signature") != "" ||
+		q.Get(rest.PortSignatureParam) != "" || len(r.CookiesNamed(rest.PortCookie)) > 0
 }
 
 // errNotRunning is the message of a sandbox that does not exist or cannot

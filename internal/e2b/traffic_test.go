@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/denhq/den/api/rest"
 )
 
 // envdHeaders are the headers the SDKs send to envd with E2B_SANDBOX_URL.
@@ -154,8 +156,8 @@ func serveInSandbox(t *testing.T) int {
 	}
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "%s %s host=%s tokens=%q,%q body=%s", r.Method, r.URL.RequestURI(), r.Host,
-			r.Header.Get("X-Access-Token"), r.Header.Get("E2b-Traffic-Access-Token"), body)
+		fmt.Fprintf(w, "%s %s host=%s tokens=%q,%q body=%s cookie=%q", r.Method, r.URL.RequestURI(), r.Host,
+			r.Header.Get("X-Access-Token"), r.Header.Get("E2b-Traffic-Access-Token"), body, r.Header.Get("Cookie"))
 	})}
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
@@ -204,5 +206,75 @@ func TestTrafficUserPort(t *testing.T) {
 	}
 	if s := e.state(id); s != stateRunning {
 		t.Fatalf("state after traffic: %s", s)
+	}
+}
+
+// TestTrafficPublicAndSignedPorts: a public port needs no token; a
+// private one takes a signed URL, whose answer sets a cookie that then
+// suffices; signatures bind the sandbox, port and expiry; the server in
+// the sandbox sees neither the signature nor den's cookie.
+func TestTrafficPublicAndSignedPorts(t *testing.T) {
+	e := newTestEnv(t)
+	port := serveInSandbox(t)
+	ps := strconv.Itoa(port)
+	pub := e.create(e.keyA, `{"templateID":"busybox","network":{"allowPublicTraffic":true}}`)
+	if r := e.do("GET", e.traffic+"/", "", map[string]string{"Host": ps + "-" + pub.SandboxID + ".den.test"}); r.status != 200 {
+		t.Fatalf("public port without a token: HTTP %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", e.traffic+"/health", "", map[string]string{"Host": "49983-" + pub.SandboxID + ".den.test"}); r.status != http.StatusNoContent {
+		t.Fatalf("envd health of a public sandbox: HTTP %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", e.traffic+"/envs", "", map[string]string{"Host": "49983-" + pub.SandboxID + ".den.test"}); r.status != 401 {
+		t.Fatalf("envd of a sandbox with public ports, without a token: HTTP %d %s; want 401 (envd is never public)", r.status, r.body)
+	}
+
+	sb := e.create(e.keyA, `{"templateID":"busybox"}`)
+	id, tok := sb.SandboxID, sb.EnvdAccessToken
+	host := map[string]string{"Host": ps + "-" + id + ".den.test"}
+	exp := e.now.Unix() + 60
+	signed := func(sig string, exp int64) string {
+		return fmt.Sprintf("%s/page?x=1&%s=%s&%s=%d", e.traffic, rest.PortSignatureParam, sig, rest.PortExpiresParam, exp)
+	}
+	r := e.do("GET", signed(rest.PortSignature(tok, id, port, exp), exp), "", host)
+	if r.status != 200 || !strings.HasPrefix(string(r.body), "GET /page?x=1 ") || !strings.Contains(string(r.body), `cookie=""`) {
+		t.Fatalf("signed URL: HTTP %d %s", r.status, r.body)
+	}
+	var cookie string
+	for _, c := range (&http.Response{Header: r.header}).Cookies() {
+		if c.Name == rest.PortCookie && c.HttpOnly && c.MaxAge == 60 {
+			cookie = c.Name + "=" + c.Value
+		}
+	}
+	if cookie == "" {
+		t.Fatalf("signed URL set no port cookie: %v", r.header["Set-Cookie"])
+	}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{"Host": host["Host"]}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	if r := e.do("GET", e.traffic+"/next", "", with(map[string]string{"Cookie": cookie + "; app=1"})); r.status != 200 || !strings.Contains(string(r.body), `cookie="app=1"`) {
+		t.Fatalf("with the cookie: HTTP %d %s", r.status, r.body)
+	}
+	for name, tt := range map[string]struct {
+		url    string
+		header map[string]string
+		want   string
+	}{
+		"no credentials":     {e.traffic + "/", host, "is private"},
+		"expired":            {signed(rest.PortSignature(tok, id, port, 10), 10), host, "expired"},
+		"another port's":     {signed(rest.PortSignature(tok, id, port+1, exp), exp), host, "invalid port signature"},
+		"another sandbox's":  {signed(rest.PortSignature(tok, pub.SandboxID, port, exp), exp), host, "invalid port signature"},
+		"a later expiry":     {signed(rest.PortSignature(tok, id, port, exp), exp+3600), host, "invalid port signature"},
+		"another token's":    {signed(rest.PortSignature(pub.EnvdAccessToken, id, port, exp), exp), host, "invalid port signature"},
+		"cookie on envd":     {e.traffic + "/envs", map[string]string{"Host": "49983-" + id + ".den.test", "Cookie": cookie}, "missing access token"},
+		"cookie, other port": {e.traffic + "/", map[string]string{"Host": strconv.Itoa(port+1) + "-" + id + ".den.test", "Cookie": cookie}, "invalid port signature"},
+		"bad expiry":         {fmt.Sprintf("%s/?%s=v1_x&%s=soon", e.traffic, rest.PortSignatureParam, rest.PortExpiresParam), host, "want Unix seconds"},
+	} {
+		if r := e.do("GET", tt.url, "", tt.header); r.status != 401 || !strings.Contains(string(r.body), tt.want) {
+			t.Errorf("%s: HTTP %d %s, want 401 with %q", name, r.status, r.body, tt.want)
+		}
 	}
 }

@@ -32,11 +32,13 @@ type newSandbox struct {
 
 // networkConfig is E2B's SandboxNetworkConfig: egress allow and deny
 // lists (addresses, CIDRs, domains), allow winning over deny; "0.0.0.0/0"
-// in denyOut shuts everything allowOut does not name. Its public-traffic
-// fields are not modelled.
+// in denyOut shuts everything allowOut does not name. AllowPublicTraffic
+// true makes every port's URL public (den's ports are private by
+// default: they need the access token).
 type networkConfig struct {
-	AllowOut []string `json:"allowOut"`
-	DenyOut  []string `json:"denyOut"`
+	AllowOut           []string `json:"allowOut"`
+	DenyOut            []string `json:"denyOut"`
+	AllowPublicTraffic *bool    `json:"allowPublicTraffic"`
 }
 
 // allTraffic is E2B's ALL_TRAFFIC rule.

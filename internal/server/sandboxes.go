@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,10 @@ func (s *Server) newSandboxRecord(req rest.CreateSandboxRequest, p Principal) (*
 	if err != nil {
 		return nil, err
 	}
+	ports, err := publicPorts(req.PublicPorts)
+	if err != nil {
+		return nil, err
+	}
 	return &store.Sandbox{
 		ID: newSandboxID(), Name: req.Name, Tenant: p.Tenant, Image: req.Image, Network: pol,
 		State: rest.StateStarting, Runtime: rt.Name, Node: s.cfg.Node.ID(),
@@ -56,6 +61,7 @@ func (s *Server) newSandboxRecord(req rest.CreateSandboxRequest, p Principal) (*
 		Env: req.Env, Metadata: req.Metadata, TimeoutSec: *req.Timeout, TimeoutAction: req.TimeoutAction,
 		IdleTimeoutSec: req.IdleTimeout, IdleAction: req.IdleAction,
 		User: req.User, AccessToken: newAccessToken(), CreatedAt: s.cfg.Now().UTC(),
+		PublicPorts: ports,
 	}, nil
 }
 
@@ -206,7 +212,7 @@ func (s *Server) toREST(sb *store.Sandbox) rest.Sandbox {
 		Runtime: sb.Runtime, Node: sb.Node, CPUs: sb.CPUs, MemoryMB: sb.MemoryMB, DiskMB: sb.DiskMB,
 		Metadata: sb.Metadata, Timeout: sb.TimeoutSec, IdleTimeout: sb.IdleTimeoutSec, CreatedAt: sb.CreatedAt,
 		StartedAt: timeOrNil(sb.StartedAt), ExpiresAt: timeOrNil(sb.ExpiresAt), SuspendedAt: timeOrNil(sb.SuspendedAt),
-		FromSnapshot: sb.FromSnapshot, Network: networkREST(sb.Network),
+		FromSnapshot: sb.FromSnapshot, Network: networkREST(sb.Network), PublicPorts: slices.Clone(sb.PublicPorts),
 	}
 	if sb.TimeoutSec > 0 {
 		out.TimeoutAction = actionOf(sb.TimeoutAction)

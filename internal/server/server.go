@@ -142,6 +142,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/sandboxes/{id}/fork", s.forkSandbox)
 	s.handle("GET /v1/sandboxes/{id}/network", s.getNetwork)
 	s.handle("PUT /v1/sandboxes/{id}/network", s.putNetwork)
+	s.handle("PUT /v1/sandboxes/{id}/ports/{port}", s.putPort)
 	s.handle("/v1/sandboxes/{id}/envd/{path...}", s.proxyGuest)
 	s.handle("POST /v1/snapshots", s.createSnapshot)
 	s.handle("GET /v1/snapshots", s.listSnapshots)

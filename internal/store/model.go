@@ -96,6 +96,9 @@ type Sandbox struct {
 	// nil for a sandbox without a network (records made before sandboxes
 	// had networks).
 	Network *NetworkPolicy `json:"network,omitempty"`
+	// PublicPorts are the ports inside the sandbox that its URLs serve
+	// without a token or signature; 0 stands for every port. Sorted.
+	PublicPorts []int `json:"public_ports,omitempty"`
 
 	// Handle is the driver's handle, opaque to the store. It must be valid
 	// JSON when set.
@@ -118,11 +121,22 @@ func (sb *Sandbox) Clone() *Sandbox {
 		c.Network = &n
 	}
 	c.Handle = slices.Clone(sb.Handle)
+	c.PublicPorts = slices.Clone(sb.PublicPorts)
 	if sb.Snapshot != nil {
 		ref := *sb.Snapshot
 		c.Snapshot = &ref
 	}
 	return &c
+}
+
+// PortPublic reports whether port of sb is served without credentials.
+func (sb *Sandbox) PortPublic(port int) bool {
+	for _, p := range sb.PublicPorts {
+		if p == 0 || p == port {
+			return true
+		}
+	}
+	return false
 }
 
 // Actions of a sandbox's timeout and idle timeout.

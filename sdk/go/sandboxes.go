@@ -229,3 +229,14 @@ func (s *Sandbox) Resume(ctx context.Context) (*Sandbox, error) {
 	}
 	return sb.AsUser(s.user), nil
 }
+
+// SetPortPublic makes port of sandbox idOrName public (its URL needs no
+// token) or private again; port 0 is every port.
+func (c *Client) SetPortPublic(ctx context.Context, idOrName string, port int, public bool) (*rest.Sandbox, error) {
+	var sb rest.Sandbox
+	path := "/v1/sandboxes/" + url.PathEscape(idOrName) + "/ports/" + strconv.Itoa(port)
+	if err := c.doJSON(ctx, http.MethodPut, path, nil, rest.PortAccessRequest{Public: public}, &sb); err != nil {
+		return nil, fmt.Errorf("set port %d of sandbox %s: %w", port, idOrName, err)
+	}
+	return &sb, nil
+}

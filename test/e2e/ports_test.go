@@ -28,7 +28,11 @@ func getPort(t *testing.T, rawURL, header string) portResponse {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := http.NewRequest("GET", "http://127.0.0.1:"+u.Port()+u.Path, nil)
+	target := "http://127.0.0.1:" + u.Port() + u.Path
+	if u.RawQuery != "" {
+		target += "?" + u.RawQuery
+	}
+	req, err := http.NewRequest("GET", target, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +102,29 @@ func TestPortsAsURLs(t *testing.T) {
 	}
 	if got := getPort(t, u, "X-Access-Token: wrong"); got.status != http.StatusUnauthorized || !strings.Contains(got.body, "invalid access token") {
 		t.Errorf("GET with a wrong token: HTTP %d %s", got.status, got.body)
+	}
+	// A signed URL works without the header; --public opens the port,
+	// --private closes it again.
+	signed := strings.TrimSpace(in.mustDen("port", "--data-dir", in.dataDir, id, "8080", "--signed", "10m"))
+	if !strings.Contains(signed, "den_signature=") {
+		t.Fatalf("den port --signed printed %q", signed)
+	}
+	if got := getPort(t, signed, ""); got.status != http.StatusOK || got.body != "hello from the sandbox\n" {
+		t.Errorf("GET of the signed URL: HTTP %d %q", got.status, got.body)
+	}
+	if got := getPort(t, strings.Replace(signed, "den_expires=", "den_expires=1", 1), ""); got.status != http.StatusUnauthorized {
+		t.Errorf("GET of a signed URL with another expiry: HTTP %d %q", got.status, got.body)
+	}
+	open := strings.TrimSpace(in.mustDen("port", "--data-dir", in.dataDir, id, "8080", "--public"))
+	if open != u {
+		t.Errorf("den port --public printed %q, want %q alone", open, u)
+	}
+	if got := getPort(t, u, ""); got.status != http.StatusOK {
+		t.Errorf("GET of a public port without a token: HTTP %d %q", got.status, got.body)
+	}
+	in.mustDen("port", "--data-dir", in.dataDir, id, "8080", "--private")
+	if got := getPort(t, u, ""); got.status != http.StatusUnauthorized {
+		t.Errorf("GET of a port made private again, without a token: HTTP %d %q", got.status, got.body)
 	}
 	free, _ := portURL(t, in, id, "8081")
 	if got := getPort(t, free, header); got.status != http.StatusBadGateway || !strings.Contains(got.body, "nothing listens on port 8081 in the sandbox") {
