@@ -51,7 +51,16 @@ func (s *Server) PortProxy(id string, port int) http.Handler {
 	p := &httputil.ReverseProxy{
 		Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return s.dialPort(ctx, id, port)
+				release, err := s.ports.acquire(ctx, id)
+				if err != nil {
+					return nil, err
+				}
+				conn, err := s.dialPort(ctx, id, port)
+				if err != nil {
+					release()
+					return nil, err
+				}
+				return &slotConn{Conn: conn, release: release}, nil
 			},
 			DisableKeepAlives:  true,
 			DisableCompression: true,

@@ -72,8 +72,11 @@ type Config struct {
 	// MaxBuildContext bounds the unpacked size of a build context in
 	// bytes (tar headers count 512 bytes each); 0 means 2 GiB.
 	MaxBuildContext int64
-	Version         string
-	Logger          *slog.Logger
+	// MaxPortConns bounds each sandbox's open port tunnels (ports as
+	// URLs); more requests wait. 0 means DefaultMaxPortConns.
+	MaxPortConns int
+	Version      string
+	Logger       *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -91,6 +94,8 @@ type Server struct {
 	// quotas and rates enforce each tenant's limits (quota.go).
 	quotas quotas
 	rates  rateLimits
+	// ports bounds each sandbox's port tunnels (port_slots.go).
+	ports portSlots
 }
 
 // New builds a Server. Call Run to start its background loops.
@@ -104,11 +109,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxPortConns <= 0 {
+		cfg.MaxPortConns = DefaultMaxPortConns
+	}
 	if cfg.MaxBuildContext == 0 {
 		cfg.MaxBuildContext = defaultMaxBuildContext
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics(),
 		activity: newActivity(), wakes: wakeCalls{m: map[string]*wakeCall{}}}
+	s.ports.size = cfg.MaxPortConns
 	s.proxies = newGuestProxies(cfg.Node.DialGuest, s.lostSandboxReason)
 	s.routes()
 	return s, nil

@@ -128,6 +128,7 @@ func (s *Server) DeleteSandbox(ctx context.Context, p Principal, idOrName string
 	}
 	s.proxies.forget(sb.ID)
 	s.activity.forget(sb.ID)
+	s.ports.forget(sb.ID)
 	return s.cfg.Node.Destroy(ctx, sb.ID)
 }
 
