@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs, idempotently, the host packages den needs: busybox-static (the
 # tiny test image), debootstrap (the base image), e2fsprogs, iproute2, tmux
-# (interactive tests), openssl, curl, QEMU (microVM sandboxes). Go itself
+# (interactive tests), openssl, curl, QEMU (microVM sandboxes), the OpenSSH
+# client and rsync (SSH gateway tests). Go itself
 # must already be installed.
 set -euo pipefail
 need=()
-for pkg in busybox-static debootstrap e2fsprogs iproute2 tmux curl ca-certificates xz-utils python3-venv qemu-system-x86 qemu-utils; do
+for pkg in busybox-static debootstrap e2fsprogs iproute2 tmux curl ca-certificates xz-utils python3-venv qemu-system-x86 qemu-utils openssh-client rsync; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -37,7 +37,7 @@ type BaseOptions struct {
 }
 
 // BasePackages are the packages of the default image, beyond minbase.
-var BasePackages = []string{"bash", "coreutils", "python3", "nodejs", "git", "curl", "ca-certificates", "procps", "passwd", "sudo"}
+var BasePackages = []string{"bash", "coreutils", "python3", "nodejs", "git", "curl", "ca-certificates", "procps", "passwd", "sudo", "rsync"}
 
 func (o *BaseOptions) setDefaults() error {
 	if o.Name == "" {
