@@ -71,7 +71,9 @@ func ParseSSHPublicKey(text string) (ssh.PublicKey, string, error) {
 	}
 	pub, comment, opts, rest, err := ssh.ParseAuthorizedKey([]byte(text))
 	if err != nil {
-		return nil, "", errdefs.Wrap(errdefs.InvalidArgument, err, "public_key is not an SSH public key")
+		// x/crypto's message names its line scanner's internals; ours says
+		// what a key looks like.
+		return nil, "", errdefs.New(errdefs.InvalidArgument, "public_key is not an SSH public key: want TYPE BASE64 [COMMENT], e.g. ssh-ed25519 AAAAC3... you@host")
 	}
 	if len(opts) > 0 || len(rest) > 0 {
 		return nil, "", errdefs.New(errdefs.InvalidArgument, "public_key has authorized_keys options: send the key alone")

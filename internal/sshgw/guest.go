@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"connectrpc.com/connect"
 
 	"github.com/denhq/den/api/envd/process/processconnect"
 )
@@ -36,7 +35,7 @@ func newGuestClient(b Backend, id string) *guestClient {
 	}
 	hc := &http.Client{Transport: tr}
 	return &guestClient{id: id, dial: b.DialGuest, http: hc,
-		process: processconnect.NewProcessClient(hc, "http://guest", connect.WithProtoJSON())}
+		process: processconnect.NewProcessClient(hc, "http://guest")}
 }
 
 // close drops the client's idle connections.
