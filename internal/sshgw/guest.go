@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"time"
 
-
 	"github.com/denhq/den/api/envd/process/processconnect"
 )
 
