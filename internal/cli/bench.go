@@ -23,7 +23,7 @@ func (a *app) benchCmd() *cobra.Command {
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(a.benchTTICmd(), a.benchResumeCmd())
-	cmd.AddCommand(a.benchForkCmd())
+	cmd.AddCommand(a.benchForkCmd(), a.benchPortsCmd())
 	return cmd
 }
 
