@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	pb "github.com/denhq/den/api/envd/process"
 	"github.com/denhq/den/internal/errdefs"
@@ -135,12 +135,29 @@ func (s *processService) Update(_ context.Context, req *connect.Request[pb.Updat
 		if p.tty == nil {
 			return nil, toConnect(errdefs.New(errdefs.FailedPrecondition, "process %d has no pty", p.pid))
 		}
-		ws := &pty.Winsize{Rows: uint16(sz.Rows), Cols: uint16(sz.Cols)}
-		if err := pty.Setsize(p.tty, ws); err != nil {
+		if err := setPTYSize(p.tty, uint16(sz.Rows), uint16(sz.Cols)); err != nil {
 			return nil, toConnect(errdefs.Wrap(errdefs.Internal, err, "resize pty"))
 		}
 	}
 	return connect.NewResponse(&pb.UpdateResponse{}), nil
+}
+
+// setPTYSize sets the window size of the PTY master tty. It goes through
+// the file's syscall conn, which holds the descriptor open for the ioctl:
+// a resize racing with the process's end (which closes the master) fails
+// instead of reaching whatever file reused the number.
+func setPTYSize(tty *os.File, rows, cols uint16) error {
+	rc, err := tty.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ioErr error
+	if err := rc.Control(func(fd uintptr) {
+		ioErr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+	}); err != nil {
+		return err
+	}
+	return ioErr
 }
 
 // SendInput writes to a process's stdin or PTY.

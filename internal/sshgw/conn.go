@@ -2,9 +2,11 @@ package sshgw
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -19,8 +21,9 @@ type conn struct {
 	ctx   context.Context // ends with the connection
 	log   *slog.Logger
 
-	fwd forwards // ssh -R listeners
-	wg  sync.WaitGroup
+	fwd  forwards     // ssh -R listeners
+	open atomic.Int64 // goroutines of goChannel running
+	wg   sync.WaitGroup
 }
 
 // serveConn runs the handshake on nc and serves the connection until it
@@ -57,6 +60,10 @@ func (g *Gateway) serveConn(nc net.Conn) {
 	go func() { defer c.wg.Done(); c.keepalive() }()
 	go func() { defer c.wg.Done(); c.globalRequests(reqs) }()
 	for nch := range chans {
+		if c.open.Load() >= maxChannels {
+			_ = nch.Reject(ssh.ResourceShortage, fmt.Sprintf("at most %d channels per connection", maxChannels))
+			continue
+		}
 		switch nch.ChannelType() {
 		case "session":
 			c.goChannel(func() { c.session(nch) })
@@ -71,10 +78,20 @@ func (g *Gateway) serveConn(nc net.Conn) {
 	c.wg.Wait()
 }
 
-// goChannel runs fn on a goroutine the connection waits for.
+// maxChannels bounds the channels (sessions, forwards) open at once on
+// one connection: each may hold a process or a tunnel in the sandbox.
+const maxChannels = 256
+
+// goChannel runs fn on a goroutine the connection waits for, counted as
+// an open channel while it runs.
 func (c *conn) goChannel(fn func()) {
 	c.wg.Add(1)
-	go func() { defer c.wg.Done(); fn() }()
+	c.open.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.open.Add(-1)
+		fn()
+	}()
 }
 
 // globalRequests answers the connection's global requests: remote

@@ -257,8 +257,10 @@ func TestEnvAndPTY(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(buf.String(), "term=xterm") })
-	if err := s.WindowChange(50, 132); err != nil {
-		t.Fatalf("window-change: %v", err)
+	// With a reply (Session.WindowChange asks none) the resize is known
+	// done before the input that follows.
+	if ok, err := s.SendRequest("window-change", true, ssh.Marshal(windowChange{Cols: 132, Rows: 50})); !ok || err != nil {
+		t.Fatalf("window-change: %v %v", ok, err)
 	}
 	io.WriteString(stdin, "go\r")
 	err = s.Wait()

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/denhq/den/api/envd/process/processconnect"
 )
 
@@ -34,11 +36,20 @@ func newGuestClient(b Backend, id string) *guestClient {
 	}
 	hc := &http.Client{Transport: tr}
 	return &guestClient{id: id, dial: b.DialGuest, http: hc,
-		process: processconnect.NewProcessClient(hc, "http://guest")}
+		process: processconnect.NewProcessClient(hc, "http://guest", connect.WithReadMaxBytes(maxGuestMessage))}
 }
 
 // close drops the client's idle connections.
 func (gc *guestClient) close() { gc.http.CloseIdleConnections() }
+
+// maxGuestMessage bounds one message of the guest's process stream (the
+// agent sends output in chunks of at most tens of KiB): a sandbox cannot
+// make the gateway buffer more.
+const maxGuestMessage = 4 << 20
+
+// maxUpgradeResponse bounds the agent's answer to an upgrade (status line
+// and headers).
+const maxUpgradeResponse = 64 << 10
 
 // upgradeTimeout bounds an upgrade exchange with the guest agent.
 const upgradeTimeout = 15 * time.Second
@@ -59,7 +70,10 @@ func (gc *guestClient) upgrade(ctx context.Context, path, proto string) (net.Con
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: guest\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", path, proto)
-	br := bufio.NewReader(conn)
+	// The answer is read through a limit that is lifted once it is read:
+	// the stream that follows is unbounded.
+	lr := &io.LimitedReader{R: conn, N: maxUpgradeResponse}
+	br := bufio.NewReader(lr)
 	var resp *http.Response
 	if _, err = io.WriteString(conn, req); err == nil {
 		resp, err = http.ReadResponse(br, nil)
@@ -77,6 +91,7 @@ func (gc *guestClient) upgrade(ctx context.Context, path, proto string) (net.Con
 		return nil, nil, fmt.Errorf("guest agent %s: %w", path, ctx.Err())
 	}
 	_ = conn.SetDeadline(time.Time{})
+	lr.N = math.MaxInt64
 	if br.Buffered() > 0 {
 		return &bufferedConn{Conn: conn, r: br}, resp.Header, nil
 	}
