@@ -152,3 +152,24 @@ func sandboxState(t *testing.T, in *instance, id string) string {
 	}
 	return sb.State
 }
+
+// TestPortsBurst sends 10,000 requests at once to busybox httpd in a
+// sandbox through its URL (`den bench ports`): every one must succeed,
+// however long the sandbox's server takes (docs/benchmarks.md has the
+// figures).
+func TestPortsBurst(t *testing.T) {
+	in := startDen(t, "")
+	out := in.mustDen("bench", "ports", "--data-dir", in.dataDir, "--requests", "10000", "--concurrency", "10000", "--json", "-")
+	var rep struct {
+		Proxied struct {
+			N, OK  int
+			Errors []string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("den bench ports --json: %v\n%s", err, out)
+	}
+	if rep.Proxied.N != 10000 || rep.Proxied.OK != 10000 {
+		t.Fatalf("%d of %d proxied requests succeeded; errors: %v", rep.Proxied.OK, rep.Proxied.N, rep.Proxied.Errors)
+	}
+}
