@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,7 +186,7 @@ recorded in <data-dir>/ssh/known_hosts when that is writable, else in
 			return syscall.Exec(bin, argv, os.Environ())
 		},
 	}
-	cmd.Flags().StringVar(&addr, "ssh-addr", "", "address of the SSH gateway (default: $"+envSSH+", else the data dir's env file, else "+defaultSSHAddr+")")
+	cmd.Flags().StringVar(&addr, "ssh-addr", "", "address of the SSH gateway (default: $"+envSSH+", else the data dir's env file, else port 2222 of the API's host)")
 	cmd.Flags().StringVarP(&identity, "identity", "i", "", "private key file, passed to ssh -i")
 	return cmd
 }
@@ -252,7 +253,7 @@ editors (VS Code Remote-SSH) reach it as den-ID:
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&addr, "ssh-addr", "", "address of the SSH gateway (default: $"+envSSH+", else the data dir's env file, else "+defaultSSHAddr+")")
+	cmd.Flags().StringVar(&addr, "ssh-addr", "", "address of the SSH gateway (default: $"+envSSH+", else the data dir's env file, else port 2222 of the API's host)")
 	return cmd
 }
 
@@ -268,7 +269,7 @@ func sshConfigBlock(addr, id, knownHosts string) string {
 }
 
 // sshAddr returns the gateway's host:port: flag, else $DEN_SSH, else the
-// env file in the data directory, else the default.
+// env file in the data directory, else port 2222 of the API's host.
 func (a *app) sshAddr(flag string) (string, error) {
 	s := flag
 	if s == "" {
@@ -283,6 +284,11 @@ func (a *app) sshAddr(flag string) (string, error) {
 	}
 	if s == "" {
 		s = defaultSSHAddr
+		if opts, err := a.options(); err == nil {
+			if u, err := url.Parse(opts.URL); err == nil && u.Hostname() != "" {
+				s = net.JoinHostPort(u.Hostname(), "2222")
+			}
+		}
 	}
 	if _, _, err := net.SplitHostPort(s); err != nil {
 		return "", fmt.Errorf("SSH gateway address %q is not host:port", s)

@@ -113,8 +113,10 @@ func newAgent(cfg Config, users userDB) *Agent {
 // Handler returns the handler of every envd route: the Connect services
 // process.Process and filesystem.Filesystem, and GET/POST /files, GET
 // /health and GET /envs; and the internal POST /init of the runtime driver
-// (see serveInit), which the control plane never forwards from clients.
-// It speaks HTTP/1.1 itself; the caller enables h2c.
+// (see serveInit), which the control plane never forwards from clients;
+// and den's upgrades: GET /ports/{port} (ports.go), GET
+// /ports/{port}/listen and /accepted/{id} (listen.go), GET /sftp
+// (sftp.go). It speaks HTTP/1.1 itself; the caller enables h2c.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(processconnect.NewProcessHandler(&processService{a: a}))
