@@ -241,12 +241,18 @@ func (s *session) write(d *pb.ProcessEvent_DataEvent) error {
 
 // pumpStdin sends the channel's data to process pid until the client's
 // EOF, then closes its stdin (not for a PTY: there EOF is a ^D the client
-// sends as data). It stops when the session ends.
+// sends as data). The data goes in order on one StreamInput call (a
+// client stream: no round trip per chunk). It stops when the session
+// ends.
 func (s *session) pumpStdin(pid uint32, pty bool) {
 	sel := &pb.ProcessSelector{Selector: &pb.ProcessSelector_Pid{Pid: pid}}
+	stream := s.c.guest.process.StreamInput(s.ctx)
+	err := stream.Send(&pb.StreamInputRequest{Event: &pb.StreamInputRequest_Start{Start: &pb.StreamInputRequest_StartEvent{Process: sel}}})
 	buf := make([]byte, 64<<10)
-	for {
-		n, err := s.ch.Read(buf)
+	var readErr error
+	for err == nil && readErr == nil {
+		var n int
+		n, readErr = s.ch.Read(buf)
 		if n > 0 {
 			in := &pb.ProcessInput{}
 			if pty {
@@ -254,16 +260,12 @@ func (s *session) pumpStdin(pid uint32, pty bool) {
 			} else {
 				in.Input = &pb.ProcessInput_Stdin{Stdin: buf[:n]}
 			}
-			if _, serr := s.c.guest.process.SendInput(s.ctx, connect.NewRequest(&pb.SendInputRequest{Process: sel, Input: in})); serr != nil {
-				return
-			}
+			err = stream.Send(&pb.StreamInputRequest{Event: &pb.StreamInputRequest_Data{Data: &pb.StreamInputRequest_DataEvent{Input: in}}})
 		}
-		if errors.Is(err, io.EOF) && !pty {
-			_, _ = s.c.guest.process.CloseStdin(s.ctx, connect.NewRequest(&pb.CloseStdinRequest{Process: sel}))
-		}
-		if err != nil {
-			return
-		}
+	}
+	// CloseAndReceive returns once the agent has written everything sent.
+	if _, cerr := stream.CloseAndReceive(); err == nil && cerr == nil && errors.Is(readErr, io.EOF) && !pty {
+		_, _ = s.c.guest.process.CloseStdin(s.ctx, connect.NewRequest(&pb.CloseStdinRequest{Process: sel}))
 	}
 }
 
