@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -78,14 +77,14 @@ func (b *fakeBackend) DialPort(ctx context.Context, _ string, port int) (net.Con
 
 // testEnv is a gateway in front of a fakeBackend, and a key that may log in.
 type testEnv struct {
-	t      *testing.T
+	t      testing.TB
 	addr   string
 	be     *fakeBackend
 	signer ssh.Signer
 	hostPK ssh.PublicKey
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	self, err := os.Executable()
@@ -110,7 +109,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := New(Config{HostKey: hostKey, Backend: be, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	gw, err := New(Config{HostKey: hostKey, Backend: be})
 	if err != nil {
 		t.Fatal(err)
 	}
