@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -442,5 +443,71 @@ func TestHostKeyPersists(t *testing.T) {
 	os.WriteFile(path, []byte("garbage"), 0o600)
 	if _, err := LoadHostKey(path); err == nil || !strings.Contains(err.Error(), "parse ssh host key") {
 		t.Fatalf("garbage host key: %v", err)
+	}
+}
+
+func TestSignalAndHangup(t *testing.T) {
+	e := newTestEnv(t)
+	c := e.client()
+	// A signal request reaches the process; it ends with exit-signal.
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := s.StdoutPipe()
+	if err := s.Start("echo started; exec sleep 1000"); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, len("started\n"))
+	if _, err := io.ReadFull(out, line); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Signal(ssh.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	var ee *ssh.ExitError
+	if err := s.Wait(); !errors.As(err, &ee) || ee.Signal() != "INT" {
+		t.Fatalf("after SIGINT: %v, want exit-signal INT", err)
+	}
+	s.Close()
+
+	// Closing the channel kills what still runs in it.
+	s, err = c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ = s.StdoutPipe()
+	if err := s.Start("echo $$; exec sleep 1000"); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Fscan(out, &pid); err != nil || pid == 0 {
+		t.Fatalf("pid: %d, %v", pid, err)
+	}
+	s.Close()
+	waitFor(t, func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+		return err != nil
+	})
+}
+
+func TestParseSignalStatus(t *testing.T) {
+	tests := []struct {
+		status string
+		sig    syscall.Signal
+		core   bool
+		ok     bool
+	}{
+		{"signal: terminated", syscall.SIGTERM, false, true},
+		{"signal: segmentation fault (core dumped)", syscall.SIGSEGV, true, true},
+		{"signal: user defined signal 1", syscall.SIGUSR1, false, true},
+		{"exit status 1", 0, false, false},
+		{"signal: nonsense", 0, false, false},
+	}
+	for _, tt := range tests {
+		sig, core, ok := parseSignalStatus(tt.status)
+		if sig != tt.sig || core != tt.core || ok != tt.ok {
+			t.Errorf("%q: %v %v %v, want %v %v %v", tt.status, sig, core, ok, tt.sig, tt.core, tt.ok)
+		}
 	}
 }
