@@ -64,14 +64,27 @@ func (g *Gateway) serveConn(nc net.Conn) {
 			_ = nch.Reject(ssh.ResourceShortage, fmt.Sprintf("at most %d channels per connection", maxChannels))
 			continue
 		}
+		var serve func(ssh.NewChannel)
 		switch nch.ChannelType() {
 		case "session":
-			c.goChannel(func() { c.session(nch) })
+			serve = c.session
 		case "direct-tcpip":
-			c.goChannel(func() { c.directTCPIP(nch) })
+			serve = c.directTCPIP
 		default:
 			_ = nch.Reject(ssh.UnknownChannelType, "den's ssh gateway supports session and direct-tcpip channels")
+			continue
 		}
+		c.goChannel(func() {
+			// Each channel wakes the sandbox again: it may have been
+			// suspended by hand since the login.
+			end, err := g.cfg.Backend.Begin(ctx, sb.ID)
+			if err != nil {
+				_ = nch.Reject(ssh.ConnectionFailed, err.Error())
+				return
+			}
+			defer end()
+			serve(nch)
+		})
 	}
 	cancel()
 	c.fwd.closeAll()
@@ -112,37 +125,27 @@ func (c *conn) globalRequests(reqs <-chan *ssh.Request) {
 }
 
 // keepalive asks the client every KeepaliveInterval whether it is alive
-// and closes the connection after KeepaliveCountMax asks in a row got no
-// answer in time.
+// and closes the connection when an ask is not answered within
+// KeepaliveInterval × KeepaliveCountMax. Any reply, even a refusal, is an
+// answer.
 func (c *conn) keepalive() {
 	tick := time.NewTicker(c.g.cfg.KeepaliveInterval)
 	defer tick.Stop()
-	missed := 0
+	patience := c.g.cfg.KeepaliveInterval * time.Duration(c.g.cfg.KeepaliveCountMax)
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-tick.C:
 		}
-		answered := make(chan struct{})
-		go func() {
-			// Any reply, even a refusal, is an answer; an error means the
-			// connection is gone.
-			if _, _, err := c.sconn.SendRequest("keepalive@openssh.com", true, nil); err == nil {
-				close(answered)
-			}
-		}()
-		select {
-		case <-answered:
-			missed = 0
-		case <-c.ctx.Done():
-			return
-		case <-time.After(c.g.cfg.KeepaliveInterval):
-			if missed++; missed >= c.g.cfg.KeepaliveCountMax {
-				c.log.Info("ssh client stopped answering keepalives")
-				c.sconn.Close()
-				return
-			}
+		dead := time.AfterFunc(patience, func() {
+			c.log.Info("ssh client stopped answering keepalives")
+			c.sconn.Close()
+		})
+		_, _, err := c.sconn.SendRequest("keepalive@openssh.com", true, nil)
+		dead.Stop()
+		if err != nil {
+			return // the connection is gone
 		}
 	}
 }

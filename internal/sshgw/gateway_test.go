@@ -218,12 +218,14 @@ func TestExec(t *testing.T) {
 	if !errors.As(err, &ee) || ee.Signal() != "TERM" {
 		t.Fatalf("killed: %v, want signal TERM", err)
 	}
-	e.be.mu.Lock()
-	active := e.be.active
-	e.be.mu.Unlock()
-	if active != 1 {
-		t.Fatalf("active connections %d, want 1 while logged in", active)
+	// The sandbox is active while logged in (and once more per open
+	// channel), and no longer once the client leaves.
+	active := func(want int) func() bool {
+		return func() bool { e.be.mu.Lock(); defer e.be.mu.Unlock(); return e.be.active == want }
 	}
+	waitFor(t, active(1))
+	c.Close()
+	waitFor(t, active(0))
 }
 
 func TestEnvAndPTY(t *testing.T) {

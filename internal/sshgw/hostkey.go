@@ -46,11 +46,28 @@ func createHostKey(path string) (ssh.Signer, error) {
 		return nil, fmt.Errorf("create ssh host key: %w", err)
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := writeSynced(tmp, pem.EncodeToMemory(block)); err != nil {
 		return nil, fmt.Errorf("create ssh host key: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return nil, fmt.Errorf("create ssh host key: %w", err)
 	}
 	return ssh.NewSignerFromKey(priv)
+}
+
+// writeSynced writes data to a new file at path (0600) and fsyncs it.
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
