@@ -202,6 +202,16 @@ func TestSSH(t *testing.T) {
 			t.Fatalf("GET through -R: %q", body)
 		}
 	})
+	t.Run("login resumes a suspended sandbox", func(t *testing.T) {
+		in.mustDen("suspend", id)
+		if got := e.ssh(id, "echo awake"); got != "awake\n" {
+			t.Fatalf("after suspend: %q", got)
+		}
+		var sb struct{ State string }
+		if err := json.Unmarshal([]byte(in.mustDen("get", id, "--json")), &sb); err != nil || sb.State != "running" {
+			t.Fatalf("state after an ssh login: %+v %v", sb, err)
+		}
+	})
 	t.Run("unregistered key refused", func(t *testing.T) {
 		args := append(e.opts(e.other), "-p", e.port, id+"@127.0.0.1", "true")
 		_, errOut, code := e.run(nil, "ssh", args...)
