@@ -109,7 +109,13 @@ func download(cmd *cobra.Command, sb *den.Sandbox, remote, local string) error {
 		return err
 	}
 	if fi, err := os.Stat(local); err == nil && fi.IsDir() {
-		local = filepath.Join(local, path.Base(remote))
+		// The sandbox's answers are untrusted: even if it calls
+		// /tmp/.. a file, the copy must not land beside local.
+		name := path.Base(remote)
+		if name == ".." || name == "." || name == "/" {
+			return fmt.Errorf("cannot name a file in %s after %q: give the local file's name", local, remote)
+		}
+		local = filepath.Join(local, name)
 	}
 	return writeLocal(local, body)
 }

@@ -166,8 +166,8 @@ func serve(ctx context.Context, cfg Config, srv *server.Server, traffic http.Han
 		"data_dir", cfg.DataDir, "env_file", cfg.envFile())
 
 	servers := []*http.Server{
-		{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second},
-		{Handler: traffic, ReadHeaderTimeout: 10 * time.Second},
+		newHTTPServer(srv.Handler(), defaultHTTPLimits),
+		newHTTPServer(traffic, defaultHTTPLimits),
 	}
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})

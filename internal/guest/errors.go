@@ -55,7 +55,9 @@ func fsKind(err error) errdefs.Kind {
 	case errors.Is(err, fs.ErrPermission):
 		return errdefs.PermissionDenied
 	case errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.EISDIR),
-		errors.Is(err, syscall.EINVAL), errors.Is(err, syscall.EXDEV):
+		errors.Is(err, syscall.EINVAL), errors.Is(err, syscall.EXDEV),
+		errors.Is(err, syscall.ENAMETOOLONG), errors.Is(err, syscall.ELOOP):
+		// A name too long or a symlink loop is the request's path at fault.
 		return errdefs.InvalidArgument
 	}
 	return errdefs.Internal

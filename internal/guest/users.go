@@ -231,6 +231,9 @@ func (acct *account) resolvePath(p string) (string, error) {
 	switch {
 	case p == "":
 		return "", errdefs.New(errdefs.InvalidArgument, "path is empty")
+	case strings.IndexByte(p, 0) >= 0:
+		// No file name holds a NUL; say so rather than a bare EINVAL.
+		return "", errdefs.New(errdefs.InvalidArgument, "path %q contains a NUL byte", p)
 	case p == "~":
 		return filepath.Clean(acct.Home), nil
 	case strings.HasPrefix(p, "~/"):
