@@ -16,7 +16,8 @@ import (
 // StartDNS starts den's resolver on the DNS address, port 53, UDP and
 // TCP: it answers each sandbox by its policy (see the package comment) and
 // asks upstreams (host:port; nil: the host's /etc/resolv.conf) the rest.
-// Close stops it.
+// It also starts the name check of connections to learned addresses
+// (namecheck.go). Close stops both.
 func (m *Manager) StartDNS(upstreams []string) error {
 	if len(upstreams) == 0 {
 		var err error
@@ -38,8 +39,14 @@ func (m *Manager) StartDNS(upstreams []string) error {
 		pc.Close()
 		return fmt.Errorf("sandbox DNS: %w", err)
 	}
+	check, err := m.startNameCheck()
+	if err != nil {
+		pc.Close()
+		l.Close()
+		return err
+	}
 	m.mu.Lock()
-	m.resolver = srv
+	m.resolver, m.check = srv, check
 	m.mu.Unlock()
 	go func() {
 		if err := srv.Serve(pc); err != nil {
@@ -60,13 +67,16 @@ func (m *Manager) StartDNS(upstreams []string) error {
 // the next Open makes again.
 func (m *Manager) Close() error {
 	m.mu.Lock()
-	srv := m.resolver
-	m.resolver = nil
+	srv, check := m.resolver, m.check
+	m.resolver, m.check = nil, nil
 	empty := len(m.ids) == 0
 	m.mu.Unlock()
 	var errs []error
 	if srv != nil {
 		errs = append(errs, srv.Close())
+	}
+	if check != nil {
+		errs = append(errs, check.close())
 	}
 	if empty {
 		errs = append(errs, m.removeHost())

@@ -58,8 +58,10 @@ type Manager struct {
 	ids   map[string]int     // slot by ID; guarded by mu
 	slots map[int]*slotState // guarded by mu
 	tab   *table
-	// resolver is den's DNS server, once started; guarded by mu.
+	// resolver is den's DNS server, once started, and check its name
+	// check (namecheck.go); guarded by mu.
 	resolver *dnsfilter.Server
+	check    *nameCheck
 }
 
 // slotState is a slot in use.

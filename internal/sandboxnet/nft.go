@@ -36,7 +36,14 @@ import (
 //	    drop }
 //	  chain postrouting { type nat hook postrouting priority 100
 //	    ip saddr C oifname != "dni-*" masquerade }
+//	  map nat_chains { type ifname : verdict }    # dni-n : jump nat_n
+//	  chain prerouting { type nat hook prerouting priority -100
+//	    iifname "dni-*" iifname vmap @nat_chains }
+//	  chain nat_n {    # only when the internet is off and names are allowed
+//	    tcp dport {80,443} ip daddr @learned_n dnat to D:15080 }
 //	}
+//
+// and sb_in also accepts tcp to D:15080, the name check.
 
 // refused are the ranges no sandbox reaches unless a CIDR rule allows
 // them: "this" network, the private ranges, shared address space,
@@ -53,6 +60,7 @@ var refused = []netip.Prefix{
 type table struct {
 	t        *nftables.Table
 	chains   *nftables.Set // the iifname verdict map
+	nats     *nftables.Set // the iifname verdict map of prerouting
 	prefix   string        // interface name prefix, "dn<inst>-"
 	cidr     netip.Prefix
 	dns      netip.Addr
@@ -64,6 +72,7 @@ func (m *Manager) newTable() *table {
 	return &table{
 		t:      t,
 		chains: &nftables.Set{Table: t, Name: "chains", IsMap: true, KeyType: nftables.TypeIFName, DataType: nftables.TypeVerdict},
+		nats:   &nftables.Set{Table: t, Name: "nat_chains", IsMap: true, KeyType: nftables.TypeIFName, DataType: nftables.TypeVerdict},
 		prefix: m.ifPrefix(), cidr: m.cidr, dns: dnsAddr(m.cidr),
 	}
 }
@@ -76,12 +85,20 @@ func (t *table) build(c *nftables.Conn, slots map[int]compiled) error {
 	if err := c.AddSet(t.chains, nil); err != nil {
 		return err
 	}
+	if err := c.AddSet(t.nats, nil); err != nil {
+		return err
+	}
 	accept := policy(nftables.ChainPolicyAccept)
 	t.fwd = c.AddChain(&nftables.Chain{Table: t.t, Name: "forward", Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: accept})
 	t.out = c.AddChain(&nftables.Chain{Table: t.t, Name: "sb_out"})
 	in := c.AddChain(&nftables.Chain{Table: t.t, Name: "input", Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: accept})
 	sbIn := c.AddChain(&nftables.Chain{Table: t.t, Name: "sb_in"})
 	post := c.AddChain(&nftables.Chain{Table: t.t, Name: "postrouting", Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: accept})
+	pre := c.AddChain(&nftables.Chain{Table: t.t, Name: "prerouting", Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: accept})
+	rule(c, pre, iifPrefix(t.prefix), []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Lookup{SourceRegister: 1, SetName: t.nats.Name, SetID: t.nats.ID, IsDestRegSet: true, DestRegister: 0},
+	})
 
 	rule(c, t.fwd, iifPrefix(t.prefix), jump("sb_out"))
 	rule(c, t.fwd, oifPrefix(t.prefix), ctEstablished(), verdict(expr.VerdictAccept))
@@ -100,6 +117,7 @@ func (t *table) build(c *nftables.Conn, slots map[int]compiled) error {
 	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
 		rule(c, sbIn, nfproto(unix.NFPROTO_IPV4), daddrIs(t.dns), l4proto(proto), dport(53), verdict(expr.VerdictAccept))
 	}
+	rule(c, sbIn, nfproto(unix.NFPROTO_IPV4), daddrIs(t.dns), l4proto(unix.IPPROTO_TCP), dport(checkPort), verdict(expr.VerdictAccept))
 	rule(c, sbIn, verdict(expr.VerdictDrop))
 
 	rule(c, post, nfproto(unix.NFPROTO_IPV4), saddrIn(t.cidr), oifNotPrefix(t.prefix), []expr.Any{&expr.Masq{}})
@@ -118,6 +136,10 @@ func (t *table) slotChain(n int) *nftables.Chain {
 	return &nftables.Chain{Table: t.t, Name: fmt.Sprintf("sb_%d", n)}
 }
 
+func (t *table) natChain(n int) *nftables.Chain {
+	return &nftables.Chain{Table: t.t, Name: fmt.Sprintf("nat_%d", n)}
+}
+
 func (t *table) learnedSet(n int) *nftables.Set {
 	return &nftables.Set{Table: t.t, Name: fmt.Sprintf("learned_%d", n), KeyType: nftables.TypeIPAddr, HasTimeout: true}
 }
@@ -125,13 +147,40 @@ func (t *table) learnedSet(n int) *nftables.Set {
 // addSlot adds slot n's chain, its learned set and its map entry.
 func (t *table) addSlot(c *nftables.Conn, n int, pol compiled) error {
 	ch := c.AddChain(t.slotChain(n))
+	nat := c.AddChain(t.natChain(n))
 	if err := c.AddSet(t.learnedSet(n), nil); err != nil {
 		return err
 	}
 	t.slotRules(c, ch, n, pol)
+	t.natRules(c, nat, n, pol)
+	if err := c.SetAddElements(t.nats, []nftables.SetElement{{
+		Key: ifname(t.ifName(n)), VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: nat.Name},
+	}}); err != nil {
+		return err
+	}
 	return c.SetAddElements(t.chains, []nftables.SetElement{{
 		Key: ifname(t.ifName(n)), VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: ch.Name},
 	}})
+}
+
+// natRules send slot n's TCP connections to learned addresses on the
+// name-checked ports to the name check (namecheck.go), when its policy
+// lets those addresses through only because a name rule allowed them.
+func (t *table) natRules(c *nftables.Conn, ch *nftables.Chain, n int, pol compiled) {
+	if pol.defaultAccept() || !pol.learns() {
+		return
+	}
+	set := t.learnedSet(n)
+	d := t.dns.As4()
+	for _, port := range nameChecked {
+		rule(c, ch, nfproto(unix.NFPROTO_IPV4), l4proto(unix.IPPROTO_TCP), dport(port), []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Lookup{SourceRegister: 1, SetName: set.Name},
+			&expr.Immediate{Register: 1, Data: d[:]},
+			&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(checkPort)},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+		})
+	}
 }
 
 // slotRules are slot n's rules for pol.
@@ -168,6 +217,9 @@ func (t *table) setSlotPolicy(c *nftables.Conn, n int, pol compiled) {
 	c.FlushChain(ch)
 	c.FlushSet(t.learnedSet(n))
 	t.slotRules(c, ch, n, pol)
+	nat := t.natChain(n)
+	c.FlushChain(nat)
+	t.natRules(c, nat, n, pol)
 }
 
 // removeSlot removes slot n's map entry, chain and set.
@@ -175,9 +227,15 @@ func (t *table) removeSlot(c *nftables.Conn, n int) error {
 	if err := c.SetDeleteElements(t.chains, []nftables.SetElement{{Key: ifname(t.ifName(n))}}); err != nil {
 		return err
 	}
+	if err := c.SetDeleteElements(t.nats, []nftables.SetElement{{Key: ifname(t.ifName(n))}}); err != nil {
+		return err
+	}
 	ch := t.slotChain(n)
 	c.FlushChain(ch)
 	c.DelChain(ch)
+	nat := t.natChain(n)
+	c.FlushChain(nat)
+	c.DelChain(nat)
 	c.DelSet(t.learnedSet(n))
 	return nil
 }

@@ -1,6 +1,7 @@
 package sandboxnet_test
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -38,6 +39,11 @@ func must(t *testing.T, err error) {
 // get fetches http://addr/ from inside nt's namespace: the body, or the
 // error ("" body).
 func get(nt sandboxnet.Net, addr string) (string, error) {
+	return getHost(nt, addr, "x")
+}
+
+// getHost is get with the Host header host ("" sends none).
+func getHost(nt sandboxnet.Net, addr, host string) (string, error) {
 	var body string
 	err := sandboxnet.InNetns(nt.Netns, func() error {
 		conn, err := net.DialTimeout("tcp", addr, 700*time.Millisecond)
@@ -46,12 +52,19 @@ func get(nt sandboxnet.Net, addr string) (string, error) {
 		}
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(2 * time.Second))
-		fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+		if host == "" {
+			fmt.Fprintf(conn, "GET / HTTP/1.0\r\n\r\n")
+		} else {
+			fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", host)
+		}
 		data, err := io.ReadAll(conn)
 		if err != nil {
 			return err
 		}
-		_, b, _ := strings.Cut(string(data), "\r\n\r\n")
+		head, b, _ := strings.Cut(string(data), "\r\n\r\n")
+		if status, _, _ := strings.Cut(head, "\r\n"); !strings.Contains(status, " 200 ") {
+			return fmt.Errorf("%s: %s", status, b)
+		}
 		body = b
 		return nil
 	})
@@ -72,8 +85,14 @@ func openTest(t *testing.T) *sandboxnet.Manager {
 // reach checks which of the addresses nt reaches.
 func reach(t *testing.T, what string, nt sandboxnet.Net, want map[string]bool) {
 	t.Helper()
+	reachAs(t, what, nt, "x", want)
+}
+
+// reachAs is reach with the Host header host.
+func reachAs(t *testing.T, what string, nt sandboxnet.Net, host string, want map[string]bool) {
+	t.Helper()
 	for addr, ok := range want {
-		body, err := get(nt, addr)
+		body, err := getHost(nt, addr, host)
 		got := err == nil && body != ""
 		if got != ok {
 			t.Errorf("%s: reach %s = %v (body %q, err %v), want %v", what, addr, got, body, err, ok)
@@ -236,13 +255,13 @@ func TestDomainPolicy(t *testing.T) {
 	if got := lookup(t, nt, "198.51.100.53", "other.test"); got != "no answer" {
 		t.Errorf("a lookup at another server answered %q: DNS must obey the policy", got)
 	}
-	reach(t, "allow example.test", nt, map[string]bool{"198.51.100.10:80": true, "198.51.100.11:80": false})
+	reachAs(t, "allow example.test", nt, "example.test", map[string]bool{"198.51.100.10:80": true, "198.51.100.11:80": false})
 	// A policy that no longer allows example.test closes its address at
 	// once, without waiting for the TTL; one that still does keeps it.
 	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: false, Allow: []string{"example.test", "x.test"}}))
-	reach(t, "still allowed", nt, map[string]bool{"198.51.100.10:80": true})
+	reachAs(t, "still allowed", nt, "example.test", map[string]bool{"198.51.100.10:80": true})
 	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: false, Allow: []string{"x.test"}}))
-	reach(t, "no longer allowed", nt, map[string]bool{"198.51.100.10:80": false})
+	reachAs(t, "no longer allowed", nt, "example.test", map[string]bool{"198.51.100.10:80": false})
 
 	// Default policy: every name resolves, nothing is learned.
 	must(t, m.SetPolicy("sb-1", sandboxnet.DefaultPolicy()))
@@ -258,4 +277,86 @@ func TestDomainPolicy(t *testing.T) {
 	if got := lookup(t, nt, dnsAddr, "example.test"); got != "NXDOMAIN" {
 		t.Errorf("internet off: lookup = %q", got)
 	}
+}
+
+// TestNameCheck: with the internet off and a domain allowed, a
+// connection to that domain's address passes only when it names that
+// domain (HTTP Host, TLS server name): another name served at the same
+// address, or none, is refused, with a 403 naming why for HTTP.
+func TestNameCheck(t *testing.T) {
+	m := openTest(t)
+	in := fakeinternet.New(t)
+	in.ServeDNS(t, map[string]string{"example.test": "198.51.100.10", "alias.test": "198.51.100.10"})
+	in.Serve(t, "198.51.100.10:443", "plain http on 443") // answers a TLS hello with an HTTP error
+	must(t, m.StartDNS([]string{"198.51.100.53:53"}))
+	nt, err := m.Setup("sb-1", sandboxnet.Policy{Internet: false, Allow: []string{"example.test", "*.wild.test"}})
+	must(t, err)
+	if got := lookup(t, nt, nt.DNS.String(), "example.test"); got != "198.51.100.10" {
+		t.Fatalf("lookup example.test = %q", got)
+	}
+	a := "198.51.100.10:80"
+	reachAs(t, "Host example.test", nt, "example.test", map[string]bool{a: true})
+	reachAs(t, "Host example.test:80", nt, "example.test:80", map[string]bool{a: true})
+	for _, host := range []string{"alias.test", "other.test", "", "198.51.100.10"} {
+		reachAs(t, "Host "+host, nt, host, map[string]bool{a: false})
+	}
+	data, _ := raw(nt, a, "GET / HTTP/1.1\r\nHost: alias.test\r\n\r\n")
+	if !strings.HasPrefix(data, "HTTP/1.1 403 Forbidden") || !strings.Contains(data, "does not allow alias.test") {
+		t.Errorf("refused HTTP answer: %q", data)
+	}
+	// TLS: the server name decides.
+	if got := tlsHello(t, nt, "198.51.100.10:443", "example.test"); !strings.Contains(got, "does not look like a TLS handshake") {
+		t.Errorf("TLS to example.test: %q, want the upstream's (HTTP) answer", got)
+	}
+	for _, sni := range []string{"alias.test", ""} {
+		if got := tlsHello(t, nt, "198.51.100.10:443", sni); !strings.Contains(got, "EOF") && !strings.Contains(got, "reset") {
+			t.Errorf("TLS with server name %q: %q, want the connection closed", sni, got)
+		}
+	}
+	// An allowed CIDR lets the address through whatever the name.
+	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: false, Allow: []string{"example.test", "198.51.100.0/24"}}))
+	reachAs(t, "CIDR allowed", nt, "alias.test", map[string]bool{a: true})
+	// With the internet on there is no name check.
+	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: true, Allow: []string{"example.test"}}))
+	reachAs(t, "internet on", nt, "alias.test", map[string]bool{a: true})
+}
+
+// raw sends req to addr from inside nt and returns what came back.
+func raw(nt sandboxnet.Net, addr, req string) (string, error) {
+	var out string
+	err := sandboxnet.InNetns(nt.Netns, func() error {
+		conn, err := net.DialTimeout("tcp", addr, 700*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		io.WriteString(conn, req)
+		data, err := io.ReadAll(conn)
+		out = string(data)
+		return err
+	})
+	return out, err
+}
+
+// tlsHello starts a TLS handshake with server name sni to addr from
+// inside nt and returns its error's text.
+func tlsHello(t *testing.T, nt sandboxnet.Net, addr, sni string) string {
+	t.Helper()
+	var out string
+	must(t, sandboxnet.InNetns(nt.Netns, func() error {
+		conn, err := net.DialTimeout("tcp", addr, 700*time.Millisecond)
+		if err != nil {
+			out = err.Error()
+			return nil
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		err = tls.Client(conn, &tls.Config{ServerName: sni, InsecureSkipVerify: true}).Handshake()
+		if err != nil {
+			out = err.Error()
+		}
+		return nil
+	}))
+	return out
 }

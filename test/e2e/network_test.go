@@ -20,10 +20,10 @@ import (
 // its libc's name lookup.
 func (in *instance) fetch(id, host string, port int) string {
 	in.t.Helper()
-	script := fmt.Sprintf(`h=%s
+	script := fmt.Sprintf(`n=%s h=%s
 case "$h" in *[a-z]*) h=$(nslookup "$h" 2>/dev/null | awk '/^Address/ {a=$NF} END {print a}') ;; esac
 [ -n "$h" ] || exit 2
-printf 'GET / HTTP/1.0\r\nHost: %%s\r\n\r\n' "$h" | nc -w 3 "$h" %d | sed '1,/^\r*$/d'`, host, port)
+printf 'GET / HTTP/1.0\r\nHost: %%s\r\n\r\n' "$n" | nc -w 3 "$h" %d | sed '1,/^\r*$/d'`, host, host, port)
 	res := in.den(nil, "exec", id, "--", "sh", "-c", script)
 	if res.code != 0 {
 		return ""
@@ -45,7 +45,7 @@ func (in *instance) expectFetch(id, what string, want map[string]string) {
 // sandbox reaches a fake internet by address and by name through den's
 // resolver; `den net set --allow example.test` leaves only that name
 // (an address looked up elsewhere stays shut, other names do not
-// resolve); --internet=false shuts everything; `den create --no-internet`
+// resolve, another name asked of its address is refused); --internet=false shuts everything; `den create --no-internet`
 // starts shut; nothing reaches den's API on the host or the metadata
 // address; `den rm` removes the network.
 func TestNetwork(t *testing.T) {
@@ -81,6 +81,12 @@ func TestNetwork(t *testing.T) {
 	in.mustDen("net", "set", id, "--allow", "example.test")
 	t.Logf("den net set took %v (the rules are in place when it returns)", time.Since(begin))
 	in.expectFetch(id, "--allow example.test", map[string]string{"example.test": a, "other.test": "", b: ""})
+	// example.test's address, asked for another name (a virtual host
+	// there), is refused by den's name check with a 403 that says why.
+	res := in.den(nil, "exec", id, "--", "sh", "-c", fmt.Sprintf(`printf 'GET / HTTP/1.0\r\nHost: other.test\r\n\r\n' | nc -w 3 %s 80`, a))
+	if !strings.Contains(res.stdout, "403 Forbidden") || !strings.Contains(res.stdout, "does not allow other.test") {
+		t.Errorf("GET with Host other.test at example.test's address %s: %q %q", a, res.stdout, res.stderr)
+	}
 	var pol rest.NetworkPolicy
 	if err := json.Unmarshal([]byte(in.mustDen("net", "get", id, "--json")), &pol); err != nil {
 		t.Fatal(err)

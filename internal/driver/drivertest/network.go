@@ -82,10 +82,10 @@ func (s *suite) networked(t *testing.T) (driver.Driver, driver.Spec, *sandboxnet
 // Debian's static busybox wget crashes in its libc's name lookup.
 func fetch(t *testing.T, ctx context.Context, d driver.Driver, id, host string) string {
 	t.Helper()
-	script := `h=` + host + `
+	script := `n=` + host + ` h=` + host + `
 case "$h" in *[a-z]*) h=$(nslookup "$h" 2>/dev/null | awk '/^Address/ {a=$NF} END {print a}') ;; esac
 [ -n "$h" ] || exit 2
-printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$h" | nc -w 3 "$h" 80 | sed '1,/^\r*$/d'`
+printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$n" | nc -w 3 "$h" 80 | sed '1,/^\r*$/d'`
 	res, err := Shell(ctx, d, id, script)
 	if err != nil {
 		t.Fatalf("fetch %s in %s: %v", host, id, err)
