@@ -22,8 +22,9 @@ func Command(version string) *cobra.Command {
 
 On start it prints DEN_URL=... and DEN_API_KEY=..., then E2B_API_URL=...,
 E2B_SANDBOX_URL=... and E2B_API_KEY=... (eval-able; the unmodified e2b SDKs
-run against den with them) and writes them to <data-dir>/env, where the den
-CLI and SDKs find them. Ctrl-C stops den; running
+run against den with them), then DEN_SSH=... (the SSH gateway: ssh -p PORT
+SANDBOX@HOST with a key added by den ssh-key add), and writes them to
+<data-dir>/env, where the den CLI and SDKs find them. Ctrl-C stops den; running
 sandboxes keep running and are reattached by the next den up on the same data dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
