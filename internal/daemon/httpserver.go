@@ -24,12 +24,18 @@ type httpLimits struct {
 // defaultHTTPLimits are the limits of den up's listeners.
 var defaultHTTPLimits = httpLimits{ReadHeader: 10 * time.Second, Idle: 2 * time.Minute, MaxHeaderBytes: 1 << 20}
 
-// newHTTPServer returns a server of h with the limits l.
+// newHTTPServer returns a server of h with the limits l. It speaks
+// HTTP/1.1 and cleartext HTTP/2 with prior knowledge (h2c: gRPC clients,
+// `curl --http2-prior-knowledge`); TLS, where wanted, is a front proxy's.
 func newHTTPServer(h http.Handler, l httpLimits) *http.Server {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: l.ReadHeader,
 		IdleTimeout:       l.Idle,
 		MaxHeaderBytes:    l.MaxHeaderBytes,
+		Protocols:         p,
 	}
 }

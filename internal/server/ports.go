@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"time"
 
 	"github.com/denhq/den/api/rest"
@@ -48,23 +49,50 @@ const portErrorBodyLimit = 64 << 10
 // request and checked that the sandbox runs. The sandbox counts as active
 // for as long as the request lasts.
 func (s *Server) PortProxy(id string, port int) http.Handler {
-	p := &httputil.ReverseProxy{
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				release, err := s.ports.acquire(ctx, id)
-				if err != nil {
-					return nil, err
-				}
-				conn, err := s.dialPort(ctx, id, port)
-				if err != nil {
-					release()
-					return nil, err
-				}
-				return &slotConn{Conn: conn, release: release}, nil
-			},
-			DisableKeepAlives:  true,
-			DisableCompression: true,
-		},
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		release, err := s.ports.acquire(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		conn, err := s.dialPort(ctx, id, port)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		return &slotConn{Conn: conn, release: release}, nil
+	}
+	h1 := &http.Transport{DialContext: dial, DisableKeepAlives: true, DisableCompression: true}
+	// gRPC needs HTTP/2 end to end (trailers, bidirectional streams): a
+	// gRPC request that came over HTTP/2 goes on over cleartext HTTP/2
+	// (prior knowledge, as gRPC servers accept it).
+	h2 := &http.Transport{DialContext: dial, DisableCompression: true, Protocols: new(http.Protocols)}
+	h2.Protocols.SetUnencryptedHTTP2(true)
+	p := s.portReverseProxy(id, port, h1)
+	p2 := s.portReverseProxy(id, port, h2)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.activity.begin(id, s.cfg.Now())
+		defer func() { s.activity.end(id, s.cfg.Now()) }()
+		// A server in the sandbox may answer before it has read the
+		// whole request body (as Connect streams do).
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		if isGRPC(r) {
+			defer h2.CloseIdleConnections()
+			p2.ServeHTTP(w, r)
+			return
+		}
+		p.ServeHTTP(w, r)
+	})
+}
+
+// isGRPC reports whether r is a gRPC call over HTTP/2.
+func isGRPC(r *http.Request) bool {
+	return r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
+}
+
+// portReverseProxy is the reverse proxy of PortProxy over tr.
+func (s *Server) portReverseProxy(id string, port int, tr http.RoundTripper) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Transport:     tr,
 		FlushInterval: -1,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", fmt.Sprintf("sandbox-port:%d", port)
@@ -84,14 +112,6 @@ func (s *Server) PortProxy(id string, port int) http.Handler {
 			writeError(w, errdefs.Wrap(errdefs.Unavailable, err, "sandbox %s: guest agent unreachable", id))
 		},
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.activity.begin(id, s.cfg.Now())
-		defer func() { s.activity.end(id, s.cfg.Now()) }()
-		// A server in the sandbox may answer before it has read the
-		// whole request body (as Connect streams do).
-		_ = http.NewResponseController(w).EnableFullDuplex()
-		p.ServeHTTP(w, r)
-	})
 }
 
 // portError is the guest agent's refusal to open a tunnel, with its

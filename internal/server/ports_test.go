@@ -162,3 +162,54 @@ func TestPortProxyErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestPortProxyGRPC: a gRPC call over cleartext HTTP/2 reaches an h2c
+// server in the sandbox over HTTP/2, with its body and trailers; a plain
+// HTTP/2 request goes on as HTTP/1.1 (what any server speaks).
+func TestPortProxyGRPC(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	sb := e.create(e.keyA, `{"image":"busybox"}`)
+	h2c := new(http.Protocols)
+	h2c.SetHTTP1(true)
+	h2c.SetUnencryptedHTTP2(true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &http.Server{Protocols: h2c, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
+		fmt.Fprintf(w, "proto=%s body=%s", r.Proto, body)
+		w.Header().Set("Grpc-Status", "0")
+	})}
+	go up.Serve(ln)
+	t.Cleanup(func() { up.Close() })
+	proxy := httptest.NewUnstartedServer(e.srv.PortProxy(sb.ID, ln.Addr().(*net.TCPAddr).Port))
+	proxy.Config.Protocols = h2c
+	proxy.Start()
+	t.Cleanup(proxy.Close)
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(tr.CloseIdleConnections)
+	for _, tt := range []struct{ ctype, want string }{
+		{"application/grpc", "proto=HTTP/2.0 body=ping"},
+		{"text/plain", "proto=HTTP/1.1 body=ping"},
+	} {
+		req, _ := http.NewRequest("POST", proxy.URL+"/svc/Method", strings.NewReader("ping"))
+		req.Header.Set("Content-Type", tt.ctype)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.ctype, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || string(body) != tt.want {
+			t.Errorf("%s: %s %q, want HTTP/2 with %q", tt.ctype, resp.Proto, body, tt.want)
+		}
+		if tt.ctype == "application/grpc" && resp.Trailer.Get("Grpc-Status") != "0" {
+			t.Errorf("gRPC trailer: %v", resp.Trailer)
+		}
+	}
+}
