@@ -52,6 +52,7 @@ func sshKeysTable() *memdb.TableSchema {
 			indexID:          {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
 			indexName:        {Name: indexName, Unique: true, Indexer: tenantFieldIndexer("Name")},
 			indexFingerprint: {Name: indexFingerprint, Indexer: &memdb.StringFieldIndex{Field: "Fingerprint"}},
+			indexTenant:      {Name: indexTenant, Indexer: &memdb.StringFieldIndex{Field: "Tenant"}},
 			indexTenantFinger: {Name: indexTenantFinger, Unique: true,
 				Indexer: tenantFieldIndexer("Fingerprint")},
 			indexCreated: {Name: indexCreated, Unique: true, Indexer: sshKeyCreatedIndexer{}},
@@ -127,6 +128,15 @@ func applyPutSSHKey(txn *memdb.Txn, index uint64, body []byte) error {
 	k.ModifyIndex = index
 	if err := txn.Insert(tableSSHKeys, k); err != nil {
 		return fmt.Errorf("apply put ssh key %s: %w", k.ID, err)
+	}
+	return nil
+}
+
+// deleteTenantSSHKeys removes every SSH key of tenant, for the removal
+// of the tenant itself (in the same transaction).
+func deleteTenantSSHKeys(txn *memdb.Txn, tenant string) error {
+	if _, err := txn.DeleteAll(tableSSHKeys, indexTenant, tenant); err != nil {
+		return fmt.Errorf("delete the ssh keys of tenant %s: %w", tenant, err)
 	}
 	return nil
 }

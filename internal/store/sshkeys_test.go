@@ -98,3 +98,19 @@ func TestSSHKeysSnapshotRestore(t *testing.T) {
 		t.Fatalf("fingerprint index after restore: %v", fp)
 	}
 }
+
+func TestDeleteTenantSSHKeys(t *testing.T) {
+	f := newTestFSM(t)
+	f.apply(t, cmdPutSSHKey, sshKeyCmd{Key: newSSHKeyRec("k1", "acme", "a", "SHA256:a", base)})
+	f.apply(t, cmdPutSSHKey, sshKeyCmd{Key: newSSHKeyRec("k2", "acme", "b", "SHA256:b", base.Add(time.Second))})
+	f.apply(t, cmdPutSSHKey, sshKeyCmd{Key: newSSHKeyRec("k3", "globex", "a", "SHA256:a", base)})
+	txn := f.db.Txn(true)
+	if err := deleteTenantSSHKeys(txn, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	txn.Commit()
+	left, _ := f.snapshot().SSHKeys("")
+	if len(left) != 1 || left[0].ID != "k3" {
+		t.Fatalf("keys after deleting acme's: %v", left)
+	}
+}
