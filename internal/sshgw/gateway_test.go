@@ -85,7 +85,8 @@ type testEnv struct {
 	hostPK ssh.PublicKey
 }
 
-func newTestEnv(t testing.TB) *testEnv {
+// newTestEnv starts the gateway; opts change its Config.
+func newTestEnv(t testing.TB, opts ...func(*Config)) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	self, err := os.Executable()
@@ -110,7 +111,11 @@ func newTestEnv(t testing.TB) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := New(Config{HostKey: hostKey, Backend: be})
+	cfg := Config{HostKey: hostKey, Backend: be}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	gw, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,5 +516,48 @@ func TestParseSignalStatus(t *testing.T) {
 		if sig != tt.sig || core != tt.core || ok != tt.ok {
 			t.Errorf("%q: %v %v %v, want %v %v %v", tt.status, sig, core, ok, tt.sig, tt.core, tt.ok)
 		}
+	}
+}
+
+// TestKeepalive checks that the gateway asks an idle client whether it is
+// alive and drops one that never answers.
+func TestKeepalive(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.KeepaliveInterval, c.KeepaliveCountMax = 20*time.Millisecond, 2 })
+	nc, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	cc, chans, reqs, err := ssh.NewClientConn(nc, e.addr, &ssh.ClientConfig{User: "sb-1",
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(e.signer)}, HostKeyCallback: ssh.FixedHostKey(e.hostPK)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for nch := range chans {
+			nch.Reject(ssh.Prohibited, "no")
+		}
+	}()
+	// The client reads the gateway's requests and never answers them.
+	got := make(chan string, 16)
+	go func() {
+		for r := range reqs {
+			select {
+			case got <- r.Type:
+			default:
+			}
+		}
+		close(got)
+	}()
+	if typ := <-got; typ != "keepalive@openssh.com" {
+		t.Fatalf("gateway sent %q, want keepalive@openssh.com", typ)
+	}
+	if err := cc.Wait(); err == nil {
+		t.Fatal("connection ended without an error")
+	}
+	e.be.mu.Lock()
+	defer e.be.mu.Unlock()
+	if e.be.begins != 1 {
+		t.Fatalf("begins %d", e.be.begins)
 	}
 }
