@@ -43,6 +43,15 @@ func (s *Server) tenantView(t *store.Tenant) (rest.Tenant, error) {
 	}, nil
 }
 
+// writeTenant writes t with its usage.
+func (s *Server) writeTenant(w http.ResponseWriter, status int, t *store.Tenant) error {
+	v, err := s.tenantView(t)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, status, v)
+}
+
 func storeQuota(q rest.Quota) store.Quota {
 	return store.Quota{Sandboxes: q.Sandboxes, VCPUs: q.VCPUs, MemoryMB: q.MemoryMB, Snapshots: q.Snapshots}
 }
@@ -138,11 +147,7 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil {
 		return err
 	}
-	v, err := s.tenantView(t)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusCreated, v)
+	return s.writeTenant(w, http.StatusCreated, t)
 }
 
 func (s *Server) listTenants(w http.ResponseWriter, _ *http.Request, p Principal) error {
@@ -175,11 +180,7 @@ func (s *Server) getTenant(w http.ResponseWriter, r *http.Request, p Principal) 
 	if err != nil {
 		return err
 	}
-	v, err := s.tenantView(t)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, v)
+	return s.writeTenant(w, http.StatusOK, t)
 }
 
 func (s *Server) updateTenant(w http.ResponseWriter, r *http.Request, p Principal) error {
@@ -191,11 +192,7 @@ func (s *Server) updateTenant(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil {
 		return err
 	}
-	v, err := s.tenantView(t)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, v)
+	return s.writeTenant(w, http.StatusOK, t)
 }
 
 func (s *Server) deleteTenant(w http.ResponseWriter, r *http.Request, p Principal) error {

@@ -55,4 +55,7 @@ func TestBaseImage(t *testing.T) {
 		}
 		interactive(t, den, id, "bash", "echo $((6*7)) ${BASH_VERSION%%.*}", "42 5")
 	})
+	t.Run("python web and WebSocket servers through their URLs", func(t *testing.T) {
+		testPythonServers(t, den, id)
+	})
 }
