@@ -107,7 +107,7 @@ func applyPutTenant(txn *memdb.Txn, index uint64, body []byte) error {
 }
 
 // applyDeleteTenant removes a tenant and, in the same transaction, its
-// API keys: a key must not outlive its tenant.
+// API and SSH keys: a key must not outlive its tenant.
 func applyDeleteTenant(txn *memdb.Txn, body []byte) error {
 	if err := applyDelete(txn, tableTenants, "tenant", body); err != nil {
 		return err
@@ -119,7 +119,7 @@ func applyDeleteTenant(txn *memdb.Txn, body []byte) error {
 	if _, err := txn.DeleteAll(tableAPIKeys, indexTenant, c.ID); err != nil {
 		return fmt.Errorf("apply delete tenant %s: its keys: %w", c.ID, err)
 	}
-	return nil
+	return deleteTenantSSHKeys(txn, c.ID)
 }
 
 // PutTenant creates or replaces a tenant record. A zero CreatedAt

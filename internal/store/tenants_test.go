@@ -48,6 +48,11 @@ func TestTenants(t *testing.T) {
 	if len(list) != 2 || list[0].ID != "acme" || list[1].ID != "globex" {
 		t.Fatalf("tenants: %+v", list)
 	}
+	for _, k := range []*SSHKey{newSSHKeyRec("s1", "acme", "laptop", "SHA256:a", base), newSSHKeyRec("s2", "globex", "laptop", "SHA256:b", base)} {
+		if err := s.PutSSHKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Deleting a tenant deletes its keys, and only its keys.
 	if err := s.DeleteTenant(ctx, "acme"); err != nil {
 		t.Fatal(err)
@@ -61,6 +66,12 @@ func TestTenants(t *testing.T) {
 	}
 	if keys := snap.APIKeys("globex"); len(keys) != 1 {
 		t.Fatalf("globex's keys: %+v", keys)
+	}
+	if keys, _ := snap.SSHKeys("acme"); len(keys) != 0 {
+		t.Fatalf("acme's SSH keys outlived it: %+v", keys)
+	}
+	if keys, _ := snap.SSHKeys("globex"); len(keys) != 1 {
+		t.Fatalf("globex's SSH keys: %+v", keys)
 	}
 	if err := s.DeleteTenant(ctx, "acme"); !errdefs.Is(err, errdefs.NotFound) {
 		t.Fatalf("second delete: %v", err)
