@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/denhq/den/api/envd/filesystem/filesystemconnect"
 	"github.com/denhq/den/api/envd/process"
 	"github.com/denhq/den/api/envd/process/processconnect"
 	"github.com/denhq/den/internal/driver"
@@ -17,6 +18,22 @@ import (
 
 // guestURL is the base URL of a guest agent on a DialGuest connection.
 const guestURL = "http://guest"
+
+// maxGuestMessage bounds one Connect message den reads from a guest
+// agent. What a sandbox sends is untrusted: code that has replaced the
+// agent on its socket must not make den buffer gigabytes. The agent
+// sends process output in far smaller chunks.
+const maxGuestMessage = 4 << 20
+
+// guestProcessClient is the envd process client of a guest, bounded.
+func guestProcessClient(hc connect.HTTPClient) processconnect.ProcessClient {
+	return processconnect.NewProcessClient(hc, guestURL, connect.WithReadMaxBytes(maxGuestMessage))
+}
+
+// guestFilesystemClient is the envd filesystem client of a guest, bounded.
+func guestFilesystemClient(hc connect.HTTPClient) filesystemconnect.FilesystemClient {
+	return filesystemconnect.NewFilesystemClient(hc, guestURL, connect.WithReadMaxBytes(maxGuestMessage))
+}
 
 // mainTag is the envd tag of a sandbox's main process (the image's command).
 const mainTag = "main"
@@ -78,7 +95,7 @@ func (n *Node) startBackground(ctx context.Context, id string, img driver.Image)
 		Tag:     &tag,
 	})
 	actAs(req.Header(), user)
-	stream, err := processconnect.NewProcessClient(n.guestHTTP(id), guestURL).Start(ctx, req)
+	stream, err := guestProcessClient(n.guestHTTP(id)).Start(ctx, req)
 	if err != nil {
 		return fmt.Errorf("start image command: %w", err)
 	}

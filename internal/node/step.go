@@ -16,9 +16,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/denhq/den/api/envd/filesystem"
-	"github.com/denhq/den/api/envd/filesystem/filesystemconnect"
 	"github.com/denhq/den/api/envd/process"
-	"github.com/denhq/den/api/envd/process/processconnect"
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
 )
@@ -178,7 +176,7 @@ func (n *Node) runStepProcess(ctx context.Context, id string, spec *StepSpec) (i
 	})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := processconnect.NewProcessClient(hc, guestURL).Start(ctx, req)
+	stream, err := guestProcessClient(hc).Start(ctx, req)
 	if err != nil {
 		return -1, stepError(ctx, err)
 	}
@@ -209,7 +207,7 @@ func (n *Node) runStepProcess(ctx context.Context, id string, spec *StepSpec) (i
 func makeWorkDir(ctx context.Context, hc connect.HTTPClient, dir string) error {
 	req := connect.NewRequest(&filesystem.MakeDirRequest{Path: dir})
 	actAs(req.Header(), "root")
-	_, err := filesystemconnect.NewFilesystemClient(hc, guestURL).MakeDir(ctx, req)
+	_, err := guestFilesystemClient(hc).MakeDir(ctx, req)
 	if err != nil && connect.CodeOf(err) != connect.CodeAlreadyExists {
 		return stepError(ctx, fmt.Errorf("create working directory %s: %w", dir, err))
 	}
