@@ -389,15 +389,16 @@ func TestSecurityOversized(t *testing.T) {
 	}
 }
 
-// slowClient is a connection that sends a request's headers a byte at a
-// time (slowloris) until the server closes it.
+// slowClient is a connection that sends the start of a request a byte at
+// a time (slowloris) until the server closes it.
 type slowClient struct {
 	c      net.Conn
 	closed chan struct{} // closed when the server closed the connection
 }
 
-// slowloris opens n slow connections to addr.
-func slowloris(t *testing.T, addr, host string, n int, stop <-chan struct{}) []*slowClient {
+// slowloris opens n connections to addr that send payload a byte at a
+// time.
+func slowloris(t *testing.T, addr, payload string, n int, stop <-chan struct{}) []*slowClient {
 	t.Helper()
 	var cs []*slowClient
 	var wg sync.WaitGroup
@@ -421,9 +422,8 @@ func slowloris(t *testing.T, addr, host string, n int, stop <-chan struct{}) []*
 		}()
 		go func() {
 			defer wg.Done()
-			req := "GET / HTTP/1.1\r\nHost: " + host + "\r\nX-Slow: " + strings.Repeat("z", 1000)
 			for i := 0; ; i++ {
-				if _, err := c.Write([]byte{req[i%len(req)]}); err != nil {
+				if _, err := c.Write([]byte{payload[i%len(payload)]}); err != nil {
 					return
 				}
 				select {
@@ -459,8 +459,11 @@ func TestSecuritySlowloris(t *testing.T) {
 
 	stop := make(chan struct{})
 	defer close(stop)
-	slow := slowloris(t, api, api, 100, stop)
-	slow = append(slow, slowloris(t, traffic, "8080-"+id+".localhost", 100, stop)...)
+	slowHTTP := func(host string) string {
+		return "GET / HTTP/1.1\r\nHost: " + host + "\r\nX-Slow: " + strings.Repeat("z", 1000)
+	}
+	slow := slowloris(t, api, slowHTTP(api), 100, stop)
+	slow = append(slow, slowloris(t, traffic, slowHTTP("8080-"+id+".localhost"), 100, stop)...)
 
 	if got := poll(t, func() (string, bool) { r := getPort(t, u, header); return r.body, r.status == 200 }); got != "port ok" {
 		t.Errorf("the sandbox's port during the attack: %q", got)
@@ -471,6 +474,13 @@ func TestSecuritySlowloris(t *testing.T) {
 	if out := in.mustDen("exec", id, "--", "echo", "exec ok"); out != "exec ok\n" {
 		t.Errorf("den exec during the attack: %q", out)
 	}
+	expectCut(t, slow)
+}
+
+// expectCut waits for the server to close every slow connection; it logs
+// how many were still open when called.
+func expectCut(t *testing.T, slow []*slowClient) {
+	t.Helper()
 	open := 0
 	for _, sc := range slow {
 		select {
@@ -584,7 +594,9 @@ func TestSecuritySandboxReach(t *testing.T) {
 // TestSecuritySSHOtherTenant registers a key for tenant acme and one for
 // the default tenant: each logs in to its own tenant's sandbox and is
 // refused, exactly like an unknown sandbox, at the other's (by ID and by
-// name).
+// name). Then 50 connections send their SSH version line a byte at a
+// time: a login still works meanwhile, and the gateway cuts them all
+// (after its 30 s handshake timeout).
 func TestSecuritySSHOtherTenant(t *testing.T) {
 	e := newSSHEnv(t)
 	in := e.in
@@ -612,4 +624,12 @@ func TestSecuritySSHOtherTenant(t *testing.T) {
 			t.Errorf("ssh %s@ with %s: exit %d %q; want the refusal of an unknown sandbox", tc.user, tc.who, code, errOut)
 		}
 	}
+
+	stop := make(chan struct{})
+	defer close(stop)
+	slow := slowloris(t, "127.0.0.1:"+e.port, "SSH-2.0-"+strings.Repeat("z", 1000), 50, stop)
+	if out, errOut, code := login(e.other, theirs); code != 0 || out != "in\n" {
+		t.Errorf("ssh during the slow handshakes: exit %d %q %q", code, out, errOut)
+	}
+	expectCut(t, slow)
 }
