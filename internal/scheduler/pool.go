@@ -1,0 +1,179 @@
+package scheduler
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// poolLoop is one pool's placement loop: its working state, the batch
+// decided since the last commit, its feasibility cache and its parked
+// requests. Methods lock mu for their whole decision, so the decisions of
+// one pool are serial.
+type poolLoop struct {
+	mu      sync.Mutex
+	work    *poolState // the committed state plus pending decisions
+	pending Batch
+	// elig caches, per constraints key, the classes that admit it; it is
+	// rebuilt when the pool gains a class.
+	elig        map[string][]int32
+	eligClasses int
+	blocked     blockedSet
+
+	snap atomic.Pointer[poolState] // the last committed state, for readers
+}
+
+func newPoolLoop(p Pool) *poolLoop {
+	pl := &poolLoop{elig: map[string][]int32{}}
+	st := newPoolState(p)
+	pl.snap.Store(st)
+	pl.work = st.clone()
+	pl.pending.Pool = p.Name
+	return pl
+}
+
+// spec is the pool's definition; it never changes but for the algorithm.
+func (pl *poolLoop) spec() Pool { return pl.snap.Load().spec }
+
+// eligible returns the classes of the pool that admit k.
+// Preconditions: pl.mu is held.
+func (pl *poolLoop) eligible(k *Constraints) []int32 {
+	if pl.eligClasses != len(pl.work.classes) {
+		clear(pl.elig)
+		pl.eligClasses = len(pl.work.classes)
+	}
+	key := ""
+	if k != nil {
+		key = k.key
+	}
+	if e, ok := pl.elig[key]; ok {
+		return e
+	}
+	e := []int32{}
+	for i, c := range pl.work.classes {
+		if c.admits(k) {
+			e = append(e, int32(i))
+		}
+	}
+	pl.elig[key] = e
+	return e
+}
+
+// place tries to place req in this pool. When nothing fits and w is not
+// nil, w is parked here. ok is false when the pool has no room.
+func (pl *poolLoop) place(req Request, w *waiter) (p Placement, ok bool, err error) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	spec := pl.work.spec
+	if spec.Tenant != "" && spec.Tenant != req.Tenant {
+		return Placement{}, false, errdefs.New(errdefs.Internal, "request of tenant %q routed to pool %s of tenant %q", req.Tenant, spec.Name, spec.Tenant)
+	}
+	if _, dup := pl.work.placements.Get(&placementRec{sandboxID: req.SandboxID}); dup {
+		return Placement{}, false, errdefs.New(errdefs.AlreadyExists, "sandbox %s is already placed in pool %s", req.SandboxID, spec.Name)
+	}
+	elig := pl.eligible(req.Constraints)
+	rec := pl.work.choose(req.Size, elig)
+	if rec == nil {
+		if w != nil {
+			pl.blocked.park(w, elig)
+		}
+		return Placement{}, false, nil
+	}
+	if w != nil && !w.claim() {
+		// Another pool placed the parked request while this one was tried.
+		return Placement{}, true, nil
+	}
+	return pl.bind(rec, req, false), true, nil
+}
+
+// bind applies a placement of req on rec and adds it to the batch.
+// Preconditions: pl.mu is held; rec fits req.
+func (pl *poolLoop) bind(rec *nodeRec, req Request, woken bool) Placement {
+	pr := &placementRec{sandboxID: req.SandboxID, nodeID: rec.node.ID, tenant: req.Tenant, size: req.Size}
+	pl.work.bind(rec, pr)
+	p := Placement{SandboxID: pr.sandboxID, NodeID: pr.nodeID, Pool: pl.work.spec.Name, Tenant: pr.tenant, Size: pr.size, Woken: woken}
+	pl.pending.Placed = append(pl.pending.Placed, p)
+	return p
+}
+
+func (pl *poolLoop) release(sandboxID string) error {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	rec, err := pl.work.release(sandboxID)
+	if err != nil {
+		return err
+	}
+	pl.pending.Released = append(pl.pending.Released, sandboxID)
+	pl.wake(rec)
+	return nil
+}
+
+// wake places parked requests that fit rec, whose capacity just grew.
+// Preconditions: pl.mu is held.
+func (pl *poolLoop) wake(rec *nodeRec) {
+	if pl.blocked.n == 0 || rec.node.Status != NodeUp {
+		return
+	}
+	class := pl.work.classes[rec.class]
+	pl.blocked.wake(rec.class, class, func(w *waiter) bool {
+		if !class.admits(w.req.Constraints) || !rec.free().Fits(w.req.Size) {
+			return false
+		}
+		if !w.claim() {
+			return true // placed elsewhere: drop it
+		}
+		pl.bind(rec, w.req, true)
+		rec, _ = pl.work.node(rec.node.ID)
+		return true
+	})
+}
+
+func (pl *poolLoop) upsertNode(n Node) error {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	rec, added, err := pl.work.upsertNode(n)
+	if err != nil {
+		return err
+	}
+	if added {
+		pl.blocked.classAdded(rec.class, pl.work.classes[rec.class])
+	}
+	pl.wake(rec)
+	return nil
+}
+
+func (pl *poolLoop) setStatus(id string, st NodeStatus) error {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	old, ok := pl.work.node(id)
+	if !ok {
+		return errdefs.New(errdefs.NotFound, "node %s not found", id)
+	}
+	n := *old.node
+	n.Status = st
+	rec, _, err := pl.work.upsertNode(n)
+	if err != nil {
+		return err
+	}
+	pl.wake(rec)
+	return nil
+}
+
+func (pl *poolLoop) removeNode(id string) error {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return pl.work.removeNode(id)
+}
+
+// commit hands out the pending batch and publishes the working state.
+func (pl *poolLoop) commit() Batch {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	b := pl.pending
+	pl.pending = Batch{Pool: b.Pool}
+	st := pl.work
+	pl.work = st.clone()
+	pl.snap.Store(st)
+	return b
+}

@@ -1,0 +1,265 @@
+// Package scheduler is den's placement engine: it decides which node runs
+// each sandbox.
+//
+// The state is a set of pools (the shared pool and dedicated pools owned by
+// a tenant), each a copy-on-write value holding the pool's nodes, its
+// placements and, per computed node class, an ordered index of the up nodes
+// keyed on the free share of the binding resource. Each pool has its own
+// placement loop (a lock around a working copy of its state); decisions are
+// applied to the working copy at once, so the next decision sees them, and
+// are collected into a Batch that the commit path takes with Commit, which
+// also publishes the working copy to readers. A reader's Snapshot is a copy
+// of one pointer per pool.
+//
+// Nothing here is durable or networked: the replicated store applies
+// committed batches with Apply, and nodes are told by the control plane.
+package scheduler
+
+import (
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// Batch is what a pool decided since its last Commit, in order: the unit
+// the commit path writes as one replicated log entry.
+type Batch struct {
+	Pool     string      `json:"pool"`
+	Placed   []Placement `json:"placed,omitempty"`
+	Released []string    `json:"released,omitempty"`
+}
+
+// Len is the number of decisions in b.
+func (b Batch) Len() int { return len(b.Placed) + len(b.Released) }
+
+// Scheduler places sandboxes on nodes. All methods are safe for concurrent
+// use; decisions in one pool are serial, pools are independent.
+type Scheduler struct {
+	mu       sync.Mutex        // serialises changes to the pool set and nodePool
+	nodePool map[string]string // node ID -> pool; guarded by mu
+	routes   atomic.Pointer[routes]
+}
+
+// routes is the immutable pool directory the decision path reads without
+// a lock; a new pool replaces it.
+type routes struct {
+	pools  map[string]*poolLoop
+	tenant map[string][]*poolLoop // a tenant's pools in the order tried
+	shared []*poolLoop
+}
+
+func (rt *routes) forTenant(tenant string) []*poolLoop {
+	if p, ok := rt.tenant[tenant]; ok {
+		return p
+	}
+	return rt.shared
+}
+
+// New returns a scheduler holding only the empty shared pool, best-fit.
+func New() *Scheduler {
+	s := &Scheduler{nodePool: map[string]string{}}
+	shared := newPoolLoop(Pool{Name: SharedPool})
+	s.routes.Store(&routes{
+		pools:  map[string]*poolLoop{SharedPool: shared},
+		tenant: map[string][]*poolLoop{},
+		shared: []*poolLoop{shared},
+	})
+	return s
+}
+
+// SetSharedAlgorithm sets the shared pool's algorithm.
+func (s *Scheduler) SetSharedAlgorithm(a Algorithm) {
+	pl := s.routes.Load().shared[0]
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	pl.work.spec.Algorithm = a
+}
+
+// AddPool adds a dedicated pool owned by p.Tenant.
+func (s *Scheduler) AddPool(p Pool) error {
+	if p.Name == "" || p.Name == SharedPool || p.Tenant == "" {
+		return errdefs.New(errdefs.InvalidArgument, "pool %q: a dedicated pool needs a name other than %q and a tenant", p.Name, SharedPool)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.routes.Load()
+	if _, ok := old.pools[p.Name]; ok {
+		return errdefs.New(errdefs.AlreadyExists, "pool %s already exists", p.Name)
+	}
+	rt := &routes{pools: maps.Clone(old.pools), tenant: map[string][]*poolLoop{}, shared: old.shared}
+	rt.pools[p.Name] = newPoolLoop(p)
+	for _, name := range slices.Sorted(maps.Keys(rt.pools)) {
+		pl := rt.pools[name]
+		if t := pl.spec().Tenant; t != "" {
+			rt.tenant[t] = append(rt.tenant[t], pl)
+		}
+	}
+	for t, pls := range rt.tenant {
+		if slices.ContainsFunc(pls, func(pl *poolLoop) bool { return pl.spec().OverflowToShared }) {
+			rt.tenant[t] = append(pls, old.shared[0])
+		}
+	}
+	s.routes.Store(rt)
+	return nil
+}
+
+func (s *Scheduler) pool(name string) (*poolLoop, error) {
+	if name == "" {
+		name = SharedPool
+	}
+	pl, ok := s.routes.Load().pools[name]
+	if !ok {
+		return nil, errdefs.New(errdefs.NotFound, "pool %s not found", name)
+	}
+	return pl, nil
+}
+
+// UpsertNode adds a node or updates its capacity, labels, runtimes and
+// status; its placements stay. A node cannot move between pools while it
+// holds placements, nor shrink below them. Capacity that a change frees
+// wakes parked requests.
+func (s *Scheduler) UpsertNode(n Node) error {
+	if n.ID == "" || n.Capacity.negative() {
+		return errdefs.New(errdefs.InvalidArgument, "node %q: an ID and non-negative capacity are required", n.ID)
+	}
+	if n.Pool == "" {
+		n.Pool = SharedPool
+	}
+	n.Labels = maps.Clone(n.Labels)
+	n.Runtimes = slices.Clone(n.Runtimes)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pl, err := s.pool(n.Pool)
+	if err != nil {
+		return err
+	}
+	if prev, ok := s.nodePool[n.ID]; ok && prev != n.Pool {
+		old, _ := s.pool(prev)
+		if err := old.removeNode(n.ID); err != nil {
+			return err
+		}
+	}
+	if err := pl.upsertNode(n); err != nil {
+		return err
+	}
+	s.nodePool[n.ID] = n.Pool
+	return nil
+}
+
+// SetNodeStatus marks a node up, draining or down. Only up nodes take new
+// placements; the placements of a down node stay counted until released.
+func (s *Scheduler) SetNodeStatus(id string, st NodeStatus) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, ok := s.nodePool[id]
+	if !ok {
+		return errdefs.New(errdefs.NotFound, "node %s not found", id)
+	}
+	pl, _ := s.pool(name)
+	return pl.setStatus(id, st)
+}
+
+// RemoveNode removes a node that holds no placements.
+func (s *Scheduler) RemoveNode(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, ok := s.nodePool[id]
+	if !ok {
+		return errdefs.New(errdefs.NotFound, "node %s not found", id)
+	}
+	pl, _ := s.pool(name)
+	if err := pl.removeNode(id); err != nil {
+		return err
+	}
+	delete(s.nodePool, id)
+	return nil
+}
+
+// Place decides where req runs: the first of the tenant's pools that fits
+// (its dedicated pools, then the shared pool if its policy allows; a tenant
+// without dedicated pools uses the shared pool only). The placement is
+// applied to the working state and added to its pool's batch. When nothing
+// fits it returns a ResourceExhausted error; with req.Wait the request is
+// parked, and its placement later arrives in a batch with Woken set.
+func (s *Scheduler) Place(req Request) (Placement, error) {
+	if req.SandboxID == "" || req.Size.negative() {
+		return Placement{}, errdefs.New(errdefs.InvalidArgument, "request %q: a sandbox ID and a non-negative size are required", req.SandboxID)
+	}
+	pools := s.routes.Load().forTenant(req.Tenant)
+	var w *waiter
+	if req.Wait {
+		w = &waiter{req: req}
+	}
+	for _, pl := range pools {
+		p, ok, err := pl.place(req, w)
+		if err != nil || ok {
+			return p, err
+		}
+	}
+	if w != nil {
+		return Placement{}, errdefs.New(errdefs.ResourceExhausted, "no node fits sandbox %s: parked until capacity frees", req.SandboxID)
+	}
+	return Placement{}, errdefs.New(errdefs.ResourceExhausted, "no node fits sandbox %s", req.SandboxID)
+}
+
+// Release removes the placement of a sandbox in a pool, freeing its
+// resources for the next decision and waking parked requests it fits.
+func (s *Scheduler) Release(pool, sandboxID string) error {
+	pl, err := s.pool(pool)
+	if err != nil {
+		return err
+	}
+	return pl.release(sandboxID)
+}
+
+// Commit takes every pool's pending batch (pools with none are left out),
+// in pool name order, and publishes the working states to readers.
+func (s *Scheduler) Commit() []Batch {
+	rt := s.routes.Load()
+	var out []Batch
+	for _, name := range slices.Sorted(maps.Keys(rt.pools)) {
+		if b := rt.pools[name].commit(); b.Len() > 0 {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// CommitPool is Commit for one pool: the batch its loop decided.
+func (s *Scheduler) CommitPool(pool string) (Batch, error) {
+	pl, err := s.pool(pool)
+	if err != nil {
+		return Batch{}, err
+	}
+	return pl.commit(), nil
+}
+
+// Snapshot returns the committed state of every pool: one pointer copy per
+// pool, never blocked by decisions. Pools are independent, so the snapshot
+// is consistent per pool.
+func (s *Scheduler) Snapshot() *Snapshot {
+	rt := s.routes.Load()
+	snap := &Snapshot{pools: make(map[string]*poolState, len(rt.pools))}
+	for name, pl := range rt.pools {
+		snap.pools[name] = pl.snap.Load()
+	}
+	return snap
+}
+
+// Working returns the pools' working states, including decisions not yet
+// committed. It briefly locks each pool; tests and benchmarks use it to
+// check invariants on exactly what was decided.
+func (s *Scheduler) Working() *Snapshot {
+	rt := s.routes.Load()
+	snap := &Snapshot{pools: make(map[string]*poolState, len(rt.pools))}
+	for name, pl := range rt.pools {
+		pl.mu.Lock()
+		snap.pools[name] = pl.work
+		pl.work = pl.work.clone()
+		pl.mu.Unlock()
+	}
+	return snap
+}

@@ -1,0 +1,165 @@
+package scheduler
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// Snapshot is an immutable view of the scheduler's pools. Reading it never
+// blocks decisions, and later decisions never change it.
+type Snapshot struct {
+	pools map[string]*poolState
+}
+
+// NodeInfo is a node with its usage, as a snapshot holds it.
+type NodeInfo struct {
+	Node       Node
+	Used       Resources
+	Placements int
+}
+
+// Free is the node's unused capacity.
+func (n NodeInfo) Free() Resources { return n.Node.Capacity.Sub(n.Used) }
+
+// Pools returns the names of the pools, sorted.
+func (s *Snapshot) Pools() []string { return slices.Sorted(maps.Keys(s.pools)) }
+
+// Usage returns the placed resources and the capacity of a pool.
+func (s *Snapshot) Usage(pool string) (used, capacity Resources) {
+	if p, ok := s.pools[pool]; ok {
+		return p.used, p.capacity
+	}
+	return Resources{}, Resources{}
+}
+
+// Node returns a node of a pool.
+func (s *Snapshot) Node(pool, id string) (NodeInfo, bool) {
+	p, ok := s.pools[pool]
+	if !ok {
+		return NodeInfo{}, false
+	}
+	r, ok := p.node(id)
+	if !ok {
+		return NodeInfo{}, false
+	}
+	return r.info(), true
+}
+
+// Placement returns the placement of a sandbox in a pool.
+func (s *Snapshot) Placement(pool, sandboxID string) (Placement, bool) {
+	p, ok := s.pools[pool]
+	if !ok {
+		return Placement{}, false
+	}
+	pr, ok := p.placements.Get(&placementRec{sandboxID: sandboxID})
+	if !ok {
+		return Placement{}, false
+	}
+	return Placement{SandboxID: pr.sandboxID, NodeID: pr.nodeID, Pool: pool, Tenant: pr.tenant, Size: pr.size}, true
+}
+
+// Placements is the number of live placements in a pool.
+func (s *Snapshot) Placements(pool string) int {
+	if p, ok := s.pools[pool]; ok {
+		return p.placements.Len()
+	}
+	return 0
+}
+
+// EachNode calls fn for every node of a pool in ID order until it
+// returns false.
+func (s *Snapshot) EachNode(pool string, fn func(NodeInfo) bool) {
+	if p, ok := s.pools[pool]; ok {
+		p.nodes.Ascend(func(r *nodeRec) bool { return fn(r.info()) })
+	}
+}
+
+func (r *nodeRec) info() NodeInfo {
+	return NodeInfo{Node: *r.node, Used: r.used, Placements: int(r.count)}
+}
+
+// Check verifies the scheduler's invariants on the snapshot and returns
+// the first violation:
+//   - every node's recorded usage is the sum of its live placements, and is
+//     within its capacity (no over-commit);
+//   - a dedicated pool's nodes hold only its tenant's sandboxes;
+//   - every placement names a node of its pool;
+//   - exactly the up nodes are in their class index, under their current key;
+//   - pool totals match their nodes and placements.
+func (s *Snapshot) Check() error {
+	for _, name := range s.Pools() {
+		if err := s.pools[name].check(); err != nil {
+			return fmt.Errorf("pool %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (p *poolState) check() error {
+	sums := map[string]Resources{}
+	counts := map[string]int32{}
+	var used Resources
+	var err error
+	p.placements.Ascend(func(pr *placementRec) bool {
+		if p.spec.Tenant != "" && pr.tenant != p.spec.Tenant {
+			err = fmt.Errorf("sandbox %s of tenant %q on a node dedicated to tenant %q", pr.sandboxID, pr.tenant, p.spec.Tenant)
+			return false
+		}
+		if _, ok := p.node(pr.nodeID); !ok {
+			err = fmt.Errorf("sandbox %s on missing node %s", pr.sandboxID, pr.nodeID)
+			return false
+		}
+		sums[pr.nodeID] = sums[pr.nodeID].Add(pr.size)
+		counts[pr.nodeID]++
+		used = used.Add(pr.size)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	var capacity Resources
+	indexed := 0
+	p.nodes.Ascend(func(r *nodeRec) bool {
+		err = p.checkNode(r, sums[r.node.ID], counts[r.node.ID])
+		capacity = capacity.Add(r.node.Capacity)
+		if r.node.Status == NodeUp {
+			indexed++
+		}
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	inIndex := 0
+	for _, t := range p.index {
+		inIndex += t.Len()
+	}
+	switch {
+	case inIndex != indexed:
+		return fmt.Errorf("%d nodes in the indexes, %d up", inIndex, indexed)
+	case used != p.used:
+		return fmt.Errorf("placements sum to %+v, pool records %+v", used, p.used)
+	case capacity != p.capacity:
+		return fmt.Errorf("nodes sum to %+v, pool records %+v", capacity, p.capacity)
+	}
+	return nil
+}
+
+func (p *poolState) checkNode(r *nodeRec, sum Resources, count int32) error {
+	id := r.node.ID
+	if sum != r.used || count != r.count {
+		return fmt.Errorf("node %s records %+v in %d placements, its placements sum to %+v in %d", id, r.used, r.count, sum, count)
+	}
+	if !r.node.Capacity.Fits(sum) {
+		return fmt.Errorf("node %s over-committed: %+v placed on capacity %+v", id, sum, r.node.Capacity)
+	}
+	if r.node.Status != NodeUp {
+		return nil
+	}
+	k, ok := p.index[r.class].Get(p.keyOf(r))
+	if !ok || k.rec != r {
+		return fmt.Errorf("node %s is up but not in its class index under its current key", id)
+	}
+	return nil
+}

@@ -1,0 +1,321 @@
+package scheduler
+
+import (
+	"maps"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/google/btree"
+
+	"github.com/denhq/den/internal/errdefs"
+)
+
+// btreeDegree is the degree of every tree: wide nodes keep the trees shallow
+// (10k nodes are three levels) and a copy-on-write path copy cheap.
+const btreeDegree = 32
+
+// belowScan bounds how many nodes under a request's slot key are checked
+// exactly when no node at or above it is free (see poolState.choose).
+const belowScan = 16
+
+// nodeClass is a computed class: the constraint-relevant attributes of a
+// node within its pool. Nodes of one class are interchangeable for
+// feasibility, so a request checks a class once.
+type nodeClass struct {
+	key      string
+	runtimes []string
+	labels   map[string]string
+}
+
+// admits reports whether nodes of class c satisfy k (nil: anything).
+func (c *nodeClass) admits(k *Constraints) bool {
+	if k == nil {
+		return true
+	}
+	if k.runtime != "" && !slices.Contains(c.runtimes, k.runtime) {
+		return false
+	}
+	for key, v := range k.labels {
+		if got, ok := c.labels[key]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// nodeRec is one node's record. It is immutable once inserted: a change
+// replaces it (copy on write), so snapshots holding the old one stay valid.
+type nodeRec struct {
+	node  *Node // a private copy, never mutated
+	seq   uint32
+	class int32
+	used  Resources
+	count int32 // live placements
+}
+
+func (r *nodeRec) free() Resources { return r.node.Capacity.Sub(r.used) }
+
+// slotKey orders the nodes of one class index by free binding resource,
+// then by insertion sequence, which makes every choice deterministic.
+type slotKey struct {
+	slots uint64
+	seq   uint32
+	rec   *nodeRec
+}
+
+func slotLess(a, b slotKey) bool {
+	if a.slots != b.slots {
+		return a.slots < b.slots
+	}
+	return a.seq < b.seq
+}
+
+// placementRec is one live placement inside a pool's state.
+type placementRec struct {
+	sandboxID string
+	nodeID    string
+	tenant    string
+	size      Resources
+}
+
+// poolState is the copy-on-write state of one pool. A committed poolState
+// is immutable and shared with readers; the writer works on clone(), which
+// copies only the tree roots: later writes copy the paths they touch.
+type poolState struct {
+	spec Pool
+	// ref is the reference capacity the slot keys are fractions of: the
+	// first node's capacity. A slot key is the node's free share of the
+	// dimension that binds, so one ordered index serves CPU, memory and
+	// disk at once.
+	ref        Resources
+	nodes      *btree.BTreeG[*nodeRec]      // by node ID
+	placements *btree.BTreeG[*placementRec] // by sandbox ID
+	classes    []*nodeClass                 // append-only; copied on append
+	index      []*btree.BTreeG[slotKey]     // per class: up nodes by slot key
+	nextSeq    uint32
+	capacity   Resources // sum over nodes
+	used       Resources // sum over placements
+}
+
+func newPoolState(spec Pool) *poolState {
+	return &poolState{
+		spec:       spec,
+		nodes:      btree.NewG(btreeDegree, func(a, b *nodeRec) bool { return a.node.ID < b.node.ID }),
+		placements: btree.NewG(btreeDegree, func(a, b *placementRec) bool { return a.sandboxID < b.sandboxID }),
+	}
+}
+
+// clone returns a writable copy of p in O(classes).
+// Preconditions: no other goroutine clones or writes p.
+func (p *poolState) clone() *poolState {
+	c := *p
+	c.nodes = p.nodes.Clone()
+	c.placements = p.placements.Clone()
+	c.index = make([]*btree.BTreeG[slotKey], len(p.index))
+	for i, t := range p.index {
+		c.index[i] = t.Clone()
+	}
+	return &c
+}
+
+// fraction is v as a fraction of ref in units of 2^-32, rounded down (up
+// when ceil is set). Dimensions the reference lacks count as unbounded.
+func fraction(v, ref int64, ceil bool) uint64 {
+	if ref <= 0 {
+		if v > 0 && ceil {
+			return math.MaxUint64
+		}
+		return math.MaxUint64 >> 1
+	}
+	if v <= 0 {
+		return 0
+	}
+	v = min(v, 1<<31-1)
+	q := uint64(v) << 32 / uint64(ref)
+	if ceil && uint64(v)<<32%uint64(ref) != 0 {
+		q++
+	}
+	return q
+}
+
+// slotsOf is the free share of the binding dimension: the minimum over
+// dimensions of free/ref. Any node with slotsOf(free) >= demandOf(need)
+// fits need in every dimension.
+func (p *poolState) slotsOf(free Resources) uint64 {
+	return min(fraction(free.CPUMillis, p.ref.CPUMillis, false),
+		fraction(free.MemoryMB, p.ref.MemoryMB, false),
+		fraction(free.DiskMB, p.ref.DiskMB, false))
+}
+
+// demandOf is a request's key: the maximum over dimensions of need/ref.
+func (p *poolState) demandOf(need Resources) uint64 {
+	return max(fraction(need.CPUMillis, p.ref.CPUMillis, true),
+		fraction(need.MemoryMB, p.ref.MemoryMB, true),
+		fraction(need.DiskMB, p.ref.DiskMB, true))
+}
+
+func (p *poolState) keyOf(r *nodeRec) slotKey {
+	return slotKey{slots: p.slotsOf(r.free()), seq: r.seq, rec: r}
+}
+
+// classFor returns the index of n's class, appending a class if new.
+func (p *poolState) classFor(n *Node) (id int32, added bool) {
+	rts := slices.Clone(n.Runtimes)
+	slices.Sort(rts)
+	key := strings.Join(rts, ",") + "\x00" + labelKey(n.Labels)
+	for i, c := range p.classes {
+		if c.key == key {
+			return int32(i), false
+		}
+	}
+	p.classes = append(slices.Clip(p.classes), &nodeClass{key: key, runtimes: rts, labels: maps.Clone(n.Labels)})
+	p.index = append(slices.Clip(p.index), btree.NewG(btreeDegree, slotLess))
+	return int32(len(p.classes) - 1), true
+}
+
+func (p *poolState) node(id string) (*nodeRec, bool) {
+	return p.nodes.Get(&nodeRec{node: &Node{ID: id}})
+}
+
+// putNode replaces old (nil: none) by rec in the node tree and the indexes.
+func (p *poolState) putNode(old, rec *nodeRec) {
+	if old != nil && old.node.Status == NodeUp {
+		p.index[old.class].Delete(p.keyOf(old))
+	}
+	p.nodes.ReplaceOrInsert(rec)
+	if rec.node.Status == NodeUp {
+		p.index[rec.class].ReplaceOrInsert(p.keyOf(rec))
+	}
+}
+
+// upsertNode adds n or replaces its attributes, keeping its placements.
+// It returns the new record and whether n's class is new to the pool.
+func (p *poolState) upsertNode(n Node) (*nodeRec, bool, error) {
+	old, exists := p.node(n.ID)
+	rec := &nodeRec{node: &n}
+	if exists {
+		if !n.Capacity.Sub(old.used).Fits(Resources{}) {
+			return nil, false, errdefs.New(errdefs.FailedPrecondition,
+				"node %s: capacity %+v is below its placements' %+v", n.ID, n.Capacity, old.used)
+		}
+		rec.seq, rec.used, rec.count = old.seq, old.used, old.count
+		p.capacity = p.capacity.Sub(old.node.Capacity)
+	} else {
+		old = nil
+		rec.seq = p.nextSeq
+		p.nextSeq++
+	}
+	if p.ref == (Resources{}) {
+		p.ref = n.Capacity
+	}
+	var added bool
+	rec.class, added = p.classFor(&n)
+	p.capacity = p.capacity.Add(n.Capacity)
+	p.putNode(old, rec)
+	return rec, added, nil
+}
+
+// removeNode removes an empty node.
+func (p *poolState) removeNode(id string) error {
+	old, ok := p.node(id)
+	if !ok {
+		return errdefs.New(errdefs.NotFound, "node %s not found", id)
+	}
+	if old.count > 0 {
+		return errdefs.New(errdefs.FailedPrecondition, "node %s still holds %d placements", id, old.count)
+	}
+	if old.node.Status == NodeUp {
+		p.index[old.class].Delete(p.keyOf(old))
+	}
+	p.nodes.Delete(old)
+	p.capacity = p.capacity.Sub(old.node.Capacity)
+	return nil
+}
+
+// choose returns the node the pool's algorithm picks for need among the
+// classes elig, or nil when none fits. It reads only.
+func (p *poolState) choose(need Resources, elig []int32) *nodeRec {
+	key := p.demandOf(need)
+	var best *nodeRec
+	var bestSlots uint64
+	for _, c := range elig {
+		var hit slotKey
+		found := false
+		if p.spec.Algorithm == Spread {
+			hit, found = p.index[c].Max()
+			found = found && hit.slots >= key
+		} else {
+			p.index[c].AscendGreaterOrEqual(slotKey{slots: key}, func(k slotKey) bool {
+				hit, found = k, true
+				return false
+			})
+		}
+		if !found || !hit.rec.free().Fits(need) {
+			continue
+		}
+		better := hit.slots < bestSlots
+		if p.spec.Algorithm == Spread {
+			better = hit.slots > bestSlots
+		}
+		if best == nil || better {
+			best, bestSlots = hit.rec, hit.slots
+		}
+	}
+	if best == nil && key > 0 {
+		best = p.chooseBelow(need, key, elig)
+	}
+	return best
+}
+
+// chooseBelow is the exact check of a few nodes just under the key: a node
+// whose binding dimension is short of the request's key may still fit it
+// when the request is light in that dimension (1 vCPU / 2 GiB on 1:4 nodes).
+func (p *poolState) chooseBelow(need Resources, key uint64, elig []int32) *nodeRec {
+	for _, c := range elig {
+		var hit *nodeRec
+		n := 0
+		p.index[c].DescendLessOrEqual(slotKey{slots: key - 1, seq: math.MaxUint32}, func(k slotKey) bool {
+			n++
+			if k.rec.free().Fits(need) {
+				hit = k.rec
+				return false
+			}
+			return n < belowScan
+		})
+		if hit != nil {
+			return hit
+		}
+	}
+	return nil
+}
+
+// bind records the placement of pr on rec, which must fit it, and returns
+// the node's new record.
+func (p *poolState) bind(rec *nodeRec, pr *placementRec) *nodeRec {
+	next := *rec
+	next.used = rec.used.Add(pr.size)
+	next.count++
+	p.putNode(rec, &next)
+	p.placements.ReplaceOrInsert(pr)
+	p.used = p.used.Add(pr.size)
+	return &next
+}
+
+// release removes a placement and returns the node's new record.
+func (p *poolState) release(sandboxID string) (*nodeRec, error) {
+	pr, ok := p.placements.Delete(&placementRec{sandboxID: sandboxID})
+	if !ok {
+		return nil, errdefs.New(errdefs.NotFound, "sandbox %s has no placement in pool %s", sandboxID, p.spec.Name)
+	}
+	rec, ok := p.node(pr.nodeID)
+	if !ok {
+		return nil, errdefs.New(errdefs.Internal, "placement of sandbox %s names missing node %s", sandboxID, pr.nodeID)
+	}
+	next := *rec
+	next.used = rec.used.Sub(pr.size)
+	next.count--
+	p.putNode(rec, &next)
+	p.used = p.used.Sub(pr.size)
+	return &next, nil
+}
