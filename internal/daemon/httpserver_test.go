@@ -99,6 +99,31 @@ func TestHTTPLimits(t *testing.T) {
 			t.Fatalf("a connection that never finished its headers was not cut: %v", err)
 		}
 	})
+	t.Run("h2c with slow headers is cut", func(t *testing.T) {
+		c := dial(t, addr)
+		io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+		c.Write([]byte{0, 0, 0, 0x4, 0, 0, 0, 0, 0}) // an empty SETTINGS frame
+		// A HEADERS frame of stream 1 that announces 100 bytes and
+		// sends 3.
+		c.Write([]byte{0, 0, 100, 0x1, 0, 0, 0, 0, 1, 0x82, 0x86, 0x84})
+		if ok, err := closedByServer(c); !ok {
+			t.Fatalf("an h2c connection that never finished its headers was not cut: %v", err)
+		}
+	})
+	t.Run("h2c request", func(t *testing.T) {
+		p := new(http.Protocols)
+		p.SetUnencryptedHTTP2(true)
+		hc := &http.Client{Transport: &http.Transport{Protocols: p}}
+		resp, err := hc.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.ProtoMajor != 2 || string(body) != "ok" {
+			t.Fatalf("h2c GET: %s %s %q", resp.Proto, resp.Status, body)
+		}
+	})
 	t.Run("idle keep-alive is cut", func(t *testing.T) {
 		c := dial(t, addr)
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -396,9 +396,9 @@ type slowClient struct {
 	closed chan struct{} // closed when the server closed the connection
 }
 
-// slowloris opens n connections to addr that send payload a byte at a
-// time.
-func slowloris(t *testing.T, addr, payload string, n int, stop <-chan struct{}) []*slowClient {
+// slowloris opens n connections to addr that send head at once, then
+// payload a byte at a time.
+func slowloris(t *testing.T, addr, head, payload string, n int, stop <-chan struct{}) []*slowClient {
 	t.Helper()
 	var cs []*slowClient
 	var wg sync.WaitGroup
@@ -411,6 +411,9 @@ func slowloris(t *testing.T, addr, payload string, n int, stop <-chan struct{}) 
 		t.Cleanup(func() { c.Close() })
 		// A server that never cuts it fails the test rather than hang it.
 		c.SetReadDeadline(time.Now().Add(3 * time.Minute))
+		if _, err := io.WriteString(c, head); err != nil {
+			t.Fatal(err)
+		}
 		sc := &slowClient{c: c, closed: make(chan struct{})}
 		cs = append(cs, sc)
 		wg.Add(2)
@@ -445,9 +448,11 @@ func isTimeout(err error) bool {
 }
 
 // TestSecuritySlowloris holds 100 connections to each of den's API and
-// sandbox traffic listeners that send their headers a byte at a time:
-// meanwhile the API, envd and a sandbox's port still answer, and every
-// slow connection is cut (after the listeners' 10 s header timeout).
+// sandbox traffic listeners that send their headers a byte at a time,
+// and 20 to each that do the same over cleartext HTTP/2: meanwhile the
+// API, envd and a sandbox's port still answer, and every slow connection
+// is cut (HTTP/1 after the listeners' 10 s header timeout, HTTP/2 after
+// their 2 min idle timeout).
 func TestSecuritySlowloris(t *testing.T) {
 	in := startDen(t, "")
 	id := in.create("--timeout", "900")
@@ -462,8 +467,15 @@ func TestSecuritySlowloris(t *testing.T) {
 	slowHTTP := func(host string) string {
 		return "GET / HTTP/1.1\r\nHost: " + host + "\r\nX-Slow: " + strings.Repeat("z", 1000)
 	}
-	slow := slowloris(t, api, slowHTTP(api), 100, stop)
-	slow = append(slow, slowloris(t, traffic, slowHTTP("8080-"+id+".localhost"), 100, stop)...)
+	slow := slowloris(t, api, "", slowHTTP(api), 100, stop)
+	slow = append(slow, slowloris(t, traffic, "", slowHTTP("8080-"+id+".localhost"), 100, stop)...)
+	// Cleartext HTTP/2: the preface, SETTINGS, and a HEADERS frame that
+	// announces 16,000 bytes and gets them a byte at a time. HTTP/2 has
+	// no header timeout: the listeners' idle timeout (2 min) cuts these.
+	h2c := "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + "\x00\x00\x00\x04\x00\x00\x00\x00\x00" + "\x00\x3e\x80\x01\x00\x00\x00\x00\x01"
+	for _, addr := range []string{api, traffic} {
+		slow = append(slow, slowloris(t, addr, h2c, "z", 20, stop)...)
+	}
 
 	if got := poll(t, func() (string, bool) { r := getPort(t, u, header); return r.body, r.status == 200 }); got != "port ok" {
 		t.Errorf("the sandbox's port during the attack: %q", got)
@@ -627,7 +639,7 @@ func TestSecuritySSHOtherTenant(t *testing.T) {
 
 	stop := make(chan struct{})
 	defer close(stop)
-	slow := slowloris(t, "127.0.0.1:"+e.port, "SSH-2.0-"+strings.Repeat("z", 1000), 50, stop)
+	slow := slowloris(t, "127.0.0.1:"+e.port, "", "SSH-2.0-"+strings.Repeat("z", 1000), 50, stop)
 	if out, errOut, code := login(e.other, theirs); code != 0 || out != "in\n" {
 		t.Errorf("ssh during the slow handshakes: exit %d %q %q", code, out, errOut)
 	}
