@@ -645,3 +645,48 @@ func TestSecuritySSHOtherTenant(t *testing.T) {
 	}
 	expectCut(t, slow)
 }
+
+// multipartZeros is a streamed multipart/form-data body whose "file"
+// part, named filename, is n zero bytes; it returns the body and its
+// content type.
+func multipartZeros(filename string, n int64) (io.Reader, string) {
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		part, err := mw.CreateFormFile("file", filename)
+		if err == nil {
+			_, err = io.Copy(part, io.LimitReader(zeros{}, n))
+		}
+		if err == nil {
+			err = mw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr, mw.FormDataContentType()
+}
+
+// TestSecurityHugeMultipart streams a 128 MiB multipart upload into a
+// sandbox with a 64 MiB disk, through den's API and the traffic
+// listener: each is a 507 insufficient_storage, no partial file is left,
+// and the sandbox goes on running.
+func TestSecurityHugeMultipart(t *testing.T) {
+	in := startDen(t, "")
+	id := in.create("--timeout", "900", "--disk", "64")
+	for _, ft := range filesTargets(t, in, id) {
+		body, ctype := multipartZeros("/tmp/huge.bin", 128<<20)
+		h := map[string]string{"Content-Type": ctype}
+		for k, v := range ft.headers {
+			h[k] = v
+		}
+		got := do(t, "POST", ft.base, ft.path, "", body, h)
+		if got.status != 507 || got.code() != "insufficient_storage" {
+			t.Errorf("%s: 128 MiB multipart into 64 MiB: %d %.300q; want 507 insufficient_storage", ft.name, got.status, got.body)
+		}
+		if out := in.mustDen("exec", id, "--", "ls", "-a", "/tmp"); strings.Contains(out, "huge") {
+			t.Errorf("%s: /tmp after the refused upload:\n%s", ft.name, out)
+		}
+	}
+	if out := in.mustDen("exec", id, "--", "echo", "still-alive"); out != "still-alive\n" {
+		t.Errorf("the sandbox after the uploads: %q", out)
+	}
+}
