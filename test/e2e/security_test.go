@@ -144,7 +144,8 @@ func filesTargets(t *testing.T, in *instance, id string) []filesTarget {
 // "%2e%2e" and absolute paths resolve inside the sandbox (a marker only
 // the sandbox has is read, a host file is not found), a NUL byte and
 // over-long names are 400 invalid_argument, a query over 1 MiB is 431,
-// an upload named "../../x" lands in the sandbox, and guest routes den
+// an upload named "../../x" lands in the sandbox, sandbox IDs made of
+// "..", NUL or 4,000 characters name no sandbox, and guest routes den
 // keeps for itself cannot be reached by a ".." in the URL path.
 func TestSecurityFilePaths(t *testing.T) {
 	in := startDen(t, "")
@@ -201,6 +202,27 @@ func TestSecurityFilePaths(t *testing.T) {
 		})
 	}
 
+	t.Run("hostile sandbox IDs", func(t *testing.T) {
+		env := e2bEnvFile(t, in.dataDir)
+		for _, bad := range []string{"..", "..%2F..%2Fetc", "%2e%2e", id + "%2F..", "a%00b", strings.Repeat("x", 4000)} {
+			got := do(t, "GET", in.url, "/v1/sandboxes/"+bad+"/envd/files", q("/etc/den-marker"), nil, map[string]string{"X-API-Key": in.key})
+			if got.status != 404 && got.status != 307 {
+				t.Errorf("GET /v1/sandboxes/%.40s/envd/files: %d %.200s; want 404", bad, got.status, got.body)
+			}
+			raw, _ := url.PathUnescape(bad)
+			if strings.ContainsRune(raw, 0) {
+				continue // no client sends a NUL in a header
+			}
+			got = do(t, "GET", env["E2B_SANDBOX_URL"], "/files", q("/etc/den-marker"), nil, map[string]string{
+				"E2b-Sandbox-Id": raw, "E2b-Sandbox-Port": "49983", "X-Access-Token": "x"})
+			if got.status != 502 && got.status != 400 {
+				t.Errorf("traffic with E2b-Sandbox-Id %.40q: %d %.200s; want 502 (no such sandbox) or 400", raw, got.status, got.body)
+			}
+			if strings.Contains(got.body, marker) {
+				t.Errorf("E2b-Sandbox-Id %.40q read the sandbox's file", raw)
+			}
+		}
+	})
 	t.Run("internal guest route", func(t *testing.T) {
 		targets := filesTargets(t, in, id)
 		for _, ft := range targets {
