@@ -20,6 +20,9 @@ type poolLoop struct {
 	elig        map[string][]int32
 	eligClasses int
 	blocked     blockedSet
+	// scratch is the search key of release: it saves an allocation per
+	// decision.
+	scratch placementRec
 
 	snap atomic.Pointer[poolState] // the last committed state, for readers
 }
@@ -69,9 +72,6 @@ func (pl *poolLoop) place(req Request, w *waiter) (p Placement, ok bool, err err
 	if spec.Tenant != "" && spec.Tenant != req.Tenant {
 		return Placement{}, false, errdefs.New(errdefs.Internal, "request of tenant %q routed to pool %s of tenant %q", req.Tenant, spec.Name, spec.Tenant)
 	}
-	if _, dup := pl.work.placements.Get(&placementRec{sandboxID: req.SandboxID}); dup {
-		return Placement{}, false, errdefs.New(errdefs.AlreadyExists, "sandbox %s is already placed in pool %s", req.SandboxID, spec.Name)
-	}
 	elig := pl.eligible(req.Constraints)
 	rec := pl.work.choose(req.Size, elig)
 	if rec == nil {
@@ -84,23 +84,27 @@ func (pl *poolLoop) place(req Request, w *waiter) (p Placement, ok bool, err err
 		// Another pool placed the parked request while this one was tried.
 		return Placement{}, true, nil
 	}
-	return pl.bind(rec, req, false), true, nil
+	p, _, err = pl.bind(rec, req, false)
+	return p, err == nil, err
 }
 
 // bind applies a placement of req on rec and adds it to the batch.
 // Preconditions: pl.mu is held; rec fits req.
-func (pl *poolLoop) bind(rec *nodeRec, req Request, woken bool) Placement {
-	pr := &placementRec{sandboxID: req.SandboxID, nodeID: rec.node.ID, tenant: req.Tenant, size: req.Size}
-	pl.work.bind(rec, pr)
+func (pl *poolLoop) bind(rec *nodeRec, req Request, woken bool) (Placement, *nodeRec, error) {
+	pr := &placementRec{hash: idHash(req.SandboxID), sandboxID: req.SandboxID, nodeID: rec.node.ID, nodeSeq: rec.seq, tenant: req.Tenant, size: req.Size}
+	next, err := pl.work.bind(rec, pr)
+	if err != nil {
+		return Placement{}, nil, err
+	}
 	p := Placement{SandboxID: pr.sandboxID, NodeID: pr.nodeID, Pool: pl.work.spec.Name, Tenant: pr.tenant, Size: pr.size, Woken: woken}
 	pl.pending.Placed = append(pl.pending.Placed, p)
-	return p
+	return p, next, nil
 }
 
 func (pl *poolLoop) release(sandboxID string) error {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	rec, err := pl.work.release(sandboxID)
+	rec, err := pl.work.release(sandboxID, &pl.scratch)
 	if err != nil {
 		return err
 	}
@@ -123,9 +127,10 @@ func (pl *poolLoop) wake(rec *nodeRec) {
 		if !w.claim() {
 			return true // placed elsewhere: drop it
 		}
-		pl.bind(rec, w.req, true)
-		rec, _ = pl.work.node(rec.node.ID)
-		return true
+		if _, next, err := pl.bind(rec, w.req, true); err == nil {
+			rec = next
+		}
+		return true // a duplicate sandbox ID is dropped: it is placed already
 	})
 }
 
@@ -171,7 +176,14 @@ func (pl *poolLoop) commit() Batch {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	b := pl.pending
+	// The next batch is likely the size of this one: allocate it once.
 	pl.pending = Batch{Pool: b.Pool}
+	if n := len(b.Placed); n > 0 {
+		pl.pending.Placed = make([]Placement, 0, n)
+	}
+	if n := len(b.Released); n > 0 {
+		pl.pending.Released = make([]string, 0, n)
+	}
 	st := pl.work
 	pl.work = st.clone()
 	pl.snap.Store(st)

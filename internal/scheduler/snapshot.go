@@ -52,10 +52,11 @@ func (s *Snapshot) Placement(pool, sandboxID string) (Placement, bool) {
 	if !ok {
 		return Placement{}, false
 	}
-	pr, ok := p.placements.Get(&placementRec{sandboxID: sandboxID})
+	it, ok := p.placements.Get(placementKey(sandboxID, &placementRec{}))
 	if !ok {
 		return Placement{}, false
 	}
+	pr := it.rec
 	return Placement{SandboxID: pr.sandboxID, NodeID: pr.nodeID, Pool: pool, Tenant: pr.tenant, Size: pr.size}, true
 }
 
@@ -67,11 +68,11 @@ func (s *Snapshot) Placements(pool string) int {
 	return 0
 }
 
-// EachNode calls fn for every node of a pool in ID order until it
-// returns false.
+// EachNode calls fn for every node of a pool, in the order they were
+// added, until it returns false.
 func (s *Snapshot) EachNode(pool string, fn func(NodeInfo) bool) {
 	if p, ok := s.pools[pool]; ok {
-		p.nodes.Ascend(func(r *nodeRec) bool { return fn(r.info()) })
+		p.nodes.Ascend(func(it nodeItem) bool { return fn(it.rec.info()) })
 	}
 }
 
@@ -101,12 +102,13 @@ func (p *poolState) check() error {
 	counts := map[string]int32{}
 	var used Resources
 	var err error
-	p.placements.Ascend(func(pr *placementRec) bool {
+	p.placements.Ascend(func(it placementItem) bool {
+		pr := it.rec
 		if p.spec.Tenant != "" && pr.tenant != p.spec.Tenant {
 			err = fmt.Errorf("sandbox %s of tenant %q on a node dedicated to tenant %q", pr.sandboxID, pr.tenant, p.spec.Tenant)
 			return false
 		}
-		if _, ok := p.node(pr.nodeID); !ok {
+		if r, ok := p.nodeBySeq(pr.nodeSeq); !ok || r.node.ID != pr.nodeID {
 			err = fmt.Errorf("sandbox %s on missing node %s", pr.sandboxID, pr.nodeID)
 			return false
 		}
@@ -120,7 +122,8 @@ func (p *poolState) check() error {
 	}
 	var capacity Resources
 	indexed := 0
-	p.nodes.Ascend(func(r *nodeRec) bool {
+	p.nodes.Ascend(func(it nodeItem) bool {
+		r := it.rec
 		err = p.checkNode(r, sums[r.node.ID], counts[r.node.ID])
 		capacity = capacity.Add(r.node.Capacity)
 		if r.node.Status == NodeUp {
@@ -162,4 +165,15 @@ func (p *poolState) checkNode(r *nodeRec, sum Resources, count int32) error {
 		return fmt.Errorf("node %s is up but not in its class index under its current key", id)
 	}
 	return nil
+}
+
+// EachPlacement calls fn for every placement of a pool, in an order fixed
+// by a hash of the sandbox IDs, until it returns false.
+func (s *Snapshot) EachPlacement(pool string, fn func(Placement) bool) {
+	if p, ok := s.pools[pool]; ok {
+		p.placements.Ascend(func(it placementItem) bool {
+			pr := it.rec
+			return fn(Placement{SandboxID: pr.sandboxID, NodeID: pr.nodeID, Pool: pool, Tenant: pr.tenant, Size: pr.size})
+		})
+	}
 }

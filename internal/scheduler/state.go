@@ -71,12 +71,59 @@ func slotLess(a, b slotKey) bool {
 	return a.seq < b.seq
 }
 
-// placementRec is one live placement inside a pool's state.
+// placementRec is one live placement inside a pool's state. The tree of
+// placements is ordered by a hash of the sandbox ID first, so that most
+// comparisons are of integers, not of IDs with long common prefixes.
 type placementRec struct {
+	hash      uint64
 	sandboxID string
 	nodeID    string
+	nodeSeq   uint32
 	tenant    string
 	size      Resources
+}
+
+// placementItem is an entry of the placement tree: the hash is inline so
+// that a search compares integers without loading each record.
+type placementItem struct {
+	hash uint64
+	rec  *placementRec
+}
+
+func placementLess(a, b placementItem) bool {
+	if a.hash != b.hash {
+		return a.hash < b.hash
+	}
+	return a.rec.sandboxID < b.rec.sandboxID
+}
+
+// nodeItem is an entry of the node tree, its key inline.
+type nodeItem struct {
+	seq uint32
+	rec *nodeRec
+}
+
+// idHash is FNV-1a: fixed, so the order of placements is the same in every
+// process (followers, replays).
+func idHash(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// placementKey is the search key of a sandbox; scratch holds its ID.
+func placementKey(sandboxID string, scratch *placementRec) placementItem {
+	scratch.sandboxID = sandboxID
+	return placementItem{hash: idHash(sandboxID), rec: scratch}
+}
+
+// nodeID maps a node's ID to its sequence number, the key of the node tree.
+type nodeID struct {
+	id  string
+	seq uint32
 }
 
 // poolState is the copy-on-write state of one pool. A committed poolState
@@ -89,8 +136,9 @@ type poolState struct {
 	// dimension that binds, so one ordered index serves CPU, memory and
 	// disk at once.
 	ref        Resources
-	nodes      *btree.BTreeG[*nodeRec]      // by node ID
-	placements *btree.BTreeG[*placementRec] // by sandbox ID
+	nodes      *btree.BTreeG[nodeItem]      // by seq
+	nodeIDs    *btree.BTreeG[nodeID]        // by ID; changes only with the node set
+	placements *btree.BTreeG[placementItem] // by hash of the sandbox ID
 	classes    []*nodeClass                 // append-only; copied on append
 	index      []*btree.BTreeG[slotKey]     // per class: up nodes by slot key
 	nextSeq    uint32
@@ -101,8 +149,9 @@ type poolState struct {
 func newPoolState(spec Pool) *poolState {
 	return &poolState{
 		spec:       spec,
-		nodes:      btree.NewG(btreeDegree, func(a, b *nodeRec) bool { return a.node.ID < b.node.ID }),
-		placements: btree.NewG(btreeDegree, func(a, b *placementRec) bool { return a.sandboxID < b.sandboxID }),
+		nodes:      btree.NewG(btreeDegree, func(a, b nodeItem) bool { return a.seq < b.seq }),
+		nodeIDs:    btree.NewG(btreeDegree, func(a, b nodeID) bool { return a.id < b.id }),
+		placements: btree.NewG(btreeDegree, placementLess),
 	}
 }
 
@@ -111,6 +160,7 @@ func newPoolState(spec Pool) *poolState {
 func (p *poolState) clone() *poolState {
 	c := *p
 	c.nodes = p.nodes.Clone()
+	c.nodeIDs = p.nodeIDs.Clone()
 	c.placements = p.placements.Clone()
 	c.index = make([]*btree.BTreeG[slotKey], len(p.index))
 	for i, t := range p.index {
@@ -175,7 +225,16 @@ func (p *poolState) classFor(n *Node) (id int32, added bool) {
 }
 
 func (p *poolState) node(id string) (*nodeRec, bool) {
-	return p.nodes.Get(&nodeRec{node: &Node{ID: id}})
+	e, ok := p.nodeIDs.Get(nodeID{id: id})
+	if !ok {
+		return nil, false
+	}
+	return p.nodeBySeq(e.seq)
+}
+
+func (p *poolState) nodeBySeq(seq uint32) (*nodeRec, bool) {
+	it, ok := p.nodes.Get(nodeItem{seq: seq})
+	return it.rec, ok
 }
 
 // putNode replaces old (nil: none) by rec in the node tree and the indexes.
@@ -183,7 +242,7 @@ func (p *poolState) putNode(old, rec *nodeRec) {
 	if old != nil && old.node.Status == NodeUp {
 		p.index[old.class].Delete(p.keyOf(old))
 	}
-	p.nodes.ReplaceOrInsert(rec)
+	p.nodes.ReplaceOrInsert(nodeItem{seq: rec.seq, rec: rec})
 	if rec.node.Status == NodeUp {
 		p.index[rec.class].ReplaceOrInsert(p.keyOf(rec))
 	}
@@ -205,6 +264,7 @@ func (p *poolState) upsertNode(n Node) (*nodeRec, bool, error) {
 		old = nil
 		rec.seq = p.nextSeq
 		p.nextSeq++
+		p.nodeIDs.ReplaceOrInsert(nodeID{id: n.ID, seq: rec.seq})
 	}
 	if p.ref == (Resources{}) {
 		p.ref = n.Capacity
@@ -228,7 +288,8 @@ func (p *poolState) removeNode(id string) error {
 	if old.node.Status == NodeUp {
 		p.index[old.class].Delete(p.keyOf(old))
 	}
-	p.nodes.Delete(old)
+	p.nodes.Delete(nodeItem{seq: old.seq})
+	p.nodeIDs.Delete(nodeID{id: id})
 	p.capacity = p.capacity.Sub(old.node.Capacity)
 	return nil
 }
@@ -290,25 +351,31 @@ func (p *poolState) chooseBelow(need Resources, key uint64, elig []int32) *nodeR
 	return nil
 }
 
-// bind records the placement of pr on rec, which must fit it, and returns
-// the node's new record.
-func (p *poolState) bind(rec *nodeRec, pr *placementRec) *nodeRec {
+// bind records the placement pr on rec, which must fit it, and returns
+// the node's new record. A sandbox already placed is an AlreadyExists
+// error and changes nothing; inserting first saves a lookup per decision.
+func (p *poolState) bind(rec *nodeRec, pr *placementRec) (*nodeRec, error) {
+	if old, dup := p.placements.ReplaceOrInsert(placementItem{hash: pr.hash, rec: pr}); dup {
+		p.placements.ReplaceOrInsert(old)
+		return nil, errdefs.New(errdefs.AlreadyExists, "sandbox %s is already placed in pool %s", pr.sandboxID, p.spec.Name)
+	}
 	next := *rec
 	next.used = rec.used.Add(pr.size)
 	next.count++
 	p.putNode(rec, &next)
-	p.placements.ReplaceOrInsert(pr)
 	p.used = p.used.Add(pr.size)
-	return &next
+	return &next, nil
 }
 
-// release removes a placement and returns the node's new record.
-func (p *poolState) release(sandboxID string) (*nodeRec, error) {
-	pr, ok := p.placements.Delete(&placementRec{sandboxID: sandboxID})
+// release removes a placement and returns the node's new record. key is
+// a scratch record the caller owns; the trees never keep a search key.
+func (p *poolState) release(sandboxID string, key *placementRec) (*nodeRec, error) {
+	it, ok := p.placements.Delete(placementKey(sandboxID, key))
+	pr := it.rec
 	if !ok {
 		return nil, errdefs.New(errdefs.NotFound, "sandbox %s has no placement in pool %s", sandboxID, p.spec.Name)
 	}
-	rec, ok := p.node(pr.nodeID)
+	rec, ok := p.nodeBySeq(pr.nodeSeq)
 	if !ok {
 		return nil, errdefs.New(errdefs.Internal, "placement of sandbox %s names missing node %s", sandboxID, pr.nodeID)
 	}

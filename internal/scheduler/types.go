@@ -113,6 +113,9 @@ func NewConstraints(runtime string, labels map[string]string) *Constraints {
 // Runtime is the required runtime, "" for any.
 func (c *Constraints) Runtime() string { return c.runtime }
 
+// Labels returns a copy of the required labels.
+func (c *Constraints) Labels() map[string]string { return maps.Clone(c.labels) }
+
 // Request asks for one sandbox to be placed.
 type Request struct {
 	SandboxID string
