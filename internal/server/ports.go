@@ -38,10 +38,12 @@ const portHandshakeTimeout = 15 * time.Second
 // message.
 const portErrorBodyLimit = 64 << 10
 
-// maxPortResponseHeader bounds the response headers of a sandbox's server,
-// as den's listeners bound request headers: the sandbox is untrusted, and
-// Go's default (10 MiB) times the open tunnels would be gigabytes.
-const maxPortResponseHeader = 1 << 20
+// maxSandboxResponseHeader bounds the response headers of a sandbox's
+// servers (through its ports) and of its guest agent (through the envd
+// proxy), as den's listeners bound request headers: the sandbox is
+// untrusted, and Go's default (10 MiB) times the open tunnels would be
+// gigabytes.
+const maxSandboxResponseHeader = 1 << 20
 
 // PortProxy is the reverse proxy to the server listening on port inside
 // sandbox id. It forwards a request unchanged (path, Host, headers) but
@@ -66,11 +68,11 @@ func (s *Server) PortProxy(id string, port int) http.Handler {
 		}
 		return &slotConn{Conn: conn, release: release}, nil
 	}
-	h1 := &http.Transport{DialContext: dial, DisableKeepAlives: true, DisableCompression: true, MaxResponseHeaderBytes: maxPortResponseHeader}
+	h1 := &http.Transport{DialContext: dial, DisableKeepAlives: true, DisableCompression: true, MaxResponseHeaderBytes: maxSandboxResponseHeader}
 	// gRPC needs HTTP/2 end to end (trailers, bidirectional streams): a
 	// gRPC request that came over HTTP/2 goes on over cleartext HTTP/2
 	// (prior knowledge, as gRPC servers accept it).
-	h2 := &http.Transport{DialContext: dial, DisableCompression: true, Protocols: new(http.Protocols), MaxResponseHeaderBytes: maxPortResponseHeader}
+	h2 := &http.Transport{DialContext: dial, DisableCompression: true, Protocols: new(http.Protocols), MaxResponseHeaderBytes: maxSandboxResponseHeader}
 	h2.Protocols.SetUnencryptedHTTP2(true)
 	p := s.portReverseProxy(id, port, h1)
 	p2 := s.portReverseProxy(id, port, h2)
@@ -116,7 +118,7 @@ func (s *Server) portReverseProxy(id string, port int, tr http.RoundTripper) *ht
 			}
 			if strings.Contains(err.Error(), "server response headers exceeded") { // net/http has no sentinel
 				writeJSON(w, http.StatusBadGateway, rest.Error{Code: errdefs.Unavailable.Code(), Message: fmt.Sprintf(
-					"the server on port %d in sandbox %s answered with more than %d bytes of headers", port, id, maxPortResponseHeader)})
+					"the server on port %d in sandbox %s answered with more than %d bytes of headers", port, id, maxSandboxResponseHeader)})
 				return
 			}
 			writeError(w, errdefs.Wrap(errdefs.Unavailable, err, "sandbox %s: guest agent unreachable", id))

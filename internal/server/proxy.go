@@ -53,6 +53,9 @@ func (g *guestProxies) get(id string) *httputil.ReverseProxy {
 		MaxConnsPerHost:     512,
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,
+		// The agent's own headers are a few hundred bytes; whatever
+		// answers in its place is untrusted.
+		MaxResponseHeaderBytes: maxSandboxResponseHeader,
 	}
 	p := &httputil.ReverseProxy{
 		Transport:     tr,
