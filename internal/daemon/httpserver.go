@@ -22,7 +22,7 @@ type httpLimits struct {
 }
 
 // defaultHTTPLimits are the limits of den up's listeners.
-var defaultHTTPLimits = httpLimits{ReadHeader: 10 * time.Second, Idle: 2 * time.Minute, MaxHeaderBytes: 1 << 20}
+var defaultHTTPLimits = httpLimits{ReadHeader: 10 * time.Second, Idle: 30 * time.Second, MaxHeaderBytes: 1 << 20}
 
 // newHTTPServer returns a server of h with the limits l. It speaks
 // HTTP/1.1 and cleartext HTTP/2 with prior knowledge (h2c: gRPC clients,

@@ -474,7 +474,7 @@ func isTimeout(err error) bool {
 // and 20 to each that do the same over cleartext HTTP/2: meanwhile the
 // API, envd and a sandbox's port still answer, and every slow connection
 // is cut (HTTP/1 after the listeners' 10 s header timeout, HTTP/2 after
-// their 2 min idle timeout).
+// their 30 s idle timeout).
 func TestSecuritySlowloris(t *testing.T) {
 	in := startDen(t, "")
 	id := in.create("--timeout", "900")
@@ -493,7 +493,7 @@ func TestSecuritySlowloris(t *testing.T) {
 	slow = append(slow, slowloris(t, traffic, "", slowHTTP("8080-"+id+".localhost"), 100, stop)...)
 	// Cleartext HTTP/2: the preface, SETTINGS, and a HEADERS frame that
 	// announces 16,000 bytes and gets them a byte at a time. HTTP/2 has
-	// no header timeout: the listeners' idle timeout (2 min) cuts these.
+	// no header timeout: the listeners' idle timeout (30 s) cuts these.
 	h2c := "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + "\x00\x00\x00\x04\x00\x00\x00\x00\x00" + "\x00\x3e\x80\x01\x00\x00\x00\x00\x01"
 	for _, addr := range []string{api, traffic} {
 		slow = append(slow, slowloris(t, addr, h2c, "z", 20, stop)...)
