@@ -20,9 +20,6 @@ type poolLoop struct {
 	elig        map[string][]int32
 	eligClasses int
 	blocked     blockedSet
-	// scratch is the search key of release: it saves an allocation per
-	// decision.
-	scratch placementRec
 
 	snap atomic.Pointer[poolState] // the last committed state, for readers
 }
@@ -104,7 +101,7 @@ func (pl *poolLoop) bind(rec *nodeRec, req Request, woken bool) (Placement, *nod
 func (pl *poolLoop) release(sandboxID string) error {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	rec, err := pl.work.release(sandboxID, &pl.scratch)
+	rec, err := pl.work.release(sandboxID)
 	if err != nil {
 		return err
 	}

@@ -470,8 +470,7 @@ func assertNoGuaranteedFit(t *testing.T, s *Scheduler, req Request) {
 	for _, pl := range s.routes.Load().forTenant(req.Tenant) {
 		st := pl.work
 		key := st.demandOf(req.Size)
-		st.nodes.Ascend(func(it nodeItem) bool {
-			r := it.rec
+		st.nodes.each(func(r *nodeRec) bool {
 			if r.node.Status == NodeUp && st.classes[r.class].admits(req.Constraints) && st.slotsOf(r.free()) >= key {
 				t.Fatalf("%s failed but node %s (free %+v) fits it", req.SandboxID, r.node.ID, r.free())
 			}

@@ -52,18 +52,17 @@ func (s *Snapshot) Placement(pool, sandboxID string) (Placement, bool) {
 	if !ok {
 		return Placement{}, false
 	}
-	it, ok := p.placements.Get(placementKey(sandboxID, &placementRec{}))
+	pr, ok := p.placements.get(idHash(sandboxID), sandboxID)
 	if !ok {
 		return Placement{}, false
 	}
-	pr := it.rec
 	return Placement{SandboxID: pr.sandboxID, NodeID: pr.nodeID, Pool: pool, Tenant: pr.tenant, Size: pr.size}, true
 }
 
 // Placements is the number of live placements in a pool.
 func (s *Snapshot) Placements(pool string) int {
 	if p, ok := s.pools[pool]; ok {
-		return p.placements.Len()
+		return p.placements.n
 	}
 	return 0
 }
@@ -72,7 +71,7 @@ func (s *Snapshot) Placements(pool string) int {
 // added, until it returns false.
 func (s *Snapshot) EachNode(pool string, fn func(NodeInfo) bool) {
 	if p, ok := s.pools[pool]; ok {
-		p.nodes.Ascend(func(it nodeItem) bool { return fn(it.rec.info()) })
+		p.nodes.each(func(r *nodeRec) bool { return fn(r.info()) })
 	}
 }
 
@@ -102,8 +101,9 @@ func (p *poolState) check() error {
 	counts := map[string]int32{}
 	var used Resources
 	var err error
-	p.placements.Ascend(func(it placementItem) bool {
-		pr := it.rec
+	n := 0
+	p.placements.each(func(pr *placementRec) bool {
+		n++
 		if p.spec.Tenant != "" && pr.tenant != p.spec.Tenant {
 			err = fmt.Errorf("sandbox %s of tenant %q on a node dedicated to tenant %q", pr.sandboxID, pr.tenant, p.spec.Tenant)
 			return false
@@ -122,8 +122,9 @@ func (p *poolState) check() error {
 	}
 	var capacity Resources
 	indexed := 0
-	p.nodes.Ascend(func(it nodeItem) bool {
-		r := it.rec
+	nodes := 0
+	p.nodes.each(func(r *nodeRec) bool {
+		nodes++
 		err = p.checkNode(r, sums[r.node.ID], counts[r.node.ID])
 		capacity = capacity.Add(r.node.Capacity)
 		if r.node.Status == NodeUp {
@@ -139,6 +140,10 @@ func (p *poolState) check() error {
 		inIndex += t.Len()
 	}
 	switch {
+	case n != p.placements.n:
+		return fmt.Errorf("%d placements in the map, %d counted", n, p.placements.n)
+	case nodes != p.nodeCount || nodes != p.nodeIDs.Len():
+		return fmt.Errorf("%d nodes in the table, %d counted, %d by ID", nodes, p.nodeCount, p.nodeIDs.Len())
 	case inIndex != indexed:
 		return fmt.Errorf("%d nodes in the indexes, %d up", inIndex, indexed)
 	case used != p.used:
@@ -171,8 +176,7 @@ func (p *poolState) checkNode(r *nodeRec, sum Resources, count int32) error {
 // by a hash of the sandbox IDs, until it returns false.
 func (s *Snapshot) EachPlacement(pool string, fn func(Placement) bool) {
 	if p, ok := s.pools[pool]; ok {
-		p.placements.Ascend(func(it placementItem) bool {
-			pr := it.rec
+		p.placements.each(func(pr *placementRec) bool {
 			return fn(Placement{SandboxID: pr.sandboxID, NodeID: pr.nodeID, Pool: pool, Tenant: pr.tenant, Size: pr.size})
 		})
 	}

@@ -71,9 +71,8 @@ func slotLess(a, b slotKey) bool {
 	return a.seq < b.seq
 }
 
-// placementRec is one live placement inside a pool's state. The tree of
-// placements is ordered by a hash of the sandbox ID first, so that most
-// comparisons are of integers, not of IDs with long common prefixes.
+// placementRec is one live placement inside a pool's state, keyed by a
+// hash of the sandbox ID in the placement map.
 type placementRec struct {
 	hash      uint64
 	sandboxID string
@@ -81,43 +80,6 @@ type placementRec struct {
 	nodeSeq   uint32
 	tenant    string
 	size      Resources
-}
-
-// placementItem is an entry of the placement tree: the hash is inline so
-// that a search compares integers without loading each record.
-type placementItem struct {
-	hash uint64
-	rec  *placementRec
-}
-
-func placementLess(a, b placementItem) bool {
-	if a.hash != b.hash {
-		return a.hash < b.hash
-	}
-	return a.rec.sandboxID < b.rec.sandboxID
-}
-
-// nodeItem is an entry of the node tree, its key inline.
-type nodeItem struct {
-	seq uint32
-	rec *nodeRec
-}
-
-// idHash is FNV-1a: fixed, so the order of placements is the same in every
-// process (followers, replays).
-func idHash(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return h
-}
-
-// placementKey is the search key of a sandbox; scratch holds its ID.
-func placementKey(sandboxID string, scratch *placementRec) placementItem {
-	scratch.sandboxID = sandboxID
-	return placementItem{hash: idHash(sandboxID), rec: scratch}
 }
 
 // nodeID maps a node's ID to its sequence number, the key of the node tree.
@@ -136,9 +98,11 @@ type poolState struct {
 	// dimension that binds, so one ordered index serves CPU, memory and
 	// disk at once.
 	ref        Resources
-	nodes      *btree.BTreeG[nodeItem]      // by seq
-	nodeIDs    *btree.BTreeG[nodeID]        // by ID; changes only with the node set
-	placements *btree.BTreeG[placementItem] // by hash of the sandbox ID
+	owner      uint64 // this state's writer token; see owners
+	nodes      nodeTable
+	nodeCount  int
+	nodeIDs    *btree.BTreeG[nodeID] // by ID; changes only with the node set
+	placements placementMap
 	classes    []*nodeClass                 // append-only; copied on append
 	index      []*btree.BTreeG[slotKey]     // per class: up nodes by slot key
 	nextSeq    uint32
@@ -148,20 +112,19 @@ type poolState struct {
 
 func newPoolState(spec Pool) *poolState {
 	return &poolState{
-		spec:       spec,
-		nodes:      btree.NewG(btreeDegree, func(a, b nodeItem) bool { return a.seq < b.seq }),
-		nodeIDs:    btree.NewG(btreeDegree, func(a, b nodeID) bool { return a.id < b.id }),
-		placements: btree.NewG(btreeDegree, placementLess),
+		spec:    spec,
+		owner:   owners.Add(1),
+		nodeIDs: btree.NewG(btreeDegree, func(a, b nodeID) bool { return a.id < b.id }),
 	}
 }
 
-// clone returns a writable copy of p in O(classes).
+// clone returns a writable copy of p in O(classes): the node table and
+// the placement map are copied lazily through the new owner token.
 // Preconditions: no other goroutine clones or writes p.
 func (p *poolState) clone() *poolState {
 	c := *p
-	c.nodes = p.nodes.Clone()
+	c.owner = owners.Add(1)
 	c.nodeIDs = p.nodeIDs.Clone()
-	c.placements = p.placements.Clone()
 	c.index = make([]*btree.BTreeG[slotKey], len(p.index))
 	for i, t := range p.index {
 		c.index[i] = t.Clone()
@@ -233,8 +196,7 @@ func (p *poolState) node(id string) (*nodeRec, bool) {
 }
 
 func (p *poolState) nodeBySeq(seq uint32) (*nodeRec, bool) {
-	it, ok := p.nodes.Get(nodeItem{seq: seq})
-	return it.rec, ok
+	return p.nodes.get(seq)
 }
 
 // putNode replaces old (nil: none) by rec in the node tree and the indexes.
@@ -242,7 +204,7 @@ func (p *poolState) putNode(old, rec *nodeRec) {
 	if old != nil && old.node.Status == NodeUp {
 		p.index[old.class].Delete(p.keyOf(old))
 	}
-	p.nodes.ReplaceOrInsert(nodeItem{seq: rec.seq, rec: rec})
+	p.nodes.set(p.owner, rec.seq, rec)
 	if rec.node.Status == NodeUp {
 		p.index[rec.class].ReplaceOrInsert(p.keyOf(rec))
 	}
@@ -265,6 +227,7 @@ func (p *poolState) upsertNode(n Node) (*nodeRec, bool, error) {
 		rec.seq = p.nextSeq
 		p.nextSeq++
 		p.nodeIDs.ReplaceOrInsert(nodeID{id: n.ID, seq: rec.seq})
+		p.nodeCount++
 	}
 	if p.ref == (Resources{}) {
 		p.ref = n.Capacity
@@ -288,8 +251,9 @@ func (p *poolState) removeNode(id string) error {
 	if old.node.Status == NodeUp {
 		p.index[old.class].Delete(p.keyOf(old))
 	}
-	p.nodes.Delete(nodeItem{seq: old.seq})
+	p.nodes.set(p.owner, old.seq, nil)
 	p.nodeIDs.Delete(nodeID{id: id})
+	p.nodeCount--
 	p.capacity = p.capacity.Sub(old.node.Capacity)
 	return nil
 }
@@ -355,8 +319,7 @@ func (p *poolState) chooseBelow(need Resources, key uint64, elig []int32) *nodeR
 // the node's new record. A sandbox already placed is an AlreadyExists
 // error and changes nothing; inserting first saves a lookup per decision.
 func (p *poolState) bind(rec *nodeRec, pr *placementRec) (*nodeRec, error) {
-	if old, dup := p.placements.ReplaceOrInsert(placementItem{hash: pr.hash, rec: pr}); dup {
-		p.placements.ReplaceOrInsert(old)
+	if !p.placements.insert(p.owner, pr) {
 		return nil, errdefs.New(errdefs.AlreadyExists, "sandbox %s is already placed in pool %s", pr.sandboxID, p.spec.Name)
 	}
 	next := *rec
@@ -367,11 +330,9 @@ func (p *poolState) bind(rec *nodeRec, pr *placementRec) (*nodeRec, error) {
 	return &next, nil
 }
 
-// release removes a placement and returns the node's new record. key is
-// a scratch record the caller owns; the trees never keep a search key.
-func (p *poolState) release(sandboxID string, key *placementRec) (*nodeRec, error) {
-	it, ok := p.placements.Delete(placementKey(sandboxID, key))
-	pr := it.rec
+// release removes a placement and returns the node's new record.
+func (p *poolState) release(sandboxID string) (*nodeRec, error) {
+	pr, ok := p.placements.remove(p.owner, idHash(sandboxID), sandboxID)
 	if !ok {
 		return nil, errdefs.New(errdefs.NotFound, "sandbox %s has no placement in pool %s", sandboxID, p.spec.Name)
 	}

@@ -50,7 +50,16 @@ type Churn struct {
 	PlacementsPerSec float64 `json:"placements_per_s"`
 	DecisionsPerSec  float64 `json:"decisions_per_s"`
 	Latency          Latency `json:"latency"`
-	GCs              uint32  `json:"gcs"`
+	// Where the wall time went: inside Place, Release and Commit, and in
+	// garbage collection pauses (stop-the-world only; concurrent marking
+	// shows up inside the calls it slows).
+	PlaceSec   float64 `json:"place_s"`
+	ReleaseSec float64 `json:"release_s"`
+	CommitSec  float64 `json:"commit_s"`
+	GCPauseSec float64 `json:"gc_pause_s"`
+	GCs        uint32  `json:"gcs"`
+	// HeapMB is the live heap when the phase started.
+	HeapMB float64 `json:"heap_mb"`
 }
 
 // Result is the report of one Config.
@@ -122,7 +131,11 @@ func Run(cfg Config) (Result, error) {
 		return r, err
 	}
 	r.HeadroomRatio = float64(r.HeadroomBestFit) / float64(max(1, r.HeadroomSpread))
-	base := s.Working() // the pre-fill state, for the naive floor
+	if cfg.NaiveOps > 0 {
+		// The floor starts from the same pre-fill state; run it first so
+		// that the measured churn does not carry a second state on its heap.
+		r.Naive = runNaive(c, s.Working(), cfg)
+	}
 	r.Churn = churn(schedEngine(s), live, newMix(cfg.Seed+1, "c"), cfg.ChurnOps, cfg.BatchSize)
 	if err := check("churn"); err != nil {
 		return r, err
@@ -146,8 +159,7 @@ func Run(cfg Config) (Result, error) {
 			r.FillSpread = f
 		}
 	}
-	if cfg.NaiveOps > 0 {
-		r.Naive = runNaive(c, base, cfg)
+	if r.Naive != nil {
 		r.SpeedupVsNaive = r.Churn.DecisionsPerSec / r.Naive.DecisionsPerSec
 	}
 	return r, nil
@@ -308,15 +320,18 @@ func churn(e engine, live *liveSet, m *mix, ops, batch int) Churn {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	gcs := ms.NumGC
-	var inPlace time.Duration
+	gcs, pause := ms.NumGC, ms.PauseTotalNs
+	ch.HeapMB = float64(ms.HeapAlloc) / (1 << 20)
+	var inPlace, inRelease, inCommit time.Duration
 	start := time.Now()
 	pending := 0
 	for i, req := range reqs {
 		if id, ok := live.take(homePool(req), picks[i]); ok {
+			t0 := time.Now()
 			if err := e.release(homePool(req), id); err != nil {
 				panic(fmt.Sprintf("release %s: %v", id, err)) // the harness lost track: a bug
 			}
+			inRelease += time.Since(t0)
 			ch.Releases++
 			pending++
 		}
@@ -333,7 +348,9 @@ func churn(e engine, live *liveSet, m *mix, ops, batch int) Churn {
 			pending++
 		}
 		if pending >= batch {
+			t0 := time.Now()
 			e.commit()
+			inCommit += time.Since(t0)
 			ch.Commits++
 			pending = 0
 		}
@@ -341,6 +358,8 @@ func churn(e engine, live *liveSet, m *mix, ops, batch int) Churn {
 	ch.WallSec = time.Since(start).Seconds()
 	runtime.ReadMemStats(&ms)
 	ch.GCs = ms.NumGC - gcs
+	ch.GCPauseSec = float64(ms.PauseTotalNs-pause) / 1e9
+	ch.PlaceSec, ch.ReleaseSec, ch.CommitSec = inPlace.Seconds(), inRelease.Seconds(), inCommit.Seconds()
 	ch.Ops = ops
 	ch.PlacementsPerSec = float64(ch.Placements) / ch.WallSec
 	ch.DecisionsPerSec = float64(ops) / inPlace.Seconds()

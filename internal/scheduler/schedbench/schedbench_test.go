@@ -56,7 +56,7 @@ func benchChurn(b *testing.B, nodes int) {
 		if p, err := s.Place(req); err == nil {
 			live.add(p)
 		}
-		if i%1000 == 999 {
+		if i%benchBatch == benchBatch-1 {
 			s.Commit()
 		}
 	}
@@ -65,3 +65,5 @@ func benchChurn(b *testing.B, nodes int) {
 		b.Fatal(err)
 	}
 }
+
+var benchBatch = 1000
