@@ -103,8 +103,8 @@ type poolState struct {
 	nodeCount  int
 	nodeIDs    *btree.BTreeG[nodeID] // by ID; changes only with the node set
 	placements placementMap
-	classes    []*nodeClass                 // append-only; copied on append
-	index      []*btree.BTreeG[slotKey]     // per class: up nodes by slot key
+	classes    []*nodeClass             // append-only; copied on append
+	index      []*btree.BTreeG[slotKey] // per class: up nodes by slot key
 	nextSeq    uint32
 	capacity   Resources // sum over nodes
 	used       Resources // sum over placements
