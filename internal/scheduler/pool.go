@@ -18,14 +18,18 @@ type poolLoop struct {
 	// elig caches, per constraints key, the classes that admit it; it is
 	// rebuilt when the pool gains a class.
 	elig        map[string][]int32
+	eligByPtr   map[*Constraints][]int32 // the same, by pointer: cheaper to hash
 	eligClasses int
 	blocked     blockedSet
 
 	snap atomic.Pointer[poolState] // the last committed state, for readers
 }
 
+// maxEligByPtr bounds the pointer-keyed feasibility cache.
+const maxEligByPtr = 4096
+
 func newPoolLoop(p Pool) *poolLoop {
-	pl := &poolLoop{elig: map[string][]int32{}}
+	pl := &poolLoop{elig: map[string][]int32{}, eligByPtr: map[*Constraints][]int32{}}
 	st := newPoolState(p)
 	pl.snap.Store(st)
 	pl.work = st.clone()
@@ -39,15 +43,23 @@ func (pl *poolLoop) spec() Pool { return pl.snap.Load().spec }
 // eligible returns the classes of the pool that admit k.
 // Preconditions: pl.mu is held.
 func (pl *poolLoop) eligible(k *Constraints) []int32 {
+	if len(pl.eligByPtr) > maxEligByPtr {
+		clear(pl.eligByPtr) // callers that build Constraints per request
+	}
 	if pl.eligClasses != len(pl.work.classes) {
 		clear(pl.elig)
+		clear(pl.eligByPtr)
 		pl.eligClasses = len(pl.work.classes)
+	}
+	if e, ok := pl.eligByPtr[k]; ok {
+		return e
 	}
 	key := ""
 	if k != nil {
 		key = k.key
 	}
 	if e, ok := pl.elig[key]; ok {
+		pl.eligByPtr[k] = e
 		return e
 	}
 	e := []int32{}
@@ -57,6 +69,7 @@ func (pl *poolLoop) eligible(k *Constraints) []int32 {
 		}
 	}
 	pl.elig[key] = e
+	pl.eligByPtr[k] = e
 	return e
 }
 
@@ -113,7 +126,7 @@ func (pl *poolLoop) release(sandboxID string) error {
 // wake places parked requests that fit rec, whose capacity just grew.
 // Preconditions: pl.mu is held.
 func (pl *poolLoop) wake(rec *nodeRec) {
-	if pl.blocked.n == 0 || rec.node.Status != NodeUp {
+	if pl.blocked.n == 0 || !rec.up {
 		return
 	}
 	class := pl.work.classes[rec.class]

@@ -162,7 +162,10 @@ func (p *poolState) checkNode(r *nodeRec, sum Resources, count int32) error {
 	if !r.node.Capacity.Fits(sum) {
 		return fmt.Errorf("node %s over-committed: %+v placed on capacity %+v", id, sum, r.node.Capacity)
 	}
-	if r.node.Status != NodeUp {
+	if r.capacity != r.node.Capacity || r.up != (r.node.Status == NodeUp) {
+		return fmt.Errorf("node %s: record's capacity or status differs from its node's", id)
+	}
+	if !r.up {
 		return nil
 	}
 	k, ok := p.index[r.class].Get(p.keyOf(r))

@@ -47,14 +47,18 @@ func (c *nodeClass) admits(k *Constraints) bool {
 // nodeRec is one node's record. It is immutable once inserted: a change
 // replaces it (copy on write), so snapshots holding the old one stay valid.
 type nodeRec struct {
-	node  *Node // a private copy, never mutated
-	seq   uint32
+	node *Node // a private copy, never mutated
+	// capacity and up copy node's, inline: a decision reads them without
+	// loading the Node.
+	capacity Resources
+	up       bool
+	seq      uint32
 	class int32
 	used  Resources
 	count int32 // live placements
 }
 
-func (r *nodeRec) free() Resources { return r.node.Capacity.Sub(r.used) }
+func (r *nodeRec) free() Resources { return r.capacity.Sub(r.used) }
 
 // slotKey orders the nodes of one class index by free binding resource,
 // then by insertion sequence, which makes every choice deterministic.
@@ -201,11 +205,11 @@ func (p *poolState) nodeBySeq(seq uint32) (*nodeRec, bool) {
 
 // putNode replaces old (nil: none) by rec in the node tree and the indexes.
 func (p *poolState) putNode(old, rec *nodeRec) {
-	if old != nil && old.node.Status == NodeUp {
+	if old != nil && old.up {
 		p.index[old.class].Delete(p.keyOf(old))
 	}
 	p.nodes.set(p.owner, rec.seq, rec)
-	if rec.node.Status == NodeUp {
+	if rec.up {
 		p.index[rec.class].ReplaceOrInsert(p.keyOf(rec))
 	}
 }
@@ -214,7 +218,7 @@ func (p *poolState) putNode(old, rec *nodeRec) {
 // It returns the new record and whether n's class is new to the pool.
 func (p *poolState) upsertNode(n Node) (*nodeRec, bool, error) {
 	old, exists := p.node(n.ID)
-	rec := &nodeRec{node: &n}
+	rec := &nodeRec{node: &n, capacity: n.Capacity, up: n.Status == NodeUp}
 	if exists {
 		if !n.Capacity.Sub(old.used).Fits(Resources{}) {
 			return nil, false, errdefs.New(errdefs.FailedPrecondition,
@@ -248,7 +252,7 @@ func (p *poolState) removeNode(id string) error {
 	if old.count > 0 {
 		return errdefs.New(errdefs.FailedPrecondition, "node %s still holds %d placements", id, old.count)
 	}
-	if old.node.Status == NodeUp {
+	if old.up {
 		p.index[old.class].Delete(p.keyOf(old))
 	}
 	p.nodes.set(p.owner, old.seq, nil)
