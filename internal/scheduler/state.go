@@ -53,9 +53,9 @@ type nodeRec struct {
 	capacity Resources
 	up       bool
 	seq      uint32
-	class int32
-	used  Resources
-	count int32 // live placements
+	class    int32
+	used     Resources
+	count    int32 // live placements
 }
 
 func (r *nodeRec) free() Resources { return r.capacity.Sub(r.used) }
