@@ -21,6 +21,10 @@ type poolLoop struct {
 	eligByPtr   map[*Constraints][]int32 // the same, by pointer: cheaper to hash
 	eligClasses int
 	blocked     blockedSet
+	// bySandbox finds a placement of the working state by sandbox ID. It is
+	// the writer's index, not part of snapshots (readers find placements
+	// through their nodes; the store knows where each sandbox is).
+	bySandbox map[string]*placementRec
 
 	snap atomic.Pointer[poolState] // the last committed state, for readers
 }
@@ -29,7 +33,7 @@ type poolLoop struct {
 const maxEligByPtr = 4096
 
 func newPoolLoop(p Pool) *poolLoop {
-	pl := &poolLoop{elig: map[string][]int32{}, eligByPtr: map[*Constraints][]int32{}}
+	pl := &poolLoop{elig: map[string][]int32{}, eligByPtr: map[*Constraints][]int32{}, bySandbox: map[string]*placementRec{}}
 	st := newPoolState(p)
 	pl.snap.Store(st)
 	pl.work = st.clone()
@@ -82,6 +86,9 @@ func (pl *poolLoop) place(req Request, w *waiter) (p Placement, ok bool, err err
 	if spec.Tenant != "" && spec.Tenant != req.Tenant {
 		return Placement{}, false, errdefs.New(errdefs.Internal, "request of tenant %q routed to pool %s of tenant %q", req.Tenant, spec.Name, spec.Tenant)
 	}
+	if _, dup := pl.bySandbox[req.SandboxID]; dup {
+		return Placement{}, false, errdefs.New(errdefs.AlreadyExists, "sandbox %s is already placed in pool %s", req.SandboxID, spec.Name)
+	}
 	elig := pl.eligible(req.Constraints)
 	rec := pl.work.choose(req.Size, elig)
 	if rec == nil {
@@ -101,11 +108,12 @@ func (pl *poolLoop) place(req Request, w *waiter) (p Placement, ok bool, err err
 // bind applies a placement of req on rec and adds it to the batch.
 // Preconditions: pl.mu is held; rec fits req.
 func (pl *poolLoop) bind(rec *nodeRec, req Request, woken bool) (Placement, *nodeRec, error) {
-	pr := &placementRec{hash: idHash(req.SandboxID), sandboxID: req.SandboxID, nodeID: rec.node.ID, nodeSeq: rec.seq, tenant: req.Tenant, size: req.Size}
-	next, err := pl.work.bind(rec, pr)
-	if err != nil {
-		return Placement{}, nil, err
+	if _, dup := pl.bySandbox[req.SandboxID]; dup {
+		return Placement{}, nil, errdefs.New(errdefs.AlreadyExists, "sandbox %s is already placed in pool %s", req.SandboxID, pl.work.spec.Name)
 	}
+	pr := &placementRec{sandboxID: req.SandboxID, nodeID: rec.node.ID, nodeSeq: rec.seq, tenant: req.Tenant, size: req.Size}
+	next := pl.work.bind(rec, pr)
+	pl.bySandbox[pr.sandboxID] = pr
 	p := Placement{SandboxID: pr.sandboxID, NodeID: pr.nodeID, Pool: pl.work.spec.Name, Tenant: pr.tenant, Size: pr.size, Woken: woken}
 	pl.pending.Placed = append(pl.pending.Placed, p)
 	return p, next, nil
@@ -114,10 +122,15 @@ func (pl *poolLoop) bind(rec *nodeRec, req Request, woken bool) (Placement, *nod
 func (pl *poolLoop) release(sandboxID string) error {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	rec, err := pl.work.release(sandboxID)
+	pr, ok := pl.bySandbox[sandboxID]
+	if !ok {
+		return errdefs.New(errdefs.NotFound, "sandbox %s has no placement in pool %s", sandboxID, pl.work.spec.Name)
+	}
+	rec, err := pl.work.release(pr)
 	if err != nil {
 		return err
 	}
+	delete(pl.bySandbox, sandboxID)
 	pl.pending.Released = append(pl.pending.Released, sandboxID)
 	pl.wake(rec)
 	return nil

@@ -310,8 +310,8 @@ func TestSnapshotIsolation(t *testing.T) {
 	if err := s.Release(SharedPool, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s.Snapshot().Placement(SharedPool, "b"); ok {
-		t.Fatal("an uncommitted placement is visible in a snapshot")
+	if got := s.Snapshot().PlacementsOn(SharedPool, "n"); len(got) != 1 || got[0].SandboxID != "a" {
+		t.Fatalf("committed snapshot shows %+v, want only a: uncommitted decisions are visible", got)
 	}
 	s.Commit()
 	after := s.Snapshot()
@@ -319,8 +319,11 @@ func TestSnapshotIsolation(t *testing.T) {
 	if ni.Used != gib(1, 4) || ni.Placements != 1 {
 		t.Fatalf("old snapshot changed: %+v", ni)
 	}
-	if _, ok := before.Placement(SharedPool, "a"); !ok {
-		t.Fatal("old snapshot lost placement a")
+	if got := before.PlacementsOn(SharedPool, "n"); len(got) != 1 || got[0].SandboxID != "a" {
+		t.Fatalf("old snapshot changed its placements: %+v", got)
+	}
+	if got := after.PlacementsOn(SharedPool, "n"); len(got) != 1 || got[0].SandboxID != "b" {
+		t.Fatalf("new snapshot placements: %+v", got)
 	}
 	ni, _ = after.Node(SharedPool, "n")
 	if ni.Used != gib(2, 8) || ni.Placements != 1 {

@@ -46,23 +46,32 @@ func (s *Snapshot) Node(pool, id string) (NodeInfo, bool) {
 	return r.info(), true
 }
 
-// Placement returns the placement of a sandbox in a pool.
-func (s *Snapshot) Placement(pool, sandboxID string) (Placement, bool) {
+// PlacementsOn returns the placements on a node of a pool, in the order
+// they were made.
+func (s *Snapshot) PlacementsOn(pool, nodeID string) []Placement {
 	p, ok := s.pools[pool]
 	if !ok {
-		return Placement{}, false
+		return nil
 	}
-	pr, ok := p.placements.get(idHash(sandboxID), sandboxID)
+	r, ok := p.node(nodeID)
 	if !ok {
-		return Placement{}, false
+		return nil
 	}
-	return Placement{SandboxID: pr.sandboxID, NodeID: pr.nodeID, Pool: pool, Tenant: pr.tenant, Size: pr.size}, true
+	out := make([]Placement, 0, len(r.placements))
+	for _, pr := range r.placements {
+		out = append(out, pr.placement(pool))
+	}
+	return out
+}
+
+func (pr *placementRec) placement(pool string) Placement {
+	return Placement{SandboxID: pr.sandboxID, NodeID: pr.nodeID, Pool: pool, Tenant: pr.tenant, Size: pr.size}
 }
 
 // Placements is the number of live placements in a pool.
 func (s *Snapshot) Placements(pool string) int {
 	if p, ok := s.pools[pool]; ok {
-		return p.placements.n
+		return p.placements
 	}
 	return 0
 }
@@ -84,7 +93,8 @@ func (r *nodeRec) info() NodeInfo {
 //   - every node's recorded usage is the sum of its live placements, and is
 //     within its capacity (no over-commit);
 //   - a dedicated pool's nodes hold only its tenant's sandboxes;
-//   - every placement names a node of its pool;
+//   - every placement names the node that holds it, and no sandbox is
+//     placed twice in the pool;
 //   - exactly the up nodes are in their class index, under their current key;
 //   - pool totals match their nodes and placements.
 func (s *Snapshot) Check() error {
@@ -97,39 +107,26 @@ func (s *Snapshot) Check() error {
 }
 
 func (p *poolState) check() error {
-	sums := map[string]Resources{}
-	counts := map[string]int32{}
-	var used Resources
+	var used, capacity Resources
 	var err error
-	n := 0
-	p.placements.each(func(pr *placementRec) bool {
-		n++
-		if p.spec.Tenant != "" && pr.tenant != p.spec.Tenant {
-			err = fmt.Errorf("sandbox %s of tenant %q on a node dedicated to tenant %q", pr.sandboxID, pr.tenant, p.spec.Tenant)
-			return false
-		}
-		if r, ok := p.nodeBySeq(pr.nodeSeq); !ok || r.node.ID != pr.nodeID {
-			err = fmt.Errorf("sandbox %s on missing node %s", pr.sandboxID, pr.nodeID)
-			return false
-		}
-		sums[pr.nodeID] = sums[pr.nodeID].Add(pr.size)
-		counts[pr.nodeID]++
-		used = used.Add(pr.size)
-		return true
-	})
-	if err != nil {
-		return err
-	}
-	var capacity Resources
-	indexed := 0
-	nodes := 0
+	indexed, nodes, placements := 0, 0, 0
+	seen := map[string]bool{}
 	p.nodes.each(func(r *nodeRec) bool {
 		nodes++
-		err = p.checkNode(r, sums[r.node.ID], counts[r.node.ID])
-		capacity = capacity.Add(r.node.Capacity)
-		if r.node.Status == NodeUp {
+		placements += len(r.placements)
+		if r.up {
 			indexed++
 		}
+		capacity = capacity.Add(r.node.Capacity)
+		var sum Resources
+		for _, pr := range r.placements {
+			if err = p.checkPlacement(r, pr, seen); err != nil {
+				return false
+			}
+			sum = sum.Add(pr.size)
+		}
+		used = used.Add(sum)
+		err = p.checkNode(r, sum)
 		return err == nil
 	})
 	if err != nil {
@@ -140,8 +137,8 @@ func (p *poolState) check() error {
 		inIndex += t.Len()
 	}
 	switch {
-	case n != p.placements.n:
-		return fmt.Errorf("%d placements in the map, %d counted", n, p.placements.n)
+	case placements != p.placements:
+		return fmt.Errorf("%d placements on the nodes, the pool counts %d", placements, p.placements)
 	case nodes != p.nodeCount || nodes != p.nodeIDs.Len():
 		return fmt.Errorf("%d nodes in the table, %d counted, %d by ID", nodes, p.nodeCount, p.nodeIDs.Len())
 	case inIndex != indexed:
@@ -154,10 +151,23 @@ func (p *poolState) check() error {
 	return nil
 }
 
-func (p *poolState) checkNode(r *nodeRec, sum Resources, count int32) error {
+func (p *poolState) checkPlacement(r *nodeRec, pr *placementRec, seen map[string]bool) error {
+	switch {
+	case p.spec.Tenant != "" && pr.tenant != p.spec.Tenant:
+		return fmt.Errorf("sandbox %s of tenant %q on a node dedicated to tenant %q", pr.sandboxID, pr.tenant, p.spec.Tenant)
+	case pr.nodeSeq != r.seq || pr.nodeID != r.node.ID:
+		return fmt.Errorf("sandbox %s held by node %s names node %s", pr.sandboxID, r.node.ID, pr.nodeID)
+	case seen[pr.sandboxID]:
+		return fmt.Errorf("sandbox %s placed twice", pr.sandboxID)
+	}
+	seen[pr.sandboxID] = true
+	return nil
+}
+
+func (p *poolState) checkNode(r *nodeRec, sum Resources) error {
 	id := r.node.ID
-	if sum != r.used || count != r.count {
-		return fmt.Errorf("node %s records %+v in %d placements, its placements sum to %+v in %d", id, r.used, r.count, sum, count)
+	if sum != r.used || int(r.count) != len(r.placements) {
+		return fmt.Errorf("node %s records %+v in %d placements, its placements sum to %+v in %d", id, r.used, r.count, sum, len(r.placements))
 	}
 	if !r.node.Capacity.Fits(sum) {
 		return fmt.Errorf("node %s over-committed: %+v placed on capacity %+v", id, sum, r.node.Capacity)
@@ -175,12 +185,19 @@ func (p *poolState) checkNode(r *nodeRec, sum Resources, count int32) error {
 	return nil
 }
 
-// EachPlacement calls fn for every placement of a pool, in an order fixed
-// by a hash of the sandbox IDs, until it returns false.
+// EachPlacement calls fn for every placement of a pool, node by node in
+// the order the nodes were added, until it returns false.
 func (s *Snapshot) EachPlacement(pool string, fn func(Placement) bool) {
-	if p, ok := s.pools[pool]; ok {
-		p.placements.each(func(pr *placementRec) bool {
-			return fn(Placement{SandboxID: pr.sandboxID, NodeID: pr.nodeID, Pool: pool, Tenant: pr.tenant, Size: pr.size})
-		})
+	p, ok := s.pools[pool]
+	if !ok {
+		return
 	}
+	p.nodes.each(func(r *nodeRec) bool {
+		for _, pr := range r.placements {
+			if !fn(pr.placement(pool)) {
+				return false
+			}
+		}
+		return true
+	})
 }

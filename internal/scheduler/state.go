@@ -15,6 +15,11 @@ import (
 // (10k nodes are three levels) and a copy-on-write path copy cheap.
 const btreeDegree = 32
 
+// indexDegree is the degree of the class indexes: narrower than the other
+// trees because every decision rewrites two of their leaves, and after a
+// commit the first write to a leaf copies it.
+const indexDegree = 16
+
 // belowScan bounds how many nodes under a request's slot key are checked
 // exactly when no node at or above it is free (see poolState.choose).
 const belowScan = 16
@@ -56,6 +61,10 @@ type nodeRec struct {
 	class    int32
 	used     Resources
 	count    int32 // live placements
+	// placements are the node's live placements, in placement order; the
+	// slice is never written once the record is published: a change makes
+	// a new record with a new slice.
+	placements []*placementRec
 }
 
 func (r *nodeRec) free() Resources { return r.capacity.Sub(r.used) }
@@ -75,10 +84,9 @@ func slotLess(a, b slotKey) bool {
 	return a.seq < b.seq
 }
 
-// placementRec is one live placement inside a pool's state, keyed by a
-// hash of the sandbox ID in the placement map.
+// placementRec is one live placement inside a pool's state, held by its
+// node's record.
 type placementRec struct {
-	hash      uint64
 	sandboxID string
 	nodeID    string
 	nodeSeq   uint32
@@ -105,8 +113,8 @@ type poolState struct {
 	owner      uint64 // this state's writer token; see owners
 	nodes      nodeTable
 	nodeCount  int
-	nodeIDs    *btree.BTreeG[nodeID] // by ID; changes only with the node set
-	placements placementMap
+	nodeIDs    *btree.BTreeG[nodeID]    // by ID; changes only with the node set
+	placements int                      // live placements in the pool
 	classes    []*nodeClass             // append-only; copied on append
 	index      []*btree.BTreeG[slotKey] // per class: up nodes by slot key
 	nextSeq    uint32
@@ -187,7 +195,7 @@ func (p *poolState) classFor(n *Node) (id int32, added bool) {
 		}
 	}
 	p.classes = append(slices.Clip(p.classes), &nodeClass{key: key, runtimes: rts, labels: maps.Clone(n.Labels)})
-	p.index = append(slices.Clip(p.index), btree.NewG(btreeDegree, slotLess))
+	p.index = append(slices.Clip(p.index), btree.NewG(indexDegree, slotLess))
 	return int32(len(p.classes) - 1), true
 }
 
@@ -224,7 +232,7 @@ func (p *poolState) upsertNode(n Node) (*nodeRec, bool, error) {
 			return nil, false, errdefs.New(errdefs.FailedPrecondition,
 				"node %s: capacity %+v is below its placements' %+v", n.ID, n.Capacity, old.used)
 		}
-		rec.seq, rec.used, rec.count = old.seq, old.used, old.count
+		rec.seq, rec.used, rec.count, rec.placements = old.seq, old.used, old.count, old.placements
 		p.capacity = p.capacity.Sub(old.node.Capacity)
 	} else {
 		old = nil
@@ -320,34 +328,35 @@ func (p *poolState) chooseBelow(need Resources, key uint64, elig []int32) *nodeR
 }
 
 // bind records the placement pr on rec, which must fit it, and returns
-// the node's new record. A sandbox already placed is an AlreadyExists
-// error and changes nothing; inserting first saves a lookup per decision.
-func (p *poolState) bind(rec *nodeRec, pr *placementRec) (*nodeRec, error) {
-	if !p.placements.insert(p.owner, pr) {
-		return nil, errdefs.New(errdefs.AlreadyExists, "sandbox %s is already placed in pool %s", pr.sandboxID, p.spec.Name)
-	}
+// the node's new record.
+func (p *poolState) bind(rec *nodeRec, pr *placementRec) *nodeRec {
 	next := *rec
 	next.used = rec.used.Add(pr.size)
 	next.count++
+	next.placements = append(slices.Clip(rec.placements), pr) // a copy: Clip leaves no room
 	p.putNode(rec, &next)
 	p.used = p.used.Add(pr.size)
-	return &next, nil
+	p.placements++
+	return &next
 }
 
-// release removes a placement and returns the node's new record.
-func (p *poolState) release(sandboxID string) (*nodeRec, error) {
-	pr, ok := p.placements.remove(p.owner, idHash(sandboxID), sandboxID)
-	if !ok {
-		return nil, errdefs.New(errdefs.NotFound, "sandbox %s has no placement in pool %s", sandboxID, p.spec.Name)
-	}
+// release removes the placement pr and returns its node's new record.
+func (p *poolState) release(pr *placementRec) (*nodeRec, error) {
 	rec, ok := p.nodeBySeq(pr.nodeSeq)
-	if !ok {
-		return nil, errdefs.New(errdefs.Internal, "placement of sandbox %s names missing node %s", sandboxID, pr.nodeID)
+	i := -1
+	if ok {
+		i = slices.Index(rec.placements, pr)
+	}
+	if i < 0 {
+		return nil, errdefs.New(errdefs.Internal, "placement of sandbox %s is not on its node %s", pr.sandboxID, pr.nodeID)
 	}
 	next := *rec
 	next.used = rec.used.Sub(pr.size)
 	next.count--
+	next.placements = make([]*placementRec, 0, len(rec.placements)-1)
+	next.placements = append(append(next.placements, rec.placements[:i]...), rec.placements[i+1:]...)
 	p.putNode(rec, &next)
 	p.used = p.used.Sub(pr.size)
+	p.placements--
 	return &next, nil
 }
