@@ -11,8 +11,9 @@
 // also publishes the working copy to readers. A reader's Snapshot is a copy
 // of one pointer per pool.
 //
-// Nothing here is durable or networked: the replicated store applies
-// committed batches with Apply, and nodes are told by the control plane.
+// Nothing here is durable or networked. The replicated store is to write
+// each Batch as one log entry and apply it on followers, and nodes are told
+// of their placements by the control plane; neither is wired yet.
 package scheduler
 
 import (
