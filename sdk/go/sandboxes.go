@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 
+	"connectrpc.com/connect"
+
 	"github.com/denhq/den/api/envd/filesystem/filesystemconnect"
 	"github.com/denhq/den/api/envd/process/processconnect"
 	"github.com/denhq/den/api/rest"
@@ -37,10 +39,16 @@ func (c *Client) Sandbox(id string) *Sandbox {
 func (c *Client) handle(s rest.Sandbox, user string) *Sandbox {
 	sb := &Sandbox{Sandbox: s, c: c, user: user}
 	hc := &guestDoer{hc: c.hc, apiKey: c.apiKey, user: user}
-	sb.proc = processconnect.NewProcessClient(hc, sb.guestURL())
-	sb.fs = filesystemconnect.NewFilesystemClient(hc, sb.guestURL())
+	limit := connect.WithReadMaxBytes(MaxGuestMessage)
+	sb.proc = processconnect.NewProcessClient(hc, sb.guestURL(), limit)
+	sb.fs = filesystemconnect.NewFilesystemClient(hc, sb.guestURL(), limit)
 	return sb
 }
+
+// MaxGuestMessage bounds one message from a sandbox's guest agent (a
+// chunk of output, a directory listing): what a sandbox sends is
+// untrusted, and a larger message is an error instead of memory.
+const MaxGuestMessage = 64 << 20
 
 // AsUser returns a handle that runs processes and file operations as the
 // given user of the sandbox ("" means the guest's default user). The
