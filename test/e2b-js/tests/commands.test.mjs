@@ -138,7 +138,8 @@ describe(`commands in a '${TEMPLATE}' sandbox`, () => {
     await sbx.pty.resize(pty.pid, { cols: 132, rows: 43 })
     await sbx.pty.sendInput(pty.pid, enc('stty size; tty\n'))
     await waitFor(() => out.includes('43 132'), `resized 43 132 (got ${JSON.stringify(out)})`)
-    assert.match(out, /\/dev\/pts\/\d+/)
+    // tty prints on its own: its line may come in a later chunk.
+    await waitFor(() => /\/dev\/pts\/\d+/.test(out), `tty names a pts (got ${JSON.stringify(out)})`)
 
     await sbx.pty.sendInput(pty.pid, enc('exit 0\n'))
     const r = await pty.wait()
