@@ -36,17 +36,27 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// How long a dial waits: a connection the test expects to be refused
+// (its SYN is dropped) waits shortRefusal; one it expects to connect
+// waits longer than TCP's first SYN retransmission (1 s), so that a SYN
+// lost on a loaded machine does not read as a refusal.
+const (
+	shortRefusal = 700 * time.Millisecond
+	connectWait  = 4 * time.Second
+)
+
 // get fetches http://addr/ from inside nt's namespace: the body, or the
 // error ("" body).
 func get(nt sandboxnet.Net, addr string) (string, error) {
-	return getHost(nt, addr, "x")
+	return getHost(nt, addr, "x", connectWait)
 }
 
-// getHost is get with the Host header host ("" sends none).
-func getHost(nt sandboxnet.Net, addr, host string) (string, error) {
+// getHost is get with the Host header host ("" sends none), dialing for
+// at most wait.
+func getHost(nt sandboxnet.Net, addr, host string, wait time.Duration) (string, error) {
 	var body string
 	err := sandboxnet.InNetns(nt.Netns, func() error {
-		conn, err := net.DialTimeout("tcp", addr, 700*time.Millisecond)
+		conn, err := net.DialTimeout("tcp", addr, wait)
 		if err != nil {
 			return err
 		}
@@ -92,7 +102,11 @@ func reach(t *testing.T, what string, nt sandboxnet.Net, want map[string]bool) {
 func reachAs(t *testing.T, what string, nt sandboxnet.Net, host string, want map[string]bool) {
 	t.Helper()
 	for addr, ok := range want {
-		body, err := getHost(nt, addr, host)
+		wait := shortRefusal
+		if ok {
+			wait = connectWait
+		}
+		body, err := getHost(nt, addr, host, wait)
 		got := err == nil && body != ""
 		if got != ok {
 			t.Errorf("%s: reach %s = %v (body %q, err %v), want %v", what, addr, got, body, err, ok)
@@ -325,7 +339,7 @@ func TestNameCheck(t *testing.T) {
 func raw(nt sandboxnet.Net, addr, req string) (string, error) {
 	var out string
 	err := sandboxnet.InNetns(nt.Netns, func() error {
-		conn, err := net.DialTimeout("tcp", addr, 700*time.Millisecond)
+		conn, err := net.DialTimeout("tcp", addr, connectWait)
 		if err != nil {
 			return err
 		}
@@ -345,7 +359,7 @@ func tlsHello(t *testing.T, nt sandboxnet.Net, addr, sni string) string {
 	t.Helper()
 	var out string
 	must(t, sandboxnet.InNetns(nt.Netns, func() error {
-		conn, err := net.DialTimeout("tcp", addr, 700*time.Millisecond)
+		conn, err := net.DialTimeout("tcp", addr, connectWait)
 		if err != nil {
 			out = err.Error()
 			return nil
