@@ -33,7 +33,7 @@ func TestBenchTTI(t *testing.T) {
 		gotN, gotRunsc, gotRootfs = n, runsc, rootfs
 		return []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond}, nil
 	}}
-	root := newRoot(nil, a)
+	root := newRoot(a)
 	var out, errb bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errb)
@@ -84,7 +84,7 @@ func TestBenchResume(t *testing.T) {
 		gotDirty, gotN = dirtyMB, n
 		return []time.Duration{time.Millisecond}, []time.Duration{2 * time.Millisecond}, nil
 	}}
-	root := newRoot(nil, a)
+	root := newRoot(a)
 	var out, errb bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errb)

@@ -30,7 +30,7 @@ type result struct {
 // cli runs the den command line with args against url, feeding stdin.
 func cli(t *testing.T, url, stdin string, args ...string) result {
 	t.Helper()
-	root := NewRoot(nil)
+	root := NewRoot()
 	var out, errb bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errb)
@@ -76,7 +76,7 @@ func TestUsageErrors(t *testing.T) {
 
 func TestNotConfigured(t *testing.T) {
 	isolate(t)
-	root := NewRoot(nil)
+	root := NewRoot()
 	var errb bytes.Buffer
 	root.SetErr(&errb)
 	root.SetArgs([]string{"ls"})
@@ -94,7 +94,7 @@ func TestConfigFromDataDir(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(env), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	root := NewRoot(nil)
+	root := NewRoot()
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetArgs([]string{"--data-dir", dir, "image", "ls", "--json"})

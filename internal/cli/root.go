@@ -62,14 +62,15 @@ type app struct {
 	checkpointFloor checkpointFloorFunc
 }
 
-// NewRoot returns the den command with every subcommand; up (may be nil)
-// is added as `den up`.
-func NewRoot(up *cobra.Command) *cobra.Command {
-	return newRoot(up, &app{floor: gvisor.MeasureRawFloor, checkpointFloor: gvisorCheckpointFloor})
+// NewRoot returns the den command with every subcommand, plus procs: the
+// commands that run den's processes (`den up`, `den server`, `den agent`),
+// which live in package daemon. Nil entries are skipped.
+func NewRoot(procs ...*cobra.Command) *cobra.Command {
+	return newRoot(&app{floor: gvisor.MeasureRawFloor, checkpointFloor: gvisorCheckpointFloor}, procs...)
 }
 
 // newRoot builds the command tree around a (tests inject fakes into it).
-func newRoot(up *cobra.Command, a *app) *cobra.Command {
+func newRoot(a *app, procs ...*cobra.Command) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "den",
 		Short:         "den: sandboxes for AI agents",
@@ -86,8 +87,10 @@ func newRoot(up *cobra.Command, a *app) *cobra.Command {
 		a.cpCmd(), a.portCmd(), a.imageCmd(), a.versionCmd(), a.benchCmd())
 	root.AddCommand(a.tenantCmd(), a.keyCmd())
 	root.AddCommand(a.sshKeyCmd(), a.sshCmd(), a.sshConfigCmd())
-	if up != nil {
-		root.AddCommand(up)
+	for _, c := range procs {
+		if c != nil {
+			root.AddCommand(c)
+		}
 	}
 	return root
 }

@@ -127,7 +127,7 @@ func TestBenchFork(t *testing.T) {
 		}
 		return ckpt, restore, nil
 	}}
-	root := newRoot(nil, a)
+	root := newRoot(a)
 	var out, errb bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errb)
