@@ -105,6 +105,10 @@ type Options struct {
 	// goes unanswered for ConnectionWriteTimeout. 0 means 5 s.
 	KeepAlive time.Duration
 	Logger    *slog.Logger
+	// Context is the parent of every handler's context on this session:
+	// it carries values such as the peer's identity (see WithPeer). Nil
+	// means context.Background().
+	Context context.Context
 }
 
 func (o Options) yamux() *yamux.Config {
@@ -144,7 +148,11 @@ func start(ys *yamux.Session, mux *Mux, o Options) *Session {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	parent := o.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithCancel(parent)
 	s := &Session{ys: ys, mux: mux, log: o.Logger, ctx: ctx, cancel: cancel}
 	s.wg.Add(1)
 	go s.accept()
@@ -356,4 +364,19 @@ func readFrame(r io.Reader, v any) error {
 		return errdefs.Wrap(errdefs.InvalidArgument, err, "decode a node link frame")
 	}
 	return nil
+}
+
+type peerKey struct{}
+
+// WithPeer returns ctx carrying the peer's ID (a node ID on the server's
+// end): what a session's Options.Context holds so that handlers know who
+// called.
+func WithPeer(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, peerKey{}, id)
+}
+
+// Peer is the peer ID in ctx, "" when none.
+func Peer(ctx context.Context) string {
+	id, _ := ctx.Value(peerKey{}).(string)
+	return id
 }

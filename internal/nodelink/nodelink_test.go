@@ -34,7 +34,7 @@ func pair(t *testing.T, agentMux, serverMux *Mux) (*Session, *Session) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Server(<-accepted, serverMux, Options{})
+	s, err := Server(<-accepted, serverMux, Options{Context: WithPeer(context.Background(), "node-a")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +55,8 @@ func TestCallsBothWays(t *testing.T) {
 		}
 		return echo{Text: strings.ToUpper(e.Text)}, nil
 	})
-	sm.HandleCall("server.missing", func(context.Context, json.RawMessage) (any, error) {
-		return nil, errdefs.New(errdefs.NotFound, "sandbox sb-1 not found")
+	sm.HandleCall("server.missing", func(ctx context.Context, _ json.RawMessage) (any, error) {
+		return nil, errdefs.New(errdefs.NotFound, "sandbox sb-1 not found (asked by %s)", Peer(ctx))
 	})
 	a, s := pair(t, am, sm)
 	var got echo
@@ -64,7 +64,7 @@ func TestCallsBothWays(t *testing.T) {
 		t.Fatalf("server → agent call: %+v %v", got, err)
 	}
 	err := a.Call(context.Background(), "server.missing", nil, nil)
-	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "sb-1 not found") {
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "sb-1 not found (asked by node-a)") {
 		t.Fatalf("agent → server call: %v, want NotFound with the message", err)
 	}
 	if err := a.Call(context.Background(), "server.nothing", nil, nil); !errdefs.IsNotFound(err) {
