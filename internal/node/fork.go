@@ -31,7 +31,7 @@ const cloneParallelism = 4
 func (n *Node) StartClones(ctx context.Context, snapID string, ids []string) ([]*store.Sandbox, error) {
 	unlock := n.locks.lock(objectLockKey(snapID)) // DeleteSnapshot waits for the clones
 	defer unlock()
-	rec, err := n.cfg.Store.Snapshot().SandboxSnapshot(snapID)
+	rec, err := n.records.Snapshot().SandboxSnapshot(snapID)
 	var dir string
 	var spec driver.Spec
 	if err == nil {
@@ -64,7 +64,7 @@ func (n *Node) StartClones(ctx context.Context, snapID string, ids []string) ([]
 func (n *Node) startClone(ctx context.Context, id string, spec driver.Spec, dir string) (*store.Sandbox, error) {
 	unlock := n.locks.lock(id)
 	defer unlock()
-	sb, err := n.cfg.Store.Snapshot().Sandbox(id)
+	sb, err := n.records.Snapshot().Sandbox(id)
 	if err != nil {
 		return nil, err
 	}

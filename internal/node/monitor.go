@@ -45,7 +45,7 @@ func (n *Node) watch(id string) {
 func (n *Node) died(ctx context.Context, id string, st driver.Status) {
 	unlock := n.locks.lock(id)
 	defer unlock()
-	sb, err := n.cfg.Store.Snapshot().Sandbox(id)
+	sb, err := n.records.Snapshot().Sandbox(id)
 	if err != nil || sb.State != rest.StateRunning {
 		return // deleted, being deleted or suspended: the stop was asked for
 	}

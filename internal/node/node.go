@@ -41,8 +41,11 @@ type Config struct {
 	Driver   driver.Driver
 	Runtimes []driver.Driver
 	Images   ImageResolver
-	Store    *store.Store
-	Logger   *slog.Logger
+	// Records are the replicated records the node reads and settles;
+	// Store, when Records is nil, is the store in this process.
+	Records Records
+	Store   *store.Store
+	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// SnapshotDir holds the saved state of suspended sandboxes
@@ -64,17 +67,18 @@ func (c *Config) Validate() error {
 	switch {
 	case c.ID == "":
 		return errdefs.New(errdefs.InvalidArgument, "node config: ID is required")
-	case c.Driver == nil || c.Images == nil || c.Store == nil:
-		return errdefs.New(errdefs.InvalidArgument, "node config: Driver, Images and Store are required")
+	case c.Driver == nil || c.Images == nil || (c.Store == nil && c.Records == nil):
+		return errdefs.New(errdefs.InvalidArgument, "node config: Driver, Images and Records (or Store) are required")
 	}
 	return nil
 }
 
 // Node runs sandboxes on one host.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	locks keyedMutex
+	cfg     Config
+	records Records
+	log     *slog.Logger
+	locks   keyedMutex
 	// snaps is nil when suspend is off: no snapshot directory, or no
 	// runtime that can (see suspender).
 	snaps *snapshot.Store
@@ -103,7 +107,10 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), records: cfg.Records}
+	if n.records == nil {
+		n.records = StoreRecords(cfg.Store)
+	}
 	if n.anySuspender() && cfg.SnapshotDir != "" {
 		snaps, err := snapshot.Open(cfg.SnapshotDir)
 		if err != nil {
@@ -136,7 +143,7 @@ func (n *Node) Capabilities() driver.Capabilities {
 func (n *Node) Start(ctx context.Context, id string) (*store.Sandbox, error) {
 	unlock := n.locks.lock(id)
 	defer unlock()
-	sb, err := n.cfg.Store.Snapshot().Sandbox(id)
+	sb, err := n.records.Snapshot().Sandbox(id)
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +232,7 @@ func (n *Node) Destroy(ctx context.Context, id string) error {
 			return fmt.Errorf("destroy sandbox %s: %w", id, err)
 		}
 	}
-	if err := n.cfg.Store.DeleteSandbox(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+	if err := n.records.DeleteSandbox(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete record of sandbox %s: %w", id, err)
 	}
 	return nil
@@ -250,13 +257,13 @@ func (n *Node) Stats(ctx context.Context, id string) (driver.Stats, error) {
 // retrying on conflicts with concurrent writers.
 func (n *Node) setState(ctx context.Context, id string, change func(*store.Sandbox)) (*store.Sandbox, error) {
 	for attempt := 0; ; attempt++ {
-		cur, err := n.cfg.Store.Snapshot().Sandbox(id)
+		cur, err := n.records.Snapshot().Sandbox(id)
 		if err != nil {
 			return nil, err
 		}
 		next := *cur
 		change(&next)
-		err = n.cfg.Store.UpdateSandbox(ctx, &next)
+		err = n.records.UpdateSandbox(ctx, &next)
 		if err == nil || !errdefs.Is(err, errdefs.Conflict) || attempt >= 10 {
 			return &next, err
 		}

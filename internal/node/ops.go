@@ -78,7 +78,7 @@ func (n *Node) transition(ctx context.Context, id, from, to string, wrong func(s
 // record is then left as it is and returned.
 func (n *Node) setStateIf(ctx context.Context, id string, change func(*store.Sandbox) bool) (*store.Sandbox, error) {
 	for attempt := 0; ; attempt++ {
-		cur, err := n.cfg.Store.Snapshot().Sandbox(id)
+		cur, err := n.records.Snapshot().Sandbox(id)
 		if err != nil {
 			return nil, err
 		}
@@ -86,7 +86,7 @@ func (n *Node) setStateIf(ctx context.Context, id string, change func(*store.San
 		if !change(next) {
 			return cur, nil
 		}
-		err = n.cfg.Store.UpdateSandbox(ctx, next)
+		err = n.records.UpdateSandbox(ctx, next)
 		if err == nil || !errdefs.Is(err, errdefs.Conflict) || attempt >= 10 {
 			return next, err
 		}

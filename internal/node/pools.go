@@ -66,7 +66,7 @@ func (n *Node) StartPools() {
 		tick := time.NewTicker(poolResyncInterval)
 		defer tick.Stop()
 		for {
-			snap := n.cfg.Store.Snapshot()
+			snap := n.records.Snapshot()
 			n.syncPools(snap)
 			select {
 			case <-n.stop:
@@ -100,7 +100,7 @@ func (n *Node) poolRuntime(rec *store.Pool) string {
 // syncPools declares every pool of snap to its runtime's driver, except
 // those whose image, snapshot or runtime cannot be used now (recorded as
 // broken, with why).
-func (n *Node) syncPools(snap *store.Snapshot) {
+func (n *Node) syncPools(snap RecordReader) {
 	recs, err := snap.Pools("")
 	if err != nil {
 		n.log.Warn("list pools", "err", err)
@@ -131,7 +131,7 @@ func (n *Node) syncPools(snap *store.Snapshot) {
 }
 
 // declarePool is the driver's declaration of pool rec.
-func (n *Node) declarePool(snap *store.Snapshot, rec *store.Pool) (driver.Pool, error) {
+func (n *Node) declarePool(snap RecordReader, rec *store.Pool) (driver.Pool, error) {
 	if rec.Snapshot == "" {
 		img, err := n.cfg.Images.Rootfs(rec.Image)
 		if err != nil {
@@ -178,7 +178,7 @@ func (n *Node) PoolStatus() map[string]PoolState {
 	out := map[string]PoolState{}
 	poolers := n.poolers()
 	if len(poolers) == 0 {
-		recs, _ := n.cfg.Store.Snapshot().Pools("")
+		recs, _ := n.records.Snapshot().Pools("")
 		for _, rec := range recs {
 			out[rec.ID] = PoolState{Waiting: fmt.Sprintf("runtime %s keeps no warm pools on node %s", n.poolRuntime(rec), n.cfg.ID)}
 		}

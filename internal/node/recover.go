@@ -51,7 +51,7 @@ func (n *Node) pruneNetworks() {
 	if nets == nil {
 		return
 	}
-	snap := n.cfg.Store.Snapshot()
+	snap := n.records.Snapshot()
 	for _, id := range nets.IDs() {
 		if strings.HasPrefix(id, warmpool.IDPrefix) {
 			continue
@@ -83,7 +83,7 @@ func (n *Node) destroyStaleSteps(ctx context.Context) error {
 		if !strings.HasPrefix(id, stepIDPrefix) {
 			continue
 		}
-		if _, err := n.cfg.Store.Snapshot().Sandbox(id); !errdefs.IsNotFound(err) {
+		if _, err := n.records.Snapshot().Sandbox(id); !errdefs.IsNotFound(err) {
 			continue // a record's, or unknown: leave it
 		}
 		if err := n.stepDriver().Destroy(ctx, id); err != nil {
@@ -96,7 +96,7 @@ func (n *Node) destroyStaleSteps(ctx context.Context) error {
 
 func (n *Node) allOnNode() ([]*store.Sandbox, error) {
 	var out []*store.Sandbox
-	snap := n.cfg.Store.Snapshot()
+	snap := n.records.Snapshot()
 	token := ""
 	for {
 		page, next, err := snap.Sandboxes(store.SandboxFilter{Node: n.cfg.ID, Limit: 500, PageToken: token})
@@ -128,7 +128,7 @@ func (n *Node) recoverOne(ctx context.Context, sb *store.Sandbox) error {
 				return err
 			}
 		}
-		return n.cfg.Store.DeleteSandbox(ctx, sb.ID)
+		return n.records.DeleteSandbox(ctx, sb.ID)
 	case store.StateSuspended:
 		// Reattach the runtime's host state; a runtime that lost it is
 		// no loss: the resume restores the sandbox from its snapshot.

@@ -161,7 +161,7 @@ func (n *Node) pruneSnapshots() error {
 	if err != nil {
 		return fmt.Errorf("recover snapshots: %w", err)
 	}
-	snap := n.cfg.Store.Snapshot()
+	snap := n.records.Snapshot()
 	for _, id := range ids {
 		sb, err := snap.Sandbox(id)
 		switch {

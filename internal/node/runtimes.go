@@ -71,7 +71,7 @@ func (n *Node) runtime(name string) (driver.Driver, error) {
 
 // drv is the driver of sandbox id: its record's runtime, else the default.
 func (n *Node) drv(id string) driver.Driver {
-	sb, err := n.cfg.Store.Snapshot().Sandbox(id)
+	sb, err := n.records.Snapshot().Sandbox(id)
 	if err != nil {
 		return n.cfg.Driver
 	}

@@ -244,7 +244,7 @@ func (n *Node) pruneSnapshotImage(id, snapID string) error {
 // snapshotImageUsed reports whether a snapshot or sandbox record names
 // image id.
 func (n *Node) snapshotImageUsed(id string) (bool, error) {
-	snap := n.cfg.Store.Snapshot()
+	snap := n.records.Snapshot()
 	recs, err := snap.SandboxSnapshots("")
 	if err != nil {
 		return false, err

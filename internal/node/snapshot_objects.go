@@ -114,7 +114,7 @@ func (n *Node) checkSnapshotSource(ctx context.Context, op *snapshotOp) error {
 // running, and completes op's record from it for a snapshot of mode.
 func (n *Node) runningSource(op *objectOp, mode string) (*store.Sandbox, error) {
 	id := op.rec.Sandbox
-	sb, err := n.cfg.Store.Snapshot().Sandbox(id)
+	sb, err := n.records.Snapshot().Sandbox(id)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (n *Node) recordSnapshot(ctx context.Context, op *snapshotOp) error {
 // recordObject stores op's record: the snapshot exists from now on.
 func (n *Node) recordObject(ctx context.Context, op *objectOp) error {
 	op.rec.CreatedAt = n.cfg.Now().UTC()
-	if err := n.cfg.Store.CreateSandboxSnapshot(ctx, op.rec); err != nil {
+	if err := n.records.CreateSandboxSnapshot(ctx, op.rec); err != nil {
 		return fmt.Errorf("record snapshot %s: %w", op.rec.ID, err)
 	}
 	return nil
@@ -204,11 +204,11 @@ func (n *Node) DeleteSnapshot(ctx context.Context, id string) error {
 func (n *Node) deleteSnapshot(ctx context.Context, id string) (*store.SandboxSnapshot, error) {
 	unlock := n.locks.lock(objectLockKey(id))
 	defer unlock()
-	rec, err := n.cfg.Store.Snapshot().SandboxSnapshot(id)
+	rec, err := n.records.Snapshot().SandboxSnapshot(id)
 	if err != nil {
 		return nil, err
 	}
-	if err := n.cfg.Store.DeleteSandboxSnapshot(ctx, id); err != nil {
+	if err := n.records.DeleteSandboxSnapshot(ctx, id); err != nil {
 		return nil, err
 	}
 	if n.objs == nil {
@@ -261,7 +261,7 @@ func (n *Node) pruneObjects() error {
 	if err != nil {
 		return fmt.Errorf("recover snapshot objects: %w", err)
 	}
-	snap := n.cfg.Store.Snapshot()
+	snap := n.records.Snapshot()
 	var errs []error
 	for _, id := range ids {
 		if _, err := snap.SandboxSnapshot(id); errdefs.IsNotFound(err) {

@@ -135,12 +135,12 @@ func (n *Node) PruneSnapshots(ctx context.Context, opts PruneOptions) (PruneRepo
 func (n *Node) pruneSandbox(id string, opts PruneOptions, rep *PruneReport) error {
 	// A record's tenant never changes: another tenant's sandbox is passed
 	// over without waiting for its lock.
-	if sb, err := n.cfg.Store.Snapshot().Sandbox(id); err == nil && opts.Tenant != "" && sb.Tenant != opts.Tenant {
+	if sb, err := n.records.Snapshot().Sandbox(id); err == nil && opts.Tenant != "" && sb.Tenant != opts.Tenant {
 		return nil
 	}
 	unlock := n.locks.lock(id)
 	defer unlock()
-	sb, err := n.cfg.Store.Snapshot().Sandbox(id)
+	sb, err := n.records.Snapshot().Sandbox(id)
 	switch {
 	case errdefs.IsNotFound(err):
 		if !opts.Orphans {
@@ -201,7 +201,7 @@ func (n *Node) pruneObjectOrphans(opts PruneOptions, rep *PruneReport) error {
 	}
 	var candidates []string
 	for _, id := range ids {
-		if _, err := n.cfg.Store.Snapshot().SandboxSnapshot(id); errdefs.IsNotFound(err) {
+		if _, err := n.records.Snapshot().SandboxSnapshot(id); errdefs.IsNotFound(err) {
 			candidates = append(candidates, id)
 		}
 	}
@@ -213,7 +213,7 @@ func (n *Node) pruneObjectOrphans(opts PruneOptions, rep *PruneReport) error {
 		return err
 	}
 	defer unlock()
-	snap := n.cfg.Store.Snapshot()
+	snap := n.records.Snapshot()
 	for _, id := range candidates {
 		if _, err := snap.SandboxSnapshot(id); !errdefs.IsNotFound(err) {
 			continue // recorded meanwhile: a create that was in progress

@@ -96,7 +96,7 @@ func errNotRunning(id, state string) error {
 // checkSuspend reads the record and resolves the driver spec the sandbox
 // was created with, which the snapshot keeps; nothing changes yet.
 func (n *Node) checkSuspend(ctx context.Context, op *suspendOp) error {
-	sb, err := n.cfg.Store.Snapshot().Sandbox(op.id)
+	sb, err := n.records.Snapshot().Sandbox(op.id)
 	if err != nil {
 		return err
 	}
