@@ -1,0 +1,197 @@
+package noderpc
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/fake"
+	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/node"
+	"github.com/denhq/den/internal/nodelink"
+	"github.com/denhq/den/internal/store"
+)
+
+type images struct{}
+
+func (images) Rootfs(ref string) (driver.Image, error) {
+	if ref == "img" {
+		return driver.Image{Ref: ref}, nil
+	}
+	return driver.Image{}, errdefs.New(errdefs.NotFound, "image %s not found", ref)
+}
+
+// cluster is one server store and one agent node "n1" joined by a node
+// link, as den server and den agent are.
+type cluster struct {
+	st     *store.Store
+	remote *RemoteNode
+	link   *Link // the agent's
+	node   *node.Node
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Dir: t.TempDir(), NodeID: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+
+	serverMux, agentMux := nodelink.NewMux(), nodelink.NewMux()
+	ServeRecords(serverMux, st)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	acc := make(chan net.Conn, 1)
+	go func() { c, _ := l.Accept(); acc <- c }()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentEnd, err := nodelink.Client(c, agentMux, nodelink.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverEnd, err := nodelink.Server(<-acc, serverMux, nodelink.Options{Context: nodelink.WithPeer(ctx, "n1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agentEnd.Close(); serverEnd.Close() })
+
+	link := &Link{}
+	link.Set(agentEnd)
+	drv, err := fake.New(fake.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.New(node.Config{ID: "n1", Driver: drv, Images: images{}, Records: RemoteRecords(link),
+		SnapshotDir: filepath.Join(t.TempDir(), "snapshots")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); drv.Close() })
+	ServeNode(agentMux, n)
+	sessions := func(id string) (*nodelink.Session, bool) { return serverEnd, id == "n1" }
+	return &cluster{st: st, remote: NewRemoteNode("n1", sessions), link: link, node: n}
+}
+
+func (c *cluster) record(t *testing.T, id, nodeID string) {
+	t.Helper()
+	sb := &store.Sandbox{ID: id, Tenant: "t", Image: "img", Node: nodeID, MemoryMB: 64, DiskMB: 64, CPUs: 1,
+		TimeoutSec: 600, CreatedAt: time.Now(), AccessToken: "tok-" + id}
+	if err := c.st.CreateSandbox(context.Background(), sb); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStartExecDestroyThroughTheLink(t *testing.T) {
+	c := newCluster(t)
+	ctx := context.Background()
+	c.record(t, "sb-1", "n1")
+	sb, err := c.remote.Start(ctx, "sb-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.State != store.StateRunning || len(sb.Handle) == 0 {
+		t.Fatalf("started record %+v", sb)
+	}
+	// The server's store has what the agent settled.
+	if got, _ := c.st.Snapshot().Sandbox("sb-1"); got.State != store.StateRunning || got.ModifyIndex != sb.ModifyIndex {
+		t.Fatalf("store has %+v", got)
+	}
+	// The guest agent answers through the link.
+	conn, err := c.remote.DialGuest(ctx, "sb-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://guest/health", nil)
+	if err := req.Write(conn); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	conn.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("guest /health through the link: %s", resp.Status)
+	}
+	info, err := c.remote.Info(ctx)
+	if err != nil || info.ID != "n1" || len(info.Runtimes) == 0 || info.Resources.CPUs == 0 {
+		t.Fatalf("info %+v %v", info, err)
+	}
+	if err := c.remote.Destroy(ctx, "sb-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.st.Snapshot().Sandbox("sb-1"); !errdefs.IsNotFound(err) {
+		t.Fatalf("after destroy the record is %v, want gone", err)
+	}
+	if _, err := c.remote.DialGuest(ctx, "sb-1"); err == nil {
+		t.Fatal("dialled the guest of a destroyed sandbox")
+	}
+}
+
+// TestNodeSeesOnlyItsOwnRecords plays a compromised agent: it reads and
+// writes records of another node's sandbox through the link.
+func TestNodeSeesOnlyItsOwnRecords(t *testing.T) {
+	c := newCluster(t)
+	ctx := context.Background()
+	c.record(t, "mine", "n1")
+	c.record(t, "theirs", "n2")
+	recs := RemoteRecords(c.link)
+	if _, err := recs.Snapshot().Sandbox("theirs"); !errdefs.IsNotFound(err) {
+		t.Fatalf("read another node's sandbox: %v, want NotFound", err)
+	}
+	all, _, err := recs.Snapshot().Sandboxes(store.SandboxFilter{Node: "n2"})
+	if err != nil || len(all) != 1 || all[0].ID != "mine" {
+		t.Fatalf("listing asked for n2 got %d records %v (want only its own)", len(all), err)
+	}
+	theirs, _ := c.st.Snapshot().Sandbox("theirs")
+	theirs.State = store.StateFailed
+	if err := recs.UpdateSandbox(ctx, theirs); !errdefs.IsNotFound(err) {
+		t.Fatalf("update another node's sandbox: %v, want NotFound", err)
+	}
+	if err := recs.DeleteSandbox(ctx, "theirs"); !errdefs.IsNotFound(err) {
+		t.Fatalf("delete another node's sandbox: %v, want NotFound", err)
+	}
+	mine, _ := c.st.Snapshot().Sandbox("mine")
+	for name, change := range map[string]func(*store.Sandbox){
+		"move it":       func(sb *store.Sandbox) { sb.Node = "n2" },
+		"change tenant": func(sb *store.Sandbox) { sb.Tenant = "other" },
+		"change token":  func(sb *store.Sandbox) { sb.AccessToken = "stolen" },
+	} {
+		sb := mine.Clone()
+		change(sb)
+		if err := recs.UpdateSandbox(ctx, sb); !errdefs.Is(err, errdefs.PermissionDenied) {
+			t.Errorf("%s: %v, want PermissionDenied", name, err)
+		}
+	}
+	if got, _ := c.st.Snapshot().Sandbox("theirs"); got.State == store.StateFailed {
+		t.Fatal("another node's sandbox changed")
+	}
+	if err := recs.CreateSandboxSnapshot(ctx, &store.SandboxSnapshot{ID: "snap", Node: "n2", Tenant: "t"}); !errdefs.Is(err, errdefs.PermissionDenied) {
+		t.Fatalf("record a snapshot for another node: %v", err)
+	}
+}
+
+func TestLinkDownIsUnavailable(t *testing.T) {
+	var l Link
+	if _, err := RemoteRecords(&l).Snapshot().Sandbox("x"); !errdefs.Is(err, errdefs.Unavailable) || !strings.Contains(err.Error(), "not connected") {
+		t.Fatalf("read with no link: %v", err)
+	}
+	r := NewRemoteNode("gone", func(string) (*nodelink.Session, bool) { return nil, false })
+	if _, err := r.Start(context.Background(), "x"); !errdefs.Is(err, errdefs.Unavailable) {
+		t.Fatalf("start on a node that is not connected: %v", err)
+	}
+}
