@@ -212,3 +212,22 @@ func (pl *poolLoop) commit() Batch {
 	pl.snap.Store(st)
 	return b
 }
+
+// restore binds req to node id without choosing (Scheduler.Restore).
+func (pl *poolLoop) restore(req Request, id string) (Placement, error) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	spec := pl.work.spec
+	if spec.Tenant != "" && spec.Tenant != req.Tenant {
+		return Placement{}, errdefs.New(errdefs.PermissionDenied, "sandbox %s of tenant %q cannot be on node %s of tenant %q's pool %s", req.SandboxID, req.Tenant, id, spec.Tenant, spec.Name)
+	}
+	rec, ok := pl.work.node(id)
+	if !ok {
+		return Placement{}, errdefs.New(errdefs.NotFound, "node %s not found in pool %s", id, spec.Name)
+	}
+	if !rec.free().Fits(req.Size) {
+		return Placement{}, errdefs.New(errdefs.ResourceExhausted, "node %s cannot hold sandbox %s as well", id, req.SandboxID)
+	}
+	p, _, err := pl.bind(rec, req, false)
+	return p, err
+}

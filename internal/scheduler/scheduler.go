@@ -264,3 +264,26 @@ func (s *Scheduler) Working() *Snapshot {
 	}
 	return snap
 }
+
+// Restore puts back a placement that already exists (a sandbox recorded
+// on a node, when a server rebuilds its scheduler from the store, or a
+// clone that must run where its snapshot is): req bound to node nodeID of
+// its pool, with no choice made. It refuses what the node cannot hold
+// (ResourceExhausted), so a restore never over-commits either; the caller
+// reports such a sandbox.
+func (s *Scheduler) Restore(req Request, nodeID string) (Placement, error) {
+	if req.SandboxID == "" || req.Size.negative() {
+		return Placement{}, errdefs.New(errdefs.InvalidArgument, "request %q: a sandbox ID and a non-negative size are required", req.SandboxID)
+	}
+	s.mu.Lock()
+	pool, ok := s.nodePool[nodeID]
+	s.mu.Unlock()
+	if !ok {
+		return Placement{}, errdefs.New(errdefs.NotFound, "node %s not found", nodeID)
+	}
+	pl, err := s.pool(pool)
+	if err != nil {
+		return Placement{}, err
+	}
+	return pl.restore(req, nodeID)
+}

@@ -498,3 +498,31 @@ func TestPlacementIsDeterministic(t *testing.T) {
 		t.Fatalf("same input, different decisions:\n%s", diff)
 	}
 }
+
+func TestRestore(t *testing.T) {
+	s := New()
+	if err := s.UpsertNode(Node{ID: "a", Capacity: Resources{CPUMillis: 2000, MemoryMB: 2048, DiskMB: 10000}}); err != nil {
+		t.Fatal(err)
+	}
+	size := Resources{CPUMillis: 1000, MemoryMB: 1024, DiskMB: 100}
+	for _, id := range []string{"sb-1", "sb-2"} {
+		if p, err := s.Restore(Request{SandboxID: id, Size: size}, "a"); err != nil || p.NodeID != "a" {
+			t.Fatalf("restore %s: %+v %v", id, p, err)
+		}
+	}
+	if _, err := s.Restore(Request{SandboxID: "sb-3", Size: size}, "a"); !errdefs.Is(err, errdefs.ResourceExhausted) {
+		t.Fatalf("restore past capacity: %v, want ResourceExhausted", err)
+	}
+	if _, err := s.Restore(Request{SandboxID: "sb-1", Size: Resources{}}, "a"); !errdefs.Is(err, errdefs.AlreadyExists) {
+		t.Fatalf("restore twice: %v, want AlreadyExists", err)
+	}
+	if _, err := s.Restore(Request{SandboxID: "sb-4"}, "nope"); !errdefs.IsNotFound(err) {
+		t.Fatalf("restore on an unknown node: %v", err)
+	}
+	if _, err := s.Place(Request{SandboxID: "sb-5", Size: size}); !errdefs.Is(err, errdefs.ResourceExhausted) {
+		t.Fatalf("place on a node full of restored placements: %v", err)
+	}
+	if err := s.Working().Check(); err != nil {
+		t.Fatal(err)
+	}
+}
