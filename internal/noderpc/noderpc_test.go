@@ -3,7 +3,6 @@ package noderpc
 import (
 	"bufio"
 	"context"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/node"
 	"github.com/denhq/den/internal/nodelink"
+	"github.com/denhq/den/internal/nodelink/linktest"
 	"github.com/denhq/den/internal/store"
 )
 
@@ -47,26 +47,7 @@ func newCluster(t *testing.T) *cluster {
 
 	serverMux, agentMux := nodelink.NewMux(), nodelink.NewMux()
 	ServeRecords(serverMux, st)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	acc := make(chan net.Conn, 1)
-	go func() { c, _ := l.Accept(); acc <- c }()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentEnd, err := nodelink.Client(c, agentMux, nodelink.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverEnd, err := nodelink.Server(<-acc, serverMux, nodelink.Options{Context: nodelink.WithPeer(ctx, "n1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { agentEnd.Close(); serverEnd.Close() })
+	serverEnd, agentEnd := linktest.Connect(t, serverMux, agentMux, "n1")
 
 	link := &Link{}
 	link.Set(agentEnd)

@@ -58,6 +58,13 @@ type Node interface {
 	PoolMemoryBudgetMB() (int64, error)
 }
 
+// Placer is a Node that is many nodes (a cluster's data plane): Place
+// chooses the node of new sandbox sb before its record is written and sets
+// sb.Node; undo gives the capacity back when the record is not written.
+type Placer interface {
+	Place(ctx context.Context, sb *store.Sandbox) (undo func(), err error)
+}
+
 // PoolState is what a node reports of one warm pool.
 type PoolState = node.PoolState
 

@@ -59,7 +59,15 @@ func (s *Server) CreateSandbox(ctx context.Context, p Principal, req rest.Create
 // node from its image, counting the create in the metrics.
 func (s *Server) recordAndStart(ctx context.Context, sb *store.Sandbox) (*store.Sandbox, error) {
 	start := s.cfg.Now()
+	undo := func() {}
+	if pl, ok := s.cfg.Node.(Placer); ok {
+		var err error
+		if undo, err = pl.Place(ctx, sb); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.admit(sb.Tenant, needs(sb), func() error { return s.cfg.Store.CreateSandbox(ctx, sb) }); err != nil {
+		undo()
 		return nil, err
 	}
 	started, err := s.cfg.Node.Start(ctx, sb.ID)

@@ -1,0 +1,444 @@
+// Package fleet is a cluster's data plane as a server sees it: the nodes
+// whose agents are connected, each driven over its node link
+// (internal/noderpc), and the placement of new sandboxes on them by the
+// scheduler (internal/scheduler). A Fleet is the server.Node of `den
+// server`: it routes each operation on a sandbox to the node its record
+// names, and places a new sandbox before its record is written
+// (server.Placer), so the record that reaches the store already carries
+// its node.
+//
+// Invariants:
+//   - A sandbox is placed on a node only while the node's agent is
+//     connected and the node is up (not draining, not down).
+//   - The scheduler holds every live sandbox of a connected node: a node's
+//     placements are restored from the store when it joins, released when
+//     the sandbox is destroyed, and no decision over-commits a node.
+package fleet
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/node"
+	"github.com/denhq/den/internal/noderpc"
+	"github.com/denhq/den/internal/scheduler"
+	"github.com/denhq/den/internal/store"
+)
+
+// ID is what a Fleet answers as its node ID: the cluster as a whole.
+const ID = "cluster"
+
+// Config wires a Fleet.
+type Config struct {
+	Store *store.Store
+	// Sessions finds a connected node's link (the node listener's registry).
+	Sessions noderpc.Sessions
+	Logger   *slog.Logger
+}
+
+// Fleet is the connected nodes of a cluster.
+type Fleet struct {
+	cfg   Config
+	log   *slog.Logger
+	sched *scheduler.Scheduler
+
+	mu    sync.RWMutex
+	nodes map[string]*member // guarded by mu
+}
+
+// member is a joined node.
+type member struct {
+	remote *noderpc.RemoteNode
+	info   noderpc.Info
+	node   scheduler.Node
+}
+
+// New returns a Fleet with no nodes.
+func New(cfg Config) *Fleet {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Fleet{cfg: cfg, log: cfg.Logger.With("component", "fleet"), sched: scheduler.New(), nodes: map[string]*member{}}
+}
+
+// Scheduler is the fleet's scheduler (for metrics and invariant checks).
+func (f *Fleet) Scheduler() *scheduler.Scheduler { return f.sched }
+
+// NodeSpec is what the node listener knows of a node that joined.
+type NodeSpec struct {
+	ID     string
+	Pool   string // "" is the shared pool
+	Labels map[string]string
+	// Capacity overrides what the node reports (simulated nodes); zero
+	// takes the node's CPUs and memory, and DiskMB unlimited.
+	Capacity scheduler.Resources
+}
+
+// Join adds a connected node: it reads what the node has, gives its
+// capacity to the scheduler and restores the placements of its live
+// sandboxes from the store. A node that joins again replaces itself.
+func (f *Fleet) Join(ctx context.Context, spec NodeSpec) error {
+	remote := noderpc.NewRemoteNode(spec.ID, f.cfg.Sessions)
+	info, err := remote.Info(ctx)
+	if err != nil {
+		return err
+	}
+	capacity := spec.Capacity
+	if capacity == (scheduler.Resources{}) {
+		capacity = scheduler.Resources{CPUMillis: int64(info.Resources.CPUs) * 1000, MemoryMB: info.Resources.MemoryMB, DiskMB: 1 << 40}
+	}
+	sn := scheduler.Node{ID: spec.ID, Pool: spec.Pool, Capacity: capacity, Labels: maps.Clone(spec.Labels), Status: scheduler.NodeUp}
+	for _, rt := range info.Runtimes {
+		sn.Runtimes = append(sn.Runtimes, rt.Name)
+	}
+	if err := f.sched.UpsertNode(sn); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	_, again := f.nodes[spec.ID]
+	f.nodes[spec.ID] = &member{remote: remote, info: info, node: sn}
+	f.mu.Unlock()
+	if !again {
+		f.restore(spec.ID)
+	}
+	f.sched.Commit()
+	f.log.Info("node joined", "node", spec.ID, "pool", sn.Pool, "cpus", info.Resources.CPUs, "memory_mb", info.Resources.MemoryMB)
+	return nil
+}
+
+// restore binds the live sandboxes the store places on node id.
+func (f *Fleet) restore(id string) {
+	token := ""
+	for {
+		page, next, err := f.cfg.Store.Snapshot().Sandboxes(store.SandboxFilter{Node: id, Limit: 1000, PageToken: token})
+		if err != nil {
+			f.log.Error("restore placements", "node", id, "error", err)
+			return
+		}
+		for _, sb := range page {
+			if store.IsTerminal(sb.State) {
+				continue
+			}
+			if _, err := f.sched.Restore(request(sb), id); err != nil && !errdefs.Is(err, errdefs.AlreadyExists) {
+				f.log.Error("restore a placement", "node", id, "sandbox", sb.ID, "error", err)
+			}
+		}
+		if next == "" {
+			return
+		}
+		token = next
+	}
+}
+
+// Leave marks a disconnected node down: it takes no new sandboxes, and
+// its sandboxes keep their placements until they are destroyed or
+// reported lost.
+func (f *Fleet) Leave(id string) {
+	f.setStatus(id, scheduler.NodeDown)
+}
+
+// Drain stops new placements on node id; Undrain starts them again.
+func (f *Fleet) Drain(id string) error   { return f.setStatus(id, scheduler.NodeDraining) }
+func (f *Fleet) Undrain(id string) error { return f.setStatus(id, scheduler.NodeUp) }
+
+func (f *Fleet) setStatus(id string, st scheduler.NodeStatus) error {
+	if err := f.sched.SetNodeStatus(id, st); err != nil {
+		return err
+	}
+	f.sched.Commit()
+	return nil
+}
+
+// request is a sandbox's scheduling request.
+func request(sb *store.Sandbox) scheduler.Request {
+	return scheduler.Request{
+		SandboxID: sb.ID, Tenant: sb.Tenant,
+		Size:        scheduler.Resources{CPUMillis: int64(sb.CPUs * 1000), MemoryMB: sb.MemoryMB, DiskMB: sb.DiskMB},
+		Constraints: scheduler.NewConstraints(sb.Runtime, nil),
+	}
+}
+
+// Place chooses the node of new sandbox sb (server.Placer).
+func (f *Fleet) Place(_ context.Context, sb *store.Sandbox) (func(), error) {
+	p, err := f.sched.Place(request(sb))
+	if err != nil {
+		if errdefs.Is(err, errdefs.ResourceExhausted) {
+			return nil, errdefs.New(errdefs.ResourceExhausted, "no node has room for a sandbox of %v CPUs, %d MB memory and %d MB disk on runtime %s: add nodes or free some",
+				sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Runtime)
+		}
+		return nil, err
+	}
+	f.sched.Commit()
+	sb.Node = p.NodeID
+	return func() { f.release(p.Pool, sb.ID) }, nil
+}
+
+func (f *Fleet) release(pool, id string) {
+	if err := f.sched.Release(pool, id); err != nil && !errdefs.IsNotFound(err) {
+		f.log.Error("release a placement", "sandbox", id, "error", err)
+	}
+	f.sched.Commit()
+}
+
+// releaseSandbox frees the placement of sandbox id, wherever it is.
+func (f *Fleet) releaseSandbox(id, nodeID string) {
+	f.mu.RLock()
+	m, ok := f.nodes[nodeID]
+	f.mu.RUnlock()
+	pool := scheduler.SharedPool
+	if ok && m.node.Pool != "" {
+		pool = m.node.Pool
+	}
+	f.release(pool, id)
+}
+
+// ID is the cluster's pseudo node ID.
+func (f *Fleet) ID() string { return ID }
+
+// member is node id, if it has joined.
+func (f *Fleet) member(id string) (*member, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	m, ok := f.nodes[id]
+	return m, ok
+}
+
+// nodeOf is the remote node that runs sandbox id.
+func (f *Fleet) nodeOf(id string) (*noderpc.RemoteNode, *store.Sandbox, error) {
+	sb, err := f.cfg.Store.Snapshot().Sandbox(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, ok := f.member(sb.Node)
+	if !ok {
+		return nil, sb, errdefs.New(errdefs.Unavailable, "sandbox %s is on node %q, which is not connected", id, sb.Node)
+	}
+	return m.remote, sb, nil
+}
+
+// Runtimes is the union of the nodes' runtimes, by name; the default is
+// the first node's default.
+func (f *Fleet) Runtimes() []node.RuntimeInfo {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	ids := slices.Sorted(maps.Keys(f.nodes))
+	var out []node.RuntimeInfo
+	seen := map[string]bool{}
+	for _, id := range ids {
+		for _, rt := range f.nodes[id].info.Runtimes {
+			if seen[rt.Name] {
+				continue
+			}
+			seen[rt.Name] = true
+			rt.Default = len(out) == 0
+			out = append(out, rt)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Default && !out[j].Default })
+	return out
+}
+
+// Runtime is one of Runtimes by name, "" the default.
+func (f *Fleet) Runtime(name string) (node.RuntimeInfo, error) {
+	rts := f.Runtimes()
+	if len(rts) == 0 {
+		return node.RuntimeInfo{}, errdefs.New(errdefs.Unavailable, "no node is connected: start den agent --server ... on a host")
+	}
+	if name == "" {
+		return rts[0], nil
+	}
+	for _, rt := range rts {
+		if rt.Name == name {
+			return rt, nil
+		}
+	}
+	names := make([]string, len(rts))
+	for i, rt := range rts {
+		names[i] = rt.Name
+	}
+	return node.RuntimeInfo{}, errdefs.New(errdefs.InvalidArgument, "runtime %q is on no connected node (the nodes have %v)", name, names)
+}
+
+// Resources are the connected nodes' CPUs and memory together.
+func (f *Fleet) Resources() node.Resources {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var r node.Resources
+	for _, m := range f.nodes {
+		r.CPUs += m.info.Resources.CPUs
+		r.MemoryMB += m.info.Resources.MemoryMB
+		r.MemoryAvailableMB += m.info.Resources.MemoryAvailableMB
+	}
+	return r
+}
+
+// Start starts recorded sandbox id on the node its record names.
+func (f *Fleet) Start(ctx context.Context, id string) (*store.Sandbox, error) {
+	remote, _, err := f.nodeOf(id)
+	if err != nil {
+		return nil, err
+	}
+	return remote.Start(ctx, id)
+}
+
+// Destroy stops sandbox id on its node and frees its placement. A sandbox
+// of a node that is gone has nothing left to stop once it is reported
+// lost (failed): its record is removed here.
+func (f *Fleet) Destroy(ctx context.Context, id string) error {
+	remote, sb, err := f.nodeOf(id)
+	switch {
+	case err == nil:
+		if err := remote.Destroy(ctx, id); err != nil {
+			return err
+		}
+	case sb != nil && (sb.State == store.StateFailed || sb.Node == ""):
+		if err := f.cfg.Store.DeleteSandbox(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+	default:
+		return err
+	}
+	f.releaseSandbox(id, sb.Node)
+	return nil
+}
+
+// Suspend saves and stops sandbox id on its node.
+func (f *Fleet) Suspend(ctx context.Context, id string) (*store.Sandbox, error) {
+	remote, _, err := f.nodeOf(id)
+	if err != nil {
+		return nil, err
+	}
+	return remote.Suspend(ctx, id)
+}
+
+// Resume brings sandbox id back on its node.
+func (f *Fleet) Resume(ctx context.Context, id string) (*store.Sandbox, error) {
+	remote, _, err := f.nodeOf(id)
+	if err != nil {
+		return nil, err
+	}
+	return remote.Resume(ctx, id)
+}
+
+// SetNetwork replaces sandbox id's egress policy on its node.
+func (f *Fleet) SetNetwork(ctx context.Context, id string, pol store.NetworkPolicy) (*store.Sandbox, error) {
+	remote, _, err := f.nodeOf(id)
+	if err != nil {
+		return nil, err
+	}
+	return remote.SetNetwork(ctx, id, pol)
+}
+
+// CreateSnapshot saves sandbox rec.Sandbox on its node; the snapshot
+// lives on that node.
+func (f *Fleet) CreateSnapshot(ctx context.Context, rec *store.SandboxSnapshot) (*store.SandboxSnapshot, error) {
+	remote, sb, err := f.nodeOf(rec.Sandbox)
+	if err != nil {
+		return nil, err
+	}
+	c := *rec
+	c.Node = sb.Node
+	return remote.CreateSnapshot(ctx, &c)
+}
+
+// DeleteSnapshot removes snapshot id on the node that holds it.
+func (f *Fleet) DeleteSnapshot(ctx context.Context, id string) error {
+	rec, err := f.cfg.Store.Snapshot().SandboxSnapshot(id)
+	if err != nil {
+		return err
+	}
+	m, ok := f.member(rec.Node)
+	if !ok {
+		return errdefs.New(errdefs.Unavailable, "snapshot %s is on node %q, which is not connected", id, rec.Node)
+	}
+	return m.remote.DeleteSnapshot(ctx, id)
+}
+
+// StartClones starts recorded sandboxes ids as clones of snapshot snapID
+// on the node that holds the snapshot: their records move there first
+// (they were written before the snapshot's node was known), and their
+// placements are bound to it.
+func (f *Fleet) StartClones(ctx context.Context, snapID string, ids []string) ([]*store.Sandbox, error) {
+	rec, err := f.cfg.Store.Snapshot().SandboxSnapshot(snapID)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := f.member(rec.Node)
+	if !ok {
+		return nil, errdefs.New(errdefs.Unavailable, "snapshot %s is on node %q, which is not connected", snapID, rec.Node)
+	}
+	for _, id := range ids {
+		sb, err := f.cfg.Store.Snapshot().Sandbox(id)
+		if err != nil {
+			return nil, err
+		}
+		if sb.Node != rec.Node {
+			if f.sched.Release(m.node.Pool, id) == nil {
+				f.sched.Commit()
+			}
+			sb.Node = rec.Node
+			if err := f.cfg.Store.UpdateSandbox(ctx, sb); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := f.sched.Restore(request(sb), rec.Node); err != nil && !errdefs.Is(err, errdefs.AlreadyExists) {
+			return nil, err
+		}
+	}
+	f.sched.Commit()
+	return m.remote.StartClones(ctx, snapID, ids)
+}
+
+// DialGuest opens a stream to sandbox id's guest agent through its node.
+func (f *Fleet) DialGuest(ctx context.Context, id string) (net.Conn, error) {
+	remote, _, err := f.nodeOf(id)
+	if err != nil {
+		return nil, err
+	}
+	return remote.DialGuest(ctx, id)
+}
+
+// Stats reads sandbox id's resource use on its node.
+func (f *Fleet) Stats(ctx context.Context, id string) (driver.Stats, error) {
+	remote, _, err := f.nodeOf(id)
+	if err != nil {
+		return driver.Stats{}, err
+	}
+	return remote.Stats(ctx, id)
+}
+
+// PoolStatus merges the warm pools the nodes reported when they joined.
+func (f *Fleet) PoolStatus() map[string]node.PoolState {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := map[string]node.PoolState{}
+	for _, m := range f.nodes {
+		for id, ps := range m.info.Pools {
+			cur := out[id]
+			cur.Ready += ps.Ready
+			if cur.Waiting == "" {
+				cur.Waiting = ps.Waiting
+			}
+			out[id] = cur
+		}
+	}
+	return out
+}
+
+// PoolMemoryBudgetMB is the nodes' pool budgets together.
+func (f *Fleet) PoolMemoryBudgetMB() (int64, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var sum int64
+	for _, m := range f.nodes {
+		sum += m.info.PoolBudgetMB
+	}
+	return sum, nil
+}

@@ -1,0 +1,206 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/fake"
+	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/node"
+	"github.com/denhq/den/internal/nodelink"
+	"github.com/denhq/den/internal/nodelink/linktest"
+	"github.com/denhq/den/internal/noderpc"
+	"github.com/denhq/den/internal/scheduler"
+	"github.com/denhq/den/internal/server"
+	"github.com/denhq/den/internal/store"
+)
+
+// A Fleet is the data plane of den server.
+var (
+	_ server.Node   = (*Fleet)(nil)
+	_ server.Placer = (*Fleet)(nil)
+)
+
+type images struct{}
+
+func (images) Rootfs(ref string) (driver.Image, error) { return driver.Image{Ref: ref}, nil }
+
+// env is a server's store and fleet, and agents' nodes joined over links.
+type env struct {
+	t        *testing.T
+	st       *store.Store
+	fleet    *Fleet
+	mu       sync.Mutex
+	sessions map[string]*nodelink.Session
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Config{Dir: t.TempDir(), NodeID: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e := &env{t: t, st: st, sessions: map[string]*nodelink.Session{}}
+	e.fleet = New(Config{Store: st, Sessions: func(id string) (*nodelink.Session, bool) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		s, ok := e.sessions[id]
+		return s, ok
+	}})
+	return e
+}
+
+// join connects node id (a fake driver) and joins it with capacity.
+func (e *env) join(id string, capacity scheduler.Resources) {
+	e.t.Helper()
+	serverMux, agentMux := nodelink.NewMux(), nodelink.NewMux()
+	noderpc.ServeRecords(serverMux, e.st)
+	serverEnd, agentEnd := linktest.Connect(e.t, serverMux, agentMux, id)
+	link := &noderpc.Link{}
+	link.Set(agentEnd)
+	drv, err := fake.New(fake.Config{Dir: e.t.TempDir()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	n, err := node.New(node.Config{ID: id, Driver: drv, Images: images{}, Records: noderpc.RemoteRecords(link),
+		SnapshotDir: filepath.Join(e.t.TempDir(), "snapshots")})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { n.Close(); drv.Close() })
+	noderpc.ServeNode(agentMux, n)
+	e.mu.Lock()
+	e.sessions[id] = serverEnd
+	e.mu.Unlock()
+	if err := e.fleet.Join(context.Background(), NodeSpec{ID: id, Capacity: capacity}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// create places, records and starts a sandbox as the server does.
+func (e *env) create(id string, cpus float64, memMB int64) (*store.Sandbox, error) {
+	sb := &store.Sandbox{ID: id, Tenant: "t", Image: "img", Runtime: fake.Name, CPUs: cpus, MemoryMB: memMB, DiskMB: 64,
+		TimeoutSec: 600, CreatedAt: time.Now(), AccessToken: "tok"}
+	undo, err := e.fleet.Place(context.Background(), sb)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.st.CreateSandbox(context.Background(), sb); err != nil {
+		undo()
+		return nil, err
+	}
+	return e.fleet.Start(context.Background(), id)
+}
+
+func TestPlacesAcrossNodesWithoutOvercommit(t *testing.T) {
+	e := newEnv(t)
+	size := scheduler.Resources{CPUMillis: 2000, MemoryMB: 2048, DiskMB: 1 << 20}
+	e.join("n1", size)
+	e.join("n2", size)
+	on := map[string]int{}
+	for i := range 4 {
+		sb, err := e.create(fmt.Sprintf("sb-%d", i), 1, 1024)
+		if err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		if sb.State != store.StateRunning {
+			t.Fatalf("sb-%d is %s", i, sb.State)
+		}
+		on[sb.Node]++
+	}
+	if on["n1"] != 2 || on["n2"] != 2 {
+		t.Fatalf("placements by node %v, want 2 and 2", on)
+	}
+	if _, err := e.create("sb-full", 1, 1024); !errdefs.Is(err, errdefs.ResourceExhausted) {
+		t.Fatalf("a fifth sandbox on two full nodes: %v, want ResourceExhausted", err)
+	}
+	if err := e.fleet.Scheduler().Working().Check(); err != nil {
+		t.Fatal(err)
+	}
+	// Destroying one frees room for the next.
+	if err := e.fleet.Destroy(context.Background(), "sb-0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.Snapshot().Sandbox("sb-0"); !errdefs.IsNotFound(err) {
+		t.Fatalf("destroyed record: %v", err)
+	}
+	if _, err := e.create("sb-4", 1, 1024); err != nil {
+		t.Fatalf("create after a destroy: %v", err)
+	}
+}
+
+func TestDrainedAndLeftNodesTakeNothing(t *testing.T) {
+	e := newEnv(t)
+	size := scheduler.Resources{CPUMillis: 8000, MemoryMB: 8192, DiskMB: 1 << 20}
+	e.join("n1", size)
+	e.join("n2", size)
+	if err := e.fleet.Drain("n1"); err != nil {
+		t.Fatal(err)
+	}
+	e.fleet.Leave("n2")
+	if _, err := e.create("sb-1", 1, 256); !errdefs.Is(err, errdefs.ResourceExhausted) {
+		t.Fatalf("create with one node draining and one gone: %v", err)
+	}
+	if err := e.fleet.Undrain("n1"); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := e.create("sb-2", 1, 256)
+	if err != nil || sb.Node != "n1" {
+		t.Fatalf("create after undrain: %+v %v", sb, err)
+	}
+}
+
+func TestRejoinRestoresPlacements(t *testing.T) {
+	e := newEnv(t)
+	size := scheduler.Resources{CPUMillis: 2000, MemoryMB: 2048, DiskMB: 1 << 20}
+	e.join("n1", size)
+	for i := range 2 {
+		if _, err := e.create(fmt.Sprintf("sb-%d", i), 1, 1024); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A new server (say, after a failover) rebuilds its scheduler from
+	// the store when the node joins it: the node is full there too.
+	e.fleet = New(Config{Store: e.st, Sessions: e.fleet.cfg.Sessions})
+	if err := e.fleet.Join(context.Background(), NodeSpec{ID: "n1", Capacity: size}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.create("sb-x", 1, 1024); !errdefs.Is(err, errdefs.ResourceExhausted) {
+		t.Fatalf("create on a node full of restored sandboxes: %v", err)
+	}
+	if got := e.fleet.Scheduler().Working().Placements(scheduler.SharedPool); got != 2 {
+		t.Fatalf("restored %d placements, want 2", got)
+	}
+}
+
+func TestSandboxOfMissingNode(t *testing.T) {
+	e := newEnv(t)
+	sb := &store.Sandbox{ID: "orphan", Tenant: "t", Image: "img", Node: "gone", CPUs: 1, MemoryMB: 64, DiskMB: 64, TimeoutSec: 60, CreatedAt: time.Now()}
+	if err := e.st.CreateSandbox(context.Background(), sb); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.fleet.DialGuest(context.Background(), "orphan"); !errdefs.Is(err, errdefs.Unavailable) {
+		t.Fatalf("dial a sandbox of a missing node: %v", err)
+	}
+	if err := e.fleet.Destroy(context.Background(), "orphan"); !errdefs.Is(err, errdefs.Unavailable) {
+		t.Fatalf("destroy a live sandbox of a missing node: %v, want Unavailable", err)
+	}
+	// Once reported lost it can be removed.
+	cur, _ := e.st.Snapshot().Sandbox("orphan")
+	cur.State, cur.Reason = store.StateFailed, "node lost"
+	if err := e.st.UpdateSandbox(context.Background(), cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.fleet.Destroy(context.Background(), "orphan"); err != nil {
+		t.Fatalf("destroy a lost sandbox: %v", err)
+	}
+	if _, err := e.fleet.Runtime(""); !errdefs.Is(err, errdefs.Unavailable) {
+		t.Fatalf("runtime with no nodes: %v", err)
+	}
+}
