@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +50,22 @@ func RunOptions(t *testing.T, newDriver Factory, opts Options) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t)
 		})
+	}
+}
+
+// lifecycleTests are the cases a runtime with no operating system of its
+// own passes (the simulator, internal/driver/sim): the contract's
+// lifecycle, errors and the process API with a shell's echo and exit.
+var lifecycleTests = []string{"Capabilities", "Lifecycle", "CreateIdempotent", "DestroyIdempotent", "DestroyUnknown",
+	"StatusUnknown", "DialGuestUnknown", "InvalidID", "CreateCancelled", "ExecEcho", "ExitCode", "Stderr", "List"}
+
+// RunLifecycle runs the lifecycle part of the suite (lifecycleTests).
+func RunLifecycle(t *testing.T, newDriver Factory) {
+	s := &suite{newDriver: newDriver}
+	for _, tc := range s.tests() {
+		if slices.Contains(lifecycleTests, tc.name) {
+			t.Run(tc.name, func(t *testing.T) { tc.fn(t) })
+		}
 	}
 }
 
