@@ -1,12 +1,11 @@
 package noderpc
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
-
-	"context"
 
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/image"
