@@ -128,7 +128,7 @@ func (o Options) yamux() *yamux.Config {
 
 // Client starts the agent's end over conn (the agent dialled it).
 func Client(conn net.Conn, mux *Mux, o Options) (*Session, error) {
-	ys, err := yamux.Client(conn, o.yamux())
+	ys, err := yamux.Client(newBatchConn(conn), o.yamux())
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +137,7 @@ func Client(conn net.Conn, mux *Mux, o Options) (*Session, error) {
 
 // Server starts the server's end over conn (the agent's connection).
 func Server(conn net.Conn, mux *Mux, o Options) (*Session, error) {
-	ys, err := yamux.Server(conn, o.yamux())
+	ys, err := yamux.Server(newBatchConn(conn), o.yamux())
 	if err != nil {
 		return nil, err
 	}

@@ -12,15 +12,20 @@ import (
 
 	"github.com/denhq/den/api/envd/process"
 	"github.com/denhq/den/api/envd/process/processconnect"
-	"github.com/denhq/den/internal/driver"
 )
 
 // GuestURL is the base URL of the guest agent on a DialGuest connection.
 const GuestURL = "http://guest"
 
+// GuestDialer reaches a sandbox's guest agent: a driver, or anything
+// that routes to one (a cluster's fleet).
+type GuestDialer interface {
+	DialGuest(ctx context.Context, id string) (net.Conn, error)
+}
+
 // GuestHTTPClient returns an HTTP/1.1 client whose every connection is a
 // DialGuest stream to sandbox id. Requests go to GuestURL.
-func GuestHTTPClient(d driver.Driver, id string) *http.Client {
+func GuestHTTPClient(d GuestDialer, id string) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return d.DialGuest(ctx, id)
@@ -30,7 +35,7 @@ func GuestHTTPClient(d driver.Driver, id string) *http.Client {
 }
 
 // ProcessClient returns an envd process client for sandbox id.
-func ProcessClient(d driver.Driver, id string) processconnect.ProcessClient {
+func ProcessClient(d GuestDialer, id string) processconnect.ProcessClient {
 	return processconnect.NewProcessClient(GuestHTTPClient(d, id), GuestURL)
 }
 
@@ -48,7 +53,7 @@ type Result struct {
 // Exec runs argv in sandbox id through the guest agent and collects its
 // output and exit code. A non-zero exit is a Result, not an error; errors
 // are about the channel (dial, protocol, a stream that ended early).
-func Exec(ctx context.Context, d driver.Driver, id string, argv ...string) (Result, error) {
+func Exec(ctx context.Context, d GuestDialer, id string, argv ...string) (Result, error) {
 	if len(argv) == 0 {
 		return Result{}, errors.New("exec: empty command")
 	}
@@ -56,12 +61,12 @@ func Exec(ctx context.Context, d driver.Driver, id string, argv ...string) (Resu
 }
 
 // Shell runs script with /bin/sh -c in sandbox id (see Exec).
-func Shell(ctx context.Context, d driver.Driver, id, script string) (Result, error) {
+func Shell(ctx context.Context, d GuestDialer, id, script string) (Result, error) {
 	return Exec(ctx, d, id, "/bin/sh", "-c", script)
 }
 
 // ExecProcess is Exec with a full process configuration (env, cwd).
-func ExecProcess(ctx context.Context, d driver.Driver, id string, cfg *process.ProcessConfig) (Result, error) {
+func ExecProcess(ctx context.Context, d GuestDialer, id string, cfg *process.ProcessConfig) (Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := ProcessClient(d, id).Start(ctx, connect.NewRequest(&process.StartRequest{Process: cfg}))
