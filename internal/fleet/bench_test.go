@@ -126,4 +126,6 @@ func BenchmarkLifecycle(b *testing.B) {
 // guestDialer lets drivertest.Exec reach a sandbox through the fleet.
 type guestDialer struct{ f *Fleet }
 
-func (g guestDialer) DialGuest(ctx context.Context, id string) (net.Conn, error) { return g.f.DialGuest(ctx, id) }
+func (g guestDialer) DialGuest(ctx context.Context, id string) (net.Conn, error) {
+	return g.f.DialGuest(ctx, id)
+}

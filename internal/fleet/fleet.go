@@ -23,6 +23,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
@@ -51,6 +52,8 @@ type Fleet struct {
 
 	mu    sync.RWMutex
 	nodes map[string]*member // guarded by mu
+
+	placed, refused atomic.Int64 // for Metrics
 }
 
 // member is a joined node.
@@ -170,12 +173,14 @@ func (f *Fleet) Place(_ context.Context, sb *store.Sandbox) (func(), error) {
 	p, err := f.sched.Place(request(sb))
 	if err != nil {
 		if errdefs.Is(err, errdefs.ResourceExhausted) {
+			f.refused.Add(1)
 			return nil, errdefs.New(errdefs.ResourceExhausted, "no node has room for a sandbox of %v CPUs, %d MB memory and %d MB disk on runtime %s: add nodes or free some",
 				sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Runtime)
 		}
 		return nil, err
 	}
 	f.sched.Commit()
+	f.placed.Add(1)
 	sb.Node = p.NodeID
 	return func() { f.release(p.Pool, sb.ID) }, nil
 }

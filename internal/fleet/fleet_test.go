@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/driver/fake"
@@ -203,4 +207,40 @@ func TestSandboxOfMissingNode(t *testing.T) {
 	if _, err := e.fleet.Runtime(""); !errdefs.Is(err, errdefs.Unavailable) {
 		t.Fatalf("runtime with no nodes: %v", err)
 	}
+}
+
+func TestMetrics(t *testing.T) {
+	e := newEnv(t)
+	e.join("n1", scheduler.Resources{CPUMillis: 2000, MemoryMB: 2048, DiskMB: 1 << 20})
+	if _, err := e.create("sb-1", 1, 1024); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.create("sb-2", 4, 1024); err == nil {
+		t.Fatal("a sandbox larger than the node was placed")
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(e.fleet.Metrics())
+	text := gatherText(t, reg)
+	for _, want := range []string{`den_placements_total 1`, `den_placement_failures_total 1`, `den_nodes{status="up"} 1`,
+		`den_nodes{status="down"} 0`, `den_pool_used{pool="shared",resource="cpu_millis"} 1000`,
+		`den_pool_capacity{pool="shared",resource="memory_mb"} 2048`, `den_pool_parked_requests{pool="shared"} 0`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q:\n%s", want, text)
+		}
+	}
+}
+
+func gatherText(t *testing.T, reg *prometheus.Registry) string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.String()
 }

@@ -287,3 +287,14 @@ func (s *Scheduler) Restore(req Request, nodeID string) (Placement, error) {
 	}
 	return pl.restore(req, nodeID)
 }
+
+// Parked is the number of requests of a pool waiting for capacity.
+func (s *Scheduler) Parked(pool string) int {
+	pl, err := s.pool(pool)
+	if err != nil {
+		return 0
+	}
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return pl.blocked.Len()
+}
