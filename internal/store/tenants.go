@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"time"
 
@@ -22,6 +23,8 @@ type Tenant struct {
 	ID        string    `json:"id"`
 	Quota     Quota     `json:"quota"`
 	RateLimit RateLimit `json:"rate_limit"`
+	// Placement is where the tenant's sandboxes run in a cluster.
+	Placement Placement `json:"placement,omitempty"`
 
 	CreatedAt   time.Time `json:"created_at"`
 	ModifyIndex uint64    `json:"modify_index"`
@@ -48,12 +51,26 @@ type RateLimit struct {
 	Burst     int     `json:"burst,omitempty"`
 }
 
+// Placement is where a tenant's sandboxes run in a cluster. NodePools are
+// the tenant's dedicated node pools, tried in order: their nodes run only
+// this tenant's sandboxes, and a pool belongs to one tenant at most. With
+// OverflowToShared the shared nodes are tried when none of them has room.
+// No NodePools: the shared nodes.
+type Placement struct {
+	NodePools        []string `json:"node_pools,omitempty"`
+	OverflowToShared bool     `json:"overflow_to_shared,omitempty"`
+}
+
+// SharedNodePool is the node pool of every tenant without dedicated pools.
+const SharedNodePool = "shared"
+
 // Clone returns a copy of t.
 func (t *Tenant) Clone() *Tenant {
 	if t == nil {
 		return nil
 	}
 	c := *t
+	c.Placement.NodePools = slices.Clone(t.Placement.NodePools)
 	return &c
 }
 
@@ -85,6 +102,49 @@ func validateTenant(t *Tenant) error {
 	case r.PerSecond < 0 || r.Burst < 0:
 		return errdefs.New(errdefs.InvalidArgument, "tenant %s: the rate limit must not be negative (0 is no limit)", t.ID)
 	}
+	seen := map[string]bool{}
+	for _, p := range t.Placement.NodePools {
+		if err := ValidateNodePool(p); err != nil {
+			return err
+		}
+		if p == SharedNodePool || seen[p] {
+			return errdefs.New(errdefs.InvalidArgument, "tenant %s: node pool %q is listed twice or is the shared pool", t.ID, p)
+		}
+		seen[p] = true
+	}
+	return nil
+}
+
+// ValidateNodePool checks a node pool name: 1 to 63 lowercase letters,
+// digits and '-'.
+func ValidateNodePool(name string) error {
+	if !tenantName.MatchString(name) {
+		return errdefs.New(errdefs.InvalidArgument, "node pool %q is invalid: use 1 to 63 lowercase letters, digits and '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// checkPoolOwners refuses a tenant that names a node pool another tenant
+// owns.
+func checkPoolOwners(txn *memdb.Txn, t *Tenant) error {
+	if len(t.Placement.NodePools) == 0 {
+		return nil
+	}
+	it, err := txn.Get(tableTenants, indexID)
+	if err != nil {
+		return err
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		other := raw.(*Tenant)
+		if other.ID == t.ID {
+			continue
+		}
+		for _, p := range t.Placement.NodePools {
+			if slices.Contains(other.Placement.NodePools, p) {
+				return errdefs.New(errdefs.Conflict, "node pool %s is tenant %s's", p, other.ID)
+			}
+		}
+	}
 	return nil
 }
 
@@ -97,6 +157,9 @@ func applyPutTenant(txn *memdb.Txn, index uint64, body []byte) error {
 		return errdefs.New(errdefs.InvalidArgument, "put tenant: no tenant")
 	}
 	if err := validateTenant(c.Tenant); err != nil {
+		return err
+	}
+	if err := checkPoolOwners(txn, c.Tenant); err != nil {
 		return err
 	}
 	c.Tenant.ModifyIndex = index
@@ -161,6 +224,18 @@ func (sn *Snapshot) Tenant(id string) (*Tenant, error) {
 		return nil, errdefs.New(errdefs.NotFound, "tenant %s not found", id)
 	}
 	return raw.(*Tenant).Clone(), nil
+}
+
+// TenantsChanged returns a channel that is closed once any tenant is put
+// or deleted after sn was taken.
+func (sn *Snapshot) TenantsChanged() <-chan struct{} {
+	it, err := sn.db.Txn(false).Get(tableTenants, indexID)
+	if err != nil {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return it.WatchCh()
 }
 
 // Tenants lists every tenant by ID.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,5 +105,36 @@ func TestFSMSnapshotRestoreKeepsTenants(t *testing.T) {
 	got, _ := dst.snapshot().Tenants()
 	if d := cmp.Diff(want, got); d != "" || len(got) != 2 {
 		t.Fatalf("restored tenants (-want +got):\n%s", d)
+	}
+}
+
+func TestTenantNodePools(t *testing.T) {
+	st := openTest(t)
+	ctx := context.Background()
+	a := &Tenant{ID: "a", Placement: Placement{NodePools: []string{"gpu", "a-only"}, OverflowToShared: true}}
+	if err := st.PutTenant(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	snap := st.Snapshot()
+	changed := snap.TenantsChanged()
+	if err := st.PutTenant(ctx, &Tenant{ID: "b", Placement: Placement{NodePools: []string{"gpu"}}}); !errdefs.Is(err, errdefs.Conflict) {
+		t.Fatalf("a second owner of pool gpu: %v, want Conflict", err)
+	}
+	for _, bad := range [][]string{{"shared"}, {"x", "x"}, {"Bad_Name"}} {
+		if err := st.PutTenant(ctx, &Tenant{ID: "c", Placement: Placement{NodePools: bad}}); !errdefs.Is(err, errdefs.InvalidArgument) {
+			t.Errorf("node pools %v: %v, want InvalidArgument", bad, err)
+		}
+	}
+	if err := st.PutTenant(ctx, &Tenant{ID: "b", Placement: Placement{NodePools: []string{"b-only"}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("TenantsChanged did not fire after a put")
+	}
+	got, err := st.Snapshot().Tenant("a")
+	if err != nil || !slices.Equal(got.Placement.NodePools, []string{"gpu", "a-only"}) || !got.Placement.OverflowToShared {
+		t.Fatalf("tenant a: %+v %v", got, err)
 	}
 }
