@@ -8,6 +8,7 @@ type Tenant struct {
 	Name      string    `json:"name"`
 	Quota     Quota     `json:"quota"`
 	RateLimit RateLimit `json:"rate_limit"`
+	Placement Placement `json:"placement"`
 	// Usage is what the tenant holds now, in the quota's terms.
 	Usage     Quota     `json:"usage"`
 	CreatedAt time.Time `json:"created_at"`
@@ -39,6 +40,17 @@ type CreateTenantRequest struct {
 	Name      string     `json:"name"`
 	Quota     *Quota     `json:"quota,omitempty"`
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+	Placement *Placement `json:"placement,omitempty"`
+}
+
+// Placement is where a tenant's sandboxes run in a cluster: NodePools
+// are its dedicated node pools, tried in order (their nodes run no other
+// tenant's sandboxes; a pool has one owner); with OverflowToShared the
+// shared nodes are tried when none of them has room. No NodePools: the
+// shared nodes.
+type Placement struct {
+	NodePools        []string `json:"node_pools"`
+	OverflowToShared bool     `json:"overflow_to_shared"`
 }
 
 // UpdateTenantRequest replaces a tenant's quota, rate limit, or both; an
@@ -46,6 +58,7 @@ type CreateTenantRequest struct {
 type UpdateTenantRequest struct {
 	Quota     *Quota     `json:"quota,omitempty"`
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+	Placement *Placement `json:"placement,omitempty"`
 }
 
 // APIKey is an API key as listings show it: never its secret, which only

@@ -3,7 +3,9 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -31,6 +33,7 @@ func (a *app) tenantCmd() *cobra.Command {
 type limitFlags struct {
 	q rest.Quota
 	r rest.RateLimit
+	p rest.Placement
 }
 
 func (l *limitFlags) add(fs *pflag.FlagSet) {
@@ -40,10 +43,12 @@ func (l *limitFlags) add(fs *pflag.FlagSet) {
 	fs.IntVar(&l.q.Snapshots, "max-snapshots", 0, "snapshot objects (0: no limit)")
 	fs.Float64Var(&l.r.PerSecond, "rate", 0, "API requests per second, on average (0: no limit)")
 	fs.IntVar(&l.r.Burst, "burst", 0, "API requests in a burst (0: --rate rounded up)")
+	fs.StringSliceVar(&l.p.NodePools, "node-pools", nil, "the tenant's dedicated node pools, tried in order (\"\": none, the shared nodes)")
+	fs.BoolVar(&l.p.OverflowToShared, "overflow-to-shared", false, "use the shared nodes when no dedicated pool has room")
 }
 
-// apply sets on q and r the flags the user gave.
-func (l *limitFlags) apply(fs *pflag.FlagSet, q *rest.Quota, r *rest.RateLimit) (quota, rate bool) {
+// apply sets on q, r and p the flags the user gave.
+func (l *limitFlags) apply(fs *pflag.FlagSet, q *rest.Quota, r *rest.RateLimit, p *rest.Placement) (quota, rate, placement bool) {
 	set := func(name string) bool { return fs.Changed(name) }
 	if set("max-sandboxes") {
 		q.Sandboxes, quota = l.q.Sandboxes, true
@@ -63,7 +68,13 @@ func (l *limitFlags) apply(fs *pflag.FlagSet, q *rest.Quota, r *rest.RateLimit) 
 	if set("burst") {
 		r.Burst, rate = l.r.Burst, true
 	}
-	return quota, rate
+	if set("node-pools") {
+		p.NodePools, placement = slices.DeleteFunc(slices.Clone(l.p.NodePools), func(s string) bool { return s == "" }), true
+	}
+	if set("overflow-to-shared") {
+		p.OverflowToShared, placement = l.p.OverflowToShared, true
+	}
+	return quota, rate, placement
 }
 
 func (a *app) tenantCreateCmd() *cobra.Command {
@@ -77,8 +88,8 @@ func (a *app) tenantCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := rest.CreateTenantRequest{Name: args[0], Quota: &rest.Quota{}, RateLimit: &rest.RateLimit{}}
-			l.apply(cmd.Flags(), req.Quota, req.RateLimit)
+			req := rest.CreateTenantRequest{Name: args[0], Quota: &rest.Quota{}, RateLimit: &rest.RateLimit{}, Placement: &rest.Placement{}}
+			l.apply(cmd.Flags(), req.Quota, req.RateLimit, req.Placement)
 			t, err := c.CreateTenant(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -97,8 +108,8 @@ func (a *app) tenantCreateCmd() *cobra.Command {
 func (a *app) tenantSetCmd() *cobra.Command {
 	var l limitFlags
 	cmd := &cobra.Command{
-		Use:   "set NAME [--max-... N] [--rate R --burst B]",
-		Short: "Change a tenant's quota or rate limit; flags not given keep their value",
+		Use:   "set NAME [--max-... N] [--rate R --burst B] [--node-pools P,...] [--overflow-to-shared]",
+		Short: "Change a tenant's quota, rate limit or placement; flags not given keep their value",
 		Args:  argsBetween(1, 1, "the tenant's name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -109,10 +120,10 @@ func (a *app) tenantSetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q, r := cur.Quota, cur.RateLimit
-			quota, rate := l.apply(cmd.Flags(), &q, &r)
-			if !quota && !rate {
-				return usagef(cmd, "nothing to change: give --max-sandboxes, --max-vcpus, --max-memory, --max-snapshots, --rate or --burst")
+			q, r, p := cur.Quota, cur.RateLimit, cur.Placement
+			quota, rate, placement := l.apply(cmd.Flags(), &q, &r, &p)
+			if !quota && !rate && !placement {
+				return usagef(cmd, "nothing to change: give --max-sandboxes, --max-vcpus, --max-memory, --max-snapshots, --rate, --burst, --node-pools or --overflow-to-shared")
 			}
 			var req rest.UpdateTenantRequest
 			if quota {
@@ -120,6 +131,9 @@ func (a *app) tenantSetCmd() *cobra.Command {
 			}
 			if rate {
 				req.RateLimit = &r
+			}
+			if placement {
+				req.Placement = &p
 			}
 			t, err := c.UpdateTenant(cmd.Context(), args[0], req)
 			if err != nil {
@@ -200,18 +214,25 @@ func (a *app) tenantRmCmd() *cobra.Command {
 // alone where there is no limit.
 func printTenants(w io.Writer, list []rest.Tenant) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSANDBOXES\tVCPUS\tMEMORY\tSNAPSHOTS\tRATE")
+	fmt.Fprintln(tw, "NAME\tSANDBOXES\tVCPUS\tMEMORY\tSNAPSHOTS\tRATE\tNODE POOLS")
 	for _, t := range list {
 		rate := "-"
 		if t.RateLimit.PerSecond > 0 {
 			rate = fmt.Sprintf("%g/s burst %d", t.RateLimit.PerSecond, t.RateLimit.Burst)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name,
+		pools := "shared"
+		if len(t.Placement.NodePools) > 0 {
+			pools = strings.Join(t.Placement.NodePools, ",")
+			if t.Placement.OverflowToShared {
+				pools += ",(shared)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name,
 			usedOf(strconv.Itoa(t.Usage.Sandboxes), t.Quota.Sandboxes != 0, strconv.Itoa(t.Quota.Sandboxes)),
 			usedOf(strconv.FormatFloat(t.Usage.VCPUs, 'g', -1, 64), t.Quota.VCPUs != 0, strconv.FormatFloat(t.Quota.VCPUs, 'g', -1, 64)),
 			usedOf(fmt.Sprintf("%dMB", t.Usage.MemoryMB), t.Quota.MemoryMB != 0, fmt.Sprintf("%dMB", t.Quota.MemoryMB)),
 			usedOf(strconv.Itoa(t.Usage.Snapshots), t.Quota.Snapshots != 0, strconv.Itoa(t.Quota.Snapshots)),
-			rate)
+			rate, pools)
 	}
 	return tw.Flush()
 }

@@ -38,6 +38,7 @@ func (s *Server) tenantView(t *store.Tenant) (rest.Tenant, error) {
 		Name:      t.ID,
 		Quota:     rest.Quota{Sandboxes: t.Quota.Sandboxes, VCPUs: t.Quota.VCPUs, MemoryMB: t.Quota.MemoryMB, Snapshots: t.Quota.Snapshots},
 		RateLimit: rest.RateLimit{PerSecond: t.RateLimit.PerSecond, Burst: t.RateLimit.Burst},
+		Placement: rest.Placement{NodePools: append([]string{}, t.Placement.NodePools...), OverflowToShared: t.Placement.OverflowToShared},
 		Usage:     rest.Quota{Sandboxes: u.Sandboxes, VCPUs: u.VCPUs, MemoryMB: u.MemoryMB, Snapshots: u.Snapshots},
 		CreatedAt: t.CreatedAt,
 	}, nil
@@ -78,6 +79,9 @@ func (s *Server) CreateTenant(ctx context.Context, p Principal, req rest.CreateT
 	if req.RateLimit != nil {
 		t.RateLimit = storeRate(*req.RateLimit)
 	}
+	if req.Placement != nil {
+		t.Placement = store.Placement{NodePools: req.Placement.NodePools, OverflowToShared: req.Placement.OverflowToShared}
+	}
 	if err := s.cfg.Store.PutTenant(ctx, t); err != nil {
 		return nil, err
 	}
@@ -103,6 +107,9 @@ func (s *Server) UpdateTenant(ctx context.Context, p Principal, name string, req
 	}
 	if req.RateLimit != nil {
 		t.RateLimit = storeRate(*req.RateLimit)
+	}
+	if req.Placement != nil {
+		t.Placement = store.Placement{NodePools: req.Placement.NodePools, OverflowToShared: req.Placement.OverflowToShared}
 	}
 	if err := s.cfg.Store.PutTenant(ctx, t); err != nil {
 		return nil, err

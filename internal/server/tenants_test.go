@@ -243,3 +243,31 @@ func TestTenantIsolationEveryRoute(t *testing.T) {
 		t.Fatalf("tenant A's sandbox after B's attempts: %s", got.State)
 	}
 }
+
+// TestTenantPlacement: a tenant's dedicated node pools are set by an
+// admin, shown, and owned by one tenant at most.
+func TestTenantPlacement(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	admin := e.addAdminKeyOf("default")
+	var ten rest.Tenant
+	e.doJSON("POST", "/v1/tenants", admin, `{"name":"acme","placement":{"node_pools":["acme-gpu"],"overflow_to_shared":true}}`, http.StatusCreated, &ten)
+	if len(ten.Placement.NodePools) != 1 || ten.Placement.NodePools[0] != "acme-gpu" || !ten.Placement.OverflowToShared {
+		t.Fatalf("created: %+v", ten.Placement)
+	}
+	e.doJSON("POST", "/v1/tenants", admin, `{"name":"globex"}`, http.StatusCreated, &ten)
+	if ten.Placement.NodePools == nil || len(ten.Placement.NodePools) != 0 {
+		t.Fatalf("a tenant with no pools shows %#v, want []", ten.Placement.NodePools)
+	}
+	status, body := e.do("PATCH", "/v1/tenants/globex", admin, `{"placement":{"node_pools":["acme-gpu"]}}`)
+	checkAPIError(t, status, body, 409, rest.Error{Code: "conflict", Message: "node pool acme-gpu is tenant acme's"})
+	status, body = e.do("PATCH", "/v1/tenants/globex", admin, `{"placement":{"node_pools":["shared"]}}`)
+	if status != 400 {
+		t.Fatalf("the shared pool as a dedicated one: %d %s", status, body)
+	}
+	e.doJSON("PATCH", "/v1/tenants/acme", admin, `{"placement":{"node_pools":[]}}`, http.StatusOK, &ten)
+	e.doJSON("PATCH", "/v1/tenants/globex", admin, `{"placement":{"node_pools":["acme-gpu"]}}`, http.StatusOK, &ten)
+	if len(ten.Placement.NodePools) != 1 || ten.Placement.OverflowToShared {
+		t.Fatalf("after the move: %+v", ten.Placement)
+	}
+}
