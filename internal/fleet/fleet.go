@@ -52,6 +52,9 @@ type Fleet struct {
 
 	mu    sync.RWMutex
 	nodes map[string]*member // guarded by mu
+	// waiting are joined nodes of a dedicated pool no tenant owns yet;
+	// they join the scheduler when one does (SyncPools). Guarded by mu.
+	waiting map[string]scheduler.Node
 
 	placed, refused atomic.Int64 // for Metrics
 }
@@ -68,7 +71,8 @@ func New(cfg Config) *Fleet {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Fleet{cfg: cfg, log: cfg.Logger.With("component", "fleet"), sched: scheduler.New(), nodes: map[string]*member{}}
+	return &Fleet{cfg: cfg, log: cfg.Logger.With("component", "fleet"), sched: scheduler.New(),
+		nodes: map[string]*member{}, waiting: map[string]scheduler.Node{}}
 }
 
 // Scheduler is the fleet's scheduler (for metrics and invariant checks).
@@ -101,19 +105,78 @@ func (f *Fleet) Join(ctx context.Context, spec NodeSpec) error {
 	for _, rt := range info.Runtimes {
 		sn.Runtimes = append(sn.Runtimes, rt.Name)
 	}
-	if err := f.sched.UpsertNode(sn); err != nil {
-		return err
-	}
+	f.SyncPools()
+	err = f.sched.UpsertNode(sn)
 	f.mu.Lock()
 	_, again := f.nodes[spec.ID]
 	f.nodes[spec.ID] = &member{remote: remote, info: info, node: sn}
+	if errdefs.IsNotFound(err) && sn.Pool != "" && sn.Pool != scheduler.SharedPool {
+		f.waiting[spec.ID] = sn
+		f.mu.Unlock()
+		f.log.Warn("node joined a node pool no tenant owns: it takes no sandboxes until one does (den tenant set NAME --node-pools POOL)",
+			"node", spec.ID, "pool", sn.Pool)
+		return nil
+	}
 	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if !again {
 		f.restore(spec.ID)
 	}
 	f.sched.Commit()
 	f.log.Info("node joined", "node", spec.ID, "pool", sn.Pool, "cpus", info.Resources.CPUs, "memory_mb", info.Resources.MemoryMB)
 	return nil
+}
+
+// SyncPools makes the scheduler's dedicated pools those the tenants'
+// placements name, with their owners and overflow policies, and admits
+// the nodes that waited for their pool's owner.
+func (f *Fleet) SyncPools() {
+	tenants, err := f.cfg.Store.Snapshot().Tenants()
+	if err != nil {
+		f.log.Error("read tenants for their node pools", "error", err)
+		return
+	}
+	for _, t := range tenants {
+		for _, pool := range t.Placement.NodePools {
+			err := f.sched.AddPool(scheduler.Pool{Name: pool, Tenant: t.ID, OverflowToShared: t.Placement.OverflowToShared})
+			if errdefs.Is(err, errdefs.AlreadyExists) {
+				err = f.sched.SetPoolPolicy(pool, t.ID, t.Placement.OverflowToShared)
+			}
+			if err != nil {
+				f.log.Warn("node pool policy", "pool", pool, "tenant", t.ID, "error", err)
+			}
+		}
+	}
+	f.mu.Lock()
+	var ready []scheduler.Node
+	for id, sn := range f.waiting {
+		if err := f.sched.UpsertNode(sn); err == nil {
+			delete(f.waiting, id)
+			ready = append(ready, sn)
+		}
+	}
+	f.mu.Unlock()
+	for _, sn := range ready {
+		f.restore(sn.ID)
+		f.log.Info("node admitted: its node pool has an owner", "node", sn.ID, "pool", sn.Pool)
+	}
+	f.sched.Commit()
+}
+
+// Run keeps the node pools in step with the tenants until ctx ends.
+func (f *Fleet) Run(ctx context.Context) {
+	for {
+		snap := f.cfg.Store.Snapshot()
+		changed := snap.TenantsChanged()
+		f.SyncPools()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // restore binds the live sandboxes the store places on node id.
@@ -144,7 +207,12 @@ func (f *Fleet) restore(id string) {
 // its sandboxes keep their placements until they are destroyed or
 // reported lost.
 func (f *Fleet) Leave(id string) {
-	f.setStatus(id, scheduler.NodeDown)
+	f.mu.Lock()
+	delete(f.waiting, id)
+	f.mu.Unlock()
+	if err := f.setStatus(id, scheduler.NodeDown); err != nil && !errdefs.IsNotFound(err) {
+		f.log.Error("mark a node down", "node", id, "error", err)
+	}
 }
 
 // Drain stops new placements on node id; Undrain starts them again.

@@ -61,7 +61,10 @@ func newEnv(t *testing.T) *env {
 }
 
 // join connects node id (a fake driver) and joins it with capacity.
-func (e *env) join(id string, capacity scheduler.Resources) {
+func (e *env) join(id string, capacity scheduler.Resources) { e.joinPool(id, "", capacity) }
+
+// joinPool is join into node pool pool.
+func (e *env) joinPool(id, pool string, capacity scheduler.Resources) {
 	e.t.Helper()
 	serverMux, agentMux := nodelink.NewMux(), nodelink.NewMux()
 	noderpc.ServeRecords(serverMux, e.st)
@@ -82,14 +85,18 @@ func (e *env) join(id string, capacity scheduler.Resources) {
 	e.mu.Lock()
 	e.sessions[id] = serverEnd
 	e.mu.Unlock()
-	if err := e.fleet.Join(context.Background(), NodeSpec{ID: id, Capacity: capacity}); err != nil {
+	if err := e.fleet.Join(context.Background(), NodeSpec{ID: id, Pool: pool, Capacity: capacity}); err != nil {
 		e.t.Fatal(err)
 	}
 }
 
-// create places, records and starts a sandbox as the server does.
+// create places, records and starts a sandbox of tenant t as the server does.
 func (e *env) create(id string, cpus float64, memMB int64) (*store.Sandbox, error) {
-	sb := &store.Sandbox{ID: id, Tenant: "t", Image: "img", Runtime: fake.Name, CPUs: cpus, MemoryMB: memMB, DiskMB: 64,
+	return e.createFor("t", id, cpus, memMB)
+}
+
+func (e *env) createFor(tenant, id string, cpus float64, memMB int64) (*store.Sandbox, error) {
+	sb := &store.Sandbox{ID: id, Tenant: tenant, Image: "img", Runtime: fake.Name, CPUs: cpus, MemoryMB: memMB, DiskMB: 64,
 		TimeoutSec: 600, CreatedAt: time.Now(), AccessToken: "tok"}
 	undo, err := e.fleet.Place(context.Background(), sb)
 	if err != nil {
@@ -243,4 +250,68 @@ func gatherText(t *testing.T, reg *prometheus.Registry) string {
 		}
 	}
 	return b.String()
+}
+
+func TestDedicatedPools(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	size := scheduler.Resources{CPUMillis: 4000, MemoryMB: 4096, DiskMB: 1 << 20}
+	// A node of a pool no tenant owns waits.
+	e.joinPool("acme-1", "acme", size)
+	e.join("shared-1", size)
+	for i := range 3 {
+		sb, err := e.createFor("globex", fmt.Sprintf("g-%d", i), 1, 1024)
+		if err != nil || sb.Node != "shared-1" {
+			t.Fatalf("globex's sandbox: %+v %v", sb, err)
+		}
+	}
+	if err := e.st.PutTenant(ctx, &store.Tenant{ID: "acme", Placement: store.Placement{NodePools: []string{"acme"}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.fleet.SyncPools()
+	on := map[string]int{}
+	for i := range 4 {
+		sb, err := e.createFor("acme", fmt.Sprintf("a-%d", i), 1, 1024)
+		if err != nil {
+			t.Fatalf("acme's sandbox %d: %v", i, err)
+		}
+		on[sb.Node]++
+	}
+	if on["acme-1"] != 4 {
+		t.Fatalf("acme's sandboxes by node: %v, want all 4 on its own node", on)
+	}
+	// acme's pool is full and it may not overflow; globex never gets
+	// acme's node, even when the shared node is full.
+	if _, err := e.createFor("acme", "a-x", 1, 1024); !errdefs.Is(err, errdefs.ResourceExhausted) {
+		t.Fatalf("acme past its pool: %v", err)
+	}
+	if _, err := e.createFor("globex", "g-3", 1, 1024); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.createFor("globex", "g-x", 1, 1024); !errdefs.Is(err, errdefs.ResourceExhausted) {
+		t.Fatalf("globex with the shared node full: %v (acme's node must not take it)", err)
+	}
+	// With overflow, acme's next sandbox goes to the shared nodes once
+	// they have room.
+	if err := e.fleet.Destroy(ctx, "g-0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.PutTenant(ctx, &store.Tenant{ID: "acme", Placement: store.Placement{NodePools: []string{"acme"}, OverflowToShared: true}}); err != nil {
+		t.Fatal(err)
+	}
+	e.fleet.SyncPools()
+	if sb, err := e.createFor("acme", "a-y", 1, 1024); err != nil || sb.Node != "shared-1" {
+		t.Fatalf("acme overflowing: %+v %v", sb, err)
+	}
+	// The invariant, from the store: no sandbox of another tenant on
+	// acme's node.
+	all, _, err := e.st.Snapshot().Sandboxes(store.SandboxFilter{Node: "acme-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sb := range all {
+		if sb.Tenant != "acme" {
+			t.Fatalf("sandbox %s of %s on acme's node", sb.ID, sb.Tenant)
+		}
+	}
 }

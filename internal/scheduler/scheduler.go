@@ -90,21 +90,56 @@ func (s *Scheduler) AddPool(p Pool) error {
 	if _, ok := old.pools[p.Name]; ok {
 		return errdefs.New(errdefs.AlreadyExists, "pool %s already exists", p.Name)
 	}
-	rt := &routes{pools: maps.Clone(old.pools), tenant: map[string][]*poolLoop{}, shared: old.shared}
-	rt.pools[p.Name] = newPoolLoop(p)
+	pools := maps.Clone(old.pools)
+	pools[p.Name] = newPoolLoop(p)
+	s.routes.Store(buildRoutes(pools, old.shared))
+	return nil
+}
+
+// SetPoolPolicy changes a dedicated pool's owner and overflow policy (a
+// tenant's placement changed). A pool that holds placements keeps its
+// owner: FailedPrecondition.
+func (s *Scheduler) SetPoolPolicy(name, tenant string, overflow bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.routes.Load()
+	pl, ok := old.pools[name]
+	if !ok || name == SharedPool {
+		return errdefs.New(errdefs.NotFound, "dedicated pool %s not found", name)
+	}
+	pl.mu.Lock()
+	spec := pl.work.spec
+	if spec.Tenant != tenant && len(pl.bySandbox) > 0 {
+		pl.mu.Unlock()
+		return errdefs.New(errdefs.FailedPrecondition, "pool %s holds sandboxes of tenant %s: it cannot move to tenant %s until they are gone", name, spec.Tenant, tenant)
+	}
+	pl.work.spec.Tenant, pl.work.spec.OverflowToShared = tenant, overflow
+	pl.mu.Unlock()
+	s.routes.Store(buildRoutes(maps.Clone(old.pools), old.shared))
+	return nil
+}
+
+// buildRoutes is the pool directory of pools: each tenant's dedicated
+// pools in name order, then the shared pool where one of them overflows.
+func buildRoutes(pools map[string]*poolLoop, shared []*poolLoop) *routes {
+	rt := &routes{pools: pools, tenant: map[string][]*poolLoop{}, shared: shared}
+	overflow := map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(rt.pools)) {
 		pl := rt.pools[name]
-		if t := pl.spec().Tenant; t != "" {
-			rt.tenant[t] = append(rt.tenant[t], pl)
+		pl.mu.Lock()
+		spec := pl.work.spec // the working spec: SetPoolPolicy may not be committed yet
+		pl.mu.Unlock()
+		if spec.Tenant != "" {
+			rt.tenant[spec.Tenant] = append(rt.tenant[spec.Tenant], pl)
+			overflow[spec.Tenant] = overflow[spec.Tenant] || spec.OverflowToShared
 		}
 	}
 	for t, pls := range rt.tenant {
-		if slices.ContainsFunc(pls, func(pl *poolLoop) bool { return pl.spec().OverflowToShared }) {
-			rt.tenant[t] = append(pls, old.shared[0])
+		if overflow[t] {
+			rt.tenant[t] = append(pls, shared[0])
 		}
 	}
-	s.routes.Store(rt)
-	return nil
+	return rt
 }
 
 func (s *Scheduler) pool(name string) (*poolLoop, error) {

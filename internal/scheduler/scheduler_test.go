@@ -526,3 +526,46 @@ func TestRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSetPoolPolicy(t *testing.T) {
+	s := New()
+	if err := s.AddPool(Pool{Name: "gpu", Tenant: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	size := Resources{CPUMillis: 1000, MemoryMB: 1024}
+	for _, n := range []Node{{ID: "d", Pool: "gpu", Capacity: Resources{CPUMillis: 1000, MemoryMB: 1024}}, {ID: "s", Capacity: Resources{CPUMillis: 8000, MemoryMB: 8192}}} {
+		if err := s.UpsertNode(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, err := s.Place(Request{SandboxID: "a1", Tenant: "a", Size: size}); err != nil || p.NodeID != "d" {
+		t.Fatalf("a's first sandbox: %+v %v", p, err)
+	}
+	if _, err := s.Place(Request{SandboxID: "a2", Tenant: "a", Size: size}); !errdefs.Is(err, errdefs.ResourceExhausted) {
+		t.Fatalf("a's pool is full and it may not overflow: %v", err)
+	}
+	if err := s.SetPoolPolicy("gpu", "a", true); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.Place(Request{SandboxID: "a2", Tenant: "a", Size: size}); err != nil || p.NodeID != "s" {
+		t.Fatalf("after overflow was allowed: %+v %v", p, err)
+	}
+	if p, err := s.Place(Request{SandboxID: "b1", Tenant: "b", Size: size}); err != nil || p.NodeID != "s" {
+		t.Fatalf("b on the shared nodes: %+v %v", p, err)
+	}
+	if err := s.SetPoolPolicy("gpu", "b", false); !errdefs.Is(err, errdefs.FailedPrecondition) {
+		t.Fatalf("moving a pool that holds a's sandbox to b: %v", err)
+	}
+	if err := s.Release("gpu", "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPoolPolicy("gpu", "b", false); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.Place(Request{SandboxID: "b2", Tenant: "b", Size: size}); err != nil || p.NodeID != "d" {
+		t.Fatalf("b on its new pool: %+v %v", p, err)
+	}
+	if err := s.Working().Check(); err != nil {
+		t.Fatal(err)
+	}
+}
