@@ -63,38 +63,79 @@ func usageOf(snap *store.Snapshot, tenant string) (Usage, error) {
 	return u, nil
 }
 
-// quotas serialises the quota check and the record write of creates, so
-// that two creates cannot both pass a check that only one fits.
+// quotas holds what admissions reserved and the store does not show yet
+// (creates being recorded, snapshots being taken), so that two
+// admissions cannot both pass a check that only one fits. The check and
+// the reservation are one step under mu; the record write is not, so
+// writes of one tenant proceed in parallel.
 type quotas struct {
-	mu sync.Mutex
-	// snapshotting counts each tenant's snapshots being taken (not yet
-	// recorded).
-	snapshotting map[string]int
+	mu      sync.Mutex
+	pending map[string]*reservation // by tenant; guarded by mu
+}
+
+type reservation struct {
+	Usage
+	n int // reservations held
 }
 
 // admit checks that tenant may hold more (sandboxes, vCPUs, memory and
-// snapshots added to what it holds) and, when it may, runs record while
-// no other admission runs. ResourceExhausted (HTTP 429) names the quota.
+// snapshots added to what it holds) and, when it may, runs record with
+// more reserved. ResourceExhausted (HTTP 429) names the quota.
 func (s *Server) admit(tenant string, more Usage, record func() error) error {
+	release, err := s.reserve(tenant, more)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return record()
+}
+
+// reserve checks that tenant may hold more and counts it as held until
+// release runs: after the store shows it, or it failed. A tenant without
+// a record or without limits reserves nothing.
+func (s *Server) reserve(tenant string, more Usage) (release func(), err error) {
+	t, err := s.cfg.Store.Snapshot().Tenant(tenant)
+	if errdefs.IsNotFound(err) || (err == nil && t.Quota == (store.Quota{})) {
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
 	s.quotas.mu.Lock()
 	defer s.quotas.mu.Unlock()
-	snap := s.cfg.Store.Snapshot()
-	t, err := snap.Tenant(tenant)
-	if errdefs.IsNotFound(err) {
-		return record()
-	}
+	// Taken under mu: it shows every record whose reservation is gone.
+	u, err := usageOf(s.cfg.Store.Snapshot(), tenant)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	u, err := usageOf(snap, tenant)
-	if err != nil {
-		return err
+	r := s.quotas.pending[tenant]
+	if r != nil {
+		u.Sandboxes, u.VCPUs, u.MemoryMB, u.Snapshots = u.Sandboxes+r.Sandboxes, u.VCPUs+r.VCPUs, u.MemoryMB+r.MemoryMB, u.Snapshots+r.Snapshots
 	}
-	u.Snapshots += s.quotas.snapshotting[tenant]
 	if err := checkQuota(t, u, more); err != nil {
-		return err
+		return nil, err
 	}
-	return record()
+	if r == nil {
+		if s.quotas.pending == nil {
+			s.quotas.pending = map[string]*reservation{}
+		}
+		r = &reservation{}
+		s.quotas.pending[tenant] = r
+	}
+	r.n++
+	r.Sandboxes, r.VCPUs, r.MemoryMB, r.Snapshots = r.Sandboxes+more.Sandboxes, r.VCPUs+more.VCPUs, r.MemoryMB+more.MemoryMB, r.Snapshots+more.Snapshots
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.quotas.mu.Lock()
+			defer s.quotas.mu.Unlock()
+			r.n--
+			r.Sandboxes, r.VCPUs, r.MemoryMB, r.Snapshots = r.Sandboxes-more.Sandboxes, r.VCPUs-more.VCPUs, r.MemoryMB-more.MemoryMB, r.Snapshots-more.Snapshots
+			if r.n == 0 {
+				delete(s.quotas.pending, tenant)
+			}
+		})
+	}, nil
 }
 
 // checkQuota reports the first quota of t that u plus more exceeds.
@@ -130,23 +171,7 @@ func needs(sbs ...*store.Sandbox) Usage {
 // beginSnapshot admits one more snapshot of tenant and counts it as held
 // until the returned func runs (after the snapshot is recorded or failed).
 func (s *Server) beginSnapshot(tenant string) (func(), error) {
-	err := s.admit(tenant, Usage{Snapshots: 1}, func() error {
-		if s.quotas.snapshotting == nil {
-			s.quotas.snapshotting = map[string]int{}
-		}
-		s.quotas.snapshotting[tenant]++
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return func() {
-		s.quotas.mu.Lock()
-		defer s.quotas.mu.Unlock()
-		if s.quotas.snapshotting[tenant]--; s.quotas.snapshotting[tenant] <= 0 {
-			delete(s.quotas.snapshotting, tenant)
-		}
-	}, nil
+	return s.reserve(tenant, Usage{Snapshots: 1})
 }
 
 // rateLimits keeps a token bucket per tenant, made from its record's

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -269,5 +270,29 @@ func TestTenantPlacement(t *testing.T) {
 	e.doJSON("PATCH", "/v1/tenants/globex", admin, `{"placement":{"node_pools":["acme-gpu"]}}`, http.StatusOK, &ten)
 	if len(ten.Placement.NodePools) != 1 || ten.Placement.OverflowToShared {
 		t.Fatalf("after the move: %+v", ten.Placement)
+	}
+}
+
+// TestQuotaRacingCreates: many creates at once, and exactly the quota's
+// number get in (the admissions reserve before they write).
+func TestQuotaRacingCreates(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	admin := e.addAdminKeyOf("default")
+	e.doJSON("POST", "/v1/tenants", admin, `{"name":"`+tenantA+`","quota":{"sandboxes":5}}`, http.StatusCreated, nil)
+	var wg sync.WaitGroup
+	statuses := make([]int, 20)
+	for i := range statuses {
+		wg.Go(func() {
+			statuses[i], _ = e.do("POST", "/v1/sandboxes", e.keyA, `{"image":"busybox","cpus":0.1,"memory_mb":128}`)
+		})
+	}
+	wg.Wait()
+	count := map[int]int{}
+	for _, s := range statuses {
+		count[s]++
+	}
+	if count[http.StatusCreated] != 5 || count[http.StatusTooManyRequests] != 15 {
+		t.Fatalf("statuses of 20 racing creates under a quota of 5: %v", count)
 	}
 }
