@@ -26,6 +26,8 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/denhq/den/api/envd/process/processconnect"
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
@@ -49,7 +51,9 @@ func New() *Driver {
 	d := &Driver{sandboxes: map[string]time.Time{}, guests: newPipeListener()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	mux.Handle(processconnect.NewProcessHandler(processService{}))
+	// No gzip: simulated output is a few bytes, and compressing it would
+	// be most of a command's cost.
+	mux.Handle(processconnect.NewProcessHandler(processService{}, connect.WithCompression("gzip", nil, nil)))
 	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
 	go d.srv.Serve(d.guests)
 	return d
