@@ -157,7 +157,7 @@ func (n *Node) Start(ctx context.Context, id string) (*store.Sandbox, error) {
 		}
 		return nil, err
 	}
-	sb, err = n.setState(context.WithoutCancel(ctx), id, func(s *store.Sandbox) {
+	sb, err = n.setStateFrom(context.WithoutCancel(ctx), sb, func(s *store.Sandbox) {
 		now := n.cfg.Now()
 		s.State, s.Reason, s.Handle, s.StartedAt = "running", "", h, now
 		if s.TimeoutSec > 0 {
@@ -256,14 +256,25 @@ func (n *Node) Stats(ctx context.Context, id string) (driver.Stats, error) {
 // setState applies change to the stored record with compare-and-set,
 // retrying on conflicts with concurrent writers.
 func (n *Node) setState(ctx context.Context, id string, change func(*store.Sandbox)) (*store.Sandbox, error) {
+	return n.setStateFrom(ctx, &store.Sandbox{ID: id}, change)
+}
+
+// setStateFrom is setState starting from cur, the record as last read (a
+// read saved; on the node link a round trip): a stale cur fails the
+// compare-and-set, and the retry reads the record. A cur with a zero
+// ModifyIndex is read first.
+func (n *Node) setStateFrom(ctx context.Context, cur *store.Sandbox, change func(*store.Sandbox)) (*store.Sandbox, error) {
+	id := cur.ID
 	for attempt := 0; ; attempt++ {
-		cur, err := n.records.Snapshot().Sandbox(id)
-		if err != nil {
-			return nil, err
+		if attempt > 0 || cur.ModifyIndex == 0 {
+			var err error
+			if cur, err = n.records.Snapshot().Sandbox(id); err != nil {
+				return nil, err
+			}
 		}
 		next := *cur
 		change(&next)
-		err = n.records.UpdateSandbox(ctx, &next)
+		err := n.records.UpdateSandbox(ctx, &next)
 		if err == nil || !errdefs.Is(err, errdefs.Conflict) || attempt >= 10 {
 			return &next, err
 		}
