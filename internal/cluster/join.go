@@ -1,0 +1,110 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"time"
+
+	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/nodeproto"
+	"github.com/denhq/den/internal/pki"
+	"github.com/denhq/den/internal/store"
+)
+
+// serveJoin answers the one join request of a connection without a
+// client certificate, then closes it. Nothing else is served on it.
+func (s *Server) serveJoin(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(handshakeTimeout))
+	var req nodeproto.JoinRequest
+	if err := nodeproto.ReadFrame(c, &req); err != nil {
+		s.log.Debug("join: unreadable request", "remote", c.RemoteAddr().String(), "error", err)
+		nodeproto.WriteFrame(c, nodeproto.JoinResponse{Error: nodeproto.WireError(
+			errdefs.New(errdefs.InvalidArgument, "a connection without a node certificate may only send a join request"))})
+		return
+	}
+	resp, err := s.join(s.ctx, req)
+	if err != nil {
+		s.log.Info("join refused", "remote", c.RemoteAddr().String(), "name", req.Name, "error", err)
+		resp = nodeproto.JoinResponse{Error: nodeproto.WireError(err)}
+	}
+	nodeproto.WriteFrame(c, resp)
+}
+
+// join admits a node: it checks the token, signs the request for a new
+// node ID and records the node while consuming one use of the token.
+func (s *Server) join(ctx context.Context, req nodeproto.JoinRequest) (nodeproto.JoinResponse, error) {
+	tok, err := nodeproto.ParseToken(req.Token)
+	if err != nil {
+		return nodeproto.JoinResponse{}, err
+	}
+	if tok.CAHash != s.cfg.CA.Hash() {
+		return nodeproto.JoinResponse{}, errdefs.New(errdefs.PermissionDenied, "join token %s is for another cluster CA", tok.ID)
+	}
+	if err := validateJoin(req); err != nil {
+		return nodeproto.JoinResponse{}, err
+	}
+	now := s.cfg.Now()
+	// A refused token costs no raft entry: check it against a snapshot
+	// first. The FSM checks again, atomically, when the join applies.
+	if err := precheckToken(s.cfg.Store.Snapshot(), tok, now); err != nil {
+		return nodeproto.JoinResponse{}, err
+	}
+	id, err := newNodeID()
+	if err != nil {
+		return nodeproto.JoinResponse{}, err
+	}
+	// Signed before the join is recorded: a certificate of a node that
+	// the store then refuses is never sent.
+	cert, err := s.cfg.CA.SignNode([]byte(req.CSR), id)
+	if err != nil {
+		return nodeproto.JoinResponse{}, err
+	}
+	n := &store.Node{ID: id, Name: req.Name, Pool: req.Pool, Labels: req.Labels,
+		Capacity: store.NodeCapacity(req.Capacity)}
+	if err := s.cfg.Store.JoinNode(ctx, tok.ID, tok.SecretHash(), now, n); err != nil {
+		return nodeproto.JoinResponse{}, err
+	}
+	s.log.Info("node joined", "node", id, "name", req.Name, "pool", n.Pool, "token", tok.ID)
+	return nodeproto.JoinResponse{NodeID: id, Cert: string(cert), CA: string(s.cfg.CA.CertPEM)}, nil
+}
+
+func validateJoin(req nodeproto.JoinRequest) error {
+	if err := pki.ValidID(req.Name); err != nil {
+		return errdefs.Wrap(errdefs.InvalidArgument, err, "node name")
+	}
+	if err := nodeproto.ValidatePool(req.Pool); err != nil {
+		return err
+	}
+	if err := nodeproto.ValidateLabels(req.Labels); err != nil {
+		return err
+	}
+	return nodeproto.ValidateCapacity(req.Capacity)
+}
+
+// precheckToken refuses a token that the join would refuse, with the
+// same message (see store.JoinNode).
+func precheckToken(snap *store.Snapshot, tok nodeproto.Token, now time.Time) error {
+	rec, err := snap.JoinToken(tok.ID)
+	if err != nil || rec.Hash != tok.SecretHash() {
+		return errdefs.New(errdefs.PermissionDenied, "join token %s is not valid", tok.ID)
+	}
+	if !rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt) {
+		return errdefs.New(errdefs.PermissionDenied, "join token %s expired at %s", tok.ID, rec.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if rec.Used >= rec.Uses {
+		return errdefs.New(errdefs.PermissionDenied, "join token %s is used up (%d of %d joins)", tok.ID, rec.Used, rec.Uses)
+	}
+	return nil
+}
+
+// newNodeID is a fresh random node ID.
+func newNodeID() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "n-" + hex.EncodeToString(b), nil
+}
