@@ -21,7 +21,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-		"fmt"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
