@@ -315,3 +315,23 @@ func ValidateCapacity(c Capacity) error {
 	}
 	return nil
 }
+
+// ParseLabels reads labels written as k=v,k2=v2 (the CLI's form) and
+// validates them. An empty string is no labels.
+func ParseLabels(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok {
+			return nil, errdefs.New(errdefs.InvalidArgument, "label %q: want key=value", kv)
+		}
+		if _, dup := out[k]; dup {
+			return nil, errdefs.New(errdefs.InvalidArgument, "label %q is given twice", k)
+		}
+		out[k] = v
+	}
+	return out, ValidateLabels(out)
+}
