@@ -57,6 +57,9 @@ type Config struct {
 	// HeartbeatInterval is how often agents are told to heartbeat; 0
 	// means DefaultHeartbeatInterval.
 	HeartbeatInterval time.Duration
+	// HelloTimeout is how long a node's session may go without its
+	// hello before it is closed; 0 means 10 s.
+	HelloTimeout time.Duration
 	// OnConnect is called when a node's session is accepted (after its
 	// hello), OnDisconnect when that session ends. A node that
 	// reconnects may get its new session's OnConnect before the old
@@ -77,8 +80,8 @@ func (cfg *Config) Validate() error {
 		return errdefs.New(errdefs.InvalidArgument, "cluster config: ServerID %q is not a valid ID", cfg.ServerID)
 	case cfg.CA == nil || cfg.Cert == nil || cfg.Store == nil:
 		return errdefs.New(errdefs.InvalidArgument, "cluster config: CA, Cert and Store are required")
-	case cfg.HeartbeatTTL < 0 || cfg.HeartbeatInterval < 0:
-		return errdefs.New(errdefs.InvalidArgument, "cluster config: negative heartbeat TTL or interval")
+	case cfg.HeartbeatTTL < 0 || cfg.HeartbeatInterval < 0 || cfg.HelloTimeout < 0:
+		return errdefs.New(errdefs.InvalidArgument, "cluster config: negative heartbeat TTL, heartbeat interval or hello timeout")
 	}
 	return nil
 }
@@ -92,6 +95,9 @@ func (cfg *Config) setDefaults() {
 	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.HelloTimeout == 0 {
+		cfg.HelloTimeout = handshakeTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -444,3 +444,21 @@ func TestSim50(t *testing.T) {
 		t.Fatalf("%d identities on disk, want %d", len(dirs), n)
 	}
 }
+
+// A node that connects with its certificate but says no hello is closed.
+func TestNoHelloClosed(t *testing.T) {
+	tc := newTestCluster(t)
+	srv := tc.listen("s1", cluster.Config{HelloTimeout: 100 * time.Millisecond})
+	cfg := agentConfig(t, srv, tc.token(1, time.Time{}), "mute")
+	if _, err := agent.New(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	s, err := rawSession(t, srv.Addr().String(), nodeTLS(t, cfg.DataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-s.Done()
+	if n := tc.nodeByName("mute"); n.State != store.NodeDown || len(srv.Nodes()) != 0 {
+		t.Fatalf("after no hello: %+v, sessions %v", n, srv.Nodes())
+	}
+}

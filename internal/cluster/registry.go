@@ -76,6 +76,9 @@ func (r *Registry) connected(nc *nodeConn, epoch uint64) {
 	r.nodes[nc.id] = &entry{conn: nc, epoch: epoch, lastSeen: r.s.cfg.Now()}
 	first := !r.announced[nc]
 	r.announced[nc] = true
+	if first {
+		close(nc.helloed)
+	}
 	r.mu.Unlock()
 	if old != nil && old.conn != nc {
 		old.conn.sess.Close()

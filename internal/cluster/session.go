@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"time"
 
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/nodelink"
@@ -17,6 +18,8 @@ type nodeConn struct {
 	id    string
 	ready chan struct{} // closed once sess is set
 	sess  *nodelink.Session
+	// helloed is closed by the first accepted hello (Registry.connected).
+	helloed chan struct{}
 }
 
 type connKey struct{}
@@ -37,7 +40,7 @@ func connOf(ctx context.Context) (*nodeConn, error) {
 
 // serveNode runs a node's session until it ends or the server closes.
 func (s *Server) serveNode(c net.Conn, nodeID string) {
-	nc := &nodeConn{id: nodeID, ready: make(chan struct{})}
+	nc := &nodeConn{id: nodeID, ready: make(chan struct{}), helloed: make(chan struct{})}
 	hctx := nodelink.WithPeer(context.WithValue(s.ctx, connKey{}, nc), nodeID)
 	sess, err := nodelink.Server(c, s.cfg.Mux, nodelink.Options{Context: hctx, Logger: s.log})
 	if err != nil {
@@ -46,6 +49,17 @@ func (s *Server) serveNode(c net.Conn, nodeID string) {
 	}
 	nc.sess = sess
 	close(nc.ready)
+	// A node holds a connection only if it says hello soon.
+	t := time.NewTimer(s.cfg.HelloTimeout)
+	select {
+	case <-nc.helloed:
+	case <-t.C:
+		s.log.Info("node sent no hello; closing its session", "node", nodeID, "timeout", s.cfg.HelloTimeout)
+		sess.Close()
+	case <-sess.Done():
+	case <-s.ctx.Done():
+	}
+	t.Stop()
 	select {
 	case <-sess.Done():
 	case <-s.ctx.Done():
