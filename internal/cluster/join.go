@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"net"
 	"time"
@@ -88,7 +89,7 @@ func validateJoin(req nodeproto.JoinRequest) error {
 // same message (see store.JoinNode).
 func precheckToken(snap *store.Snapshot, tok nodeproto.Token, now time.Time) error {
 	rec, err := snap.JoinToken(tok.ID)
-	if err != nil || rec.Hash != tok.SecretHash() {
+	if err != nil || subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(tok.SecretHash())) != 1 {
 		return errdefs.New(errdefs.PermissionDenied, "join token %s is not valid", tok.ID)
 	}
 	if !rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt) {
