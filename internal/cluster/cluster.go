@@ -143,6 +143,11 @@ func Listen(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, ln: ln, tls: tcfg, ctx: sctx, cancel: cancel,
 		conns: map[net.Conn]struct{}{}}
 	s.Registry = newRegistry(s)
+	if err := s.Registry.adopt(cfg.Store.Snapshot()); err != nil {
+		cancel()
+		ln.Close()
+		return nil, fmt.Errorf("adopt the nodes of server %s: %w", cfg.ServerID, err)
+	}
 	cfg.Mux.HandleCall(nodeproto.MethodHello, s.hello)
 	cfg.Mux.HandleCall(nodeproto.MethodHeartbeat, s.heartbeat)
 	cfg.Mux.HandleCall(nodeproto.MethodRenew, s.renew)

@@ -462,3 +462,36 @@ func TestNoHelloClosed(t *testing.T) {
 		t.Fatalf("after no hello: %+v, sessions %v", n, srv.Nodes())
 	}
 }
+
+// A restarted server takes over the nodes the store says it held: one
+// that does not come back within the TTL is marked down, one that does
+// stays ready.
+func TestRestartedServerAdoptsItsNodes(t *testing.T) {
+	tc := newTestCluster(t)
+	first := tc.listen("s1", cluster.Config{})
+	tok := tc.token(2, time.Time{})
+	gone := agentConfig(t, first, tok, "gone")
+	back := agentConfig(t, first, tok, "back")
+	stopGone, stopBack := runAgent(t, gone), runAgent(t, back)
+	tc.waitState("gone", store.NodeReady)
+	before := tc.waitState("back", store.NodeReady)
+	// The server stops (nodes are not marked down), and the agents with it.
+	first.Close()
+	if err := errors.Join(stopGone(), stopBack()); err != nil {
+		t.Fatal(err)
+	}
+	if n := tc.nodeByName("gone"); n.State != store.NodeReady {
+		t.Fatalf("after the server stopped: %+v", n)
+	}
+	restarted := tc.listen("s1", cluster.Config{HeartbeatTTL: 300 * time.Millisecond})
+	back.Token, back.Servers = "", []string{restarted.Addr().String()}
+	runAgent(t, back)
+	waitFor(t, "node back to say hello to the restarted server", func() bool {
+		n := tc.nodeByName("back")
+		return n.State == store.NodeReady && n.Epoch > before.Epoch
+	})
+	tc.waitState("gone", store.NodeDown)
+	if n := tc.nodeByName("back"); n.State != store.NodeReady {
+		t.Fatalf("the node that came back: %+v", n)
+	}
+}

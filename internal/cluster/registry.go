@@ -8,6 +8,7 @@ import (
 
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/nodelink"
+	"github.com/denhq/den/internal/store"
 )
 
 // Registry is the set of nodes connected to one server, with their
@@ -23,8 +24,11 @@ type Registry struct {
 	announced map[*nodeConn]bool
 }
 
-// entry is a node that said hello here and is not yet marked down.
+// entry is a node that said hello here and is not yet marked down. conn
+// is nil for a node adopted from the store at start (see adopt): it has
+// the TTL to come back.
 type entry struct {
+	id       string
 	conn     *nodeConn
 	epoch    uint64
 	lastSeen time.Time
@@ -39,7 +43,7 @@ func (r *Registry) Session(id string) (*nodelink.Session, bool) {
 	r.mu.Lock()
 	e := r.nodes[id]
 	r.mu.Unlock()
-	if e == nil {
+	if e == nil || e.conn == nil {
 		return nil, false
 	}
 	select {
@@ -73,14 +77,14 @@ func (r *Registry) Nodes() []string {
 func (r *Registry) connected(nc *nodeConn, epoch uint64) {
 	r.mu.Lock()
 	old := r.nodes[nc.id]
-	r.nodes[nc.id] = &entry{conn: nc, epoch: epoch, lastSeen: r.s.cfg.Now()}
+	r.nodes[nc.id] = &entry{id: nc.id, conn: nc, epoch: epoch, lastSeen: r.s.cfg.Now()}
 	first := !r.announced[nc]
 	r.announced[nc] = true
 	if first {
 		close(nc.helloed)
 	}
 	r.mu.Unlock()
-	if old != nil && old.conn != nc {
+	if old != nil && old.conn != nil && old.conn != nc {
 		old.conn.sess.Close()
 	}
 	if first && r.s.cfg.OnConnect != nil {
@@ -133,9 +137,30 @@ func (r *Registry) expired(now time.Time) []*entry {
 func (r *Registry) retry(e *entry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.nodes[e.conn.id] == nil {
-		r.nodes[e.conn.id] = e
+	if r.nodes[e.id] == nil {
+		r.nodes[e.id] = e
 	}
+}
+
+// adopt takes over the nodes that the store says are connected to this
+// server (it restarted): each gets the TTL from now to reconnect, here or
+// anywhere, before it is marked down with the epoch the store holds.
+// Without this, a node that died while its server was down would stay
+// ready forever.
+func (r *Registry) adopt(snap *store.Snapshot) error {
+	nodes, err := snap.Nodes()
+	if err != nil {
+		return err
+	}
+	now := r.s.cfg.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range nodes {
+		if n.Server == r.s.cfg.ServerID && n.State != store.NodeDown && r.nodes[n.ID] == nil {
+			r.nodes[n.ID] = &entry{id: n.ID, epoch: n.Epoch, lastSeen: now}
+		}
+	}
+	return nil
 }
 
 // monitor marks down the nodes whose heartbeats stopped.
@@ -162,18 +187,20 @@ func (s *Server) monitor() {
 // written before the session closes, so whoever sees the session end
 // sees the outcome.
 func (s *Server) markDown(e *entry) {
-	defer e.conn.sess.Close()
+	if e.conn != nil {
+		defer e.conn.sess.Close()
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	err := s.cfg.Store.NodeDown(ctx, e.conn.id, e.epoch, s.cfg.Now())
+	err := s.cfg.Store.NodeDown(ctx, e.id, e.epoch, s.cfg.Now())
 	switch {
 	case err == nil:
-		s.log.Warn("node down: heartbeats stopped", "node", e.conn.id, "epoch", e.epoch, "ttl", s.cfg.HeartbeatTTL)
+		s.log.Warn("node down: heartbeats stopped", "node", e.id, "epoch", e.epoch, "ttl", s.cfg.HeartbeatTTL)
 	case errdefs.Is(err, errdefs.Conflict), errdefs.IsNotFound(err):
-		s.log.Debug("node not marked down", "node", e.conn.id, "reason", err)
+		s.log.Debug("node not marked down", "node", e.id, "reason", err)
 	case s.ctx.Err() != nil:
 	default:
-		s.log.Warn("node down not recorded; will retry", "node", e.conn.id, "error", err)
+		s.log.Warn("node down not recorded; will retry", "node", e.id, "error", err)
 		s.Registry.retry(e)
 	}
 }
