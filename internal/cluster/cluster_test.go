@@ -61,7 +61,7 @@ func TestJoinHelloReady(t *testing.T) {
 			t.Errorf("%s: %v, mode %v; want 0600", f, err, fi.Mode().Perm())
 		}
 	}
-	tok, _ := tc.store.Snapshot().JoinTokens()
+	tok, _ := tc.Store.Snapshot().JoinTokens()
 	if len(tok) != 1 || tok[0].Used != 1 {
 		t.Errorf("token after the join: %+v", tok)
 	}
@@ -135,7 +135,7 @@ func TestJoinRefusals(t *testing.T) {
 			}
 		})
 	}
-	nodes, _ := tc.store.Snapshot().Nodes()
+	nodes, _ := tc.Store.Snapshot().Nodes()
 	if len(nodes) != 1 {
 		t.Fatalf("%d nodes recorded, want only the first", len(nodes))
 	}
@@ -167,7 +167,7 @@ func TestRacingJoins(t *testing.T) {
 			t.Errorf("a losing join: %v", err)
 		}
 	}
-	nodes, _ := tc.store.Snapshot().Nodes()
+	nodes, _ := tc.Store.Snapshot().Nodes()
 	if won != 1 || len(nodes) != 1 {
 		t.Fatalf("%d joins won and %d nodes recorded; want 1 and 1", won, len(nodes))
 	}
@@ -178,7 +178,7 @@ func TestNoCertOnlyJoins(t *testing.T) {
 	tc := newTestCluster(t)
 	srv := tc.listen("s1", cluster.Config{})
 	addr := srv.Addr().String()
-	joinTLS := nodeproto.JoinTLSConfig(tc.ca.Hash())
+	joinTLS := nodeproto.JoinTLSConfig(tc.CA.Hash())
 
 	// A node link over it: the hello never gets an answer.
 	s, err := rawSession(t, addr, joinTLS)
@@ -210,7 +210,7 @@ func TestNoCertOnlyJoins(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the refusal: %v, want EOF", err)
 	}
-	nodes, _ := tc.store.Snapshot().Nodes()
+	nodes, _ := tc.Store.Snapshot().Nodes()
 	if len(nodes) != 0 || len(srv.Nodes()) != 0 {
 		t.Fatalf("nodes %v, sessions %v: want none", nodes, srv.Nodes())
 	}
@@ -228,11 +228,11 @@ func TestForeignCertificatesRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	foreignNode, _ := tls.X509KeyPair(certPEM, key)
-	ourServer, _ := tc.ca.IssueServer("s2", nil)
+	ourServer, _ := tc.CA.IssueServer("s2", nil)
 	ourServerTLS, _ := ourServer.TLS()
 	for name, cert := range map[string]tls.Certificate{"node of another CA": foreignNode, "server of our CA": ourServerTLS} {
 		t.Run(name, func(t *testing.T) {
-			s, err := rawSession(t, srv.Addr().String(), pki.ClientConfig(tc.ca.Pool(), cert))
+			s, err := rawSession(t, srv.Addr().String(), pki.ClientConfig(tc.CA.Pool(), cert))
 			if err == nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
@@ -264,7 +264,7 @@ func TestDownAfterTTLThenBack(t *testing.T) {
 		{ID: "live", Tenant: "acme", Node: n.ID, State: store.StateRunning},
 		{ID: "done", Tenant: "acme", Node: n.ID, State: store.StateTerminated},
 	} {
-		if err := tc.store.CreateSandbox(ctx, sb); err != nil {
+		if err := tc.Store.CreateSandbox(ctx, sb); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -275,7 +275,7 @@ func TestDownAfterTTLThenBack(t *testing.T) {
 	if down.Epoch != n.Epoch {
 		t.Errorf("down epoch %d, want %d", down.Epoch, n.Epoch)
 	}
-	snap := tc.store.Snapshot()
+	snap := tc.Store.Snapshot()
 	if sb, _ := snap.Sandbox("live"); sb.State != store.StateFailed || sb.Reason != store.ReasonNodeLost {
 		t.Errorf("live sandbox after node down: %s %q", sb.State, sb.Reason)
 	}
@@ -415,7 +415,7 @@ func TestSim50(t *testing.T) {
 		}
 	}()
 	waitFor(t, "50 ready nodes", func() bool {
-		nodes, _ := tc.store.Snapshot().Nodes()
+		nodes, _ := tc.Store.Snapshot().Nodes()
 		ready := 0
 		for _, nd := range nodes {
 			if nd.State == store.NodeReady {
@@ -424,7 +424,7 @@ func TestSim50(t *testing.T) {
 		}
 		return ready == n && len(srv.Nodes()) == n
 	})
-	nodes, _ := tc.store.Snapshot().Nodes()
+	nodes, _ := tc.Store.Snapshot().Nodes()
 	remotes := map[string]bool{}
 	for _, nd := range nodes {
 		if nd.Capacity != (store.NodeCapacity{CPUs: 16, MemoryMB: 65536, DiskMB: 1 << 20}) {
