@@ -495,3 +495,50 @@ func TestRestartedServerAdoptsItsNodes(t *testing.T) {
 		t.Fatalf("the node that came back: %+v", n)
 	}
 }
+
+// fakeClock is a clock that moves only when the test says.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+// Heartbeats keep a node ready: of two nodes that said hello at the same
+// time, the one that heartbeats outlives the TTL and the silent one does
+// not. The monitor judges both in one pass, so when the silent one is
+// down the other one was judged at the same instant.
+func TestHeartbeatsKeepReady(t *testing.T) {
+	tc := newTestCluster(t)
+	clock := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	const ttl = 100 * time.Millisecond
+	srv := tc.listen("s1", cluster.Config{HeartbeatTTL: ttl, Now: clock.Now})
+	tok := tc.token(2, time.Time{})
+	sessions := map[string]*nodelink.Session{}
+	for _, name := range []string{"beating", "silent"} {
+		cfg := agentConfig(t, srv, tok, name)
+		if _, err := agent.New(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		s, err := rawSession(t, srv.Addr().String(), nodeTLS(t, cfg.DataDir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := hello(context.Background(), s, name); err != nil {
+			t.Fatal(err)
+		}
+		sessions[name] = s
+	}
+	for range 4 {
+		clock.Advance(ttl / 2)
+		if err := sessions["beating"].Call(context.Background(), nodeproto.MethodHeartbeat, nodeproto.Heartbeat{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tc.waitState("silent", store.NodeDown)
+	if n := tc.nodeByName("beating"); n.State != store.NodeReady {
+		t.Fatalf("the node that heartbeats: %+v", n)
+	}
+}
