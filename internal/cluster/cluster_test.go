@@ -210,10 +210,36 @@ func TestNoCertOnlyJoins(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the refusal: %v, want EOF", err)
 	}
+	// A token of another CA, sent by a client that skipped its check.
+	other, _ := pki.NewCA("other")
+	foreign, _ := nodeproto.NewToken(other.Hash())
+	csr, _, _ := pki.NewCSR("x")
+	if resp := joinRaw(t, addr, joinTLS, nodeproto.JoinRequest{Token: foreign.String(), CSR: string(csr), Name: "x"}); resp.Error == nil ||
+		resp.Error.Code != "permission_denied" || !strings.Contains(resp.Error.Message, "is for another cluster CA") {
+		t.Fatalf("answer to a join with another CA's token: %+v", resp)
+	}
 	nodes, _ := tc.Store.Snapshot().Nodes()
 	if len(nodes) != 0 || len(srv.Nodes()) != 0 {
 		t.Fatalf("nodes %v, sessions %v: want none", nodes, srv.Nodes())
 	}
+}
+
+// joinRaw makes one join exchange by hand.
+func joinRaw(t *testing.T, addr string, tcfg *tls.Config, req nodeproto.JoinRequest) nodeproto.JoinResponse {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, tcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := nodeproto.WriteFrame(c, req); err != nil {
+		t.Fatal(err)
+	}
+	var resp nodeproto.JoinResponse
+	if err := nodeproto.ReadFrame(c, &resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
 
 // Certificates of another CA, and server certificates of ours, are
