@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,16 +37,18 @@ const (
 
 // Config configures the node listener of one server.
 type Config struct {
-	// Listen is the address agents dial (host:port; port 0 picks one).
+	// Listen is the address agents dial (host:port; port 0 picks one);
+	// Listen uses it, Serve does not.
 	Listen string
 	// ServerID names this server in node records ("connected to").
 	ServerID string
 	// CA is the cluster CA: it verifies node certificates and signs those
 	// of joining and renewing nodes. Cert is this server's certificate
-	// (pki.CA.IssueServer); the CA certificate is sent along with it so
-	// that a joining agent can check it against its token's CA hash.
+	// (pki.CA.IssueServer, then Leaf.TLS); the CA certificate is sent
+	// along with it so that a joining agent can check it against its
+	// token's CA hash.
 	CA    *pki.CA
-	Cert  *pki.Leaf
+	Cert  tls.Certificate
 	Store *store.Store
 	// Mux serves the calls and streams agents make; the listener adds
 	// its own methods (nodeproto.MethodHello, ...) to it. Register other
@@ -74,11 +77,9 @@ type Config struct {
 // Validate reports whether cfg is usable.
 func (cfg *Config) Validate() error {
 	switch {
-	case cfg.Listen == "":
-		return errdefs.New(errdefs.InvalidArgument, "cluster config: Listen is required")
 	case pki.ValidID(cfg.ServerID) != nil:
 		return errdefs.New(errdefs.InvalidArgument, "cluster config: ServerID %q is not a valid ID", cfg.ServerID)
-	case cfg.CA == nil || cfg.Cert == nil || cfg.Store == nil:
+	case cfg.CA == nil || len(cfg.Cert.Certificate) == 0 || cfg.Store == nil:
 		return errdefs.New(errdefs.InvalidArgument, "cluster config: CA, Cert and Store are required")
 	case cfg.HeartbeatTTL < 0 || cfg.HeartbeatInterval < 0 || cfg.HelloTimeout < 0:
 		return errdefs.New(errdefs.InvalidArgument, "cluster config: negative heartbeat TTL, heartbeat interval or hello timeout")
@@ -124,23 +125,30 @@ type Server struct {
 	conns map[net.Conn]struct{} // open connections, closed by Close
 }
 
-// Listen starts the node listener: it accepts agents until ctx ends or
-// Close is called.
+// Listen starts the node listener on cfg.Listen: it accepts agents until
+// ctx ends or Close is called.
 func Listen(ctx context.Context, cfg Config) (*Server, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	cfg.setDefaults()
-	tcfg, err := serverTLS(cfg.CA, cfg.Cert)
-	if err != nil {
-		return nil, err
+	if cfg.Listen == "" {
+		return nil, errdefs.New(errdefs.InvalidArgument, "cluster config: Listen is required")
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.Unavailable, err, "listen for nodes on %s", cfg.Listen)
 	}
+	return Serve(ctx, ln, cfg)
+}
+
+// Serve is Listen on a listener of the caller's (cfg.Listen is
+// ignored); the Server owns ln from now on, and closes it when Serve
+// fails (on a bad config, or when the store cannot be read).
+func Serve(ctx context.Context, ln net.Listener, cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	cfg.setDefaults()
 	sctx, cancel := context.WithCancel(ctx)
-	s := &Server{cfg: cfg, log: cfg.Logger, ln: ln, tls: tcfg, ctx: sctx, cancel: cancel,
+	s := &Server{cfg: cfg, log: cfg.Logger, ln: ln, tls: serverTLS(cfg.CA, cfg.Cert), ctx: sctx, cancel: cancel,
 		conns: map[net.Conn]struct{}{}}
 	s.Registry = newRegistry(s)
 	if err := s.Registry.adopt(cfg.Store.Snapshot()); err != nil {
@@ -181,12 +189,8 @@ func (s *Server) Close() error {
 
 // serverTLS presents cert with the CA after it, and accepts a client
 // certificate only of a node of the CA, or none (a join).
-func serverTLS(ca *pki.CA, leaf *pki.Leaf) (*tls.Config, error) {
-	cert, err := leaf.TLS()
-	if err != nil {
-		return nil, errdefs.Wrap(errdefs.InvalidArgument, err, "the node listener's certificate")
-	}
-	cert.Certificate = append(cert.Certificate, ca.Cert.Raw)
+func serverTLS(ca *pki.CA, cert tls.Certificate) *tls.Config {
+	cert.Certificate = append(slices.Clone(cert.Certificate), ca.Cert.Raw)
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
@@ -208,7 +212,7 @@ func serverTLS(ca *pki.CA, leaf *pki.Leaf) (*tls.Config, error) {
 			}
 			return nil
 		},
-	}, nil
+	}
 }
 
 func (s *Server) acceptLoop() {

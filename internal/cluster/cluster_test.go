@@ -116,6 +116,7 @@ func TestJoinRefusals(t *testing.T) {
 	}
 	good, _ := nodeproto.ParseToken(tc.token(5, time.Time{}))
 	wrongSecret := nodeproto.Token{CAHash: good.CAHash, ID: good.ID, Secret: strings.Repeat("0", 40)}
+	unknown, _ := nodeproto.NewToken(tc.CA.Hash()) // never recorded: the join's write refuses it
 	for _, tt := range []struct {
 		name, token string
 		kind        errdefs.Kind
@@ -125,6 +126,7 @@ func TestJoinRefusals(t *testing.T) {
 		{"no token", "", errdefs.InvalidArgument, "a join token is required"},
 		{"wrong CA hash", foreign.String(), errdefs.PermissionDenied, "does not chain to the CA of the join token"},
 		{"wrong secret", wrongSecret.String(), errdefs.PermissionDenied, "join token " + good.ID + " is not valid"},
+		{"unknown token", unknown.String(), errdefs.PermissionDenied, "join token " + unknown.ID + " is not valid"},
 		{"used up", used, errdefs.PermissionDenied, "is used up (1 of 1 joins)"},
 		{"expired", tc.token(1, time.Now().Add(-time.Minute)), errdefs.PermissionDenied, "expired at"},
 	} {
@@ -566,5 +568,42 @@ func TestHeartbeatsKeepReady(t *testing.T) {
 	tc.waitState("silent", store.NodeDown)
 	if n := tc.nodeByName("beating"); n.State != store.NodeReady {
 		t.Fatalf("the node that heartbeats: %+v", n)
+	}
+}
+
+// A hello the servers refuse for good ends the agent's Run with the
+// reason: a node whose record was removed, a node asking for another
+// pool.
+func TestHelloRefusalsStopTheAgent(t *testing.T) {
+	tc := newTestCluster(t)
+	srv := tc.listen("s1", cluster.Config{})
+	tok := tc.token(2, time.Time{})
+	removed := agentConfig(t, srv, tok, "removed")
+	a, err := agent.New(context.Background(), removed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.Store.DeleteNode(context.Background(), a.NodeID()); err != nil {
+		t.Fatal(err)
+	}
+	mover := agentConfig(t, srv, tok, "mover")
+	if _, err := agent.New(context.Background(), mover); err != nil {
+		t.Fatal(err)
+	}
+	mover.Pool = "gpu"
+	for _, tt := range []struct {
+		cfg  agent.Config
+		kind errdefs.Kind
+		msg  string
+	}{
+		{removed, errdefs.PermissionDenied, "is not registered (it was removed): join again with a token"},
+		{mover, errdefs.FailedPrecondition, `is in pool "", not "gpu"`},
+	} {
+		t.Run(tt.cfg.Name, func(t *testing.T) {
+			err := agent.Run(context.Background(), tt.cfg)
+			if errdefs.KindOf(err) != tt.kind || err == nil || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("agent: %v, want %v %q", err, tt.kind, tt.msg)
+			}
+		})
 	}
 }

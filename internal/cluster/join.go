@@ -86,10 +86,18 @@ func validateJoin(req nodeproto.JoinRequest) error {
 }
 
 // precheckToken refuses a token that the join would refuse, with the
-// same message (see store.JoinNode).
+// same message (see store.JoinNode). A token missing here is left to the
+// join's write: on a follower, a token made through another server a
+// moment ago may not be in the snapshot yet.
 func precheckToken(snap *store.Snapshot, tok nodeproto.Token, now time.Time) error {
 	rec, err := snap.JoinToken(tok.ID)
-	if err != nil || subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(tok.SecretHash())) != 1 {
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(tok.SecretHash())) != 1 {
 		return errdefs.New(errdefs.PermissionDenied, "join token %s is not valid", tok.ID)
 	}
 	if !rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt) {

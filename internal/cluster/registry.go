@@ -118,6 +118,14 @@ func (r *Registry) beat(nc *nodeConn) error {
 	return nil
 }
 
+// current reports whether nc is its node's current connection here.
+func (r *Registry) current(nc *nodeConn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.nodes[nc.id]
+	return e != nil && e.conn == nc
+}
+
 // expired takes out of the registry the nodes whose heartbeats stopped
 // for the TTL.
 func (r *Registry) expired(now time.Time) []*entry {

@@ -89,18 +89,14 @@ func (s *Server) hello(ctx context.Context, raw json.RawMessage) (any, error) {
 	if err := validateHello(h); err != nil {
 		return nil, err
 	}
-	rec, err := s.cfg.Store.Snapshot().Node(nc.id)
+	// The record is checked by the write, not against this server's
+	// snapshot: on a follower, a node that joined through another server
+	// a moment ago may not be in it yet.
+	epoch, err := s.cfg.Store.NodeUp(ctx, nc.id, s.cfg.ServerID, s.cfg.Now(), store.NodeHello{
+		Pool: h.Pool, Labels: h.Labels, Capacity: store.NodeCapacity(h.Capacity), Runtimes: h.Runtimes, Version: h.Version})
 	if errdefs.IsNotFound(err) {
 		return nil, errdefs.New(errdefs.PermissionDenied, "node %s is not registered (it was removed): join again with a token", nc.id)
 	}
-	if err != nil {
-		return nil, err
-	}
-	if h.Pool != "" && h.Pool != rec.Pool {
-		return nil, errdefs.New(errdefs.FailedPrecondition, "node %s is in pool %q, not %q: a node changes pools by joining again with a token of that pool", nc.id, rec.Pool, h.Pool)
-	}
-	epoch, err := s.cfg.Store.NodeUp(ctx, nc.id, s.cfg.ServerID, s.cfg.Now(), store.NodeHello{
-		Labels: h.Labels, Capacity: store.NodeCapacity(h.Capacity), Runtimes: h.Runtimes, Version: h.Version})
 	if err != nil {
 		return nil, err
 	}
@@ -154,8 +150,8 @@ func (s *Server) renew(ctx context.Context, raw json.RawMessage) (any, error) {
 	if err := decodeReq(raw, &req, nodeproto.MethodRenew); err != nil {
 		return nil, err
 	}
-	if _, err := s.cfg.Store.Snapshot().Node(nc.id); err != nil {
-		return nil, errdefs.Wrap(errdefs.PermissionDenied, err, "renew the certificate of node %s", nc.id)
+	if !s.Registry.current(nc) {
+		return nil, errdefs.New(errdefs.FailedPrecondition, "renew the certificate of node %s: say hello first", nc.id)
 	}
 	cert, err := s.cfg.CA.SignNode([]byte(req.CSR), nc.id)
 	if err != nil {

@@ -24,7 +24,8 @@ func TestAgentCommandSim(t *testing.T) {
 	defer st.Close()
 	ca, _ := pki.NewCA("test")
 	leaf, _ := ca.IssueServer("s1", []string{"127.0.0.1"})
-	srv, err := cluster.Listen(ctx, cluster.Config{Listen: "127.0.0.1:0", ServerID: "s1", CA: ca, Cert: leaf, Store: st})
+	cert, _ := leaf.TLS()
+	srv, err := cluster.Listen(ctx, cluster.Config{Listen: "127.0.0.1:0", ServerID: "s1", CA: ca, Cert: cert, Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}

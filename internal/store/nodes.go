@@ -112,7 +112,9 @@ type joinNodeCmd struct {
 
 // nodeUpCmd is the body of node_up: an agent's hello on a new connection.
 type nodeUpCmd struct {
-	ID       string            `json:"id"`
+	ID string `json:"id"`
+	// Pool is the pool the node says it is in; "" means any.
+	Pool     string            `json:"pool,omitempty"`
 	Server   string            `json:"server"`
 	Now      time.Time         `json:"now"`
 	Labels   map[string]string `json:"labels,omitempty"`
@@ -206,6 +208,9 @@ func applyNodeUp(txn *memdb.Txn, index uint64, body []byte) error {
 	n, err := getNode(txn, c.ID)
 	if err != nil {
 		return err
+	}
+	if c.Pool != "" && c.Pool != n.Pool {
+		return errdefs.New(errdefs.FailedPrecondition, "node %s is in pool %q, not %q: a node changes pools by joining again with a token of that pool", c.ID, n.Pool, c.Pool)
 	}
 	n.Labels = mergeLabels(c.Labels, n.TokenLabels)
 	n.Capacity, n.Runtimes, n.Version = c.Capacity, c.Runtimes, c.Version
@@ -307,6 +312,8 @@ func (s *Store) JoinNode(ctx context.Context, tokenID, tokenHash string, now tim
 
 // NodeHello is what an agent reports when it connects.
 type NodeHello struct {
+	// Pool is the pool the node says it is in; "" means any.
+	Pool     string
 	Labels   map[string]string
 	Capacity NodeCapacity
 	Runtimes []string
@@ -315,9 +322,10 @@ type NodeHello struct {
 
 // NodeUp records that node id connected to server: it is ready (or
 // draining) again. It returns the connection's epoch, which NodeDown
-// needs. NotFound when the node has no record (it was removed).
+// needs. NotFound when the node has no record (it was removed);
+// FailedPrecondition when h names a pool other than the node's.
 func (s *Store) NodeUp(ctx context.Context, id, server string, now time.Time, h NodeHello) (uint64, error) {
-	return s.apply(ctx, cmdNodeUp, nodeUpCmd{ID: id, Server: server, Now: normalTime(now),
+	return s.apply(ctx, cmdNodeUp, nodeUpCmd{ID: id, Pool: h.Pool, Server: server, Now: normalTime(now),
 		Labels: h.Labels, Capacity: h.Capacity, Runtimes: h.Runtimes, Version: h.Version})
 }
 

@@ -143,6 +143,9 @@ func TestNodeUpDownEpochs(t *testing.T) {
 	if err := s.NodeDown(ctx, "n1", e2, base); err != nil {
 		t.Fatalf("down twice: %v", err)
 	}
+	if _, err := s.NodeUp(ctx, "n1", "srv-a", base, NodeHello{Pool: "gpu"}); errdefs.KindOf(err) != errdefs.FailedPrecondition || !strings.Contains(err.Error(), `node n1 is in pool "", not "gpu"`) {
+		t.Fatalf("up in another pool: %v", err)
+	}
 	if _, err := s.NodeUp(ctx, "ghost", "srv-a", base, NodeHello{}); !errdefs.IsNotFound(err) {
 		t.Fatalf("up of an unknown node: %v", err)
 	}

@@ -51,7 +51,11 @@ func (c *Cluster) Listen(id string, cfg cluster.Config) *cluster.Server {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cfg.Listen, cfg.ServerID, cfg.CA, cfg.Cert, cfg.Store = "127.0.0.1:0", id, c.CA, leaf, c.Store
+	cert, err := leaf.TLS()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cfg.Listen, cfg.ServerID, cfg.CA, cfg.Cert, cfg.Store = "127.0.0.1:0", id, c.CA, cert, c.Store
 	s, err := cluster.Listen(context.Background(), cfg)
 	if err != nil {
 		c.t.Fatal(err)
