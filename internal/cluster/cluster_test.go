@@ -607,3 +607,30 @@ func TestHelloRefusalsStopTheAgent(t *testing.T) {
 		})
 	}
 }
+
+// An agent that lost the answer to its join and sends it again gets the
+// same node, and the token is used once.
+func TestRetriedJoinUsesTheTokenOnce(t *testing.T) {
+	tc := newTestCluster(t)
+	srv := tc.listen("s1", cluster.Config{})
+	tok := tc.token(1, time.Time{})
+	csr, _, _ := pki.NewCSR("x")
+	req := nodeproto.JoinRequest{Token: tok, CSR: string(csr), Name: "retrier"}
+	joinTLS := nodeproto.JoinTLSConfig(tc.CA.Hash())
+	first := joinRaw(t, srv.Addr().String(), joinTLS, req)
+	again := joinRaw(t, srv.Addr().String(), joinTLS, req)
+	if first.Error != nil || again.Error != nil || first.NodeID == "" || again.NodeID != first.NodeID || again.Cert == "" {
+		t.Fatalf("first %+v, again %+v", first, again)
+	}
+	// Another key on the used-up token is refused.
+	other, _, _ := pki.NewCSR("y")
+	req.CSR = string(other)
+	if resp := joinRaw(t, srv.Addr().String(), joinTLS, req); resp.Error == nil || !strings.Contains(resp.Error.Message, "is used up") {
+		t.Fatalf("another key: %+v", resp)
+	}
+	toks, _ := tc.Store.Snapshot().JoinTokens()
+	nodes, _ := tc.Store.Snapshot().Nodes()
+	if toks[0].Used != 1 || len(nodes) != 1 {
+		t.Fatalf("token used %d times, %d nodes; want 1 and 1", toks[0].Used, len(nodes))
+	}
+}

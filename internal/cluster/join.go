@@ -2,9 +2,7 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"net"
 	"time"
 
@@ -47,14 +45,18 @@ func (s *Server) join(ctx context.Context, req nodeproto.JoinRequest) (nodeproto
 	if err := validateJoin(req); err != nil {
 		return nodeproto.JoinResponse{}, err
 	}
+	// The node ID names the key of the request: an agent that retries a
+	// join whose answer it lost gets the same ID and costs no second use
+	// of its token (store.JoinNode), and no one else can claim the ID.
+	keyHash, err := pki.CSRKeyHash([]byte(req.CSR))
+	if err != nil {
+		return nodeproto.JoinResponse{}, err
+	}
+	id := "n-" + keyHash[:16]
 	now := s.cfg.Now()
 	// A refused token costs no raft entry: check it against a snapshot
 	// first. The FSM checks again, atomically, when the join applies.
-	if err := precheckToken(s.cfg.Store.Snapshot(), tok, now); err != nil {
-		return nodeproto.JoinResponse{}, err
-	}
-	id, err := newNodeID()
-	if err != nil {
+	if err := precheckToken(s.cfg.Store.Snapshot(), tok, id, now); err != nil {
 		return nodeproto.JoinResponse{}, err
 	}
 	// Signed before the join is recorded: a certificate of a node that
@@ -65,10 +67,15 @@ func (s *Server) join(ctx context.Context, req nodeproto.JoinRequest) (nodeproto
 	}
 	n := &store.Node{ID: id, Name: req.Name, Pool: req.Pool, Labels: req.Labels,
 		Capacity: store.NodeCapacity(req.Capacity)}
-	if err := s.cfg.Store.JoinNode(ctx, tok.ID, tok.SecretHash(), now, n); err != nil {
+	err = s.cfg.Store.JoinNode(ctx, tok.ID, tok.SecretHash(), now, n)
+	switch {
+	case errdefs.Is(err, errdefs.AlreadyExists):
+		s.log.Info("node joined again (a retried join)", "node", id, "name", req.Name, "token", tok.ID)
+	case err != nil:
 		return nodeproto.JoinResponse{}, err
+	default:
+		s.log.Info("node joined", "node", id, "name", req.Name, "token", tok.ID)
 	}
-	s.log.Info("node joined", "node", id, "name", req.Name, "pool", n.Pool, "token", tok.ID)
 	return nodeproto.JoinResponse{NodeID: id, Cert: string(cert), CA: string(s.cfg.CA.CertPEM)}, nil
 }
 
@@ -89,7 +96,7 @@ func validateJoin(req nodeproto.JoinRequest) error {
 // same message (see store.JoinNode). A token missing here is left to the
 // join's write: on a follower, a token made through another server a
 // moment ago may not be in the snapshot yet.
-func precheckToken(snap *store.Snapshot, tok nodeproto.Token, now time.Time) error {
+func precheckToken(snap *store.Snapshot, tok nodeproto.Token, nodeID string, now time.Time) error {
 	rec, err := snap.JoinToken(tok.ID)
 	if errdefs.IsNotFound(err) {
 		return nil
@@ -103,17 +110,8 @@ func precheckToken(snap *store.Snapshot, tok nodeproto.Token, now time.Time) err
 	if !rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt) {
 		return errdefs.New(errdefs.PermissionDenied, "join token %s expired at %s", tok.ID, rec.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	if rec.Used >= rec.Uses {
+	if _, err := snap.Node(nodeID); rec.Used >= rec.Uses && err != nil {
 		return errdefs.New(errdefs.PermissionDenied, "join token %s is used up (%d of %d joins)", tok.ID, rec.Used, rec.Uses)
 	}
 	return nil
-}
-
-// newNodeID is a fresh random node ID.
-func newNodeID() (string, error) {
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return "n-" + hex.EncodeToString(b), nil
 }

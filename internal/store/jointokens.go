@@ -89,11 +89,10 @@ func applyPutJoinToken(txn *memdb.Txn, index uint64, body []byte) error {
 	return nil
 }
 
-// consumeJoinToken checks a presented token and counts one use, in the
-// join's transaction: raft applies entries one at a time, so a token of
-// N uses admits exactly N joins however they race. An unknown ID and a
-// wrong secret read the same, so the refusal tells a guesser nothing.
-func consumeJoinToken(txn *memdb.Txn, index uint64, id, hash string, now time.Time) (*JoinToken, error) {
+// checkJoinToken finds a presented token and checks its secret and its
+// expiry. An unknown ID and a wrong secret read the same, so the refusal
+// tells a guesser nothing.
+func checkJoinToken(txn *memdb.Txn, id, hash string, now time.Time) (*JoinToken, error) {
 	raw, err := txn.First(tableJoinTokens, indexID, id)
 	if err != nil {
 		return nil, fmt.Errorf("find join token %s: %w", id, err)
@@ -105,15 +104,22 @@ func consumeJoinToken(txn *memdb.Txn, index uint64, id, hash string, now time.Ti
 	if !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
 		return nil, errdefs.New(errdefs.PermissionDenied, "join token %s expired at %s", id, t.ExpiresAt.UTC().Format(time.RFC3339))
 	}
+	return t, nil
+}
+
+// useJoinToken counts one use of t (from checkJoinToken), in the join's
+// transaction: raft applies entries one at a time, so a token of N uses
+// admits exactly N joins however they race.
+func useJoinToken(txn *memdb.Txn, index uint64, t *JoinToken) error {
 	if t.Used >= t.Uses {
-		return nil, errdefs.New(errdefs.PermissionDenied, "join token %s is used up (%d of %d joins)", id, t.Used, t.Uses)
+		return errdefs.New(errdefs.PermissionDenied, "join token %s is used up (%d of %d joins)", t.ID, t.Used, t.Uses)
 	}
 	t.Used++
 	t.ModifyIndex = index
 	if err := txn.Insert(tableJoinTokens, t); err != nil {
-		return nil, fmt.Errorf("use join token %s: %w", id, err)
+		return fmt.Errorf("use join token %s: %w", t.ID, err)
 	}
-	return t, nil
+	return nil
 }
 
 // PutJoinToken records a join token. A zero CreatedAt becomes now; on

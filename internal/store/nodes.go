@@ -165,14 +165,19 @@ func applyJoinNode(txn *memdb.Txn, index uint64, body []byte) error {
 	if n == nil || n.ID == "" {
 		return errdefs.New(errdefs.InvalidArgument, "node id is required")
 	}
+	tok, err := checkJoinToken(txn, c.TokenID, c.TokenHash, c.Now)
+	if err != nil {
+		return err
+	}
+	// A node ID names the node's key (see cluster): a second join of
+	// the same ID is the same agent retrying, and costs no use.
 	if old, err := txn.First(tableNodes, indexID, n.ID); err != nil || old != nil {
 		if err != nil {
 			return fmt.Errorf("apply join node %s: %w", n.ID, err)
 		}
 		return errdefs.New(errdefs.AlreadyExists, "node %s already exists", n.ID)
 	}
-	tok, err := consumeJoinToken(txn, index, c.TokenID, c.TokenHash, c.Now)
-	if err != nil {
+	if err := useJoinToken(txn, index, tok); err != nil {
 		return err
 	}
 	if tok.Pool != "" {
@@ -290,24 +295,18 @@ func applySetNodeDraining(txn *memdb.Txn, index uint64, body []byte) error {
 
 // JoinNode consumes one use of join token tokenID, whose secret hashes
 // to tokenHash, and records n as a new node (state down until its first
-// hello). PermissionDenied when the token is unknown, wrong, expired or
-// used up, or when n asks for another pool than the token's. On success
-// n is the stored record.
+// hello), with the token's pool and labels. PermissionDenied when the
+// token is unknown, wrong, expired or used up, or when n asks for another
+// pool than the token's; AlreadyExists, without using the token, when a
+// node of n.ID exists and the token is otherwise valid. n itself is not
+// changed: read the record from a
+// snapshot (on a cluster follower, once it has caught up).
 func (s *Store) JoinNode(ctx context.Context, tokenID, tokenHash string, now time.Time, n *Node) error {
 	if n == nil || n.ID == "" {
 		return errdefs.New(errdefs.InvalidArgument, "join node: node id is required")
 	}
-	c := n.Clone()
-	now = normalTime(now)
-	if _, err := s.apply(ctx, cmdJoinNode, joinNodeCmd{TokenID: tokenID, TokenHash: tokenHash, Now: now, Node: c}); err != nil {
-		return err
-	}
-	rec, err := s.Snapshot().Node(n.ID)
-	if err != nil {
-		return err
-	}
-	*n = *rec
-	return nil
+	_, err := s.apply(ctx, cmdJoinNode, joinNodeCmd{TokenID: tokenID, TokenHash: tokenHash, Now: normalTime(now), Node: n.Clone()})
+	return err
 }
 
 // NodeHello is what an agent reports when it connects.

@@ -38,6 +38,7 @@ func TestJoinTokenUses(t *testing.T) {
 		{"second", "t1", "h1", "n2", "gpu", now, 0, ""},
 		{"third", "t1", "h1", "n3", "", now, errdefs.PermissionDenied, "join token t1 is used up (2 of 2 joins)"},
 		{"same id", "t1", "h1", "n1", "", now, errdefs.AlreadyExists, "node n1 already exists"},
+		{"same id, wrong secret", "t1", "nope", "n1", "", now, errdefs.PermissionDenied, "join token t1 is not valid"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			n := &Node{ID: tt.id, Name: tt.id, Pool: tt.pool, Labels: map[string]string{"zone": "b", "disk": "ssd"}}
@@ -46,6 +47,7 @@ func TestJoinTokenUses(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				n = mustNode(t, s, tt.id)
 				want := map[string]string{"zone": "a", "disk": "ssd"}
 				if n.Pool != "gpu" || n.State != NodeDown || n.Token != "t1" || !cmp.Equal(n.Labels, want) {
 					t.Fatalf("joined node: %+v", n)
