@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -55,6 +56,12 @@ type Config struct {
 	// OnSession is called with each new session once the server accepted
 	// its hello, so that others can call the server; nil means none.
 	OnSession func(*nodelink.Session)
+	// Setup, when set, runs once in Run, after the node has its ID and
+	// before its first session: it builds what runs behind the link (the
+	// sandbox node), registers its handlers on mux (the agent's Mux) and
+	// returns its hooks. An error ends Run. Each agent of RunSim calls it
+	// with its own ID and, when Config.Mux is nil, its own Mux.
+	Setup func(ctx context.Context, nodeID string, mux *nodelink.Mux) (Hooks, error)
 	// NeedsRenewal decides when the certificate is renewed; nil means
 	// pki.NeedsRenewal (a third of its life left).
 	NeedsRenewal func(cert *x509.Certificate, now time.Time) bool
@@ -98,10 +105,21 @@ func (cfg *Config) setDefaults() {
 	}
 }
 
+// Hooks are what Config.Setup built, per agent. Nil fields are skipped.
+type Hooks struct {
+	// OnSession is called with each new session after Config.OnSession.
+	OnSession func(*nodelink.Session)
+	// Sandboxes replaces Config.Sandboxes.
+	Sandboxes func() []string
+	// Close is called when Run returns.
+	Close func()
+}
+
 // Agent is one node's link to the cluster.
 type Agent struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	hooks Hooks // from cfg.Setup, set at the start of Run
 
 	mu sync.Mutex
 	id *identity // replaced by a renewal
@@ -152,6 +170,27 @@ func (a *Agent) identity() *identity {
 	return a.id
 }
 
+// sandboxes lists the node's sandboxes for a hello or heartbeat.
+func (a *Agent) sandboxes() []string {
+	switch {
+	case a.hooks.Sandboxes != nil:
+		return a.hooks.Sandboxes()
+	case a.cfg.Sandboxes != nil:
+		return a.cfg.Sandboxes()
+	}
+	return nil
+}
+
+// sessionUp tells the hooks of a new session.
+func (a *Agent) sessionUp(s *nodelink.Session) {
+	if a.cfg.OnSession != nil {
+		a.cfg.OnSession(s)
+	}
+	if a.hooks.OnSession != nil {
+		a.hooks.OnSession(s)
+	}
+}
+
 // server returns the address to dial next, and moves on.
 func (a *Agent) server() string {
 	a.mu.Lock()
@@ -162,7 +201,18 @@ func (a *Agent) server() string {
 }
 
 // Run keeps a session with a server until ctx ends; see the package Run.
+// Call it once.
 func (a *Agent) Run(ctx context.Context) error {
+	if a.cfg.Setup != nil {
+		h, err := a.cfg.Setup(ctx, a.NodeID(), a.cfg.Mux)
+		if err != nil {
+			return fmt.Errorf("set up node %s: %w", a.NodeID(), err)
+		}
+		a.hooks = h
+		if h.Close != nil {
+			defer h.Close()
+		}
+	}
 	b := backoff{max: a.cfg.MaxBackoff}
 	for {
 		hello, err := a.session(ctx)

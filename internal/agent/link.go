@@ -41,18 +41,14 @@ func (a *Agent) session(ctx context.Context) (hello bool, err error) {
 		return false, err
 	}
 	a.log.Info("node link up", "server", reply.Server, "addr", addr)
-	if a.cfg.OnSession != nil {
-		a.cfg.OnSession(sess)
-	}
+	a.sessionUp(sess)
 	return true, a.heartbeats(ctx, sess, time.Duration(reply.HeartbeatMs)*time.Millisecond)
 }
 
 func (a *Agent) hello(ctx context.Context, sess *nodelink.Session) (nodeproto.HelloReply, error) {
 	h := nodeproto.Hello{Name: a.cfg.Name, Pool: a.cfg.Pool, Labels: a.cfg.Labels,
 		Capacity: a.cfg.Capacity, Runtimes: a.cfg.Runtimes, Version: a.cfg.Version}
-	if a.cfg.Sandboxes != nil {
-		h.Sandboxes = a.cfg.Sandboxes()
-	}
+	h.Sandboxes = a.sandboxes()
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	var reply nodeproto.HelloReply
@@ -79,10 +75,7 @@ func (a *Agent) heartbeats(ctx context.Context, sess *nodelink.Session, interval
 			return errdefs.New(errdefs.Unavailable, "the server closed the node link")
 		case <-t.C:
 		}
-		hb := nodeproto.Heartbeat{}
-		if a.cfg.Sandboxes != nil {
-			hb.Sandboxes = len(a.cfg.Sandboxes())
-		}
+		hb := nodeproto.Heartbeat{Sandboxes: len(a.sandboxes())}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		err := sess.Call(cctx, nodeproto.MethodHeartbeat, hb, nil)
 		cancel()

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,21 +68,41 @@ func TestJoinHelloReady(t *testing.T) {
 	}
 }
 
-// The server calls the node over the same session (the lead's sandbox
-// operations go this way), and the node's handlers see nothing special.
+// The server calls the node over the same session (the sandbox
+// operations go this way): Setup registered the node's handlers on the
+// agent's Mux, knowing its node ID, before the first session.
 func TestServerCallsNode(t *testing.T) {
 	tc := newTestCluster(t)
 	srv := tc.listen("s1", cluster.Config{})
 	cfg := agentConfig(t, srv, tc.token(1, time.Time{}), "box")
-	cfg.Mux = nodelink.NewMux()
-	cfg.Mux.HandleCall("test.echo", func(_ context.Context, req json.RawMessage) (any, error) { return string(req), nil })
-	runAgent(t, cfg)
+	setupID := make(chan string, 1)
+	var sessions, closed atomic.Int32
+	cfg.Setup = func(_ context.Context, nodeID string, mux *nodelink.Mux) (agent.Hooks, error) {
+		setupID <- nodeID
+		mux.HandleCall("test.echo", func(_ context.Context, req json.RawMessage) (any, error) { return nodeID + ":" + string(req), nil })
+		return agent.Hooks{
+			OnSession: func(*nodelink.Session) { sessions.Add(1) },
+			Sandboxes: func() []string { return []string{"sb-1"} },
+			Close:     func() { closed.Add(1) },
+		}, nil
+	}
+	stop := runAgent(t, cfg)
 	n := tc.waitState("box", store.NodeReady)
+	if id := <-setupID; id != n.ID {
+		t.Fatalf("Setup got node ID %q, want %q", id, n.ID)
+	}
 	var s *nodelink.Session
 	waitFor(t, "the session", func() (ok bool) { s, ok = srv.Session(n.ID); return ok })
 	var got string
-	if err := s.Call(context.Background(), "test.echo", "hi", &got); err != nil || got != `"hi"` {
+	if err := s.Call(context.Background(), "test.echo", "hi", &got); err != nil || got != n.ID+`:"hi"` {
 		t.Fatalf("call the node: %q, %v", got, err)
+	}
+	waitFor(t, "OnSession", func() bool { return sessions.Load() == 1 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if closed.Load() != 1 {
+		t.Fatalf("Hooks.Close called %d times, want 1", closed.Load())
 	}
 }
 
@@ -431,8 +452,16 @@ func TestSim50(t *testing.T) {
 	tc := newTestCluster(t)
 	srv := tc.listen("s1", cluster.Config{})
 	const n = 50
+	var mu sync.Mutex
+	setups := map[string]*nodelink.Mux{}
 	base := agent.Config{Servers: []string{srv.Addr().String()}, Token: tc.token(n, time.Time{}),
-		DataDir: t.TempDir(), Name: "sim", MaxBackoff: 200 * time.Millisecond}
+		DataDir: t.TempDir(), Name: "sim", MaxBackoff: 200 * time.Millisecond,
+		Setup: func(_ context.Context, id string, mux *nodelink.Mux) (agent.Hooks, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			setups[id] = mux
+			return agent.Hooks{}, nil
+		}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- agent.RunSim(ctx, n, base) }()
@@ -471,6 +500,18 @@ func TestSim50(t *testing.T) {
 	if len(dirs) != n {
 		t.Fatalf("%d identities on disk, want %d", len(dirs), n)
 	}
+	mu.Lock()
+	muxes := map[*nodelink.Mux]bool{}
+	for id, m := range setups {
+		if _, err := tc.Store.Snapshot().Node(id); err != nil {
+			t.Errorf("Setup of unknown node %s: %v", id, err)
+		}
+		muxes[m] = true
+	}
+	if len(setups) != n || len(muxes) != n {
+		t.Errorf("Setup ran for %d nodes with %d muxes, want %d and %d", len(setups), len(muxes), n, n)
+	}
+	mu.Unlock()
 }
 
 // A node that connects with its certificate but says no hello is closed.
