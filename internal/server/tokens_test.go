@@ -77,6 +77,10 @@ func TestJoinTokensNeedACluster(t *testing.T) {
 	if !strings.Contains(apiErr.Message, "this server has no node gateway") {
 		t.Fatalf("token on den up: %+v", apiErr)
 	}
+	e.doJSON("POST", "/v1/nodes/"+nodeID+"/drain", e.addAdminKeyOf(tenantB), "", http.StatusConflict, &apiErr)
+	if apiErr.Message != "drain node "+nodeID+": draining is for the nodes of a cluster (den server); den up runs only its local node" {
+		t.Fatalf("drain on den up: %+v", apiErr)
+	}
 }
 
 func TestClusterNodes(t *testing.T) {
