@@ -31,8 +31,12 @@ func TestJoinHelloReady(t *testing.T) {
 	var mu sync.Mutex
 	var connected []string
 	srv := tc.listen("s1", cluster.Config{OnConnect: func(id string, _ *nodelink.Session) {
+		// The record of this connection is readable here.
+		n, err := tc.Store.Snapshot().Node(id)
 		mu.Lock()
-		connected = append(connected, id)
+		if err == nil && n.State == store.NodeReady && n.Server == "s1" {
+			connected = append(connected, id)
+		}
 		mu.Unlock()
 	}})
 	cfg := agentConfig(t, srv, tc.token(1, time.Time{}), "box")

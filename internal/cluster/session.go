@@ -100,10 +100,31 @@ func (s *Server) hello(ctx context.Context, raw json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.waitRecord(ctx, nc.id, epoch); err != nil {
+		return nil, err
+	}
 	s.Registry.connected(nc, epoch)
 	s.log.Info("node connected", "node", nc.id, "name", h.Name, "epoch", epoch, "sandboxes", len(h.Sandboxes))
 	return nodeproto.HelloReply{NodeID: nc.id, Server: s.cfg.ServerID,
 		HeartbeatMs: s.cfg.HeartbeatInterval.Milliseconds()}, nil
+}
+
+// waitRecord waits until this server's snapshot holds node id's record
+// of epoch or later, so that OnConnect and whoever reads the store after
+// it see the record of this connection. It returns at once on the leader;
+// a follower applies the entry a moment after the leader committed it.
+func (s *Server) waitRecord(ctx context.Context, id string, epoch uint64) error {
+	for {
+		snap := s.cfg.Store.Snapshot()
+		if n, err := snap.Node(id); err == nil && n.Epoch >= epoch {
+			return nil
+		}
+		select {
+		case <-snap.NodesChanged():
+		case <-ctx.Done():
+			return errdefs.Wrap(errdefs.Unavailable, ctx.Err(), "wait for the record of node %s", id)
+		}
+	}
 }
 
 func validateHello(h nodeproto.Hello) error {

@@ -357,6 +357,20 @@ func (sn *Snapshot) Node(id string) (*Node, error) {
 	return getNode(sn.db.Txn(false), id)
 }
 
+// NodesChanged returns a channel that is closed once any node record is
+// created, changed or deleted after sn was taken. The race-free wait
+// loop is: take a snapshot, read it, wait on its channel, repeat.
+func (sn *Snapshot) NodesChanged() <-chan struct{} {
+	it, err := sn.db.Txn(false).Get(tableNodes, indexID)
+	if err != nil {
+		// Only on a schema bug: a closed channel makes the caller re-read.
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return it.WatchCh()
+}
+
 // Nodes lists every node ordered by ID.
 func (sn *Snapshot) Nodes() ([]*Node, error) {
 	it, err := sn.db.Txn(false).Get(tableNodes, indexID)

@@ -111,9 +111,25 @@ func TestNodeUpDownEpochs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	before := s.Snapshot()
 	e1, err := s.NodeUp(ctx, "n1", "srv-a", base, NodeHello{Capacity: NodeCapacity{CPUs: 16, MemoryMB: 65536}, Runtimes: []string{"gvisor"}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-before.NodesChanged():
+	default:
+		t.Fatal("NodesChanged of a snapshot before NodeUp is still open")
+	}
+	if ch := s.Snapshot().NodesChanged(); func() bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}() {
+		t.Fatal("NodesChanged of a fresh snapshot is closed")
 	}
 	// The node reconnects to another server before the first one notices.
 	e2, err := s.NodeUp(ctx, "n1", "srv-b", base, NodeHello{})
