@@ -193,12 +193,23 @@ func NewCSR(id string) (csrPEM, keyPEM []byte, err error) {
 	return pemBlock("CERTIFICATE REQUEST", der), pemBlock("EC PRIVATE KEY", keyDER), nil
 }
 
-// SignNode signs an agent's request as node id's client certificate. The
-// request's own name is ignored: the server decides who the node is.
-func (ca *CA) SignNode(csrPEM []byte, id string) ([]byte, error) {
-	if err := ValidID(id); err != nil {
-		return nil, err
+// CSRKeyHash is the hex SHA-256 of the public key of a certificate
+// request, after checking the request's signature: a name for the key
+// that only its holder can claim.
+func CSRKeyHash(csrPEM []byte) (string, error) {
+	csr, err := parseCSR(csrPEM)
+	if err != nil {
+		return "", err
 	}
+	der, err := x509.MarshalPKIXPublicKey(csr.PublicKey)
+	if err != nil {
+		return "", errdefs.Wrap(errdefs.InvalidArgument, err, "the certificate request's key")
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+func parseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
 	b, _ := pem.Decode(csrPEM)
 	if b == nil || b.Type != "CERTIFICATE REQUEST" {
 		return nil, errdefs.New(errdefs.InvalidArgument, "the certificate request is not a PEM CERTIFICATE REQUEST")
@@ -209,6 +220,19 @@ func (ca *CA) SignNode(csrPEM []byte, id string) ([]byte, error) {
 	}
 	if err := csr.CheckSignature(); err != nil {
 		return nil, errdefs.Wrap(errdefs.InvalidArgument, err, "the certificate request's signature")
+	}
+	return csr, nil
+}
+
+// SignNode signs an agent's request as node id's client certificate. The
+// request's own name is ignored: the server decides who the node is.
+func (ca *CA) SignNode(csrPEM []byte, id string) ([]byte, error) {
+	if err := ValidID(id); err != nil {
+		return nil, err
+	}
+	csr, err := parseCSR(csrPEM)
+	if err != nil {
+		return nil, err
 	}
 	pub, ok := csr.PublicKey.(*ecdsa.PublicKey)
 	if !ok || pub.Curve != elliptic.P256() {

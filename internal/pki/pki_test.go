@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/denhq/den/internal/errdefs"
 )
 
 func mustCA(t *testing.T) *CA {
@@ -151,5 +153,23 @@ func TestSaveLoadAndBadInput(t *testing.T) {
 	}
 	if !NeedsRenewal(leaf.Cert, time.Now().Add(LeafLifetime*3/4)) {
 		t.Fatal("a certificate with a quarter of its life left does not need renewal")
+	}
+}
+
+func TestCSRKeyHash(t *testing.T) {
+	csr1, _, err := NewCSR("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr2, _, _ := NewCSR("a")
+	h1, err1 := CSRKeyHash(csr1)
+	h1again, _ := CSRKeyHash(csr1)
+	h2, err2 := CSRKeyHash(csr2)
+	if err1 != nil || err2 != nil || len(h1) != 64 || h1 != h1again || h1 == h2 {
+		t.Fatalf("hashes %q %q %q, errors %v %v", h1, h1again, h2, err1, err2)
+	}
+	if _, err := CSRKeyHash([]byte("junk")); errdefs.KindOf(err) != errdefs.InvalidArgument ||
+		err.Error() != "the certificate request is not a PEM CERTIFICATE REQUEST" {
+		t.Fatalf("junk: %v", err)
 	}
 }

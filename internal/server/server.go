@@ -83,7 +83,11 @@ type Config struct {
 	// URLs); more requests wait. 0 means DefaultMaxPortConns.
 	MaxPortConns int
 	Version      string
-	Logger       *slog.Logger
+	// Cluster is the node gateway of den server; nil in den up. With it,
+	// /v1/nodes lists the cluster's node records and /v1/tokens makes
+	// join tokens.
+	Cluster Cluster
+	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -103,6 +107,9 @@ type Server struct {
 	rates  rateLimits
 	// ports bounds each sandbox's port tunnels (port_slots.go).
 	ports portSlots
+	// routes are the patterns of the /v1 API, in registration order
+	// (the OpenAPI spec is checked against them).
+	apiRoutes []string
 }
 
 // New builds a Server. Call Run to start its background loops.
@@ -148,6 +155,11 @@ func (s *Server) routes() {
 	s.handle("GET /v1/info", s.info)
 	s.handle("GET /v1/nodes", s.listNodes)
 	s.handle("GET /v1/nodes/{id}", s.getNode)
+	s.handle("POST /v1/nodes/{id}/drain", s.drainNode)
+	s.handle("POST /v1/nodes/{id}/undrain", s.undrainNode)
+	s.handle("POST /v1/tokens", s.createJoinToken)
+	s.handle("GET /v1/tokens", s.listJoinTokens)
+	s.handle("DELETE /v1/tokens/{id}", s.deleteJoinToken)
 	s.handle("POST /v1/sandboxes", s.createSandbox)
 	s.handle("GET /v1/sandboxes", s.listSandboxes)
 	s.handle("GET /v1/sandboxes/{id}", s.getSandbox)
@@ -202,6 +214,7 @@ func (s *Server) routes() {
 type apiHandler func(w http.ResponseWriter, r *http.Request, p Principal) error
 
 func (s *Server) handle(pattern string, h apiHandler) {
+	s.apiRoutes = append(s.apiRoutes, pattern)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		p, err := s.Authenticate(r)
 		if err == nil {

@@ -28,6 +28,15 @@ const (
 	cmdDeleteTenant   cmdType = 11
 	cmdPutSSHKey      cmdType = 12
 	cmdDeleteSSHKey   cmdType = 13
+	// Cluster membership: join tokens and node records (jointokens.go,
+	// nodes.go).
+	cmdPutJoinToken    cmdType = 14
+	cmdDeleteJoinToken cmdType = 15
+	cmdJoinNode        cmdType = 16
+	cmdNodeUp          cmdType = 17
+	cmdNodeDown        cmdType = 18
+	cmdSetNodeDraining cmdType = 19
+	cmdDeleteNode      cmdType = 20
 )
 
 func (t cmdType) String() string {
@@ -58,6 +67,20 @@ func (t cmdType) String() string {
 		return "put_ssh_key"
 	case cmdDeleteSSHKey:
 		return "delete_ssh_key"
+	case cmdPutJoinToken:
+		return "put_join_token"
+	case cmdDeleteJoinToken:
+		return "delete_join_token"
+	case cmdJoinNode:
+		return "join_node"
+	case cmdNodeUp:
+		return "node_up"
+	case cmdNodeDown:
+		return "node_down"
+	case cmdSetNodeDraining:
+		return "set_node_draining"
+	case cmdDeleteNode:
+		return "delete_node"
 	}
 	return fmt.Sprintf("cmd(%d)", byte(t))
 }

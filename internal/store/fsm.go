@@ -82,6 +82,20 @@ func (f *fsm) applyCmd(index uint64, t cmdType, body []byte) error {
 		err = applyPutSSHKey(txn, index, body)
 	case cmdDeleteSSHKey:
 		err = applyDelete(txn, tableSSHKeys, "ssh key", body)
+	case cmdPutJoinToken:
+		err = applyPutJoinToken(txn, index, body)
+	case cmdDeleteJoinToken:
+		err = applyDelete(txn, tableJoinTokens, "join token", body)
+	case cmdJoinNode:
+		err = applyJoinNode(txn, index, body)
+	case cmdNodeUp:
+		err = applyNodeUp(txn, index, body)
+	case cmdNodeDown:
+		err = applyNodeDown(txn, index, body)
+	case cmdSetNodeDraining:
+		err = applySetNodeDraining(txn, index, body)
+	case cmdDeleteNode:
+		err = applyDelete(txn, tableNodes, "node", body)
 	default:
 		err = fmt.Errorf("apply: unknown command type %d", byte(t))
 	}

@@ -32,10 +32,14 @@ type snapshotRecord struct {
 	Tenant *Tenant `json:"tenant,omitempty"`
 	// SSHKey is a tenant's SSH public key (older binaries skip it).
 	SSHKey *SSHKey `json:"ssh_key,omitempty"`
+	// JoinToken and Node are cluster membership (older binaries skip
+	// them).
+	JoinToken *JoinToken `json:"join_token,omitempty"`
+	Node      *Node      `json:"node,omitempty"`
 }
 
 // tables lists every table a raft snapshot holds, in write order.
-var tables = []string{tableSandboxes, tableAPIKeys, tableSnapshots, tablePools, tableTenants, tableSSHKeys}
+var tables = []string{tableSandboxes, tableAPIKeys, tableSnapshots, tablePools, tableTenants, tableSSHKeys, tableJoinTokens, tableNodes}
 
 // Snapshot implements raft.FSM. It is O(1): Persist writes a frozen copy of
 // the database while Apply goes on.
@@ -83,6 +87,10 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 				rec.Tenant = o
 			case *SSHKey:
 				rec.SSHKey = o
+			case *JoinToken:
+				rec.JoinToken = o
+			case *Node:
+				rec.Node = o
 			}
 			if err := enc.Encode(rec); err != nil {
 				return err
@@ -159,6 +167,10 @@ func insertRecord(txn *memdb.Txn, rec snapshotRecord) error {
 		return txn.Insert(tableTenants, rec.Tenant)
 	case rec.SSHKey != nil:
 		return txn.Insert(tableSSHKeys, rec.SSHKey)
+	case rec.JoinToken != nil:
+		return txn.Insert(tableJoinTokens, rec.JoinToken)
+	case rec.Node != nil:
+		return txn.Insert(tableNodes, rec.Node)
 	}
 	return nil
 }

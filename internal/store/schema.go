@@ -34,6 +34,7 @@ func schema() *memdb.DBSchema {
 				indexName:          {Name: indexName, AllowMissing: true, Indexer: tenantNameIndexer{}},
 				indexCreated:       {Name: indexCreated, Unique: true, Indexer: createdIndexer{}},
 				indexTenantCreated: {Name: indexTenantCreated, Unique: true, Indexer: createdIndexer{tenant: true}},
+				indexNode:          sandboxNodeIndex(),
 			},
 		},
 		tableSnapshots: {
@@ -58,7 +59,9 @@ func schema() *memdb.DBSchema {
 				indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
 			},
 		},
-		tableSSHKeys: sshKeysTable(),
+		tableSSHKeys:    sshKeysTable(),
+		tableJoinTokens: joinTokensTable(),
+		tableNodes:      nodesTable(),
 		tableAPIKeys: {
 			Name: tableAPIKeys,
 			Indexes: map[string]*memdb.IndexSchema{
