@@ -1,12 +1,16 @@
 package daemon
 
 import (
+	"context"
+	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -15,7 +19,9 @@ import (
 	"github.com/denhq/den/internal/agent"
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/hostmem"
+	"github.com/denhq/den/internal/nodelink"
 	"github.com/denhq/den/internal/nodeproto"
+	"github.com/denhq/den/internal/noderpc"
 )
 
 // agentFlags are den agent's flags.
@@ -25,11 +31,13 @@ type agentFlags struct {
 	sim                                          int
 	simCPUs                                      float64
 	simMemoryMB                                  int64
+	// The sandbox node's: as den up's.
+	platform, sandboxCIDR string
+	noNetwork             bool
 }
 
 // AgentCommand is `den agent`: a data-plane node that dials out to the
-// servers. For now it registers and heartbeats; the sandbox node is wired
-// onto its link separately.
+// servers and runs the sandboxes they place on it (agent_node.go).
 func AgentCommand(version string) *cobra.Command {
 	var f agentFlags
 	cmd := &cobra.Command{
@@ -55,8 +63,14 @@ them.`,
 			if f.sim > 0 {
 				cfg.Capacity = nodeproto.Capacity{CPUs: f.simCPUs, MemoryMB: f.simMemoryMB, DiskMB: agent.SimCapacity.DiskMB}
 				cfg.Runtimes = []string{"sim"}
+				cfg.Setup = simSetup(cfg.Logger)
 				return agent.RunSim(ctx, f.sim, cfg)
 			}
+			nodeCfg, err := f.nodeConfig(cfg.DataDir, version)
+			if err != nil {
+				return err
+			}
+			cfg.Setup = nodeSetup(nodeCfg, cmd.ErrOrStderr(), cfg.Logger)
 			return agent.Run(ctx, cfg)
 		},
 	}
@@ -71,7 +85,70 @@ them.`,
 	fl.Float64Var(&f.simCPUs, "sim-cpus", agent.SimCapacity.CPUs, "CPUs of each simulated node")
 	fl.Int64Var(&f.simMemoryMB, "sim-memory-mb", agent.SimCapacity.MemoryMB, "memory of each simulated node, in MB")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringVar(&f.platform, "platform", "", "gVisor platform: systrap or ptrace (default: auto)")
+	fl.BoolVar(&f.noNetwork, "no-network", false, "give sandboxes no network (loopback only)")
+	fl.StringVar(&f.sandboxCIDR, "sandbox-cidr", "", "IPv4 /16 of sandbox addresses (default: a free one of 10.88.0.0/16 ... 10.127.0.0/16)")
 	return cmd
+}
+
+// nodeConfig is the configuration of the agent's sandbox node, in den
+// up's terms: its state lives beside the agent's identity.
+func (f *agentFlags) nodeConfig(agentDir, version string) (Config, error) {
+	c := Config{DataDir: filepath.Join(filepath.Dir(agentDir), "node"), Runtimes: f.runtimes, Platform: f.platform,
+		NoNetwork: f.noNetwork, SandboxCIDR: f.sandboxCIDR, Version: version}
+	if os.Geteuid() != 0 {
+		return c, errdefs.New(errdefs.FailedPrecondition, "den agent must run as root (gVisor sandboxes need mounts and cgroups), or use --sim N")
+	}
+	switch c.Platform {
+	case "", "systrap", "ptrace":
+	default:
+		return c, errdefs.New(errdefs.InvalidArgument, "--platform %q is unknown: use systrap or ptrace", c.Platform)
+	}
+	if c.SandboxCIDR != "" {
+		if p, err := netip.ParsePrefix(c.SandboxCIDR); err != nil || !p.Addr().Is4() || p.Bits() != 16 {
+			return c, errdefs.New(errdefs.InvalidArgument, "--sandbox-cidr %q is not an IPv4 /16 (e.g. 10.88.0.0/16)", c.SandboxCIDR)
+		}
+	}
+	return c, c.validateRuntimes()
+}
+
+// nodeSetup builds the agent's sandbox node once it knows its ID; the
+// node reattaches its sandboxes once the first session is up (their
+// records are on the servers).
+func nodeSetup(nodeCfg Config, errOut io.Writer, log *slog.Logger) func(context.Context, string, *nodelink.Mux) (agent.Hooks, error) {
+	return func(ctx context.Context, nodeID string, mux *nodelink.Mux) (agent.Hooks, error) {
+		link := &noderpc.Link{}
+		n, err := openAgentNode(ctx, nodeCfg, nodeID, link, mux, errOut, log)
+		if err != nil {
+			return agent.Hooks{}, err
+		}
+		var recovered sync.Once
+		return agent.Hooks{
+			OnSession: func(s *nodelink.Session) {
+				link.Set(s)
+				recovered.Do(func() {
+					go func() {
+						if err := n.recover(ctx); err != nil {
+							log.Error("reattach sandboxes", "error", err)
+						}
+					}()
+				})
+			},
+			Close: n.close,
+		}, nil
+	}
+}
+
+// simSetup builds a simulated node for each agent of --sim.
+func simSetup(log *slog.Logger) func(context.Context, string, *nodelink.Mux) (agent.Hooks, error) {
+	return func(_ context.Context, nodeID string, mux *nodelink.Mux) (agent.Hooks, error) {
+		link := &noderpc.Link{}
+		n, err := openSimNode(nodeID, link, mux, log)
+		if err != nil {
+			return agent.Hooks{}, err
+		}
+		return agent.Hooks{OnSession: link.Set, Close: n.close}, nil
+	}
 }
 
 // config turns the flags into the agent's configuration.
