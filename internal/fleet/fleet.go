@@ -165,8 +165,10 @@ func (f *Fleet) SyncPools() {
 	f.sched.Commit()
 }
 
-// Run keeps the node pools in step with the tenants until ctx ends.
+// Run keeps the node pools in step with the tenants, and the nodes'
+// states with their records, until ctx ends.
 func (f *Fleet) Run(ctx context.Context) {
+	go f.watchNodes(ctx)
 	for {
 		snap := f.cfg.Store.Snapshot()
 		changed := snap.TenantsChanged()
