@@ -53,7 +53,7 @@ func newCluster(cfg Config, f *fsm, log *slog.Logger) *cluster {
 	}
 	c.mux = clustermux.New(cc.Listener, cc.ServerTLS, log)
 	stream := &streamLayer{
-		Listener: c.mux.Listener(clustermux.ProtoRaft),
+		Listener:  c.mux.Listener(clustermux.ProtoRaft),
 		advertise: advertiseAddr(cc.Advertise), tls: cc.ClientTLS, contacts: c.contacts,
 	}
 	c.client = newRPCClient(cc.ClientTLS, peer{ID: cfg.NodeID, Addr: cc.Advertise})
