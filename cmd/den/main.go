@@ -13,6 +13,6 @@ var version = "dev"
 
 func main() {
 	cli.Version = version
-	root := cli.NewRoot(daemon.Command(version))
+	root := cli.NewRoot(daemon.Command(version), daemon.ServerCommand(version))
 	os.Exit(cli.Execute(root))
 }

@@ -141,6 +141,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/info", s.info)
 	s.handle("GET /v1/nodes", s.listNodes)
 	s.handle("GET /v1/nodes/{id}", s.getNode)
+	s.handle("GET /v1/cluster/members", s.listClusterMembers)
 	s.handle("POST /v1/sandboxes", s.createSandbox)
 	s.handle("GET /v1/sandboxes", s.listSandboxes)
 	s.handle("GET /v1/sandboxes/{id}", s.getSandbox)

@@ -23,6 +23,9 @@ type Member struct {
 	LastContact time.Time
 }
 
+// ID is this server's raft ID (Config.NodeID).
+func (s *Store) ID() string { return s.id }
+
 // Members lists the servers of the current raft configuration, sorted as
 // raft keeps them. It reads local state only: a follower cut off from the
 // leader still answers, with old contact times.
