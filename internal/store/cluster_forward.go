@@ -132,3 +132,26 @@ func (c *cluster) syncOnce(ctx context.Context) (err error, retry bool) {
 	}
 	return c.fsm.waitApplied(ctx, resp.Index), false
 }
+
+// catchUp is syncWithLeader bounded by the leader wait of writes.
+func (c *cluster) catchUp(ctx context.Context) error {
+	wait := c.cfg.leaderWait()
+	deadline := time.Now().Add(wait)
+	for {
+		err, retry := c.syncOnce(ctx)
+		if !retry {
+			return err
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return errdefs.Wrap(errdefs.Unavailable, err, "%s", errNoLeader(wait))
+			}
+			return errNoLeader(wait)
+		}
+		select {
+		case <-time.After(leaderPoll):
+		case <-ctx.Done():
+			return errdefs.Wrap(errdefs.Unavailable, ctx.Err(), "wait for a raft leader")
+		}
+	}
+}

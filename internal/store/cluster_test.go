@@ -202,6 +202,24 @@ func TestClusterFormsForwardsAndFailsOver(t *testing.T) {
 		}
 	})
 
+	t.Run("another follower sees the write after CatchUp", func(t *testing.T) {
+		other := followers[1]
+		if err := f.store.PutTenant(ctx, &Tenant{ID: "beta", CreatedAt: base}); err != nil {
+			t.Fatal(err)
+		}
+		caught, err := other.store.CatchUp(ctx)
+		if err != nil || !caught {
+			t.Fatalf("CatchUp on follower %s = %v, %v; want true, nil", other.id, caught, err)
+		}
+		if _, err := other.store.Snapshot().Tenant("beta"); err != nil {
+			t.Fatalf("follower %s after CatchUp: %v", other.id, err)
+		}
+		leader, _ := leaderOf(t, servers)
+		if caught, err := leader.store.CatchUp(ctx); caught || err != nil {
+			t.Fatalf("CatchUp on the leader = %v, %v; want false, nil", caught, err)
+		}
+	})
+
 	t.Run("AlreadyExists crosses the forward", func(t *testing.T) {
 		if err := f.store.CreateSandbox(ctx, newSandbox("sb-1", "acme", "", base)); err != nil {
 			t.Fatal(err)
