@@ -264,6 +264,24 @@ func TestClusterFormsForwardsAndFailsOver(t *testing.T) {
 		for _, ts := range rest {
 			waitTenant(t, ts.store, "after-failover")
 		}
+
+		t.Run("the old leader restarts on its state and rejoins", func(t *testing.T) {
+			ln, err := net.Listen("tcp", leader.addr)
+			if err != nil {
+				t.Fatalf("rebind %s: %v", leader.addr, err)
+			}
+			leader.cfg.Cluster.Listener = ln
+			leader.cfg.Cluster.Join = nil // raft knows its peers
+			if err := leader.open(ctx); err != nil {
+				t.Fatalf("reopen %s: %v", leader.id, err)
+			}
+			if _, err := leader.store.Snapshot().Tenant("after-failover"); err != nil {
+				t.Fatalf("%s has not caught up when Open returns: %v", leader.id, err)
+			}
+			if err := leader.store.PutTenant(ctx, &Tenant{ID: "after-restart", CreatedAt: base}); err != nil {
+				t.Fatalf("write on the restarted %s: %v", leader.id, err)
+			}
+		})
 	})
 }
 
