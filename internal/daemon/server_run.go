@@ -144,7 +144,7 @@ func (r *serverRun) issueCert(context.Context) error {
 }
 
 func (r *serverRun) openStore(ctx context.Context) error {
-	r.log.Info("den server: joining the cluster", "server_id", r.cfg.ID, "advertise", r.adv,
+	r.log.Info("den server: opening the clustered state (waits for the cluster to form or a leader)", "server_id", r.cfg.ID, "advertise", r.adv,
 		"bootstrap_expect", r.cfg.BootstrapExpect, "join", r.cfg.Join)
 	ln := r.cluster
 	r.cluster = nil // the store owns it now, open or not
