@@ -53,6 +53,9 @@ type failoverReport struct {
 	// writes, over all servers and the whole run.
 	WriteP50Ms float64 `json:"write_p50_ms"`
 	WriteP99Ms float64 `json:"write_p99_ms"`
+	// Flaps counts trials whose new leader lost leadership while the
+	// killed server restarted and rejoined (no kill in that window).
+	Flaps int `json:"flaps"`
 }
 
 func (a *app) benchFailoverCmd() *cobra.Command {
@@ -184,13 +187,16 @@ func benchFailover(cmd *cobra.Command, cfg failoverConfig) error {
 		go func() { defer wg.Done(); load.run(lctx, w) }()
 	}
 	for trial := 1; trial <= cfg.trials; trial++ {
-		d, err := failoverTrial(ctx, c, load)
+		d, flapped, err := failoverTrial(ctx, c, load)
 		if err != nil {
 			stopLoad()
 			wg.Wait()
 			return fmt.Errorf("trial %d: %w (logs in %s; --keep keeps them)", trial, err, cfg.dir)
 		}
 		rep.TrialsMs = append(rep.TrialsMs, float64(d.Microseconds())/1000)
+		if flapped {
+			rep.Flaps++
+		}
 		fmt.Fprintf(errOut, "trial %d: first write on the new leader %.0f ms after kill -9\n", trial, rep.TrialsMs[len(rep.TrialsMs)-1])
 	}
 	stopLoad()
@@ -216,26 +222,35 @@ func benchFailover(cmd *cobra.Command, cfg failoverConfig) error {
 }
 
 // failoverTrial waits for writes to flow, kills the leader, times the
-// first write a new leader commits, and restarts the killed server.
-func failoverTrial(ctx context.Context, c *localcluster.Cluster, load *failoverLoad) (time.Duration, error) {
+// first write a new leader commits, and restarts the killed server. It
+// reports whether the new leader changed while the killed one rejoined.
+func failoverTrial(ctx context.Context, c *localcluster.Cluster, load *failoverLoad) (time.Duration, bool, error) {
 	leader, err := waitLeader(ctx, c)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if _, ok := waitFor(ctx, 30*time.Second, func() (time.Time, bool) { return load.firstAckAfter(time.Now().Add(-time.Second)) }); !ok {
-		return 0, fmt.Errorf("no write succeeded before the kill")
+		return 0, false, fmt.Errorf("no write succeeded before the kill")
 	}
 	killed := time.Now()
 	c.Kill(leader) // SIGKILL, then waits until it has exited
 	exited := time.Now()
 	first, ok := waitFor(ctx, 60*time.Second, func() (time.Time, bool) { return load.firstAckAfter(exited) })
 	if !ok {
-		return 0, fmt.Errorf("no write succeeded within 60 s of kill -9 of leader %s", leader.ID)
+		return 0, false, fmt.Errorf("no write succeeded within 60 s of kill -9 of leader %s", leader.ID)
+	}
+	newLeader, err := waitLeader(ctx, c)
+	if err != nil {
+		return 0, false, err
 	}
 	if err := c.Restart(ctx, leader); err != nil {
-		return 0, fmt.Errorf("restart %s: %w", leader.ID, err)
+		return 0, false, fmt.Errorf("restart %s: %w", leader.ID, err)
 	}
-	return first.Sub(killed), nil
+	after, err := waitLeader(ctx, c)
+	if err != nil {
+		return 0, false, err
+	}
+	return first.Sub(killed), after != newLeader, nil
 }
 
 func waitLeader(ctx context.Context, c *localcluster.Cluster) (*localcluster.Server, error) {
@@ -322,5 +337,6 @@ func printFailoverReport(w io.Writer, rep failoverReport) {
 	fmt.Fprintf(w, "  p50 %.0f ms, max %.0f ms\n", rep.P50Ms, rep.MaxMs)
 	fmt.Fprintf(w, "writes: %d acknowledged, %d failed (%d of them applied all the same)\n", rep.Acked, rep.Failed, rep.FailedPresent)
 	fmt.Fprintf(w, "write latency: p50 %.1f ms, p99 %.1f ms\n", rep.WriteP50Ms, rep.WriteP99Ms)
+	fmt.Fprintf(w, "leader changes while the killed server rejoined (flaps): %d\n", rep.Flaps)
 	fmt.Fprintf(w, "check: %d acknowledged writes missing, %d duplicated\n", rep.Missing, rep.Duplicated)
 }

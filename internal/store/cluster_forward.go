@@ -41,7 +41,7 @@ func (c *cluster) apply(ctx context.Context, data []byte) (uint64, error) {
 	wait := c.cfg.leaderWait()
 	deadline := time.Now().Add(wait)
 	for {
-		idx, err, retry := c.applyOnce(ctx, data)
+		idx, retry, err := c.applyOnce(ctx, data)
 		if !retry {
 			return idx, err
 		}
@@ -61,37 +61,37 @@ func (c *cluster) apply(ctx context.Context, data []byte) (uint64, error) {
 
 // applyOnce tries once; retry means nothing was applied and a later try
 // may succeed (no leader yet, or the leader changed).
-func (c *cluster) applyOnce(ctx context.Context, data []byte) (idx uint64, err error, retry bool) {
+func (c *cluster) applyOnce(ctx context.Context, data []byte) (idx uint64, retry bool, err error) {
 	if c.raft.State() == raft.Leader {
 		idx, err := applyRaft(c.raft, data, timeoutOf(ctx))
 		if errors.Is(err, raft.ErrNotLeader) {
-			return 0, nil, true
+			return 0, true, nil
 		}
-		return idx, err, false
+		return idx, false, err
 	}
 	l, ok := c.leader()
 	if !ok || l.ID == c.id {
-		return 0, nil, true
+		return 0, true, nil
 	}
 	resp, err := c.client.call(ctx, l.Addr, rpcRequest{Op: opApply, Cmd: data})
 	if errors.Is(err, errNotSent) {
-		return 0, err, true
+		return 0, true, err
 	}
 	if err != nil {
 		c.client.forget(l.Addr)
-		return 0, errdefs.Wrap(errdefs.Unavailable, err,
-			"forward write to leader %s: the write may or may not have been applied", l.ID), false
+		return 0, false, errdefs.Wrap(errdefs.Unavailable, err,
+			"forward write to leader %s: the write may or may not have been applied", l.ID)
 	}
 	if resp.NotLeader {
-		return 0, nil, true
+		return 0, true, nil
 	}
 	if resp.Index == 0 {
-		return 0, resp.err(), false
+		return 0, false, resp.err()
 	}
 	if err := c.fsm.waitApplied(ctx, resp.Index); err != nil {
-		return 0, err, false
+		return 0, false, err
 	}
-	return resp.Index, resp.err(), false
+	return resp.Index, false, resp.err()
 }
 
 // syncWithLeader waits until a leader is known and this server has applied
@@ -99,7 +99,7 @@ func (c *cluster) applyOnce(ctx context.Context, data []byte) (idx uint64, err e
 // write acknowledged before Open returned.
 func (c *cluster) syncWithLeader(ctx context.Context) error {
 	for {
-		err, retry := c.syncOnce(ctx)
+		retry, err := c.syncOnce(ctx)
 		if !retry {
 			return err
 		}
@@ -114,23 +114,25 @@ func (c *cluster) syncWithLeader(ctx context.Context) error {
 	}
 }
 
-func (c *cluster) syncOnce(ctx context.Context) (err error, retry bool) {
+// syncOnce tries once; retry means it did not get there and a later try
+// may (no leader yet, or the leader changed).
+func (c *cluster) syncOnce(ctx context.Context) (retry bool, err error) {
 	if c.raft.State() == raft.Leader {
 		err := mapRaftErr(c.raft.Barrier(timeoutOf(ctx)).Error())
-		return err, errors.Is(err, raft.ErrNotLeader)
+		return errors.Is(err, raft.ErrNotLeader), err
 	}
 	l, ok := c.leader()
 	if !ok || l.ID == c.id {
-		return nil, true
+		return true, nil
 	}
 	resp, err := c.client.call(ctx, l.Addr, rpcRequest{Op: opBarrier})
 	if err != nil {
-		return err, true
+		return true, err
 	}
 	if resp.NotLeader || resp.err() != nil {
-		return resp.err(), true
+		return true, resp.err()
 	}
-	return c.fsm.waitApplied(ctx, resp.Index), false
+	return false, c.fsm.waitApplied(ctx, resp.Index)
 }
 
 // catchUp is syncWithLeader bounded by the leader wait of writes.
@@ -138,7 +140,7 @@ func (c *cluster) catchUp(ctx context.Context) error {
 	wait := c.cfg.leaderWait()
 	deadline := time.Now().Add(wait)
 	for {
-		err, retry := c.syncOnce(ctx)
+		retry, err := c.syncOnce(ctx)
 		if !retry {
 			return err
 		}

@@ -27,7 +27,7 @@ type testServer struct {
 
 // clusterTLS returns the server and client TLS configurations of server
 // id, certified by ca.
-func clusterTLS(t *testing.T, ca *pki.CA, id string) (server, client *tls.Config) {
+func clusterTLS(t testing.TB, ca *pki.CA, id string) (server, client *tls.Config) {
 	t.Helper()
 	leaf, err := ca.IssueServer(id, []string{"127.0.0.1"})
 	if err != nil {
@@ -42,7 +42,7 @@ func clusterTLS(t *testing.T, ca *pki.CA, id string) (server, client *tls.Config
 
 // newTestServer binds a loopback cluster port and returns the Config of a
 // server id on it (not yet opened).
-func newTestServer(t *testing.T, ca *pki.CA, id string, expect int, join []string) *testServer {
+func newTestServer(t testing.TB, ca *pki.CA, id string, expect int, join []string) *testServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,7 +63,7 @@ func (ts *testServer) open(ctx context.Context) error {
 	return err
 }
 
-func (ts *testServer) close(t *testing.T) {
+func (ts *testServer) close(t testing.TB) {
 	if ts.store == nil {
 		return
 	}
@@ -73,7 +73,7 @@ func (ts *testServer) close(t *testing.T) {
 	ts.store = nil
 }
 
-func clusterCtx(t *testing.T) context.Context {
+func clusterCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -81,7 +81,7 @@ func clusterCtx(t *testing.T) context.Context {
 
 // startCluster opens n servers with BootstrapExpect n, each joining the
 // others, concurrently (each waits for the others to bootstrap).
-func startCluster(t *testing.T, ca *pki.CA, n int, all *[]*testServer) []*testServer {
+func startCluster(t testing.TB, ca *pki.CA, n int, all *[]*testServer) []*testServer {
 	t.Helper()
 	var servers []*testServer
 	if all == nil {
@@ -117,7 +117,7 @@ func startCluster(t *testing.T, ca *pki.CA, n int, all *[]*testServer) []*testSe
 }
 
 // leaderOf returns the server that leads, as server 0 sees it.
-func leaderOf(t *testing.T, servers []*testServer) (leader *testServer, followers []*testServer) {
+func leaderOf(t testing.TB, servers []*testServer) (leader *testServer, followers []*testServer) {
 	t.Helper()
 	for _, ts := range servers {
 		if ts.store == nil {
@@ -146,7 +146,7 @@ func leaderOf(t *testing.T, servers []*testServer) (leader *testServer, follower
 
 // waitTenant polls s until it has tenant id (replication is asynchronous
 // to followers that did not take the write).
-func waitTenant(t *testing.T, s *Store, id string) {
+func waitTenant(t testing.TB, s *Store, id string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -348,7 +348,7 @@ func TestClusterRejectsForeignCertificates(t *testing.T) {
 
 // nodeClientTLS is a client configuration presenting a node certificate
 // of ca (an agent's), as if a node tried the servers' cluster port.
-func nodeClientTLS(t *testing.T, ca *pki.CA, id string) *tls.Config {
+func nodeClientTLS(t testing.TB, ca *pki.CA, id string) *tls.Config {
 	t.Helper()
 	csr, key, err := pki.NewCSR(id)
 	if err != nil {
@@ -401,7 +401,7 @@ func TestClusterConfigValidate(t *testing.T) {
 }
 
 // testLogger logs to the test's log when DEN_TEST_LOG is set.
-func testLogger(t *testing.T, id string) *slog.Logger {
+func testLogger(t testing.TB, id string) *slog.Logger {
 	if os.Getenv("DEN_TEST_LOG") == "" {
 		return nil
 	}
