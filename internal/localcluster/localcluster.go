@@ -87,6 +87,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		cfg.StartTimeout = time.Minute
 	}
 	c := &Cluster{cfg: cfg}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
 	ports, err := freePorts(cfg.Servers)
 	if err != nil {
 		return nil, err

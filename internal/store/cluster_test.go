@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -406,4 +407,28 @@ func testLogger(t testing.TB, id string) *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("server", id)
+}
+
+// TestClusterWriteWithoutQuorum: with two of three servers gone a write
+// waits LeaderWait, then fails Unavailable saying why.
+func TestClusterWriteWithoutQuorum(t *testing.T) {
+	ca, err := pki.NewCA("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := startCluster(t, ca, 3, nil)
+	leader, followers := leaderOf(t, servers)
+	survivor := followers[0]
+	survivor.cfg.Cluster.LeaderWait = 2 * time.Second // the store reads it per write
+	leader.close(t)
+	followers[1].close(t)
+
+	err = survivor.store.PutTenant(clusterCtx(t), &Tenant{ID: "lost", CreatedAt: base})
+	want := "put_tenant: no raft leader was elected within 2s: are a majority of the servers up and reachable on their cluster ports? (den server members)"
+	if !errdefs.Is(err, errdefs.Unavailable) || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("write without quorum = %v (kind %v), want unavailable starting %q", err, errdefs.KindOf(err), want)
+	}
+	if _, err := survivor.store.Snapshot().Tenant("lost"); err == nil {
+		t.Fatal("the write without quorum was applied")
+	}
 }
