@@ -140,9 +140,10 @@ const (
 // dead leader is replaced in ~0.5-1 s plus one election round. A leader
 // steps down when it has not heard from a quorum within LeaderLeaseTimeout;
 // that does not speed up failover (followers detect a dead leader), so it
-// is as long as raft allows (HeartbeatTimeout): with 250 ms, a leader whose
-// only live follower stalled under load (a 2-vCPU VM at load 8 while the
-// third server restarted) stepped down twice in 20 trials.
+// is as long as raft allows (HeartbeatTimeout). With 250 ms, den bench
+// failover on a 2-vCPU VM at load 8 saw the new leader change twice in 20
+// trials while the killed server restarted (its one live follower
+// stalling past the lease is the likely cause); with 500 ms, none in 40.
 // The values leave a loaded machine (GC pauses, a busy 2-core VM) ten times
 // the heartbeat interval (HeartbeatTimeout/10) before anyone suspects a
 // leader, which keeps elections from flapping; see docs/benchmarks.md
