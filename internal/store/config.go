@@ -153,9 +153,9 @@ const (
 // followers the commit index. A write forwarded by a follower returns only
 // once that follower has applied it, so it waits for that message. On the
 // 2-vCPU VM (docs/benchmarks.md), one write at a time on a follower
-// (BenchmarkClusterWrite) took 83 / 21 / 11 ms with 50 (raft's default) /
-// 10 / 5 ms, and an idle 3-server cluster's leader used 3 / 6 / 11% of a
-// core. 10 ms is the middle.
+// (BenchmarkClusterWrite) took 83 / 18-21 / 11 ms with 50 (raft's
+// default) / 10 / 5 ms, and the busiest server of an idle 3-server cluster
+// used about 3 / 6 / 11% of a core. 10 ms is the middle.
 const (
 	clusterHeartbeatTimeout = 500 * time.Millisecond
 	clusterElectionTimeout  = 500 * time.Millisecond
