@@ -13,6 +13,6 @@ var version = "dev"
 
 func main() {
 	cli.Version = version
-	root := cli.NewRoot(daemon.Command(version), daemon.AgentCommand(version))
+	root := cli.NewRoot(daemon.Command(version), daemon.ServerCommand(version), daemon.AgentCommand(version))
 	os.Exit(cli.Execute(root))
 }

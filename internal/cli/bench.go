@@ -24,7 +24,7 @@ func (a *app) benchCmd() *cobra.Command {
 	}
 	cmd.AddCommand(a.benchTTICmd(), a.benchResumeCmd())
 	cmd.AddCommand(a.benchForkCmd(), a.benchPortsCmd())
-	cmd.AddCommand(a.benchSchedulerCmd(), a.benchClusterCmd())
+	cmd.AddCommand(a.benchSchedulerCmd(), a.benchClusterCmd(), a.benchFailoverCmd())
 	return cmd
 }
 

@@ -88,9 +88,13 @@ func newRoot(a *app, procs ...*cobra.Command) *cobra.Command {
 	root.AddCommand(a.tenantCmd(), a.keyCmd(), a.tokenCmd())
 	root.AddCommand(a.sshKeyCmd(), a.sshCmd(), a.sshConfigCmd())
 	for _, c := range procs {
-		if c != nil {
-			root.AddCommand(c)
+		if c == nil {
+			continue
 		}
+		if c.Name() == "server" {
+			c.AddCommand(a.serverMembersCmd()) // an API client, which only cli has
+		}
+		root.AddCommand(c)
 	}
 	return root
 }

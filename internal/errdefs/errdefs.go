@@ -55,6 +55,17 @@ var kindInfo = map[Kind]struct {
 // Code is the stable wire name of the kind, used as the "code" field of API errors.
 func (k Kind) Code() string { return kindInfo[k].code }
 
+// KindOfCode is the kind whose Code is code, and false for an unknown code:
+// how a kind crosses a wire between den processes.
+func KindOfCode(code string) (Kind, bool) {
+	for k, info := range kindInfo {
+		if info.code == code {
+			return k, true
+		}
+	}
+	return Internal, false
+}
+
 // HTTPStatus is the HTTP status the kind maps to at the API edge.
 func (k Kind) HTTPStatus() int { return kindInfo[k].status }
 

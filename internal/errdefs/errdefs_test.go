@@ -51,3 +51,15 @@ func TestWrapKeepsCauseAndMessage(t *testing.T) {
 		t.Fatal("IsNotFound misclassifies")
 	}
 }
+
+func TestKindOfCodeInvertsCode(t *testing.T) {
+	for k := range kindInfo {
+		got, ok := KindOfCode(k.Code())
+		if !ok || got != k {
+			t.Errorf("KindOfCode(%q) = %v, %v; want %v, true", k.Code(), got, ok, k)
+		}
+	}
+	if k, ok := KindOfCode("no_such_code"); ok || k != Internal {
+		t.Errorf("KindOfCode(unknown) = %v, %v; want internal, false", k, ok)
+	}
+}

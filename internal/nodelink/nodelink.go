@@ -201,7 +201,8 @@ func wireErr(err error) *wireError {
 }
 
 func (e *wireError) err() error {
-	return errdefs.New(errdefs.KindOfCode(e.Code), "%s", e.Message)
+	k, _ := errdefs.KindOfCode(e.Code) // an unknown code is Internal
+	return errdefs.New(k, "%s", e.Message)
 }
 
 // Call sends req to method and decodes the answer into resp (nil: drop

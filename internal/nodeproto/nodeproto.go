@@ -76,7 +76,10 @@ func WireError(err error) *Error {
 }
 
 // Err turns e back into an error of its kind.
-func (e *Error) Err() error { return errdefs.New(errdefs.KindOfCode(e.Code), "%s", e.Message) }
+func (e *Error) Err() error {
+	k, _ := errdefs.KindOfCode(e.Code) // an unknown code is Internal
+	return errdefs.New(k, "%s", e.Message)
+}
 
 // Hello is an agent's first call on a session.
 type Hello struct {

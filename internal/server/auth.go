@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -68,6 +69,11 @@ func (s *Server) Authenticate(r *http.Request) (Principal, error) {
 		return Principal{}, errdefs.New(errdefs.Unauthenticated, "missing API key: send it in the X-API-Key header (see DEN_API_KEY in <data-dir>/env)")
 	}
 	k, err := s.cfg.Store.Snapshot().APIKeyByHash(HashAPIKey(key))
+	if err != nil && s.caughtUp(r.Context()) {
+		// A key made through another server of the cluster may not
+		// have reached this one yet.
+		k, err = s.cfg.Store.Snapshot().APIKeyByHash(HashAPIKey(key))
+	}
 	if err != nil {
 		return Principal{}, errdefs.New(errdefs.Unauthenticated, "invalid API key")
 	}
@@ -75,4 +81,15 @@ func (s *Server) Authenticate(r *http.Request) (Principal, error) {
 		return Principal{}, err
 	}
 	return Principal{KeyID: k.ID, Tenant: k.Tenant, Admin: k.Admin}, nil
+}
+
+// caughtUp reports whether this server was a cluster follower that has now
+// applied every write acknowledged before (see store.Store.CatchUp): a
+// lookup that missed is worth repeating. den up and the leader answer false.
+func (s *Server) caughtUp(ctx context.Context) bool {
+	ok, err := s.cfg.Store.CatchUp(ctx)
+	if err != nil {
+		s.log.Warn("catch up with the cluster's leader", "err", err)
+	}
+	return ok && err == nil
 }

@@ -160,6 +160,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/tokens", s.createJoinToken)
 	s.handle("GET /v1/tokens", s.listJoinTokens)
 	s.handle("DELETE /v1/tokens/{id}", s.deleteJoinToken)
+	s.handle("GET /v1/cluster/members", s.listClusterMembers)
 	s.handle("POST /v1/sandboxes", s.createSandbox)
 	s.handle("GET /v1/sandboxes", s.listSandboxes)
 	s.handle("GET /v1/sandboxes/{id}", s.getSandbox)
@@ -218,6 +219,16 @@ func (s *Server) handle(pattern string, h apiHandler) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		p, err := s.Authenticate(r)
 		if err == nil {
+			err = s.catchUpBeforeWrite(r)
+		}
+		if err == nil {
+			err = h(w, r, p)
+		}
+		if readOnly(r) && errdefs.IsNotFound(err) && s.caughtUp(r.Context()) {
+			// On a cluster follower the object may have been made
+			// through another server a moment ago: read again once
+			// this server has caught up. den up and the leader are
+			// never behind and never read twice.
 			err = h(w, r, p)
 		}
 		if err != nil {
@@ -225,6 +236,22 @@ func (s *Server) handle(pattern string, h apiHandler) {
 			writeError(w, err)
 		}
 	})
+}
+
+// readOnly reports whether r only reads (it may run twice).
+func readOnly(r *http.Request) bool { return r.Method == http.MethodGet || r.Method == http.MethodHead }
+
+// catchUpBeforeWrite makes a request that changes state, on a cluster
+// follower, see every write acknowledged anywhere before it (a key made
+// for a tenant made through another server a moment ago). Its own writes
+// go to the leader anyway; this adds a round trip there. den up and the
+// leader do nothing.
+func (s *Server) catchUpBeforeWrite(r *http.Request) error {
+	if readOnly(r) {
+		return nil
+	}
+	_, err := s.cfg.Store.CatchUp(r.Context())
+	return err
 }
 
 func (s *Server) logError(r *http.Request, err error) {

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
@@ -21,6 +23,13 @@ import (
 type fsm struct {
 	db  *memdb.MemDB
 	log *slog.Logger
+
+	// applied is the index of the last command applied (or restored from
+	// a snapshot); changed is closed and replaced whenever it grows. A
+	// server that forwarded a write waits on them to read its own write.
+	mu      sync.Mutex
+	applied uint64
+	changed chan struct{}
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -30,7 +39,7 @@ func newFSM(log *slog.Logger) (*fsm, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new fsm: %w", err)
 	}
-	return &fsm{db: db, log: log}, nil
+	return &fsm{db: db, log: log, changed: make(chan struct{})}, nil
 }
 
 // applyResult is what Apply returns to the writer through the ApplyFuture.
@@ -48,7 +57,44 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if err != nil && errdefs.KindOf(err) == errdefs.Internal {
 		f.log.Warn("raft entry not applied", "index", l.Index, "error", err)
 	}
+	f.setApplied(l.Index)
 	return &applyResult{Index: l.Index, Err: err}
+}
+
+// setApplied records that the state includes index and wakes waiters.
+func (f *fsm) setApplied(index uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if index <= f.applied {
+		return
+	}
+	f.applied = index
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// appliedIndex returns the last applied index and a channel closed when it
+// next grows.
+func (f *fsm) appliedIndex() (uint64, <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applied, f.changed
+}
+
+// waitApplied returns once the state includes index, or ctx's error.
+func (f *fsm) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		cur, changed := f.appliedIndex()
+		if cur >= index {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return errdefs.Wrap(errdefs.Unavailable, ctx.Err(),
+				"wait for this server to apply index %d (at %d)", index, cur)
+		}
+	}
 }
 
 func (f *fsm) applyCmd(index uint64, t cmdType, body []byte) error {

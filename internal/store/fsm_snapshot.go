@@ -18,6 +18,9 @@ const snapshotVersion = 1
 
 type snapshotHeader struct {
 	Version int `json:"version"`
+	// Applied is the index of the last command the snapshot includes
+	// (older binaries leave it 0 and skip it).
+	Applied uint64 `json:"applied,omitempty"`
 }
 
 // snapshotRecord holds exactly one object.
@@ -44,10 +47,14 @@ var tables = []string{tableSandboxes, tableAPIKeys, tableSnapshots, tablePools, 
 // Snapshot implements raft.FSM. It is O(1): Persist writes a frozen copy of
 // the database while Apply goes on.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{db: f.db.Snapshot()}, nil
+	applied, _ := f.appliedIndex()
+	return &fsmSnapshot{db: f.db.Snapshot(), applied: applied}, nil
 }
 
-type fsmSnapshot struct{ db *memdb.MemDB }
+type fsmSnapshot struct {
+	db      *memdb.MemDB
+	applied uint64
+}
 
 // Persist implements raft.FSMSnapshot.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
@@ -63,7 +70,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 func (s *fsmSnapshot) write(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
-	if err := enc.Encode(snapshotHeader{Version: snapshotVersion}); err != nil {
+	if err := enc.Encode(snapshotHeader{Version: snapshotVersion, Applied: s.applied}); err != nil {
 		return err
 	}
 	txn := s.db.Txn(false)
@@ -113,10 +120,12 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := clearTables(txn); err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
-	if err := readSnapshot(txn, bufio.NewReader(rc)); err != nil {
+	applied, err := readSnapshot(txn, bufio.NewReader(rc))
+	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	txn.Commit()
+	f.setApplied(applied)
 	return nil
 }
 
@@ -129,26 +138,27 @@ func clearTables(txn *memdb.Txn) error {
 	return nil
 }
 
-func readSnapshot(txn *memdb.Txn, r io.Reader) error {
+// readSnapshot inserts a snapshot's records and returns its applied index.
+func readSnapshot(txn *memdb.Txn, r io.Reader) (uint64, error) {
 	dec := json.NewDecoder(r)
 	var h snapshotHeader
 	if err := dec.Decode(&h); err != nil {
-		return fmt.Errorf("read header: %w", err)
+		return 0, fmt.Errorf("read header: %w", err)
 	}
 	if h.Version != snapshotVersion {
-		return fmt.Errorf("unknown snapshot version %d", h.Version)
+		return 0, fmt.Errorf("unknown snapshot version %d", h.Version)
 	}
 	for {
 		var rec snapshotRecord
 		err := dec.Decode(&rec)
 		if errors.Is(err, io.EOF) {
-			return nil
+			return h.Applied, nil
 		}
 		if err != nil {
-			return fmt.Errorf("read record: %w", err)
+			return 0, fmt.Errorf("read record: %w", err)
 		}
 		if err := insertRecord(txn, rec); err != nil {
-			return err
+			return 0, err
 		}
 	}
 }

@@ -245,6 +245,13 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	if _, err := dst.snapshot().SandboxByName("acme", "n3"); err != nil {
 		t.Fatalf("name index after restore: %v", err)
 	}
+	// The applied index travels with the snapshot: a follower restored
+	// from it knows which forwarded writes it holds (not "late").
+	srcApplied, _ := src.appliedIndex()
+	got2, _ := dst.appliedIndex()
+	if want := srcApplied - 1; got2 != want {
+		t.Fatalf("applied index after restore = %d, want %d (the snapshot's)", got2, want)
+	}
 }
 
 type readCloser struct{ *memSink }

@@ -21,10 +21,13 @@ import (
 // Store is den's replicated state. It is safe for concurrent use. Writes go
 // through raft and return once applied locally; reads use [Store.Snapshot].
 type Store struct {
+	id    string
 	fsm   *fsm
 	raft  *raft.Raft
 	bolt  *raftboltdb.BoltStore
-	trans *raft.InmemTransport
+	trans *raft.InmemTransport // den up's; nil in a cluster
+	// cluster is the networked part of a cluster server; nil for den up.
+	cluster *cluster
 
 	mu        sync.Mutex // orders Watch's wg.Add before Close's wg.Wait
 	closed    atomic.Bool
@@ -36,30 +39,40 @@ type Store struct {
 
 // openState is what Open builds step by step; undo tears down what exists.
 type openState struct {
-	cfg   Config
-	log   *slog.Logger
-	fsm   *fsm
-	bolt  *raftboltdb.BoltStore
-	snaps raft.SnapshotStore
-	trans *raft.InmemTransport
-	raft  *raft.Raft
+	cfg      Config
+	log      *slog.Logger
+	fsm      *fsm
+	bolt     *raftboltdb.BoltStore
+	snaps    raft.SnapshotStore
+	trans    *raft.InmemTransport // den up
+	cluster  *cluster             // a cluster server
+	hasState bool
+	raft     *raft.Raft
 }
 
-// Open opens the state in cfg.Dir: it bootstraps a one-voter cluster on the
-// first start and recovers snapshot and log on later ones, then waits until
-// this node leads and has applied every committed entry. ctx bounds the
-// wait; when it ends first Open fails with Unavailable.
+type openStep struct {
+	name string
+	fn   func(context.Context) error
+}
+
+// Open opens the state in cfg.Dir and recovers snapshot and log.
 //
+// Without cfg.Cluster (den up) it bootstraps a one-voter cluster on the
+// first start, then waits until this node leads and has applied every
+// committed entry.
+//
+// With cfg.Cluster it starts the cluster port, forms or joins the cluster
+// on the first start (see ClusterConfig), then waits until a leader is
+// known and this server has applied every entry committed before.
+//
+// ctx bounds the waits; when it ends first Open fails with Unavailable.
 // Only one Store may have a Dir open at a time (the bolt file is locked).
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, errdefs.Wrap(errdefs.InvalidArgument, err, "open store")
 	}
 	st := &openState{cfg: cfg, log: cfg.logger()}
-	steps := []struct {
-		name string
-		fn   func(context.Context) error
-	}{
+	steps := []openStep{
 		{"create dir", st.createDir},
 		{"open log store", st.openBolt},
 		{"open snapshot store", st.openSnapshots},
@@ -67,6 +80,19 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		{"bootstrap", st.bootstrap},
 		{"start raft", st.startRaft},
 		{"wait for leadership", st.waitLeader},
+	}
+	if cfg.Cluster != nil {
+		steps = []openStep{
+			{"create dir", st.createDir},
+			{"open log store", st.openBolt},
+			{"open snapshot store", st.openSnapshots},
+			{"new fsm", st.newFSM},
+			{"start cluster port", st.startClusterPort},
+			{"start raft", st.startRaft},
+			{"serve cluster rpcs", st.serveClusterRPCs},
+			{"form cluster", st.formCluster},
+			{"catch up with the leader", st.syncWithLeader},
+		}
 	}
 	for _, step := range steps {
 		if err := step.fn(ctx); err != nil {
@@ -77,9 +103,35 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	st.log.Info("store open", "dir", cfg.Dir, "node_id", cfg.NodeID,
 		"last_index", st.raft.LastIndex())
 	return &Store{
-		fsm: st.fsm, raft: st.raft, bolt: st.bolt, trans: st.trans,
-		done: make(chan struct{}),
+		id: cfg.NodeID, fsm: st.fsm, raft: st.raft, bolt: st.bolt, trans: st.trans,
+		cluster: st.cluster, done: make(chan struct{}),
 	}, nil
+}
+
+// startClusterPort serves the cluster port and builds raft's network
+// transport over it.
+func (st *openState) startClusterPort(context.Context) error {
+	has, err := raft.HasExistingState(st.bolt, st.bolt, st.snaps)
+	if err != nil {
+		return err
+	}
+	st.hasState = has
+	st.cluster = newCluster(st.cfg, st.fsm, st.log)
+	return nil
+}
+
+func (st *openState) serveClusterRPCs(context.Context) error {
+	st.cluster.raft = st.raft
+	st.cluster.rpc.serve()
+	return nil
+}
+
+func (st *openState) formCluster(ctx context.Context) error {
+	return st.cluster.form(ctx, st.hasState)
+}
+
+func (st *openState) syncWithLeader(ctx context.Context) error {
+	return st.cluster.syncWithLeader(ctx)
 }
 
 func (st *openState) createDir(context.Context) error {
@@ -133,7 +185,11 @@ func (st *openState) bootstrap(context.Context) error {
 }
 
 func (st *openState) startRaft(context.Context) error {
-	r, err := raft.NewRaft(st.cfg.raftConfig(), st.fsm, st.bolt, st.bolt, st.snaps, st.trans)
+	var trans raft.Transport = st.trans
+	if st.cluster != nil {
+		trans = st.cluster.trans
+	}
+	r, err := raft.NewRaft(st.cfg.raftConfig(), st.fsm, st.bolt, st.bolt, st.snaps, trans)
 	if err != nil {
 		return err
 	}
@@ -163,6 +219,13 @@ func (st *openState) undo() {
 	if st.trans != nil {
 		st.trans.Close()
 	}
+	if st.cluster != nil {
+		if err := st.cluster.close(); err != nil {
+			st.log.Warn("undo open: close cluster port", "error", err)
+		}
+	} else if st.cfg.Cluster != nil {
+		st.cfg.Cluster.Listener.Close() // Open owns it
+	}
 	if st.bolt != nil {
 		if err := st.bolt.Close(); err != nil {
 			st.log.Warn("undo open: close log store", "error", err)
@@ -181,7 +244,12 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 		s.wg.Wait()
 		err := s.raft.Shutdown().Error()
-		s.trans.Close()
+		if s.trans != nil {
+			s.trans.Close()
+		}
+		if s.cluster != nil {
+			err = errors.Join(err, s.cluster.close())
+		}
 		s.closeErr = errors.Join(err, s.bolt.Close())
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("close store: %w", s.closeErr)

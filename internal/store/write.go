@@ -24,6 +24,13 @@ func (s *Store) apply(ctx context.Context, t cmdType, body any) (uint64, error) 
 	if err != nil {
 		return 0, errdefs.Wrap(errdefs.InvalidArgument, err, "%s", t)
 	}
+	if s.cluster != nil {
+		idx, err := s.cluster.apply(ctx, data)
+		if err != nil && idx == 0 {
+			return 0, fmt.Errorf("%s: %w", t, err)
+		}
+		return idx, err // the FSM's rejection, unwrapped as in den up
+	}
 	f := s.raft.Apply(data, timeoutOf(ctx))
 	if err := f.Error(); err != nil {
 		return 0, fmt.Errorf("%s: %w", t, mapRaftErr(err))

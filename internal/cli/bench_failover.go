@@ -1,0 +1,342 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/denhq/den/api/rest"
+	"github.com/denhq/den/internal/localcluster"
+	den "github.com/denhq/den/sdk/go"
+)
+
+// failoverConfig is the configuration of `den bench failover`.
+type failoverConfig struct {
+	servers, trials, writers int
+	dir, jsonFile            string
+	keep                     bool
+}
+
+// failoverReport is the JSON report of `den bench failover`.
+type failoverReport struct {
+	Date    time.Time `json:"date"`
+	Host    string    `json:"host"`
+	CPUs    int       `json:"cpus"`
+	Servers int       `json:"servers"`
+	Writers int       `json:"writers"`
+	// TrialsMs: per trial, milliseconds from SIGKILL of the leader to
+	// the first acknowledged write that was sent after the leader had
+	// exited (so a new leader committed it).
+	TrialsMs []float64 `json:"trials_ms"`
+	P50Ms    float64   `json:"p50_ms"`
+	MaxMs    float64   `json:"max_ms"`
+	// Writes: acknowledged, failed (not acknowledged: they may or may
+	// not have been applied), and the checks after the run.
+	Acked  int `json:"acked"`
+	Failed int `json:"failed"`
+	// Missing are acknowledged writes absent afterwards; Duplicated are
+	// writes present more than once. Both must be 0.
+	Missing    int `json:"missing"`
+	Duplicated int `json:"duplicated"`
+	// FailedPresent are failed writes that were applied all the same
+	// (ambiguous failures; allowed).
+	FailedPresent int `json:"failed_present"`
+	// WriteP50Ms and WriteP99Ms are the latencies of the acknowledged
+	// writes, over all servers and the whole run.
+	WriteP50Ms float64 `json:"write_p50_ms"`
+	WriteP99Ms float64 `json:"write_p99_ms"`
+	// Flaps counts trials whose new leader lost leadership while the
+	// killed server restarted and rejoined (no kill in that window).
+	Flaps int `json:"flaps"`
+}
+
+func (a *app) benchFailoverCmd() *cobra.Command {
+	cfg := failoverConfig{servers: 3, trials: 20, writers: 2}
+	cmd := &cobra.Command{
+		Use:   "failover",
+		Short: "Measure leader failover of a local den server cluster: kill -9 the leader, time the first write on a new one",
+		Long: `Starts --servers den server processes on loopback (this den binary), keeps
+--writers clients writing (each write creates an API key with a unique name,
+round-robin over the running servers), and runs --trials times: kill -9 the
+leader, measure the time from the kill to the first acknowledged write that
+was sent after the leader had exited (a new leader committed it), restart the
+killed server and wait until it serves again. At the end it checks that every
+acknowledged write is present exactly once and that no write is present twice.`,
+		Args: argsBetween(0, 0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.servers != 3 && cfg.servers != 5 {
+				return usagef(cmd, "--servers must be 3 or 5")
+			}
+			if cfg.trials < 1 || cfg.writers < 1 {
+				return usagef(cmd, "--trials and --writers must be at least 1")
+			}
+			return benchFailover(cmd, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.servers, "servers", cfg.servers, "cluster size: 3 or 5")
+	f.IntVar(&cfg.trials, "trials", cfg.trials, "leader kills")
+	f.IntVar(&cfg.writers, "writers", cfg.writers, "concurrent writing clients")
+	f.StringVar(&cfg.dir, "dir", "", "directory of the servers' data and logs (default: a new temporary one)")
+	f.BoolVar(&cfg.keep, "keep", false, "keep the directory afterwards")
+	f.StringVar(&cfg.jsonFile, "json", "", "write the JSON report to this file (- for stdout)")
+	return cmd
+}
+
+// failoverWrite is one write attempt.
+type failoverWrite struct {
+	name       string
+	start, end time.Time
+	ok         bool
+}
+
+// failoverLoad is the writing clients.
+type failoverLoad struct {
+	c      *localcluster.Cluster
+	seq    atomic.Int64
+	mu     sync.Mutex
+	writes []failoverWrite
+}
+
+func (l *failoverLoad) run(ctx context.Context, writer int) {
+	for i := writer; ctx.Err() == nil; i++ {
+		s := l.c.Servers[i%len(l.c.Servers)]
+		if !s.Running() || s.URL == "" {
+			continue
+		}
+		cl, err := den.NewClient(den.Options{URL: s.URL, APIKey: s.APIKey})
+		if err != nil {
+			continue
+		}
+		name := fmt.Sprintf("w%d", l.seq.Add(1))
+		w := failoverWrite{name: name, start: time.Now()}
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err = cl.CreateAPIKey(wctx, rest.CreateAPIKeyRequest{Tenant: failoverTenant, Name: name})
+		cancel()
+		w.end, w.ok = time.Now(), err == nil
+		if ctx.Err() != nil && !w.ok {
+			return // cut off by the end of the run: not a failure
+		}
+		l.mu.Lock()
+		l.writes = append(l.writes, w)
+		l.mu.Unlock()
+		if !w.ok {
+			time.Sleep(5 * time.Millisecond) // no busy loop on a dead server
+		}
+	}
+}
+
+// firstAckAfter is the end of the first acknowledged write sent after t.
+func (l *failoverLoad) firstAckAfter(t time.Time) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var first time.Time
+	for _, w := range l.writes {
+		if w.ok && w.start.After(t) && (first.IsZero() || w.end.Before(first)) {
+			first = w.end
+		}
+	}
+	return first, !first.IsZero()
+}
+
+const failoverTenant = "bench-failover"
+
+func benchFailover(cmd *cobra.Command, cfg failoverConfig) error {
+	ctx := cmd.Context()
+	errOut := cmd.ErrOrStderr()
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if cfg.dir == "" {
+		if cfg.dir, err = os.MkdirTemp("", "den-bench-failover-"); err != nil {
+			return err
+		}
+	}
+	if !cfg.keep {
+		defer os.RemoveAll(cfg.dir)
+	}
+	fmt.Fprintf(errOut, "failover bench: starting %d servers in %s\n", cfg.servers, cfg.dir)
+	c, err := localcluster.Start(ctx, localcluster.Config{Bin: bin, Dir: cfg.dir, Servers: cfg.servers})
+	if err != nil {
+		return fmt.Errorf("start the cluster: %w", err)
+	}
+	defer c.Close()
+	cl, err := c.Servers[0].Client()
+	if err != nil {
+		return err
+	}
+	if _, err := cl.CreateTenant(ctx, rest.CreateTenantRequest{Name: failoverTenant}); err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	rep := failoverReport{Date: time.Now().UTC(), Host: host, CPUs: runtime.NumCPU(), Servers: cfg.servers, Writers: cfg.writers}
+	load := &failoverLoad{c: c}
+	lctx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for w := range cfg.writers {
+		wg.Add(1)
+		go func() { defer wg.Done(); load.run(lctx, w) }()
+	}
+	for trial := 1; trial <= cfg.trials; trial++ {
+		d, flapped, err := failoverTrial(ctx, c, load)
+		if err != nil {
+			stopLoad()
+			wg.Wait()
+			return fmt.Errorf("trial %d: %w (logs in %s; --keep keeps them)", trial, err, cfg.dir)
+		}
+		rep.TrialsMs = append(rep.TrialsMs, float64(d.Microseconds())/1000)
+		if flapped {
+			rep.Flaps++
+		}
+		fmt.Fprintf(errOut, "trial %d: first write on the new leader %.0f ms after kill -9\n", trial, rep.TrialsMs[len(rep.TrialsMs)-1])
+	}
+	stopLoad()
+	wg.Wait()
+	if err := checkFailoverWrites(ctx, c, load, &rep); err != nil {
+		return err
+	}
+	sorted := slices.Clone(rep.TrialsMs)
+	slices.Sort(sorted)
+	rep.P50Ms, rep.MaxMs = sorted[(len(sorted)-1)/2], sorted[len(sorted)-1]
+	out := cmd.OutOrStdout()
+	if cfg.jsonFile == "-" {
+		out = errOut
+	}
+	printFailoverReport(out, rep)
+	if err := writeJSONReport(cmd, cfg.jsonFile, rep); err != nil {
+		return err
+	}
+	if rep.Missing > 0 || rep.Duplicated > 0 {
+		return &ExitError{Code: 1, Message: fmt.Sprintf("failover bench: %d acknowledged writes missing, %d duplicated", rep.Missing, rep.Duplicated)}
+	}
+	return nil
+}
+
+// failoverTrial waits for writes to flow, kills the leader, times the
+// first write a new leader commits, and restarts the killed server. It
+// reports whether the new leader changed while the killed one rejoined.
+func failoverTrial(ctx context.Context, c *localcluster.Cluster, load *failoverLoad) (time.Duration, bool, error) {
+	leader, err := waitLeader(ctx, c)
+	if err != nil {
+		return 0, false, err
+	}
+	if _, ok := waitFor(ctx, 30*time.Second, func() (time.Time, bool) { return load.firstAckAfter(time.Now().Add(-time.Second)) }); !ok {
+		return 0, false, fmt.Errorf("no write succeeded before the kill")
+	}
+	killed := time.Now()
+	c.Kill(leader) // SIGKILL, then waits until it has exited
+	exited := time.Now()
+	first, ok := waitFor(ctx, 60*time.Second, func() (time.Time, bool) { return load.firstAckAfter(exited) })
+	if !ok {
+		return 0, false, fmt.Errorf("no write succeeded within 60 s of kill -9 of leader %s", leader.ID)
+	}
+	newLeader, err := waitLeader(ctx, c)
+	if err != nil {
+		return 0, false, err
+	}
+	if err := c.Restart(ctx, leader); err != nil {
+		return 0, false, fmt.Errorf("restart %s: %w", leader.ID, err)
+	}
+	after, err := waitLeader(ctx, c)
+	if err != nil {
+		return 0, false, err
+	}
+	return first.Sub(killed), after != newLeader, nil
+}
+
+func waitLeader(ctx context.Context, c *localcluster.Cluster) (*localcluster.Server, error) {
+	var last error
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		l, err := c.Leader(ctx)
+		if err == nil {
+			return l, nil
+		}
+		last = err
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("no leader all servers agree on within 30 s: %w", last)
+}
+
+// waitFor polls f every 2 ms until it answers true or timeout passes.
+func waitFor(ctx context.Context, timeout time.Duration, f func() (time.Time, bool)) (time.Time, bool) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if t, ok := f(); ok {
+			return t, true
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Time{}, false
+}
+
+// checkFailoverWrites lists the keys through the leader (which has applied
+// every acknowledged write) and checks every acknowledged write is there
+// once and no write is there twice.
+func checkFailoverWrites(ctx context.Context, c *localcluster.Cluster, load *failoverLoad, rep *failoverReport) error {
+	leader, err := waitLeader(ctx, c)
+	if err != nil {
+		return err
+	}
+	cl, err := leader.Client()
+	if err != nil {
+		return err
+	}
+	keys, err := cl.ListAPIKeys(ctx, failoverTenant)
+	if err != nil {
+		return fmt.Errorf("list the written keys: %w", err)
+	}
+	var lat []float64
+	for _, w := range load.writes {
+		if w.ok {
+			lat = append(lat, float64(w.end.Sub(w.start).Microseconds())/1000)
+		}
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		rep.WriteP50Ms, rep.WriteP99Ms = lat[(len(lat)-1)/2], lat[(len(lat)-1)*99/100]
+	}
+	count := map[string]int{}
+	for _, k := range keys {
+		count[k.Name]++
+	}
+	for _, n := range count {
+		if n > 1 {
+			rep.Duplicated++
+		}
+	}
+	for _, w := range load.writes {
+		switch {
+		case w.ok:
+			rep.Acked++
+			if count[w.name] == 0 {
+				rep.Missing++
+			}
+		default:
+			rep.Failed++
+			if count[w.name] > 0 {
+				rep.FailedPresent++
+			}
+		}
+	}
+	return nil
+}
+
+func printFailoverReport(w io.Writer, rep failoverReport) {
+	fmt.Fprintf(w, "%d servers on loopback, %d writers, %d CPUs (%s)\n", rep.Servers, rep.Writers, rep.CPUs, rep.Host)
+	fmt.Fprintf(w, "kill -9 of the leader to the first write committed by a new leader, %d trials:\n", len(rep.TrialsMs))
+	fmt.Fprintf(w, "  p50 %.0f ms, max %.0f ms\n", rep.P50Ms, rep.MaxMs)
+	fmt.Fprintf(w, "writes: %d acknowledged, %d failed (%d of them applied all the same)\n", rep.Acked, rep.Failed, rep.FailedPresent)
+	fmt.Fprintf(w, "write latency: p50 %.1f ms, p99 %.1f ms\n", rep.WriteP50Ms, rep.WriteP99Ms)
+	fmt.Fprintf(w, "leader changes while the killed server rejoined (flaps): %d\n", rep.Flaps)
+	fmt.Fprintf(w, "check: %d acknowledged writes missing, %d duplicated\n", rep.Missing, rep.Duplicated)
+}

@@ -1,0 +1,65 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// ServerCommand is `den server`: one server of a 1, 3 or 5 server control
+// plane. The CLI adds `den server members` to it (see cli.NewRoot).
+func ServerCommand(version string) *cobra.Command {
+	var cfg ServerConfig
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a den server: replicated state and the API, without a local sandbox node",
+		Long: `Run one server of den's control plane: the raft-replicated state and the
+API (/v1), without a local sandbox node (agents will join with den agent).
+
+Form a cluster of 3 (or 1 or 5) with the same --bootstrap-expect on each and
+--join naming the others' cluster ports; start later servers with --join only.
+Servers talk to each other over --cluster-listen with mutual TLS: the first
+server (the one without --join) creates the cluster CA in --ca-dir when it is
+missing; copy that directory to the other servers before they start. A write
+on any server is forwarded to the leader; a restart with existing state
+rejoins on its own.
+
+On start it prints DEN_URL=... and DEN_API_KEY=... (an admin key of this
+server) and writes them to <data-dir>/env.`,
+		Example: `  den server --id s1 --data-dir /var/lib/den --bootstrap-expect 3 --advertise 10.0.0.1:7301 --listen 0.0.0.0:7070
+  den server --id s2 --data-dir /var/lib/den --bootstrap-expect 3 --advertise 10.0.0.2:7301 --listen 0.0.0.0:7070 --join 10.0.0.1:7301
+  den server members`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dd, err := cmd.Flags().GetString("data-dir"); err == nil && dd != "" {
+				cfg.DataDir = dd
+			} else if dd := os.Getenv("DEN_DATA_DIR"); dd != "" {
+				cfg.DataDir = dd
+			}
+			cfg.Version = version
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lvl}))
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return RunServer(ctx, cfg, cmd.OutOrStdout(), log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.ID, "id", "", "this server's ID, stable across restarts (default: the host name)")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7070", "API address (host:port; port 0 picks a free one)")
+	f.StringVar(&cfg.ClusterListen, "cluster-listen", "0.0.0.0:7301", "cluster port: raft, write forwarding and joins between servers (mutual TLS)")
+	f.StringVar(&cfg.Advertise, "advertise", "", "cluster address the other servers dial (host:port; default: --cluster-listen's host if specific, else the first non-loopback IPv4 address)")
+	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "size of the new cluster to form: 1, 3 or 5 (0: only --join an existing one)")
+	f.StringSliceVar(&cfg.Join, "join", nil, "cluster addresses of other servers (host:port, comma-separated)")
+	f.StringVar(&cfg.CADir, "ca-dir", "", "directory of the cluster CA, ca.pem and ca-key.pem (default: <data-dir>/ca)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}

@@ -1,0 +1,233 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/image"
+	"github.com/denhq/den/internal/pki"
+	"github.com/denhq/den/internal/server"
+	"github.com/denhq/den/internal/store"
+)
+
+// serverRun is what RunServer builds step by step; closers run in reverse
+// on the way out.
+type serverRun struct {
+	cfg     ServerConfig
+	log     *slog.Logger
+	out     io.Writer
+	ca      *pki.CA
+	cluster net.Listener
+	adv     string
+	leaf    tls.Certificate
+	st      *store.Store
+	keys    apiKeys
+	images  *image.Store
+	srv     *server.Server
+	closers []func()
+}
+
+// RunServer runs `den server` until ctx is cancelled: the clustered store
+// and the API, with no local sandbox node. out receives the eval-able
+// DEN_URL=... and DEN_API_KEY=... lines once the server serves.
+func RunServer(ctx context.Context, cfg ServerConfig, out io.Writer, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	r := &serverRun{cfg: cfg, log: log, out: out}
+	defer r.close()
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"create data dir", r.createDataDir},
+		{"load the cluster CA", r.loadCA},
+		{"listen on the cluster port", r.listenCluster},
+		{"issue the server certificate", r.issueCert},
+		{"open the clustered state", r.openStore},
+		{"ensure the admin keys", r.ensureKeys},
+		{"open the image store", r.openImages},
+		{"start the API server", r.newServer},
+	}
+	for _, step := range steps {
+		if err := step.fn(ctx); err != nil {
+			return fmt.Errorf("den server: %s: %w", step.name, err)
+		}
+	}
+	return r.serve(ctx)
+}
+
+func (r *serverRun) close() {
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		r.closers[i]()
+	}
+}
+
+func (r *serverRun) createDataDir(context.Context) error {
+	return os.MkdirAll(r.cfg.DataDir, 0o700)
+}
+
+// loadCA reads the cluster CA, or creates it on the first server of a new
+// cluster (no --join); a joining server must be given a copy.
+func (r *serverRun) loadCA(context.Context) error {
+	ca, err := pki.LoadCA(r.cfg.CADir)
+	if err == nil {
+		r.ca = ca
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if len(r.cfg.Join) > 0 {
+		return errdefs.New(errdefs.FailedPrecondition,
+			"no cluster CA in %s: copy the CA directory (%s and %s) of the first server there, or point --ca-dir at it",
+			r.cfg.CADir, pki.CACertFile, pki.CAKeyFile)
+	}
+	if ca, err = pki.NewCA("den cluster CA"); err != nil {
+		return err
+	}
+	if err := ca.Save(r.cfg.CADir); err != nil {
+		return fmt.Errorf("save the cluster CA to %s: %w", r.cfg.CADir, err)
+	}
+	r.log.Warn("created a new cluster CA: every other server needs a copy of this directory (--ca-dir)", "ca_dir", r.cfg.CADir)
+	r.ca = ca
+	return nil
+}
+
+func (r *serverRun) listenCluster(context.Context) error {
+	ln, err := net.Listen("tcp", r.cfg.ClusterListen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (use --cluster-listen)", r.cfg.ClusterListen, err)
+	}
+	adv, err := r.cfg.advertise(ln.Addr())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	r.cluster, r.adv = ln, adv
+	r.closers = append(r.closers, func() {
+		if r.cluster != nil { // not yet handed to the store
+			r.cluster.Close()
+		}
+	})
+	return nil
+}
+
+// issueCert signs this server's certificate for its advertised and bound
+// addresses (a fresh one each start).
+func (r *serverRun) issueCert(context.Context) error {
+	hosts := []string{}
+	for _, a := range []string{r.adv, r.cluster.Addr().String()} {
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	leaf, err := r.ca.IssueServer(r.cfg.ID, hosts)
+	if err != nil {
+		return err
+	}
+	r.leaf, err = leaf.TLS()
+	return err
+}
+
+func (r *serverRun) openStore(ctx context.Context) error {
+	r.log.Info("den server: opening the clustered state (waits for the cluster to form or a leader)", "server_id", r.cfg.ID, "advertise", r.adv,
+		"bootstrap_expect", r.cfg.BootstrapExpect, "join", r.cfg.Join)
+	ln := r.cluster
+	r.cluster = nil // the store owns it now, open or not
+	st, err := store.Open(ctx, store.Config{
+		Dir: filepath.Join(r.cfg.DataDir, "state"), NodeID: r.cfg.ID, Logger: r.log,
+		Cluster: &store.ClusterConfig{
+			Listener: ln, Advertise: r.adv,
+			ServerTLS: r.ca.ServerConfig(r.leaf, pki.RoleServer), ClientTLS: pki.ClientConfig(r.ca.Pool(), r.leaf),
+			BootstrapExpect: r.cfg.BootstrapExpect, Join: r.cfg.Join,
+		},
+	})
+	if err != nil {
+		return err
+	}
+	r.st = st
+	r.closers = append(r.closers, func() {
+		if err := st.Close(); err != nil {
+			r.log.Warn("close state", "error", err)
+		}
+	})
+	return nil
+}
+
+// ensureKeys makes the default tenant and this server's admin keys (each
+// server keeps its own in its env file; all are in the shared state).
+func (r *serverRun) ensureKeys(ctx context.Context) error {
+	keys, err := ensureKeys(ctx, r.st, r.cfg.envFile())
+	r.keys = keys
+	return err
+}
+
+func (r *serverRun) openImages(context.Context) error {
+	images, err := image.Open(filepath.Join(r.cfg.DataDir, "images"), r.log)
+	if err != nil {
+		return fmt.Errorf("open image store: %w", err)
+	}
+	r.images = images
+	return nil
+}
+
+func (r *serverRun) newServer(context.Context) error {
+	srv, err := server.New(server.Config{Store: r.st, Node: noAgentNode{}, Images: r.images,
+		Version: r.cfg.Version, Logger: r.log})
+	r.srv = srv
+	return err
+}
+
+// serve listens on the API address, publishes the env file and lines, and
+// serves until ctx ends.
+func (r *serverRun) serve(ctx context.Context) error {
+	ln, err := net.Listen("tcp", r.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (use --listen 127.0.0.1:0)", r.cfg.Listen, err)
+	}
+	url := "http://" + ln.Addr().String()
+	env := fmt.Sprintf("DEN_URL=%s\nDEN_API_KEY=%s\n", url, r.keys.den)
+	if err := writeFileAtomic(r.cfg.envFile(), []byte(env), 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	fmt.Fprint(r.out, env)
+	r.log.Info("den server is up", "url", url, "server_id", r.cfg.ID, "cluster_addr", r.adv, "data_dir", r.cfg.DataDir)
+
+	hs := newHTTPServer(r.srv.Handler(), defaultHTTPLimits)
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); r.srv.Run(bg) }()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		r.log.Info("shutting down")
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if serr := hs.Shutdown(shutCtx); err == nil {
+		err = serr
+	}
+	cancel()
+	stopBG()
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/denhq/den/api/rest"
+	"github.com/denhq/den/internal/localcluster"
+	"github.com/denhq/den/internal/testenv"
+	den "github.com/denhq/den/sdk/go"
+)
+
+// serverBin returns the den binary for `den server` tests: $DEN_BIN or
+// bin/den. Unlike den up, den server needs neither root nor runsc.
+func serverBin(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("DEN_BIN")
+	if p == "" {
+		p = filepath.Join(testenv.RepoRoot(), "bin", "den")
+	}
+	if _, err := os.Stat(p); err != nil {
+		testenv.Missing(t, "den binary not found at %s: run `make build`", p)
+	}
+	return p
+}
+
+// TestClusterOfThreeServers: three den server processes form a cluster;
+// state written through one is used through another; den server members
+// shows one leader; after kill -9 of the leader the others take writes.
+func TestClusterOfThreeServers(t *testing.T) {
+	bin := serverBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	c, err := localcluster.Start(ctx, localcluster.Config{Bin: bin, Dir: dir, Servers: 3})
+	if err != nil {
+		t.Fatalf("start 3 servers: %v", err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() {
+			for _, s := range c.Servers {
+				if b, err := os.ReadFile(s.LogPath); err == nil {
+					t.Logf("%s log:\n%s", s.ID, b)
+				}
+			}
+		}
+	})
+	s1, s2, s3 := client(t, c.Servers[0]), client(t, c.Servers[1]), client(t, c.Servers[2])
+
+	// A tenant made on s1, its key made on s2, used on s3.
+	if _, err := s1.CreateTenant(ctx, rest.CreateTenantRequest{Name: "acme"}); err != nil {
+		t.Fatalf("create tenant on s1: %v", err)
+	}
+	key, err := s2.CreateAPIKey(ctx, rest.CreateAPIKeyRequest{Tenant: "acme", Name: "ci"})
+	if err != nil {
+		t.Fatalf("create key on s2: %v", err)
+	}
+	acme, err := den.NewClient(den.Options{URL: c.Servers[2].URL, APIKey: key.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := acme.GetTenant(ctx, "acme"); err != nil || got.Name != "acme" {
+		t.Fatalf("acme's key on s3: GetTenant = %+v, %v", got, err)
+	}
+	var apiErr *den.APIError
+	if _, err := s3.CreateTenant(ctx, rest.CreateTenantRequest{Name: "acme"}); !errors.As(err, &apiErr) || apiErr.Code != "already_exists" {
+		t.Fatalf("create acme again on s3 = %v, want already_exists", err)
+	}
+
+	members := serverMembers(t, bin, c.Servers[1])
+	leaders := 0
+	for _, m := range members.Members {
+		if m.Role == rest.MemberLeader {
+			leaders++
+		}
+	}
+	if len(members.Members) != 3 || leaders != 1 {
+		t.Fatalf("den server members = %+v, want 3 with one leader", members.Members)
+	}
+
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Kill(leader)
+	for _, s := range c.Servers {
+		if s == leader {
+			continue
+		}
+		if _, err := client(t, s).CreateTenant(ctx, rest.CreateTenantRequest{Name: "after-" + s.ID}); err != nil {
+			t.Fatalf("write on %s after kill -9 of leader %s: %v", s.ID, leader.ID, err)
+		}
+	}
+	// Each survivor reads its own write at once (read-your-writes) and the
+	// other's once replicated.
+	for _, s := range c.Servers {
+		if s == leader {
+			continue
+		}
+		if _, err := client(t, s).GetTenant(ctx, "after-"+s.ID); err != nil {
+			t.Errorf("%s does not read its own write: %v", s.ID, err)
+		}
+		for _, o := range c.Servers {
+			if o != leader && o != s {
+				waitTenant(ctx, t, client(t, s), "after-"+o.ID)
+			}
+		}
+	}
+}
+
+// waitTenant polls cl until it knows tenant name.
+func waitTenant(ctx context.Context, t *testing.T, cl *den.Client, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := cl.GetTenant(ctx, name)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tenant %s never replicated: %v", name, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func client(t *testing.T, s *localcluster.Server) *den.Client {
+	t.Helper()
+	cl, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// serverMembers runs `den server members --json` against s.
+func serverMembers(t *testing.T, bin string, s *localcluster.Server) rest.ClusterMemberList {
+	t.Helper()
+	out, err := exec.Command(bin, "server", "members", "--json", "--url", s.URL, "--api-key", s.APIKey).Output()
+	if err != nil {
+		t.Fatalf("den server members: %v", err)
+	}
+	var list rest.ClusterMemberList
+	if err := json.Unmarshal(out, &list); err != nil {
+		t.Fatalf("den server members --json: %v: %s", err, out)
+	}
+	return list
+}
