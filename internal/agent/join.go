@@ -64,7 +64,8 @@ func (a *Agent) join(ctx context.Context, tok nodeproto.Token, req nodeproto.Joi
 		return nil, errdefs.Wrap(errdefs.Unavailable, err, "join through %s: read the answer", addr)
 	}
 	if resp.Error != nil {
-		return nil, errdefs.Wrap(errdefs.KindOfCode(resp.Error.Code), resp.Error.Err(), "join through %s", addr)
+		err := resp.Error.Err()
+		return nil, errdefs.Wrap(errdefs.KindOf(err), err, "join through %s", addr)
 	}
 	ca, err := pki.ParseCert([]byte(resp.CA))
 	if err != nil || pki.CertHash(ca) != tok.CAHash {
