@@ -28,6 +28,12 @@ const (
 	ProtoRaft byte = 'R'
 	// ProtoRPC is den's cluster RPCs: write forwarding, join, discovery.
 	ProtoRPC byte = 'C'
+	// ProtoAPI is HTTP to a server's API handler: a follower passes API
+	// requests to the leader over it.
+	ProtoAPI byte = 'A'
+	// ProtoSandbox is HTTP to a server's sandbox-traffic handler (E2B
+	// envd routing), passed the same way.
+	ProtoSandbox byte = 'S'
 )
 
 // handshakeTimeout bounds the TLS handshake and the protocol byte of an
@@ -208,6 +214,10 @@ func String(proto byte) string {
 		return "raft"
 	case ProtoRPC:
 		return "rpc"
+	case ProtoAPI:
+		return "api"
+	case ProtoSandbox:
+		return "sandbox"
 	}
 	return fmt.Sprintf("proto(%d)", proto)
 }

@@ -1,34 +1,39 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/denhq/den/internal/errdefs"
 )
 
 // leaderProxy is a follower server's HTTP front: the leader runs the
 // scheduler and holds the agents' links, so a follower passes every
-// request to the same listener of the leader, streams and upgrades
-// (WebSocket) included. Requests the follower answers itself (health,
-// its own metrics) go to local.
+// request to the same handler of the leader, streams and upgrades
+// (WebSocket) included, over the cluster port (mutual TLS). Requests the
+// follower answers itself (health, its own metrics) go to local.
 type leaderProxy struct {
-	// leader is the leader's base URL for this listener; ok is false
-	// while there is none. self is true when this server leads.
-	leader func() (base string, self, ok bool)
-	local  http.Handler
+	// leader is the leader's cluster address; ok is false while there is
+	// none. self is true when this server leads.
+	leader func() (addr string, self, ok bool)
+	// dial connects to a server's handler at its cluster address.
+	dial  func(ctx context.Context, addr string) (net.Conn, error)
+	local http.Handler
 	// own are paths this server answers whatever its role.
 	own map[string]bool
 
 	mu      sync.Mutex
-	proxies map[string]*httputil.ReverseProxy // by leader base URL
+	proxies map[string]*httputil.ReverseProxy // by leader address
 }
 
 func (p *leaderProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	base, self, ok := p.leader()
+	addr, self, ok := p.leader()
 	if self || p.own[r.URL.Path] {
 		p.local.ServeHTTP(w, r)
 		return
@@ -37,40 +42,39 @@ func (p *leaderProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errdefs.New(errdefs.Unavailable, "this den server has no leader to pass the request to (an election is under way, or too few servers are up): retry shortly"))
 		return
 	}
-	rp, err := p.proxy(base)
-	if err != nil {
-		writeError(w, errdefs.Wrap(errdefs.Internal, err, "leader address %q", base))
-		return
-	}
-	rp.ServeHTTP(w, r)
+	p.proxy(addr).ServeHTTP(w, r)
 }
 
-func (p *leaderProxy) proxy(base string) (*httputil.ReverseProxy, error) {
+// proxy is the reverse proxy to the leader at addr, with its own
+// connections (a new leader gets new ones).
+func (p *leaderProxy) proxy(addr string) *httputil.ReverseProxy {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if rp, ok := p.proxies[base]; ok {
-		return rp, nil
+	if rp, ok := p.proxies[addr]; ok {
+		return rp
 	}
-	u, err := url.Parse(base)
-	if err != nil {
-		return nil, err
-	}
+	target := &url.URL{Scheme: "http", Host: "leader"}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(u)
+			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // host routing (<port>-<id>.<domain>) must survive the hop
 			pr.SetXForwarded()
 		},
+		Transport: &http.Transport{
+			DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return p.dial(ctx, addr) },
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+		},
 		FlushInterval: -1, // exec output and event streams as they come
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			writeError(w, errdefs.Wrap(errdefs.Unavailable, err, "pass the request to the leader at %s", base))
+			writeError(w, errdefs.Wrap(errdefs.Unavailable, err, "pass the request to the leader at %s", addr))
 		},
 	}
 	if p.proxies == nil {
 		p.proxies = map[string]*httputil.ReverseProxy{}
 	}
-	p.proxies[base] = rp
-	return rp, nil
+	p.proxies[addr] = rp
+	return rp
 }
 
 // writeError answers err as the API does: its status and {"code","message"}.

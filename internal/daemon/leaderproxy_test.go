@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"bufio"
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -38,7 +40,11 @@ func TestLeaderProxy(t *testing.T) {
 			case 2:
 				return "", false, false
 			}
-			return leader.URL, false, true
+			return leader.Listener.Addr().String(), false, true
+		},
+		dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
 		},
 		local: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "local\n") }),
 		own:   map[string]bool{"/health": true},

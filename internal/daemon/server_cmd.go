@@ -17,9 +17,13 @@ func ServerCommand(version string) *cobra.Command {
 	var logLevel string
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run a den server: replicated state and the API, without a local sandbox node",
-		Long: `Run one server of den's control plane: the raft-replicated state and the
-API (/v1), without a local sandbox node (agents will join with den agent).
+		Short: "Run a den server: replicated state, the API and the scheduler of the agents' nodes",
+		Long: `Run one server of den's control plane: the raft-replicated state, the API
+(/v1) and, on the leader, the scheduler that places sandboxes on the nodes
+of the agents that dial in (den token create, then den agent --server
+HOST:7302 --token T on each host). A follower passes API requests to the
+leader over the cluster port, and sends the agents that dial it on to the
+leader.
 
 Form a cluster of 3 (or 1 or 5) with the same --bootstrap-expect on each and
 --join naming the others' cluster ports; start later servers with --join only.
@@ -60,6 +64,8 @@ server) and writes them to <data-dir>/env.`,
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "size of the new cluster to form: 1, 3 or 5 (0: only --join an existing one)")
 	f.StringSliceVar(&cfg.Join, "join", nil, "cluster addresses of other servers (host:port, comma-separated)")
 	f.StringVar(&cfg.CADir, "ca-dir", "", "directory of the cluster CA, ca.pem and ca-key.pem (default: <data-dir>/ca)")
+	f.StringVar(&cfg.NodeListen, "node-listen", "0.0.0.0:7302", "address agents dial (den agent --server), mutual TLS; agents need no inbound port")
+	f.DurationVar(&cfg.HeartbeatTTL, "heartbeat-ttl", 0, "how long a silent agent stays ready before it is marked down and its sandboxes lost (default 15s)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }

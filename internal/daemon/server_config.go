@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/pki"
@@ -36,8 +37,14 @@ type ServerConfig struct {
 	// CADir holds the cluster CA (ca.pem, ca-key.pem); default
 	// <DataDir>/ca. The first server creates it when missing; the
 	// others need a copy.
-	CADir   string
-	Version string
+	CADir string
+	// NodeListen is the address agents dial (mutual TLS). Default
+	// 0.0.0.0:7302.
+	NodeListen string
+	// HeartbeatTTL is how long a silent agent stays ready; 0 means the
+	// node listener's default.
+	HeartbeatTTL time.Duration
+	Version      string
 }
 
 // Validate fills defaults and checks the configuration.
@@ -63,10 +70,13 @@ func (c *ServerConfig) Validate() error {
 	if c.ClusterListen == "" {
 		c.ClusterListen = "0.0.0.0:7301"
 	}
+	if c.NodeListen == "" {
+		c.NodeListen = "0.0.0.0:7302"
+	}
 	if c.CADir == "" {
 		c.CADir = filepath.Join(c.DataDir, "ca")
 	}
-	for flag, addr := range map[string]string{"--listen": c.Listen, "--cluster-listen": c.ClusterListen} {
+	for flag, addr := range map[string]string{"--listen": c.Listen, "--cluster-listen": c.ClusterListen, "--node-listen": c.NodeListen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return errdefs.New(errdefs.InvalidArgument, "%s %q is not host:port (e.g. 127.0.0.1:7070)", flag, addr)
 		}

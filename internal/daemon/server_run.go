@@ -14,8 +14,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/denhq/den/internal/cluster"
+	"github.com/denhq/den/internal/clustermux"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/fleet"
 	"github.com/denhq/den/internal/image"
+	"github.com/denhq/den/internal/nodelink"
+	"github.com/denhq/den/internal/noderpc"
 	"github.com/denhq/den/internal/pki"
 	"github.com/denhq/den/internal/server"
 	"github.com/denhq/den/internal/store"
@@ -34,6 +39,8 @@ type serverRun struct {
 	st      *store.Store
 	keys    apiKeys
 	images  *image.Store
+	fleet   *fleet.Fleet
+	nodes   *cluster.Server
 	srv     *server.Server
 	closers []func()
 }
@@ -58,6 +65,7 @@ func RunServer(ctx context.Context, cfg ServerConfig, out io.Writer, log *slog.L
 		{"open the clustered state", r.openStore},
 		{"ensure the admin keys", r.ensureKeys},
 		{"open the image store", r.openImages},
+		{"listen for agents", r.listenNodes},
 		{"start the API server", r.newServer},
 	}
 	for _, step := range steps {
@@ -176,20 +184,84 @@ func (r *serverRun) ensureKeys(ctx context.Context) error {
 	return err
 }
 
-func (r *serverRun) openImages(context.Context) error {
+// openImages opens the image store the agents' nodes fetch images from,
+// with the busybox image every den has.
+func (r *serverRun) openImages(ctx context.Context) error {
 	images, err := image.Open(filepath.Join(r.cfg.DataDir, "images"), r.log)
 	if err != nil {
 		return fmt.Errorf("open image store: %w", err)
+	}
+	if _, err := images.Get("busybox"); err != nil {
+		if _, err := image.BuildBusybox(ctx, images, "busybox"); err != nil {
+			r.log.Warn("busybox image not built", "err", err)
+		}
 	}
 	r.images = images
 	return nil
 }
 
+// listenNodes starts the node listener and the fleet behind it: the
+// agents' nodes, their records and images over the links. Only the leader
+// keeps agents (it places sandboxes); a follower sends them on.
+func (r *serverRun) listenNodes(ctx context.Context) error {
+	mux := nodelink.NewMux()
+	noderpc.ServeRecords(mux, r.st)
+	noderpc.ServeImages(mux, r.images)
+	var nl *cluster.Server
+	r.fleet = fleet.New(fleet.Config{Store: r.st, Logger: r.log,
+		Sessions: func(id string) (*nodelink.Session, bool) { return nl.Session(id) }})
+	nl, err := cluster.Listen(ctx, cluster.Config{
+		Listen: r.cfg.NodeListen, ServerID: r.cfg.ID, CA: r.ca, Cert: r.leaf, Store: r.st, Mux: mux,
+		HeartbeatTTL: r.cfg.HeartbeatTTL, Logger: r.log,
+		OnConnect: func(id string, s *nodelink.Session) {
+			if _, _, self, _ := r.st.Leader(); !self {
+				r.log.Info("agent connected to a follower: sent on to the leader", "node", id)
+				go s.Close()
+				return
+			}
+			r.fleet.OnConnect(id, s)
+		},
+		OnDisconnect: r.fleet.OnDisconnect,
+	})
+	if err != nil {
+		return fmt.Errorf("listen for agents on %s: %w (use --node-listen)", r.cfg.NodeListen, err)
+	}
+	r.nodes = nl
+	r.closers = append(r.closers, func() { nl.Close() })
+	return nil
+}
+
+// dropAgentsWhenFollowing closes the agents' sessions whenever this
+// server stops leading, so that they reconnect to the new leader.
+func (r *serverRun) dropAgentsWhenFollowing(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		if _, _, self, _ := r.st.Leader(); self {
+			continue
+		}
+		for _, id := range r.nodes.Nodes() {
+			if s, ok := r.nodes.Session(id); ok {
+				r.log.Info("not the leader: agent sent on", "node", id)
+				s.Close()
+			}
+		}
+	}
+}
+
 func (r *serverRun) newServer(context.Context) error {
-	srv, err := server.New(server.Config{Store: r.st, Node: noAgentNode{}, Images: r.images,
+	srv, err := server.New(server.Config{Store: r.st, Node: r.fleet, Images: r.images, Cluster: r.nodes,
 		Version: r.cfg.Version, Logger: r.log})
+	if err != nil {
+		return err
+	}
 	r.srv = srv
-	return err
+	return srv.RegisterMetrics(r.fleet.Metrics())
 }
 
 // serve listens on the API address, publishes the env file and lines, and
@@ -200,7 +272,7 @@ func (r *serverRun) serve(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w (use --listen 127.0.0.1:0)", r.cfg.Listen, err)
 	}
 	url := "http://" + ln.Addr().String()
-	env := fmt.Sprintf("DEN_URL=%s\nDEN_API_KEY=%s\n", url, r.keys.den)
+	env := fmt.Sprintf("DEN_URL=%s\nDEN_API_KEY=%s\nDEN_NODE_ADDR=%s\n", url, r.keys.den, r.nodes.Addr())
 	if err := writeFileAtomic(r.cfg.envFile(), []byte(env), 0o600); err != nil {
 		ln.Close()
 		return err
@@ -208,12 +280,30 @@ func (r *serverRun) serve(ctx context.Context) error {
 	fmt.Fprint(r.out, env)
 	r.log.Info("den server is up", "url", url, "server_id", r.cfg.ID, "cluster_addr", r.adv, "data_dir", r.cfg.DataDir)
 
-	hs := newHTTPServer(r.srv.Handler(), defaultHTTPLimits)
+	// The API: answered here on the leader; a follower passes it to the
+	// leader's, which serves it on the cluster port too.
+	clientTLS := pki.ClientConfig(r.ca.Pool(), r.leaf)
+	front := &leaderProxy{
+		leader: func() (string, bool, bool) {
+			_, addr, self, ok := r.st.Leader()
+			return addr, self, ok
+		},
+		dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			return clustermux.Dial(ctx, addr, clustermux.ProtoAPI, clientTLS)
+		},
+		local: r.srv.Handler(),
+		own:   map[string]bool{"/health": true, "/metrics": true, "/v1/cluster/members": true},
+	}
+	hs := newHTTPServer(front, defaultHTTPLimits)
+	peers := newHTTPServer(r.srv.Handler(), defaultHTTPLimits)
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() { defer close(done); r.srv.Run(bg) }()
-	errc := make(chan error, 1)
+	done := make(chan struct{}, 3)
+	go func() { defer func() { done <- struct{}{} }(); r.srv.Run(bg) }()
+	go func() { defer func() { done <- struct{}{} }(); r.fleet.Run(bg) }()
+	go func() { defer func() { done <- struct{}{} }(); r.dropAgentsWhenFollowing(bg) }()
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- peers.Serve(r.st.ClusterListener(clustermux.ProtoAPI)) }()
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
@@ -223,9 +313,12 @@ func (r *serverRun) serve(ctx context.Context) error {
 	if serr := hs.Shutdown(shutCtx); err == nil {
 		err = serr
 	}
+	peers.Shutdown(shutCtx)
 	cancel()
 	stopBG()
-	<-done
+	for range 3 {
+		<-done
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
