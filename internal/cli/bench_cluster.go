@@ -29,6 +29,7 @@ type clusterBenchConfig struct {
 	runtime     string
 	cpus        float64
 	memoryMB    int64
+	diskMB      int64
 	jsonFile    string
 }
 
@@ -80,6 +81,7 @@ func (a *app) benchClusterCmd() *cobra.Command {
 	f.StringVar(&cfg.runtime, "runtime", "sim", "runtime of the sandboxes")
 	f.Float64Var(&cfg.cpus, "cpus", 0.1, "CPUs of each sandbox")
 	f.Int64Var(&cfg.memoryMB, "memory-mb", 128, "memory of each sandbox")
+	f.Int64Var(&cfg.diskMB, "disk-mb", 256, "disk of each sandbox")
 	f.StringVar(&cfg.jsonFile, "json", "", "write the JSON report to this file (- for stdout)")
 	return cmd
 }
@@ -99,7 +101,7 @@ func (a *app) benchCluster(cmd *cobra.Command, c *den.Client, cfg clusterBenchCo
 	ids := make([]string, cfg.sandboxes)
 	fmt.Fprintf(cmd.ErrOrStderr(), "creating %d sandboxes on %d nodes\n", cfg.sandboxes, len(nodes))
 	rep.Create = fanOut(cfg.sandboxes, cfg.concurrency, func(i int) error {
-		sb, err := c.Create(ctx, rest.CreateSandboxRequest{Image: benchImage, Runtime: cfg.runtime, CPUs: cfg.cpus, MemoryMB: cfg.memoryMB})
+		sb, err := c.Create(ctx, rest.CreateSandboxRequest{Image: benchImage, Runtime: cfg.runtime, CPUs: cfg.cpus, MemoryMB: cfg.memoryMB, DiskMB: cfg.diskMB})
 		if err == nil {
 			ids[i] = sb.ID
 		}
@@ -208,7 +210,7 @@ func printClusterReport(cmd *cobra.Command, r clusterReport) {
 func ensureBenchImage(ctx context.Context, c *den.Client) error {
 	if _, err := c.Images().Get(ctx, benchImage); err == nil {
 		return nil
-	} else if !errdefs.IsNotFound(err) {
+	} else if !den.IsNotFound(err) {
 		return err
 	}
 	archive, err := tinyDockerArchive(benchImage)
