@@ -50,6 +50,9 @@ type clusterReport struct {
 	TotalMs float64 `json:"total_ms"`
 }
 
+// benchTimeout outlives a run: the reaper must not race the phases.
+var benchTimeout int64 = 3600
+
 // benchImage is the tiny image the benchmark's sandboxes name (the
 // simulator reads no image, but the API checks that it exists).
 const benchImage = "den-bench-sim:1"
@@ -101,7 +104,8 @@ func (a *app) benchCluster(cmd *cobra.Command, c *den.Client, cfg clusterBenchCo
 	ids := make([]string, cfg.sandboxes)
 	fmt.Fprintf(cmd.ErrOrStderr(), "creating %d sandboxes on %d nodes\n", cfg.sandboxes, len(nodes))
 	rep.Create = fanOut(cfg.sandboxes, cfg.concurrency, func(i int) error {
-		sb, err := c.Create(ctx, rest.CreateSandboxRequest{Image: benchImage, Runtime: cfg.runtime, CPUs: cfg.cpus, MemoryMB: cfg.memoryMB, DiskMB: cfg.diskMB})
+		sb, err := c.Create(ctx, rest.CreateSandboxRequest{Image: benchImage, Runtime: cfg.runtime, CPUs: cfg.cpus, MemoryMB: cfg.memoryMB,
+			DiskMB: cfg.diskMB, Timeout: &benchTimeout})
 		if err == nil {
 			ids[i] = sb.ID
 		}

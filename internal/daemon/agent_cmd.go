@@ -60,6 +60,7 @@ them.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			startPprof(cfg.Logger)
 			if f.sim > 0 {
 				cfg.Capacity = nodeproto.Capacity{CPUs: f.simCPUs, MemoryMB: f.simMemoryMB, DiskMB: agent.SimCapacity.DiskMB}
 				cfg.Runtimes = []string{"sim"}

@@ -54,6 +54,7 @@ func RunServer(ctx context.Context, cfg ServerConfig, out io.Writer, log *slog.L
 	}
 	r := &serverRun{cfg: cfg, log: log, out: out}
 	defer r.close()
+	startPprof(log)
 	steps := []struct {
 		name string
 		fn   func(context.Context) error

@@ -44,6 +44,7 @@ type Config struct {
 type Server struct {
 	ID          string
 	ClusterAddr string // 127.0.0.1:port of its cluster port
+	NodeAddr    string // 127.0.0.1:port agents dial
 	URL, APIKey string // its API and admin key (as it printed them)
 	DataDir     string
 	LogPath     string
@@ -90,7 +91,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(cfg.Servers)
+	ports, err := freePorts(2 * cfg.Servers)
 	if err != nil {
 		return nil, err
 	}
@@ -98,6 +99,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		id := fmt.Sprintf("s%d", i+1)
 		c.Servers = append(c.Servers, &Server{
 			ID: id, ClusterAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i])),
+			NodeAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[cfg.Servers+i])),
 			DataDir: filepath.Join(cfg.Dir, id), LogPath: filepath.Join(cfg.Dir, id+".log"),
 		})
 	}
@@ -144,7 +146,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 // launch starts s's process. join is nil for the first server.
 func (c *Cluster) launch(s *Server, join []string) error {
 	args := []string{"server", "--id", s.ID, "--data-dir", s.DataDir, "--listen", "127.0.0.1:0",
-		"--cluster-listen", s.ClusterAddr, "--ca-dir", filepath.Join(c.cfg.Dir, "ca"),
+		"--cluster-listen", s.ClusterAddr, "--node-listen", s.NodeAddr, "--ca-dir", filepath.Join(c.cfg.Dir, "ca"),
 		"--bootstrap-expect", strconv.Itoa(c.cfg.Servers)}
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))
@@ -213,6 +215,15 @@ func (c *Cluster) waitServing(ctx context.Context, s *Server) error {
 	s.URL, s.APIKey = url, key
 	c.mu.Unlock()
 	return nil
+}
+
+// NodeAddrs are the servers' node addresses, for den agent --server.
+func (c *Cluster) NodeAddrs() []string {
+	var out []string
+	for _, s := range c.Servers {
+		out = append(out, s.NodeAddr)
+	}
+	return out
 }
 
 // Kill kills s with SIGKILL and waits for it to exit.

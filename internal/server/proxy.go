@@ -49,9 +49,13 @@ func (g *guestProxies) get(id string) *httputil.ReverseProxy {
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return g.dial(ctx, id)
 		},
-		MaxIdleConnsPerHost: 16,
+		// Idle guest connections are cheap to redial (a unix socket, or
+		// a stream on a node link) and expensive to keep for many
+		// sandboxes at once (each holds goroutines here, on the node and
+		// in the guest): a few per sandbox, for a few seconds.
+		MaxIdleConnsPerHost: 4,
 		MaxConnsPerHost:     512,
-		IdleConnTimeout:     30 * time.Second,
+		IdleConnTimeout:     5 * time.Second,
 		DisableCompression:  true,
 		// The agent's own headers are a few hundred bytes; whatever
 		// answers in its place is untrusted.

@@ -126,12 +126,14 @@ const (
 	raftElectionTimeout  = 50 * time.Millisecond
 	raftLeaderLease      = 50 * time.Millisecond
 
-	// A snapshot every 4096 entries bounds replay on start; keeping 4096
-	// trailing entries lets a briefly lagging follower catch up from the
-	// log rather than a snapshot.
-	raftSnapshotThreshold = 4096
-	raftTrailingLogs      = 4096
-	raftSnapshotInterval  = 60 * time.Second
+	// A snapshot every 16384 entries bounds replay on start (a second or
+	// two); a snapshot writes the whole state, which with 100,000
+	// sandboxes is tens of MB on every server, so not more often than
+	// that. Keeping 10240 trailing entries lets a lagging follower catch
+	// up from the log rather than a snapshot.
+	raftSnapshotThreshold = 16384
+	raftTrailingLogs      = 10240
+	raftSnapshotInterval  = 120 * time.Second
 	raftSnapshotsRetained = 2
 )
 

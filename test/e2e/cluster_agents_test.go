@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/denhq/den/api/rest"
+	"github.com/denhq/den/internal/localcluster"
+	den "github.com/denhq/den/sdk/go"
+)
+
+// startAgents runs `den agent` with args against the servers of c and
+// stops it when t ends; its log is printed if t fails.
+func startAgents(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("den agent log:\n%s", tail(log.String(), 4000))
+		}
+	})
+}
+
+// waitNodes waits until cl lists n ready nodes, all connected to one
+// server, and returns them.
+func waitNodes(ctx context.Context, t *testing.T, cl *den.Client, n int) []rest.Node {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		nodes, err := cl.ListNodes(ctx)
+		ready := 0
+		servers := map[string]bool{}
+		for _, nd := range nodes {
+			if nd.State == rest.NodeReady && nd.Cluster != nil {
+				ready++
+				servers[nd.Cluster.Server] = true
+			}
+		}
+		if err == nil && ready == n && len(servers) == 1 {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %d ready nodes on one server: %d ready on %v, %v", n, ready, servers, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestClusterRunsSandboxesOnAgents: three den servers, five simulated
+// nodes of one den agent process that dial out to them. Sandboxes made
+// through a follower are placed on the nodes (best fit, never over
+// capacity), run commands, and survive kill -9 of the leader: the agents
+// move to the new leader and the sandboxes keep answering.
+func TestClusterRunsSandboxesOnAgents(t *testing.T) {
+	bin := serverBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	c, err := localcluster.Start(ctx, localcluster.Config{Bin: bin, Dir: dir, Servers: 3})
+	if err != nil {
+		t.Fatalf("start 3 servers: %v", err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() {
+			for _, s := range c.Servers {
+				if b, err := os.ReadFile(s.LogPath); err == nil {
+					t.Logf("%s log:\n%s", s.ID, tail(string(b), 4000))
+				}
+			}
+		}
+	})
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var follower *localcluster.Server
+	for _, s := range c.Servers {
+		if s != leader {
+			follower = s
+			break
+		}
+	}
+	api := client(t, follower)
+	tok, err := api.CreateJoinToken(ctx, rest.CreateJoinTokenRequest{Uses: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startAgents(t, exec.Command(bin, "agent", "--server", strings.Join(c.NodeAddrs(), ","), "--token", tok.Token,
+		"--sim", "5", "--sim-cpus", "16", "--sim-memory-mb", "65536", "--data-dir", t.TempDir()))
+	nodes := waitNodes(ctx, t, api, 5)
+	if nodes[0].Cluster.Server != leader.ID {
+		t.Fatalf("the nodes are on %s, want the leader %s", nodes[0].Cluster.Server, leader.ID)
+	}
+
+	// Two 8-CPU sandboxes fill a 16-CPU node: ten fill the five.
+	create := func(cl *den.Client) (*den.Sandbox, error) {
+		return cl.Create(ctx, rest.CreateSandboxRequest{Image: "busybox", Runtime: "sim", CPUs: 8, MemoryMB: 1024, DiskMB: 256})
+	}
+	perNode := map[string]int{}
+	var ids []string
+	for i := range 10 {
+		sb, err := create(api)
+		if err != nil {
+			t.Fatalf("create %d through a follower: %v", i, err)
+		}
+		ids = append(ids, sb.ID)
+		perNode[sb.Node]++
+		res, err := sb.Run(ctx, "echo hello from $HOSTNAME")
+		if err != nil || res.Code != 0 || !strings.HasPrefix(string(res.Stdout), "hello from") {
+			t.Fatalf("run in %s on %s: %+v %v", sb.ID, sb.Node, res, err)
+		}
+	}
+	if len(perNode) != 5 {
+		t.Fatalf("sandboxes by node: %v, want 2 on each of 5", perNode)
+	}
+	for n, k := range perNode {
+		if k != 2 {
+			t.Fatalf("node %s holds %d sandboxes of 8 CPUs on 16 CPUs", n, k)
+		}
+	}
+	if _, err := create(api); !den.IsResourceExhausted(err) {
+		t.Fatalf("an 11th sandbox on full nodes: %v, want resource_exhausted", err)
+	}
+
+	// kill -9 of the leader: the agents move to the new one, which
+	// rebuilds the placements from the store.
+	c.Kill(leader)
+	var survivor *den.Client
+	for _, s := range c.Servers {
+		if s != leader {
+			survivor = client(t, s)
+			break
+		}
+	}
+	waitNodesOnNewLeader := func() {
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			nodes, err := survivor.ListNodes(ctx)
+			moved := 0
+			for _, nd := range nodes {
+				if nd.State == rest.NodeReady && nd.Cluster != nil && nd.Cluster.Server != leader.ID {
+					moved++
+				}
+			}
+			if err == nil && moved == 5 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the nodes did not move to the new leader: %d moved, %v", moved, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitNodesOnNewLeader()
+	for _, id := range ids {
+		res, err := survivor.Sandbox(id).Run(ctx, "echo still here")
+		if err != nil || string(res.Stdout) != "still here\n" {
+			t.Fatalf("run in %s after the failover: %+v %v", id, res, err)
+		}
+	}
+	if _, err := create(survivor); !den.IsResourceExhausted(err) {
+		t.Fatalf("after the failover the nodes are still full, but a create got: %v", err)
+	}
+	if err := survivor.Delete(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := create(survivor)
+	if err != nil {
+		t.Fatalf("create into the freed room: %v", err)
+	}
+	ids[0] = sb.ID
+	for _, id := range ids {
+		if err := survivor.Delete(ctx, id); err != nil {
+			t.Fatalf("delete %s: %v", id, err)
+		}
+	}
+}
