@@ -28,53 +28,112 @@ type leaderProxy struct {
 	// own are paths this server answers whatever its role.
 	own map[string]bool
 
-	mu      sync.Mutex
-	proxies map[string]*httputil.ReverseProxy // by leader address
+	// wait bounds how long a request waits for a leader; 0 means
+	// leaderWait.
+	wait time.Duration
+
+	once sync.Once
+	rp   *httputil.ReverseProxy
 }
 
+// leaderWait bounds how long a request waits for a leader to dial (an
+// election after the old one died), as forwarded writes do.
+const leaderWait = 10 * time.Second
+
 func (p *leaderProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	addr, self, ok := p.leader()
+	_, self, ok := p.leader()
 	if self || p.own[r.URL.Path] {
 		p.local.ServeHTTP(w, r)
 		return
 	}
+	p.once.Do(p.init)
 	if !ok {
-		writeError(w, errdefs.New(errdefs.Unavailable, "this den server has no leader to pass the request to (an election is under way, or too few servers are up): retry shortly"))
-		return
+		if self, ok = p.waitLeader(r.Context()); !ok {
+			writeError(w, errNoLeader())
+			return
+		}
+		if self {
+			p.local.ServeHTTP(w, r)
+			return
+		}
 	}
-	p.proxy(addr).ServeHTTP(w, r)
+	p.rp.ServeHTTP(w, r)
 }
 
-// proxy is the reverse proxy to the leader at addr, with its own
-// connections (a new leader gets new ones).
-func (p *leaderProxy) proxy(addr string) *httputil.ReverseProxy {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if rp, ok := p.proxies[addr]; ok {
-		return rp
+func errNoLeader() error {
+	return errdefs.New(errdefs.Unavailable, "this den server has no leader to pass the request to (an election is under way, or too few servers are up): retry shortly")
+}
+
+// waitLeader polls for a leader for up to the wait.
+func (p *leaderProxy) waitLeader(ctx context.Context) (self, ok bool) {
+
+	wait := p.wait
+	if wait == 0 {
+		wait = leaderWait
+	}
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return false, false
+		}
+		if _, self, ok = p.leader(); ok {
+			return self, ok
+		}
+	}
+	return false, false
+}
+
+func (p *leaderProxy) init() {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return p.dialLeader(ctx) },
+		// A connection per request: a kept one to a leader that died
+		// fails the next request after it is written (a create must not
+		// be retried blind), where a fresh dial fails before and waits
+		// for the new leader.
+		DisableKeepAlives: true,
 	}
 	target := &url.URL{Scheme: "http", Host: "leader"}
-	rp := &httputil.ReverseProxy{
+	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // host routing (<port>-<id>.<domain>) must survive the hop
 			pr.SetXForwarded()
 		},
-		Transport: &http.Transport{
-			DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return p.dial(ctx, addr) },
-			MaxIdleConnsPerHost: 256,
-			IdleConnTimeout:     90 * time.Second,
-		},
+		Transport:     tr,
 		FlushInterval: -1, // exec output and event streams as they come
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			writeError(w, errdefs.Wrap(errdefs.Unavailable, err, "pass the request to the leader at %s", addr))
+			writeError(w, errdefs.Wrap(errdefs.Unavailable, err, "pass the request to the leader"))
 		},
 	}
-	if p.proxies == nil {
-		p.proxies = map[string]*httputil.ReverseProxy{}
+}
+
+// dialLeader connects to the current leader, waiting up to leaderWait
+// for one that answers (a leader that just died is still named until
+// the election).
+func (p *leaderProxy) dialLeader(ctx context.Context) (net.Conn, error) {
+	wait := p.wait
+	if wait == 0 {
+		wait = leaderWait
 	}
-	p.proxies[addr] = rp
-	return rp
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	lastErr := errNoLeader()
+	for {
+		if addr, _, ok := p.leader(); ok {
+			c, err := p.dial(ctx, addr)
+			if err == nil {
+				return c, nil
+			}
+			lastErr = err
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, lastErr
+		}
+	}
 }
 
 // writeError answers err as the API does: its status and {"code","message"}.

@@ -47,6 +47,7 @@ func TestLeaderProxy(t *testing.T) {
 			return d.DialContext(ctx, "tcp", addr)
 		},
 		local: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "local\n") }),
+		wait:  300 * time.Millisecond,
 		own:   map[string]bool{"/health": true},
 	}
 	front := httptest.NewServer(p)
@@ -86,7 +87,7 @@ func TestLeaderProxy(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 503 || !strings.Contains(string(body), `"code":"unavailable"`) {
+	if resp.StatusCode != 503 || !strings.Contains(string(body), `"code":"unavailable"`) || !strings.Contains(string(body), "no leader") {
 		t.Fatalf("with no leader: %d %s", resp.StatusCode, body)
 	}
 }
@@ -100,4 +101,34 @@ func get(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// TestLeaderProxyWaitsOutAnElection: the follower still names a leader
+// that died; the request waits for the new one rather than failing.
+func TestLeaderProxyWaitsOutAnElection(t *testing.T) {
+	newLeader := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "new leader\n") }))
+	defer newLeader.Close()
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	start := time.Now()
+	p := &leaderProxy{
+		leader: func() (string, bool, bool) {
+			if time.Since(start) < 300*time.Millisecond {
+				return deadAddr, false, true
+			}
+			return newLeader.Listener.Addr().String(), false, true
+		},
+		dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		},
+		local: http.NotFoundHandler(),
+		wait:  10 * time.Second,
+	}
+	front := httptest.NewServer(p)
+	defer front.Close()
+	if got := get(t, front.URL+"/v1/tenants"); got != "new leader\n" {
+		t.Fatalf("got %q", got)
+	}
 }

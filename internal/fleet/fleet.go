@@ -50,8 +50,11 @@ type Fleet struct {
 	log   *slog.Logger
 	sched *scheduler.Scheduler
 
-	mu    sync.RWMutex
-	nodes map[string]*member // guarded by mu
+	// joinMu orders joins and pool admissions: a node's placements are
+	// restored before it takes new ones.
+	joinMu sync.Mutex
+	mu     sync.RWMutex
+	nodes  map[string]*member // guarded by mu
 	// waiting are joined nodes of a dedicated pool no tenant owns yet;
 	// they join the scheduler when one does (SyncPools). Guarded by mu.
 	waiting map[string]scheduler.Node
@@ -86,6 +89,9 @@ type NodeSpec struct {
 	// Capacity overrides what the node reports (simulated nodes); zero
 	// takes the node's CPUs and memory, and DiskMB unlimited.
 	Capacity scheduler.Resources
+	// Status is what the node may take once joined: up (the zero value),
+	// or draining as its record says.
+	Status scheduler.NodeStatus
 }
 
 // Join adds a connected node: it reads what the node has, gives its
@@ -101,11 +107,15 @@ func (f *Fleet) Join(ctx context.Context, spec NodeSpec) error {
 	if capacity == (scheduler.Resources{}) {
 		capacity = scheduler.Resources{CPUMillis: int64(info.Resources.CPUs) * 1000, MemoryMB: info.Resources.MemoryMB, DiskMB: 1 << 40}
 	}
-	sn := scheduler.Node{ID: spec.ID, Pool: spec.Pool, Capacity: capacity, Labels: maps.Clone(spec.Labels), Status: scheduler.NodeUp}
+	// The node enters taking nothing, its live sandboxes are bound to it,
+	// and only then is it up: no decision sees it empty in between.
+	sn := scheduler.Node{ID: spec.ID, Pool: spec.Pool, Capacity: capacity, Labels: maps.Clone(spec.Labels), Status: scheduler.NodeDraining}
 	for _, rt := range info.Runtimes {
 		sn.Runtimes = append(sn.Runtimes, rt.Name)
 	}
 	f.SyncPools()
+	f.joinMu.Lock()
+	defer f.joinMu.Unlock()
 	err = f.sched.UpsertNode(sn)
 	f.mu.Lock()
 	_, again := f.nodes[spec.ID]
@@ -124,7 +134,9 @@ func (f *Fleet) Join(ctx context.Context, spec NodeSpec) error {
 	if !again {
 		f.restore(spec.ID)
 	}
-	f.sched.Commit()
+	if err := f.setStatus(spec.ID, spec.Status); err != nil {
+		return err
+	}
 	f.log.Info("node joined", "node", spec.ID, "pool", sn.Pool, "cpus", info.Resources.CPUs, "memory_mb", info.Resources.MemoryMB)
 	return nil
 }
@@ -149,9 +161,12 @@ func (f *Fleet) SyncPools() {
 			}
 		}
 	}
+	f.joinMu.Lock()
+	defer f.joinMu.Unlock()
 	f.mu.Lock()
 	var ready []scheduler.Node
 	for id, sn := range f.waiting {
+		sn.Status = scheduler.NodeDraining // up once its sandboxes are bound
 		if err := f.sched.UpsertNode(sn); err == nil {
 			delete(f.waiting, id)
 			ready = append(ready, sn)
@@ -160,6 +175,7 @@ func (f *Fleet) SyncPools() {
 	f.mu.Unlock()
 	for _, sn := range ready {
 		f.restore(sn.ID)
+		f.setStatus(sn.ID, scheduler.NodeUp)
 		f.log.Info("node admitted: its node pool has an owner", "node", sn.ID, "pool", sn.Pool)
 	}
 	f.sched.Commit()
@@ -292,6 +308,16 @@ func (f *Fleet) nodeOf(id string) (*noderpc.RemoteNode, *store.Sandbox, error) {
 		return nil, nil, err
 	}
 	m, ok := f.member(sb.Node)
+	if !ok {
+		// Its session may be up with the join still under way
+		// (OnConnect joins in the background): join it now.
+		if _, up := f.cfg.Sessions(sb.Node); up {
+			if rec, err := f.cfg.Store.Snapshot().Node(sb.Node); err == nil && f.Join(context.Background(), specOf(rec)) == nil {
+				f.applyState(rec)
+				m, ok = f.member(sb.Node)
+			}
+		}
+	}
 	if !ok {
 		return nil, sb, errdefs.New(errdefs.Unavailable, "sandbox %s is on node %q, which is not connected", id, sb.Node)
 	}

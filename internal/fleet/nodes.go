@@ -43,9 +43,21 @@ func (f *Fleet) OnDisconnect(nodeID string, s *nodelink.Session) {
 
 // specOf is what the scheduler needs of a node record.
 func specOf(rec *store.Node) NodeSpec {
-	return NodeSpec{ID: rec.ID, Pool: rec.Pool, Labels: rec.Labels, Capacity: scheduler.Resources{
+	return NodeSpec{ID: rec.ID, Pool: rec.Pool, Labels: rec.Labels, Status: statusOf(rec), Capacity: scheduler.Resources{
 		CPUMillis: int64(rec.Capacity.CPUs * 1000), MemoryMB: rec.Capacity.MemoryMB, DiskMB: diskOrUnbounded(rec.Capacity.DiskMB),
 	}}
+}
+
+// statusOf is what a node record allows: draining and down nodes take
+// nothing new.
+func statusOf(rec *store.Node) scheduler.NodeStatus {
+	switch {
+	case rec.State == store.NodeDown:
+		return scheduler.NodeDown
+	case !rec.Schedulable():
+		return scheduler.NodeDraining
+	}
+	return scheduler.NodeUp
 }
 
 // diskOrUnbounded: a node that reports no disk is not bound by it.
@@ -62,14 +74,7 @@ func (f *Fleet) applyState(rec *store.Node) {
 	if _, ok := f.member(rec.ID); !ok {
 		return
 	}
-	st := scheduler.NodeUp
-	switch {
-	case rec.State == store.NodeDown:
-		st = scheduler.NodeDown
-	case !rec.Schedulable():
-		st = scheduler.NodeDraining
-	}
-	f.setStatus(rec.ID, st)
+	f.setStatus(rec.ID, statusOf(rec))
 }
 
 // watchNodes applies the node records' states (a drain, a node marked
