@@ -110,6 +110,13 @@ func (f *agentFlags) nodeConfig(agentDir, version string) (Config, error) {
 			return c, errdefs.New(errdefs.InvalidArgument, "--sandbox-cidr %q is not an IPv4 /16 (e.g. 10.88.0.0/16)", c.SandboxCIDR)
 		}
 	}
+	var err error
+	if c.RunscPath, err = findBinary(c.RunscPath, "runsc"); err != nil {
+		return c, err
+	}
+	if c.GuestBinary, err = findBinary(c.GuestBinary, "den-guest"); err != nil {
+		return c, err
+	}
 	return c, c.validateRuntimes()
 }
 
