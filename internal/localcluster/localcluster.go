@@ -100,7 +100,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		c.Servers = append(c.Servers, &Server{
 			ID: id, ClusterAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i])),
 			NodeAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[cfg.Servers+i])),
-			DataDir: filepath.Join(cfg.Dir, id), LogPath: filepath.Join(cfg.Dir, id+".log"),
+			DataDir:  filepath.Join(cfg.Dir, id), LogPath: filepath.Join(cfg.Dir, id+".log"),
 		})
 	}
 	type started struct {

@@ -17,7 +17,6 @@ func (s *Store) Leader() (id, addr string, self, ok bool) {
 	return string(lid), string(a), s.raft.State() == raft.Leader, true
 }
 
-
 // ClusterListener is the cluster port's listener of proto, a protocol
 // byte of the caller's (not clustermux.ProtoRaft or ProtoRPC): other
 // server-to-server traffic over the same mutual TLS. Nil for den up.
