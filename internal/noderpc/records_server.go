@@ -17,27 +17,34 @@ import (
 // access token.
 func ServeRecords(mux *nodelink.Mux, st *store.Store) {
 	r := &recordsServer{st: st}
-	mux.HandleCall(mRecSandbox, r.sandbox)
-	mux.HandleCall(mRecSandboxes, r.sandboxes)
-	mux.HandleCall(mRecUpdateSandbox, r.updateSandbox)
-	mux.HandleCall(mRecDeleteSandbox, r.deleteSandbox)
-	mux.HandleCall(mRecSnapshot, r.snapshot)
-	mux.HandleCall(mRecSnapshotByName, r.snapshotByName)
-	mux.HandleCall(mRecSnapshots, r.snapshots)
-	mux.HandleCall(mRecCreateSnapshot, r.createSnapshot)
-	mux.HandleCall(mRecDeleteSnapshot, r.deleteSnapshot)
-	mux.HandleCall(mRecPools, r.pools)
+	mux.HandleCall(mRecSandbox, scoped(r.sandbox))
+	mux.HandleCall(mRecSandboxes, scoped(r.sandboxes))
+	mux.HandleCall(mRecUpdateSandbox, scoped(r.updateSandbox))
+	mux.HandleCall(mRecDeleteSandbox, scoped(r.deleteSandbox))
+	mux.HandleCall(mRecSnapshot, scoped(r.snapshot))
+	mux.HandleCall(mRecSnapshotByName, scoped(r.snapshotByName))
+	mux.HandleCall(mRecSnapshots, scoped(r.snapshots))
+	mux.HandleCall(mRecCreateSnapshot, scoped(r.createSnapshot))
+	mux.HandleCall(mRecDeleteSnapshot, scoped(r.deleteSnapshot))
+	mux.HandleCall(mRecPools, scoped(r.pools))
 }
 
 type recordsServer struct{ st *store.Store }
 
-// peer is the calling node; a link without one serves nothing.
-func peer(ctx context.Context) (string, error) {
-	id := nodelink.Peer(ctx)
-	if id == "" {
-		return "", errdefs.New(errdefs.Unauthenticated, "the node link names no node")
+// scoped decodes a call's request and runs fn with the calling node's ID;
+// a link without one serves nothing.
+func scoped[T any](fn func(ctx context.Context, node string, req T) (any, error)) nodelink.CallFunc {
+	return func(ctx context.Context, raw json.RawMessage) (any, error) {
+		node := nodelink.Peer(ctx)
+		if node == "" {
+			return nil, errdefs.New(errdefs.Unauthenticated, "the node link names no node")
+		}
+		var req T
+		if err := decode(raw, &req); err != nil {
+			return nil, err
+		}
+		return fn(ctx, node, req)
 	}
-	return id, nil
 }
 
 func decode(raw json.RawMessage, v any) error {
@@ -56,27 +63,11 @@ func (r *recordsServer) ownSandbox(node, id string) (*store.Sandbox, error) {
 	return sb, err
 }
 
-func (r *recordsServer) sandbox(ctx context.Context, raw json.RawMessage) (any, error) {
-	node, err := peer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var req idReq
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func (r *recordsServer) sandbox(_ context.Context, node string, req idReq) (any, error) {
 	return r.ownSandbox(node, req.ID)
 }
 
-func (r *recordsServer) sandboxes(ctx context.Context, raw json.RawMessage) (any, error) {
-	node, err := peer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var f store.SandboxFilter
-	if err := decode(raw, &f); err != nil {
-		return nil, err
-	}
+func (r *recordsServer) sandboxes(_ context.Context, node string, f store.SandboxFilter) (any, error) {
 	f.Node = node
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 1000 // bounded answers; the caller pages
@@ -88,15 +79,7 @@ func (r *recordsServer) sandboxes(ctx context.Context, raw json.RawMessage) (any
 	return sandboxesResp{Sandboxes: sbs, Next: next}, nil
 }
 
-func (r *recordsServer) updateSandbox(ctx context.Context, raw json.RawMessage) (any, error) {
-	node, err := peer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var sb store.Sandbox
-	if err := decode(raw, &sb); err != nil {
-		return nil, err
-	}
+func (r *recordsServer) updateSandbox(ctx context.Context, node string, sb store.Sandbox) (any, error) {
 	cur, err := r.ownSandbox(node, sb.ID)
 	if err != nil {
 		return nil, err
@@ -113,15 +96,7 @@ func (r *recordsServer) updateSandbox(ctx context.Context, raw json.RawMessage) 
 	return &sb, nil
 }
 
-func (r *recordsServer) deleteSandbox(ctx context.Context, raw json.RawMessage) (any, error) {
-	node, err := peer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var req idReq
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func (r *recordsServer) deleteSandbox(ctx context.Context, node string, req idReq) (any, error) {
 	if _, err := r.ownSandbox(node, req.ID); err != nil {
 		return nil, err
 	}
@@ -135,41 +110,17 @@ func ownSnapshot(node string, rec *store.SandboxSnapshot, err error) (*store.San
 	return rec, err
 }
 
-func (r *recordsServer) snapshot(ctx context.Context, raw json.RawMessage) (any, error) {
-	node, err := peer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var req idReq
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func (r *recordsServer) snapshot(_ context.Context, node string, req idReq) (any, error) {
 	rec, err := r.st.Snapshot().SandboxSnapshot(req.ID)
 	return ownSnapshot(node, rec, err)
 }
 
-func (r *recordsServer) snapshotByName(ctx context.Context, raw json.RawMessage) (any, error) {
-	node, err := peer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var req nameReq
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func (r *recordsServer) snapshotByName(_ context.Context, node string, req nameReq) (any, error) {
 	rec, err := r.st.Snapshot().SandboxSnapshotByName(req.Tenant, req.Name)
 	return ownSnapshot(node, rec, err)
 }
 
-func (r *recordsServer) snapshots(ctx context.Context, raw json.RawMessage) (any, error) {
-	node, err := peer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var req nameReq
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func (r *recordsServer) snapshots(_ context.Context, node string, req nameReq) (any, error) {
 	recs, err := r.st.Snapshot().SandboxSnapshots(req.Tenant)
 	if err != nil {
 		return nil, err
@@ -183,15 +134,7 @@ func (r *recordsServer) snapshots(ctx context.Context, raw json.RawMessage) (any
 	return own, nil
 }
 
-func (r *recordsServer) createSnapshot(ctx context.Context, raw json.RawMessage) (any, error) {
-	node, err := peer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var rec store.SandboxSnapshot
-	if err := decode(raw, &rec); err != nil {
-		return nil, err
-	}
+func (r *recordsServer) createSnapshot(ctx context.Context, node string, rec store.SandboxSnapshot) (any, error) {
 	if rec.Node != node {
 		return nil, errdefs.New(errdefs.PermissionDenied, "node %s may not record a snapshot of node %q", node, rec.Node)
 	}
@@ -201,15 +144,7 @@ func (r *recordsServer) createSnapshot(ctx context.Context, raw json.RawMessage)
 	return &rec, nil
 }
 
-func (r *recordsServer) deleteSnapshot(ctx context.Context, raw json.RawMessage) (any, error) {
-	node, err := peer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var req idReq
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func (r *recordsServer) deleteSnapshot(ctx context.Context, node string, req idReq) (any, error) {
 	rec, err := r.st.Snapshot().SandboxSnapshot(req.ID)
 	if _, err := ownSnapshot(node, rec, err); err != nil {
 		return nil, err
@@ -217,13 +152,6 @@ func (r *recordsServer) deleteSnapshot(ctx context.Context, raw json.RawMessage)
 	return nil, r.st.DeleteSandboxSnapshot(ctx, req.ID)
 }
 
-func (r *recordsServer) pools(ctx context.Context, raw json.RawMessage) (any, error) {
-	if _, err := peer(ctx); err != nil {
-		return nil, err
-	}
-	var req nameReq
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func (r *recordsServer) pools(_ context.Context, _ string, req nameReq) (any, error) {
 	return r.st.Snapshot().Pools(req.Tenant)
 }
