@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/pipelisten"
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/guest"
 )
@@ -53,7 +54,7 @@ func unregister(dir string) *sandbox {
 type sandbox struct {
 	agent *guest.Agent
 	srv   *http.Server
-	ln    *pipeListener
+	ln    *pipelisten.Listener
 	done  chan struct{}
 }
 
@@ -69,7 +70,7 @@ func startSandbox(spec driver.Spec, log *slog.Logger) (*sandbox, error) {
 	sb := &sandbox{
 		agent: agent,
 		srv:   &http.Server{Handler: agent.Handler(), ReadHeaderTimeout: 10 * time.Second},
-		ln:    newPipeListener(),
+		ln:    pipelisten.New("fake-guest"),
 		done:  make(chan struct{}),
 	}
 	go func() {
@@ -87,7 +88,7 @@ func (sb *sandbox) stop() {
 	_ = sb.agent.Close()
 }
 
-func (sb *sandbox) dial(ctx context.Context) (net.Conn, error) { return sb.ln.dial(ctx) }
+func (sb *sandbox) dial(ctx context.Context) (net.Conn, error) { return sb.ln.Dial(ctx) }
 
 // sandboxEnv is the agent's base environment: the image env, the spec env
 // on top, and the host PATH when the image has none.
@@ -201,56 +202,6 @@ func (d *Driver) makeDir(dir string, spec driver.Spec) (json.RawMessage, error) 
 	}
 	return raw, nil
 }
-
-// pipeListener is a net.Listener whose connections are net.Pipe ends
-// handed over by dial.
-type pipeListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newPipeListener() *pipeListener {
-	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *pipeListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
-
-// dial hands one end of a new pipe to Accept and returns the other.
-func (l *pipeListener) dial(ctx context.Context) (net.Conn, error) {
-	client, server := net.Pipe()
-	select {
-	case l.conns <- server:
-		return client, nil
-	case <-l.done:
-	case <-ctx.Done():
-	}
-	client.Close()
-	server.Close()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return nil, errdefs.New(errdefs.Unavailable, "guest agent stopped")
-}
-
-type pipeAddr struct{}
-
-func (pipeAddr) Network() string { return "pipe" }
-func (pipeAddr) String() string  { return "fake-guest" }
 
 // hostUser is the default user of a fake sandbox: specUser, else
 // imageUser. The fake's processes run on the host, so users are host

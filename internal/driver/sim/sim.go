@@ -18,7 +18,6 @@ package sim
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"regexp"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/denhq/den/api/envd/process/processconnect"
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/pipelisten"
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -42,13 +42,13 @@ var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
 type Driver struct {
 	mu        sync.Mutex
 	sandboxes map[string]time.Time // started at, by ID; guarded by mu
-	guests    *pipeListener
+	guests    *pipelisten.Listener
 	srv       *http.Server
 }
 
 // New starts a simulator.
 func New() *Driver {
-	d := &Driver{sandboxes: map[string]time.Time{}, guests: newPipeListener()}
+	d := &Driver{sandboxes: map[string]time.Time{}, guests: pipelisten.New("sim")}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	// No gzip: simulated output is a few bytes, and compressing it would
@@ -116,7 +116,7 @@ func (d *Driver) DialGuest(ctx context.Context, id string) (net.Conn, error) {
 	if _, err := d.started(id); err != nil {
 		return nil, err
 	}
-	return d.guests.dial(ctx)
+	return d.guests.Dial(ctx)
 }
 
 // Destroy forgets the sandbox.
@@ -144,47 +144,3 @@ func (d *Driver) Close() error {
 	d.guests.Close()
 	return d.srv.Close()
 }
-
-// pipeListener hands the far ends of in-memory pipes to the HTTP server.
-type pipeListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newPipeListener() *pipeListener {
-	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *pipeListener) dial(ctx context.Context) (net.Conn, error) {
-	client, server := net.Pipe()
-	select {
-	case l.conns <- server:
-		return client, nil
-	case <-l.done:
-		return nil, errdefs.New(errdefs.Unavailable, "the simulator is closed")
-	case <-ctx.Done():
-		return nil, fmt.Errorf("dial the simulated guest: %w", ctx.Err())
-	}
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *pipeListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
-
-type pipeAddr struct{}
-
-func (pipeAddr) Network() string { return "pipe" }
-func (pipeAddr) String() string  { return "sim" }
