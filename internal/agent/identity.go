@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/fsutil"
 	"github.com/denhq/den/internal/pki"
 )
 
@@ -101,7 +102,7 @@ func (id *identity) save(dir string) error {
 		name string
 		data []byte
 	}{{caFile, id.CAPEM}, {certFile, id.pair()}, {idFile, idb}} {
-		if err := writeFile(filepath.Join(dir, f.name), f.data); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
 			return fmt.Errorf("save the node identity: %w", err)
 		}
 	}
@@ -141,24 +142,3 @@ func (id *identity) tlsConfig() (*tls.Config, error) {
 	return pki.ClientConfig(pool, cert), nil
 }
 
-// writeFile writes data to a temporary name, syncs it and renames it,
-// mode 0600.
-func writeFile(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/fsutil"
 )
 
 // Roles, the prefix of a certificate's common name.
@@ -123,10 +124,10 @@ func (ca *CA) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(dir, CAKeyFile), ca.KeyPEM, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, CAKeyFile), ca.KeyPEM, 0o600); err != nil {
 		return err
 	}
-	return writeFile(filepath.Join(dir, CACertFile), ca.CertPEM, 0o644)
+	return fsutil.WriteFileAtomic(filepath.Join(dir, CACertFile), ca.CertPEM, 0o644)
 }
 
 // Hash is the CA certificate's SHA-256, "sha256:<hex>": what a join token
@@ -435,24 +436,4 @@ func serial() *big.Int {
 		panic(err) // crypto/rand does not fail on Linux
 	}
 	return n
-}
-
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
