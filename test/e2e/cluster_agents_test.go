@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -75,21 +74,7 @@ func TestClusterRunsSandboxesOnAgents(t *testing.T) {
 	bin := serverBin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	c, err := localcluster.Start(ctx, localcluster.Config{Bin: bin, Dir: dir, Servers: 3})
-	if err != nil {
-		t.Fatalf("start 3 servers: %v", err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			for _, s := range c.Servers {
-				if b, err := os.ReadFile(s.LogPath); err == nil {
-					t.Logf("%s log:\n%s", s.ID, tail(string(b), 4000))
-				}
-			}
-		}
-	})
+	c := startServers(ctx, t, localcluster.Config{Bin: bin, Servers: 3})
 	leader, err := c.Leader(ctx)
 	if err != nil {
 		t.Fatal(err)

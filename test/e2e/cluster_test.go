@@ -37,21 +37,7 @@ func TestClusterOfThreeServers(t *testing.T) {
 	bin := serverBin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	c, err := localcluster.Start(ctx, localcluster.Config{Bin: bin, Dir: dir, Servers: 3})
-	if err != nil {
-		t.Fatalf("start 3 servers: %v", err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			for _, s := range c.Servers {
-				if b, err := os.ReadFile(s.LogPath); err == nil {
-					t.Logf("%s log:\n%s", s.ID, b)
-				}
-			}
-		}
-	})
+	c := startServers(ctx, t, localcluster.Config{Bin: bin, Servers: 3})
 	s1, s2, s3 := client(t, c.Servers[0]), client(t, c.Servers[1]), client(t, c.Servers[2])
 
 	// A tenant made on s1, its key made on s2, used on s3.
@@ -113,6 +99,28 @@ func TestClusterOfThreeServers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// startServers starts the den servers of cfg in a temporary directory,
+// stopped when t ends; their logs are printed if t fails.
+func startServers(ctx context.Context, t *testing.T, cfg localcluster.Config) *localcluster.Cluster {
+	t.Helper()
+	cfg.Dir = t.TempDir()
+	c, err := localcluster.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("start %d servers: %v", cfg.Servers, err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() {
+			for _, s := range c.Servers {
+				if b, err := os.ReadFile(s.LogPath); err == nil {
+					t.Logf("%s log:\n%s", s.ID, tail(string(b), 6000))
+				}
+			}
+		}
+	})
+	return c
 }
 
 // waitTenant polls cl until it knows tenant name.

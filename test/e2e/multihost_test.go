@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,25 +23,13 @@ func TestMultiHostCluster(t *testing.T) {
 	bin := denBin(t) // root, runsc and den-guest next to den
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
 	ports, err := freeTCPPort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := localcluster.Start(ctx, localcluster.Config{Bin: bin, Dir: dir, Servers: 1,
+	c := startServers(ctx, t, localcluster.Config{Bin: bin, Servers: 1,
 		// Every address, so that the host namespaces reach it over their veths.
 		ExtraArgs: []string{"--node-listen", fmt.Sprintf("0.0.0.0:%d", ports)}})
-	if err != nil {
-		t.Fatalf("start the server: %v", err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			if b, err := os.ReadFile(c.Servers[0].LogPath); err == nil {
-				t.Logf("server log:\n%s", tail(string(b), 4000))
-			}
-		}
-	})
 	api := client(t, c.Servers[0])
 	tok, err := api.CreateJoinToken(ctx, rest.CreateJoinTokenRequest{Uses: 3})
 	if err != nil {
