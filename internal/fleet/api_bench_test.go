@@ -14,8 +14,6 @@ import (
 
 	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/image"
-	"github.com/denhq/den/internal/nodelink"
-	"github.com/denhq/den/internal/scheduler"
 	"github.com/denhq/den/internal/server"
 	"github.com/denhq/den/internal/store"
 	den "github.com/denhq/den/sdk/go"
@@ -40,16 +38,7 @@ func BenchmarkAPILifecycle(b *testing.B) {
 	if _, err := images.ImportDir(ctx, root, "sim:1", image.Config{}); err != nil {
 		b.Fatal(err)
 	}
-	e := &env{st: st, sessions: map[string]*nodelink.Session{}}
-	e.fleet = New(Config{Store: st, Sessions: func(id string) (*nodelink.Session, bool) {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		s, ok := e.sessions[id]
-		return s, ok
-	}})
-	for i := range 50 {
-		e.joinSim(b, fmt.Sprintf("sim-%d", i), scheduler.Resources{CPUMillis: 1 << 40, MemoryMB: 1 << 40, DiskMB: 1 << 40})
-	}
+	e := simFleet(b, st, 50)
 	srv, err := server.New(server.Config{Store: st, Node: e.fleet, Images: images})
 	if err != nil {
 		b.Fatal(err)

@@ -47,6 +47,15 @@ func (e *env) joinSim(b testing.TB, id string, capacity scheduler.Resources) {
 	}
 }
 
+// simFleet is a fleet over st with n simulated nodes of unbounded capacity.
+func simFleet(b testing.TB, st *store.Store, n int) *env {
+	e := fleetEnv(st)
+	for i := range n {
+		e.joinSim(b, fmt.Sprintf("sim-%d", i), scheduler.Resources{CPUMillis: 1 << 40, MemoryMB: 1 << 40, DiskMB: 1 << 40})
+	}
+	return e
+}
+
 // BenchmarkLifecycle creates, execs in and destroys b.N sandboxes on 50
 // simulated nodes through the fleet (no HTTP API), 256 at a time: the
 // cost of a sandbox's life in the store, the scheduler and the node link.
@@ -56,16 +65,7 @@ func BenchmarkLifecycle(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	e := &env{st: st, sessions: map[string]*nodelink.Session{}}
-	e.fleet = New(Config{Store: st, Sessions: func(id string) (*nodelink.Session, bool) {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		s, ok := e.sessions[id]
-		return s, ok
-	}})
-	for i := range 50 {
-		e.joinSim(b, fmt.Sprintf("sim-%d", i), scheduler.Resources{CPUMillis: 1 << 40, MemoryMB: 1 << 40, DiskMB: 1 << 40})
-	}
+	e := simFleet(b, st, 50)
 	ctx := context.Background()
 	var next, failed atomic.Int64
 	phase := map[string]time.Duration{}

@@ -50,7 +50,14 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{t: t, st: st, sessions: map[string]*nodelink.Session{}}
+	e := fleetEnv(st)
+	e.t = t
+	return e
+}
+
+// fleetEnv is a fleet over st whose sessions are the env's.
+func fleetEnv(st *store.Store) *env {
+	e := &env{st: st, sessions: map[string]*nodelink.Session{}}
 	e.fleet = New(Config{Store: st, Sessions: func(id string) (*nodelink.Session, bool) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
