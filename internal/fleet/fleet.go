@@ -399,7 +399,8 @@ func (f *Fleet) Destroy(ctx context.Context, id string) error {
 		if err := remote.Destroy(ctx, id); err != nil {
 			return err
 		}
-	case sb != nil && (sb.State == store.StateFailed || sb.Node == ""):
+	case sb != nil && (sb.Node == "" || (sb.State == store.StateFailed && f.nodeGone(sb.Node))):
+		// Nothing runs it any more: only the record is left.
 		if err := f.cfg.Store.DeleteSandbox(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 			return err
 		}
@@ -408,6 +409,15 @@ func (f *Fleet) Destroy(ctx context.Context, id string) error {
 	}
 	f.releaseSandbox(id, sb.Node)
 	return nil
+}
+
+// nodeGone reports whether node id is down or unknown: what it ran is
+// lost. A node that is back (ready, reconnecting to this server) may
+// still run a sandbox the store reported lost; destroying that takes the
+// node.
+func (f *Fleet) nodeGone(id string) bool {
+	rec, err := f.cfg.Store.Snapshot().Node(id)
+	return errdefs.IsNotFound(err) || (err == nil && rec.State == store.NodeDown)
 }
 
 // Suspend saves and stops sandbox id on its node.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,9 +15,9 @@ import (
 	den "github.com/denhq/den/sdk/go"
 )
 
-// startAgents runs `den agent` with args against the servers of c and
-// stops it when t ends; its log is printed if t fails.
-func startAgents(t *testing.T, cmd *exec.Cmd) {
+// startAgents runs `den agent` (cmd) until t ends or stop is called; its
+// log is printed if t fails.
+func startAgents(t *testing.T, cmd *exec.Cmd) (stop func()) {
 	t.Helper()
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
@@ -24,20 +25,27 @@ func startAgents(t *testing.T, cmd *exec.Cmd) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-done
+			}
+		})
+	}
 	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
+		stop()
 		if t.Failed() {
 			t.Logf("den agent log:\n%s", tail(log.String(), 4000))
 		}
 	})
+	return stop
 }
 
 // waitNodes waits until cl lists n ready nodes, all connected to one
