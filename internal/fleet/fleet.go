@@ -24,6 +24,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
@@ -308,15 +309,8 @@ func (f *Fleet) nodeOf(id string) (*noderpc.RemoteNode, *store.Sandbox, error) {
 		return nil, nil, err
 	}
 	m, ok := f.member(sb.Node)
-	if !ok {
-		// Its session may be up with the join still under way
-		// (OnConnect joins in the background): join it now.
-		if _, up := f.cfg.Sessions(sb.Node); up {
-			if rec, err := f.cfg.Store.Snapshot().Node(sb.Node); err == nil && f.Join(context.Background(), specOf(rec)) == nil {
-				f.applyState(rec)
-				m, ok = f.member(sb.Node)
-			}
-		}
+	if _, up := f.cfg.Sessions(sb.Node); !ok || !up {
+		m, ok = f.awaitNode(sb.Node)
 	}
 	if !ok {
 		return nil, sb, errdefs.New(errdefs.Unavailable, "sandbox %s is on node %q, which is not connected", id, sb.Node)
@@ -409,6 +403,35 @@ func (f *Fleet) Destroy(ctx context.Context, id string) error {
 	}
 	f.releaseSandbox(id, sb.Node)
 	return nil
+}
+
+// nodeWait bounds how long a call waits for a node that is not down to
+// connect here: after a failover the agents are on their way to the new
+// leader, and a request waits for them rather than failing.
+const nodeWait = 5 * time.Second
+
+// awaitNode is node id once it is joined: its session may be up with the
+// join still under way (OnConnect joins in the background), or the agent
+// may be reconnecting. A node that is down is not waited for.
+func (f *Fleet) awaitNode(id string) (*member, bool) {
+	deadline := time.Now().Add(nodeWait)
+	for {
+		_, up := f.cfg.Sessions(id)
+		m, ok := f.member(id)
+		if up && !ok {
+			if rec, err := f.cfg.Store.Snapshot().Node(id); err == nil && f.Join(context.Background(), specOf(rec)) == nil {
+				f.applyState(rec)
+			}
+			m, ok = f.member(id)
+		}
+		if up && ok {
+			return m, true
+		}
+		if f.nodeGone(id) || time.Now().After(deadline) {
+			return m, ok && up
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // nodeGone reports whether node id is down or unknown: what it ran is
