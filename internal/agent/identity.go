@@ -141,4 +141,3 @@ func (id *identity) tlsConfig() (*tls.Config, error) {
 	pool.AddCert(id.CA)
 	return pki.ClientConfig(pool, cert), nil
 }
-
