@@ -134,13 +134,24 @@ func nodeSetup(nodeCfg Config, errOut io.Writer, log *slog.Logger) func(context.
 		return agent.Hooks{
 			OnSession: func(s *nodelink.Session) {
 				link.Set(s)
+				first := false
 				recovered.Do(func() {
+					first = true
 					go func() {
 						if err := n.recover(ctx); err != nil {
 							log.Error("reattach sandboxes", "error", err)
 						}
 					}()
 				})
+				if !first {
+					// Back after a cut: what the cluster gave up on
+					// meanwhile must not run on.
+					go func() {
+						if err := n.node.DropLost(ctx); err != nil {
+							log.Error("stop the sandboxes reported lost", "error", err)
+						}
+					}()
+				}
 			},
 			Close: n.close,
 		}, nil

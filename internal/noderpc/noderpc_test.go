@@ -176,3 +176,40 @@ func TestLinkDownIsUnavailable(t *testing.T) {
 		t.Fatalf("start on a node that is not connected: %v", err)
 	}
 }
+
+// TestDropLost: a sandbox the servers reported lost while its node was
+// cut off is stopped by the node when its link is back; its record stays.
+func TestDropLost(t *testing.T) {
+	c := newCluster(t)
+	ctx := context.Background()
+	c.record(t, "lost", "n1")
+	c.record(t, "kept", "n1")
+	for _, id := range []string{"lost", "kept"} {
+		if _, err := c.remote.Start(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sb, _ := c.st.Snapshot().Sandbox("lost")
+	sb.State, sb.Reason = store.StateFailed, store.ReasonNodeLost
+	if err := c.st.UpdateSandbox(ctx, sb); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.node.DropLost(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.remote.DialGuest(ctx, "lost"); !errdefs.IsNotFound(err) {
+		t.Fatalf("the lost sandbox's guest after DropLost: %v, want NotFound (stopped)", err)
+	}
+	if got, err := c.st.Snapshot().Sandbox("lost"); err != nil || got.State != store.StateFailed {
+		t.Fatalf("the lost sandbox's record: %+v %v, want kept, failed", got, err)
+	}
+	conn, err := c.remote.DialGuest(ctx, "kept")
+	if err != nil {
+		t.Fatalf("the other sandbox: %v", err)
+	}
+	conn.Close()
+	// Deleting the lost record afterwards works as for any sandbox.
+	if err := c.remote.Destroy(ctx, "lost"); err != nil {
+		t.Fatal(err)
+	}
+}

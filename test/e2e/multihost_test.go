@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -173,7 +174,15 @@ func TestMultiHostCluster(t *testing.T) {
 	}
 	setLink(t, link, true)
 	waitNodes(ctx, t, api, 3)
-	// The node is back: removing the lost sandbox stops it there too.
+	// Back on the network, the node stops what the cluster gave up on.
+	deadline = time.Now().Add(60 * time.Second)
+	for runscOf(t, lost.ID) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lost sandbox %s still runs on %s after the node came back", lost.ID, nameOf[cutNode])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Its record stays, failed, until it is deleted.
 	deadline = time.Now().Add(60 * time.Second)
 	for {
 		err := api.Delete(ctx, lost.ID)
@@ -194,6 +203,13 @@ func TestMultiHostCluster(t *testing.T) {
 			}
 		}
 	}
+}
+
+// runscOf counts the runsc processes of sandbox id.
+func runscOf(t *testing.T, id string) int {
+	t.Helper()
+	out, _ := exec.Command("pgrep", "-f", "runsc.*"+id).Output()
+	return len(strings.Fields(string(out)))
 }
 
 // setLink sets a host-side veth up or down.
