@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -100,15 +99,8 @@ func (f *agentFlags) nodeConfig(agentDir, version string) (Config, error) {
 	if os.Geteuid() != 0 {
 		return c, errdefs.New(errdefs.FailedPrecondition, "den agent must run as root (gVisor sandboxes need mounts and cgroups), or use --sim N")
 	}
-	switch c.Platform {
-	case "", "systrap", "ptrace":
-	default:
-		return c, errdefs.New(errdefs.InvalidArgument, "--platform %q is unknown: use systrap or ptrace", c.Platform)
-	}
-	if c.SandboxCIDR != "" {
-		if p, err := netip.ParsePrefix(c.SandboxCIDR); err != nil || !p.Addr().Is4() || p.Bits() != 16 {
-			return c, errdefs.New(errdefs.InvalidArgument, "--sandbox-cidr %q is not an IPv4 /16 (e.g. 10.88.0.0/16)", c.SandboxCIDR)
-		}
+	if err := c.validateNode(); err != nil {
+		return c, err
 	}
 	var err error
 	if c.RunscPath, err = findBinary(c.RunscPath, "runsc"); err != nil {

@@ -80,13 +80,10 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir()
 	}
-	// Sandboxes outlive den and record paths under the data dir: make them
-	// independent of the directory den was started from.
-	abs, err := filepath.Abs(c.DataDir)
-	if err != nil {
-		return errdefs.Wrap(errdefs.InvalidArgument, err, "--data-dir %q", c.DataDir)
+	var err error
+	if c.DataDir, err = absDataDir(c.DataDir); err != nil {
+		return err
 	}
-	c.DataDir = abs
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:7070"
 	}
@@ -117,11 +114,6 @@ func (c *Config) Validate() error {
 	if c.WarmPool < 0 || c.WarmPool > 64 {
 		return errdefs.New(errdefs.InvalidArgument, "--warm-pool must be between 0 and 64, got %d", c.WarmPool)
 	}
-	if c.SandboxCIDR != "" {
-		if p, err := netip.ParsePrefix(c.SandboxCIDR); err != nil || !p.Addr().Is4() || p.Bits() != 16 {
-			return errdefs.New(errdefs.InvalidArgument, "--sandbox-cidr %q is not an IPv4 /16 (e.g. 10.88.0.0/16)", c.SandboxCIDR)
-		}
-	}
 	for _, s := range c.SandboxDNS {
 		if _, _, err := net.SplitHostPort(s); err != nil {
 			return errdefs.New(errdefs.InvalidArgument, "--sandbox-dns %q is not host:port (e.g. 1.1.1.1:53)", s)
@@ -130,10 +122,8 @@ func (c *Config) Validate() error {
 	if c.VMWarmPool < 0 || c.VMWarmPool > 64 {
 		return errdefs.New(errdefs.InvalidArgument, "--vm-warm-pool must be between 0 and 64, got %d", c.VMWarmPool)
 	}
-	switch c.Platform {
-	case "", "systrap", "ptrace":
-	default:
-		return errdefs.New(errdefs.InvalidArgument, "--platform %q is unknown: use systrap or ptrace", c.Platform)
+	if err := c.validateNode(); err != nil {
+		return err
 	}
 	if err := c.validateRuntimes(); err != nil {
 		return err
@@ -143,6 +133,35 @@ func (c *Config) Validate() error {
 	}
 	c.GuestBinary, err = findBinary(c.GuestBinary, "den-guest")
 	return err
+}
+
+// absDataDir makes dir absolute: sandboxes outlive den and record paths
+// under the data dir, which must not depend on where den was started.
+func absDataDir(dir string) (string, error) {
+	if dir == "" {
+		dir = DefaultDataDir()
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", errdefs.Wrap(errdefs.InvalidArgument, err, "--data-dir %q", dir)
+	}
+	return abs, nil
+}
+
+// validateNode checks what a node's sandboxes run with (den up's and den
+// agent's): the gVisor platform and the sandbox CIDR.
+func (c *Config) validateNode() error {
+	switch c.Platform {
+	case "", "systrap", "ptrace":
+	default:
+		return errdefs.New(errdefs.InvalidArgument, "--platform %q is unknown: use systrap or ptrace", c.Platform)
+	}
+	if c.SandboxCIDR != "" {
+		if p, err := netip.ParsePrefix(c.SandboxCIDR); err != nil || !p.Addr().Is4() || p.Bits() != 16 {
+			return errdefs.New(errdefs.InvalidArgument, "--sandbox-cidr %q is not an IPv4 /16 (e.g. 10.88.0.0/16)", c.SandboxCIDR)
+		}
+	}
+	return nil
 }
 
 // findBinary returns explicit if set, else name next to the den executable,

@@ -41,48 +41,16 @@ type leaderProxy struct {
 const leaderWait = 10 * time.Second
 
 func (p *leaderProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	_, self, ok := p.leader()
-	if self || p.own[r.URL.Path] {
+	if _, self, _ := p.leader(); self || p.own[r.URL.Path] {
 		p.local.ServeHTTP(w, r)
 		return
 	}
 	p.once.Do(p.init)
-	if !ok {
-		if self, ok = p.waitLeader(r.Context()); !ok {
-			writeError(w, errNoLeader())
-			return
-		}
-		if self {
-			p.local.ServeHTTP(w, r)
-			return
-		}
-	}
-	p.rp.ServeHTTP(w, r)
+	p.rp.ServeHTTP(w, r) // its dial waits for a leader (dialLeader)
 }
 
 func errNoLeader() error {
 	return errdefs.New(errdefs.Unavailable, "this den server has no leader to pass the request to (an election is under way, or too few servers are up): retry shortly")
-}
-
-// waitLeader polls for a leader for up to the wait.
-func (p *leaderProxy) waitLeader(ctx context.Context) (self, ok bool) {
-
-	wait := p.wait
-	if wait == 0 {
-		wait = leaderWait
-	}
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		select {
-		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			return false, false
-		}
-		if _, self, ok = p.leader(); ok {
-			return self, ok
-		}
-	}
-	return false, false
 }
 
 func (p *leaderProxy) init() {

@@ -49,14 +49,10 @@ type ServerConfig struct {
 
 // Validate fills defaults and checks the configuration.
 func (c *ServerConfig) Validate() error {
-	if c.DataDir == "" {
-		c.DataDir = DefaultDataDir()
+	var err error
+	if c.DataDir, err = absDataDir(c.DataDir); err != nil {
+		return err
 	}
-	abs, err := filepath.Abs(c.DataDir)
-	if err != nil {
-		return errdefs.Wrap(errdefs.InvalidArgument, err, "--data-dir %q", c.DataDir)
-	}
-	c.DataDir = abs
 	if c.ID == "" {
 		h, _ := os.Hostname()
 		c.ID = strings.ToLower(h)
