@@ -23,6 +23,7 @@ type baseStep struct {
 var baseSteps = []baseStep{
 	{"add user", addBaseUser},
 	{"allow user to sudo", allowSudo},
+	{"login shells start no helper process", quickLoginShells},
 	{"clean apt caches", cleanApt},
 	{"remove host files", removeHostFiles},
 	{"remove documentation", removeDocs},
@@ -46,6 +47,43 @@ func allowSudo(_ context.Context, rootfs string) error {
 		return nil // sudo is not installed (a custom package list)
 	}
 	return os.WriteFile(filepath.Join(dir, "user"), []byte("user ALL=(ALL:ALL) NOPASSWD: ALL\n"), 0o440)
+}
+
+// loginShellEdits rewrite Debian's login scripts so that `bash -l` starts
+// no helper process: bash knows its effective uid ($EUID; other shells fall
+// back to id -u), and root's `mesg n` only means something on a terminal.
+// Every E2B command runs as `bash -l -c`, and inside gVisor each process
+// start costs 10-20 ms, so these two lines were most of a command's
+// start-up. Lines that are not there (another release) are left alone.
+var loginShellEdits = []struct{ file, old, new string }{
+	{"etc/profile", `"$(id -u)"`, `"${EUID:-$(id -u)}"`},
+	{"root/.profile", "\nmesg n 2> /dev/null || true", "\nif [ -t 0 ]; then mesg n 2> /dev/null || true; fi"},
+}
+
+// quickLoginShells applies loginShellEdits.
+func quickLoginShells(_ context.Context, rootfs string) error {
+	for _, e := range loginShellEdits {
+		path := filepath.Join(rootfs, e.file)
+		data, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		edited := strings.ReplaceAll(string(data), e.old, e.new)
+		if edited == string(data) {
+			continue
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(edited), fi.Mode().Perm()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // cleanApt removes downloaded packages and package lists (apt-get clean and
