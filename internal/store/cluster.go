@@ -36,6 +36,7 @@ type cluster struct {
 	rpc      *rpcServer
 	disc     *discovery
 	raft     *raft.Raft // set once raft has started; read-only after
+	batch    *batcher   // raft's group commit; set with raft
 }
 
 // transportTimeout bounds one raft RPC on the wire (append entries,

@@ -3,28 +3,12 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/denhq/den/internal/errdefs"
 )
-
-// applyRaft commits data through r, which must lead, and returns the
-// entry's index and the FSM's classified rejection. Raft's own errors are
-// mapped by mapRaftErr and keep raft's error in their chain.
-func applyRaft(r *raft.Raft, data []byte, timeout time.Duration) (uint64, error) {
-	f := r.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		return 0, mapRaftErr(err)
-	}
-	res, ok := f.Response().(*applyResult)
-	if !ok {
-		return 0, fmt.Errorf("unexpected fsm response %T", f.Response())
-	}
-	return res.Index, res.Err
-}
 
 // leaderPoll is how often a write that waits for a leader looks again.
 // Elections take hundreds of milliseconds; 10 ms adds little to them.
@@ -63,7 +47,7 @@ func (c *cluster) apply(ctx context.Context, data []byte) (uint64, error) {
 // may succeed (no leader yet, or the leader changed).
 func (c *cluster) applyOnce(ctx context.Context, data []byte) (idx uint64, retry bool, err error) {
 	if c.raft.State() == raft.Leader {
-		idx, err := applyRaft(c.raft, data, timeoutOf(ctx))
+		idx, err := c.batch.apply(data, timeoutOf(ctx))
 		if errors.Is(err, raft.ErrNotLeader) {
 			return 0, true, nil
 		}

@@ -200,7 +200,7 @@ func (c *cluster) serveApply(cmd []byte) rpcResponse {
 	if c.raft.State() != raft.Leader {
 		return c.notLeader()
 	}
-	idx, err := applyRaft(c.raft, cmd, rpcTimeout)
+	idx, err := c.batch.apply(cmd, rpcTimeout)
 	if errors.Is(err, raft.ErrNotLeader) {
 		return c.notLeader()
 	}

@@ -37,6 +37,8 @@ const (
 	cmdNodeDown        cmdType = 18
 	cmdSetNodeDraining cmdType = 19
 	cmdDeleteNode      cmdType = 20
+	// cmdBatch carries several commands in one entry (batch.go).
+	cmdBatch cmdType = 21
 )
 
 func (t cmdType) String() string {
@@ -81,6 +83,8 @@ func (t cmdType) String() string {
 		return "set_node_draining"
 	case cmdDeleteNode:
 		return "delete_node"
+	case cmdBatch:
+		return "batch"
 	}
 	return fmt.Sprintf("cmd(%d)", byte(t))
 }

@@ -46,19 +46,51 @@ func newFSM(log *slog.Logger) (*fsm, error) {
 type applyResult struct {
 	Index uint64 // raft index of the entry
 	Err   error  // classified rejection; the state is unchanged when set
+	// Batch holds the result of each command of a cmdBatch entry, in order.
+	Batch []error
 }
 
 // Apply implements raft.FSM.
 func (f *fsm) Apply(l *raft.Log) any {
+	res := &applyResult{Index: l.Index}
 	t, body, err := decodeCmd(l.Data)
-	if err == nil {
+	switch {
+	case err != nil:
+	case t == cmdBatch:
+		res.Batch, err = f.applyBatch(l.Index, body)
+	default:
 		err = f.applyCmd(l.Index, t, body)
 	}
 	if err != nil && errdefs.KindOf(err) == errdefs.Internal {
 		f.log.Warn("raft entry not applied", "index", l.Index, "error", err)
 	}
+	res.Err = err
 	f.setApplied(l.Index)
-	return &applyResult{Index: l.Index, Err: err}
+	return res
+}
+
+// applyBatch applies each command of a cmdBatch entry in order, each on its
+// own (one refused leaves the others applied), and returns their results.
+func (f *fsm) applyBatch(index uint64, body []byte) ([]error, error) {
+	cmds, err := decodeBatch(body)
+	if err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(cmds))
+	for i, data := range cmds {
+		t, body, err := decodeCmd(data)
+		if err == nil && t == cmdBatch {
+			err = fmt.Errorf("apply: a batch inside a batch")
+		}
+		if err == nil {
+			err = f.applyCmd(index, t, body)
+		}
+		if err != nil && errdefs.KindOf(err) == errdefs.Internal {
+			f.log.Warn("raft batch command not applied", "index", index, "command", i, "error", err)
+		}
+		errs[i] = err
+	}
+	return errs, nil
 }
 
 // setApplied records that the state includes index and wakes waiters.

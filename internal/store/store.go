@@ -24,6 +24,7 @@ type Store struct {
 	id    string
 	fsm   *fsm
 	raft  *raft.Raft
+	batch *batcher // group commit into raft, used while this server leads
 	bolt  *raftboltdb.BoltStore
 	trans *raft.InmemTransport // den up's; nil in a cluster
 	// cluster is the networked part of a cluster server; nil for den up.
@@ -48,6 +49,7 @@ type openState struct {
 	cluster  *cluster             // a cluster server
 	hasState bool
 	raft     *raft.Raft
+	batch    *batcher
 }
 
 type openStep struct {
@@ -103,7 +105,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	st.log.Info("store open", "dir", cfg.Dir, "node_id", cfg.NodeID,
 		"last_index", st.raft.LastIndex())
 	return &Store{
-		id: cfg.NodeID, fsm: st.fsm, raft: st.raft, bolt: st.bolt, trans: st.trans,
+		id: cfg.NodeID, fsm: st.fsm, raft: st.raft, batch: st.batch, bolt: st.bolt, trans: st.trans,
 		cluster: st.cluster, done: make(chan struct{}),
 	}, nil
 }
@@ -121,7 +123,7 @@ func (st *openState) startClusterPort(context.Context) error {
 }
 
 func (st *openState) serveClusterRPCs(context.Context) error {
-	st.cluster.raft = st.raft
+	st.cluster.raft, st.cluster.batch = st.raft, st.batch
 	st.cluster.rpc.serve()
 	return nil
 }
@@ -194,6 +196,7 @@ func (st *openState) startRaft(context.Context) error {
 		return err
 	}
 	st.raft = r
+	st.batch = newBatcher(r)
 	return nil
 }
 
@@ -211,6 +214,9 @@ func (st *openState) waitLeader(ctx context.Context) error {
 }
 
 func (st *openState) undo() {
+	if st.batch != nil {
+		defer st.batch.close() // after raft's shutdown fails what it holds
+	}
 	if st.raft != nil {
 		if err := st.raft.Shutdown().Error(); err != nil {
 			st.log.Warn("undo open: raft shutdown", "error", err)
@@ -244,6 +250,7 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 		s.wg.Wait()
 		err := s.raft.Shutdown().Error()
+		s.batch.close()
 		if s.trans != nil {
 			s.trans.Close()
 		}

@@ -31,15 +31,11 @@ func (s *Store) apply(ctx context.Context, t cmdType, body any) (uint64, error) 
 		}
 		return idx, err // the FSM's rejection, unwrapped as in den up
 	}
-	f := s.raft.Apply(data, timeoutOf(ctx))
-	if err := f.Error(); err != nil {
-		return 0, fmt.Errorf("%s: %w", t, mapRaftErr(err))
+	idx, err := s.batch.apply(data, timeoutOf(ctx))
+	if err != nil && idx == 0 {
+		return 0, fmt.Errorf("%s: %w", t, err)
 	}
-	res, ok := f.Response().(*applyResult)
-	if !ok {
-		return 0, fmt.Errorf("%s: unexpected fsm response %T", t, f.Response())
-	}
-	return res.Index, res.Err
+	return idx, err // the FSM's rejection
 }
 
 // CreateSandbox stores a new sandbox. It fails with AlreadyExists when the

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# den bench cluster on this machine: SERVERS den server processes on
+# loopback (mutual TLS between them), one `den agent --sim NODES` process,
+# then `den bench cluster` through the first server's API. Everything is
+# torn down at the end; the data lives in a temporary directory.
+#
+# Usage: bench/cluster.sh [--servers 1|3|5] [--nodes 30] [--sandboxes 5000]
+#                         [--concurrency 256] [--json FILE] [--pprof DIR]
+# --pprof DIR writes a 20 s CPU profile of the first server (taken 2 s into
+# the run) to DIR/server.pprof.
+set -euo pipefail
+servers=1 nodes=30 sandboxes=5000 concurrency=256 json= pprof=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --servers) servers=$2; shift 2 ;;
+    --nodes) nodes=$2; shift 2 ;;
+    --sandboxes) sandboxes=$2; shift 2 ;;
+    --concurrency) concurrency=$2; shift 2 ;;
+    --json) json=$2; shift 2 ;;
+    --pprof) pprof=$2; shift 2 ;;
+    *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+here=$(cd "$(dirname "$0")" && pwd)
+den=${DEN_BIN:-$here/../bin/den}
+work=$(mktemp -d /tmp/den-bench-cluster.XXXXXX)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"; }
+trap cleanup EXIT
+
+base=17300
+joins=
+for i in $(seq 1 "$servers"); do
+  p=$((base + 10 * i))
+  args=(server --data-dir "$work/s$i" --id "s$i" --listen "127.0.0.1:$p" --cluster-listen "127.0.0.1:$((p + 1))"
+    --advertise "127.0.0.1:$((p + 1))" --node-listen "127.0.0.1:$((p + 2))" --bootstrap-expect "$servers" --ca-dir "$work/ca")
+  [ -n "$joins" ] && args+=(--join "$joins")
+  pp=
+  [ -n "$pprof" ] && [ "$i" = 1 ] && pp="127.0.0.1:$((p + 5))"
+  DEN_PPROF_LISTEN=$pp "$den" "${args[@]}" >"$work/s$i.log" 2>&1 &
+  pids+=($!)
+  # The first server makes the cluster CA the others share.
+  for _ in $(seq 100); do [ -s "$work/ca/ca-key.pem" ] && break; sleep 0.1; done
+  joins=${joins:+$joins,}127.0.0.1:$((p + 1))
+done
+url=http://127.0.0.1:$((base + 10))
+for _ in $(seq 100); do [ -s "$work/s1/env" ] && grep -q DEN_API_KEY "$work/s1/env" && break; sleep 0.2; done
+key=$(sed -n 's/^DEN_API_KEY=//p' "$work/s1/env")
+for _ in $(seq 100); do token=$("$den" token create --uses "$nodes" --url "$url" --api-key "$key" 2>/dev/null) && break; sleep 0.3; done
+nodeaddrs=$(for i in $(seq 1 "$servers"); do printf '127.0.0.1:%d,' $((base + 10 * i + 2)); done)
+"$den" agent --data-dir "$work/agent" --server "${nodeaddrs%,}" --token "$token" --sim "$nodes" \
+  --sim-cpus 400 --sim-memory-mb 500000 >"$work/agent.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 150); do
+  up=$("$den" node ls --url "$url" --api-key "$key" 2>/dev/null | grep -c ready || true)
+  [ "$up" -ge "$nodes" ] && break
+  sleep 0.2
+done
+# Drive the leader, as a client that knows the cluster would.
+leader=$("$den" server members --url "$url" --api-key "$key" | awk '$3 == "leader" {print $2}')
+[ -n "$leader" ] && url=http://127.0.0.1:$(( ${leader##*:} - 1 ))
+echo "cluster.sh: API at $url (the leader)"
+echo "cluster.sh: $servers server(s), $up/$nodes sim nodes ready, $(nproc) CPUs, $(date -u +%FT%TZ)"
+if [ -n "$pprof" ]; then
+  mkdir -p "$pprof"
+  (sleep 2; curl -s -o "$pprof/server.pprof" "http://127.0.0.1:$((base + 15))/debug/pprof/profile?seconds=20") &
+fi
+"$den" bench cluster --url "$url" --api-key "$key" --sandboxes "$sandboxes" --concurrency "$concurrency" ${json:+--json "$json"}
+wait_profile() { [ -z "$pprof" ] || wait %1 2>/dev/null || true; }
+wait_profile
