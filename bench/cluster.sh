@@ -5,11 +5,14 @@
 # torn down at the end; the data lives in a temporary directory.
 #
 # Usage: bench/cluster.sh [--servers 1|3|5] [--nodes 30] [--sandboxes 5000]
-#                         [--concurrency 256] [--json FILE] [--pprof DIR]
+#                         [--concurrency 256] [--via leader|follower]
+#                         [--json FILE] [--pprof DIR]
+# --via picks the server the benchmark's requests go to (a follower passes
+# each to the leader).
 # --pprof DIR writes a 20 s CPU profile of the first server (taken 2 s into
 # the run) to DIR/server.pprof.
 set -euo pipefail
-servers=1 nodes=30 sandboxes=5000 concurrency=256 json= pprof=
+servers=1 nodes=30 sandboxes=5000 concurrency=256 json= pprof= via=leader
 while [ $# -gt 0 ]; do
   case $1 in
     --servers) servers=$2; shift 2 ;;
@@ -17,6 +20,7 @@ while [ $# -gt 0 ]; do
     --sandboxes) sandboxes=$2; shift 2 ;;
     --concurrency) concurrency=$2; shift 2 ;;
     --json) json=$2; shift 2 ;;
+    --via) via=$2; shift 2 ;;
     --pprof) pprof=$2; shift 2 ;;
     *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -56,10 +60,12 @@ for _ in $(seq 150); do
   [ "$up" -ge "$nodes" ] && break
   sleep 0.2
 done
-# Drive the leader, as a client that knows the cluster would.
-leader=$("$den" server members --url "$url" --api-key "$key" | awk '$3 == "leader" {print $2}')
-[ -n "$leader" ] && url=http://127.0.0.1:$(( ${leader##*:} - 1 ))
-echo "cluster.sh: API at $url (the leader)"
+# Drive the leader (as a client that knows the cluster would) or a follower.
+role=leader
+[ "$via" = follower ] && role=follower
+addr=$("$den" server members --url "$url" --api-key "$key" | awk -v r="$role" '$3 == r {print $2; exit}')
+[ -n "$addr" ] && url=http://127.0.0.1:$(( ${addr##*:} - 1 ))
+echo "cluster.sh: API at $url (a $role)"
 echo "cluster.sh: $servers server(s), $up/$nodes sim nodes ready, $(nproc) CPUs, $(date -u +%FT%TZ)"
 if [ -n "$pprof" ]; then
   mkdir -p "$pprof"

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -53,19 +55,37 @@ func errNoLeader() error {
 	return errdefs.New(errdefs.Unavailable, "this den server has no leader to pass the request to (an election is under way, or too few servers are up): retry shortly")
 }
 
+// leaderHost is the URL host of a request proxied while no leader is
+// known: its dial waits for one.
+const leaderHost = "leader"
+
 func (p *leaderProxy) init() {
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return p.dialLeader(ctx) },
-		// A connection per request: a kept one to a leader that died
-		// fails the next request after it is written (a create must not
-		// be retried blind), where a fresh dial fails before and waits
-		// for the new leader.
-		DisableKeepAlives: true,
+		// Connections to the leader are kept and reused, pooled by its
+		// cluster address (the URL host), so a new leader gets new ones.
+		// A request written on a kept connection to a leader that died
+		// fails (503) and is not retried blind; one to a server that no
+		// longer leads is refused by it (onlyWhileLeading), also 503.
+		DialContext: func(ctx context.Context, _, hostport string) (net.Conn, error) {
+			if addr, _, err := net.SplitHostPort(hostport); err == nil && addr != leaderHost {
+				if c, err := p.dial(ctx, hostport); err == nil {
+					return c, nil
+				}
+			}
+			return p.dialLeader(ctx) // no leader known, or it did not answer: wait for one
+		},
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     30 * time.Second,
 	}
-	target := &url.URL{Scheme: "http", Host: "leader"}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
+			host := leaderHost
+			if addr, _, ok := p.leader(); ok {
+				host = addr
+			} else {
+				pr.Out.Close = true // whoever answers the dial, do not pool it under "leader"
+			}
+			pr.SetURL(&url.URL{Scheme: "http", Host: host})
 			pr.Out.Host = pr.In.Host // host routing (<port>-<id>.<domain>) must survive the hop
 			pr.SetXForwarded()
 		},
@@ -75,6 +95,20 @@ func (p *leaderProxy) init() {
 			writeError(w, errdefs.Wrap(errdefs.Unavailable, err, "pass the request to the leader"))
 		},
 	}
+}
+
+// onlyWhileLeading is the handler of API requests other servers pass on:
+// next while this server leads, else 503 (a follower's kept connection
+// may still reach a server that lost an election; it must not run the
+// request without the agents, which only the leader holds).
+func onlyWhileLeading(next http.Handler, leading func() bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !leading() {
+			writeError(w, errdefs.New(errdefs.Unavailable, "this den server no longer leads the cluster: retry the request"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // dialLeader connects to the current leader, waiting up to leaderWait
@@ -102,6 +136,23 @@ func (p *leaderProxy) dialLeader(ctx context.Context) (net.Conn, error) {
 			return nil, lastErr
 		}
 	}
+}
+
+// setUserTimeout makes the kernel fail a TCP connection whose sent data
+// stays unacknowledged for d (TCP_USER_TIMEOUT); other connections are
+// left alone.
+func setUserTimeout(c net.Conn, d time.Duration) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = raw.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
+	})
 }
 
 // writeError answers err as the API does: its status and {"code","message"}.

@@ -8,9 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestLeaderProxy(t *testing.T) {
@@ -130,5 +133,89 @@ func TestLeaderProxyWaitsOutAnElection(t *testing.T) {
 	defer front.Close()
 	if got := get(t, front.URL+"/v1/tenants"); got != "new leader\n" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// TestLeaderProxyKeepsConnections: requests to one leader reuse kept
+// connections; when another server leads, requests go to it on its own.
+func TestLeaderProxyKeepsConnections(t *testing.T) {
+	serve := func(name string) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
+	}
+	a, b := serve("a"), serve("b")
+	defer a.Close()
+	defer b.Close()
+	var leader atomic.Value
+	leader.Store(a.Listener.Addr().String())
+	dials := map[string]int{}
+	var mu sync.Mutex
+	p := &leaderProxy{
+		leader: func() (string, bool, bool) { return leader.Load().(string), false, true },
+		dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			mu.Lock()
+			dials[addr]++
+			mu.Unlock()
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		},
+		local: http.NotFoundHandler(),
+		wait:  time.Second,
+	}
+	front := httptest.NewServer(p)
+	defer front.Close()
+	for range 20 {
+		if got := get(t, front.URL+"/v1/sandboxes"); got != "a" {
+			t.Fatalf("got %q from the first leader", got)
+		}
+	}
+	leader.Store(b.Listener.Addr().String())
+	for range 20 {
+		if got := get(t, front.URL+"/v1/sandboxes"); got != "b" {
+			t.Fatalf("got %q after the leader changed", got)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if da, db := dials[a.Listener.Addr().String()], dials[b.Listener.Addr().String()]; da != 1 || db != 1 {
+		t.Fatalf("20 sequential requests to each leader dialled a %d and b %d times, want once each", da, db)
+	}
+}
+
+// TestOnlyWhileLeading: a server refuses passed-on requests once it no
+// longer leads.
+func TestOnlyWhileLeading(t *testing.T) {
+	var leading atomic.Bool
+	h := onlyWhileLeading(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "served") }), leading.Load)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/sandboxes", nil))
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), `"code":"unavailable"`) {
+		t.Fatalf("not leading: %d %s", rec.Code, rec.Body)
+	}
+	leading.Store(true)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/sandboxes", nil))
+	if rec.Code != 200 || rec.Body.String() != "served" {
+		t.Fatalf("leading: %d %s", rec.Code, rec.Body)
+	}
+}
+
+func TestSetUserTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	setUserTimeout(c, 15*time.Second)
+	raw, _ := c.(*net.TCPConn).SyscallConn()
+	var got int
+	var gerr error
+	raw.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT) })
+	if gerr != nil || got != 15000 {
+		t.Fatalf("TCP_USER_TIMEOUT = %d, %v; want 15000", got, gerr)
 	}
 }

@@ -290,13 +290,23 @@ func (r *serverRun) serve(ctx context.Context) error {
 			return addr, self, ok
 		},
 		dial: func(ctx context.Context, addr string) (net.Conn, error) {
-			return clustermux.Dial(ctx, addr, clustermux.ProtoAPI, clientTLS)
+			c, err := clustermux.Dial(ctx, addr, clustermux.ProtoAPI, clientTLS)
+			if err != nil {
+				return nil, err
+			}
+			// A kept connection to a server that vanished without a word
+			// fails within this, not TCP's 15 minutes.
+			setUserTimeout(c.NetConn(), 15*time.Second)
+			return c, nil
 		},
 		local: r.srv.Handler(),
 		own:   map[string]bool{"/health": true, "/metrics": true, "/v1/cluster/members": true},
 	}
 	hs := newHTTPServer(front, defaultHTTPLimits)
-	peers := newHTTPServer(r.srv.Handler(), defaultHTTPLimits)
+	peers := newHTTPServer(onlyWhileLeading(r.srv.Handler(), func() bool {
+		_, _, self, _ := r.st.Leader()
+		return self
+	}), defaultHTTPLimits)
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{}, 3)
 	go func() { defer func() { done <- struct{}{} }(); r.srv.Run(bg) }()
