@@ -10,7 +10,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/nftables"
@@ -62,6 +64,8 @@ type Manager struct {
 	// check (namecheck.go); guarded by mu.
 	resolver *dnsfilter.Server
 	check    *nameCheck
+	// nftTxs counts nftables transactions (tests check what skips them).
+	nftTxs atomic.Int64
 }
 
 // slotState is a slot in use.
@@ -147,6 +151,7 @@ func (m *Manager) ifPrefix() string { return "dn" + m.inst + "-" }
 
 // nft runs fn on a new nftables connection and sends its batch.
 func (m *Manager) nft(fn func(c *nftables.Conn) error) error {
+	m.nftTxs.Add(1)
 	c, err := nftables.New()
 	if err != nil {
 		return err
@@ -362,6 +367,12 @@ func (m *Manager) SetPolicy(id string, pol Policy) error {
 	if !ok {
 		return errdefs.New(errdefs.NotFound, "%s has no network", id)
 	}
+	if samePolicy(m.slots[n].policy, pol) {
+		// Nothing changes (a claimed spare usually keeps the default
+		// policy it booted with): skip the nftables transaction, which
+		// costs ~10 ms here.
+		return nil
+	}
 	if err := m.writeRecord(n, record{ID: id, Policy: pol}); err != nil {
 		return fmt.Errorf("network policy of %s: %w", id, err)
 	}
@@ -389,6 +400,11 @@ func (m *Manager) SetPolicy(id string, pol Policy) error {
 	}
 	s.policy, s.c, s.learned = pol, c, keep
 	return nil
+}
+
+// samePolicy reports whether two normalized policies are the same.
+func samePolicy(a, b Policy) bool {
+	return a.Internet == b.Internet && slices.Equal(a.Allow, b.Allow) && slices.Equal(a.Deny, b.Deny)
 }
 
 // Teardown removes id's network; none is no error.

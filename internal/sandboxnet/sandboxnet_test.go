@@ -124,7 +124,17 @@ func TestPolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 	reach(t, "default policy", nt, map[string]bool{a: true, b: true, meta: false})
+	// The policy it has already: no nftables transaction (a claimed spare).
+	before := sandboxnet.NFTTransactions(m)
+	must(t, m.SetPolicy("sb-1", sandboxnet.DefaultPolicy()))
+	if n := sandboxnet.NFTTransactions(m) - before; n != 0 {
+		t.Errorf("setting the policy the sandbox has ran %d nftables transactions, want 0", n)
+	}
+	reach(t, "default policy set again", nt, map[string]bool{a: true, b: true, meta: false})
 	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: false}))
+	if sandboxnet.NFTTransactions(m) == before {
+		t.Errorf("a new policy ran no nftables transaction")
+	}
 	reach(t, "internet off", nt, map[string]bool{a: false, b: false})
 	must(t, m.SetPolicy("sb-1", sandboxnet.Policy{Internet: false, Allow: []string{"198.51.100.10"}}))
 	reach(t, "allow one address", nt, map[string]bool{a: true, b: false})

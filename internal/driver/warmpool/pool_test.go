@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/sandboxnet"
 )
 
 // fakeSpare is a spare of the fake runtime.
@@ -260,5 +261,41 @@ func TestCloneShapeDiffersByCheckpoint(t *testing.T) {
 	}
 	if CloneShapeOf(spec, "").Key != ShapeOf(spec).Key {
 		t.Error("a clone shape without a checkpoint differs from the plain shape")
+	}
+}
+
+// TestShapeNetwork: a sandbox of the default policy gets spares that have
+// it; every other policy shares spares that refuse everything (the claim
+// applies the policy), never spares with more access.
+func TestShapeNetwork(t *testing.T) {
+	spec := func(p *sandboxnet.Policy) driver.Spec {
+		return driver.Spec{Image: driver.Image{Layers: []string{"/l"}}, MemoryMB: 1, Network: p}
+	}
+	def := sandboxnet.DefaultPolicy()
+	defEmpty := sandboxnet.Policy{Internet: true, Allow: []string{}, Deny: []string{}}
+	off := sandboxnet.Policy{}
+	allow := sandboxnet.Policy{Allow: []string{"10.0.0.0/8"}}
+	deny := sandboxnet.Policy{Internet: true, Deny: []string{"example.com"}}
+
+	if got := ShapeOf(spec(&def)).Spec.Network; got == nil || !got.Internet {
+		t.Errorf("default policy: spare network %+v, want the internet on", got)
+	}
+	if ShapeOf(spec(&def)).Key != ShapeOf(spec(&defEmpty)).Key {
+		t.Errorf("the default policy with empty rule lists has another shape")
+	}
+	for name, p := range map[string]sandboxnet.Policy{"off": off, "allow list": allow, "deny list": deny} {
+		sh := ShapeOf(spec(&p))
+		if got := sh.Spec.Network; got == nil || got.Internet || len(got.Allow)+len(got.Deny) != 0 {
+			t.Errorf("%s: spare network %+v, want one that refuses everything", name, got)
+		}
+		if sh.Key == ShapeOf(spec(&def)).Key {
+			t.Errorf("%s shares the default policy's spares", name)
+		}
+		if sh.Key != ShapeOf(spec(&off)).Key {
+			t.Errorf("%s does not share the refusing spares", name)
+		}
+	}
+	if ShapeOf(spec(nil)).Spec.Network != nil {
+		t.Errorf("no network: the spare has one")
 	}
 }
