@@ -68,6 +68,9 @@ type Config struct {
 	// MaxBackoff caps the wait between connection attempts; 0 means
 	// DefaultMaxBackoff.
 	MaxBackoff time.Duration
+	// Metrics, when set, records the link's state (NewMetrics); the
+	// agents of RunSim share it.
+	Metrics *Metrics
 	Logger     *slog.Logger
 }
 
@@ -225,6 +228,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if hello {
 			b.reset()
 		}
+		a.cfg.Metrics.down(a.NodeID())
 		a.log.Warn("node link lost; reconnecting", "error", err)
 		if !b.wait(ctx) {
 			return nil

@@ -41,6 +41,7 @@ func (a *Agent) session(ctx context.Context) (hello bool, err error) {
 		return false, err
 	}
 	a.log.Info("node link up", "server", reply.Server, "addr", addr)
+	a.cfg.Metrics.up(id.NodeID, len(a.sandboxes()), id.Leaf.Cert.NotAfter)
 	a.sessionUp(sess)
 	return true, a.heartbeats(ctx, sess, time.Duration(reply.HeartbeatMs)*time.Millisecond)
 }
@@ -77,8 +78,12 @@ func (a *Agent) heartbeats(ctx context.Context, sess *nodelink.Session, interval
 		}
 		hb := nodeproto.Heartbeat{Sandboxes: len(a.sandboxes())}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		sent := time.Now()
 		err := sess.Call(cctx, nodeproto.MethodHeartbeat, hb, nil)
 		cancel()
+		if err == nil {
+			a.cfg.Metrics.heartbeat(a.NodeID(), hb.Sandboxes, time.Since(sent))
+		}
 		if err != nil {
 			// Whatever the server said, a new session is the cure.
 			return errdefs.Wrap(errdefs.Unavailable, err, "heartbeat")
@@ -117,5 +122,6 @@ func (a *Agent) renew(ctx context.Context, sess *nodelink.Session) error {
 	a.id = id
 	a.mu.Unlock()
 	a.log.Info("certificate renewed", "not_after", id.Leaf.Cert.NotAfter)
+	a.cfg.Metrics.renewed(id.NodeID, id.Leaf.Cert.NotAfter)
 	return nil
 }

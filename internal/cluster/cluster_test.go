@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/denhq/den/internal/agent"
 	"github.com/denhq/den/internal/cluster"
 	"github.com/denhq/den/internal/errdefs"
@@ -678,4 +680,66 @@ func TestRetriedJoinUsesTheTokenOnce(t *testing.T) {
 	if toks[0].Used != 1 || len(nodes) != 1 {
 		t.Fatalf("token used %d times, %d nodes; want 1 and 1", toks[0].Used, len(nodes))
 	}
+}
+
+// TestAgentMetrics: an agent's metrics follow its link: up with the node's
+// sandboxes and certificate expiry, heartbeats timed, and down (a failure
+// counted) once the server goes away.
+func TestAgentMetrics(t *testing.T) {
+	tc := newTestCluster(t)
+	srv := tc.listen("s1", cluster.Config{HeartbeatInterval: 20 * time.Millisecond})
+	cfg := agentConfig(t, srv, tc.token(1, time.Time{}), "metered")
+	cfg.Metrics = agent.NewMetrics()
+	cfg.Sandboxes = func() []string { return []string{"a", "b"} }
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(cfg.Metrics.Collectors()...)
+	runAgent(t, cfg)
+	n := tc.waitState("metered", store.NodeReady)
+	value := func(name string) (float64, bool) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if h := m.GetHistogram(); h != nil {
+					return float64(h.GetSampleCount()), true
+				}
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "node" && l.GetValue() == n.ID {
+						if g := m.GetGauge(); g != nil {
+							return g.GetValue(), true
+						}
+						return m.GetCounter().GetValue(), true
+					}
+				}
+			}
+		}
+		return 0, false
+	}
+	waitFor(t, "link up and 3 heartbeats in the metrics", func() bool {
+		up, _ := value("den_agent_link_up")
+		beats, _ := value("den_agent_heartbeat_seconds")
+		return up == 1 && beats >= 3
+	})
+	if v, _ := value("den_agent_link_connects_total"); v != 1 {
+		t.Errorf("connects = %v, want 1", v)
+	}
+	if v, _ := value("den_agent_sandboxes"); v != 2 {
+		t.Errorf("sandboxes = %v, want 2", v)
+	}
+	if v, _ := value("den_agent_certificate_expiry_timestamp_seconds"); v < float64(time.Now().Unix()) {
+		t.Errorf("certificate expiry %v is not in the future", v)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "link down in the metrics", func() bool {
+		up, _ := value("den_agent_link_up")
+		fails, _ := value("den_agent_link_failures_total")
+		return up == 0 && fails >= 1
+	})
 }

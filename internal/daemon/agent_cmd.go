@@ -2,8 +2,11 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -11,7 +14,11 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
@@ -26,6 +33,7 @@ import (
 // agentFlags are den agent's flags.
 type agentFlags struct {
 	servers, token, name, labels, pool, logLevel string
+	metricsListen                                string
 	runtimes                                     []string
 	sim                                          int
 	simCPUs                                      float64
@@ -60,6 +68,14 @@ them.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			startPprof(cfg.Logger)
+			if f.metricsListen != "" {
+				cfg.Metrics = agent.NewMetrics()
+				stopMetrics, err := serveAgentMetrics(ctx, f.metricsListen, cfg.Metrics, cfg.Logger)
+				if err != nil {
+					return err
+				}
+				defer stopMetrics()
+			}
 			if f.sim > 0 {
 				cfg.Capacity = nodeproto.Capacity{CPUs: f.simCPUs, MemoryMB: f.simMemoryMB, DiskMB: agent.SimCapacity.DiskMB}
 				cfg.Runtimes = []string{"sim"}
@@ -85,6 +101,7 @@ them.`,
 	fl.Float64Var(&f.simCPUs, "sim-cpus", agent.SimCapacity.CPUs, "CPUs of each simulated node")
 	fl.Int64Var(&f.simMemoryMB, "sim-memory-mb", agent.SimCapacity.MemoryMB, "memory of each simulated node, in MB")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (host:port, for a local scraper; default off: the node needs no inbound port)")
 	fl.StringVar(&f.platform, "platform", "", "gVisor platform: systrap or ptrace (default: auto)")
 	fl.BoolVar(&f.noNetwork, "no-network", false, "give sandboxes no network (loopback only)")
 	fl.StringVar(&f.sandboxCIDR, "sandbox-cidr", "", "IPv4 /16 of sandbox addresses (default: a free one of 10.88.0.0/16 ... 10.127.0.0/16)")
@@ -237,4 +254,27 @@ func hostCapacity(dir string) nodeproto.Capacity {
 			return c
 		}
 	}
+}
+
+// serveAgentMetrics serves m and the process's Go metrics at
+// http://addr/metrics until ctx ends or the returned stop is called.
+func serveAgentMetrics(ctx context.Context, addr string, m *agent.Metrics, log *slog.Logger) (stop func(), err error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m.Collectors()...)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, errdefs.Wrap(errdefs.InvalidArgument, err, "--metrics-listen %s", addr)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener", "error", err)
+		}
+	}()
+	log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	stopCtx := context.AfterFunc(ctx, func() { hs.Close() })
+	return func() { stopCtx(); hs.Close() }, nil
 }
