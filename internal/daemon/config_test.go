@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/denhq/den/internal/fsutil"
 )
 
 func TestValidateNamesTheProblem(t *testing.T) {
@@ -55,7 +57,7 @@ func TestValidateNamesTheProblem(t *testing.T) {
 
 func TestEnvFileRoundTrip(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "env")
-	if err := writeFileAtomic(p, []byte("DEN_URL=http://x\nexport DEN_API_KEY=\"den_1\"\n"), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(p, []byte("DEN_URL=http://x\nexport DEN_API_KEY=\"den_1\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	got := readEnvFile(p)

@@ -19,6 +19,7 @@ import (
 	"github.com/denhq/den/internal/driver/gvisor"
 	"github.com/denhq/den/internal/driver/qemu"
 	"github.com/denhq/den/internal/e2b"
+	"github.com/denhq/den/internal/fsutil"
 	"github.com/denhq/den/internal/image"
 	"github.com/denhq/den/internal/node"
 	"github.com/denhq/den/internal/sandboxnet"
@@ -153,7 +154,7 @@ func serve(ctx context.Context, cfg Config, srv *server.Server, traffic http.Han
 		return err
 	}
 	env := envLines(ls, keys)
-	if err := writeFileAtomic(cfg.envFile(), []byte(env), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(cfg.envFile(), []byte(env), 0o600); err != nil {
 		ls.api.Close()
 		ls.sandbox.Close()
 		if ls.ssh != nil {
@@ -233,18 +234,6 @@ func prepareImages(ctx context.Context, cfg Config, errOut io.Writer, log *slog.
 		return nil, fmt.Errorf("build base image: %w (retry with `den up`, or skip it with --no-base)", err)
 	}
 	return images, nil
-}
-
-// writeFileAtomic writes data to path via a temporary file and rename.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	return nil
 }
 
 // readEnvFile parses KEY=VALUE lines.

@@ -58,7 +58,9 @@ server) and writes them to <data-dir>/env.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.ID, "id", "", "this server's ID, stable across restarts (default: the host name)")
-	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7070", "API address (host:port; port 0 picks a free one)")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7070", "API address, den's and E2B's (host:port; port 0 picks a free one)")
+	f.StringVar(&cfg.SandboxListen, "sandbox-listen", "", "address of E2B sandbox traffic, E2B_SANDBOX_URL (host:port; default: the --listen port + 1, or a free port when that is 0)")
+	f.StringVar(&cfg.Domain, "domain", "localhost", "domain of E2B sandbox host names <port>-<sandbox-id>.<domain>")
 	f.StringVar(&cfg.ClusterListen, "cluster-listen", "0.0.0.0:7301", "cluster port: raft, write forwarding and joins between servers (mutual TLS)")
 	f.StringVar(&cfg.Advertise, "advertise", "", "cluster address the other servers dial (host:port; default: --cluster-listen's host if specific, else the first non-loopback IPv4 address)")
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "size of the new cluster to form: 1, 3 or 5 (0: only --join an existing one)")

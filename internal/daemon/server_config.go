@@ -20,8 +20,16 @@ type ServerConfig struct {
 	// ID is the server's stable raft ID; default: the host name. It must
 	// not change across restarts of one data dir.
 	ID string
-	// Listen is the API address (den's /v1); port 0 picks a free one.
+	// Listen is the API address (den's /v1 and E2B's control plane); port
+	// 0 picks a free one.
 	Listen string
+	// SandboxListen is the address of E2B sandbox traffic
+	// (E2B_SANDBOX_URL); default: Listen's port + 1 (a free port when
+	// that is 0).
+	SandboxListen string
+	// Domain is the suffix of E2B sandbox host names
+	// <port>-<sandbox-id>.<domain>; default "localhost".
+	Domain string
 	// ClusterListen is the cluster port's address: raft, write forwarding
 	// and joins between servers, mutual TLS. Default 0.0.0.0:7301.
 	ClusterListen string
@@ -63,6 +71,12 @@ func (c *ServerConfig) Validate() error {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:7070"
 	}
+	if c.SandboxListen == "" {
+		c.SandboxListen = nextPort(c.Listen)
+	}
+	if c.Domain == "" {
+		c.Domain = "localhost"
+	}
 	if c.ClusterListen == "" {
 		c.ClusterListen = "0.0.0.0:7301"
 	}
@@ -72,7 +86,8 @@ func (c *ServerConfig) Validate() error {
 	if c.CADir == "" {
 		c.CADir = filepath.Join(c.DataDir, "ca")
 	}
-	for flag, addr := range map[string]string{"--listen": c.Listen, "--cluster-listen": c.ClusterListen, "--node-listen": c.NodeListen} {
+	for flag, addr := range map[string]string{"--listen": c.Listen, "--sandbox-listen": c.SandboxListen,
+		"--cluster-listen": c.ClusterListen, "--node-listen": c.NodeListen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return errdefs.New(errdefs.InvalidArgument, "%s %q is not host:port (e.g. 127.0.0.1:7070)", flag, addr)
 		}

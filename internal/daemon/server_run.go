@@ -16,8 +16,10 @@ import (
 
 	"github.com/denhq/den/internal/cluster"
 	"github.com/denhq/den/internal/clustermux"
+	"github.com/denhq/den/internal/e2b"
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/fleet"
+	"github.com/denhq/den/internal/fsutil"
 	"github.com/denhq/den/internal/image"
 	"github.com/denhq/den/internal/nodelink"
 	"github.com/denhq/den/internal/noderpc"
@@ -42,6 +44,7 @@ type serverRun struct {
 	fleet   *fleet.Fleet
 	nodes   *cluster.Server
 	srv     *server.Server
+	traffic http.Handler // E2B sandbox traffic
 	closers []func()
 }
 
@@ -261,70 +264,71 @@ func (r *serverRun) newServer(context.Context) error {
 	if err != nil {
 		return err
 	}
+	// E2B's control plane on the API, and its sandbox traffic. Template
+	// builds need a node's builder, which servers do not have: they
+	// answer unsupported; templateID names a den image.
+	srv.Mount(e2b.Routes, e2b.NewAPI(e2b.Config{Service: srv, Domain: r.cfg.Domain, Logger: r.log}))
 	r.srv = srv
+	r.traffic = e2b.NewSandboxTraffic(e2b.TrafficConfig{Service: srv, Domain: r.cfg.Domain})
 	return srv.RegisterMetrics(r.fleet.Metrics())
 }
 
-// serve listens on the API address, publishes the env file and lines, and
-// serves until ctx ends.
+// serve listens on the API and sandbox-traffic addresses, publishes the
+// env file and lines, and serves until ctx ends.
 func (r *serverRun) serve(ctx context.Context) error {
 	ln, err := net.Listen("tcp", r.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (use --listen 127.0.0.1:0)", r.cfg.Listen, err)
 	}
-	url := "http://" + ln.Addr().String()
-	env := fmt.Sprintf("DEN_URL=%s\nDEN_API_KEY=%s\nDEN_NODE_ADDR=%s\n", url, r.keys.den, r.nodes.Addr())
-	if err := writeFileAtomic(r.cfg.envFile(), []byte(env), 0o600); err != nil {
+	sbx, err := net.Listen("tcp", r.cfg.SandboxListen)
+	if err != nil {
 		ln.Close()
+		return fmt.Errorf("listen on %s: %w (use --sandbox-listen 127.0.0.1:0)", r.cfg.SandboxListen, err)
+	}
+	url, sbxURL := "http://"+ln.Addr().String(), "http://"+sbx.Addr().String()
+	env := fmt.Sprintf("DEN_URL=%s\nDEN_API_KEY=%s\nE2B_API_URL=%s\nE2B_SANDBOX_URL=%s\nE2B_API_KEY=%s\nDEN_NODE_ADDR=%s\n",
+		url, r.keys.den, url, sbxURL, r.keys.e2b, r.nodes.Addr())
+	if err := fsutil.WriteFileAtomic(r.cfg.envFile(), []byte(env), 0o600); err != nil {
+		ln.Close()
+		sbx.Close()
 		return err
 	}
 	fmt.Fprint(r.out, env)
-	r.log.Info("den server is up", "url", url, "server_id", r.cfg.ID, "cluster_addr", r.adv, "data_dir", r.cfg.DataDir)
+	r.log.Info("den server is up", "url", url, "sandbox_url", sbxURL, "server_id", r.cfg.ID, "cluster_addr", r.adv, "data_dir", r.cfg.DataDir)
 
-	// The API: answered here on the leader; a follower passes it to the
-	// leader's, which serves it on the cluster port too.
-	clientTLS := pki.ClientConfig(r.ca.Pool(), r.leaf)
-	front := &leaderProxy{
-		leader: func() (string, bool, bool) {
-			_, addr, self, ok := r.st.Leader()
-			return addr, self, ok
-		},
-		dial: func(ctx context.Context, addr string) (net.Conn, error) {
-			c, err := clustermux.Dial(ctx, addr, clustermux.ProtoAPI, clientTLS)
-			if err != nil {
-				return nil, err
-			}
-			// A kept connection to a server that vanished without a word
-			// fails within this, not TCP's 15 minutes.
-			setUserTimeout(c.NetConn(), 15*time.Second)
-			return c, nil
-		},
-		local: r.srv.Handler(),
-		own:   map[string]bool{"/health": true, "/metrics": true, "/v1/cluster/members": true},
+	// The API and E2B sandbox traffic are answered here on the leader; a
+	// follower passes them to the leader's, which serves them on the
+	// cluster port too.
+	own := map[string]bool{"/health": true, "/metrics": true, "/v1/cluster/members": true}
+	servers := []struct {
+		hs *http.Server
+		ln net.Listener
+	}{
+		{newHTTPServer(r.front(clustermux.ProtoAPI, r.srv.Handler(), own), defaultHTTPLimits), ln},
+		{newHTTPServer(r.front(clustermux.ProtoSandbox, r.traffic, nil), defaultHTTPLimits), sbx},
+		{newHTTPServer(onlyWhileLeading(r.srv.Handler(), r.leading), defaultHTTPLimits), r.st.ClusterListener(clustermux.ProtoAPI)},
+		{newHTTPServer(onlyWhileLeading(r.traffic, r.leading), defaultHTTPLimits), r.st.ClusterListener(clustermux.ProtoSandbox)},
 	}
-	hs := newHTTPServer(front, defaultHTTPLimits)
-	peers := newHTTPServer(onlyWhileLeading(r.srv.Handler(), func() bool {
-		_, _, self, _ := r.st.Leader()
-		return self
-	}), defaultHTTPLimits)
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{}, 3)
 	go func() { defer func() { done <- struct{}{} }(); r.srv.Run(bg) }()
 	go func() { defer func() { done <- struct{}{} }(); r.fleet.Run(bg) }()
 	go func() { defer func() { done <- struct{}{} }(); r.dropAgentsWhenFollowing(bg) }()
-	errc := make(chan error, 2)
-	go func() { errc <- hs.Serve(ln) }()
-	go func() { errc <- peers.Serve(r.st.ClusterListener(clustermux.ProtoAPI)) }()
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { errc <- s.hs.Serve(s.ln) }()
+	}
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
 		r.log.Info("shutting down")
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if serr := hs.Shutdown(shutCtx); err == nil {
-		err = serr
+	for i, s := range servers {
+		if serr := s.hs.Shutdown(shutCtx); err == nil && i < 2 {
+			err = serr
+		}
 	}
-	peers.Shutdown(shutCtx)
 	cancel()
 	stopBG()
 	for range 3 {
@@ -334,4 +338,35 @@ func (r *serverRun) serve(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// leading reports whether this server leads the cluster.
+func (r *serverRun) leading() bool {
+	_, _, self, _ := r.st.Leader()
+	return self
+}
+
+// front is a listener's handler: local on the leader (and for own paths),
+// else the request passed to the leader's handler of proto over the
+// cluster port (mutual TLS).
+func (r *serverRun) front(proto byte, local http.Handler, own map[string]bool) *leaderProxy {
+	clientTLS := pki.ClientConfig(r.ca.Pool(), r.leaf)
+	return &leaderProxy{
+		leader: func() (string, bool, bool) {
+			_, addr, self, ok := r.st.Leader()
+			return addr, self, ok
+		},
+		dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := clustermux.Dial(ctx, addr, proto, clientTLS)
+			if err != nil {
+				return nil, err
+			}
+			// A kept connection to a server that vanished without a word
+			// fails within this, not TCP's 15 minutes.
+			setUserTimeout(c.NetConn(), 15*time.Second)
+			return c, nil
+		},
+		local: local,
+		own:   own,
+	}
 }

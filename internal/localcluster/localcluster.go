@@ -46,6 +46,9 @@ type Server struct {
 	ClusterAddr string // 127.0.0.1:port of its cluster port
 	NodeAddr    string // 127.0.0.1:port agents dial
 	URL, APIKey string // its API and admin key (as it printed them)
+	// SandboxURL and E2BKey are its E2B_SANDBOX_URL and E2B_API_KEY
+	// (E2B_API_URL is URL).
+	SandboxURL, E2BKey string
 	DataDir     string
 	LogPath     string
 
@@ -187,13 +190,13 @@ func (c *Cluster) launch(s *Server, join []string) error {
 	return nil
 }
 
-// waitServing reads s's DEN_URL and DEN_API_KEY lines (printed once it
-// serves), within StartTimeout.
+// waitServing reads s's DEN_URL, DEN_API_KEY, E2B_SANDBOX_URL and
+// E2B_API_KEY lines (printed once it serves), within StartTimeout.
 func (c *Cluster) waitServing(ctx context.Context, s *Server) error {
 	timer := time.NewTimer(c.cfg.StartTimeout)
 	defer timer.Stop()
-	var url, key string
-	for url == "" || key == "" {
+	var url, key, sbx, e2bKey string
+	for url == "" || key == "" || sbx == "" || e2bKey == "" {
 		select {
 		case l, ok := <-s.lines:
 			if !ok {
@@ -205,6 +208,12 @@ func (c *Cluster) waitServing(ctx context.Context, s *Server) error {
 			if v, ok := strings.CutPrefix(l, "DEN_API_KEY="); ok {
 				key = v
 			}
+			if v, ok := strings.CutPrefix(l, "E2B_SANDBOX_URL="); ok {
+				sbx = v
+			}
+			if v, ok := strings.CutPrefix(l, "E2B_API_KEY="); ok {
+				e2bKey = v
+			}
 		case <-timer.C:
 			return fmt.Errorf("den server did not serve within %s (see %s)", c.cfg.StartTimeout, s.LogPath)
 		case <-ctx.Done():
@@ -212,7 +221,7 @@ func (c *Cluster) waitServing(ctx context.Context, s *Server) error {
 		}
 	}
 	c.mu.Lock()
-	s.URL, s.APIKey = url, key
+	s.URL, s.APIKey, s.SandboxURL, s.E2BKey = url, key, sbx, e2bKey
 	c.mu.Unlock()
 	return nil
 }

@@ -3,13 +3,21 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
+	pb "github.com/denhq/den/api/envd/process"
+	"github.com/denhq/den/api/envd/process/processconnect"
 	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/localcluster"
 	den "github.com/denhq/den/sdk/go"
@@ -186,6 +194,84 @@ func TestClusterRunsSandboxesOnAgents(t *testing.T) {
 	for _, id := range ids {
 		if err := survivor.Delete(ctx, id); err != nil {
 			t.Fatalf("delete %s: %v", id, err)
+		}
+	}
+}
+
+// TestClusterSpeaksE2B: den server answers E2B's control plane and its
+// sandbox traffic, on the leader and through a follower, for sandboxes on
+// agents' nodes.
+func TestClusterSpeaksE2B(t *testing.T) {
+	bin := serverBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := startServers(ctx, t, localcluster.Config{Bin: bin, Servers: 3})
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var follower *localcluster.Server
+	for _, s := range c.Servers {
+		if s != leader {
+			follower = s
+			break
+		}
+	}
+	api := client(t, follower)
+	tok, err := api.CreateJoinToken(ctx, rest.CreateJoinTokenRequest{Uses: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startAgents(t, exec.Command(bin, "agent", "--server", strings.Join(c.NodeAddrs(), ","), "--token", tok.Token,
+		"--sim", "2", "--data-dir", t.TempDir()))
+	waitNodes(ctx, t, api, 2)
+
+	for _, s := range []*localcluster.Server{follower, leader} {
+		if !regexp.MustCompile(`^e2b_[0-9a-f]{40}$`).MatchString(s.E2BKey) || !strings.HasPrefix(s.SandboxURL, "http://127.0.0.1:") {
+			t.Fatalf("server %s printed E2B_API_KEY %q and E2B_SANDBOX_URL %q", s.ID, s.E2BKey, s.SandboxURL)
+		}
+		req, _ := http.NewRequestWithContext(ctx, "POST", s.URL+"/v2/sandboxes",
+			strings.NewReader(`{"templateID":"busybox","envVars":{"GREETING":"hi"},"timeout":120}`))
+		req.Header.Set("X-API-Key", s.E2BKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var sb struct{ SandboxID, EnvdAccessToken string }
+		if err := json.Unmarshal(body, &sb); err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("E2B create on %s: HTTP %d %s, %v", s.ID, resp.StatusCode, body, err)
+		}
+		proc := processconnect.NewProcessClient(http.DefaultClient, s.SandboxURL,
+			connect.WithProtoJSON(), connect.WithInterceptors(e2bEnvdHeaders{sb.SandboxID, sb.EnvdAccessToken}))
+		stream, err := proc.Start(ctx, connect.NewRequest(&pb.StartRequest{
+			Process: &pb.ProcessConfig{Cmd: "/bin/sh", Args: []string{"-c", "echo hi from " + s.ID}}, // the sim guest runs echo, with no variables
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out string
+		ended := false
+		for stream.Receive() {
+			ev := stream.Msg().GetEvent()
+			out += string(ev.GetData().GetStdout())
+			ended = ended || ev.GetEnd() != nil
+		}
+		if err := stream.Err(); err != nil || !ended || out != "hi from "+s.ID+"\n" {
+			t.Fatalf("E2B command through %s's sandbox traffic: stdout %q, ended %v, %v", s.ID, out, ended, err)
+		}
+		// E2B's own 404 for a sandbox that is not there.
+		req, _ = http.NewRequestWithContext(ctx, "GET", s.URL+"/sandboxes/nosuchsandbox0000000", nil)
+		req.Header.Set("X-API-Key", s.E2BKey)
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("E2B get of an unknown sandbox on %s: HTTP %d, want 404", s.ID, resp.StatusCode)
 		}
 	}
 }
