@@ -71,7 +71,7 @@ type Config struct {
 	// Metrics, when set, records the link's state (NewMetrics); the
 	// agents of RunSim share it.
 	Metrics *Metrics
-	Logger     *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Validate reports whether cfg is usable.

@@ -49,8 +49,8 @@ type Server struct {
 	// SandboxURL and E2BKey are its E2B_SANDBOX_URL and E2B_API_KEY
 	// (E2B_API_URL is URL).
 	SandboxURL, E2BKey string
-	DataDir     string
-	LogPath     string
+	DataDir            string
+	LogPath            string
 
 	cmd   *exec.Cmd
 	done  chan struct{} // closed when the process has exited
