@@ -149,6 +149,10 @@ func nodeSetup(nodeCfg Config, errOut io.Writer, log *slog.Logger) func(context.
 					go func() {
 						if err := n.recover(ctx); err != nil {
 							log.Error("reattach sandboxes", "error", err)
+							return
+						}
+						if err := n.node.DropLost(ctx); err != nil {
+							log.Error("stop the sandboxes reported lost or deleted", "error", err)
 						}
 					}()
 				})

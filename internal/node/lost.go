@@ -3,7 +3,11 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 
+	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/store"
 )
@@ -12,8 +16,21 @@ import (
 // was cut off from them (records failed with store.ReasonNodeLost that a
 // runtime here still holds): the cluster has given them up, so they must
 // not run on unseen. Their records stay, failed, until they are deleted.
-// An agent calls it when its link comes back.
+// An agent calls it when its link comes back, and after reattaching its
+// sandboxes on start.
+//
+// It also stops orphans: sandboxes a runtime here holds that have no
+// record at all (deleted while the node was cut off, so the delete could
+// not reach it). The scheduler no longer counts them, so left running
+// they would over-commit the node. The runtimes are listed before the
+// records are read: a sandbox's record exists before its start, so one
+// listed without a record is no create in flight. Spares and build steps
+// have no records by design and are left alone.
 func (n *Node) DropLost(ctx context.Context) error {
+	running, err := n.listRuntimes(ctx)
+	if err != nil {
+		return err
+	}
 	list, err := n.allOnNode()
 	if err != nil {
 		return err
@@ -25,7 +42,35 @@ func (n *Node) DropLost(ctx context.Context) error {
 		}
 		errs = append(errs, n.dropLost(ctx, sb.ID))
 	}
+	snap := n.records.Snapshot()
+	for _, id := range running {
+		if strings.HasPrefix(id, warmpool.IDPrefix) || strings.HasPrefix(id, stepIDPrefix) {
+			continue
+		}
+		if _, err := snap.Sandbox(id); !errdefs.IsNotFound(err) {
+			continue // recorded (or unknown for now: leave it)
+		}
+		n.log.Info("stopping a sandbox that has no record (deleted while this node was cut off)", "sandbox", id)
+		errs = append(errs, n.dropLost(ctx, id))
+	}
 	return errors.Join(errs...)
+}
+
+// listRuntimes lists the sandboxes of every runtime that can list them.
+func (n *Node) listRuntimes(ctx context.Context) ([]string, error) {
+	var ids []string
+	for _, d := range n.drivers() {
+		l, ok := d.(driver.Lister)
+		if !ok {
+			continue
+		}
+		some, err := l.List(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list the sandboxes of runtime %s: %w", d.Capabilities().Name, err)
+		}
+		ids = append(ids, some...)
+	}
+	return ids, nil
 }
 
 func (n *Node) dropLost(ctx context.Context, id string) error {

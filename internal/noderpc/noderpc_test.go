@@ -184,7 +184,8 @@ func TestDropLost(t *testing.T) {
 	ctx := context.Background()
 	c.record(t, "lost", "n1")
 	c.record(t, "kept", "n1")
-	for _, id := range []string{"lost", "kept"} {
+	c.record(t, "deleted", "n1")
+	for _, id := range []string{"lost", "kept", "deleted"} {
 		if _, err := c.remote.Start(ctx, id); err != nil {
 			t.Fatal(err)
 		}
@@ -194,11 +195,18 @@ func TestDropLost(t *testing.T) {
 	if err := c.st.UpdateSandbox(ctx, sb); err != nil {
 		t.Fatal(err)
 	}
+	// Deleted on the servers while the node could not be told.
+	if err := c.st.DeleteSandbox(ctx, "deleted"); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.node.DropLost(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.remote.DialGuest(ctx, "lost"); !errdefs.IsNotFound(err) {
 		t.Fatalf("the lost sandbox's guest after DropLost: %v, want NotFound (stopped)", err)
+	}
+	if _, err := c.remote.DialGuest(ctx, "deleted"); !errdefs.IsNotFound(err) {
+		t.Fatalf("a sandbox with no record after DropLost: %v, want NotFound (stopped)", err)
 	}
 	if got, err := c.st.Snapshot().Sandbox("lost"); err != nil || got.State != store.StateFailed {
 		t.Fatalf("the lost sandbox's record: %+v %v, want kept, failed", got, err)
