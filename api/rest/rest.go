@@ -126,7 +126,15 @@ type CreateSandboxRequest struct {
 	// PublicPorts are ports whose URLs need no token or signature (0:
 	// every port); omitted: every port is private.
 	PublicPorts []int `json:"public_ports,omitempty"`
+	// CapacityWait is how many seconds the create may wait, parked, for a
+	// node with room in a cluster whose nodes are full (first come, first
+	// placed); 0 answers resource_exhausted at once. At most
+	// MaxCapacityWaitSeconds. A single node (den up) never waits.
+	CapacityWait int64 `json:"capacity_wait,omitempty"`
 }
+
+// MaxCapacityWaitSeconds bounds CreateSandboxRequest.CapacityWait.
+const MaxCapacityWaitSeconds = 600
 
 // ApplyDefaults fills the zero fields of r with the documented defaults.
 func (r *CreateSandboxRequest) ApplyDefaults() {

@@ -28,7 +28,7 @@ type createFlags struct {
 	timeout                   int64
 	timeoutIsSet              func() bool
 	timeoutAction, idleAction string
-	idleTimeout               secondsFlag
+	idleTimeout, capacityWait secondsFlag
 	snapshot, pool, runtime   string
 	noInternet                bool
 	allow, deny               []string
@@ -53,6 +53,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.allow, "allow", nil, "let the sandbox reach only this IPv4 address, CIDR, domain or *.domain (repeatable; the internet is then off but for these)")
 	fs.StringArrayVar(&f.deny, "deny", nil, "refuse this IPv4 address, CIDR, domain or *.domain (repeatable)")
 	fs.IntSliceVar(&f.publicPorts, "public-port", nil, "make this port's URL public, no token needed (repeatable; 0: every port; see `den port`)")
+	fs.Var(&f.capacityWait, "capacity-wait", "when a cluster's nodes are full, wait this long (30s, or seconds; at most 10m) for one with room, first come first placed; 0 = fail at once (default)")
 	f.timeoutIsSet = func() bool { return fs.Changed("timeout") }
 }
 
@@ -81,7 +82,7 @@ func (f *secondsFlag) Set(v string) error {
 func (f *createFlags) request(cmd *cobra.Command, image string) (rest.CreateSandboxRequest, error) {
 	req := rest.CreateSandboxRequest{Image: image, Name: f.name, CPUs: f.cpus, MemoryMB: f.memory, DiskMB: f.disk,
 		TimeoutAction: f.timeoutAction, IdleTimeout: int64(f.idleTimeout), IdleAction: f.idleAction, Snapshot: f.snapshot, Pool: f.pool, Runtime: f.runtime,
-		PublicPorts: f.publicPorts}
+		PublicPorts: f.publicPorts, CapacityWait: int64(f.capacityWait)}
 	if f.noInternet || len(f.allow) > 0 || len(f.deny) > 0 {
 		on := !f.noInternet && len(f.allow) == 0 // --allow: only what it names
 		req.Network = &rest.NetworkPolicy{Internet: &on, Allow: f.allow, Deny: f.deny}

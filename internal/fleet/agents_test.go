@@ -67,7 +67,7 @@ func TestAgentsJoinTheFleet(t *testing.T) {
 	create := func(id string) (*store.Sandbox, error) {
 		sb := &store.Sandbox{ID: id, Tenant: "t", Image: "img", Runtime: sim.Name, CPUs: 0.25, MemoryMB: 256, DiskMB: 64,
 			TimeoutSec: 600, CreatedAt: time.Now(), AccessToken: "tok"}
-		undo, err := fl.Place(ctx, sb)
+		undo, err := fl.Place(ctx, sb, 0)
 		if err != nil {
 			return nil, err
 		}

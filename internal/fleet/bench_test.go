@@ -95,7 +95,7 @@ func BenchmarkLifecycle(b *testing.B) {
 	run("create", func(id string) error {
 		sb := &store.Sandbox{ID: id, Tenant: "t", Image: "sim", Runtime: sim.Name, CPUs: 1, MemoryMB: 256, DiskMB: 256,
 			TimeoutSec: 3600, CreatedAt: time.Now(), AccessToken: "tok"}
-		undo, err := e.fleet.Place(ctx, sb)
+		undo, err := e.fleet.Place(ctx, sb, 0)
 		if err != nil {
 			return err
 		}

@@ -61,6 +61,11 @@ type Fleet struct {
 	waiting map[string]scheduler.Node
 
 	placed, refused atomic.Int64 // for Metrics
+
+	// wakeMu guards woken: the creates parked for capacity (Place with a
+	// wait), by sandbox ID, each waiting for its placement.
+	wakeMu sync.Mutex
+	woken  map[string]chan scheduler.Placement
 }
 
 // member is a joined node.
@@ -76,7 +81,7 @@ func New(cfg Config) *Fleet {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Fleet{cfg: cfg, log: cfg.Logger.With("component", "fleet"), sched: scheduler.New(),
-		nodes: map[string]*member{}, waiting: map[string]scheduler.Node{}}
+		nodes: map[string]*member{}, waiting: map[string]scheduler.Node{}, woken: map[string]chan scheduler.Placement{}}
 }
 
 // Scheduler is the fleet's scheduler (for metrics and invariant checks).
@@ -179,7 +184,7 @@ func (f *Fleet) SyncPools() {
 		f.setStatus(sn.ID, scheduler.NodeUp)
 		f.log.Info("node admitted: its node pool has an owner", "node", sn.ID, "pool", sn.Pool)
 	}
-	f.sched.Commit()
+	f.commit()
 }
 
 // Run keeps the node pools in step with the tenants, and the nodes'
@@ -242,7 +247,7 @@ func (f *Fleet) setStatus(id string, st scheduler.NodeStatus) error {
 	if err := f.sched.SetNodeStatus(id, st); err != nil {
 		return err
 	}
-	f.sched.Commit()
+	f.commit()
 	return nil
 }
 
@@ -255,28 +260,99 @@ func request(sb *store.Sandbox) scheduler.Request {
 	}
 }
 
-// Place chooses the node of new sandbox sb (server.Placer).
-func (f *Fleet) Place(_ context.Context, sb *store.Sandbox) (func(), error) {
-	p, err := f.sched.Place(request(sb))
+// Place chooses the node of new sandbox sb (server.Placer). When no node
+// has room it answers ResourceExhausted at once, or, with wait > 0, parks
+// the request in the scheduler and waits up to wait (and ctx) for
+// capacity that fits it to free: the first parked is the first placed.
+func (f *Fleet) Place(ctx context.Context, sb *store.Sandbox, wait time.Duration) (func(), error) {
+	var p scheduler.Placement
+	var err error
+	if wait <= 0 {
+		p, err = f.sched.Place(request(sb))
+	} else {
+		p, err = f.placeOrWait(ctx, sb, wait)
+	}
 	if err != nil {
 		if errdefs.Is(err, errdefs.ResourceExhausted) {
 			f.refused.Add(1)
-			return nil, errdefs.New(errdefs.ResourceExhausted, "no node has room for a sandbox of %v CPUs, %d MB memory and %d MB disk on runtime %s: add nodes or free some",
-				sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Runtime)
+			within := ""
+			if wait > 0 {
+				within = " within " + wait.String()
+			}
+			return nil, errdefs.New(errdefs.ResourceExhausted, "no node had room%s for a sandbox of %v CPUs, %d MB memory and %d MB disk on runtime %s: add nodes or free some",
+				within, sb.CPUs, sb.MemoryMB, sb.DiskMB, sb.Runtime)
 		}
 		return nil, err
 	}
-	f.sched.Commit()
+	f.commit()
 	f.placed.Add(1)
 	sb.Node = p.NodeID
 	return func() { f.release(p.Pool, sb.ID) }, nil
+}
+
+// placeOrWait places sb, parking it until a placement arrives (commit
+// hands it over), wait passes or ctx ends. A request placed just as it
+// gives up keeps its placement.
+func (f *Fleet) placeOrWait(ctx context.Context, sb *store.Sandbox, wait time.Duration) (scheduler.Placement, error) {
+	ch := make(chan scheduler.Placement, 1)
+	f.wakeMu.Lock()
+	f.woken[sb.ID] = ch // before parking: a wake may come at once
+	f.wakeMu.Unlock()
+	defer func() {
+		f.wakeMu.Lock()
+		delete(f.woken, sb.ID)
+		f.wakeMu.Unlock()
+	}()
+	p, ticket, err := f.sched.PlaceOrPark(request(sb))
+	if err != nil || ticket == nil {
+		return p, err
+	}
+	f.log.Debug("no room: create parked", "sandbox", sb.ID, "wait", wait)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case p := <-ch:
+		return p, nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	if ticket.Cancel() {
+		if err := ctx.Err(); err != nil {
+			return scheduler.Placement{}, errdefs.Wrap(errdefs.Canceled, err, "wait for room for sandbox %s", sb.ID)
+		}
+		return scheduler.Placement{}, errdefs.New(errdefs.ResourceExhausted, "no node fits sandbox %s", sb.ID)
+	}
+	return <-ch, nil // placed meanwhile: the batch that holds it is being handed over
+}
+
+// commit publishes the scheduler's decisions and hands the placements of
+// woken (parked) creates to their waiting Place calls.
+func (f *Fleet) commit() {
+	for _, b := range f.sched.Commit() {
+		for _, p := range b.Placed {
+			if !p.Woken {
+				continue
+			}
+			f.wakeMu.Lock()
+			ch, ok := f.woken[p.SandboxID]
+			f.wakeMu.Unlock()
+			if ok {
+				ch <- p
+				continue
+			}
+			// Nobody waits (cannot happen: a ticket is cancelled before
+			// its waiter leaves); never leave capacity held.
+			f.log.Error("a woken placement has no waiting create; released", "sandbox", p.SandboxID)
+			f.release(p.Pool, p.SandboxID)
+		}
+	}
 }
 
 func (f *Fleet) release(pool, id string) {
 	if err := f.sched.Release(pool, id); err != nil && !errdefs.IsNotFound(err) {
 		f.log.Error("release a placement", "sandbox", id, "error", err)
 	}
-	f.sched.Commit()
+	f.commit()
 }
 
 // releaseSandbox frees the placement of sandbox id, wherever it is.
@@ -515,7 +591,7 @@ func (f *Fleet) StartClones(ctx context.Context, snapID string, ids []string) ([
 		}
 		if sb.Node != rec.Node {
 			if f.sched.Release(m.node.Pool, id) == nil {
-				f.sched.Commit()
+				f.commit()
 			}
 			sb.Node = rec.Node
 			if err := f.cfg.Store.UpdateSandbox(ctx, sb); err != nil {
@@ -526,7 +602,7 @@ func (f *Fleet) StartClones(ctx context.Context, snapID string, ids []string) ([
 			return nil, err
 		}
 	}
-	f.sched.Commit()
+	f.commit()
 	return m.remote.StartClones(ctx, snapID, ids)
 }
 

@@ -103,9 +103,14 @@ func (e *env) create(id string, cpus float64, memMB int64) (*store.Sandbox, erro
 }
 
 func (e *env) createFor(tenant, id string, cpus float64, memMB int64) (*store.Sandbox, error) {
+	return e.createWaiting(context.Background(), tenant, id, cpus, memMB, 0)
+}
+
+// createWaiting is createFor that waits up to wait for room.
+func (e *env) createWaiting(ctx context.Context, tenant, id string, cpus float64, memMB int64, wait time.Duration) (*store.Sandbox, error) {
 	sb := &store.Sandbox{ID: id, Tenant: tenant, Image: "img", Runtime: fake.Name, CPUs: cpus, MemoryMB: memMB, DiskMB: 64,
 		TimeoutSec: 600, CreatedAt: time.Now(), AccessToken: "tok"}
-	undo, err := e.fleet.Place(context.Background(), sb)
+	undo, err := e.fleet.Place(ctx, sb, wait)
 	if err != nil {
 		return nil, err
 	}
@@ -320,5 +325,84 @@ func TestDedicatedPools(t *testing.T) {
 		if sb.Tenant != "acme" {
 			t.Fatalf("sandbox %s of %s on acme's node", sb.ID, sb.Tenant)
 		}
+	}
+}
+
+// TestCreatesWaitForRoom: a create with a wait parks when the nodes are
+// full and is placed, first come first served, when a destroy frees room;
+// one whose wait runs out gets ResourceExhausted and holds nothing; a
+// cancelled one gets Canceled.
+func TestCreatesWaitForRoom(t *testing.T) {
+	e := newEnv(t)
+	e.join("n1", scheduler.Resources{CPUMillis: 2000, MemoryMB: 2048, DiskMB: 1 << 20})
+	for _, id := range []string{"a", "b"} {
+		if _, err := e.create(id, 1, 1024); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.createWaiting(context.Background(), "t", "short", 1, 1024, 50*time.Millisecond); !errdefs.Is(err, errdefs.ResourceExhausted) || !strings.Contains(err.Error(), "within 50ms") {
+		t.Fatalf("a create whose wait runs out: %v, want ResourceExhausted within 50ms", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelled := make(chan error, 1)
+	go func() {
+		_, err := e.createWaiting(ctx, "t", "cancelled", 1, 1024, time.Minute)
+		cancelled <- err
+	}()
+	waitParked(t, e, 1)
+	type result struct {
+		sb  *store.Sandbox
+		err error
+	}
+	first, second := make(chan result, 1), make(chan result, 1)
+	go func() {
+		sb, err := e.createWaiting(context.Background(), "t", "first", 1, 1024, time.Minute)
+		first <- result{sb, err}
+	}()
+	waitParked(t, e, 2)
+	go func() {
+		sb, err := e.createWaiting(context.Background(), "t", "second", 1, 1024, time.Minute)
+		second <- result{sb, err}
+	}()
+	waitParked(t, e, 3)
+	cancel()
+	if err := <-cancelled; !errdefs.Is(err, errdefs.Canceled) {
+		t.Fatalf("a cancelled waiting create: %v, want Canceled", err)
+	}
+	if err := e.fleet.Destroy(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	r := <-first
+	if r.err != nil || r.sb.State != store.StateRunning || r.sb.Node != "n1" {
+		t.Fatalf("the first waiting create after a destroy: %+v, %v", r.sb, r.err)
+	}
+	select {
+	case r := <-second:
+		t.Fatalf("the second waiting create went ahead with no room: %+v, %v", r.sb, r.err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := e.fleet.Destroy(context.Background(), "b"); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-second; r.err != nil || r.sb.State != store.StateRunning {
+		t.Fatalf("the second waiting create: %+v, %v", r.sb, r.err)
+	}
+	if err := e.fleet.Scheduler().Working().Check(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.create("full", 1, 1024); !errdefs.Is(err, errdefs.ResourceExhausted) {
+		t.Fatalf("the node is full again, but a create got %v", err)
+	}
+}
+
+// waitParked waits until n creates are parked in the shared pool.
+func waitParked(t *testing.T, e *env, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.fleet.Scheduler().Parked(scheduler.SharedPool) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d creates parked, want %d", e.fleet.Scheduler().Parked(scheduler.SharedPool), n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

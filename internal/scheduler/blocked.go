@@ -78,5 +78,15 @@ func (b *blockedSet) compactAll() {
 	}
 }
 
-// Len is the number of parked requests.
-func (b *blockedSet) Len() int { return b.n }
+// Len is the number of parked requests still waiting (a cancelled or
+// placed one is left out at once, though dropped from the lists only when
+// a wake passes over it).
+func (b *blockedSet) Len() int {
+	n := 0
+	for _, w := range b.all {
+		if !w.claimed.Load() {
+			n++
+		}
+	}
+	return n
+}

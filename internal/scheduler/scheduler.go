@@ -221,14 +221,42 @@ func (s *Scheduler) RemoveNode(id string) error {
 // fits it returns a ResourceExhausted error; with req.Wait the request is
 // parked, and its placement later arrives in a batch with Woken set.
 func (s *Scheduler) Place(req Request) (Placement, error) {
-	if req.SandboxID == "" || req.Size.negative() {
-		return Placement{}, errdefs.New(errdefs.InvalidArgument, "request %q: a sandbox ID and a non-negative size are required", req.SandboxID)
-	}
-	pools := s.routes.Load().forTenant(req.Tenant)
 	var w *waiter
 	if req.Wait {
 		w = &waiter{req: req}
 	}
+	return s.place(req, w)
+}
+
+// Ticket is a request PlaceOrPark parked.
+type Ticket struct{ w *waiter }
+
+// Cancel withdraws the parked request. It reports false when the request
+// was placed first: its placement is, or soon will be, in a batch with
+// Woken set, and belongs to the caller.
+func (t *Ticket) Cancel() bool { return t.w.claim() }
+
+// PlaceOrPark is Place that parks req when nothing fits and returns its
+// ticket (and no error): the placement arrives in a later batch with
+// Woken set, when capacity that fits it frees, unless Cancel withdraws it
+// first. A request placed at once has no ticket.
+func (s *Scheduler) PlaceOrPark(req Request) (Placement, *Ticket, error) {
+	w := &waiter{req: req}
+	p, err := s.place(req, w)
+	if err == nil {
+		return p, nil, nil
+	}
+	if errdefs.Is(err, errdefs.ResourceExhausted) {
+		return Placement{}, &Ticket{w: w}, nil
+	}
+	return Placement{}, nil, err
+}
+
+func (s *Scheduler) place(req Request, w *waiter) (Placement, error) {
+	if req.SandboxID == "" || req.Size.negative() {
+		return Placement{}, errdefs.New(errdefs.InvalidArgument, "request %q: a sandbox ID and a non-negative size are required", req.SandboxID)
+	}
+	pools := s.routes.Load().forTenant(req.Tenant)
 	for _, pl := range pools {
 		p, ok, err := pl.place(req, w)
 		if err != nil || ok {

@@ -569,3 +569,60 @@ func TestSetPoolPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPlaceOrPark: a request that does not fit is parked with a ticket;
+// freed capacity places it (a Woken placement in the next batch, and its
+// ticket can no longer be cancelled); a cancelled ticket is never placed.
+func TestPlaceOrPark(t *testing.T) {
+	s := New()
+	mustNode(t, s, Node{ID: "n1", Capacity: gib(2, 4)})
+	p, tk, err := s.PlaceOrPark(Request{SandboxID: "a", Size: gib(2, 4)})
+	if err != nil || tk != nil || p.NodeID != "n1" {
+		t.Fatalf("first request: %+v, ticket %v, %v; want placed on n1", p, tk, err)
+	}
+	s.Commit()
+	_, waiting, err := s.PlaceOrPark(Request{SandboxID: "b", Size: gib(2, 4)})
+	if err != nil || waiting == nil {
+		t.Fatalf("a request that does not fit: ticket %v, %v; want parked", waiting, err)
+	}
+	_, gone, err := s.PlaceOrPark(Request{SandboxID: "c", Size: gib(2, 4)})
+	if err != nil || gone == nil {
+		t.Fatalf("a third request: ticket %v, %v; want parked", gone, err)
+	}
+	if n := s.Parked(SharedPool); n != 2 {
+		t.Fatalf("Parked = %d, want 2", n)
+	}
+	if !gone.Cancel() {
+		t.Fatal("cancelling a parked request that was not placed failed")
+	}
+	if err := s.Release(SharedPool, "a"); err != nil {
+		t.Fatal(err)
+	}
+	var woken []Placement
+	for _, b := range s.Commit() {
+		for _, p := range b.Placed {
+			if p.Woken {
+				woken = append(woken, p)
+			}
+		}
+	}
+	if len(woken) != 1 || woken[0].SandboxID != "b" || woken[0].NodeID != "n1" {
+		t.Fatalf("woken placements %+v, want b on n1", woken)
+	}
+	if waiting.Cancel() {
+		t.Fatal("cancelled a request after it was placed")
+	}
+	mustCheck(t, s)
+	// The cancelled one stays out when room frees again.
+	if err := s.Release(SharedPool, "b"); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range s.Commit() {
+		if len(b.Placed) != 0 {
+			t.Fatalf("a cancelled request was placed: %+v", b.Placed)
+		}
+	}
+	if _, _, err := s.PlaceOrPark(Request{SandboxID: "", Size: gib(1, 1)}); !errdefs.Is(err, errdefs.InvalidArgument) {
+		t.Fatalf("a request with no ID: %v, want InvalidArgument", err)
+	}
+}

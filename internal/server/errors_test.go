@@ -89,6 +89,8 @@ func TestErrors(t *testing.T) {
 		{"bad timeout action", "POST", "/v1/sandboxes", "A", `{"image":"busybox","timeout_action":"pause"}`, 400, bad(`timeout_action must be "kill" or "suspend", got "pause"`)},
 		{"negative idle timeout", "POST", "/v1/sandboxes", "A", `{"image":"busybox","idle_timeout":-1}`, 400, bad("idle_timeout must be between 0 (none) and 2592000 seconds, got -1")},
 		{"idle timeout too long", "POST", "/v1/sandboxes", "A", `{"image":"busybox","idle_timeout":2592001}`, 400, bad("idle_timeout must be between 0 (none) and 2592000 seconds, got 2592001")},
+		{"negative capacity wait", "POST", "/v1/sandboxes", "A", `{"image":"busybox","capacity_wait":-1}`, 400, bad("capacity_wait must be between 0 and 600 seconds, got -1")},
+		{"capacity wait too long", "POST", "/v1/sandboxes", "A", `{"image":"busybox","capacity_wait":601}`, 400, bad("capacity_wait must be between 0 and 600 seconds, got 601")},
 		{"bad idle action", "POST", "/v1/sandboxes", "A", `{"image":"busybox","idle_timeout":10,"idle_action":"Suspend"}`, 400, bad(`idle_action must be "kill" or "suspend", got "Suspend"`)},
 		{"bad name", "POST", "/v1/sandboxes", "A", `{"image":"busybox","name":"Bad_Name"}`, 400, bad(`name "Bad_Name" is invalid: use 1-63 lowercase letters, digits and dashes`)},
 		{"name ending in dash", "POST", "/v1/sandboxes", "A", `{"image":"busybox","name":"web-"}`, 400, bad(`name "web-" is invalid: use 1-63 lowercase letters, digits and dashes`)},

@@ -61,8 +61,10 @@ type Node interface {
 // Placer is a Node that is many nodes (a cluster's data plane): Place
 // chooses the node of new sandbox sb before its record is written and sets
 // sb.Node; undo gives the capacity back when the record is not written.
+// When no node has room Place waits up to wait for some to free (0: it
+// answers ResourceExhausted at once).
 type Placer interface {
-	Place(ctx context.Context, sb *store.Sandbox) (undo func(), err error)
+	Place(ctx context.Context, sb *store.Sandbox, wait time.Duration) (undo func(), err error)
 }
 
 // PoolState is what a node reports of one warm pool.

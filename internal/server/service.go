@@ -26,6 +26,9 @@ import (
 // returned as is (the record stays, failed, with the reason). Every sandbox
 // gets a fresh AccessToken.
 func (s *Server) CreateSandbox(ctx context.Context, p Principal, req rest.CreateSandboxRequest) (*store.Sandbox, error) {
+	if req.CapacityWait < 0 || req.CapacityWait > rest.MaxCapacityWaitSeconds {
+		return nil, errdefs.New(errdefs.InvalidArgument, "capacity_wait must be between 0 and %d seconds, got %d", rest.MaxCapacityWaitSeconds, req.CapacityWait)
+	}
 	if req.Pool != "" && req.Runtime != "" {
 		if rt, err := s.cfg.Node.Runtime(req.Runtime); err != nil {
 			return nil, err
@@ -52,17 +55,23 @@ func (s *Server) CreateSandbox(ctx context.Context, p Principal, req rest.Create
 	if sb.User != "" && !s.ImageHasUser(sb.Image, sb.User) {
 		return nil, errdefs.New(errdefs.InvalidArgument, "user %q not found in image %s", sb.User, sb.Image)
 	}
-	return s.recordAndStart(ctx, sb)
+	return s.recordAndStart(ctx, sb, capacityWait(req))
+}
+
+// capacityWait is how long req's create may wait for a node with room.
+func capacityWait(req rest.CreateSandboxRequest) time.Duration {
+	return time.Duration(req.CapacityWait) * time.Second
 }
 
 // recordAndStart stores the record of new sandbox sb and starts it on the
-// node from its image, counting the create in the metrics.
-func (s *Server) recordAndStart(ctx context.Context, sb *store.Sandbox) (*store.Sandbox, error) {
+// node from its image, counting the create in the metrics. In a cluster it
+// first places sb, waiting up to wait for room.
+func (s *Server) recordAndStart(ctx context.Context, sb *store.Sandbox, wait time.Duration) (*store.Sandbox, error) {
 	start := s.cfg.Now()
 	undo := func() {}
 	if pl, ok := s.cfg.Node.(Placer); ok {
 		var err error
-		if undo, err = pl.Place(ctx, sb); err != nil {
+		if undo, err = pl.Place(ctx, sb, wait); err != nil {
 			return nil, err
 		}
 	}

@@ -141,7 +141,7 @@ func (s *Server) bootFromSnapshot(ctx context.Context, p Principal, req rest.Cre
 		return nil, err
 	}
 	sb.Image = rec.FilesystemImage
-	return s.recordAndStart(ctx, sb)
+	return s.recordAndStart(ctx, sb, capacityWait(req))
 }
 
 // checkSnapshotImage checks that the image of filesystem snapshot rec is

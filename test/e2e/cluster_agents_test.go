@@ -143,6 +143,24 @@ func TestClusterRunsSandboxesOnAgents(t *testing.T) {
 	if _, err := create(api); !den.IsResourceExhausted(err) {
 		t.Fatalf("an 11th sandbox on full nodes: %v, want resource_exhausted", err)
 	}
+	// One that may wait is parked, and placed when a delete frees room.
+	waited := make(chan *den.Sandbox, 1)
+	go func() {
+		sb, err := api.Create(ctx, rest.CreateSandboxRequest{Image: "busybox", Runtime: "sim", CPUs: 8, MemoryMB: 1024, DiskMB: 256, CapacityWait: 60})
+		if err != nil {
+			t.Errorf("a create that may wait 60 s: %v", err)
+		}
+		waited <- sb
+	}()
+	waitMetric(ctx, t, leader.URL+"/metrics", `den_pool_parked_requests{pool="shared"} 1`)
+	if err := api.Delete(ctx, ids[9]); err != nil {
+		t.Fatal(err)
+	}
+	parked := <-waited
+	if parked == nil {
+		t.FailNow()
+	}
+	ids[9] = parked.ID
 
 	// kill -9 of the leader: the agents move to the new one, which
 	// rebuilds the placements from the store.
@@ -273,5 +291,28 @@ func TestClusterSpeaksE2B(t *testing.T) {
 		if resp.StatusCode != http.StatusNotFound {
 			t.Fatalf("E2B get of an unknown sandbox on %s: HTTP %d, want 404", s.ID, resp.StatusCode)
 		}
+	}
+}
+
+// waitMetric waits until the Prometheus text at url has line want.
+func waitMetric(ctx context.Context, t *testing.T, url, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, l := range strings.Split(string(body), "\n") {
+				if l == want {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never showed %q (%v)", url, want, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
