@@ -318,6 +318,16 @@ func waitLeader(ctx context.Context, c *localcluster.Cluster) (*localcluster.Ser
 	return nil, fmt.Errorf("no leader all servers agree on within 30 s: %w", last)
 }
 
+// leaderClient is a client of the cluster's leader, which has applied
+// every acknowledged write.
+func leaderClient(ctx context.Context, c *localcluster.Cluster) (*den.Client, error) {
+	leader, err := waitLeader(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return leader.Client()
+}
+
 // waitFor polls f every 2 ms until it answers true or timeout passes.
 func waitFor(ctx context.Context, timeout time.Duration, f func() (time.Time, bool)) (time.Time, bool) {
 	deadline := time.Now().Add(timeout)
@@ -334,11 +344,7 @@ func waitFor(ctx context.Context, timeout time.Duration, f func() (time.Time, bo
 // every acknowledged write) and checks every acknowledged write is there
 // once and no write is there twice.
 func checkFailoverWrites(ctx context.Context, c *localcluster.Cluster, load *failoverLoad, rep *failoverReport) error {
-	leader, err := waitLeader(ctx, c)
-	if err != nil {
-		return err
-	}
-	cl, err := leader.Client()
+	cl, err := leaderClient(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -454,11 +460,7 @@ func startSimAgent(ctx context.Context, c *localcluster.Cluster, cl *den.Client,
 // and checks every acknowledged create is there once, none twice, and no
 // node holds more CPU or memory than it has.
 func checkFailoverSandboxes(ctx context.Context, c *localcluster.Cluster, load *failoverLoad, rep *failoverReport) error {
-	leader, err := waitLeader(ctx, c)
-	if err != nil {
-		return err
-	}
-	cl, err := leader.Client()
+	cl, err := leaderClient(ctx, c)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -90,26 +91,8 @@ func TestClusterRunsSandboxesOnAgents(t *testing.T) {
 	bin := serverBin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	c := startServers(ctx, t, localcluster.Config{Bin: bin, Servers: 3})
-	leader, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var follower *localcluster.Server
-	for _, s := range c.Servers {
-		if s != leader {
-			follower = s
-			break
-		}
-	}
+	c, leader, follower, nodes := startSimCluster(ctx, t, bin, 5, "--sim-cpus", "16", "--sim-memory-mb", "65536")
 	api := client(t, follower)
-	tok, err := api.CreateJoinToken(ctx, rest.CreateJoinTokenRequest{Uses: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	startAgents(t, exec.Command(bin, "agent", "--server", strings.Join(c.NodeAddrs(), ","), "--token", tok.Token,
-		"--sim", "5", "--sim-cpus", "16", "--sim-memory-mb", "65536", "--data-dir", t.TempDir()))
-	nodes := waitNodes(ctx, t, api, 5)
 	if nodes[0].Cluster.Server != leader.ID {
 		t.Fatalf("the nodes are on %s, want the leader %s", nodes[0].Cluster.Server, leader.ID)
 	}
@@ -223,26 +206,7 @@ func TestClusterSpeaksE2B(t *testing.T) {
 	bin := serverBin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c := startServers(ctx, t, localcluster.Config{Bin: bin, Servers: 3})
-	leader, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var follower *localcluster.Server
-	for _, s := range c.Servers {
-		if s != leader {
-			follower = s
-			break
-		}
-	}
-	api := client(t, follower)
-	tok, err := api.CreateJoinToken(ctx, rest.CreateJoinTokenRequest{Uses: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	startAgents(t, exec.Command(bin, "agent", "--server", strings.Join(c.NodeAddrs(), ","), "--token", tok.Token,
-		"--sim", "2", "--data-dir", t.TempDir()))
-	waitNodes(ctx, t, api, 2)
+	_, leader, follower, _ := startSimCluster(ctx, t, bin, 2)
 
 	for _, s := range []*localcluster.Server{follower, leader} {
 		if !regexp.MustCompile(`^e2b_[0-9a-f]{40}$`).MatchString(s.E2BKey) || !strings.HasPrefix(s.SandboxURL, "http://127.0.0.1:") {
@@ -315,4 +279,31 @@ func waitMetric(ctx context.Context, t *testing.T, url, want string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// startSimCluster starts three den servers and one den agent with n
+// simulated nodes (agentArgs added to its flags), joined through a
+// follower, and waits until the nodes are ready.
+func startSimCluster(ctx context.Context, t *testing.T, bin string, n int, agentArgs ...string) (c *localcluster.Cluster, leader, follower *localcluster.Server, nodes []rest.Node) {
+	t.Helper()
+	c = startServers(ctx, t, localcluster.Config{Bin: bin, Servers: 3})
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.Servers {
+		if s != leader {
+			follower = s
+			break
+		}
+	}
+	api := client(t, follower)
+	tok, err := api.CreateJoinToken(ctx, rest.CreateJoinTokenRequest{Uses: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"agent", "--server", strings.Join(c.NodeAddrs(), ","), "--token", tok.Token,
+		"--sim", strconv.Itoa(n), "--data-dir", t.TempDir()}, agentArgs...)
+	startAgents(t, exec.Command(bin, args...))
+	return c, leader, follower, waitNodes(ctx, t, api, n)
 }
