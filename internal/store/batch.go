@@ -133,7 +133,7 @@ func (b *batcher) commit(batch []*batchReq) {
 	if len(batch) > 1 {
 		data = encodeBatch(batch)
 	}
-	f := b.r.Apply(data, batch[0].timeout)
+	f := b.r.Apply(data, batchTimeout(batch))
 	if err := f.Error(); err != nil {
 		for _, req := range batch {
 			req.done <- batchResult{err: mapRaftErr(err)}
@@ -160,6 +160,20 @@ func (b *batcher) commit(batch []*batchReq) {
 		}
 		req.done <- batchResult{index: res.Index, err: err}
 	}
+}
+
+// batchTimeout is how long raft may take to enqueue batch: the longest
+// of its commands' (0, none, when any has none), so that one caller about
+// to give up does not fail the others.
+func batchTimeout(batch []*batchReq) time.Duration {
+	var longest time.Duration
+	for _, req := range batch {
+		if req.timeout == 0 {
+			return 0
+		}
+		longest = max(longest, req.timeout)
+	}
+	return longest
 }
 
 // encodeBatch is the cmdBatch entry of batch: the header, then each

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -142,4 +143,26 @@ func FuzzDecodeBatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestBatchTimeout(t *testing.T) {
+	reqs := func(ds ...time.Duration) []*batchReq {
+		var out []*batchReq
+		for _, d := range ds {
+			out = append(out, &batchReq{timeout: d})
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		in   []*batchReq
+		want time.Duration
+	}{
+		{reqs(time.Second), time.Second},
+		{reqs(time.Nanosecond, 5*time.Second, time.Second), 5 * time.Second}, // one about to give up fails nobody
+		{reqs(time.Second, 0), 0},
+	} {
+		if got := batchTimeout(tt.in); got != tt.want {
+			t.Errorf("batchTimeout = %v, want %v", got, tt.want)
+		}
+	}
 }
