@@ -24,7 +24,7 @@ type poolLoop struct {
 	// bySandbox finds a placement of the working state by sandbox ID. It is
 	// the writer's index, not part of snapshots (readers find placements
 	// through their nodes; the store knows where each sandbox is).
-	bySandbox map[string]*placementRec
+	bySandbox map[string]placementRec
 
 	snap atomic.Pointer[poolState] // the last committed state, for readers
 }
@@ -33,7 +33,7 @@ type poolLoop struct {
 const maxEligByPtr = 4096
 
 func newPoolLoop(p Pool) *poolLoop {
-	pl := &poolLoop{elig: map[string][]int32{}, eligByPtr: map[*Constraints][]int32{}, bySandbox: map[string]*placementRec{}}
+	pl := &poolLoop{elig: map[string][]int32{}, eligByPtr: map[*Constraints][]int32{}, bySandbox: map[string]placementRec{}}
 	st := newPoolState(p)
 	pl.snap.Store(st)
 	pl.work = st.clone()
@@ -86,12 +86,14 @@ func (pl *poolLoop) place(req Request, w *waiter) (p Placement, ok bool, err err
 	if spec.Tenant != "" && spec.Tenant != req.Tenant {
 		return Placement{}, false, errdefs.New(errdefs.Internal, "request of tenant %q routed to pool %s of tenant %q", req.Tenant, spec.Name, spec.Tenant)
 	}
-	if _, dup := pl.bySandbox[req.SandboxID]; dup {
-		return Placement{}, false, errdefs.New(errdefs.AlreadyExists, "sandbox %s is already placed in pool %s", req.SandboxID, spec.Name)
-	}
 	elig := pl.eligible(req.Constraints)
 	rec := pl.work.choose(req.Size, elig)
 	if rec == nil {
+		// bind refuses a duplicate where it fits; one that does not fit
+		// must not be parked either.
+		if _, dup := pl.bySandbox[req.SandboxID]; dup {
+			return Placement{}, false, errdefs.New(errdefs.AlreadyExists, "sandbox %s is already placed in pool %s", req.SandboxID, spec.Name)
+		}
 		if w != nil {
 			pl.blocked.park(w, elig)
 		}
@@ -111,10 +113,10 @@ func (pl *poolLoop) bind(rec *nodeRec, req Request, woken bool) (Placement, *nod
 	if _, dup := pl.bySandbox[req.SandboxID]; dup {
 		return Placement{}, nil, errdefs.New(errdefs.AlreadyExists, "sandbox %s is already placed in pool %s", req.SandboxID, pl.work.spec.Name)
 	}
-	pr := &placementRec{sandboxID: req.SandboxID, nodeID: rec.node.ID, nodeSeq: rec.seq, tenant: req.Tenant, size: req.Size}
+	pr := placementRec{nodeSeq: rec.seq, tenant: req.Tenant, size: req.Size}
 	next := pl.work.bind(rec, pr)
-	pl.bySandbox[pr.sandboxID] = pr
-	p := Placement{SandboxID: pr.sandboxID, NodeID: pr.nodeID, Pool: pl.work.spec.Name, Tenant: pr.tenant, Size: pr.size, Woken: woken}
+	pl.bySandbox[req.SandboxID] = pr
+	p := Placement{SandboxID: req.SandboxID, NodeID: rec.node.ID, Pool: pl.work.spec.Name, Tenant: pr.tenant, Size: pr.size, Woken: woken}
 	pl.pending.Placed = append(pl.pending.Placed, p)
 	return p, next, nil
 }
@@ -126,7 +128,7 @@ func (pl *poolLoop) release(sandboxID string) error {
 	if !ok {
 		return errdefs.New(errdefs.NotFound, "sandbox %s has no placement in pool %s", sandboxID, pl.work.spec.Name)
 	}
-	rec, err := pl.work.release(pr)
+	rec, err := pl.work.release(sandboxID, pr)
 	if err != nil {
 		return err
 	}
@@ -199,13 +201,14 @@ func (pl *poolLoop) commit() Batch {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	b := pl.pending
-	// The next batch is likely the size of this one: allocate it once.
+	// The next batch is likely about the size of this one: allocate it
+	// once, with room to spare so a slightly larger one does not double it.
 	pl.pending = Batch{Pool: b.Pool}
 	if n := len(b.Placed); n > 0 {
-		pl.pending.Placed = make([]Placement, 0, n)
+		pl.pending.Placed = make([]Placement, 0, n+n/4)
 	}
 	if n := len(b.Released); n > 0 {
-		pl.pending.Released = make([]string, 0, n)
+		pl.pending.Released = make([]string, 0, n+n/4)
 	}
 	st := pl.work
 	pl.work = st.clone()

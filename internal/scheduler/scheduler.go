@@ -2,9 +2,11 @@
 // each sandbox.
 //
 // The state is a set of pools (the shared pool and dedicated pools owned by
-// a tenant), each a copy-on-write value holding the pool's nodes, its
-// placements and, per computed node class, an ordered index of the up nodes
-// keyed on the free share of the binding resource. Each pool has its own
+// a tenant), each a copy-on-write value holding the pool's nodes with the
+// sums of their placements and, per computed node class, an ordered index
+// of the up nodes keyed on the free share of the binding resource. Which
+// sandbox is on which node is the placement loop's own index (and the
+// store's): snapshots do not copy it. Each pool has its own
 // placement loop (a lock around a working copy of its state); decisions are
 // applied to the working copy at once, so the next decision sees them, and
 // are collected into a Batch that the commit path takes with Commit, which
@@ -314,18 +316,20 @@ func (s *Scheduler) Snapshot() *Snapshot {
 }
 
 // Working returns the pools' working states, including decisions not yet
-// committed. It briefly locks each pool; tests and benchmarks use it to
-// check invariants on exactly what was decided.
-func (s *Scheduler) Working() *Snapshot {
+// committed, with their placements. It briefly locks each pool and copies
+// its placements; tests and benchmarks use it to check invariants on
+// exactly what was decided.
+func (s *Scheduler) Working() *Working {
 	rt := s.routes.Load()
-	snap := &Snapshot{pools: make(map[string]*poolState, len(rt.pools))}
+	w := &Working{Snapshot: &Snapshot{pools: make(map[string]*poolState, len(rt.pools))}, placed: map[string]map[string]placementRec{}}
 	for name, pl := range rt.pools {
 		pl.mu.Lock()
-		snap.pools[name] = pl.work
+		w.pools[name] = pl.work
+		w.placed[name] = maps.Clone(pl.bySandbox)
 		pl.work = pl.work.clone()
 		pl.mu.Unlock()
 	}
-	return snap
+	return w
 }
 
 // Restore puts back a placement that already exists (a sandbox recorded

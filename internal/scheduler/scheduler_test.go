@@ -3,6 +3,7 @@ package scheduler
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 
@@ -310,20 +311,17 @@ func TestSnapshotIsolation(t *testing.T) {
 	if err := s.Release(SharedPool, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Snapshot().PlacementsOn(SharedPool, "n"); len(got) != 1 || got[0].SandboxID != "a" {
-		t.Fatalf("committed snapshot shows %+v, want only a: uncommitted decisions are visible", got)
+	if ni, _ := s.Snapshot().Node(SharedPool, "n"); ni.Used != gib(1, 4) || ni.Placements != 1 {
+		t.Fatalf("committed snapshot shows %+v, want only a: uncommitted decisions are visible", ni)
+	}
+	if got := s.Working().PlacementsOn(SharedPool, "n"); len(got) != 1 || got[0].SandboxID != "b" {
+		t.Fatalf("working placements %+v, want only b", got)
 	}
 	s.Commit()
 	after := s.Snapshot()
 	ni, _ := before.Node(SharedPool, "n")
 	if ni.Used != gib(1, 4) || ni.Placements != 1 {
 		t.Fatalf("old snapshot changed: %+v", ni)
-	}
-	if got := before.PlacementsOn(SharedPool, "n"); len(got) != 1 || got[0].SandboxID != "a" {
-		t.Fatalf("old snapshot changed its placements: %+v", got)
-	}
-	if got := after.PlacementsOn(SharedPool, "n"); len(got) != 1 || got[0].SandboxID != "b" {
-		t.Fatalf("new snapshot placements: %+v", got)
 	}
 	ni, _ = after.Node(SharedPool, "n")
 	if ni.Used != gib(2, 8) || ni.Placements != 1 {
@@ -624,5 +622,65 @@ func TestPlaceOrPark(t *testing.T) {
 	}
 	if _, _, err := s.PlaceOrPark(Request{SandboxID: "", Size: gib(1, 1)}); !errdefs.Is(err, errdefs.InvalidArgument) {
 		t.Fatalf("a request with no ID: %v, want InvalidArgument", err)
+	}
+}
+
+// TestCheckFindsViolations breaks a working state in each way Check looks
+// for and requires it to say so: a checker that cannot fail proves nothing.
+func TestCheckFindsViolations(t *testing.T) {
+	setup := func(t *testing.T) (*Working, *poolState, *poolState) {
+		s := dedicatedSetup(t, true)
+		mustPlace(t, s, Request{SandboxID: "a", Tenant: "acme", Size: gib(1, 4)})
+		mustPlace(t, s, Request{SandboxID: "b", Tenant: "other", Size: gib(1, 4)})
+		w := s.Working()
+		if err := w.Check(); err != nil {
+			t.Fatalf("untouched state: %v", err)
+		}
+		return w, w.pools["acme"], w.pools[SharedPool]
+	}
+	cases := []struct {
+		name    string
+		corrupt func(w *Working, acme, shared *poolState)
+		want    string
+	}{
+		{"usage differs from placements", func(w *Working, acme, _ *poolState) {
+			r := acme.mustNode(0)
+			r.used = r.used.Add(gib(1, 0))
+		}, "node d1 records"},
+		{"over-commit", func(w *Working, acme, _ *poolState) {
+			pr := w.placed["acme"]["a"]
+			pr.size = gib(8, 32)
+			w.placed["acme"]["a"] = pr
+			r := acme.mustNode(0)
+			r.used = gib(8, 32)
+			acme.used = gib(8, 32)
+		}, "over-committed"},
+		{"another tenant on a dedicated node", func(w *Working, _, _ *poolState) {
+			pr := w.placed["acme"]["a"]
+			pr.tenant = "other"
+			w.placed["acme"]["a"] = pr
+		}, `sandbox a of tenant "other" on node d1, dedicated to tenant "acme"`},
+		{"a sandbox in two pools", func(w *Working, _, _ *poolState) {
+			w.placed[SharedPool]["a"] = w.placed["acme"]["a"]
+		}, "sandbox a placed in pools acme and shared"},
+		{"a placement on no node", func(w *Working, _, _ *poolState) {
+			pr := w.placed["acme"]["a"]
+			pr.nodeSeq = 99
+			w.placed["acme"]["a"] = pr
+		}, "sandbox a is on node 99, which the pool does not hold"},
+		{"an up node missing from its index", func(w *Working, _, shared *poolState) {
+			r := shared.mustNode(0)
+			shared.index[r.class].Delete(shared.keyOf(r))
+		}, "node s1 is up but not in its class index"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w, acme, shared := setup(t)
+			c.corrupt(w, acme, shared)
+			err := w.Check()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Check() = %v, want an error containing %q", err, c.want)
+			}
+		})
 	}
 }

@@ -49,8 +49,9 @@ func (c *nodeClass) admits(k *Constraints) bool {
 	return true
 }
 
-// nodeRec is one node's record. It is immutable once inserted: a change
-// replaces it (copy on write), so snapshots holding the old one stay valid.
+// nodeRec is one node's record. A record the current writer made (owner is
+// its token) is changed in place; any other is shared with a snapshot and a
+// change replaces it (copy on write), so snapshots holding it stay valid.
 type nodeRec struct {
 	node *Node // a private copy, never mutated
 	// capacity and up copy node's, inline: a decision reads them without
@@ -59,22 +60,21 @@ type nodeRec struct {
 	up       bool
 	seq      uint32
 	class    int32
+	owner    uint64
 	used     Resources
 	count    int32 // live placements
-	// placements are the node's live placements, in placement order; the
-	// slice is never written once the record is published: a change makes
-	// a new record with a new slice.
-	placements []*placementRec
 }
 
 func (r *nodeRec) free() Resources { return r.capacity.Sub(r.used) }
 
 // slotKey orders the nodes of one class index by free binding resource,
-// then by insertion sequence, which makes every choice deterministic.
+// then by insertion sequence, which makes every choice deterministic. It
+// holds no pointer (the record is found by seq in the node table), so the
+// trees' nodes are not scanned by the garbage collector and moving keys
+// inside them needs no write barriers.
 type slotKey struct {
 	slots uint64
 	seq   uint32
-	rec   *nodeRec
 }
 
 func slotLess(a, b slotKey) bool {
@@ -84,14 +84,14 @@ func slotLess(a, b slotKey) bool {
 	return a.seq < b.seq
 }
 
-// placementRec is one live placement inside a pool's state, held by its
-// node's record.
+// placementRec is one live placement, held by its pool loop's writer index
+// (poolLoop.bySandbox) under its sandbox ID. Nodes keep only the sums of
+// theirs, so a decision copies no list and the records hold no pointer the
+// collector must follow but the tenant.
 type placementRec struct {
-	sandboxID string
-	nodeID    string
-	nodeSeq   uint32
-	tenant    string
-	size      Resources
+	nodeSeq uint32
+	tenant  string
+	size    Resources
 }
 
 // nodeID maps a node's ID to its sequence number, the key of the node tree.
@@ -181,7 +181,7 @@ func (p *poolState) demandOf(need Resources) uint64 {
 }
 
 func (p *poolState) keyOf(r *nodeRec) slotKey {
-	return slotKey{slots: p.slotsOf(r.free()), seq: r.seq, rec: r}
+	return slotKey{slots: p.slotsOf(r.free()), seq: r.seq}
 }
 
 // classFor returns the index of n's class, appending a class if new.
@@ -211,6 +211,13 @@ func (p *poolState) nodeBySeq(seq uint32) (*nodeRec, bool) {
 	return p.nodes.get(seq)
 }
 
+// mustNode is the record of an indexed node: an index holds only nodes of
+// the table.
+func (p *poolState) mustNode(seq uint32) *nodeRec {
+	r, _ := p.nodes.get(seq)
+	return r
+}
+
 // putNode replaces old (nil: none) by rec in the node tree and the indexes.
 func (p *poolState) putNode(old, rec *nodeRec) {
 	if old != nil && old.up {
@@ -226,13 +233,13 @@ func (p *poolState) putNode(old, rec *nodeRec) {
 // It returns the new record and whether n's class is new to the pool.
 func (p *poolState) upsertNode(n Node) (*nodeRec, bool, error) {
 	old, exists := p.node(n.ID)
-	rec := &nodeRec{node: &n, capacity: n.Capacity, up: n.Status == NodeUp}
+	rec := &nodeRec{node: &n, capacity: n.Capacity, up: n.Status == NodeUp, owner: p.owner}
 	if exists {
 		if !n.Capacity.Sub(old.used).Fits(Resources{}) {
 			return nil, false, errdefs.New(errdefs.FailedPrecondition,
 				"node %s: capacity %+v is below its placements' %+v", n.ID, n.Capacity, old.used)
 		}
-		rec.seq, rec.used, rec.count, rec.placements = old.seq, old.used, old.count, old.placements
+		rec.seq, rec.used, rec.count = old.seq, old.used, old.count
 		p.capacity = p.capacity.Sub(old.node.Capacity)
 	} else {
 		old = nil
@@ -288,7 +295,11 @@ func (p *poolState) choose(need Resources, elig []int32) *nodeRec {
 				return false
 			})
 		}
-		if !found || !hit.rec.free().Fits(need) {
+		if !found {
+			continue
+		}
+		rec := p.mustNode(hit.seq)
+		if !rec.free().Fits(need) {
 			continue
 		}
 		better := hit.slots < bestSlots
@@ -296,7 +307,7 @@ func (p *poolState) choose(need Resources, elig []int32) *nodeRec {
 			better = hit.slots > bestSlots
 		}
 		if best == nil || better {
-			best, bestSlots = hit.rec, hit.slots
+			best, bestSlots = rec, hit.slots
 		}
 	}
 	if best == nil && key > 0 {
@@ -314,8 +325,8 @@ func (p *poolState) chooseBelow(need Resources, key uint64, elig []int32) *nodeR
 		n := 0
 		p.index[c].DescendLessOrEqual(slotKey{slots: key - 1, seq: math.MaxUint32}, func(k slotKey) bool {
 			n++
-			if k.rec.free().Fits(need) {
-				hit = k.rec
+			if r := p.mustNode(k.seq); r.free().Fits(need) {
+				hit = r
 				return false
 			}
 			return n < belowScan
@@ -328,35 +339,46 @@ func (p *poolState) chooseBelow(need Resources, key uint64, elig []int32) *nodeR
 }
 
 // bind records the placement pr on rec, which must fit it, and returns
-// the node's new record.
-func (p *poolState) bind(rec *nodeRec, pr *placementRec) *nodeRec {
-	next := *rec
-	next.used = rec.used.Add(pr.size)
-	next.count++
-	next.placements = append(slices.Clip(rec.placements), pr) // a copy: Clip leaves no room
-	p.putNode(rec, &next)
+// the node's record after it.
+func (p *poolState) bind(rec *nodeRec, pr placementRec) *nodeRec {
 	p.used = p.used.Add(pr.size)
 	p.placements++
-	return &next
+	return p.adjust(rec, pr.size, 1)
 }
 
-// release removes the placement pr and returns its node's new record.
-func (p *poolState) release(pr *placementRec) (*nodeRec, error) {
+// release removes the placement pr and returns its node's record after it.
+func (p *poolState) release(sandboxID string, pr placementRec) (*nodeRec, error) {
 	rec, ok := p.nodeBySeq(pr.nodeSeq)
-	i := -1
-	if ok {
-		i = slices.Index(rec.placements, pr)
+	if !ok || rec.count == 0 || !rec.used.Fits(pr.size) {
+		return nil, errdefs.New(errdefs.Internal, "placement of sandbox %s is not on its node %d", sandboxID, pr.nodeSeq)
 	}
-	if i < 0 {
-		return nil, errdefs.New(errdefs.Internal, "placement of sandbox %s is not on its node %s", pr.sandboxID, pr.nodeID)
-	}
-	next := *rec
-	next.used = rec.used.Sub(pr.size)
-	next.count--
-	next.placements = make([]*placementRec, 0, len(rec.placements)-1)
-	next.placements = append(append(next.placements, rec.placements[:i]...), rec.placements[i+1:]...)
-	p.putNode(rec, &next)
 	p.used = p.used.Sub(pr.size)
 	p.placements--
-	return &next, nil
+	return p.adjust(rec, Resources{}.Sub(pr.size), -1), nil
+}
+
+// adjust adds delta to rec's usage and n to its count, in place when this
+// writer made rec and in a copy otherwise, and moves the node in its class
+// index when its key changed.
+func (p *poolState) adjust(rec *nodeRec, delta Resources, n int32) *nodeRec {
+	var before slotKey
+	if rec.up {
+		before = p.keyOf(rec)
+	}
+	w := rec
+	if rec.owner != p.owner {
+		cp := *rec
+		cp.owner = p.owner
+		w = &cp
+		p.nodes.set(p.owner, w.seq, w)
+	}
+	w.used = w.used.Add(delta)
+	w.count += n
+	if w.up {
+		if after := p.keyOf(w); after != before {
+			p.index[w.class].Delete(before)
+			p.index[w.class].ReplaceOrInsert(after)
+		}
+	}
+	return w
 }

@@ -25,7 +25,7 @@ type naiveNode struct {
 }
 
 // newNaive copies the cluster and the placements of snap.
-func newNaive(c Cluster, snap *scheduler.Snapshot) *naive {
+func newNaive(c Cluster, snap *scheduler.Working) *naive {
 	n := &naive{byID: map[string]int{}, routes: map[string][]string{}, where: map[string]int{}, sizes: map[string]scheduler.Resources{}}
 	for _, p := range c.Pools {
 		n.routes[p.Tenant] = []string{p.Name}

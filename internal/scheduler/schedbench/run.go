@@ -126,8 +126,8 @@ func Run(cfg Config) (Result, error) {
 		return r, err
 	}
 	r.PrefillSec = time.Since(start).Seconds()
-	r.PrefillUtil, r.Live = utilisation(s.Working(), ""), live.n
-	r.HeadroomBestFit = headroom(s.Working())
+	r.PrefillUtil, r.Live = utilisation(s.Working().Snapshot, ""), live.n
+	r.HeadroomBestFit = headroom(s.Working().Snapshot)
 	if err := check("pre-fill"); err != nil {
 		return r, err
 	}
@@ -303,7 +303,7 @@ func spreadHeadroom(c Cluster, cfg Config) (int, error) {
 	if err := snap.Check(); err != nil {
 		return 0, fmt.Errorf("invariants after spread pre-fill: %w", err)
 	}
-	return headroom(snap), nil
+	return headroom(snap.Snapshot), nil
 }
 
 // churn deletes a random live sandbox of the request's home pool and
@@ -442,10 +442,10 @@ func fillToFirstFailure(c Cluster, alg scheduler.Algorithm, seed uint64) (float6
 	if err := snap.Check(); err != nil {
 		return 0, fmt.Errorf("invariants after fill: %w", err)
 	}
-	return utilisation(snap, scheduler.SharedPool), nil
+	return utilisation(snap.Snapshot, scheduler.SharedPool), nil
 }
 
-func runNaive(c Cluster, base *scheduler.Snapshot, cfg Config) *Churn {
+func runNaive(c Cluster, base *scheduler.Working, cfg Config) *Churn {
 	n := newNaive(c, base)
 	cons := map[*scheduler.Constraints]*naiveConstraints{nil: {}}
 	e := engine{
