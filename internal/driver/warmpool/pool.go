@@ -23,9 +23,9 @@ const MaxShapes = 2
 // spareDestroyTimeout bounds the destruction of one spare.
 const spareDestroyTimeout = time.Minute
 
-// RefillDelay is how long a take waits before it wakes the refill: a boot
-// takes a CPU for ~0.2 s, and the claimed sandbox's first commands run
-// right after the claim.
+// RefillDelay is how long a take or a use waits before it wakes the
+// refill: a boot takes a CPU for ~0.2 s, and the new sandbox's first
+// commands run right after its create.
 const RefillDelay = 300 * time.Millisecond
 
 // Back-off of a declared pool whose spare failed to boot, or that waits
@@ -134,8 +134,9 @@ func (p *Pool[S]) Take(key string) (S, bool) {
 }
 
 // Use makes sh the most recently used shape of the implicit pool, evicts
-// the least recently used beyond MaxShapes, and wakes the loop to
-// refill. It never blocks.
+// the least recently used beyond MaxShapes, and wakes the loop to refill
+// after RefillDelay, like Take: a create just ended, and the sandbox's
+// first commands run now. It never blocks.
 func (p *Pool[S]) Use(sh Shape) {
 	if p.size == 0 {
 		return
@@ -146,7 +147,7 @@ func (p *Pool[S]) Use(sh Shape) {
 	p.shapes = p.shapes[:min(len(p.shapes), MaxShapes)]
 	p.dropExcess()
 	p.mu.Unlock()
-	p.wake()
+	time.AfterFunc(RefillDelay, p.wake)
 }
 
 // SetPools replaces the declared pools and wakes the loop. Spares
@@ -166,7 +167,7 @@ func (p *Pool[S]) SetPools(pools []driver.Pool) {
 	}
 	p.dropExcess()
 	p.mu.Unlock()
-	p.wake()
+	time.AfterFunc(RefillDelay, p.wake)
 }
 
 // Status reports the declared pools, in SetPools order.
