@@ -24,7 +24,9 @@ type poolLoop struct {
 	// bySandbox finds a placement of the working state by sandbox ID. It is
 	// the writer's index, not part of snapshots (readers find placements
 	// through their nodes; the store knows where each sandbox is).
-	bySandbox map[string]placementRec
+	bySandbox map[string]placedRef
+	kinds     []placeKind          // by placedRef.kind
+	kindOf    map[placeKind]uint32 // the index of each kind in kinds
 
 	snap atomic.Pointer[poolState] // the last committed state, for readers
 }
@@ -33,7 +35,7 @@ type poolLoop struct {
 const maxEligByPtr = 4096
 
 func newPoolLoop(p Pool) *poolLoop {
-	pl := &poolLoop{elig: map[string][]int32{}, eligByPtr: map[*Constraints][]int32{}, bySandbox: map[string]placementRec{}}
+	pl := &poolLoop{elig: map[string][]int32{}, eligByPtr: map[*Constraints][]int32{}, bySandbox: map[string]placedRef{}, kindOf: map[placeKind]uint32{}}
 	st := newPoolState(p)
 	pl.snap.Store(st)
 	pl.work = st.clone()
@@ -113,22 +115,49 @@ func (pl *poolLoop) bind(rec *nodeRec, req Request, woken bool) (Placement, *nod
 	if _, dup := pl.bySandbox[req.SandboxID]; dup {
 		return Placement{}, nil, errdefs.New(errdefs.AlreadyExists, "sandbox %s is already placed in pool %s", req.SandboxID, pl.work.spec.Name)
 	}
-	pr := placementRec{nodeSeq: rec.seq, tenant: req.Tenant, size: req.Size}
-	next := pl.work.bind(rec, pr)
-	pl.bySandbox[req.SandboxID] = pr
-	p := Placement{SandboxID: req.SandboxID, NodeID: rec.node.ID, Pool: pl.work.spec.Name, Tenant: pr.tenant, Size: pr.size, Woken: woken}
+	next := pl.work.bind(rec, req.Size)
+	pl.bySandbox[req.SandboxID] = placedRef{nodeSeq: rec.seq, kind: pl.kind(req.Tenant, req.Size)}
+	p := Placement{SandboxID: req.SandboxID, NodeID: rec.node.ID, Pool: pl.work.spec.Name, Tenant: req.Tenant, Size: req.Size, Woken: woken}
 	pl.pending.Placed = append(pl.pending.Placed, p)
 	return p, next, nil
+}
+
+// kind interns (tenant, size). Preconditions: pl.mu is held.
+func (pl *poolLoop) kind(tenant string, size Resources) uint32 {
+	k := placeKind{tenant: tenant, size: size}
+	if i, ok := pl.kindOf[k]; ok {
+		return i
+	}
+	i := uint32(len(pl.kinds))
+	pl.kinds = append(pl.kinds, k)
+	pl.kindOf[k] = i
+	return i
+}
+
+// resolve is the placement ref stands for. Preconditions: pl.mu is held.
+func (pl *poolLoop) resolve(ref placedRef) placementRec {
+	k := pl.kinds[ref.kind]
+	return placementRec{nodeSeq: ref.nodeSeq, tenant: k.tenant, size: k.size}
+}
+
+// placements resolves the writer index (Scheduler.Working).
+// Preconditions: pl.mu is held.
+func (pl *poolLoop) placements() map[string]placementRec {
+	out := make(map[string]placementRec, len(pl.bySandbox))
+	for id, ref := range pl.bySandbox {
+		out[id] = pl.resolve(ref)
+	}
+	return out
 }
 
 func (pl *poolLoop) release(sandboxID string) error {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	pr, ok := pl.bySandbox[sandboxID]
+	ref, ok := pl.bySandbox[sandboxID]
 	if !ok {
 		return errdefs.New(errdefs.NotFound, "sandbox %s has no placement in pool %s", sandboxID, pl.work.spec.Name)
 	}
-	rec, err := pl.work.release(sandboxID, pr)
+	rec, err := pl.work.release(sandboxID, pl.resolve(ref))
 	if err != nil {
 		return err
 	}

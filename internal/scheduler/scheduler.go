@@ -325,7 +325,7 @@ func (s *Scheduler) Working() *Working {
 	for name, pl := range rt.pools {
 		pl.mu.Lock()
 		w.pools[name] = pl.work
-		w.placed[name] = maps.Clone(pl.bySandbox)
+		w.placed[name] = pl.placements()
 		pl.work = pl.work.clone()
 		pl.mu.Unlock()
 	}

@@ -670,7 +670,7 @@ func TestCheckFindsViolations(t *testing.T) {
 		}, "sandbox a is on node 99, which the pool does not hold"},
 		{"an up node missing from its index", func(w *Working, _, shared *poolState) {
 			r := shared.mustNode(0)
-			shared.index[r.class].Delete(shared.keyOf(r))
+			shared.index[r.class].Delete(shared.owner, shared.keyOf(r))
 		}, "node s1 is up but not in its class index"},
 	}
 	for _, c := range cases {

@@ -223,8 +223,8 @@ func (p *poolState) check(placed map[string]placementRec) error {
 		return err
 	}
 	inIndex := 0
-	for _, t := range p.index {
-		inIndex += t.Len()
+	for i := range p.index {
+		inIndex += p.index[i].Len()
 	}
 	switch {
 	case placements != p.placements || placed != nil && placements != len(placed):

@@ -15,11 +15,6 @@ import (
 // (10k nodes are three levels) and a copy-on-write path copy cheap.
 const btreeDegree = 32
 
-// indexDegree is the degree of the class indexes: narrower than the other
-// trees because every decision rewrites two of their leaves, and after a
-// commit the first write to a leaf copies it.
-const indexDegree = 16
-
 // belowScan bounds how many nodes under a request's slot key are checked
 // exactly when no node at or above it is free (see poolState.choose).
 const belowScan = 16
@@ -84,14 +79,29 @@ func slotLess(a, b slotKey) bool {
 	return a.seq < b.seq
 }
 
-// placementRec is one live placement, held by its pool loop's writer index
-// (poolLoop.bySandbox) under its sandbox ID. Nodes keep only the sums of
-// theirs, so a decision copies no list and the records hold no pointer the
-// collector must follow but the tenant.
+// placementRec is one live placement: its node, tenant and size.
 type placementRec struct {
 	nodeSeq uint32
 	tenant  string
 	size    Resources
+}
+
+// placedRef is how the pool loop's writer index (poolLoop.bySandbox) holds
+// a placement under its sandbox ID: the node and an index into the loop's
+// table of (tenant, size) kinds. Eight bytes and no pointer, so the index,
+// which holds every live sandbox, is small for the caches and has nothing
+// in its values for the collector to follow.
+type placedRef struct {
+	nodeSeq uint32
+	kind    uint32
+}
+
+// placeKind is a (tenant, size) a pool has placed; kinds are interned
+// per pool loop and never removed (there are about as many as tenants
+// times sandbox shapes).
+type placeKind struct {
+	tenant string
+	size   Resources
 }
 
 // nodeID maps a node's ID to its sequence number, the key of the node tree.
@@ -113,10 +123,10 @@ type poolState struct {
 	owner      uint64 // this state's writer token; see owners
 	nodes      nodeTable
 	nodeCount  int
-	nodeIDs    *btree.BTreeG[nodeID]    // by ID; changes only with the node set
-	placements int                      // live placements in the pool
-	classes    []*nodeClass             // append-only; copied on append
-	index      []*btree.BTreeG[slotKey] // per class: up nodes by slot key
+	nodeIDs    *btree.BTreeG[nodeID] // by ID; changes only with the node set
+	placements int                   // live placements in the pool
+	classes    []*nodeClass          // append-only; copied on append
+	index      []slotIndex           // per class: up nodes by slot key
 	nextSeq    uint32
 	capacity   Resources // sum over nodes
 	used       Resources // sum over placements
@@ -137,10 +147,7 @@ func (p *poolState) clone() *poolState {
 	c := *p
 	c.owner = owners.Add(1)
 	c.nodeIDs = p.nodeIDs.Clone()
-	c.index = make([]*btree.BTreeG[slotKey], len(p.index))
-	for i, t := range p.index {
-		c.index[i] = t.Clone()
-	}
+	c.index = slices.Clone(p.index) // shares chunks until the new owner writes
 	return &c
 }
 
@@ -195,7 +202,7 @@ func (p *poolState) classFor(n *Node) (id int32, added bool) {
 		}
 	}
 	p.classes = append(slices.Clip(p.classes), &nodeClass{key: key, runtimes: rts, labels: maps.Clone(n.Labels)})
-	p.index = append(slices.Clip(p.index), btree.NewG(indexDegree, slotLess))
+	p.index = append(slices.Clip(p.index), slotIndex{})
 	return int32(len(p.classes) - 1), true
 }
 
@@ -221,11 +228,11 @@ func (p *poolState) mustNode(seq uint32) *nodeRec {
 // putNode replaces old (nil: none) by rec in the node tree and the indexes.
 func (p *poolState) putNode(old, rec *nodeRec) {
 	if old != nil && old.up {
-		p.index[old.class].Delete(p.keyOf(old))
+		p.index[old.class].Delete(p.owner, p.keyOf(old))
 	}
 	p.nodes.set(p.owner, rec.seq, rec)
 	if rec.up {
-		p.index[rec.class].ReplaceOrInsert(p.keyOf(rec))
+		p.index[rec.class].Insert(p.owner, p.keyOf(rec))
 	}
 }
 
@@ -268,7 +275,7 @@ func (p *poolState) removeNode(id string) error {
 		return errdefs.New(errdefs.FailedPrecondition, "node %s still holds %d placements", id, old.count)
 	}
 	if old.up {
-		p.index[old.class].Delete(p.keyOf(old))
+		p.index[old.class].Delete(p.owner, p.keyOf(old))
 	}
 	p.nodes.set(p.owner, old.seq, nil)
 	p.nodeIDs.Delete(nodeID{id: id})
@@ -285,15 +292,12 @@ func (p *poolState) choose(need Resources, elig []int32) *nodeRec {
 	var bestSlots uint64
 	for _, c := range elig {
 		var hit slotKey
-		found := false
+		var found bool
 		if p.spec.Algorithm == Spread {
 			hit, found = p.index[c].Max()
 			found = found && hit.slots >= key
 		} else {
-			p.index[c].AscendGreaterOrEqual(slotKey{slots: key}, func(k slotKey) bool {
-				hit, found = k, true
-				return false
-			})
+			hit, found = p.index[c].Ceil(slotKey{slots: key})
 		}
 		if !found {
 			continue
@@ -338,12 +342,12 @@ func (p *poolState) chooseBelow(need Resources, key uint64, elig []int32) *nodeR
 	return nil
 }
 
-// bind records the placement pr on rec, which must fit it, and returns
+// bind records a placement of size on rec, which must fit it, and returns
 // the node's record after it.
-func (p *poolState) bind(rec *nodeRec, pr placementRec) *nodeRec {
-	p.used = p.used.Add(pr.size)
+func (p *poolState) bind(rec *nodeRec, size Resources) *nodeRec {
+	p.used = p.used.Add(size)
 	p.placements++
-	return p.adjust(rec, pr.size, 1)
+	return p.adjust(rec, size, 1)
 }
 
 // release removes the placement pr and returns its node's record after it.
@@ -376,8 +380,8 @@ func (p *poolState) adjust(rec *nodeRec, delta Resources, n int32) *nodeRec {
 	w.count += n
 	if w.up {
 		if after := p.keyOf(w); after != before {
-			p.index[w.class].Delete(before)
-			p.index[w.class].ReplaceOrInsert(after)
+			p.index[w.class].Delete(p.owner, before)
+			p.index[w.class].Insert(p.owner, after)
 		}
 	}
 	return w
