@@ -196,6 +196,11 @@ func (s *Store) install(root, pkg string, progress io.Writer) (Kernel, error) {
 	}
 	final := filepath.Join(s.dir, version)
 	if err := os.Rename(stage, final); err != nil {
+		// Another fetch of the same kernel (a second den, or tests run in
+		// parallel) finished first: keep its copy.
+		if got, rerr := s.read(version); rerr == nil {
+			return got, nil
+		}
 		return Kernel{}, fmt.Errorf("fetch kernel: %w", err)
 	}
 	k.Dir = final
