@@ -67,6 +67,7 @@ func RunServer(ctx context.Context, cfg ServerConfig, out io.Writer, log *slog.L
 		{"listen on the cluster port", r.listenCluster},
 		{"issue the server certificate", r.issueCert},
 		{"open the clustered state", r.openStore},
+		{"record the cluster CA", r.recordCA},
 		{"ensure the admin keys", r.ensureKeys},
 		{"open the image store", r.openImages},
 		{"listen for agents", r.listenNodes},
@@ -178,6 +179,33 @@ func (r *serverRun) openStore(ctx context.Context) error {
 		}
 	})
 	return nil
+}
+
+// recordCA puts this server's CA into the replicated state when it holds
+// none (see recordClusterCA).
+func (r *serverRun) recordCA(ctx context.Context) error {
+	return recordClusterCA(ctx, r.st, r.ca)
+}
+
+// recordClusterCA makes sure the replicated state holds the cluster CA, and
+// that it is ca: the first server to start writes it; a server whose CA is
+// not the state's is refused (it was given another cluster's CA directory).
+func recordClusterCA(ctx context.Context, st *store.Store, ca *pki.CA) error {
+	cur, err := st.Snapshot().ClusterCA()
+	switch {
+	case err == nil && cur.CertPEM == string(ca.CertPEM):
+		return nil
+	case err == nil:
+		theirs := "unreadable"
+		if c, perr := pki.ParseCert([]byte(cur.CertPEM)); perr == nil {
+			theirs = pki.CertHash(c)
+		}
+		return errdefs.New(errdefs.FailedPrecondition,
+			"this server's CA (%s) is not the cluster's (%s): use the cluster's CA directory (--ca-dir)", ca.Hash(), theirs)
+	case !errdefs.IsNotFound(err):
+		return err
+	}
+	return st.PutClusterCA(ctx, ca.CertPEM, ca.KeyPEM)
 }
 
 // ensureKeys makes the default tenant and this server's admin keys (each

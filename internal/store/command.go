@@ -39,6 +39,8 @@ const (
 	cmdDeleteNode      cmdType = 20
 	// cmdBatch carries several commands in one entry (batch.go).
 	cmdBatch cmdType = 21
+	// cmdPutClusterCA records the cluster CA (clusterca.go).
+	cmdPutClusterCA cmdType = 22
 )
 
 func (t cmdType) String() string {
@@ -85,6 +87,8 @@ func (t cmdType) String() string {
 		return "delete_node"
 	case cmdBatch:
 		return "batch"
+	case cmdPutClusterCA:
+		return "put_cluster_ca"
 	}
 	return fmt.Sprintf("cmd(%d)", byte(t))
 }

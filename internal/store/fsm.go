@@ -174,6 +174,8 @@ func (f *fsm) applyCmd(index uint64, t cmdType, body []byte) error {
 		err = applySetNodeDraining(txn, index, body)
 	case cmdDeleteNode:
 		err = applyDelete(txn, tableNodes, "node", body)
+	case cmdPutClusterCA:
+		err = applyPutClusterCA(txn, index, body)
 	default:
 		err = fmt.Errorf("apply: unknown command type %d", byte(t))
 	}

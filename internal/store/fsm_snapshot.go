@@ -39,10 +39,12 @@ type snapshotRecord struct {
 	// them).
 	JoinToken *JoinToken `json:"join_token,omitempty"`
 	Node      *Node      `json:"node,omitempty"`
+	// ClusterCA is the cluster's CA (older binaries skip it).
+	ClusterCA *ClusterCA `json:"cluster_ca,omitempty"`
 }
 
 // tables lists every table a raft snapshot holds, in write order.
-var tables = []string{tableSandboxes, tableAPIKeys, tableSnapshots, tablePools, tableTenants, tableSSHKeys, tableJoinTokens, tableNodes}
+var tables = []string{tableSandboxes, tableAPIKeys, tableSnapshots, tablePools, tableTenants, tableSSHKeys, tableJoinTokens, tableNodes, tableClusterCA}
 
 // Snapshot implements raft.FSM. It is O(1): Persist writes a frozen copy of
 // the database while Apply goes on.
@@ -98,6 +100,8 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 				rec.JoinToken = o
 			case *Node:
 				rec.Node = o
+			case *ClusterCA:
+				rec.ClusterCA = o
 			}
 			if err := enc.Encode(rec); err != nil {
 				return err
@@ -181,6 +185,8 @@ func insertRecord(txn *memdb.Txn, rec snapshotRecord) error {
 		return txn.Insert(tableJoinTokens, rec.JoinToken)
 	case rec.Node != nil:
 		return txn.Insert(tableNodes, rec.Node)
+	case rec.ClusterCA != nil:
+		return txn.Insert(tableClusterCA, rec.ClusterCA)
 	}
 	return nil
 }

@@ -62,6 +62,7 @@ func schema() *memdb.DBSchema {
 		tableSSHKeys:    sshKeysTable(),
 		tableJoinTokens: joinTokensTable(),
 		tableNodes:      nodesTable(),
+		tableClusterCA:  clusterCATable(),
 		tableAPIKeys: {
 			Name: tableAPIKeys,
 			Indexes: map[string]*memdb.IndexSchema{
