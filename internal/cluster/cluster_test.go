@@ -743,3 +743,59 @@ func TestAgentMetrics(t *testing.T) {
 		return up == 0 && fails >= 1
 	})
 }
+
+// A server joins with a server token: it gets a server certificate for
+// its ID, the token counts one use (none for a retry of the same key),
+// and no node is recorded. An agent token admits no server, and a server
+// token no agent.
+func TestServerJoin(t *testing.T) {
+	tc := newTestCluster(t)
+	srv := tc.listen("s1", cluster.Config{})
+	addr, joinTLS := srv.Addr().String(), nodeproto.JoinTLSConfig(tc.CA.Hash())
+	tok, err := nodeproto.NewToken(tc.CA.Hash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.Store.PutJoinToken(context.Background(), &store.JoinToken{ID: tok.ID, Hash: tok.SecretHash(), Uses: 1, Role: store.RoleServer}); err != nil {
+		t.Fatal(err)
+	}
+	csr, key, _ := pki.NewCSR("s2")
+	req := nodeproto.JoinRequest{Token: tok.String(), CSR: string(csr), Name: "s2", Role: nodeproto.RoleServer, Hosts: []string{"127.0.0.2"}}
+	resp := joinRaw(t, addr, joinTLS, req)
+	if resp.Error != nil {
+		t.Fatalf("server join: %+v", resp.Error)
+	}
+	leaf, err := pki.NewLeaf([]byte(resp.Cert), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := pki.IdentityOf(leaf.Cert); err != nil || id.Role != pki.RoleServer || id.ID != "s2" {
+		t.Fatalf("certificate identity %+v, %v", id, err)
+	}
+	if again := joinRaw(t, addr, joinTLS, req); again.Error != nil {
+		t.Fatalf("a retry of the same server: %+v", again.Error)
+	}
+	csr3, _, _ := pki.NewCSR("s3")
+	req3 := req
+	req3.CSR, req3.Name = string(csr3), "s3"
+	if r := joinRaw(t, addr, joinTLS, req3); r.Error == nil || !strings.Contains(r.Error.Message, "is used up") {
+		t.Fatalf("a second server on a one-use token: %+v", r)
+	}
+	if nodes, _ := tc.Store.Snapshot().Nodes(); len(nodes) != 0 {
+		t.Fatalf("a server join recorded %d nodes", len(nodes))
+	}
+	// An agent token presented by a server, and a server token by an agent.
+	agentTok := tc.token(5, time.Time{})
+	req3.Token = agentTok
+	if r := joinRaw(t, addr, joinTLS, req3); r.Error == nil || !strings.Contains(r.Error.Message, "admits agents, not servers") {
+		t.Fatalf("an agent token admitted a server: %+v", r)
+	}
+	tok2, _ := nodeproto.NewToken(tc.CA.Hash())
+	if err := tc.Store.PutJoinToken(context.Background(), &store.JoinToken{ID: tok2.ID, Hash: tok2.SecretHash(), Uses: 1, Role: store.RoleServer}); err != nil {
+		t.Fatal(err)
+	}
+	csr4, _, _ := pki.NewCSR("x")
+	if r := joinRaw(t, addr, joinTLS, nodeproto.JoinRequest{Token: tok2.String(), CSR: string(csr4), Name: "agent"}); r.Error == nil || !strings.Contains(r.Error.Message, "admits servers, not agents") {
+		t.Fatalf("a server token admitted an agent: %+v", r)
+	}
+}

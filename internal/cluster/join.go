@@ -42,6 +42,9 @@ func (s *Server) join(ctx context.Context, req nodeproto.JoinRequest) (nodeproto
 	if tok.CAHash != s.cfg.CA.Hash() {
 		return nodeproto.JoinResponse{}, errdefs.New(errdefs.PermissionDenied, "join token %s is for another cluster CA", tok.ID)
 	}
+	if req.Role == nodeproto.RoleServer {
+		return s.joinServer(ctx, tok, req)
+	}
 	if err := validateJoin(req); err != nil {
 		return nodeproto.JoinResponse{}, err
 	}
@@ -79,6 +82,38 @@ func (s *Server) join(ctx context.Context, req nodeproto.JoinRequest) (nodeproto
 	return nodeproto.JoinResponse{NodeID: id, Cert: string(cert), CA: string(s.cfg.CA.CertPEM)}, nil
 }
 
+// joinServer admits a server: a server token, a server certificate for
+// the request's key, and one use of the token (none for a retry of the
+// same key). The server then joins raft with the certificate and reads
+// the CA's key from the replicated state.
+func (s *Server) joinServer(ctx context.Context, tok nodeproto.Token, req nodeproto.JoinRequest) (nodeproto.JoinResponse, error) {
+	if err := pki.ValidID(req.Name); err != nil {
+		return nodeproto.JoinResponse{}, errdefs.Wrap(errdefs.InvalidArgument, err, "server id")
+	}
+	if req.Pool != "" || len(req.Labels) > 0 || req.Capacity != (nodeproto.Capacity{}) || len(req.Hosts) > 16 {
+		return nodeproto.JoinResponse{}, errdefs.New(errdefs.InvalidArgument, "a server join takes no pool, labels or capacity, and at most 16 hosts")
+	}
+	keyHash, err := pki.CSRKeyHash([]byte(req.CSR))
+	if err != nil {
+		return nodeproto.JoinResponse{}, err
+	}
+	now := s.cfg.Now()
+	if rec, err := s.cfg.Store.Snapshot().JoinToken(tok.ID); err == nil && rec.Role != store.RoleServer {
+		return nodeproto.JoinResponse{}, errdefs.New(errdefs.PermissionDenied, "join token %s admits agents, not servers: make one with den token create --server", tok.ID)
+	}
+	// Signed before the join is recorded, as for nodes: the certificate is
+	// sent only once the store counted the join.
+	cert, err := s.cfg.CA.SignServer([]byte(req.CSR), req.Name, req.Hosts)
+	if err != nil {
+		return nodeproto.JoinResponse{}, err
+	}
+	if err := s.cfg.Store.JoinServer(ctx, tok.ID, tok.SecretHash(), now, keyHash); err != nil {
+		return nodeproto.JoinResponse{}, err
+	}
+	s.log.Info("server admitted", "server", req.Name, "token", tok.ID)
+	return nodeproto.JoinResponse{NodeID: req.Name, Cert: string(cert), CA: string(s.cfg.CA.CertPEM)}, nil
+}
+
 func validateJoin(req nodeproto.JoinRequest) error {
 	if err := pki.ValidID(req.Name); err != nil {
 		return errdefs.Wrap(errdefs.InvalidArgument, err, "node name")
@@ -106,6 +141,9 @@ func precheckToken(snap *store.Snapshot, tok nodeproto.Token, nodeID string, now
 	}
 	if subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(tok.SecretHash())) != 1 {
 		return errdefs.New(errdefs.PermissionDenied, "join token %s is not valid", tok.ID)
+	}
+	if rec.Role != "" {
+		return errdefs.New(errdefs.PermissionDenied, "join token %s admits servers, not agents", tok.ID)
 	}
 	if !rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt) {
 		return errdefs.New(errdefs.PermissionDenied, "join token %s expired at %s", tok.ID, rec.ExpiresAt.UTC().Format(time.RFC3339))

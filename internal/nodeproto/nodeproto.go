@@ -53,7 +53,15 @@ type JoinRequest struct {
 	Pool     string            `json:"pool,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
 	Capacity Capacity          `json:"capacity"`
+	// Role is RoleServer for a server joining the raft cluster with a
+	// server token (Name is then its server ID and Hosts its addresses;
+	// Pool, Labels and Capacity stay empty); "" for an agent.
+	Role  string   `json:"role,omitempty"`
+	Hosts []string `json:"hosts,omitempty"`
 }
+
+// RoleServer is JoinRequest.Role of a joining server.
+const RoleServer = "server"
 
 // JoinResponse answers a JoinRequest: a certificate, or Error.
 type JoinResponse struct {

@@ -99,6 +99,19 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	return &CA{Cert: cert, Key: key, CertPEM: certPEM, KeyPEM: keyPEM}, nil
 }
 
+// ParseCACert is a CA of which only the certificate is known: it verifies
+// peers, and signs nothing until the key is known.
+func ParseCACert(certPEM []byte) (*CA, error) {
+	cert, err := ParseCert(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	if !cert.IsCA {
+		return nil, errdefs.New(errdefs.InvalidArgument, "certificate %q is not a CA", cert.Subject.CommonName)
+	}
+	return &CA{Cert: cert, CertPEM: certPEM}, nil
+}
+
 // File names in a CA directory.
 const (
 	CACertFile = "ca.pem"
@@ -228,6 +241,17 @@ func parseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
 // SignNode signs an agent's request as node id's client certificate. The
 // request's own name is ignored: the server decides who the node is.
 func (ca *CA) SignNode(csrPEM []byte, id string) ([]byte, error) {
+	return ca.signRequest(csrPEM, RoleNode, id, nil)
+}
+
+// SignServer signs a joining server's request as server id's certificate
+// for hosts (names and IP addresses; servers check the role, not the
+// name). The request's own name is ignored.
+func (ca *CA) SignServer(csrPEM []byte, id string, hosts []string) ([]byte, error) {
+	return ca.signRequest(csrPEM, RoleServer, id, hosts)
+}
+
+func (ca *CA) signRequest(csrPEM []byte, role, id string, hosts []string) ([]byte, error) {
 	if err := ValidID(id); err != nil {
 		return nil, err
 	}
@@ -239,7 +263,7 @@ func (ca *CA) SignNode(csrPEM []byte, id string) ([]byte, error) {
 	if !ok || pub.Curve != elliptic.P256() {
 		return nil, errdefs.New(errdefs.InvalidArgument, "the certificate request's key must be ECDSA P-256")
 	}
-	der, err := ca.sign(pub, RoleNode+"."+id, nil, LeafLifetime)
+	der, err := ca.sign(pub, role+"."+id, hosts, LeafLifetime)
 	if err != nil {
 		return nil, err
 	}
@@ -247,6 +271,9 @@ func (ca *CA) SignNode(csrPEM []byte, id string) ([]byte, error) {
 }
 
 func (ca *CA) sign(pub *ecdsa.PublicKey, cn string, hosts []string, life time.Duration) ([]byte, error) {
+	if ca.Key == nil {
+		return nil, errdefs.New(errdefs.FailedPrecondition, "this server does not hold the cluster CA's key yet")
+	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),

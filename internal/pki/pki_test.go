@@ -2,6 +2,7 @@ package pki
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"strings"
@@ -171,5 +172,49 @@ func TestCSRKeyHash(t *testing.T) {
 	if _, err := CSRKeyHash([]byte("junk")); errdefs.KindOf(err) != errdefs.InvalidArgument ||
 		err.Error() != "the certificate request is not a PEM CERTIFICATE REQUEST" {
 		t.Fatalf("junk: %v", err)
+	}
+}
+
+// A joining server's request becomes a server certificate that a
+// server's client configuration accepts; a CA known only by its
+// certificate signs nothing.
+func TestSignServer(t *testing.T) {
+	ca, err := NewCA("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, keyPEM, err := NewCSR("s2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.SignServer(csr, "s2", []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ParseCert(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := IdentityOf(cert); err != nil || id.Role != RoleServer || id.ID != "s2" {
+		t.Fatalf("identity %+v, %v", id, err)
+	}
+	if err := verifyChain([]*x509.Certificate{cert}, ca.Pool(), RoleServer); err != nil {
+		t.Fatalf("a server's client refuses the joined server: %v", err)
+	}
+	if _, err := NewLeaf(certPEM, keyPEM); err != nil {
+		t.Fatalf("certificate and key: %v", err)
+	}
+	certOnly, err := ParseCACert(ca.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if certOnly.Hash() != ca.Hash() {
+		t.Fatal("the certificate-only CA has another hash")
+	}
+	if _, err := certOnly.SignServer(csr, "s3", nil); !errdefs.Is(err, errdefs.FailedPrecondition) {
+		t.Fatalf("a CA without its key signed: %v", err)
+	}
+	if _, err := certOnly.IssueServer("s3", nil); !errdefs.Is(err, errdefs.FailedPrecondition) {
+		t.Fatalf("a CA without its key issued: %v", err)
 	}
 }

@@ -41,6 +41,8 @@ const (
 	cmdBatch cmdType = 21
 	// cmdPutClusterCA records the cluster CA (clusterca.go).
 	cmdPutClusterCA cmdType = 22
+	// cmdJoinServer counts a use of a server join token (jointokens.go).
+	cmdJoinServer cmdType = 23
 )
 
 func (t cmdType) String() string {
@@ -89,6 +91,8 @@ func (t cmdType) String() string {
 		return "batch"
 	case cmdPutClusterCA:
 		return "put_cluster_ca"
+	case cmdJoinServer:
+		return "join_server"
 	}
 	return fmt.Sprintf("cmd(%d)", byte(t))
 }

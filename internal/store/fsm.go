@@ -176,6 +176,8 @@ func (f *fsm) applyCmd(index uint64, t cmdType, body []byte) error {
 		err = applyDelete(txn, tableNodes, "node", body)
 	case cmdPutClusterCA:
 		err = applyPutClusterCA(txn, index, body)
+	case cmdJoinServer:
+		err = applyJoinServer(txn, index, body)
 	default:
 		err = fmt.Errorf("apply: unknown command type %d", byte(t))
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -28,6 +29,13 @@ type JoinToken struct {
 	// token's labels win over the agent's own.
 	Pool   string            `json:"pool,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// Role is what the token admits: "" agents (nodes), RoleServer
+	// servers joining the raft cluster.
+	Role string `json:"role,omitempty"`
+	// Servers are the servers the token admitted, by the hash of their
+	// key: a server that retries a join whose answer it lost is admitted
+	// again at no cost.
+	Servers []string `json:"servers,omitempty"`
 	// ExpiresAt is when the token stops admitting; zero is never.
 	ExpiresAt   time.Time `json:"expires_at"`
 	CreatedAt   time.Time `json:"created_at"`
@@ -41,6 +49,7 @@ func (t *JoinToken) Clone() *JoinToken {
 	}
 	c := *t
 	c.Labels = maps.Clone(t.Labels)
+	c.Servers = slices.Clone(t.Servers)
 	return &c
 }
 
@@ -70,6 +79,10 @@ func validateJoinToken(t *JoinToken) error {
 		return errdefs.New(errdefs.InvalidArgument, "join token %s: uses must be at least 1", t.ID)
 	case t.Used < 0 || t.Used > t.Uses:
 		return errdefs.New(errdefs.InvalidArgument, "join token %s: used %d is outside 0..%d", t.ID, t.Used, t.Uses)
+	case t.Role != "" && t.Role != RoleServer:
+		return errdefs.New(errdefs.InvalidArgument, "join token %s: role %q is neither agents (\"\") nor %q", t.ID, t.Role, RoleServer)
+	case t.Role == RoleServer && (t.Pool != "" || len(t.Labels) > 0):
+		return errdefs.New(errdefs.InvalidArgument, "join token %s: a server token takes no pool or labels", t.ID)
 	}
 	return nil
 }
@@ -180,4 +193,46 @@ func (sn *Snapshot) JoinTokens() ([]*JoinToken, error) {
 		return out[i].ID < out[j].ID
 	})
 	return out, nil
+}
+
+// RoleServer is the role of join tokens that admit servers.
+const RoleServer = "server"
+
+// joinServerCmd is the body of join_server: a server admitted by a token.
+type joinServerCmd struct {
+	TokenID   string    `json:"token_id"`
+	TokenHash string    `json:"token_hash"`
+	Now       time.Time `json:"now"`
+	// KeyHash names the joining server's key.
+	KeyHash string `json:"key_hash"`
+}
+
+func applyJoinServer(txn *memdb.Txn, index uint64, body []byte) error {
+	var c joinServerCmd
+	if err := decodeBody(cmdJoinServer, body, &c); err != nil {
+		return err
+	}
+	if c.KeyHash == "" {
+		return errdefs.New(errdefs.InvalidArgument, "join server: the key hash is required")
+	}
+	tok, err := checkJoinToken(txn, c.TokenID, c.TokenHash, c.Now)
+	if err != nil {
+		return err
+	}
+	if tok.Role != RoleServer {
+		return errdefs.New(errdefs.PermissionDenied, "join token %s admits agents, not servers: make one with den token create --server", tok.ID)
+	}
+	if slices.Contains(tok.Servers, c.KeyHash) {
+		return nil // the same server retrying
+	}
+	tok.Servers = append(tok.Servers, c.KeyHash)
+	return useJoinToken(txn, index, tok)
+}
+
+// JoinServer counts one use of a server join token for the server whose
+// key hashes to keyHash (a retry of the same key costs nothing). The
+// token's secret, expiry, role and uses are checked atomically.
+func (s *Store) JoinServer(ctx context.Context, tokenID, tokenHash string, now time.Time, keyHash string) error {
+	_, err := s.apply(ctx, cmdJoinServer, joinServerCmd{TokenID: tokenID, TokenHash: tokenHash, Now: normalTime(now), KeyHash: keyHash})
+	return err
 }

@@ -169,6 +169,9 @@ func applyJoinNode(txn *memdb.Txn, index uint64, body []byte) error {
 	if err != nil {
 		return err
 	}
+	if tok.Role != "" {
+		return errdefs.New(errdefs.PermissionDenied, "join token %s admits servers, not agents", tok.ID)
+	}
 	// A node ID names the node's key (see cluster): a second join of
 	// the same ID is the same agent retrying, and costs no use.
 	if old, err := txn.First(tableNodes, indexID, n.ID); err != nil || old != nil {
