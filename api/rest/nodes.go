@@ -70,7 +70,13 @@ type CreateJoinTokenRequest struct {
 	// Pool and Labels are given to every node it admits.
 	Pool   string            `json:"pool,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// Role is TokenRoleServer for a token that admits servers (den server
+	// --token) instead of agents; it takes no pool or labels.
+	Role string `json:"role,omitempty"`
 }
+
+// TokenRoleServer is the role of a join token that admits servers.
+const TokenRoleServer = "server"
 
 // JoinToken is a join token as the API shows it. Token, the secret form
 // that den agent --token takes, is in the answer to its creation only.
@@ -80,6 +86,7 @@ type JoinToken struct {
 	Used      int               `json:"used"`
 	Pool      string            `json:"pool,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
+	Role      string            `json:"role,omitempty"`
 	ExpiresAt *time.Time        `json:"expires_at,omitempty"`
 	CreatedAt time.Time         `json:"created_at"`
 	Token     string            `json:"token,omitempty"`

@@ -32,9 +32,10 @@ func (a *app) tokenCreateCmd() *cobra.Command {
 	var ttl time.Duration
 	var uses int
 	var pool, labels string
+	var server bool
 	cmd := &cobra.Command{
 		Use:   "create",
-		Short: "Create a join token and print it (den agent --token TOKEN)",
+		Short: "Create a join token and print it (den agent --token TOKEN, or with --server den server --token TOKEN)",
 		Args:  argsBetween(0, 0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ttl < 0 || ttl%time.Second != 0 {
@@ -49,7 +50,14 @@ func (a *app) tokenCreateCmd() *cobra.Command {
 				return err
 			}
 			sec := int64(ttl / time.Second)
-			t, err := c.CreateJoinToken(cmd.Context(), rest.CreateJoinTokenRequest{TTLSec: &sec, Uses: uses, Pool: pool, Labels: lbl})
+			req := rest.CreateJoinTokenRequest{TTLSec: &sec, Uses: uses, Pool: pool, Labels: lbl}
+			if server {
+				if pool != "" || labels != "" {
+					return usagef(cmd, "--server: a server token takes no --pool or --labels")
+				}
+				req.Role = rest.TokenRoleServer
+			}
+			t, err := c.CreateJoinToken(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -65,6 +73,7 @@ func (a *app) tokenCreateCmd() *cobra.Command {
 	f.IntVar(&uses, "uses", 1, "how many nodes it admits")
 	f.StringVar(&pool, "pool", "", "pool of the nodes it admits (default: the shared pool, or the agent's --pool)")
 	f.StringVar(&labels, "labels", "", "labels of the nodes it admits, key=value[,key=value...]; they win over the agent's")
+	f.BoolVar(&server, "server", false, "admit servers instead of agents: den server --join ADDR --token TOKEN, with no copy of the CA directory")
 	return cmd
 }
 
@@ -110,13 +119,17 @@ func (a *app) tokenRmCmd() *cobra.Command {
 // printTokens prints a token per line.
 func printTokens(w io.Writer, list []rest.JoinToken) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUSED\tPOOL\tLABELS\tEXPIRES")
+	fmt.Fprintln(tw, "ID\tADMITS\tUSED\tPOOL\tLABELS\tEXPIRES")
 	for _, t := range list {
 		exp := "never"
 		if t.ExpiresAt != nil {
 			exp = t.ExpiresAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\t%s\n", t.ID, t.Used, t.Uses, orDash(t.Pool), labelString(t.Labels), exp)
+		admits := "agents"
+		if t.Role == rest.TokenRoleServer {
+			admits = "servers"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", t.ID, admits, t.Used, t.Uses, orDash(t.Pool), labelString(t.Labels), exp)
 	}
 	return tw.Flush()
 }

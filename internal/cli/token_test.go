@@ -29,7 +29,7 @@ func (f *clusterAPI) serve(t *testing.T) string {
 		Cluster: &rest.NodeDetail{Name: "box", Pool: "gpu", CPUs: 16, Server: "s1", Labels: map[string]string{"zone": "a", "disk": "ssd"}}}
 	answers := map[string]any{
 		"POST /v1/tokens":          rest.JoinToken{ID: "abc123", Uses: 3, Token: "den1.x.abc123.secret"},
-		"GET /v1/tokens":           rest.JoinTokenList{Tokens: []rest.JoinToken{{ID: "abc123", Uses: 3, Used: 1, Pool: "gpu", ExpiresAt: &exp}, {ID: "def456", Uses: 1}}},
+		"GET /v1/tokens":           rest.JoinTokenList{Tokens: []rest.JoinToken{{ID: "abc123", Uses: 3, Used: 1, Pool: "gpu", ExpiresAt: &exp}, {ID: "def456", Uses: 1, Role: rest.TokenRoleServer}}},
 		"POST /v1/nodes/n-1/drain": node,
 		"GET /v1/nodes":            rest.NodeList{Nodes: []rest.Node{node}},
 	}
@@ -63,9 +63,10 @@ func TestTokenCommands(t *testing.T) {
 		t.Errorf("token create printed %q", got)
 	}
 	ok(t, url, "", "token", "create", "--ttl", "0")
-	want := "ID      USED  POOL  LABELS  EXPIRES\n" +
-		"abc123  1/3   gpu   -       2030-01-02T03:04:05Z\n" +
-		"def456  0/1   -     -       never\n"
+	ok(t, url, "", "token", "create", "--server")
+	want := "ID      ADMITS   USED  POOL  LABELS  EXPIRES\n" +
+		"abc123  agents   1/3   gpu   -       2030-01-02T03:04:05Z\n" +
+		"def456  servers  0/1   -     -       never\n"
 	if got := ok(t, url, "", "token", "ls"); got != want {
 		t.Errorf("token ls:\n%s\nwant:\n%s", got, want)
 	}
@@ -81,6 +82,7 @@ func TestTokenCommands(t *testing.T) {
 	wantReqs := []string{
 		`POST /v1/tokens {"ttl_sec":7200,"uses":3,"pool":"gpu","labels":{"zone":"a"}}`,
 		`POST /v1/tokens {"ttl_sec":0,"uses":1}`,
+		`POST /v1/tokens {"ttl_sec":3600,"uses":1,"role":"server"}`,
 		"GET /v1/tokens",
 		"DELETE /v1/tokens/abc123",
 		"POST /v1/nodes/n-1/drain",
@@ -95,6 +97,7 @@ func TestTokenCommands(t *testing.T) {
 	}{
 		{[]string{"token", "create", "--labels", "zone"}, `--labels: label "zone": want key=value`},
 		{[]string{"token", "create", "--ttl", "-1h"}, "--ttl -1h0m0s: give whole seconds"},
+		{[]string{"token", "create", "--server", "--pool", "gpu"}, "--server: a server token takes no --pool or --labels"},
 		{[]string{"node", "drain"}, "the node's ID"},
 	} {
 		r := cli(t, url, "", tt.args...)

@@ -84,7 +84,16 @@ func tokenRecord(req rest.CreateJoinTokenRequest, now time.Time) (*store.JoinTok
 	if err := nodeproto.ValidateLabels(req.Labels); err != nil {
 		return nil, err
 	}
-	rec := &store.JoinToken{Uses: req.Uses, Pool: req.Pool, Labels: req.Labels, CreatedAt: now}
+	switch req.Role {
+	case "":
+	case rest.TokenRoleServer:
+		if req.Pool != "" || len(req.Labels) > 0 {
+			return nil, errdefs.New(errdefs.InvalidArgument, "a server token takes no pool or labels: they are for agents")
+		}
+	default:
+		return nil, errdefs.New(errdefs.InvalidArgument, "role %q: give \"\" (agents) or %q", req.Role, rest.TokenRoleServer)
+	}
+	rec := &store.JoinToken{Uses: req.Uses, Pool: req.Pool, Labels: req.Labels, Role: req.Role, CreatedAt: now}
 	if ttl > 0 {
 		rec.ExpiresAt = now.Add(ttl)
 	}
@@ -92,7 +101,7 @@ func tokenRecord(req rest.CreateJoinTokenRequest, now time.Time) (*store.JoinTok
 }
 
 func tokenView(t *store.JoinToken) rest.JoinToken {
-	v := rest.JoinToken{ID: t.ID, Uses: t.Uses, Used: t.Used, Pool: t.Pool, Labels: t.Labels, CreatedAt: t.CreatedAt}
+	v := rest.JoinToken{ID: t.ID, Uses: t.Uses, Used: t.Used, Pool: t.Pool, Labels: t.Labels, Role: t.Role, CreatedAt: t.CreatedAt}
 	if !t.ExpiresAt.IsZero() {
 		e := t.ExpiresAt
 		v.ExpiresAt = &e

@@ -41,9 +41,14 @@ func TestJoinTokens(t *testing.T) {
 	if never.ExpiresAt != nil || never.Uses != 1 {
 		t.Fatalf("token without expiry: %+v", never)
 	}
+	var srvTok rest.JoinToken
+	e.doJSON("POST", "/v1/tokens", admin, `{"role":"server"}`, http.StatusCreated, &srvTok)
+	if rec, err := e.store.Snapshot().JoinToken(srvTok.ID); err != nil || rec.Role != store.RoleServer || srvTok.Role != rest.TokenRoleServer {
+		t.Fatalf("server token: %+v, stored %+v, %v", srvTok, rec, err)
+	}
 	var list rest.JoinTokenList
 	e.doJSON("GET", "/v1/tokens", admin, "", http.StatusOK, &list)
-	if len(list.Tokens) != 2 || list.Tokens[0].Token != "" || list.Tokens[1].Token != "" {
+	if len(list.Tokens) != 3 || list.Tokens[0].Token != "" || list.Tokens[1].Token != "" {
 		t.Fatalf("listed tokens (secrets must not show): %+v", list)
 	}
 	e.doJSON("DELETE", "/v1/tokens/"+tok.ID, admin, "", http.StatusNoContent, nil)
@@ -59,6 +64,8 @@ func TestJoinTokens(t *testing.T) {
 		{admin, `{"ttl_sec":-5}`, http.StatusBadRequest, "ttl_sec -5"},
 		{admin, `{"labels":{"Bad":"x"}}`, http.StatusBadRequest, `label key "Bad" must be`},
 		{admin, `{"pool":"No Pool"}`, http.StatusBadRequest, "pool name"},
+		{admin, `{"role":"root"}`, http.StatusBadRequest, `role "root": give "" (agents) or "server"`},
+		{admin, `{"role":"server","pool":"gpu"}`, http.StatusBadRequest, "a server token takes no pool or labels"},
 	} {
 		var apiErr rest.Error
 		e.doJSON("POST", "/v1/tokens", tt.key, tt.body, tt.status, &apiErr)
