@@ -69,7 +69,13 @@ type Config struct {
 	// one's OnDisconnect: compare the sessions. Both may be nil; both run
 	// on the listener's goroutines and must not block for long.
 	OnConnect, OnDisconnect func(nodeID string, s *nodelink.Session)
-	Logger                  *slog.Logger
+	// Accept, when set, is asked before a node's hello is recorded; an
+	// error refuses the session with it (den server: only the leader
+	// keeps agents, so that no follower records a node ready that it
+	// then sends away). Give it an Unavailable error: the agent tries the
+	// next server.
+	Accept func() error
+	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

@@ -89,6 +89,11 @@ func (s *Server) hello(ctx context.Context, raw json.RawMessage) (any, error) {
 	if err := validateHello(h); err != nil {
 		return nil, err
 	}
+	if s.cfg.Accept != nil {
+		if err := s.cfg.Accept(); err != nil {
+			return nil, err
+		}
+	}
 	// The record is checked by the write, not against this server's
 	// snapshot: on a follower, a node that joined through another server
 	// a moment ago may not be in it yet.

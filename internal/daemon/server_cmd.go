@@ -29,15 +29,21 @@ Form a cluster of 3 (or 1 or 5) with the same --bootstrap-expect on each and
 --join naming the others' cluster ports; start later servers with --join only.
 Servers talk to each other over --cluster-listen with mutual TLS: the first
 server (the one without --join) creates the cluster CA in --ca-dir when it is
-missing; copy that directory to the other servers before they start. A write
-on any server is forwarded to the leader; a restart with existing state
+missing and records it in the replicated state. Either copy that directory to
+the other servers before they start, or give a later server a server join
+token instead (den token create --server, then den server --join ADDR --token
+T): it gets its certificate with the token from another server's node
+listener, joins, and reads the CA from the state into its own --ca-dir. A
+write on any server is forwarded to the leader; a restart with existing state
 rejoins on its own.
 
 On start it prints DEN_URL=... and DEN_API_KEY=... (an admin key of this
 server) and writes them to <data-dir>/env.`,
 		Example: `  den server --id s1 --data-dir /var/lib/den --bootstrap-expect 3 --advertise 10.0.0.1:7301 --listen 0.0.0.0:7070
   den server --id s2 --data-dir /var/lib/den --bootstrap-expect 3 --advertise 10.0.0.2:7301 --listen 0.0.0.0:7070 --join 10.0.0.1:7301
-  den server members`,
+  den server members
+  den token create --server       # on a running cluster; then, on a new host with no CA directory:
+  den server --id s4 --data-dir /var/lib/den --advertise 10.0.0.4:7301 --listen 0.0.0.0:7070 --join 10.0.0.1:7301 --token den1.…`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dd, err := cmd.Flags().GetString("data-dir"); err == nil && dd != "" {
@@ -66,6 +72,8 @@ server) and writes them to <data-dir>/env.`,
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "size of the new cluster to form: 1, 3 or 5 (0: only --join an existing one)")
 	f.StringSliceVar(&cfg.Join, "join", nil, "cluster addresses of other servers (host:port, comma-separated)")
 	f.StringVar(&cfg.CADir, "ca-dir", "", "directory of the cluster CA, ca.pem and ca-key.pem (default: <data-dir>/ca)")
+	f.StringVar(&cfg.Token, "token", "", "a server join token (den token create --server): with no CA in --ca-dir, get this server's certificate with it, then the CA from the cluster")
+	f.StringSliceVar(&cfg.TokenVia, "token-via", nil, "node listener addresses of other servers to present --token to (host:port; default: each --join host at port 7302)")
 	f.StringVar(&cfg.NodeListen, "node-listen", "0.0.0.0:7302", "address agents dial (den agent --server), mutual TLS; agents need no inbound port")
 	f.DurationVar(&cfg.HeartbeatTTL, "heartbeat-ttl", 0, "how long a silent agent stays ready before it is marked down and its sandboxes lost (default 15s)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")

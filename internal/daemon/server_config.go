@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/nodeproto"
 	"github.com/denhq/den/internal/pki"
 )
 
@@ -44,8 +45,16 @@ type ServerConfig struct {
 	Join []string
 	// CADir holds the cluster CA (ca.pem, ca-key.pem); default
 	// <DataDir>/ca. The first server creates it when missing; the
-	// others need a copy.
+	// others need a copy, or a server join token (Token).
 	CADir string
+	// Token is a server join token (den token create --server): a server
+	// whose CADir is empty gets its certificate with it from another
+	// server's node listener (TokenVia), joins, then reads the CA from the
+	// replicated state and keeps it in CADir.
+	Token string
+	// TokenVia are node listener addresses (host:port) to present Token
+	// to; default: each Join host at port 7302.
+	TokenVia []string
 	// NodeListen is the address agents dial (mutual TLS). Default
 	// 0.0.0.0:7302.
 	NodeListen string
@@ -108,6 +117,28 @@ func (c *ServerConfig) Validate() error {
 	for _, j := range c.Join {
 		if _, _, err := net.SplitHostPort(j); err != nil {
 			return errdefs.New(errdefs.InvalidArgument, "--join %q is not the host:port of another server's cluster port (e.g. 10.0.0.2:7301)", j)
+		}
+	}
+	if c.Token == "" && len(c.TokenVia) > 0 {
+		return errdefs.New(errdefs.InvalidArgument, "--token-via needs --token")
+	}
+	if c.Token != "" {
+		if len(c.Join) == 0 {
+			return errdefs.New(errdefs.InvalidArgument, "--token joins an existing cluster: give --join ADDR as well")
+		}
+		if _, err := nodeproto.ParseToken(c.Token); err != nil {
+			return errdefs.Wrap(errdefs.InvalidArgument, err, "--token")
+		}
+		if len(c.TokenVia) == 0 {
+			for _, j := range c.Join {
+				h, _, _ := net.SplitHostPort(j)
+				c.TokenVia = append(c.TokenVia, net.JoinHostPort(h, "7302"))
+			}
+		}
+		for _, v := range c.TokenVia {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return errdefs.New(errdefs.InvalidArgument, "--token-via %q is not the host:port of another server's node listener (e.g. 10.0.0.2:7302)", v)
+			}
 		}
 	}
 	return nil

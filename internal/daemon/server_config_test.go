@@ -76,7 +76,7 @@ func TestServerCA(t *testing.T) {
 
 	j := &serverRun{cfg: ServerConfig{CADir: filepath.Join(dir, "other"), Join: []string{"10.0.0.1:7301"}}, log: discardLogger()}
 	err = j.loadCA(context.Background())
-	want := "no cluster CA in " + filepath.Join(dir, "other") + ": copy the CA directory (ca.pem and ca-key.pem) of the first server there, or point --ca-dir at it"
+	want := "no cluster CA in " + filepath.Join(dir, "other") + ": copy the CA directory (ca.pem and ca-key.pem) of the first server there, point --ca-dir at it, or join with a server token (den token create --server, then --token)"
 	if !errdefs.Is(err, errdefs.FailedPrecondition) || err.Error() != want {
 		t.Fatalf("joining without a CA = %v, want failed_precondition %q", err, want)
 	}

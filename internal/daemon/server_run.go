@@ -22,6 +22,7 @@ import (
 	"github.com/denhq/den/internal/fsutil"
 	"github.com/denhq/den/internal/image"
 	"github.com/denhq/den/internal/nodelink"
+	"github.com/denhq/den/internal/nodeproto"
 	"github.com/denhq/den/internal/noderpc"
 	"github.com/denhq/den/internal/pki"
 	"github.com/denhq/den/internal/server"
@@ -102,9 +103,12 @@ func (r *serverRun) loadCA(context.Context) error {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	if r.cfg.Token != "" {
+		return nil // issueCert gets the certificate with the token
+	}
 	if len(r.cfg.Join) > 0 {
 		return errdefs.New(errdefs.FailedPrecondition,
-			"no cluster CA in %s: copy the CA directory (%s and %s) of the first server there, or point --ca-dir at it",
+			"no cluster CA in %s: copy the CA directory (%s and %s) of the first server there, point --ca-dir at it, or join with a server token (den token create --server, then --token)",
 			r.cfg.CADir, pki.CACertFile, pki.CAKeyFile)
 	}
 	if ca, err = pki.NewCA("den cluster CA"); err != nil {
@@ -139,7 +143,7 @@ func (r *serverRun) listenCluster(context.Context) error {
 
 // issueCert signs this server's certificate for its advertised and bound
 // addresses (a fresh one each start).
-func (r *serverRun) issueCert(context.Context) error {
+func (r *serverRun) issueCert(ctx context.Context) error {
 	hosts := []string{}
 	for _, a := range []string{r.adv, r.cluster.Addr().String()} {
 		if h, _, err := net.SplitHostPort(a); err == nil {
@@ -147,6 +151,9 @@ func (r *serverRun) issueCert(context.Context) error {
 				hosts = append(hosts, h)
 			}
 		}
+	}
+	if r.ca == nil {
+		return r.joinWithToken(ctx, hosts)
 	}
 	leaf, err := r.ca.IssueServer(r.cfg.ID, hosts)
 	if err != nil {
@@ -182,9 +189,139 @@ func (r *serverRun) openStore(ctx context.Context) error {
 }
 
 // recordCA puts this server's CA into the replicated state when it holds
-// none (see recordClusterCA).
+// none (see recordClusterCA). A server that joined with a token knows only
+// the CA's certificate: it waits for the state to hold the CA, checks it
+// is the one its certificate is of, and keeps it in --ca-dir, so that it
+// can sign agents' certificates when it leads and restarts without the
+// token.
 func (r *serverRun) recordCA(ctx context.Context) error {
-	return recordClusterCA(ctx, r.st, r.ca)
+	if r.ca.Key != nil {
+		return recordClusterCA(ctx, r.st, r.ca)
+	}
+	ca, err := caFromState(ctx, r.st, r.ca.Hash(), caFromStateTimeout)
+	if err != nil {
+		return err
+	}
+	if err := ca.Save(r.cfg.CADir); err != nil {
+		return fmt.Errorf("save the cluster CA to %s: %w", r.cfg.CADir, err)
+	}
+	r.log.Info("read the cluster CA from the replicated state", "ca_dir", r.cfg.CADir, "ca", ca.Hash())
+	r.ca = ca
+	return nil
+}
+
+// caFromStateTimeout bounds how long a server that joined with a token
+// waits for its state to catch up with the CA record.
+const caFromStateTimeout = 2 * time.Minute
+
+// caFromState waits until st holds the cluster CA and returns it; it must
+// be the CA of hash want.
+func caFromState(ctx context.Context, st *store.Store, want string, timeout time.Duration) (*pki.CA, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		rec, err := st.Snapshot().ClusterCA()
+		if err == nil {
+			ca, err := pki.ParseCA([]byte(rec.CertPEM), []byte(rec.KeyPEM))
+			if err != nil {
+				return nil, fmt.Errorf("the cluster CA in the state: %w", err)
+			}
+			if ca.Hash() != want {
+				return nil, errdefs.New(errdefs.FailedPrecondition, "the state's cluster CA (%s) is not the one the token's server answered with (%s)", ca.Hash(), want)
+			}
+			return ca, nil
+		}
+		if !errdefs.IsNotFound(err) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errdefs.New(errdefs.Unavailable, "the replicated state holds no cluster CA after %s: are the other servers of a den older than this one? Copy the CA directory instead", timeout)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// joinWithToken presents --token, with a request for a key made here, to
+// the node listeners of --token-via in turn until one answers with a
+// server certificate of the token's CA; r.ca becomes that CA's
+// certificate (its key comes from the state, see recordCA).
+func (r *serverRun) joinWithToken(ctx context.Context, hosts []string) error {
+	tok, err := nodeproto.ParseToken(r.cfg.Token)
+	if err != nil {
+		return errdefs.Wrap(errdefs.InvalidArgument, err, "--token")
+	}
+	csr, keyPEM, err := pki.NewCSR(r.cfg.ID)
+	if err != nil {
+		return err
+	}
+	req := nodeproto.JoinRequest{Token: r.cfg.Token, CSR: string(csr), Name: r.cfg.ID, Role: nodeproto.RoleServer, Hosts: hosts}
+	var errs []error
+	for attempt := 0; attempt < 10; attempt++ {
+		for _, addr := range r.cfg.TokenVia {
+			resp, err := tokenExchange(ctx, addr, tok, req)
+			if err == nil {
+				return r.useJoin(tok, resp, keyPEM)
+			}
+			if errdefs.Is(err, errdefs.PermissionDenied) || errdefs.Is(err, errdefs.InvalidArgument) {
+				return fmt.Errorf("join with the token through %s: %w", addr, err)
+			}
+			r.log.Warn("join with the token failed; trying the next server", "via", addr, "error", err)
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return errdefs.Wrap(errdefs.Unavailable, errors.Join(errs...), "no server of --token-via admitted this server")
+}
+
+// useJoin keeps the certificate a token exchange answered with.
+func (r *serverRun) useJoin(tok nodeproto.Token, resp nodeproto.JoinResponse, keyPEM []byte) error {
+	ca, err := pki.ParseCACert([]byte(resp.CA))
+	if err != nil || ca.Hash() != tok.CAHash {
+		return errdefs.New(errdefs.PermissionDenied, "the server answered with a CA other than the token's")
+	}
+	leaf, err := pki.NewLeaf([]byte(resp.Cert), keyPEM)
+	if err != nil {
+		return err
+	}
+	if r.leaf, err = leaf.TLS(); err != nil {
+		return err
+	}
+	r.ca = ca
+	r.log.Info("admitted with the server token", "ca", ca.Hash())
+	return nil
+}
+
+// tokenExchange makes one join exchange with the node listener at addr,
+// whose certificate must be of the token's CA.
+func tokenExchange(ctx context.Context, addr string, tok nodeproto.Token, req nodeproto.JoinRequest) (nodeproto.JoinResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d := tls.Dialer{Config: nodeproto.JoinTLSConfig(tok.CAHash)}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nodeproto.JoinResponse{}, errdefs.Wrap(errdefs.Unavailable, err, "dial %s", addr)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	var resp nodeproto.JoinResponse
+	if err := nodeproto.WriteFrame(c, req); err != nil {
+		return resp, errdefs.Wrap(errdefs.Unavailable, err, "send the join request")
+	}
+	if err := nodeproto.ReadFrame(c, &resp); err != nil {
+		return resp, errdefs.Wrap(errdefs.Unavailable, err, "read the answer")
+	}
+	if resp.Error != nil {
+		err := resp.Error.Err()
+		return resp, errdefs.Wrap(errdefs.KindOf(err), err, "refused")
+	}
+	return resp, nil
 }
 
 // recordClusterCA makes sure the replicated state holds the cluster CA, and
@@ -245,6 +382,12 @@ func (r *serverRun) listenNodes(ctx context.Context) error {
 	nl, err := cluster.Listen(ctx, cluster.Config{
 		Listen: r.cfg.NodeListen, ServerID: r.cfg.ID, CA: r.ca, Cert: r.leaf, Store: r.st, Mux: mux,
 		HeartbeatTTL: r.cfg.HeartbeatTTL, Logger: r.log,
+		Accept: func() error {
+			if _, _, self, _ := r.st.Leader(); !self {
+				return errdefs.New(errdefs.Unavailable, "server %s does not lead the cluster: try the next server", r.cfg.ID)
+			}
+			return nil
+		},
 		OnConnect: func(id string, s *nodelink.Session) {
 			if _, _, self, _ := r.st.Leader(); !self {
 				r.log.Info("agent connected to a follower: sent on to the leader", "node", id)

@@ -61,6 +61,9 @@ type Fleet struct {
 	waiting map[string]scheduler.Node
 
 	placed, refused atomic.Int64 // for Metrics
+	// joining counts connected nodes whose join (OnConnect) is under way:
+	// their records may say ready before the fleet can use them.
+	joining atomic.Int32
 
 	// wakeMu guards woken: the creates parked for capacity (Place with a
 	// wait), by sandbox ID, each waiting for its placement.
@@ -394,6 +397,9 @@ func (f *Fleet) nodeOf(id string) (*noderpc.RemoteNode, *store.Sandbox, error) {
 	return m.remote, sb, nil
 }
 
+// joinWait bounds how long Runtime waits for nodes whose join is under way.
+const joinWait = 5 * time.Second
+
 // Runtimes is the union of the nodes' runtimes, by name; the default is
 // the first node's default.
 func (f *Fleet) Runtimes() []node.RuntimeInfo {
@@ -419,6 +425,13 @@ func (f *Fleet) Runtimes() []node.RuntimeInfo {
 // Runtime is one of Runtimes by name, "" the default.
 func (f *Fleet) Runtime(name string) (node.RuntimeInfo, error) {
 	rts := f.Runtimes()
+	// A node that just connected is ready in the store a moment before it
+	// has joined here: a create right after it waits for the join rather
+	// than fail.
+	for deadline := time.Now().Add(joinWait); len(rts) == 0 && f.joining.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		rts = f.Runtimes()
+	}
 	if len(rts) == 0 {
 		return node.RuntimeInfo{}, errdefs.New(errdefs.Unavailable, "no node is connected: start den agent --server ... on a host")
 	}

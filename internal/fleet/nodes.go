@@ -16,7 +16,9 @@ const joinTimeout = 30 * time.Second
 // node joins the fleet with the pool, labels and capacity of its record.
 // It returns at once (the listener must not wait); the join runs behind.
 func (f *Fleet) OnConnect(nodeID string, _ *nodelink.Session) {
+	f.joining.Add(1)
 	go func() {
+		defer f.joining.Add(-1)
 		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 		defer cancel()
 		rec, err := f.cfg.Store.Snapshot().Node(nodeID)

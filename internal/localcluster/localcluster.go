@@ -154,6 +154,43 @@ func (c *Cluster) launch(s *Server, join []string) error {
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))
 	}
+	return c.start(s, args)
+}
+
+// AddServer starts one more server that joins the cluster with a server
+// join token (den token create --server) and a CA directory of its own,
+// empty: it gets its certificate with the token and the CA from the
+// replicated state. It returns once the server serves.
+func (c *Cluster) AddServer(ctx context.Context, token string) (*Server, error) {
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	id := fmt.Sprintf("s%d", len(c.Servers)+1)
+	s := &Server{
+		ID: id, ClusterAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
+		NodeAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
+		DataDir:  filepath.Join(c.cfg.Dir, id), LogPath: filepath.Join(c.cfg.Dir, id+".log"),
+	}
+	var join, via []string
+	for _, o := range c.Servers {
+		join, via = append(join, o.ClusterAddr), append(via, o.NodeAddr)
+	}
+	args := []string{"server", "--id", s.ID, "--data-dir", s.DataDir, "--listen", "127.0.0.1:0",
+		"--cluster-listen", s.ClusterAddr, "--node-listen", s.NodeAddr,
+		"--join", strings.Join(join, ","), "--token", token, "--token-via", strings.Join(via, ",")}
+	if err := c.start(s, args); err != nil {
+		return nil, err
+	}
+	c.Servers = append(c.Servers, s)
+	if err := c.waitServing(ctx, s); err != nil {
+		return nil, fmt.Errorf("server %s: %w", s.ID, err)
+	}
+	return s, nil
+}
+
+// start runs `den args...` (and the extra arguments) as s's process.
+func (c *Cluster) start(s *Server, args []string) error {
 	args = append(args, c.cfg.ExtraArgs...)
 	logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
