@@ -47,8 +47,11 @@ type Config struct {
 	// (pki.CA.IssueServer, then Leaf.TLS); the CA certificate is sent
 	// along with it so that a joining agent can check it against its
 	// token's CA hash.
-	CA    *pki.CA
-	Cert  tls.Certificate
+	CA   *pki.CA
+	Cert tls.Certificate
+	// Certs, when set, holds this server's certificate in place of Cert
+	// and may replace it while the listener runs (renewal).
+	Certs *pki.Holder
 	Store *store.Store
 	// Mux serves the calls and streams agents make; the listener adds
 	// its own methods (nodeproto.MethodHello, ...) to it. Register other
@@ -85,7 +88,7 @@ func (cfg *Config) Validate() error {
 	switch {
 	case pki.ValidID(cfg.ServerID) != nil:
 		return errdefs.New(errdefs.InvalidArgument, "cluster config: ServerID %q is not a valid ID", cfg.ServerID)
-	case cfg.CA == nil || len(cfg.Cert.Certificate) == 0 || cfg.Store == nil:
+	case cfg.CA == nil || len(cfg.Cert.Certificate) == 0 && cfg.Certs == nil || cfg.Store == nil:
 		return errdefs.New(errdefs.InvalidArgument, "cluster config: CA, Cert and Store are required")
 	case cfg.HeartbeatTTL < 0 || cfg.HeartbeatInterval < 0 || cfg.HelloTimeout < 0:
 		return errdefs.New(errdefs.InvalidArgument, "cluster config: negative heartbeat TTL, heartbeat interval or hello timeout")
@@ -154,7 +157,7 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) (*Server, error) {
 	}
 	cfg.setDefaults()
 	sctx, cancel := context.WithCancel(ctx)
-	s := &Server{cfg: cfg, log: cfg.Logger, ln: ln, tls: serverTLS(cfg.CA, cfg.Cert), ctx: sctx, cancel: cancel,
+	s := &Server{cfg: cfg, log: cfg.Logger, ln: ln, tls: serverTLS(cfg.CA, cfg.certs()), ctx: sctx, cancel: cancel,
 		conns: map[net.Conn]struct{}{}}
 	s.Registry = newRegistry(s)
 	if err := s.Registry.adopt(cfg.Store.Snapshot()); err != nil {
@@ -193,15 +196,26 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// serverTLS presents cert with the CA after it, and accepts a client
-// certificate only of a node of the CA, or none (a join).
-func serverTLS(ca *pki.CA, cert tls.Certificate) *tls.Config {
-	cert.Certificate = append(slices.Clone(cert.Certificate), ca.Cert.Raw)
+// certs holds Cert unless Certs is set.
+func (cfg *Config) certs() *pki.Holder {
+	if cfg.Certs != nil {
+		return cfg.Certs
+	}
+	return pki.NewHolder(cfg.Cert)
+}
+
+// serverTLS presents what certs holds with the CA after it, and accepts a
+// client certificate only of a node of the CA, or none (a join).
+func serverTLS(ca *pki.CA, certs *pki.Holder) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    ca.Pool(),
+		MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			cert := *certs.Get()
+			cert.Certificate = append(slices.Clone(cert.Certificate), ca.Cert.Raw)
+			return &cert, nil
+		},
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  ca.Pool(),
 		VerifyPeerCertificate: func(raw [][]byte, chains [][]*x509.Certificate) error {
 			if len(raw) == 0 {
 				return nil // a join

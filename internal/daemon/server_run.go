@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -38,7 +39,8 @@ type serverRun struct {
 	ca      *pki.CA
 	cluster net.Listener
 	adv     string
-	leaf    tls.Certificate
+	certs   *pki.Holder // this server's certificate, renewed while it runs
+	hosts   []string    // the hosts its certificate names
 	st      *store.Store
 	keys    apiKeys
 	images  *image.Store
@@ -152,15 +154,56 @@ func (r *serverRun) issueCert(ctx context.Context) error {
 			}
 		}
 	}
+	r.hosts = hosts
 	if r.ca == nil {
 		return r.joinWithToken(ctx, hosts)
 	}
-	leaf, err := r.ca.IssueServer(r.cfg.ID, hosts)
+	cert, err := r.issue()
 	if err != nil {
 		return err
 	}
-	r.leaf, err = leaf.TLS()
-	return err
+	r.certs = pki.NewHolder(cert)
+	return nil
+}
+
+// issue signs a fresh server certificate for this server's hosts.
+func (r *serverRun) issue() (tls.Certificate, error) {
+	leaf, err := r.ca.IssueServer(r.cfg.ID, r.hosts)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return leaf.TLS()
+}
+
+// certCheckInterval is how often a server checks whether its certificate
+// needs renewing (pki.NeedsRenewal: a third of its month left).
+const certCheckInterval = time.Hour
+
+// renewCert keeps this server's certificate fresh until ctx ends: the
+// cluster port and the node listener present the new one from their next
+// handshake on. (Connections made before keep the certificate they were
+// made with; raft and agents reconnect long before it expires.)
+func (r *serverRun) renewCert(ctx context.Context, every time.Duration, needsRenewal func(*x509.Certificate, time.Time) bool) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		leaf, err := r.certs.Leaf()
+		if err != nil || !needsRenewal(leaf, time.Now()) {
+			continue
+		}
+		cert, err := r.issue()
+		if err != nil {
+			r.log.Error("renew this server's certificate", "error", err)
+			continue
+		}
+		r.certs.Set(cert)
+		r.log.Info("renewed this server's certificate", "expired", leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
 }
 
 func (r *serverRun) openStore(ctx context.Context) error {
@@ -172,7 +215,7 @@ func (r *serverRun) openStore(ctx context.Context) error {
 		Dir: filepath.Join(r.cfg.DataDir, "state"), NodeID: r.cfg.ID, Logger: r.log,
 		Cluster: &store.ClusterConfig{
 			Listener: ln, Advertise: r.adv,
-			ServerTLS: r.ca.ServerConfig(r.leaf, pki.RoleServer), ClientTLS: pki.ClientConfig(r.ca.Pool(), r.leaf),
+			ServerTLS: r.ca.ServerConfigOf(r.certs, pki.RoleServer), ClientTLS: pki.ClientConfigOf(r.ca.Pool(), r.certs),
 			BootstrapExpect: r.cfg.BootstrapExpect, Join: r.cfg.Join,
 		},
 	})
@@ -288,9 +331,11 @@ func (r *serverRun) useJoin(tok nodeproto.Token, resp nodeproto.JoinResponse, ke
 	if err != nil {
 		return err
 	}
-	if r.leaf, err = leaf.TLS(); err != nil {
+	cert, err := leaf.TLS()
+	if err != nil {
 		return err
 	}
+	r.certs = pki.NewHolder(cert)
 	r.ca = ca
 	r.log.Info("admitted with the server token", "ca", ca.Hash())
 	return nil
@@ -380,7 +425,7 @@ func (r *serverRun) listenNodes(ctx context.Context) error {
 	r.fleet = fleet.New(fleet.Config{Store: r.st, Logger: r.log,
 		Sessions: func(id string) (*nodelink.Session, bool) { return nl.Session(id) }})
 	nl, err := cluster.Listen(ctx, cluster.Config{
-		Listen: r.cfg.NodeListen, ServerID: r.cfg.ID, CA: r.ca, Cert: r.leaf, Store: r.st, Mux: mux,
+		Listen: r.cfg.NodeListen, ServerID: r.cfg.ID, CA: r.ca, Certs: r.certs, Store: r.st, Mux: mux,
 		HeartbeatTTL: r.cfg.HeartbeatTTL, Logger: r.log,
 		Accept: func() error {
 			if _, _, self, _ := r.st.Leader(); !self {
@@ -481,10 +526,11 @@ func (r *serverRun) serve(ctx context.Context) error {
 		{newHTTPServer(onlyWhileLeading(r.traffic, r.leading), defaultHTTPLimits), r.st.ClusterListener(clustermux.ProtoSandbox)},
 	}
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{}, 3)
+	done := make(chan struct{}, 4)
 	go func() { defer func() { done <- struct{}{} }(); r.srv.Run(bg) }()
 	go func() { defer func() { done <- struct{}{} }(); r.fleet.Run(bg) }()
 	go func() { defer func() { done <- struct{}{} }(); r.dropAgentsWhenFollowing(bg) }()
+	go func() { defer func() { done <- struct{}{} }(); r.renewCert(bg, certCheckInterval, pki.NeedsRenewal) }()
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
 		go func() { errc <- s.hs.Serve(s.ln) }()
@@ -502,7 +548,7 @@ func (r *serverRun) serve(ctx context.Context) error {
 	}
 	cancel()
 	stopBG()
-	for range 3 {
+	for range 4 {
 		<-done
 	}
 	if errors.Is(err, http.ErrServerClosed) {
@@ -521,7 +567,7 @@ func (r *serverRun) leading() bool {
 // else the request passed to the leader's handler of proto over the
 // cluster port (mutual TLS).
 func (r *serverRun) front(proto byte, local http.Handler, own map[string]bool) *leaderProxy {
-	clientTLS := pki.ClientConfig(r.ca.Pool(), r.leaf)
+	clientTLS := pki.ClientConfigOf(r.ca.Pool(), r.certs)
 	return &leaderProxy{
 		leader: func() (string, bool, bool) {
 			_, addr, self, ok := r.st.Leader()

@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/denhq/den/internal/errdefs"
@@ -329,12 +330,47 @@ func ValidID(id string) error {
 	return nil
 }
 
+// Holder holds a certificate that is replaced while it is in use (a
+// server's, renewed before it expires): TLS configurations built on it
+// present whatever it holds at each handshake.
+type Holder struct {
+	cert atomic.Pointer[tls.Certificate]
+}
+
+// NewHolder holds cert.
+func NewHolder(cert tls.Certificate) *Holder {
+	h := &Holder{}
+	h.Set(cert)
+	return h
+}
+
+// Set replaces the certificate; handshakes from now on present it.
+func (h *Holder) Set(cert tls.Certificate) { h.cert.Store(&cert) }
+
+// Get is the certificate held now.
+func (h *Holder) Get() *tls.Certificate { return h.cert.Load() }
+
+// Leaf is the held certificate, parsed.
+func (h *Holder) Leaf() (*x509.Certificate, error) {
+	c := h.Get()
+	if c.Leaf != nil {
+		return c.Leaf, nil
+	}
+	return x509.ParseCertificate(c.Certificate[0])
+}
+
 // ServerConfig is a TLS 1.3 server configuration that presents cert and
 // requires a client certificate of the CA with one of roles.
 func (ca *CA) ServerConfig(cert tls.Certificate, roles ...string) *tls.Config {
+	return ca.ServerConfigOf(NewHolder(cert), roles...)
+}
+
+// ServerConfigOf is ServerConfig presenting what h holds at each
+// handshake.
+func (ca *CA) ServerConfigOf(h *Holder, roles ...string) *tls.Config {
 	return &tls.Config{
 		MinVersion:            tls.VersionTLS13,
-		Certificates:          []tls.Certificate{cert},
+		GetCertificate:        func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return h.Get(), nil },
 		ClientAuth:            tls.RequireAndVerifyClientCert,
 		ClientCAs:             ca.Pool(),
 		VerifyPeerCertificate: requireRole(roles),
@@ -346,9 +382,15 @@ func (ca *CA) ServerConfig(cert tls.Certificate, roles ...string) *tls.Config {
 // server's name is not checked against an address (servers move; the role
 // and the CA are what count).
 func ClientConfig(caPool *x509.CertPool, cert tls.Certificate) *tls.Config {
+	return ClientConfigOf(caPool, NewHolder(cert))
+}
+
+// ClientConfigOf is ClientConfig presenting what h holds at each
+// handshake.
+func ClientConfigOf(caPool *x509.CertPool, h *Holder) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
+		MinVersion:           tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return h.Get(), nil },
 		// Chain and role are checked in VerifyConnection instead of
 		// against a host name.
 		InsecureSkipVerify: true,
