@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -63,7 +65,11 @@ func (p *leaderProxy) init() {
 	tr := &http.Transport{
 		// Connections to the leader are kept and reused, pooled by its
 		// cluster address (the URL host), so a new leader gets new ones.
-		// A request written on a kept connection to a leader that died
+		// A kept connection to a leader that died can fail the next
+		// request's first write: nothing reached the leader, and the
+		// transport sends the request again on a new connection (whose
+		// dial waits for the next leader) when its body can be sent
+		// again (replayable). A request that broke after it was sent
 		// fails (503) and is not retried blind; one to a server that no
 		// longer leads is refused by it (onlyWhileLeading), also 503.
 		DialContext: func(ctx context.Context, _, hostport string) (net.Conn, error) {
@@ -88,6 +94,7 @@ func (p *leaderProxy) init() {
 			pr.SetURL(&url.URL{Scheme: "http", Host: host})
 			pr.Out.Host = pr.In.Host // host routing (<port>-<id>.<domain>) must survive the hop
 			pr.SetXForwarded()
+			replayable(pr.Out)
 		},
 		Transport:     tr,
 		FlushInterval: -1, // exec output and event streams as they come
@@ -96,6 +103,33 @@ func (p *leaderProxy) init() {
 		},
 	}
 }
+
+// maxReplayBody is the largest request body a follower keeps in memory so
+// that the transport can send the request again (API requests are small
+// JSON; uploads and streams are not kept, and not retried).
+const maxReplayBody = 1 << 20
+
+// replayable reads a small body of known length into memory and gives
+// the request a GetBody, so that http.Transport may send it again when it
+// failed before any byte of it was written (a kept connection that died).
+func replayable(r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody || r.GetBody != nil || r.ContentLength <= 0 || r.ContentLength > maxReplayBody {
+		return
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
+	r.Body.Close()
+	if err != nil {
+		r.Body = io.NopCloser(&errReader{err})
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(data))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+}
+
+// errReader fails every read with err.
+type errReader struct{ err error }
+
+func (e *errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // onlyWhileLeading is the handler of API requests other servers pass on:
 // next while this server leads, else 503 (a follower's kept connection

@@ -219,3 +219,73 @@ func TestSetUserTimeout(t *testing.T) {
 		t.Fatalf("TCP_USER_TIMEOUT = %d, %v; want 15000", got, gerr)
 	}
 }
+
+// deadConn is a kept connection whose peer died: its next write fails
+// before any byte leaves, while its read side has not noticed yet.
+type deadConn struct {
+	net.Conn
+	dead *atomic.Bool
+}
+
+func (c deadConn) Write(b []byte) (int, error) {
+	if c.dead.Load() {
+		return 0, &net.OpError{Op: "write", Net: "tcp", Err: unix.EPIPE}
+	}
+	return c.Conn.Write(b)
+}
+
+// TestLeaderProxyRetriesADeadKeptConnection: a write (a POST with a JSON
+// body) on a kept connection to a leader that has just died is sent again
+// on a new connection, to the next leader, and succeeds: nothing of it
+// had reached the dead one.
+func TestLeaderProxyRetriesADeadKeptConnection(t *testing.T) {
+	serve := func(name string) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			io.WriteString(w, name+":"+string(b))
+		}))
+	}
+	a, b := serve("a"), serve("b")
+	defer a.Close()
+	defer b.Close()
+	var dead atomic.Bool
+	var leader atomic.Value
+	leader.Store(a.Listener.Addr().String())
+	p := &leaderProxy{
+		leader: func() (string, bool, bool) { return leader.Load().(string), false, true },
+		dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			if addr == a.Listener.Addr().String() && dead.Load() {
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: unix.ECONNREFUSED}
+			}
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil || addr != a.Listener.Addr().String() {
+				return c, err
+			}
+			return deadConn{Conn: c, dead: &dead}, nil // a's connections die with it
+		},
+		local: http.NotFoundHandler(),
+		wait:  5 * time.Second,
+	}
+	front := httptest.NewServer(p)
+	defer front.Close()
+	post := func() (int, string) {
+		resp, err := http.Post(front.URL+"/v1/tenants", "application/json", strings.NewReader(`{"name":"acme"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := post(); code != http.StatusOK || body != `a:{"name":"acme"}` {
+		t.Fatalf("first write: %d %q", code, body)
+	}
+	// The leader dies; it is still named until the election names b.
+	dead.Store(true)
+	elected := time.AfterFunc(200*time.Millisecond, func() { leader.Store(b.Listener.Addr().String()) })
+	defer elected.Stop()
+	if code, body := post(); code != http.StatusOK || body != `b:{"name":"acme"}` {
+		t.Fatalf("write after the leader died: %d %q, want it sent again to the new leader", code, body)
+	}
+}
