@@ -37,7 +37,8 @@ joins=
 for i in $(seq 1 "$servers"); do
   p=$((base + 10 * i))
   args=(server --data-dir "$work/s$i" --id "s$i" --listen "127.0.0.1:$p" --cluster-listen "127.0.0.1:$((p + 1))"
-    --advertise "127.0.0.1:$((p + 1))" --node-listen "127.0.0.1:$((p + 2))" --bootstrap-expect "$servers" --ca-dir "$work/ca")
+    --advertise "127.0.0.1:$((p + 1))" --node-listen "127.0.0.1:$((p + 2))" --sandbox-listen "127.0.0.1:$((p + 3))"
+    --bootstrap-expect "$servers" --ca-dir "$work/ca")
   [ -n "$joins" ] && args+=(--join "$joins")
   pp=
   [ -n "$pprof" ] && [ "$i" = 1 ] && pp="127.0.0.1:$((p + 5))"
