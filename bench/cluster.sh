@@ -9,8 +9,8 @@
 #                         [--json FILE] [--pprof DIR]
 # --via picks the server the benchmark's requests go to (a follower passes
 # each to the leader).
-# --pprof DIR writes a 20 s CPU profile of the first server (taken 2 s into
-# the run) to DIR/server.pprof.
+# --pprof DIR writes a 20 s CPU profile of the leader (taken 2 s into the
+# run) to DIR/server.pprof.
 set -euo pipefail
 servers=1 nodes=30 sandboxes=5000 concurrency=256 json= pprof= via=leader
 while [ $# -gt 0 ]; do
@@ -41,7 +41,7 @@ for i in $(seq 1 "$servers"); do
     --bootstrap-expect "$servers" --ca-dir "$work/ca")
   [ -n "$joins" ] && args+=(--join "$joins")
   pp=
-  [ -n "$pprof" ] && [ "$i" = 1 ] && pp="127.0.0.1:$((p + 5))"
+  [ -n "$pprof" ] && pp="127.0.0.1:$((p + 5))"
   DEN_PPROF_LISTEN=$pp "$den" "${args[@]}" >"$work/s$i.log" 2>&1 &
   pids+=($!)
   # The first server makes the cluster CA the others share.
@@ -70,7 +70,11 @@ echo "cluster.sh: API at $url (a $role)"
 echo "cluster.sh: $servers server(s), $up/$nodes sim nodes ready, $(nproc) CPUs, $(date -u +%FT%TZ)"
 if [ -n "$pprof" ]; then
   mkdir -p "$pprof"
-  (sleep 2; curl -s -o "$pprof/server.pprof" "http://127.0.0.1:$((base + 15))/debug/pprof/profile?seconds=20") &
+  # The leader's profile: it runs the scheduler, the agents' links and every write.
+  lport=$("$den" server members --url "$url" --api-key "$key" | awk '$3 == "leader" {print $2; exit}')
+  lport=$(( ${lport##*:} + 4 )) # its pprof port: the cluster port + 4
+  echo "cluster.sh: profiling the leader at 127.0.0.1:$lport"
+  (sleep 2; curl -s -o "$pprof/server.pprof" "http://127.0.0.1:$lport/debug/pprof/profile?seconds=20") &
 fi
 "$den" bench cluster --url "$url" --api-key "$key" --sandboxes "$sandboxes" --concurrency "$concurrency" ${json:+--json "$json"}
 wait_profile() { [ -z "$pprof" ] || wait %1 2>/dev/null || true; }
