@@ -52,25 +52,19 @@ func (s *Server) reap(ctx context.Context) {
 	now := s.cfg.Now()
 	var due []timerAction
 	live := map[string]bool{}
-	token := ""
-	for {
-		page, next, err := s.cfg.Store.Snapshot().Sandboxes(store.SandboxFilter{
-			States: []string{rest.StateRunning}, Limit: 500, PageToken: token,
-		})
-		if err != nil {
-			s.log.Error("reaper: list sandboxes", "err", err)
-			return
+	// One pass over the snapshot's own records, no copies: it runs every
+	// reapInterval over every running sandbox (a paged, copying list of
+	// them cost 9% of a leader's CPU with 10k sandboxes).
+	err := s.cfg.Store.Snapshot().EachSandbox(rest.StateRunning, func(sb *store.Sandbox) bool {
+		live[sb.ID] = true
+		if a, ok := s.dueAction(sb, now); ok {
+			due = append(due, a)
 		}
-		for _, sb := range page {
-			live[sb.ID] = true
-			if a, ok := s.dueAction(sb, now); ok {
-				due = append(due, a)
-			}
-		}
-		if next == "" {
-			break
-		}
-		token = next
+		return true
+	})
+	if err != nil {
+		s.log.Error("reaper: list sandboxes", "err", err)
+		return
 	}
 	s.activity.keepOnly(live)
 	s.runActions(ctx, due)

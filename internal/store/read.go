@@ -152,6 +152,27 @@ func (sn *Snapshot) Sandboxes(f SandboxFilter) ([]*Sandbox, string, error) {
 	return out, "", nil
 }
 
+// EachSandbox calls fn for every sandbox in state (any state when ""),
+// in no particular order, until it returns false. fn gets the snapshot's
+// own record, not a copy, for scans that look at every sandbox often (the
+// reaper): it must not change it or keep it.
+func (sn *Snapshot) EachSandbox(state string, fn func(*Sandbox) bool) error {
+	it, err := sn.db.Txn(false).Get(tableSandboxes, indexID)
+	if err != nil {
+		return fmt.Errorf("scan sandboxes: %w", err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		sb := raw.(*Sandbox)
+		if state != "" && sb.State != state {
+			continue
+		}
+		if !fn(sb) {
+			return nil
+		}
+	}
+	return nil
+}
+
 // seek positions an iterator over the list order at the first sandbox at or
 // after the cursor, within the tenant when one is given.
 func (sn *Snapshot) seek(tenant string, after *pageCursor) (memdb.ResultIterator, error) {
