@@ -27,11 +27,13 @@ bin/den: FORCE
 bin/den-guest: FORCE
 	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o bin/den-guest ./cmd/den-guest
 
-# runsc is built from the gvisor.dev/gvisor version pinned in go.mod; it is
-# rebuilt only when go.mod changes (a build takes a few minutes).
-bin/runsc: go.mod
+# runsc is built from the gvisor.dev/gvisor version pinned in go.mod, with
+# its seccomp programs precompiled as gVisor's own build does
+# (scripts/build-runsc.sh); it is rebuilt only when one of these changes (a
+# build takes a few minutes).
+bin/runsc: go.mod scripts/build-runsc.sh internal/tools/seccompgen/main.go
 	@echo "building runsc from the gVisor version pinned in go.mod (first time: a few minutes)"
-	CGO_ENABLED=0 $(GO) build -o bin/runsc.tmp gvisor.dev/gvisor/runsc && mv bin/runsc.tmp bin/runsc
+	GO=$(GO) scripts/build-runsc.sh bin/runsc
 
 up: deps build
 	@scripts/up.sh $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --listen $(LISTEN)
