@@ -21,10 +21,9 @@ import (
 // forkBenchConfig is the configuration of `den bench fork`.
 type forkBenchConfig struct {
 	benchConfig
-	count     int
-	memoryMB  int64
-	dirtyMB   int
-	dirtyPath string
+	count    int
+	memoryMB int64
+	dirty    dirtyMemory
 }
 
 // forkReport is the JSON report of `den bench fork`.
@@ -37,6 +36,7 @@ type forkReport struct {
 	Count    int       `json:"count"`
 	MemoryMB int64     `json:"memory_mb,omitempty"`
 	DirtyMB  int       `json:"dirty_mb"`
+	DirtyIn  string    `json:"dirty_in,omitempty"`
 	// Fork is `den fork ID --count N` as the API answers it (checkpoint,
 	// seal, N clones running); ForkExec is until every copy has answered
 	// a first command too. One sample per run.
@@ -65,10 +65,13 @@ func (a *app) benchForkCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.runscIsSet = cmd.Flags().Changed("runsc")
 			switch {
-			case cfg.sequential < 1 || cfg.dirtyMB < 0 || cfg.memoryMB < 0:
-				return usagef(cmd, "-n must be >= 1, --dirty-mb and --memory-mb >= 0")
+			case cfg.sequential < 1 || cfg.memoryMB < 0:
+				return usagef(cmd, "-n must be >= 1 and --memory-mb >= 0")
 			case cfg.count < 1 || cfg.count > rest.MaxForkCount:
 				return usagef(cmd, "--count must be between 1 and %d, got %d", rest.MaxForkCount, cfg.count)
+			}
+			if err := cfg.dirty.check(); err != nil {
+				return usagef(cmd, "%v", err)
 			}
 			c, err := a.client()
 			if err != nil {
@@ -82,8 +85,7 @@ func (a *app) benchForkCmd() *cobra.Command {
 	f.IntVar(&cfg.count, "count", 10, "copies per fork")
 	f.IntVarP(&cfg.sequential, "n", "n", 5, "fork runs")
 	f.Int64Var(&cfg.memoryMB, "memory-mb", 0, "memory of the source (0: the server's default, or enough for --dirty-mb)")
-	f.IntVar(&cfg.dirtyMB, "dirty-mb", 0, "MiB of random data the source holds in memory")
-	f.StringVar(&cfg.dirtyPath, "dirty-path", "/dev/shm/den-bench-dirty", "file in the source that holds it (on a memory file system)")
+	cfg.dirty.addFlags(f, 0, "the source")
 	f.StringVar(&cfg.jsonFile, "json", "", "write the JSON report to this file (- for stdout)")
 	f.StringVar(&cfg.runsc, "runsc", "", "runsc binary for the raw floor (\"\" disables; default: runsc next to den, when root)")
 	f.StringVar(&cfg.rootfs, "rootfs", "", "root filesystem for the raw floor (default: a busybox rootfs in a temporary directory)")
@@ -95,20 +97,19 @@ func (a *app) benchFork(cmd *cobra.Command, c *den.Client, cfg forkBenchConfig) 
 	ctx := cmd.Context()
 	host, _ := os.Hostname()
 	rep := forkReport{Date: time.Now().UTC(), Server: c.URL(), Image: cfg.image, Host: host, CPUs: runtime.NumCPU(),
-		Count: cfg.count, MemoryMB: cfg.memoryMB, DirtyMB: cfg.dirtyMB}
-	if cfg.dirtyMB > 0 {
-		rep.MemoryMB = max(rep.MemoryMB, int64(cfg.dirtyMB)*2+512)
+		Count: cfg.count, MemoryMB: cfg.memoryMB, DirtyMB: cfg.dirty.mb}
+	if cfg.dirty.mb > 0 {
+		rep.DirtyIn = cfg.dirty.kind
+		rep.MemoryMB = max(rep.MemoryMB, int64(cfg.dirty.mb)*2+512)
 	}
 	src, err := c.Create(ctx, rest.CreateSandboxRequest{Image: cfg.image, MemoryMB: rep.MemoryMB})
 	if err != nil {
 		return fmt.Errorf("bench fork: create source: %w", err)
 	}
 	defer deleteQuietly(context.WithoutCancel(ctx), c, src.ID)
-	if cfg.dirtyMB > 0 {
-		// dd, not head -c NM: busybox's head may not take a size suffix.
-		fill := fmt.Sprintf(`mkdir -p "$(dirname %[1]q)" && dd if=/dev/urandom of=%[1]q bs=1M count=%[2]d 2>/dev/null`, cfg.dirtyPath, cfg.dirtyMB)
-		if st, err := src.Exec(ctx, den.ExecOptions{Cmd: "sh", Args: []string{"-c", fill}}); err != nil || !st.Exited || st.Code != 0 {
-			return fmt.Errorf("bench fork: fill memory: %v (%+v)", err, st)
+	if cfg.dirty.mb > 0 {
+		if err := cfg.dirty.fill(ctx, src); err != nil {
+			return fmt.Errorf("bench fork: %w", err)
 		}
 	}
 	var fork, forkExec []time.Duration
@@ -199,7 +200,7 @@ func (a *app) measureForkFloor(ctx context.Context, cfg forkBenchConfig, rep *fo
 	}
 	defer cleanup()
 	begin := time.Now()
-	ckpt, restore, err := a.checkpointFloor(ctx, runsc, rootfs, cfg.platform, cfg.dirtyMB, cfg.count)
+	ckpt, restore, err := a.checkpointFloor(ctx, runsc, rootfs, cfg.platform, cfg.dirty.kind, cfg.dirty.mb, cfg.count)
 	var errs []error
 	if err != nil {
 		errs = append(errs, err)

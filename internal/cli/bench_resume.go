@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/driver/gvisor"
@@ -19,23 +20,61 @@ import (
 )
 
 // checkpointFloorFunc times n raw checkpoints and restores (+ first exec)
-// of a sandbox holding dirtyMB MiB of memory.
-type checkpointFloorFunc func(ctx context.Context, runscPath, rootfsDir, platform string, dirtyMB, n int) (ckpt, restore []time.Duration, err error)
+// of a sandbox holding dirtyMB MiB of memory of kind
+// (gvisor.DirtyMemoryScript).
+type checkpointFloorFunc func(ctx context.Context, runscPath, rootfsDir, platform, kind string, dirtyMB, n int) (ckpt, restore []time.Duration, err error)
 
 // gvisorCheckpointFloor is checkpointFloorFunc for runsc.
-func gvisorCheckpointFloor(ctx context.Context, runscPath, rootfsDir, platform string, dirtyMB, n int) (ckpt, restore []time.Duration, err error) {
-	timings, err := gvisor.MeasureCheckpointFloor(ctx, runscPath, rootfsDir, platform, dirtyMB, n, false)
+func gvisorCheckpointFloor(ctx context.Context, runscPath, rootfsDir, platform, kind string, dirtyMB, n int) (ckpt, restore []time.Duration, err error) {
+	timings, err := gvisor.MeasureCheckpointFloor(ctx, runscPath, rootfsDir, platform, kind, dirtyMB, n, false)
 	for _, t := range timings {
 		ckpt, restore = append(ckpt, t.Checkpoint), append(restore, t.Restore)
 	}
 	return ckpt, restore, err
 }
 
+// dirtyMemory is the random data a benchmarked sandbox holds in memory.
+type dirtyMemory struct {
+	mb   int
+	kind string // gvisor.DirtyHeap or gvisor.DirtyTmpfs
+	path string // the tmpfs file; heap: its name + ".ready" marks the fill done
+}
+
+// addFlags registers --dirty-mb (default mb), --dirty-in and --dirty-path.
+func (m *dirtyMemory) addFlags(f *pflag.FlagSet, mb int, who string) {
+	f.IntVar(&m.mb, "dirty-mb", mb, "MiB of random data "+who+" holds in memory")
+	f.StringVar(&m.kind, "dirty-in", gvisor.DirtyHeap, "where it holds them: heap (a process's memory) or tmpfs (a file at --dirty-path)")
+	f.StringVar(&m.path, "dirty-path", "/dev/shm/den-bench-dirty", "the tmpfs file (on a memory file system)")
+}
+
+// check validates the flags.
+func (m dirtyMemory) check() error {
+	if m.mb < 0 {
+		return fmt.Errorf("--dirty-mb must be >= 0, got %d", m.mb)
+	}
+	if _, err := gvisor.DirtyMemoryScript(m.kind, m.mb, m.path); err != nil {
+		return fmt.Errorf("--dirty-in: %w", err)
+	}
+	return nil
+}
+
+// fill makes sb hold the memory.
+func (m dirtyMemory) fill(ctx context.Context, sb *den.Sandbox) error {
+	script, err := gvisor.DirtyMemoryScript(m.kind, m.mb, m.path)
+	if err != nil {
+		return err
+	}
+	st, err := sb.Exec(ctx, den.ExecOptions{Cmd: "sh", Args: []string{"-c", script}})
+	if err != nil || !st.Exited || st.Code != 0 {
+		return fmt.Errorf("fill memory: %v (%+v)", err, st)
+	}
+	return nil
+}
+
 // resumeBenchConfig is the configuration of `den bench resume`.
 type resumeBenchConfig struct {
 	benchConfig
-	dirtyMB   int
-	dirtyPath string
+	dirty dirtyMemory
 }
 
 // resumeReport is the JSON report of `den bench resume`.
@@ -46,6 +85,7 @@ type resumeReport struct {
 	Host    string    `json:"host"`
 	CPUs    int       `json:"cpus"`
 	DirtyMB int       `json:"dirty_mb"`
+	DirtyIn string    `json:"dirty_in"`
 	// Suspend is `den suspend` as the API answers it (checkpoint written,
 	// sealed, recorded); Resume is `den resume` until the sandbox runs;
 	// ResumeExec adds a first command.
@@ -71,8 +111,11 @@ func (a *app) benchResumeCmd() *cobra.Command {
 		Args: argsBetween(0, 0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.runscIsSet = cmd.Flags().Changed("runsc")
-			if cfg.sequential < 1 || cfg.dirtyMB < 0 {
-				return usagef(cmd, "-n must be >= 1 and --dirty-mb >= 0")
+			if cfg.sequential < 1 {
+				return usagef(cmd, "-n must be >= 1")
+			}
+			if err := cfg.dirty.check(); err != nil {
+				return usagef(cmd, "%v", err)
 			}
 			c, err := a.client()
 			if err != nil {
@@ -84,8 +127,7 @@ func (a *app) benchResumeCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.image, "image", "busybox", "image of the sandbox")
 	f.IntVarP(&cfg.sequential, "n", "n", 20, "suspend/resume cycles")
-	f.IntVar(&cfg.dirtyMB, "dirty-mb", 256, "MiB of random data the sandbox holds in memory")
-	f.StringVar(&cfg.dirtyPath, "dirty-path", "/dev/shm/den-bench-dirty", "file in the sandbox that holds it (on a memory file system)")
+	cfg.dirty.addFlags(f, 256, "the sandbox")
 	f.StringVar(&cfg.jsonFile, "json", "", "write the JSON report to this file (- for stdout)")
 	f.StringVar(&cfg.runsc, "runsc", "", "runsc binary for the raw floor (\"\" disables; default: runsc next to den, when root)")
 	f.StringVar(&cfg.platform, "platform", "systrap", "runsc platform for the raw floor (systrap, ptrace)")
@@ -96,15 +138,14 @@ func (a *app) benchResume(cmd *cobra.Command, c *den.Client, cfg resumeBenchConf
 	ctx := cmd.Context()
 	host, _ := os.Hostname()
 	rep := resumeReport{Date: time.Now().UTC(), Server: c.URL(), Image: cfg.image, Host: host,
-		CPUs: runtime.NumCPU(), DirtyMB: cfg.dirtyMB}
-	sb, err := c.Create(ctx, rest.CreateSandboxRequest{Image: cfg.image, MemoryMB: int64(cfg.dirtyMB)*2 + 512})
+		CPUs: runtime.NumCPU(), DirtyMB: cfg.dirty.mb, DirtyIn: cfg.dirty.kind}
+	sb, err := c.Create(ctx, rest.CreateSandboxRequest{Image: cfg.image, MemoryMB: int64(cfg.dirty.mb)*2 + 512})
 	if err != nil {
 		return fmt.Errorf("bench resume: create sandbox: %w", err)
 	}
 	defer deleteQuietly(context.WithoutCancel(ctx), c, sb.ID)
-	fill := fmt.Sprintf(`mkdir -p "$(dirname %[1]q)" && head -c %[2]dM /dev/urandom > %[1]q`, cfg.dirtyPath, cfg.dirtyMB)
-	if st, err := sb.Exec(ctx, den.ExecOptions{Cmd: "sh", Args: []string{"-c", fill}}); err != nil || !st.Exited || st.Code != 0 {
-		return fmt.Errorf("bench resume: fill memory: %v (%+v)", err, st)
+	if err := cfg.dirty.fill(ctx, sb); err != nil {
+		return fmt.Errorf("bench resume: %w", err)
 	}
 	var susp, res, resExec []time.Duration
 	var errs []error
@@ -169,7 +210,7 @@ func (a *app) measureCheckpointFloor(ctx context.Context, cfg resumeBenchConfig,
 	defer cleanup()
 	n := min(cfg.sequential, 10)
 	begin := time.Now()
-	ckpt, restore, err := a.checkpointFloor(ctx, runsc, rootfs, cfg.platform, cfg.dirtyMB, n)
+	ckpt, restore, err := a.checkpointFloor(ctx, runsc, rootfs, cfg.platform, cfg.dirty.kind, cfg.dirty.mb, n)
 	var errs []error
 	if err != nil {
 		errs = append(errs, err)
@@ -179,7 +220,7 @@ func (a *app) measureCheckpointFloor(ctx context.Context, cfg resumeBenchConfig,
 }
 
 func printResumeBench(w io.Writer, rep resumeReport) error {
-	fmt.Fprintf(w, "den bench resume: %s, %d MiB dirty memory, %d CPUs\n", rep.Image, rep.DirtyMB, rep.CPUs)
+	fmt.Fprintf(w, "den bench resume: %s, %d MiB dirty memory (%s), %d CPUs\n", rep.Image, rep.DirtyMB, rep.DirtyIn, rep.CPUs)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PHASE\tOK\tP50 ms\tP95 ms\tMIN ms\tMAX ms")
 	row := func(name string, s *phaseStats) {

@@ -80,8 +80,9 @@ func TestBenchTTIFailures(t *testing.T) {
 func TestBenchResume(t *testing.T) {
 	srv := newEnv(t)
 	var gotDirty, gotN int
-	a := &app{checkpointFloor: func(_ context.Context, _, _, _ string, dirtyMB, n int) ([]time.Duration, []time.Duration, error) {
-		gotDirty, gotN = dirtyMB, n
+	var gotKind string
+	a := &app{checkpointFloor: func(_ context.Context, _, _, _, kind string, dirtyMB, n int) ([]time.Duration, []time.Duration, error) {
+		gotKind, gotDirty, gotN = kind, dirtyMB, n
 		return []time.Duration{time.Millisecond}, []time.Duration{2 * time.Millisecond}, nil
 	}}
 	root := newRoot(a)
@@ -90,15 +91,15 @@ func TestBenchResume(t *testing.T) {
 	root.SetErr(&errb)
 	dirty := filepath.Join(t.TempDir(), "shm", "dirty")
 	root.SetArgs([]string{"--url", srv.URL, "--api-key", testKey, "bench", "resume", "--image", "base", "-n", "3",
-		"--dirty-mb", "1", "--dirty-path", dirty, "--runsc", "/opt/runsc"})
+		"--dirty-mb", "1", "--dirty-in", "tmpfs", "--dirty-path", dirty, "--runsc", "/opt/runsc"})
 	if code := Execute(root); code != 0 {
 		t.Fatalf("exit %d, stderr %q, stdout %q", code, errb.String(), out.String())
 	}
 	if fi, err := os.Stat(dirty); err != nil || fi.Size() != 1<<20 {
 		t.Errorf("dirty memory file: %v, %v; want 1 MiB", fi, err)
 	}
-	if gotDirty != 1 || gotN != 3 {
-		t.Errorf("floor called with dirty=%d n=%d, want 1, 3", gotDirty, gotN)
+	if gotKind != "tmpfs" || gotDirty != 1 || gotN != 3 {
+		t.Errorf("floor called with kind=%q dirty=%d n=%d, want tmpfs, 1, 3", gotKind, gotDirty, gotN)
 	}
 	for _, want := range []string{"den suspend\t", "3/3", "den resume + first command", "raw runsc restore + exec"} {
 		if !strings.Contains(strings.ReplaceAll(out.String(), "  ", "\t"), strings.TrimSuffix(want, "\t")) {

@@ -119,7 +119,7 @@ func TestSnapshotUsageAndPruneCommands(t *testing.T) {
 func TestBenchFork(t *testing.T) {
 	srv := newEnv(t)
 	var gotDirty, gotN int
-	a := &app{checkpointFloor: func(_ context.Context, _, _, _ string, dirtyMB, n int) ([]time.Duration, []time.Duration, error) {
+	a := &app{checkpointFloor: func(_ context.Context, _, _, _, _ string, dirtyMB, n int) ([]time.Duration, []time.Duration, error) {
 		gotDirty, gotN = dirtyMB, n
 		var ckpt, restore []time.Duration
 		for range n {
@@ -148,5 +148,8 @@ func TestBenchFork(t *testing.T) {
 	}
 	if r := cli(t, srv.URL, "", "bench", "fork", "--count", "65"); r.code != 2 || !strings.Contains(r.stderr, "--count must be between 1 and 64, got 65") {
 		t.Errorf("bench fork --count 65: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := cli(t, srv.URL, "", "bench", "fork", "--dirty-in", "disk"); r.code != 2 || !strings.Contains(r.stderr, `--dirty-in: dirty memory in "disk": want heap or tmpfs`) {
+		t.Errorf("bench fork --dirty-in disk: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

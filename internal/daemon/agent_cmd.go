@@ -39,8 +39,8 @@ type agentFlags struct {
 	simCPUs                                      float64
 	simMemoryMB                                  int64
 	// The sandbox node's: as den up's.
-	platform, sandboxCIDR string
-	noNetwork             bool
+	platform, sandboxCIDR, hostSettings string
+	noNetwork                           bool
 }
 
 // AgentCommand is `den agent`: a data-plane node that dials out to the
@@ -103,6 +103,7 @@ them.`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (host:port, for a local scraper; default off: the node needs no inbound port)")
 	fl.StringVar(&f.platform, "platform", "", "gVisor platform: systrap or ptrace (default: auto)")
+	fl.StringVar(&f.hostSettings, "host-settings", "adjust", hostSettingsUsage)
 	fl.BoolVar(&f.noNetwork, "no-network", false, "give sandboxes no network (loopback only)")
 	fl.StringVar(&f.sandboxCIDR, "sandbox-cidr", "", "IPv4 /16 of sandbox addresses (default: a free one of 10.88.0.0/16 ... 10.127.0.0/16)")
 	return cmd
@@ -111,7 +112,7 @@ them.`,
 // nodeConfig is the configuration of the agent's sandbox node, in den
 // up's terms: its state lives beside the agent's identity.
 func (f *agentFlags) nodeConfig(agentDir, version string) (Config, error) {
-	c := Config{DataDir: filepath.Join(filepath.Dir(agentDir), "node"), Runtimes: f.runtimes, Platform: f.platform,
+	c := Config{DataDir: filepath.Join(filepath.Dir(agentDir), "node"), Runtimes: f.runtimes, Platform: f.platform, HostSettings: f.hostSettings,
 		NoNetwork: f.noNetwork, SandboxCIDR: f.sandboxCIDR, Version: version}
 	if os.Geteuid() != 0 {
 		return c, errdefs.New(errdefs.FailedPrecondition, "den agent must run as root (gVisor sandboxes need mounts and cgroups), or use --sim N")

@@ -55,6 +55,7 @@ sandboxes keep running and are reattached by the next den up on the same data di
 	f.StringVar(&cfg.RunscPath, "runsc", "", "path of runsc (default: next to den, then $PATH)")
 	f.StringVar(&cfg.GuestBinary, "guest", "", "path of the static den-guest binary (default: next to den, then $PATH)")
 	f.StringVar(&cfg.Platform, "platform", "", "gVisor platform: systrap or ptrace (default: detect)")
+	f.StringVar(&cfg.HostSettings, "host-settings", "adjust", hostSettingsUsage)
 	f.StringSliceVar(&cfg.Runtimes, "runtimes", nil, "sandbox runtimes, the default first: gvisor, qemu (default: gvisor, and qemu when qemu-system-x86_64 is installed)")
 	f.StringVar(&cfg.NodeID, "node-id", "local", "name of the local node")
 	f.IntVar(&cfg.WarmPool, "warm-pool", 2, "spare sandboxes kept started per recently used shape, for fast creates (0 = off)")

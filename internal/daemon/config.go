@@ -41,6 +41,9 @@ type Config struct {
 	GuestBinary string
 	// Platform is the gVisor platform: "" (auto), "systrap" or "ptrace".
 	Platform string
+	// HostSettings is the gVisor driver's policy for host kernel settings
+	// (gvisor.Config.HostSettings); "" is adjust.
+	HostSettings string
 	// WarmPool is the number of spare sandboxes kept started for each of
 	// the most recently used sandbox shapes (0 turns the pool off).
 	WarmPool int
@@ -148,13 +151,22 @@ func absDataDir(dir string) (string, error) {
 	return abs, nil
 }
 
+// hostSettingsUsage is the help of den up's and den agent's
+// --host-settings.
+const hostSettingsUsage = "host kernel settings gVisor's speed depends on (shmem huge pages, THP defrag, max_map_count): adjust (set gVisor's recommended values where they differ), enforce (as adjust, failing starts when one cannot be set), check (log only) or ignore"
+
 // validateNode checks what a node's sandboxes run with (den up's and den
-// agent's): the gVisor platform and the sandbox CIDR.
+// agent's): the gVisor platform, host settings policy and sandbox CIDR.
 func (c *Config) validateNode() error {
 	switch c.Platform {
 	case "", "systrap", "ptrace":
 	default:
 		return errdefs.New(errdefs.InvalidArgument, "--platform %q is unknown: use systrap or ptrace", c.Platform)
+	}
+	switch c.HostSettings {
+	case "", "adjust", "enforce", "check", "ignore":
+	default:
+		return errdefs.New(errdefs.InvalidArgument, "--host-settings %q is unknown: use adjust, enforce, check or ignore", c.HostSettings)
 	}
 	if c.SandboxCIDR != "" {
 		if p, err := netip.ParsePrefix(c.SandboxCIDR); err != nil || !p.Addr().Is4() || p.Bits() != 16 {

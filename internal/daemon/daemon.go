@@ -270,7 +270,7 @@ func openDrivers(ctx context.Context, cfg Config, nets *sandboxnet.Manager, errO
 		switch name {
 		case "gvisor":
 			d, err := gvisor.New(gvisor.Config{
-				RunscPath: cfg.RunscPath, GuestBinary: cfg.GuestBinary, Platform: cfg.Platform,
+				RunscPath: cfg.RunscPath, GuestBinary: cfg.GuestBinary, Platform: cfg.Platform, HostSettings: cfg.HostSettings,
 				StateDir: filepath.Join(cfg.DataDir, "sandboxes"), WarmPool: cfg.WarmPool, Networks: nets,
 				WarmupScript: gvisor.DefaultWarmupScript, Logger: log,
 			})

@@ -64,11 +64,24 @@ type Config struct {
 	// CPUs then finishes one by one instead of all slowing down together
 	// until clients time out. Default 2 per CPU.
 	MaxColdStarts int
+	// HostSettings is the policy for host kernel settings that gVisor's
+	// speed depends on (hostsettings.go), applied in New and passed to
+	// runsc as --host-settings: "adjust" (the default: set them to
+	// gVisor's recommendation where they differ, best effort), "enforce"
+	// (as adjust, but New and starts fail when one cannot be set), "check"
+	// (log only) or "ignore". The one that matters most is transparent
+	// huge pages for shmem (shmem_enabled=advise): a sandbox's memory is a
+	// memory file, and restoring 256 MiB of a process's memory takes about
+	// twice as long in 4 KiB pages (docs/benchmarks.md).
+	HostSettings string
 	// Debug turns on runsc debug logs in each sandbox directory.
 	Debug bool
 	// Logger receives driver logs. Default: slog.Default().
 	Logger *slog.Logger
 }
+
+// HostSettingsAdjust is the default HostSettings.
+const HostSettingsAdjust = "adjust"
 
 // withDefaults returns c with empty optional fields filled in.
 func (c Config) withDefaults() Config {
@@ -81,6 +94,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxColdStarts == 0 {
 		c.MaxColdStarts = 2 * runtime.NumCPU()
+	}
+	if c.HostSettings == "" {
+		c.HostSettings = HostSettingsAdjust
 	}
 	if c.StartTimeout == 0 {
 		c.StartTimeout = 30 * time.Second
@@ -110,6 +126,11 @@ func (c Config) Validate() error {
 	case "", PlatformSystrap, PlatformPtrace:
 	default:
 		return errdefs.New(errdefs.InvalidArgument, "gvisor config: unsupported platform %q (want systrap or ptrace)", c.Platform)
+	}
+	switch c.HostSettings {
+	case "", HostSettingsAdjust, "enforce", "check", "ignore":
+	default:
+		return errdefs.New(errdefs.InvalidArgument, "gvisor config: unknown host settings policy %q (want adjust, enforce, check or ignore)", c.HostSettings)
 	}
 	if c.PidsLimit < 0 {
 		return errdefs.New(errdefs.InvalidArgument, "gvisor config: PidsLimit must not be negative")

@@ -263,7 +263,7 @@ func (d *Driver) runFlagsOn(platform string, p paths, spec driver.Spec, nt *sand
 	if nt != nil {
 		network = "--network=sandbox"
 	}
-	args := []string{"--platform=" + platform, network, "--host-uds=create", "--allow-suid", overlay}
+	args := []string{"--platform=" + platform, network, "--host-uds=create", "--allow-suid", overlay, "--host-settings=" + d.cfg.HostSettings}
 	if d.cfg.Debug {
 		args = append(args, "--debug", "--debug-log="+p.dir+"/")
 	}

@@ -44,7 +44,8 @@ var (
 	_ driver.Pooler      = (*Driver)(nil)
 )
 
-// New checks cfg, prepares StateDir, destroys warm spares that earlier
+// New checks cfg, applies its HostSettings policy, prepares StateDir,
+// destroys warm spares that earlier
 // driver instances left behind and, when cfg.Platform is empty, probes
 // whether runsc's systrap platform works here (a ~0.2 s throwaway sandbox),
 // falling back to ptrace. It starts the warm pool's goroutine, which
@@ -65,6 +66,9 @@ func New(cfg Config) (*Driver, error) {
 			return nil, fmt.Errorf("gvisor driver: create state dir: %w", err)
 		}
 	}
+	if err := applyHostSettings("/", cfg.HostSettings, writeSetting, d.log); err != nil {
+		return nil, err
+	}
 	var err error
 	if d.guestBin, err = installGuestBinary(cfg.StateDir, cfg.GuestBinary); err != nil {
 		return nil, err
@@ -78,7 +82,7 @@ func New(cfg Config) (*Driver, error) {
 	if err := d.startPool(); err != nil {
 		return nil, err
 	}
-	d.log.Info("gvisor driver ready", "platform", d.platform, "state_dir", cfg.StateDir, "warm_pool", cfg.WarmPool)
+	d.log.Info("gvisor driver ready", "platform", d.platform, "state_dir", cfg.StateDir, "warm_pool", cfg.WarmPool, "host_settings", cfg.HostSettings)
 	return d, nil
 }
 

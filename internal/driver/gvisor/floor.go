@@ -42,7 +42,7 @@ func MeasureRawFloor(ctx context.Context, runscPath, rootfsDir, platform string,
 
 // floorOnce is one timed create+start+exec, then an untimed delete.
 func floorOnce(ctx context.Context, r runsc, bundle, platform, id string) (time.Duration, error) {
-	flags := []string{"--platform=" + platform, "--network=none"}
+	flags := []string{"--platform=" + platform, "--network=none", "--host-settings=" + HostSettingsAdjust}
 	logPath := filepath.Join(bundle, "runsc.log")
 	defer r.deleteForce(context.WithoutCancel(ctx), id) //nolint:errcheck // best effort; the temp root is removed after
 	begin := time.Now()
@@ -105,20 +105,61 @@ type CheckpointTiming struct {
 	ImageBytes int64
 }
 
+// Where a benchmark's sandbox holds its dirty memory (DirtyMemoryScript).
+const (
+	// DirtyHeap is a process's anonymous memory, as a program's heap is.
+	DirtyHeap = "heap"
+	// DirtyTmpfs is a file in a memory file system (/dev/shm).
+	DirtyTmpfs = "tmpfs"
+)
+
+// DirtyMemoryScript is a /bin/sh script (busybox's will do) that fills
+// mb MiB of a sandbox's memory with random data and returns once it is
+// filled; the memory stays held after the script returns, and the file
+// path+".ready" then exists. kind is DirtyHeap (the one block buffer of a
+// dd that waits forever to write it into a pipe no one reads) or
+// DirtyTmpfs (the file path, which should be on /dev/shm).
+//
+// The kinds restore differently: gVisor keeps a process's anonymous
+// memory in huge pages when the host allows it for shmem (see
+// Config.HostSettings) and a tmpfs file's always in 4 KiB pages, which
+// take ~2x longer to load back (docs/benchmarks.md).
+func DirtyMemoryScript(kind string, mb int, path string) (string, error) {
+	dir := filepath.Dir(path)
+	switch kind {
+	case DirtyHeap:
+		return fmt.Sprintf(`mkdir -p %[1]q && rm -f %[2]q.ready && `+
+			`(dd if=/dev/urandom bs=%[3]dM count=1 iflag=fullblock 2>/dev/null | { head -c 1 >/dev/null; touch %[2]q.ready; exec sleep 2147483647; }) </dev/null >/dev/null 2>&1 & `+
+			`while [ ! -e %[2]q.ready ]; do sleep 1; done`, dir, path, mb), nil
+	case DirtyTmpfs:
+		// dd, not head -c NM: busybox's head may not take a size suffix.
+		return fmt.Sprintf(`mkdir -p %[1]q && dd if=/dev/urandom of=%[2]q bs=1M count=%[3]d 2>/dev/null && touch %[2]q.ready`, dir, path, mb), nil
+	}
+	return "", fmt.Errorf("dirty memory in %q: want %s or %s", kind, DirtyHeap, DirtyTmpfs)
+}
+
+// floorDirtyPath is where the checkpoint floor's sandbox holds its dirty
+// memory (DirtyMemoryScript).
+const floorDirtyPath = "/dev/shm/den-bench-dirty"
+
 // MeasureCheckpointFloor times n raw runsc checkpoints and restores of a
-// busybox sandbox on rootfsDir (read-only) whose /dev/shm holds dirtyMB
-// MiB of random data, in the sandbox's memory: the floor den's Suspend and
-// Resume are compared to. Each iteration starts a new sandbox (untimed),
-// checkpoints it, deletes it (untimed) and restores it under the same ID.
-// background adds `runsc restore --background` (image pages load while
-// the sandbox already runs).
-func MeasureCheckpointFloor(ctx context.Context, runscPath, rootfsDir, platform string, dirtyMB, n int, background bool) ([]CheckpointTiming, error) {
+// busybox sandbox on rootfsDir (read-only) holding dirtyMB MiB of random
+// data in memory of the given kind (DirtyMemoryScript): the floor den's
+// Suspend and Resume are compared to. Each iteration starts a new sandbox
+// (untimed), checkpoints it, deletes it (untimed) and restores it under
+// the same ID. background adds `runsc restore --background` (image pages
+// load while the sandbox already runs).
+func MeasureCheckpointFloor(ctx context.Context, runscPath, rootfsDir, platform, kind string, dirtyMB, n int, background bool) ([]CheckpointTiming, error) {
+	fill, err := DirtyMemoryScript(kind, dirtyMB, floorDirtyPath)
+	if err != nil {
+		return nil, fmt.Errorf("measure checkpoint floor: %w", err)
+	}
 	dir, err := os.MkdirTemp("", "den-runsc-ckpt-floor-")
 	if err != nil {
 		return nil, fmt.Errorf("measure checkpoint floor: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	script := fmt.Sprintf("mkdir -p /dev/shm && dd if=/dev/urandom of=/dev/shm/x bs=1M count=%d 2>/dev/null && touch /dev/shm/ready && exec sleep 1000000", dirtyMB)
+	script := fill + " && exec sleep 1000000"
 	if err := writeFloorBundleArgs(dir, rootfsDir, []string{"/bin/sh", "-c", script}); err != nil {
 		return nil, fmt.Errorf("measure checkpoint floor: %w", err)
 	}
@@ -138,7 +179,7 @@ func MeasureCheckpointFloor(ctx context.Context, runscPath, rootfsDir, platform 
 // checkpointFloorOnce is one timed checkpoint and restore.
 func checkpointFloorOnce(ctx context.Context, r runsc, bundle, platform, id string, background bool) (CheckpointTiming, error) {
 	var ct CheckpointTiming
-	flags := []string{"--platform=" + platform, "--network=none"}
+	flags := []string{"--platform=" + platform, "--network=none", "--host-settings=" + HostSettingsAdjust}
 	logPath := filepath.Join(bundle, "runsc.log")
 	image := filepath.Join(bundle, "image-"+id)
 	defer os.RemoveAll(image)
@@ -147,7 +188,7 @@ func checkpointFloorOnce(ctx context.Context, r runsc, bundle, platform, id stri
 		return ct, err
 	}
 	for {
-		if _, err := r.output(ctx, "exec", id, "/bin/test", "-e", "/dev/shm/ready"); err == nil {
+		if _, err := r.output(ctx, "exec", id, "/bin/test", "-e", floorDirtyPath+".ready"); err == nil {
 			break
 		}
 		if err := ctx.Err(); err != nil {

@@ -19,15 +19,28 @@ import (
 // a tmpfs (/dev/shm), which is sentry memory like a process's heap.
 const benchDirtyMB = 256
 
+// dirtyKinds are where the benchmarks' sandboxes hold their dirty memory.
+var dirtyKinds = []string{DirtyHeap, DirtyTmpfs}
+
 // BenchmarkSuspendResume suspends and resumes one sandbox holding 256 MiB
-// of dirty memory: Suspend until it returns (files complete, sandbox
+// of dirty memory, in a process's heap or in a /dev/shm file
+// (DirtyMemoryScript): Suspend until it returns (files complete, sandbox
 // stopped), Resume until the guest agent answers, and Resume plus a first
 // exec (`sh -c 'echo ok'`) as BenchmarkCheckpointFloor times a restore.
 // Removing the checkpoint between iterations is not timed. Compare with
 // BenchmarkCheckpointFloor (docs/benchmarks.md).
 func BenchmarkSuspendResume(b *testing.B) {
+	for _, kind := range dirtyKinds {
+		b.Run("memory="+kind, func(b *testing.B) { benchSuspendResume(b, kind) })
+	}
+}
+
+func benchSuspendResume(b *testing.B, kind string) {
 	testenv.RequireRoot(b)
-	d, err := New(Config{RunscPath: testenv.Runsc(b), GuestBinary: testenv.GuestBinary(b), StateDir: b.TempDir(), CgroupParent: testCgroupParent, Logger: slog.New(slog.DiscardHandler)})
+	// DEN_BENCH_HOST_SETTINGS=ignore measures the host as it is (with
+	// shmem_enabled=never: no huge pages; docs/benchmarks.md).
+	d, err := New(Config{RunscPath: testenv.Runsc(b), GuestBinary: testenv.GuestBinary(b), StateDir: b.TempDir(), CgroupParent: testCgroupParent,
+		HostSettings: os.Getenv("DEN_BENCH_HOST_SETTINGS"), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,7 +51,10 @@ func BenchmarkSuspendResume(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = d.Destroy(context.Background(), spec.ID) })
-	fill := fmt.Sprintf("mkdir -p /dev/shm && dd if=/dev/urandom of=/dev/shm/x bs=1M count=%d 2>/dev/null", benchDirtyMB)
+	fill, err := DirtyMemoryScript(kind, benchDirtyMB, "/dev/shm/den-bench-dirty")
+	if err != nil {
+		b.Fatal(err)
+	}
 	if res, err := drivertest.Shell(ctx, d, spec.ID, fill); err != nil || res.ExitCode != 0 {
 		b.Fatalf("fill memory: %+v, %v", res, err)
 	}
@@ -80,17 +96,21 @@ func BenchmarkSuspendResume(b *testing.B) {
 }
 
 // BenchmarkCheckpointFloor is raw runsc checkpoint, then restore + first
-// exec, of a busybox sandbox holding 256 MiB of dirty memory
+// exec, of a busybox sandbox holding 256 MiB of dirty memory of each kind
 // (MeasureCheckpointFloor), with and without `restore --background`.
 func BenchmarkCheckpointFloor(b *testing.B) {
 	testenv.RequireRoot(b)
 	rootfs := testenv.BusyboxRootfs(b)
-	for _, background := range []bool{false, true} {
-		b.Run(fmt.Sprintf("background=%v", background), func(b *testing.B) {
+	for _, c := range []struct {
+		kind       string
+		background bool
+	}{{DirtyHeap, false}, {DirtyHeap, true}, {DirtyTmpfs, false}, {DirtyTmpfs, true}} {
+		kind, background := c.kind, c.background
+		b.Run(fmt.Sprintf("memory=%s/background=%v", kind, background), func(b *testing.B) {
 			var ckpts, restores []time.Duration
 			var image int64
 			for b.Loop() {
-				ts, err := MeasureCheckpointFloor(context.Background(), testenv.Runsc(b), rootfs, PlatformSystrap, benchDirtyMB, 1, background)
+				ts, err := MeasureCheckpointFloor(context.Background(), testenv.Runsc(b), rootfs, PlatformSystrap, kind, benchDirtyMB, 1, background)
 				if err != nil {
 					b.Fatal(err)
 				}
