@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -97,7 +98,8 @@ func main() {
 }
 
 // runHook runs the checkpoint hook for the phase in args, else in the
-// environment runsc sets.
+// environment runsc sets. It prints guest.HookArmedLine when the agent
+// will listen again by itself after the checkpoint.
 func runHook(args []string) error {
 	mode := os.Getenv(guest.HookModeEnv)
 	if len(args) > 0 {
@@ -105,7 +107,11 @@ func runHook(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return guest.RunHook(ctx, mode)
+	armed, err := guest.RunHook(ctx, mode)
+	if armed {
+		fmt.Println(guest.HookArmedLine)
+	}
+	return err
 }
 
 // run serves until SIGTERM or SIGINT, then shuts down.

@@ -7,10 +7,13 @@ import (
 	"encoding/hex"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // newTestServer serves a 204 handler on a unix socket in a temp dir.
@@ -112,12 +115,78 @@ func eventuallyTrue(t *testing.T, cond func() bool) {
 // TestCheckpointHook drives a Server through the control socket as runsc's
 // save/restore binary does.
 func TestCheckpointHook(t *testing.T) {
+	setCheckpointFile(t, filepath.Join(t.TempDir(), "absent")) // not in gVisor
+	srv, sock := newTestServer(t)
+	ctx := serveControl(t, srv)
+	var err error
+	eventuallyTrue(t, func() bool { _, err = RunHook(ctx, HookResume); return err == nil })
+
+	if armed, err := RunHook(ctx, HookSave); err != nil || armed {
+		t.Fatalf("save hook without a checkpoint file: armed %v, %v", armed, err)
+	}
+	if err := get(sock); err == nil {
+		t.Fatalf("agent still answers after the save hook")
+	}
+	if _, err := RunHook(ctx, HookRestore); err != nil {
+		t.Fatalf("restore hook: %v", err)
+	}
+	if err := get(sock); err != nil {
+		t.Fatalf("agent does not answer after the restore hook: %v", err)
+	}
+	_, err = RunHook(ctx, "bogus")
+	if err == nil || !strings.Contains(err.Error(), `unknown phase "bogus"`) {
+		t.Fatalf("hook with an unknown phase: %v", err)
+	}
+}
+
+// TestCheckpointHookArmed: with gVisor's checkpoint file (a FIFO here),
+// the save hook answers armed and the agent listens again by itself once
+// the file says the checkpoint is done, with no restore hook.
+func TestCheckpointHookArmed(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "checkpoint")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Held open read-write, so that the agent's open does not wait for a
+	// writer and the FIFO never reads as closed.
+	w, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	setCheckpointFile(t, fifo)
+	srv, sock := newTestServer(t)
+	ctx := serveControl(t, srv)
+	eventuallyTrue(t, func() bool { _, err = RunHook(ctx, HookResume); return err == nil })
+
+	armed, err := RunHook(ctx, HookSave)
+	if err != nil || !armed {
+		t.Fatalf("save hook with a checkpoint file: armed %v, %v", armed, err)
+	}
+	if err := get(sock); err == nil {
+		t.Fatalf("agent still answers after the save hook")
+	}
+	if _, err := w.Write([]byte("restore\n")); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyTrue(t, func() bool { return get(sock) == nil })
+}
+
+// setCheckpointFile points checkpointFile at path for the test.
+func setCheckpointFile(t *testing.T, path string) {
+	old := checkpointFile
+	checkpointFile = path
+	t.Cleanup(func() { checkpointFile = old })
+}
+
+// serveControl serves srv's control socket, on a name of the test's own,
+// until the test ends; the context it returns ends then too.
+func serveControl(t *testing.T, srv *Server) context.Context {
+	t.Helper()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	old := controlSocket
 	controlSocket = "@den-guest-test-" + hex.EncodeToString(b[:])
-	t.Cleanup(func() { controlSocket = old })
-	srv, sock := newTestServer(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ServeControl(ctx, srv, nil) }()
@@ -126,26 +195,9 @@ func TestCheckpointHook(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Errorf("ServeControl: %v", err)
 		}
+		controlSocket = old
 	})
-	var err error
-	eventuallyTrue(t, func() bool { err = RunHook(ctx, HookResume); return err == nil })
-
-	if err := RunHook(ctx, HookSave); err != nil {
-		t.Fatalf("save hook: %v", err)
-	}
-	if err := get(sock); err == nil {
-		t.Fatalf("agent still answers after the save hook")
-	}
-	if err := RunHook(ctx, HookRestore); err != nil {
-		t.Fatalf("restore hook: %v", err)
-	}
-	if err := get(sock); err != nil {
-		t.Fatalf("agent does not answer after the restore hook: %v", err)
-	}
-	err = RunHook(ctx, "bogus")
-	if err == nil || !strings.Contains(err.Error(), `unknown phase "bogus"`) {
-		t.Fatalf("hook with an unknown phase: %v", err)
-	}
+	return ctx
 }
 
 // TestRunHookWithoutAgent fails clearly when no agent listens.
@@ -153,7 +205,7 @@ func TestRunHookWithoutAgent(t *testing.T) {
 	old := controlSocket
 	controlSocket = "@den-guest-test-absent"
 	t.Cleanup(func() { controlSocket = old })
-	err := RunHook(context.Background(), HookSave)
+	_, err := RunHook(context.Background(), HookSave)
 	if err == nil || !strings.Contains(err.Error(), "checkpoint hook: dial agent") {
 		t.Fatalf("RunHook without an agent: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/denhq/den/internal/driver/ckptdir"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/guest"
 )
 
 // Checkpoints (driver.Suspender).
@@ -17,16 +18,21 @@ import (
 // agent holds two kinds: its listening socket on the --host-uds=create
 // mount and every connection accepted on it. So the agent lets go of them
 // around a checkpoint, told by `den-guest checkpoint-hook` (see
-// internal/guest/checkpoint.go), which runsc runs inside the sandbox as
-// its "save/restore binary": with phase "save" before it saves, "resume"
-// after a checkpoint that leaves the sandbox running, "restore" after a
-// restore. runsc lets a sandbox's kernel be given that binary once
-// (--save-restore-exec-argv; a second time fails with "already set") and
-// keeps it in the saved state, but runs the save phase only on the
-// checkpoint that sets it. So the first checkpoint of a sandbox sets it
-// (sandboxState.CheckpointHook records that), later ones run the save
-// phase themselves with `runsc exec`, and every restore runs the restore
-// phase on its own.
+// internal/guest/checkpoint.go), which the driver runs inside the sandbox
+// with `runsc exec` before each checkpoint (phase "save"). The agent then
+// listens again by itself once the checkpoint is done, whether the
+// sandbox ran on or is a restored copy: it waits on gVisor's
+// /proc/gvisor/checkpoint, and says so by answering "armed".
+//
+// An agent of an older den answers the save without arming: for such a
+// sandbox the driver sets the hook in the kernel as its "save/restore
+// binary" (--save-restore-exec-argv on its first checkpoint; runsc lets a
+// kernel be given one once, and a second time fails with "already set"),
+// and runsc runs it after each restore ("restore") and after each
+// checkpoint that leaves the sandbox running ("resume").
+// sandboxState.CheckpointHook records that the kernel has it. That costs a
+// process start in the sandbox (~20 ms) on every resume, clone and fork,
+// which the armed agent saves.
 //
 // Every checkpoint is taken with --leave-running: a checkpoint that fails
 // (a full disk) would otherwise kill the sandbox. After a successful one
@@ -115,14 +121,24 @@ func (d *Driver) checkpointable(ctx context.Context, op, id string, p paths) (sa
 	return st, nil
 }
 
-// saveCheckpoint has runsc write the checkpoint into dir, the sandbox
-// left running; st.CheckpointHook is updated to what the kernel has.
-// runsc is never killed half-way (ctx is checked before it starts):
-// the sandbox would go on writing files the caller then reads.
+// saveCheckpoint has the guest agent let go of its host sockets and runsc
+// write the checkpoint into dir, the sandbox left running; st's
+// CheckpointHook is updated to what the kernel has. runsc is never killed
+// half-way (ctx is checked before it starts): the sandbox would go on
+// writing files the caller then reads.
 func (d *Driver) saveCheckpoint(ctx context.Context, id string, p paths, st *sandboxState, dir string) error {
 	rid := st.runtimeID(id)
 	args := []string{"checkpoint", "--image-path=" + dir, "--leave-running", "--compression=none"}
-	if !st.CheckpointHook {
+	armed, err := d.runHook(ctx, rid, "save")
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !armed && !st.CheckpointHook {
+		// An older agent: the kernel gets the hook (runsc runs its save
+		// phase again first, a no-op).
 		hook := []string{"--save-restore-exec-argv=" + strings.Join(hookArgv, " "), "--save-restore-exec-timeout=" + hookTimeout.String()}
 		_, err := d.runsc.output(context.WithoutCancel(ctx), append(append(args, hook...), rid)...)
 		if err == nil || !strings.Contains(err.Error(), errHookAlreadySet) {
@@ -130,15 +146,9 @@ func (d *Driver) saveCheckpoint(ctx context.Context, id string, p paths, st *san
 			return wrapRunsc(err)
 		}
 		removeCheckpointFiles(dir)
+		st.CheckpointHook = true
 	}
-	st.CheckpointHook = true
-	if err := d.runHook(ctx, rid, "save"); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	_, err := d.runsc.output(context.WithoutCancel(ctx), append(args, rid)...)
+	_, err = d.runsc.output(context.WithoutCancel(ctx), append(args, rid)...)
 	return wrapRunsc(err)
 }
 
@@ -151,13 +161,15 @@ func wrapRunsc(err error) error {
 }
 
 // runHook runs the checkpoint hook for phase in container rid, as runsc
-// itself does around a checkpoint.
-func (d *Driver) runHook(ctx context.Context, rid, phase string) error {
+// itself does around a checkpoint. armed reports that the agent will
+// listen again by itself once the checkpoint after a save is done.
+func (d *Driver) runHook(ctx context.Context, rid, phase string) (armed bool, err error) {
 	args := append([]string{"exec", rid}, hookArgv...)
-	if _, err := d.runsc.output(ctx, append(args, phase)...); err != nil {
-		return errdefs.Wrap(errdefs.Unavailable, err, "checkpoint hook %s", phase)
+	out, err := d.runsc.output(ctx, append(args, phase)...)
+	if err != nil {
+		return false, errdefs.Wrap(errdefs.Unavailable, err, "checkpoint hook %s", phase)
 	}
-	return nil
+	return strings.Contains(string(out), guest.HookArmedLine), nil
 }
 
 // abortCheckpoint cleans up after a failed checkpoint: it removes runsc's
@@ -165,7 +177,7 @@ func (d *Driver) runHook(ctx context.Context, rid, phase string) error {
 // resume phase did it) and clears the phase.
 func (d *Driver) abortCheckpoint(ctx context.Context, id string, p paths, st sandboxState, dir string) {
 	removeCheckpointFiles(dir)
-	if err := d.runHook(ctx, st.runtimeID(id), "resume"); err != nil {
+	if _, err := d.runHook(ctx, st.runtimeID(id), "resume"); err != nil {
 		d.log.Warn("guest agent after a failed checkpoint", "sandbox", id, "err", err)
 	}
 	st.Phase = ""
@@ -185,8 +197,11 @@ func (d *Driver) finishCheckpoint(ctx context.Context, id string, p paths, st sa
 	}
 	if !stop {
 		st.Phase = ""
-		_, err := writeState(p, st)
-		return err
+		if _, err := writeState(p, st); err != nil {
+			return err
+		}
+		// The sandbox runs on; an armed agent listens again by itself.
+		return waitHealthy(ctx, time.Now().Add(d.cfg.StartTimeout), p)
 	}
 	st.Phase = phaseSuspended
 	if _, err := writeState(p, st); err != nil {
@@ -219,7 +234,7 @@ func (d *Driver) recoverCheckpointing(ctx context.Context, id string, p paths) e
 	if st.Phase != phaseCheckpointing {
 		return nil
 	}
-	if err := d.runHook(ctx, st.runtimeID(id), "resume"); err != nil {
+	if _, err := d.runHook(ctx, st.runtimeID(id), "resume"); err != nil {
 		d.log.Warn("guest agent after an interrupted checkpoint", "sandbox", id, "err", err)
 	}
 	st.Phase = ""

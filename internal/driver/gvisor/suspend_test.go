@@ -12,8 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/driver/drivertest"
 	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/guest"
 )
 
 // newCheckpointDir is an empty directory for a checkpoint.
@@ -29,11 +31,22 @@ func newCheckpointDir(t *testing.T) string {
 // createForSuspend creates a sandbox of the test template, destroyed at
 // the end of t.
 func createForSuspend(t *testing.T) (*Driver, driver.Spec) {
+	return createForSuspendEnv(t, nil)
+}
+
+// createForSuspendEnv is createForSuspend with env added to the spec's.
+func createForSuspendEnv(t *testing.T, env map[string]string) (*Driver, driver.Spec) {
 	t.Helper()
 	dd, spec := newTestDriver(t)
 	d := dd.(*Driver)
 	t.Cleanup(func() { _ = d.Close() })
 	spec.ID = "suspend-" + warmpool.RandomHex(4)
+	for k, v := range env {
+		if spec.Env == nil {
+			spec.Env = map[string]string{}
+		}
+		spec.Env[k] = v
+	}
 	if _, err := d.Create(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +82,40 @@ func TestSuspendReleasesRuntime(t *testing.T) {
 		t.Errorf("rootfs of a suspended sandbox mounted = %v, %v; want mounted (it pins the image layers)", mounted, err)
 	}
 	st, err := readState(d.paths(spec.ID))
-	if err != nil || st.Phase != phaseSuspended || !st.CheckpointHook {
-		t.Errorf("state of a suspended sandbox: %+v, %v", st, err)
+	if err != nil || st.Phase != phaseSuspended || st.CheckpointHook {
+		t.Errorf("state of a suspended sandbox: %+v, %v; want suspended, no hook in the kernel (the agent armed)", st, err)
+	}
+}
+
+// TestSuspendResumeOlderAgent: an agent that cannot listen again by itself
+// after a checkpoint (as before den-guest waited on gVisor's checkpoint
+// file; here the file it waits on is missing) gets the hook set in the
+// kernel on its first checkpoint, and every later checkpoint, resume and
+// clone works with it.
+func TestSuspendResumeOlderAgent(t *testing.T) {
+	d, spec := createForSuspendEnv(t, map[string]string{guest.CheckpointFileEnv: "/nonexistent"})
+	ctx := context.Background()
+	for i := range 2 {
+		if err := d.Checkpoint(ctx, spec.ID, newCheckpointDir(t)); err != nil {
+			t.Fatalf("checkpoint %d: %v", i, err)
+		}
+		if res, err := drivertest.Shell(ctx, d, spec.ID, "echo ok"); err != nil || res.Stdout != "ok\n" {
+			t.Fatalf("exec after checkpoint %d: %+v, %v", i, res, err)
+		}
+		dir := newCheckpointDir(t)
+		if err := d.Suspend(ctx, spec.ID, dir); err != nil {
+			t.Fatalf("suspend %d: %v", i, err)
+		}
+		st, err := readState(d.paths(spec.ID))
+		if err != nil || !st.CheckpointHook {
+			t.Fatalf("state after suspend %d: %+v, %v; want the hook in the kernel", i, st, err)
+		}
+		if _, err := d.Resume(ctx, spec, dir); err != nil {
+			t.Fatalf("resume %d: %v", i, err)
+		}
+		if res, err := drivertest.Shell(ctx, d, spec.ID, "echo ok"); err != nil || res.Stdout != "ok\n" {
+			t.Fatalf("exec after resume %d: %+v, %v", i, res, err)
+		}
 	}
 }
 
