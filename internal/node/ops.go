@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/store"
@@ -23,10 +24,12 @@ type opStep[T any] struct {
 // settles what is left.
 func runOp[T any](ctx context.Context, n *Node, op string, st *T, steps []opStep[T]) error {
 	for i, s := range steps {
+		begin := time.Now()
 		err := n.hook(op, s.name)
 		if err == nil {
 			err = s.do(ctx, st)
 		}
+		n.log.Debug("step", "op", op, "step", s.name, "took", time.Since(begin))
 		if err == nil {
 			continue
 		}

@@ -247,10 +247,18 @@ func (n *Node) markSuspended(ctx context.Context, op *suspendOp) error {
 }
 
 // dropOlderSnapshots is best effort: a leftover is removed by the next
-// suspend or Recover.
+// suspend or Recover. The older generations leave the sandbox's directory
+// at once; their files are deleted in the background (snapshot.Discard
+// says why), which Close waits for.
 func (n *Node) dropOlderSnapshots(ctx context.Context, op *suspendOp) error {
-	if err := n.snaps.Prune(op.id, op.ref.Generation); err != nil {
+	deleteMoved, err := n.snaps.Discard(op.id, op.ref.Generation)
+	if err != nil {
 		n.log.Warn("remove older snapshots", "sandbox", op.id, "err", err)
 	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		deleteMoved()
+	}()
 	return nil
 }

@@ -105,6 +105,10 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open snapshot dir: %w", err)
 	}
+	// What Discard moved out and a crash kept from being deleted.
+	if err := os.RemoveAll(filepath.Join(dir, trashDir)); err != nil {
+		return nil, fmt.Errorf("open snapshot dir: empty its trash: %w", err)
+	}
 	return &Store{dir: dir}, nil
 }
 
@@ -330,16 +334,29 @@ func hashFile(p string, sync bool) (File, error) {
 	}
 	defer f.Close()
 	if sync {
-		if err := f.Sync(); err != nil {
-			return File{}, err
+		// The write-back and the hashing overlap: one waits on the disk,
+		// the other reads the page cache (a sealed 256 MiB checkpoint
+		// took the sum of both, ~600 ms, on the dev VM).
+		synced := make(chan error, 1)
+		go func() { synced <- f.Sync() }()
+		got, err := hashOpen(f, false)
+		if serr := <-synced; serr != nil {
+			return File{}, serr
 		}
+		return got, err
 	}
+	return hashOpen(f, true)
+}
+
+// hashOpen hashes the open file f; with cached, a digest remembered for
+// its unchanged content is used instead.
+func hashOpen(f *os.File, cached bool) (File, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return File{}, err
 	}
 	before, stamped := stampOf(fi)
-	if stamped && !sync {
+	if stamped && cached {
 		if sum, ok := knownDigest(before); ok {
 			return File{Size: before.size, SHA256: sum}, nil
 		}

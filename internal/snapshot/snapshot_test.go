@@ -220,6 +220,79 @@ func TestGenerationsAndPrune(t *testing.T) {
 	}
 }
 
+// TestDiscard: the generations leave the sandbox's directory at once,
+// their files stay in the trash until the returned function deletes them
+// (or the store is opened again after a crash), and usage and IDs never
+// count the trash.
+func TestDiscard(t *testing.T) {
+	s := openTest(t)
+	sealed(t, s, 1, map[string]string{"a": "1"})
+	sealed(t, s, 2, map[string]string{"a": "2"})
+	sealed(t, s, 3, map[string]string{"a": "3"})
+	if _, err := s.Begin("sb", 4); err != nil {
+		t.Fatal(err)
+	}
+	deleteMoved, err := s.Discard("sb", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotSealed, gotUnsealed, _ := s.Generations("sb")
+	if !cmp.Equal(gotSealed, []uint64{3}) || len(gotUnsealed) != 0 {
+		t.Fatalf("after Discard(3): %v %v", gotSealed, gotUnsealed)
+	}
+	trash := filepath.Join(s.dir, trashDir)
+	if n := countFiles(t, trash); n != 4 {
+		t.Fatalf("trash holds %d files, want the 4 of generations 1 and 2 (a file and a manifest each)", n)
+	}
+	if ids, err := s.IDs(); err != nil || !cmp.Equal(ids, []string{"sb"}) {
+		t.Fatalf("IDs = %v, %v", ids, err)
+	}
+	deleteMoved()
+	if n := countFiles(t, trash); n != 0 {
+		t.Fatalf("trash holds %d files after deleting", n)
+	}
+
+	// A crash between the move and the deletion: Open empties the trash.
+	sealed(t, s, 5, map[string]string{"a": "5"})
+	if _, err := s.Discard("sb", 5); err != nil {
+		t.Fatal(err)
+	}
+	if n := countFiles(t, trash); n != 2 {
+		t.Fatalf("trash holds %d files, want generation 3's 2", n)
+	}
+	if _, err := Open(s.dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(trash); !os.IsNotExist(err) {
+		t.Fatalf("trash after Open: %v", err)
+	}
+	if _, _, err := s.Verify("sb", sealed(t, s, 6, map[string]string{"a": "6"})); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// countFiles counts the regular files under dir (0 when it is missing).
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return filepath.SkipAll
+			}
+			return err
+		}
+		if d.Type().IsRegular() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // TestSealAfterInterruptedSeal seals a generation whose first Seal wrote
 // its manifest and then died before the rename (den was killed): the
 // second Seal, after a restart, completes it. A manifest.json of the

@@ -157,15 +157,44 @@ func (s *Store) Generations(id string) (sealed, unsealed []uint64, err error) {
 // Prune removes every generation of sandbox id, sealed or not, except
 // sealed generation keep (0 keeps none).
 func (s *Store) Prune(id string, keep uint64) error {
+	deleteMoved, err := s.Discard(id, keep)
+	deleteMoved()
+	return err
+}
+
+// trashDir is the store's directory of generations on their way out
+// (Discard); no sandbox ID can take its name (IDs start with a letter or
+// a digit).
+const trashDir = ".trash"
+
+// Discard removes what Prune removes, but leaves deleting the sealed
+// generations' files to the function it returns: they are moved into the
+// store's trash first, one rename each. Deleting big files is slow on a
+// file system that discards (TRIMs) the blocks it frees: ~140 ms per
+// 256 MiB on the dev VM, on a suspend's path. Open empties the trash a
+// crash left.
+func (s *Store) Discard(id string, keep uint64) (deleteMoved func(), err error) {
+	var moved []string
+	deleteMoved = func() {
+		for _, d := range moved {
+			_ = os.RemoveAll(d)
+		}
+	}
 	sealed, unsealed, err := s.Generations(id)
 	if err != nil {
-		return err
+		return deleteMoved, err
 	}
 	var errs []error
 	for _, gen := range sealed {
-		if gen != keep {
-			errs = append(errs, os.RemoveAll(s.Dir(id, gen)))
+		if gen == keep {
+			continue
 		}
+		d, err := s.moveToTrash(id, gen)
+		if err != nil {
+			errs = append(errs, os.RemoveAll(s.Dir(id, gen)))
+			continue
+		}
+		moved = append(moved, d)
 	}
 	for _, gen := range unsealed {
 		errs = append(errs, os.RemoveAll(s.Dir(id, gen)+tmpSuffix))
@@ -174,9 +203,27 @@ func (s *Store) Prune(id string, keep uint64) error {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("prune snapshots of sandbox %s: %w", id, err)
+		return deleteMoved, fmt.Errorf("prune snapshots of sandbox %s: %w", id, err)
 	}
-	return nil
+	return deleteMoved, nil
+}
+
+// moveToTrash renames sealed generation gen of sandbox id into a new
+// directory of the trash and returns that directory.
+func (s *Store) moveToTrash(id string, gen uint64) (string, error) {
+	trash := filepath.Join(s.dir, trashDir)
+	if err := os.MkdirAll(trash, 0o700); err != nil {
+		return "", err
+	}
+	d, err := os.MkdirTemp(trash, id+"-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Rename(s.Dir(id, gen), filepath.Join(d, strconv.FormatUint(gen, 10))); err != nil {
+		_ = os.Remove(d)
+		return "", err
+	}
+	return d, nil
 }
 
 // Remove removes every snapshot of sandbox id. It succeeds when there are
