@@ -56,20 +56,9 @@ func (a *Agent) join(ctx context.Context, tok nodeproto.Token, req nodeproto.Joi
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	c.SetDeadline(time.Now().Add(DefaultDialTimeout))
-	var resp nodeproto.JoinResponse
-	if err := nodeproto.WriteFrame(c, req); err != nil {
-		return nil, errdefs.Wrap(errdefs.Unavailable, err, "join through %s", addr)
-	}
-	if err := nodeproto.ReadFrame(c, &resp); err != nil {
-		return nil, errdefs.Wrap(errdefs.Unavailable, err, "join through %s: read the answer", addr)
-	}
-	if resp.Error != nil {
-		err := resp.Error.Err()
+	resp, err := nodeproto.Join(c, req, tok.CAHash)
+	if err != nil {
 		return nil, errdefs.Wrap(errdefs.KindOf(err), err, "join through %s", addr)
-	}
-	ca, err := pki.ParseCert([]byte(resp.CA))
-	if err != nil || pki.CertHash(ca) != tok.CAHash {
-		return nil, errdefs.New(errdefs.PermissionDenied, "join through %s: the server answered with a CA other than the join token's", addr)
 	}
 	return newIdentity(resp.NodeID, []byte(resp.Cert), keyPEM, []byte(resp.CA))
 }

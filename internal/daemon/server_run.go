@@ -323,9 +323,9 @@ func (r *serverRun) joinWithToken(ctx context.Context, hosts []string) error {
 
 // useJoin keeps the certificate a token exchange answered with.
 func (r *serverRun) useJoin(tok nodeproto.Token, resp nodeproto.JoinResponse, keyPEM []byte) error {
-	ca, err := pki.ParseCACert([]byte(resp.CA))
-	if err != nil || ca.Hash() != tok.CAHash {
-		return errdefs.New(errdefs.PermissionDenied, "the server answered with a CA other than the token's")
+	ca, err := pki.ParseCACert([]byte(resp.CA)) // its hash is the token's (nodeproto.Join)
+	if err != nil {
+		return errdefs.Wrap(errdefs.PermissionDenied, err, "the server's CA")
 	}
 	leaf, err := pki.NewLeaf([]byte(resp.Cert), keyPEM)
 	if err != nil {
@@ -355,18 +355,7 @@ func tokenExchange(ctx context.Context, addr string, tok nodeproto.Token, req no
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
-	var resp nodeproto.JoinResponse
-	if err := nodeproto.WriteFrame(c, req); err != nil {
-		return resp, errdefs.Wrap(errdefs.Unavailable, err, "send the join request")
-	}
-	if err := nodeproto.ReadFrame(c, &resp); err != nil {
-		return resp, errdefs.Wrap(errdefs.Unavailable, err, "read the answer")
-	}
-	if resp.Error != nil {
-		err := resp.Error.Err()
-		return resp, errdefs.Wrap(errdefs.KindOf(err), err, "refused")
-	}
-	return resp, nil
+	return nodeproto.Join(c, req, tok.CAHash)
 }
 
 // recordClusterCA makes sure the replicated state holds the cluster CA, and

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 
 	"github.com/denhq/den/internal/errdefs"
@@ -251,6 +252,28 @@ func JoinTLSConfig(caHash string) *tls.Config {
 			return VerifyByCAHash(cs.PeerCertificates, caHash)
 		},
 	}
+}
+
+// Join makes one join exchange over c, a connection to a server's node
+// listener dialled with JoinTLSConfig(caHash): it sends req and reads the
+// answer. A refusal keeps the server's error kind; an answer with a CA
+// other than caHash is PermissionDenied.
+func Join(c net.Conn, req JoinRequest, caHash string) (JoinResponse, error) {
+	var resp JoinResponse
+	if err := WriteFrame(c, req); err != nil {
+		return resp, errdefs.Wrap(errdefs.Unavailable, err, "send the join request")
+	}
+	if err := ReadFrame(c, &resp); err != nil {
+		return resp, errdefs.Wrap(errdefs.Unavailable, err, "read the answer")
+	}
+	if resp.Error != nil {
+		err := resp.Error.Err()
+		return resp, errdefs.Wrap(errdefs.KindOf(err), err, "refused")
+	}
+	if ca, err := pki.ParseCert([]byte(resp.CA)); err != nil || pki.CertHash(ca) != caHash {
+		return resp, errdefs.New(errdefs.PermissionDenied, "the server answered with a CA other than the join token's")
+	}
+	return resp, nil
 }
 
 // VerifyByCAHash checks that certs (a server's chain, leaf first) holds a

@@ -237,3 +237,46 @@ func TestClusterSnapshotRestore(t *testing.T) {
 		}
 	}
 }
+
+// A server token admits servers only, counts a use per server key (a
+// retry of the same key is free) and stops at its uses; an agent token
+// admits no server.
+func TestJoinServer(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if err := s.PutJoinToken(ctx, &JoinToken{ID: "srv", Hash: "h", Uses: 1, Role: RoleServer, CreatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutJoinToken(ctx, &JoinToken{ID: "agent", Hash: "h", Uses: 5, CreatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.JoinServer(ctx, "srv", "h", base, "key-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.JoinServer(ctx, "srv", "h", base, "key-1"); err != nil {
+		t.Fatalf("the same server again: %v", err)
+	}
+	if tok, _ := s.Snapshot().JoinToken("srv"); tok.Used != 1 || len(tok.Servers) != 1 {
+		t.Fatalf("token after a join and its retry: %+v", tok)
+	}
+	err := s.JoinServer(ctx, "srv", "h", base, "key-2")
+	if !errdefs.Is(err, errdefs.PermissionDenied) || !strings.Contains(err.Error(), "used up") {
+		t.Fatalf("a second server on a one-use token: %v", err)
+	}
+	if err := s.JoinServer(ctx, "srv", "wrong", base, "key-3"); !errdefs.Is(err, errdefs.PermissionDenied) {
+		t.Fatalf("a wrong secret: %v", err)
+	}
+	if err := s.JoinServer(ctx, "agent", "h", base, "key-4"); !errdefs.Is(err, errdefs.PermissionDenied) {
+		t.Fatalf("an agent token admitted a server: %v", err)
+	}
+	if err := s.PutJoinToken(ctx, &JoinToken{ID: "srv2", Hash: "h", Uses: 1, Role: RoleServer, CreatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	err = s.JoinNode(ctx, "srv2", "h", base, &Node{ID: "n-1", Name: "box"})
+	if !errdefs.Is(err, errdefs.PermissionDenied) || !strings.Contains(err.Error(), "admits servers") {
+		t.Fatalf("a server token admitted an agent: %v", err)
+	}
+	if err := s.PutJoinToken(ctx, &JoinToken{ID: "bad", Hash: "h", Uses: 1, Role: "root", CreatedAt: base}); !errdefs.Is(err, errdefs.InvalidArgument) {
+		t.Fatalf("a token of an unknown role: %v", err)
+	}
+}

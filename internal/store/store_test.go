@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -516,5 +517,31 @@ func BenchmarkCreateSandbox(b *testing.B) {
 		if err := s.CreateSandbox(ctx, sb); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// EachSandbox visits every sandbox of a state once, and stops when told.
+func TestEachSandbox(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	for i, st := range []string{StatePending, "running", "running", "suspended", "running"} {
+		sb := newSandbox(string(rune('a'+i)), "t", "", base.Add(time.Duration(i)*time.Second))
+		sb.State = st
+		if err := s.CreateSandbox(ctx, sb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var running []string
+	if err := s.Snapshot().EachSandbox("running", func(sb *Sandbox) bool { running = append(running, sb.ID); return true }); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(running)
+	if !slices.Equal(running, []string{"b", "c", "e"}) {
+		t.Fatalf("running sandboxes %v, want b c e", running)
+	}
+	n := 0
+	s.Snapshot().EachSandbox("", func(*Sandbox) bool { n++; return n < 2 })
+	if n != 2 {
+		t.Fatalf("visited %d after asking to stop at 2", n)
 	}
 }
