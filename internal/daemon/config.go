@@ -10,8 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 
+	"github.com/denhq/den/internal/driver/gvisor"
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -163,10 +166,8 @@ func (c *Config) validateNode() error {
 	default:
 		return errdefs.New(errdefs.InvalidArgument, "--platform %q is unknown: use systrap or ptrace", c.Platform)
 	}
-	switch c.HostSettings {
-	case "", "adjust", "enforce", "check", "ignore":
-	default:
-		return errdefs.New(errdefs.InvalidArgument, "--host-settings %q is unknown: use adjust, enforce, check or ignore", c.HostSettings)
+	if c.HostSettings != "" && !slices.Contains(gvisor.HostSettingsPolicies, c.HostSettings) {
+		return errdefs.New(errdefs.InvalidArgument, "--host-settings %q is unknown: use one of %s", c.HostSettings, strings.Join(gvisor.HostSettingsPolicies, ", "))
 	}
 	if c.SandboxCIDR != "" {
 		if p, err := netip.ParsePrefix(c.SandboxCIDR); err != nil || !p.Addr().Is4() || p.Bits() != 16 {

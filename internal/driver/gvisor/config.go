@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/denhq/den/internal/errdefs"
@@ -83,6 +85,9 @@ type Config struct {
 // HostSettingsAdjust is the default HostSettings.
 const HostSettingsAdjust = "adjust"
 
+// HostSettingsPolicies are the values HostSettings takes ("" is adjust).
+var HostSettingsPolicies = []string{HostSettingsAdjust, "enforce", "check", "ignore"}
+
 // withDefaults returns c with empty optional fields filled in.
 func (c Config) withDefaults() Config {
 	if c.CgroupParent == "" {
@@ -127,10 +132,8 @@ func (c Config) Validate() error {
 	default:
 		return errdefs.New(errdefs.InvalidArgument, "gvisor config: unsupported platform %q (want systrap or ptrace)", c.Platform)
 	}
-	switch c.HostSettings {
-	case "", HostSettingsAdjust, "enforce", "check", "ignore":
-	default:
-		return errdefs.New(errdefs.InvalidArgument, "gvisor config: unknown host settings policy %q (want adjust, enforce, check or ignore)", c.HostSettings)
+	if c.HostSettings != "" && !slices.Contains(HostSettingsPolicies, c.HostSettings) {
+		return errdefs.New(errdefs.InvalidArgument, "gvisor config: unknown host settings policy %q (want one of %s)", c.HostSettings, strings.Join(HostSettingsPolicies, ", "))
 	}
 	if c.PidsLimit < 0 {
 		return errdefs.New(errdefs.InvalidArgument, "gvisor config: PidsLimit must not be negative")

@@ -112,8 +112,8 @@
 // the host overlay of image layers is not in it and must be there, at the
 // same paths, to restore. The guest agent closes its host socket before a
 // checkpoint and listens again by itself once it is done (see suspend.go;
-// older agents need a hook that runsc runs after each restore). A suspended sandbox keeps its directory and
-// rootfs mount (which also keeps image GC off its layers) but no runsc
+// older agents need a hook that runsc runs after each restore). A
+// suspended sandbox keeps its directory and rootfs mount (which also keeps image GC off its layers) but no runsc
 // container, cgroup or process; den.json says so (Phase). Resume restores
 // it in place; Clone builds a new sandbox directory as Create does and
 // restores into it, then sets its hostname. Sandboxes with an UpperDir
