@@ -75,6 +75,8 @@ func (m dirtyMemory) fill(ctx context.Context, sb *den.Sandbox) error {
 type resumeBenchConfig struct {
 	benchConfig
 	dirty dirtyMemory
+	// cpus is the sandbox's CPU limit (0: the server's default).
+	cpus float64
 }
 
 // resumeReport is the JSON report of `den bench resume`.
@@ -128,6 +130,7 @@ func (a *app) benchResumeCmd() *cobra.Command {
 	f.StringVar(&cfg.image, "image", "busybox", "image of the sandbox")
 	f.IntVarP(&cfg.sequential, "n", "n", 20, "suspend/resume cycles")
 	cfg.dirty.addFlags(f, 256, "the sandbox")
+	f.Float64Var(&cfg.cpus, "cpus", 0, "CPU limit of the sandbox (0: the server's default)")
 	f.StringVar(&cfg.jsonFile, "json", "", "write the JSON report to this file (- for stdout)")
 	f.StringVar(&cfg.runsc, "runsc", "", "runsc binary for the raw floor (\"\" disables; default: runsc next to den, when root)")
 	f.StringVar(&cfg.platform, "platform", "systrap", "runsc platform for the raw floor (systrap, ptrace)")
@@ -139,7 +142,7 @@ func (a *app) benchResume(cmd *cobra.Command, c *den.Client, cfg resumeBenchConf
 	host, _ := os.Hostname()
 	rep := resumeReport{Date: time.Now().UTC(), Server: c.URL(), Image: cfg.image, Host: host,
 		CPUs: runtime.NumCPU(), DirtyMB: cfg.dirty.mb, DirtyIn: cfg.dirty.kind}
-	sb, err := c.Create(ctx, rest.CreateSandboxRequest{Image: cfg.image, MemoryMB: int64(cfg.dirty.mb)*2 + 512})
+	sb, err := c.Create(ctx, rest.CreateSandboxRequest{Image: cfg.image, CPUs: cfg.cpus, MemoryMB: int64(cfg.dirty.mb)*2 + 512})
 	if err != nil {
 		return fmt.Errorf("bench resume: create sandbox: %w", err)
 	}

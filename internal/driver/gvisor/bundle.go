@@ -115,17 +115,14 @@ func cgroupPath(cfg Config, id string) string {
 	return "/" + strings.Trim(cfg.CgroupParent, "/") + "/" + id
 }
 
-// resources are the OCI limits: runsc applies them to the sandbox cgroup.
+// resources are the OCI limits runsc applies to the sandbox cgroup: memory
+// and PIDs. The CPU limit is den's to apply once the sandbox runs (see
+// cpulimit.go).
 func resources(cfg Config, spec driver.Spec) *specs.LinuxResources {
 	r := &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: cfg.PidsLimit}}
 	if spec.MemoryMB > 0 {
 		limit := spec.MemoryMB << 20
 		r.Memory = &specs.LinuxMemory{Limit: &limit}
-	}
-	if spec.CPUs > 0 {
-		quota := int64(spec.CPUs * cpuPeriodUS)
-		period := uint64(cpuPeriodUS)
-		r.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}
 	return r
 }

@@ -53,6 +53,7 @@ var createSteps = []step{
 	{"start sandbox", (*creation).start},
 	{"write state", (*creation).writeState},
 	{"wait for guest agent", (*creation).waitGuest},
+	{"apply CPU limit", (*creation).applyCPULimit},
 }
 
 // Create implements driver.Driver. It claims a warm spare of spec's shape
@@ -277,7 +278,7 @@ func (c *creation) writeState(ctx context.Context) (func(context.Context) error,
 	}
 	st := sandboxState{
 		Dir: c.p.dir, RunscRoot: c.d.runsc.root, Platform: platform, RuntimeID: runtimeIDFor(c.spec.ID),
-		Cgroup: cgroupPath(c.d.cfg, c.spec.ID), StartedAt: time.Now().UTC(),
+		Cgroup: cgroupPath(c.d.cfg, c.spec.ID), CPUQuotaUS: cpuQuotaUS(c.spec), StartedAt: time.Now().UTC(),
 		MemoryLimit: uint64(c.spec.MemoryMB) << 20, DiskLimitBytes: uint64(c.spec.DiskMB) << 20,
 		UpperDir: c.spec.UpperDir, Layers: c.spec.Image.Layers, GuestBinary: c.guestBinary(),
 		CheckpointHook: c.image != "",

@@ -154,6 +154,11 @@ func (d *Driver) Recover(ctx context.Context, h *driver.Handle) error {
 	if err := checkHealth(ctx, p.socket()); err != nil {
 		return errdefs.Wrap(errdefs.Unavailable, err, "recover sandbox %s: guest agent", h.ID)
 	}
+	// A den that died between a start and its "apply CPU limit" step left
+	// the sandbox unlimited.
+	if err := setCPUQuota(st.Cgroup, st.CPUQuotaUS); err != nil {
+		return fmt.Errorf("recover sandbox %s: %w", h.ID, err)
+	}
 	d.log.Info("sandbox recovered", "sandbox", h.ID)
 	return nil
 }

@@ -30,6 +30,7 @@ var resumeSteps = []step{
 	{"restore sandbox", (*creation).restore},
 	{"write state", (*creation).writeResumeState},
 	{"wait for guest agent", (*creation).waitGuest},
+	{"apply CPU limit", (*creation).applyCPULimit},
 }
 
 // cloneSteps build a new sandbox as Create does, but restore it from a
@@ -43,6 +44,7 @@ var cloneSteps = []step{
 	{"restore sandbox", (*creation).restore},
 	{"write state", (*creation).writeState},
 	{"wait for guest agent", (*creation).waitGuest},
+	{"apply CPU limit", (*creation).applyCPULimit},
 	{"set hostname", (*creation).setHostname},
 }
 
@@ -246,7 +248,7 @@ func (c *creation) restore(ctx context.Context) (func(context.Context) error, er
 func (c *creation) writeResumeState(ctx context.Context) (func(context.Context) error, error) {
 	st := c.prev
 	st.Phase, st.CheckpointHook, st.RuntimeID, st.GuestBinary = "", true, c.rid, c.guestBinary()
-	st.Cgroup = cgroupPath(c.d.cfg, c.spec.ID)
+	st.Cgroup, st.CPUQuotaUS = cgroupPath(c.d.cfg, c.spec.ID), cpuQuotaUS(c.spec)
 	raw, err := writeState(c.p, st)
 	c.raw = raw
 	undo := func(context.Context) error {

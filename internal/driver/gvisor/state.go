@@ -45,7 +45,11 @@ type sandboxState struct {
 	RuntimeID string `json:"runtime_id,omitempty"`
 	Platform  string `json:"platform"`
 	// Cgroup is the sandbox cgroup path (relative to a hierarchy root).
-	Cgroup         string    `json:"cgroup"`
+	Cgroup string `json:"cgroup"`
+	// CPUQuotaUS is the CFS quota per 100 ms of the sandbox's CPU limit,
+	// which den applies to the cgroup after the start (cpulimit.go); 0:
+	// none, or a sandbox started by a version whose runsc applied it.
+	CPUQuotaUS     int64     `json:"cpu_quota_us,omitempty"`
 	MemoryLimit    uint64    `json:"memory_limit_bytes,omitempty"`
 	DiskLimitBytes uint64    `json:"disk_limit_bytes,omitempty"`
 	StartedAt      time.Time `json:"started_at"`
