@@ -68,8 +68,10 @@
 //
 // runsc places the sandbox (sentry and gofer) in the cgroup named by the OCI
 // spec's linux.cgroupsPath (<CgroupParent>/<id>) and applies linux.resources
-// there: memory limit = MemoryMB, CPU quota = CPUs, pids = Config.PidsLimit
-// host tasks. The sentry has no OOM killer of its own, so a sandbox that
+// there: memory limit = MemoryMB, pids = Config.PidsLimit host tasks. The
+// CPU quota (CPUs) is den's to write once the guest agent answers after a
+// start, resume or clone (cpulimit.go): a boot or restore is the platform's
+// multi-threaded work and is not throttled to the sandbox's share. The sentry has no OOM killer of its own, so a sandbox that
 // allocates past its limit meets the host's memcg OOM killer (only this
 // sandbox's cgroup is affected). That kills one task: the sentry, the gofer
 // or a systrap stub process (it maps the guest's memory, so it is often the
