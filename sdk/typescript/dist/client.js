@@ -1,0 +1,253 @@
+// Client is a client of one den server: the API's groups of routes as
+// properties (sandboxes, images, snapshots, pools, sshKeys, tenants,
+// apiKeys, tokens, nodes, cluster) and info().
+import { resolveConfig } from './config.js';
+import { Images } from './images.js';
+import { Sandbox, Sandboxes } from './sandbox.js';
+import { Transport, seg } from './transport.js';
+/**
+ * Client is a client of one den server. It holds no connection state of
+ * its own (Node's fetch pools connections) and is safe to share.
+ */
+export class Client {
+    /** The server's base URL. */
+    url;
+    /** The sandbox traffic listener, where port URLs point; "" when unknown. */
+    sandboxUrl;
+    /** @internal */
+    transport;
+    /** Sandboxes: create, get, list, delete, timeouts, suspend and resume, fork, network, ports. */
+    sandboxes;
+    /** Images: list, inspect, tag, remove, prune, import, export, pull, push, build. */
+    images;
+    /** Snapshots of sandboxes. */
+    snapshots;
+    /** Warm pools of ready sandboxes. */
+    pools;
+    /** SSH public keys for den's SSH gateway. */
+    sshKeys;
+    /** Tenants, their quotas and rate limits (admin keys). */
+    tenants;
+    /** API keys. */
+    apiKeys;
+    /** Join tokens for nodes and servers (admin keys). */
+    tokens;
+    /** The nodes that run sandboxes. */
+    nodes;
+    /** The den servers of a cluster. */
+    cluster;
+    /** new Client() reads DEN_URL and DEN_API_KEY, else den up's env file; options override both. */
+    constructor(opts = {}) {
+        const cfg = resolveConfig(opts);
+        this.url = cfg.url;
+        this.sandboxUrl = cfg.sandboxUrl;
+        const t = { url: cfg.url, apiKey: cfg.apiKey };
+        if (opts.maxRetries !== undefined)
+            t.maxRetries = opts.maxRetries;
+        if (opts.fetch)
+            t.fetch = opts.fetch;
+        this.transport = new Transport(t);
+        this.sandboxes = new Sandboxes(this);
+        this.images = new Images(this.transport);
+        this.snapshots = new Snapshots(this.transport);
+        this.pools = new Pools(this.transport);
+        this.sshKeys = new SSHKeys(this.transport);
+        this.tenants = new Tenants(this.transport);
+        this.apiKeys = new APIKeys(this.transport);
+        this.tokens = new JoinTokens(this.transport);
+        this.nodes = new Nodes(this.transport);
+        this.cluster = new Cluster(this.transport);
+    }
+    /** info describes the server: version, runtimes and node. */
+    async info(opts = {}) {
+        return this.transport.json('GET', '/v1/info', undefined, opts);
+    }
+    /** sandbox returns a handle on the sandbox id without asking the server (info is undefined). */
+    sandbox(id, opts = {}) {
+        return new Sandbox(this, id, undefined, opts.user);
+    }
+}
+/** Snapshots: saved sandboxes that new sandboxes start from (client.snapshots). */
+export class Snapshots {
+    t;
+    /** @internal */
+    constructor(t) {
+        this.t = t;
+    }
+    /** create saves a running sandbox as a snapshot; it keeps running. */
+    async create(req, opts = {}) {
+        return this.t.json('POST', '/v1/snapshots', req, opts);
+    }
+    /** get returns the snapshot with the given ID or name. */
+    async get(idOrName, opts = {}) {
+        return this.t.json('GET', `/v1/snapshots/${seg(idOrName)}`, undefined, opts);
+    }
+    /** list returns the tenant's snapshots, oldest first. */
+    async list(opts = {}) {
+        return (await this.t.json('GET', '/v1/snapshots', undefined, opts)).snapshots;
+    }
+    /** delete deletes a snapshot; sandboxes started from it go on. */
+    async delete(idOrName, opts = {}) {
+        await this.t.json('DELETE', `/v1/snapshots/${seg(idOrName)}`, undefined, opts);
+    }
+    /** usage reports the disk the tenant's snapshots take on the node, and the node's totals. */
+    async usage(opts = {}) {
+        return this.t.json('GET', '/v1/snapshots/usage', undefined, opts);
+    }
+    /** prune removes snapshot files nothing references (and, when asked, old snapshot objects). */
+    async prune(req = {}, opts = {}) {
+        return this.t.json('POST', '/v1/snapshots/prune', req, opts);
+    }
+}
+/** Pools: warm pools of started, never-used sandboxes (client.pools). */
+export class Pools {
+    t;
+    /** @internal */
+    constructor(t) {
+        this.t = t;
+    }
+    /** create declares a pool; it fills in the background. */
+    async create(req, opts = {}) {
+        return this.t.json('POST', '/v1/pools', req, opts);
+    }
+    /** get returns the pool with the given ID or name, with its ready count. */
+    async get(idOrName, opts = {}) {
+        return this.t.json('GET', `/v1/pools/${seg(idOrName)}`, undefined, opts);
+    }
+    /** list returns the tenant's pools, oldest first. */
+    async list(opts = {}) {
+        return (await this.t.json('GET', '/v1/pools', undefined, opts)).pools;
+    }
+    /** resize sets the number of spares a pool keeps ready. */
+    async resize(idOrName, size, opts = {}) {
+        return this.t.json('PATCH', `/v1/pools/${seg(idOrName)}`, { size }, opts);
+    }
+    /** delete deletes a pool and its spares; sandboxes claimed from it go on. */
+    async delete(idOrName, opts = {}) {
+        await this.t.json('DELETE', `/v1/pools/${seg(idOrName)}`, undefined, opts);
+    }
+}
+/** SSHKeys: public keys that may log in to the tenant's sandboxes through den's SSH gateway (client.sshKeys). */
+export class SSHKeys {
+    t;
+    /** @internal */
+    constructor(t) {
+        this.t = t;
+    }
+    /** add registers a public key (one authorized_keys line). */
+    async add(req, opts = {}) {
+        return this.t.json('POST', '/v1/ssh-keys', req, opts);
+    }
+    /** list returns the tenant's keys, oldest first. */
+    async list(opts = {}) {
+        return (await this.t.json('GET', '/v1/ssh-keys', undefined, opts)).sshKeys;
+    }
+    /** delete removes a key by ID or name. */
+    async delete(idOrName, opts = {}) {
+        await this.t.json('DELETE', `/v1/ssh-keys/${seg(idOrName)}`, undefined, opts);
+    }
+}
+/** Tenants, with quotas, rate limits and usage (client.tenants). */
+export class Tenants {
+    t;
+    /** @internal */
+    constructor(t) {
+        this.t = t;
+    }
+    /** create creates a tenant (admin keys). */
+    async create(req, opts = {}) {
+        return this.t.json('POST', '/v1/tenants', req, opts);
+    }
+    /** get returns a tenant with its quota, rate limit and usage. */
+    async get(name, opts = {}) {
+        return this.t.json('GET', `/v1/tenants/${seg(name)}`, undefined, opts);
+    }
+    /** list returns every tenant (admin keys) or the key's own. */
+    async list(opts = {}) {
+        return this.t.json('GET', '/v1/tenants', undefined, opts);
+    }
+    /** update replaces a tenant's quota, rate limit or placement (admin keys). */
+    async update(name, req, opts = {}) {
+        return this.t.json('PATCH', `/v1/tenants/${seg(name)}`, req, opts);
+    }
+    /** delete deletes a tenant that holds nothing, with its keys (admin keys). */
+    async delete(name, opts = {}) {
+        await this.t.json('DELETE', `/v1/tenants/${seg(name)}`, undefined, opts);
+    }
+}
+/** APIKeys: the keys of tenants (client.apiKeys). */
+export class APIKeys {
+    t;
+    /** @internal */
+    constructor(t) {
+        this.t = t;
+    }
+    /** create makes a key; the answer's secret is shown this once. */
+    async create(req = {}, opts = {}) {
+        return this.t.json('POST', '/v1/keys', req, opts);
+    }
+    /** list lists the keys of tenant (default the key's own), never their secrets. */
+    async list(opts = {}) {
+        return this.t.json('GET', '/v1/keys', undefined, { query: { tenant: opts.tenant || undefined }, signal: opts.signal });
+    }
+    /** revoke deletes a key by ID (or unique name); it stops working at once. */
+    async revoke(idOrName, opts = {}) {
+        await this.t.json('DELETE', `/v1/keys/${seg(idOrName)}`, undefined, opts);
+    }
+}
+/** JoinTokens: tokens that admit den agents and servers to a cluster (client.tokens; admin keys). */
+export class JoinTokens {
+    t;
+    /** @internal */
+    constructor(t) {
+        this.t = t;
+    }
+    /** create makes a join token; its token field is the secret form, shown this once. */
+    async create(req = {}, opts = {}) {
+        return this.t.json('POST', '/v1/tokens', req, opts);
+    }
+    /** list lists the join tokens, without their secrets. */
+    async list(opts = {}) {
+        return (await this.t.json('GET', '/v1/tokens', undefined, opts)).tokens;
+    }
+    /** delete deletes a join token; the nodes it admitted stay. */
+    async delete(id, opts = {}) {
+        await this.t.json('DELETE', `/v1/tokens/${seg(id)}`, undefined, opts);
+    }
+}
+/** Nodes: the machines that run sandboxes (client.nodes). */
+export class Nodes {
+    t;
+    /** @internal */
+    constructor(t) {
+        this.t = t;
+    }
+    /** list lists the nodes. */
+    async list(opts = {}) {
+        return (await this.t.json('GET', '/v1/nodes', undefined, opts)).nodes;
+    }
+    /** get describes a node. */
+    async get(id, opts = {}) {
+        return this.t.json('GET', `/v1/nodes/${seg(id)}`, undefined, opts);
+    }
+    /** drain marks a cluster node draining: no new sandboxes (admin keys; ConflictError on den up). */
+    async drain(id, opts = {}) {
+        return this.t.json('POST', `/v1/nodes/${seg(id)}/drain`, undefined, opts);
+    }
+    /** undrain clears a node's draining mark (admin keys). */
+    async undrain(id, opts = {}) {
+        return this.t.json('POST', `/v1/nodes/${seg(id)}/undrain`, undefined, opts);
+    }
+}
+/** Cluster: the den servers of the raft cluster (client.cluster; admin keys). */
+export class Cluster {
+    t;
+    /** @internal */
+    constructor(t) {
+        this.t = t;
+    }
+    /** members lists the servers as the answering server sees them. */
+    async members(opts = {}) {
+        return this.t.json('GET', '/v1/cluster/members', undefined, opts);
+    }
+}

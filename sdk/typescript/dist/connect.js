@@ -1,0 +1,112 @@
+// A client of the Connect protocol with the JSON codec, enough for the
+// guest agent's envd services (process.Process, filesystem.Filesystem):
+// unary calls and server streams, over the server's proxy at
+// /v1/sandboxes/{id}/envd/.
+//
+// Unary: POST application/json, the answer is the message or, with a
+// non-200 status, {"code","message"}. Server stream: POST
+// application/connect+json with one enveloped message; the answer is a
+// sequence of envelopes (flags byte, big-endian uint32 length, JSON), the
+// last one flagged 0x02 carrying {"error":{...}} or {}.
+import { DenError, apiError } from './errors.js';
+/** Envelope flags of the Connect protocol. */
+const flagCompressed = 0x01;
+const flagEndStream = 0x02;
+/** Seconds between the guest's keepalive messages on a stream. */
+const keepaliveSeconds = 30;
+/** unary calls procedure ("process.Process/List") with msg. */
+export async function unary(t, procedure, msg, opts = {}) {
+    const res = await t.transport.request('POST', '', {
+        url: `${t.base}/${procedure}`,
+        headers: { ...t.headers, 'Content-Type': 'application/json', 'Connect-Protocol-Version': '1' },
+        body: JSON.stringify(msg),
+        signal: opts.signal,
+    });
+    const text = await res.text();
+    return (text === '' ? {} : JSON.parse(text));
+}
+/**
+ * serverStream calls a server-streaming procedure with msg and yields its
+ * messages. It throws the stream's error as an APIError, and a DenError
+ * when the stream ends without its end message.
+ */
+export async function* serverStream(t, procedure, msg, opts = {}) {
+    const res = await t.transport.request('POST', '', {
+        url: `${t.base}/${procedure}`,
+        headers: {
+            ...t.headers,
+            'Content-Type': 'application/connect+json',
+            'Connect-Protocol-Version': '1',
+            'Keepalive-Ping-Interval': String(keepaliveSeconds),
+        },
+        body: envelope(msg),
+        signal: opts.signal,
+    });
+    if (!res.body)
+        throw new DenError(`${procedure}: the answer has no body`);
+    for await (const env of envelopes(res.body)) {
+        if (env.flags & flagCompressed)
+            throw new DenError(`${procedure}: a compressed message, which the SDK never asked for`);
+        const body = JSON.parse(new TextDecoder().decode(env.data));
+        if (env.flags & flagEndStream) {
+            const err = body.error;
+            if (err)
+                throw apiError(err.code ?? 'unknown', err.message ?? `${procedure} failed`);
+            return;
+        }
+        yield body;
+    }
+    throw new DenError(`${procedure}: the stream ended without its end message`);
+}
+/** envelope frames one JSON message. */
+export function envelope(msg, flags = 0) {
+    const data = new TextEncoder().encode(JSON.stringify(msg));
+    const out = new Uint8Array(5 + data.length);
+    out[0] = flags;
+    new DataView(out.buffer).setUint32(1, data.length);
+    out.set(data, 5);
+    return out;
+}
+/** Most bytes one message of a guest may take (as sdk/go's MaxGuestMessage). */
+export const maxGuestMessage = 64 << 20;
+/** envelopes splits a Connect stream body into its envelopes. */
+export async function* envelopes(body) {
+    let buf = new Uint8Array(0);
+    for await (const chunk of body) {
+        buf = concat(buf, chunk);
+        while (buf.length >= 5) {
+            const len = new DataView(buf.buffer, buf.byteOffset, 5).getUint32(1);
+            if (len > maxGuestMessage)
+                throw new DenError(`a message of ${len} bytes from the guest, over the limit of ${maxGuestMessage}`);
+            if (buf.length < 5 + len)
+                break;
+            yield { flags: buf[0], data: buf.subarray(5, 5 + len) };
+            buf = buf.subarray(5 + len);
+        }
+    }
+    if (buf.length > 0)
+        throw new DenError(`the stream ended inside a message (${buf.length} bytes left)`);
+}
+function concat(a, b) {
+    if (a.length === 0)
+        return b;
+    const out = new Uint8Array(a.length + b.length);
+    out.set(a);
+    out.set(b, a.length);
+    return out;
+}
+/** basicUser is the envd user selection header value for user. */
+export function basicUser(user) {
+    return 'Basic ' + Buffer.from(user + ':').toString('base64');
+}
+/** b64 encodes bytes for a protobuf JSON bytes field. */
+export function b64(data) {
+    return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
+}
+/** unb64 decodes a protobuf JSON bytes field. */
+export function unb64(s) {
+    if (!s)
+        return new Uint8Array(0);
+    const b = Buffer.from(s, 'base64');
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}

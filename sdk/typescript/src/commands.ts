@@ -1,0 +1,475 @@
+// Processes in a sandbox, over the guest agent's process.Process service:
+// run a command and collect its output, stream its events, start it in the
+// background, re-attach, signal, send input, and pseudo-terminals.
+import { b64, serverStream, unary, unb64, type GuestTarget } from './connect.js'
+import { DenError, TimeoutError } from './errors.js'
+import type { BinaryInput, CallOptions } from './transport.js'
+
+/** A process of a sandbox: its PID, or the tag it was started with. */
+export type ProcessSelector = number | { pid: number } | { tag: string }
+
+/** The signals the guest protocol carries. */
+export type Signal = 'SIGTERM' | 'SIGKILL'
+
+/** Options of a command. */
+export interface CommandOptions extends CallOptions {
+  /** Working directory; default the user's home. */
+  cwd?: string
+  /** Variables added to the process's environment. */
+  envs?: Record<string, string>
+  /** Runs as this user of the sandbox; default the handle's user, else the sandbox's. */
+  user?: string
+  /** Names the process so that connect, signal and sendInput can find it by { tag }. */
+  tag?: string
+  /** Kills the process (SIGKILL) after this long and rejects with TimeoutError; default none. */
+  timeoutMs?: number
+  /** Called with each piece of standard output as it arrives, decoded as UTF-8. */
+  onStdout?: (data: string) => void
+  /** Called with each piece of standard error as it arrives, decoded as UTF-8. */
+  onStderr?: (data: string) => void
+  /**
+   * Input for the process's stdin, sent as it is read; stdin is closed at
+   * its end. Without it the process has no stdin.
+   */
+  stdin?: BinaryInput
+}
+
+/** Options of commands.stream, which hands the output to its loop instead of callbacks. */
+export type StreamOptions = Omit<CommandOptions, 'timeoutMs' | 'onStdout' | 'onStderr'>
+
+/** How a process ended, with its collected output. */
+export interface CommandResult {
+  /** The exit code; -1 when a signal killed the process. */
+  exitCode: number
+  stdout: string
+  stderr: string
+  /** True when the process exited on its own (not by a signal). */
+  exited: boolean
+  /** The guest's description, e.g. "exit status 1" or "signal: killed". */
+  status: string
+  /** The guest's error text when the process could not run. */
+  error?: string
+  pid: number
+}
+
+/** One event of a process's stream (commands.stream). */
+export type CommandEvent =
+  | { type: 'start'; pid: number }
+  | { type: 'stdout'; data: Uint8Array }
+  | { type: 'stderr'; data: Uint8Array }
+  | { type: 'pty'; data: Uint8Array }
+  | { type: 'exit'; exitCode: number; exited: boolean; status: string; error?: string }
+
+/** A running process as the guest lists it. */
+export interface ProcessInfo {
+  pid: number
+  tag?: string
+  cmd: string
+  args: string[]
+  envs: Record<string, string>
+  cwd?: string
+}
+
+/** The size of a pseudo-terminal in character cells. */
+export interface PtySize {
+  cols: number
+  rows: number
+}
+
+// The JSON shapes of process.proto (protobuf JSON: lowerCamelCase names,
+// bytes as base64, zero values omitted).
+interface WireEvent {
+  start?: { pid?: number }
+  data?: { stdout?: string; stderr?: string; pty?: string }
+  end?: { exitCode?: number; exited?: boolean; status?: string; error?: string }
+  keepalive?: Record<string, never>
+}
+interface WireProcessInfo {
+  config?: { cmd?: string; args?: string[]; envs?: Record<string, string>; cwd?: string }
+  pid?: number
+  tag?: string
+}
+
+function selector(sel: ProcessSelector): { pid: number } | { tag: string } {
+  return typeof sel === 'number' ? { pid: sel } : sel
+}
+
+/** The chunk size of input sent to a process: one SendInput call each. */
+const inputChunk = 64 << 10
+
+/** Commands runs and manages processes of one sandbox (sandbox.commands). */
+export class Commands {
+  /** @internal */
+  constructor(private readonly guest: (user?: string) => GuestTarget) {}
+
+  /**
+   * run runs cmd, waits for it to end and returns its exit code and
+   * output. A string runs with /bin/sh -c; an array is the program and its
+   * arguments. A non-zero exit is a result, not an error.
+   */
+  async run(cmd: string | readonly string[], opts: CommandOptions = {}): Promise<CommandResult> {
+    const h = await this.start(cmd, opts)
+    return h.wait()
+  }
+
+  /**
+   * stream runs cmd and yields its events: start (with the PID), stdout
+   * and stderr chunks as they arrive, then exit. Leaving the loop early
+   * stops reading but does not kill the process.
+   */
+  async *stream(cmd: string | readonly string[], opts: StreamOptions = {}): AsyncGenerator<CommandEvent> {
+    const t = this.guest(opts.user)
+    const events = processEvents(t, 'process.Process/Start', startRequest(cmd, opts), opts.signal)
+    for await (const ev of events) {
+      if (ev.type === 'start' && opts.stdin !== undefined) void pumpStdin(t, ev.pid, opts.stdin, false, opts.signal)
+      yield ev
+    }
+  }
+
+  /**
+   * start starts cmd in the background and returns its handle once it runs
+   * (its PID known). Output is collected and passed to the callbacks until
+   * the handle's wait() resolves.
+   */
+  async start(cmd: string | readonly string[], opts: CommandOptions & { pty?: PtySize; onPty?: (data: Uint8Array) => void } = {}): Promise<CommandHandle> {
+    const t = this.guest(opts.user)
+    const req = startRequest(cmd, opts)
+    if (opts.pty) req.pty = { size: { cols: opts.pty.cols, rows: opts.pty.rows } }
+    return CommandHandle.open(t, 'process.Process/Start', req, opts)
+  }
+
+  /**
+   * connect attaches to a running process: the returned handle receives
+   * the output produced from now on and its wait() resolves when the
+   * process ends.
+   */
+  async connect(sel: ProcessSelector, opts: Pick<CommandOptions, 'onStdout' | 'onStderr' | 'timeoutMs' | 'signal'> & { onPty?: (data: Uint8Array) => void } = {}): Promise<CommandHandle> {
+    return CommandHandle.open(this.guest(), 'process.Process/Connect', { process: selector(sel) }, opts)
+  }
+
+  /** list lists the processes the guest agent started that still run. */
+  async list(opts: CallOptions = {}): Promise<ProcessInfo[]> {
+    const res = await unary<{ processes?: WireProcessInfo[] }>(this.guest(), 'process.Process/List', {}, opts)
+    return (res.processes ?? []).map((p) => {
+      const info: ProcessInfo = { pid: p.pid ?? 0, cmd: p.config?.cmd ?? '', args: p.config?.args ?? [], envs: p.config?.envs ?? {} }
+      if (p.tag !== undefined) info.tag = p.tag
+      if (p.config?.cwd !== undefined) info.cwd = p.config.cwd
+      return info
+    })
+  }
+
+  /** signal sends SIGTERM or SIGKILL to a process. */
+  async signal(sel: ProcessSelector, signal: Signal, opts: CallOptions = {}): Promise<void> {
+    await sendSignal(this.guest(), sel, signal, opts)
+  }
+
+  /** kill sends SIGKILL to a process. */
+  async kill(sel: ProcessSelector, opts: CallOptions = {}): Promise<void> {
+    await sendSignal(this.guest(), sel, 'SIGKILL', opts)
+  }
+
+  /** sendInput writes data to the stdin of a process started with stdin. */
+  async sendInput(sel: ProcessSelector, data: string | Uint8Array, opts: CallOptions = {}): Promise<void> {
+    await sendInput(this.guest(), selector(sel), toBytes(data), false, opts)
+  }
+
+  /** closeStdin closes a process's stdin, so that it reads EOF. */
+  async closeStdin(sel: ProcessSelector, opts: CallOptions = {}): Promise<void> {
+    await unary(this.guest(), 'process.Process/CloseStdin', { process: selector(sel) }, opts)
+  }
+}
+
+/** Options of a pseudo-terminal. */
+export interface PtyOptions extends Omit<CommandOptions, 'stdin' | 'onStdout' | 'onStderr'> {
+  cols: number
+  rows: number
+  /** The program and its arguments; default a login shell, /bin/sh -l. */
+  cmd?: string | readonly string[]
+  /** Called with the terminal's output as it arrives. */
+  onData?: (data: Uint8Array) => void
+}
+
+/** Pty runs processes on pseudo-terminals (sandbox.pty). */
+export class Pty {
+  /** @internal */
+  constructor(
+    private readonly commands: Commands,
+    private readonly guest: (user?: string) => GuestTarget,
+  ) {}
+
+  /** create starts a process on a new terminal of the given size and returns its handle. */
+  async create(opts: PtyOptions): Promise<CommandHandle> {
+    const { cols, rows, onData, cmd, ...rest } = opts
+    const envs = { TERM: 'xterm-256color', ...rest.envs }
+    const start: CommandOptions & { pty: PtySize; onPty?: (data: Uint8Array) => void } = { ...rest, envs, pty: { cols, rows } }
+    if (onData) start.onPty = onData
+    return this.commands.start(cmd ?? ['/bin/sh', '-l'], start)
+  }
+
+  /** sendInput types data on a process's terminal (Ctrl-C is "\x03"). */
+  async sendInput(sel: ProcessSelector, data: string | Uint8Array, opts: CallOptions = {}): Promise<void> {
+    await sendInput(this.guest(), selector(sel), toBytes(data), true, opts)
+  }
+
+  /** resize changes the size of a process's terminal. */
+  async resize(sel: ProcessSelector, size: PtySize, opts: CallOptions = {}): Promise<void> {
+    await resize(this.guest(), sel, size, opts)
+  }
+
+  /** kill sends SIGKILL to the process of a terminal. */
+  async kill(sel: ProcessSelector, opts: CallOptions = {}): Promise<void> {
+    await sendSignal(this.guest(), sel, 'SIGKILL', opts)
+  }
+}
+
+/**
+ * CommandHandle is a process started in the background (commands.start,
+ * pty.create) or attached to (commands.connect). Its output is read in the
+ * background and collected; wait() resolves when the process ends.
+ */
+export class CommandHandle {
+  /** The process's PID. */
+  readonly pid: number
+  private out = ''
+  private err = ''
+  private readonly done: Promise<CommandResult>
+  private readonly abort: AbortController
+
+  private constructor(
+    private readonly t: GuestTarget,
+    pid: number,
+    events: AsyncGenerator<CommandEvent>,
+    abort: AbortController,
+    opts: CommandOptions & { onPty?: (data: Uint8Array) => void },
+    timedOut: () => boolean,
+  ) {
+    this.pid = pid
+    this.abort = abort
+    this.done = this.collect(events, opts, timedOut)
+    // wait() hands the outcome to whoever asks; an outcome nobody asks for
+    // must not become an unhandled rejection.
+    this.done.catch(() => {})
+  }
+
+  /** @internal */
+  static async open(
+    t: GuestTarget,
+    procedure: string,
+    req: object,
+    opts: CommandOptions & { onPty?: (data: Uint8Array) => void },
+  ): Promise<CommandHandle> {
+    const abort = new AbortController()
+    const unlink = link(opts.signal, abort)
+    let pid = 0
+    let timedOut = false
+    const timer =
+      opts.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true
+            const kill = pid ? sendSignal(t, pid, 'SIGKILL', {}).catch(() => {}) : Promise.resolve()
+            void kill.finally(() => abort.abort(new TimeoutError(`the command ran past its timeout of ${opts.timeoutMs} ms and was killed`)))
+          }, opts.timeoutMs)
+    const events = processEvents(t, procedure, req, abort.signal)
+    const cleanup = () => {
+      clearTimeout(timer)
+      unlink()
+    }
+    try {
+      const first = await events.next()
+      if (first.done || first.value.type !== 'start') throw new DenError(`${procedure}: the stream did not start with the process's start event`)
+      pid = first.value.pid
+    } catch (e) {
+      cleanup()
+      throw timedOut ? abort.signal.reason : e
+    }
+    if (opts.stdin !== undefined) void pumpStdin(t, pid, opts.stdin, false, abort.signal)
+    const h = new CommandHandle(t, pid, events, abort, opts, () => timedOut)
+    void h.done.finally(cleanup).catch(() => {})
+    return h
+  }
+
+  private async collect(
+    events: AsyncGenerator<CommandEvent>,
+    opts: CommandOptions & { onPty?: (data: Uint8Array) => void },
+    timedOut: () => boolean,
+  ): Promise<CommandResult> {
+    const outDec = new TextDecoder()
+    const errDec = new TextDecoder()
+    try {
+      for await (const ev of events) {
+        switch (ev.type) {
+          case 'stdout':
+          case 'pty': {
+            const s = outDec.decode(ev.data, { stream: true })
+            this.out += s
+            if (ev.type === 'pty') opts.onPty?.(ev.data)
+            else if (s) opts.onStdout?.(s)
+            break
+          }
+          case 'stderr': {
+            const s = errDec.decode(ev.data, { stream: true })
+            this.err += s
+            if (s) opts.onStderr?.(s)
+            break
+          }
+          case 'exit': {
+            const res: CommandResult = { exitCode: ev.exitCode, stdout: this.out, stderr: this.err, exited: ev.exited, status: ev.status, pid: this.pid }
+            if (ev.error !== undefined) res.error = ev.error
+            return res
+          }
+        }
+      }
+    } catch (e) {
+      if (timedOut() || this.abort.signal.aborted) throw this.abort.signal.reason ?? e
+      throw e
+    }
+    throw new DenError(`process ${this.pid}: the stream ended without an exit status`)
+  }
+
+  /** The standard output (with a terminal: its output) collected so far. */
+  get stdout(): string {
+    return this.out
+  }
+
+  /** The standard error collected so far. */
+  get stderr(): string {
+    return this.err
+  }
+
+  /** wait resolves with the result when the process ends; a non-zero exit is not an error. */
+  wait(): Promise<CommandResult> {
+    return this.done
+  }
+
+  /** kill sends SIGKILL to the process. */
+  async kill(opts: CallOptions = {}): Promise<void> {
+    await sendSignal(this.t, this.pid, 'SIGKILL', opts)
+  }
+
+  /** signal sends a signal to the process. */
+  async signal(signal: Signal, opts: CallOptions = {}): Promise<void> {
+    await sendSignal(this.t, this.pid, signal, opts)
+  }
+
+  /** sendStdin writes to the process's stdin (it must have been started with stdin). */
+  async sendStdin(data: string | Uint8Array, opts: CallOptions = {}): Promise<void> {
+    await sendInput(this.t, { pid: this.pid }, toBytes(data), false, opts)
+  }
+
+  /** closeStdin closes the process's stdin. */
+  async closeStdin(opts: CallOptions = {}): Promise<void> {
+    await unary(this.t, 'process.Process/CloseStdin', { process: { pid: this.pid } }, opts)
+  }
+
+  /** sendInput types on the process's terminal (pty.create). */
+  async sendInput(data: string | Uint8Array, opts: CallOptions = {}): Promise<void> {
+    await sendInput(this.t, { pid: this.pid }, toBytes(data), true, opts)
+  }
+
+  /** resize changes the size of the process's terminal (pty.create). */
+  async resize(size: PtySize, opts: CallOptions = {}): Promise<void> {
+    await resize(this.t, this.pid, size, opts)
+  }
+
+  /**
+   * disconnect stops receiving the output; the process keeps running and
+   * wait() rejects with an AbortError. commands.connect attaches again.
+   */
+  disconnect(): void {
+    this.abort.abort(new DOMException('disconnected from the process', 'AbortError'))
+  }
+}
+
+/** startRequest is the StartRequest of cmd. */
+function startRequest(cmd: string | readonly string[], opts: CommandOptions): Record<string, unknown> & { pty?: unknown } {
+  const argv = typeof cmd === 'string' ? ['/bin/sh', '-c', cmd] : [...cmd]
+  if (argv.length === 0) throw new DenError('run: empty command')
+  const proc: Record<string, unknown> = { cmd: argv[0], args: argv.slice(1), envs: opts.envs ?? {} }
+  if (opts.cwd !== undefined) proc.cwd = opts.cwd
+  const req: Record<string, unknown> = { process: proc }
+  if (opts.tag !== undefined) req.tag = opts.tag
+  if (opts.stdin !== undefined) req.stdin = true
+  return req
+}
+
+/** processEvents decodes the ProcessEvents of a Start or Connect stream. */
+async function* processEvents(t: GuestTarget, procedure: string, req: unknown, signal?: AbortSignal): AsyncGenerator<CommandEvent> {
+  const opts = signal ? { signal } : {}
+  for await (const msg of serverStream<{ event?: WireEvent }>(t, procedure, req, opts)) {
+    const ev = msg.event
+    if (ev?.start) {
+      yield { type: 'start', pid: ev.start.pid ?? 0 }
+    } else if (ev?.data) {
+      const d = ev.data
+      if (d.stdout !== undefined) yield { type: 'stdout', data: unb64(d.stdout) }
+      else if (d.stderr !== undefined) yield { type: 'stderr', data: unb64(d.stderr) }
+      else if (d.pty !== undefined) yield { type: 'pty', data: unb64(d.pty) }
+    } else if (ev?.end) {
+      const e = ev.end
+      const exit: CommandEvent = { type: 'exit', exitCode: e.exitCode ?? 0, exited: e.exited ?? false, status: e.status ?? '' }
+      if (e.error !== undefined) exit.error = e.error
+      yield exit
+      return
+    }
+  }
+  throw new DenError(`${procedure}: the stream ended without an exit status`)
+}
+
+async function sendSignal(t: GuestTarget, sel: ProcessSelector, signal: Signal, opts: CallOptions): Promise<void> {
+  await unary(t, 'process.Process/SendSignal', { process: selector(sel), signal: `SIGNAL_${signal}` }, opts)
+}
+
+async function sendInput(t: GuestTarget, sel: { pid: number } | { tag: string }, data: Uint8Array, pty: boolean, opts: CallOptions): Promise<void> {
+  for (let off = 0; off < data.length || off === 0; off += inputChunk) {
+    const part = b64(data.subarray(off, off + inputChunk))
+    await unary(t, 'process.Process/SendInput', { process: sel, input: pty ? { pty: part } : { stdin: part } }, opts)
+    if (data.length === 0) break
+  }
+}
+
+async function resize(t: GuestTarget, sel: ProcessSelector, size: PtySize, opts: CallOptions): Promise<void> {
+  await unary(t, 'process.Process/Update', { process: selector(sel), pty: { size: { cols: size.cols, rows: size.rows } } }, opts)
+}
+
+/**
+ * pumpStdin sends input to the process as it is read and then closes its
+ * stdin. Errors end it quietly, as in the Go SDK: a process that exits
+ * without reading its input is not a failure of the command.
+ */
+async function pumpStdin(t: GuestTarget, pid: number, input: BinaryInput, pty: boolean, signal?: AbortSignal): Promise<void> {
+  const opts = signal ? { signal } : {}
+  try {
+    for await (const chunk of chunks(input)) {
+      if (chunk.length > 0) await sendInput(t, { pid }, chunk, pty, opts)
+    }
+    if (!pty) await unary(t, 'process.Process/CloseStdin', { process: { pid } }, opts)
+  } catch {
+    // See above.
+  }
+}
+
+/** chunks yields the bytes of a BinaryInput. */
+export async function* chunks(input: BinaryInput): AsyncGenerator<Uint8Array> {
+  if (typeof input === 'string') yield new TextEncoder().encode(input)
+  else if (input instanceof Uint8Array) yield input
+  else if (input instanceof ArrayBuffer) yield new Uint8Array(input)
+  else if (input instanceof Blob) yield* input.stream() as AsyncIterable<Uint8Array>
+  else yield* input as AsyncIterable<Uint8Array>
+}
+
+function toBytes(data: string | Uint8Array): Uint8Array {
+  return typeof data === 'string' ? new TextEncoder().encode(data) : data
+}
+
+/** link aborts ctrl when signal aborts; it returns the function that unlinks them. */
+function link(signal: AbortSignal | undefined, ctrl: AbortController): () => void {
+  if (!signal) return () => {}
+  if (signal.aborted) {
+    ctrl.abort(signal.reason)
+    return () => {}
+  }
+  const on = () => ctrl.abort(signal.reason)
+  signal.addEventListener('abort', on, { once: true })
+  return () => signal.removeEventListener('abort', on)
+}
