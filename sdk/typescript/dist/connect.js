@@ -8,7 +8,7 @@
 // application/connect+json with one enveloped message; the answer is a
 // sequence of envelopes (flags byte, big-endian uint32 length, JSON), the
 // last one flagged 0x02 carrying {"error":{...}} or {}.
-import { DenError, apiError } from './errors.js';
+import { APIError, DenError, apiError } from './errors.js';
 /** Envelope flags of the Connect protocol. */
 const flagCompressed = 0x01;
 const flagEndStream = 0x02;
@@ -16,12 +16,23 @@ const flagEndStream = 0x02;
 const keepaliveSeconds = 30;
 /** unary calls procedure ("process.Process/List") with msg. */
 export async function unary(t, procedure, msg, opts = {}) {
-    const res = await t.transport.request('POST', '', {
-        url: `${t.base}/${procedure}`,
-        headers: { ...t.headers, 'Content-Type': 'application/json', 'Connect-Protocol-Version': '1' },
-        body: JSON.stringify(msg),
-        signal: opts.signal,
-    });
+    let res;
+    try {
+        res = await t.transport.request('POST', '', {
+            url: `${t.base}/${procedure}`,
+            headers: { ...t.headers, 'Content-Type': 'application/json', 'Connect-Protocol-Version': '1' },
+            body: JSON.stringify(msg),
+            signal: opts.signal,
+        });
+    }
+    catch (e) {
+        // Connect sends some codes with another HTTP status than den's API
+        // (failed_precondition as 400); give every error its code's status,
+        // as in streams and in sdk/go.
+        if (e instanceof APIError)
+            throw apiError(e.code, e.message, 0, e.retryAfter);
+        throw e;
+    }
     const text = await res.text();
     return (text === '' ? {} : JSON.parse(text));
 }

@@ -138,5 +138,5 @@ export declare class Watcher implements AsyncIterable<FilesystemEvent> {
  * absolute names, no ".."); symbolic links are made last, so that no entry
  * is written through one the archive made.
  */
-export declare function extractTar(src: AsyncIterable<Uint8Array>, dir: string): Promise<void>;
+export declare function extractTar(src: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, dir: string): Promise<void>;
 export {};

@@ -243,7 +243,7 @@ export async function extractTar(src, dir) {
     const links = [];
     const dirTimes = [];
     for await (const { header: h, body } of readTar(src)) {
-        const name = h.name.replace(/^\.\/?/, '');
+        const name = h.name.replace(/^(\.\/)+/, '');
         if (name === '' || name === '.')
             continue;
         if (isAbsolute(name) || name.split('/').includes('..'))
@@ -268,7 +268,7 @@ export async function extractTar(src, dir) {
                 links.push({ path: p, target: h.linkname ?? '' });
                 break;
             case 'hardlink': {
-                const target = (h.linkname ?? '').replace(/^\.\/?/, '');
+                const target = (h.linkname ?? '').replace(/^(\.\/)+/, '');
                 const tp = join(root, ...target.split('/'));
                 if (isAbsolute(target) || target.split('/').includes('..') || !tp.startsWith(root + sep)) {
                     throw new DenError(`tar: refusing the hard link ${JSON.stringify(h.name)} to ${JSON.stringify(h.linkname)}, outside the directory`);

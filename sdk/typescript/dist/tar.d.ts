@@ -35,4 +35,4 @@ export interface TarReadEntry {
     body: AsyncGenerator<Uint8Array>;
 }
 /** readTar yields the entries of a tar archive as it arrives. */
-export declare function readTar(src: AsyncIterable<Uint8Array>): AsyncGenerator<TarReadEntry>;
+export declare function readTar(src: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<TarReadEntry>;

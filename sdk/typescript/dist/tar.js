@@ -170,7 +170,9 @@ class ByteReader {
     buf = new Uint8Array(0);
     it;
     constructor(src) {
-        this.it = src[Symbol.asyncIterator]();
+        this.it = Symbol.asyncIterator in src ? src[Symbol.asyncIterator]() : (async function* () {
+            yield* src;
+        })();
     }
     /** read returns exactly n bytes, or fewer only at the end of the stream. */
     async read(n) {

@@ -241,7 +241,7 @@ export class CommandHandle {
     events: AsyncGenerator<CommandEvent>,
     abort: AbortController,
     opts: CommandOptions & { onPty?: (data: Uint8Array) => void },
-    timedOut: () => boolean,
+    timedOut: () => TimeoutError | undefined,
   ) {
     this.pid = pid
     this.abort = abort
@@ -262,13 +262,18 @@ export class CommandHandle {
     const unlink = link(opts.signal, abort)
     let pid = 0
     let timedOut = false
+    const timeoutErr = new TimeoutError(`the command ran past its timeout of ${opts.timeoutMs} ms and was killed`)
+    // At the timeout: kill the process, whose end event then ends the
+    // stream (collect turns it into timeoutErr), and stop reading anyway
+    // soon after, in case the end never comes.
     const timer =
       opts.timeoutMs === undefined
         ? undefined
         : setTimeout(() => {
             timedOut = true
             const kill = pid ? sendSignal(t, pid, 'SIGKILL', {}).catch(() => {}) : Promise.resolve()
-            void kill.finally(() => abort.abort(new TimeoutError(`the command ran past its timeout of ${opts.timeoutMs} ms and was killed`)))
+            void kill.finally(() => setTimeout(() => abort.abort(timeoutErr), 2000).unref())
+            if (!pid) abort.abort(timeoutErr)
           }, opts.timeoutMs)
     const events = processEvents(t, procedure, req, abort.signal)
     const cleanup = () => {
@@ -281,10 +286,10 @@ export class CommandHandle {
       pid = first.value.pid
     } catch (e) {
       cleanup()
-      throw timedOut ? abort.signal.reason : e
+      throw timedOut ? timeoutErr : e
     }
     if (opts.stdin !== undefined) void pumpStdin(t, pid, opts.stdin, false, abort.signal)
-    const h = new CommandHandle(t, pid, events, abort, opts, () => timedOut)
+    const h = new CommandHandle(t, pid, events, abort, opts, () => (timedOut ? timeoutErr : undefined))
     void h.done.finally(cleanup).catch(() => {})
     return h
   }
@@ -292,7 +297,7 @@ export class CommandHandle {
   private async collect(
     events: AsyncGenerator<CommandEvent>,
     opts: CommandOptions & { onPty?: (data: Uint8Array) => void },
-    timedOut: () => boolean,
+    timedOut: () => TimeoutError | undefined,
   ): Promise<CommandResult> {
     const outDec = new TextDecoder()
     const errDec = new TextDecoder()
@@ -314,6 +319,8 @@ export class CommandHandle {
             break
           }
           case 'exit': {
+            const te = timedOut()
+            if (te) throw te
             const res: CommandResult = { exitCode: ev.exitCode, stdout: this.out, stderr: this.err, exited: ev.exited, status: ev.status, pid: this.pid }
             if (ev.error !== undefined) res.error = ev.error
             return res
@@ -321,7 +328,9 @@ export class CommandHandle {
         }
       }
     } catch (e) {
-      if (timedOut() || this.abort.signal.aborted) throw this.abort.signal.reason ?? e
+      const te = timedOut()
+      if (te) throw te
+      if (this.abort.signal.aborted) throw this.abort.signal.reason ?? e
       throw e
     }
     throw new DenError(`process ${this.pid}: the stream ended without an exit status`)

@@ -300,13 +300,13 @@ export class Watcher implements AsyncIterable<FilesystemEvent> {
  * absolute names, no ".."); symbolic links are made last, so that no entry
  * is written through one the archive made.
  */
-export async function extractTar(src: AsyncIterable<Uint8Array>, dir: string): Promise<void> {
+export async function extractTar(src: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, dir: string): Promise<void> {
   const root = resolve(dir)
   await mkdir(root, { recursive: true })
   const links: { path: string; target: string }[] = []
   const dirTimes: { path: string; mtime: Date; mode: number }[] = []
   for await (const { header: h, body } of readTar(src)) {
-    const name = h.name.replace(/^\.\/?/, '')
+    const name = h.name.replace(/^(\.\/)+/, '')
     if (name === '' || name === '.') continue
     if (isAbsolute(name) || name.split('/').includes('..')) throw new DenError(`tar: refusing the entry ${JSON.stringify(h.name)}, outside the directory`)
     const p = join(root, ...name.split('/'))
@@ -328,7 +328,7 @@ export async function extractTar(src: AsyncIterable<Uint8Array>, dir: string): P
         links.push({ path: p, target: h.linkname ?? '' })
         break
       case 'hardlink': {
-        const target = (h.linkname ?? '').replace(/^\.\/?/, '')
+        const target = (h.linkname ?? '').replace(/^(\.\/)+/, '')
         const tp = join(root, ...target.split('/'))
         if (isAbsolute(target) || target.split('/').includes('..') || !tp.startsWith(root + sep)) {
           throw new DenError(`tar: refusing the hard link ${JSON.stringify(h.name)} to ${JSON.stringify(h.linkname)}, outside the directory`)

@@ -191,8 +191,10 @@ export async function* dirEntries(
 class ByteReader {
   private buf: Uint8Array = new Uint8Array(0)
   private readonly it: AsyncIterator<Uint8Array>
-  constructor(src: AsyncIterable<Uint8Array>) {
-    this.it = src[Symbol.asyncIterator]()
+  constructor(src: AsyncIterable<Uint8Array> | Iterable<Uint8Array>) {
+    this.it = Symbol.asyncIterator in src ? src[Symbol.asyncIterator]() : (async function* () {
+      yield* src
+    })()
   }
 
   /** read returns exactly n bytes, or fewer only at the end of the stream. */
@@ -247,7 +249,7 @@ export interface TarReadEntry {
 }
 
 /** readTar yields the entries of a tar archive as it arrives. */
-export async function* readTar(src: AsyncIterable<Uint8Array>): AsyncGenerator<TarReadEntry> {
+export async function* readTar(src: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<TarReadEntry> {
   const r = new ByteReader(src)
   try {
     let pax: Record<string, string> = {}
