@@ -1,0 +1,85 @@
+"""Which SDK method covers each operation of api/openapi.yaml.
+
+tests/test_spec.py fails when an operationId of the spec is missing here,
+when an entry names an operation the spec lacks, or when the method named is
+missing from den.Client or den.AsyncClient: the spec, the server and the SDK
+cannot drift apart unnoticed. A path is an attribute path from a client;
+"sandbox" is Client.sandbox(id), the handle whose commands and files speak
+the envd protocol (operationId guestProtocol).
+"""
+
+OPERATIONS: dict[str, str] = {
+    "getInfo": "info",
+    "listNodes": "nodes.list",
+    "getNode": "nodes.get",
+    "drainNode": "nodes.drain",
+    "undrainNode": "nodes.undrain",
+    "listJoinTokens": "tokens.list",
+    "createJoinToken": "tokens.create",
+    "deleteJoinToken": "tokens.delete",
+    "listClusterMembers": "cluster.members",
+    "createSandbox": "sandboxes.create",
+    "listSandboxes": "sandboxes.list",
+    "getSandbox": "sandboxes.get",
+    "deleteSandbox": "sandboxes.delete",
+    "setSandboxTimeout": "sandboxes.set_timeout",
+    "suspendSandbox": "sandboxes.suspend",
+    "resumeSandbox": "sandboxes.resume",
+    "getSandboxNetwork": "sandboxes.get_network",
+    "setSandboxNetwork": "sandboxes.set_network",
+    "setSandboxPort": "sandboxes.set_port_public",
+    "forkSandbox": "sandboxes.fork",
+    "listSnapshots": "snapshots.list",
+    "createSnapshot": "snapshots.create",
+    "snapshotUsage": "snapshots.usage",
+    "pruneSnapshots": "snapshots.prune",
+    "getSnapshot": "snapshots.get",
+    "deleteSnapshot": "snapshots.delete",
+    "guestProtocol": "sandbox",
+    "listPools": "pools.list",
+    "createPool": "pools.create",
+    "getPool": "pools.get",
+    "resizePool": "pools.resize",
+    "deletePool": "pools.delete",
+    "listSSHKeys": "ssh_keys.list",
+    "addSSHKey": "ssh_keys.add",
+    "deleteSSHKey": "ssh_keys.delete",
+    "listTenants": "tenants.list",
+    "createTenant": "tenants.create",
+    "getTenant": "tenants.get",
+    "updateTenant": "tenants.update",
+    "deleteTenant": "tenants.delete",
+    "listAPIKeys": "api_keys.list",
+    "createAPIKey": "api_keys.create",
+    "revokeAPIKey": "api_keys.revoke",
+    "listImages": "images.list",
+    "importImage": "images.import_archive",
+    "getImage": "images.get",
+    "removeImage": "images.remove",
+    "tagImage": "images.tag",
+    "exportImage": "images.export",
+    "pullImage": "images.pull",
+    "pushImage": "images.push",
+    "buildImage": "images.build",
+    "pruneImages": "images.prune",
+}
+
+# The envd protocol's methods (guestProtocol) and the handle methods that
+# speak them; tests/test_spec.py checks both faces' handles have them.
+GUEST_METHODS: dict[str, str] = {
+    "process.Process/Start": "commands.start",
+    "process.Process/Connect": "commands.connect",
+    "process.Process/List": "commands.list",
+    "process.Process/SendInput": "commands.send_stdin",
+    "process.Process/SendSignal": "commands.signal",
+    "process.Process/Update": "commands.resize_pty",
+    "process.Process/CloseStdin": "commands.close_stdin",
+    "filesystem.Filesystem/Stat": "files.stat",
+    "filesystem.Filesystem/ListDir": "files.list",
+    "filesystem.Filesystem/MakeDir": "files.mkdir",
+    "filesystem.Filesystem/Move": "files.move",
+    "filesystem.Filesystem/Remove": "files.remove",
+    "filesystem.Filesystem/WatchDir": "files.watch",
+    "GET files": "files.read",
+    "POST files": "files.write",
+}
