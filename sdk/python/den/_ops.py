@@ -207,13 +207,15 @@ def port_url(id: str, port: int, sandbox_url: str | None, signed: float | None =
     if base.port:
         host += f":{base.port}"
     url = f"{base.scheme}://{host}/"
+    listener = f"{base.scheme}://{base.netloc}/"
+    headers = {"X-Access-Token": token}
     if signed is not None:
         if signed <= 0:
             raise ValueError("signed: want a positive number of seconds")
         exp = int(time.time() + signed)
-        url += "?" + urlencode({"den_signature": port_signature(token, sid, int(port), exp), "den_expires": exp})
-        return PortURL(url=url)
-    return PortURL(url=url, headers={"X-Access-Token": token})
+        query = "?" + urlencode({"den_signature": port_signature(token, sid, int(port), exp), "den_expires": exp})
+        url, listener, headers = url + query, listener + query, {}
+    return PortURL(url=url, headers=headers, listener_url=listener, listener_headers={**headers, "Host": host})
 
 
 # ----- snapshots --------------------------------------------------------------

@@ -193,21 +193,21 @@ class DenEnvironment(BaseEnvironment):
         this process would use. It runs in Harbor's event loop, so it uses
         the synchronous client (one short request)."""
         super().preflight(kwargs)
-        fix = (
-            "Set DEN_URL and DEN_API_KEY to what `den up` printed (also in its env file, "
-            "/var/lib/den/env for root), or DEN_DATA_DIR to den's data directory"
+        where = (
+            "DEN_URL and DEN_API_KEY (what `den up` printed), or DEN_DATA_DIR (the data "
+            "directory whose env file `den up` wrote; default /var/lib/den for root)"
         )
         try:
             with den.Client(timeout=10.0) as client:
                 client.info()
         except den.ConfigError as e:
-            raise SystemExit(f"den.harbor:DenEnvironment: {e}. {fix}.") from None
+            raise SystemExit(f"den.harbor:DenEnvironment: {e}; it reads {where}") from None
         except den.UnauthorizedError as e:
-            raise SystemExit(f"den.harbor:DenEnvironment: den refused the API key ({e}). {fix}.") from None
+            raise SystemExit(f"den.harbor:DenEnvironment: den refused the API key ({e}); set {where}") from None
         except den.ConnectionError as e:
-            raise SystemExit(f"den.harbor:DenEnvironment: cannot reach den ({e}): is `den up` running? {fix}.") from None
+            raise SystemExit(f"den.harbor:DenEnvironment: cannot reach den ({e}): is `den up` running? It reads {where}") from None
         except den.DenError as e:
-            raise SystemExit(f"den.harbor:DenEnvironment: den answered an error: {e}") from None
+            raise SystemExit(f"den.harbor:DenEnvironment: GET /v1/info failed: {e}") from None
 
     def _validate_definition(self) -> None:
         docker_image = self.task_env_config.docker_image
@@ -240,6 +240,9 @@ class DenEnvironment(BaseEnvironment):
             network=den_network_policy(self.network_policy),
         )
         self.logger.debug(f"den sandbox {self._sandbox.id} runs {self.session_id}")
+        if workdir := self.task_env_config.workdir:
+            # As Docker does for a working_dir the image lacks.
+            await self._run_as_root(f"mkdir -p {shlex.quote(workdir)}")
         await self.ensure_dirs(self._mount_targets(writable_only=True))
         await self._upload_environment_dir_after_start()
 
@@ -262,9 +265,10 @@ class DenEnvironment(BaseEnvironment):
             except den.NotFoundError:
                 pass  # already gone: its timeout or someone else removed it
             except den.DenError as e:
+                idle = self.options.idle_timeout_sec
                 self.logger.warning(
                     f"could not kill den sandbox {sandbox.id} of {self.session_id}: {e}; "
-                    f"its idle timeout ({self.options.idle_timeout_sec}s) will"
+                    + (f"den kills it after {idle}s idle" if idle else f"`den rm {sandbox.id}` removes it")
                 )
         finally:
             if client is not None:
@@ -303,11 +307,13 @@ class DenEnvironment(BaseEnvironment):
         self.logger.info(f"den has no image {ref}; pulling it")
         try:
             return (await client.images.pull(ref)).id
-        except den.DenError as e:
+        except (den.NotFoundError, den.UnauthorizedError, den.PermissionDeniedError, den.InvalidArgumentError) as e:
+            # What a retry would not change; an unreachable registry (503) is
+            # raised as it is, for Harbor's retries.
             raise SandboxBuildFailedError(
                 f"den could not pull the task's docker_image {ref!r}: {e}. Pull it with "
                 f"`den image pull {ref}` (an admin key; credentials for a private registry), "
-                f"or import it with `docker save {ref} | den image import`"
+                f"or import it with `docker save {ref} | den image import --name {ref} -`"
             ) from e
 
     @property
@@ -330,10 +336,8 @@ class DenEnvironment(BaseEnvironment):
                     return image.id
             dockerfile = self.environment_dir / DOCKERFILE_NAME
             self.logger.info(f"building den image {tag} from {dockerfile}")
-            log: list[str] = []
 
             def on_log(line: str) -> None:
-                log.append(line)
                 self.logger.debug(f"den build {tag}: {line}")
 
             try:
@@ -343,8 +347,10 @@ class DenEnvironment(BaseEnvironment):
                     f"den refused to build {dockerfile}: {e}. Building images needs an admin key, "
                     "such as the DEN_API_KEY `den up` printed"
                 ) from e
-            except den.DenError as e:
-                tail = "\n".join(log[-20:])
+            except den.BuildError as e:
+                # A failed step or a refused context; an unreachable den is
+                # raised as it is, for Harbor's retries.
+                tail = "\n".join(e.log[-20:])
                 raise SandboxBuildFailedError(
                     f"den could not build {dockerfile}: {e}" + (f"\nlast lines of the build log:\n{tail}" if tail else "")
                 ) from e
@@ -408,6 +414,8 @@ class DenEnvironment(BaseEnvironment):
 
     async def _user_name(self, user: str | int | None) -> str | None:
         """den names users by name; Harbor may give a UID."""
+        if isinstance(user, str) and user.isdigit():
+            user = int(user)
         if not isinstance(user, int):
             return user
         if user not in self._user_names:
@@ -426,7 +434,7 @@ class DenEnvironment(BaseEnvironment):
         permission bits; parents are created."""
         sandbox = self._require_sandbox()
         source = Path(source_path)
-        await sandbox.files.write(target_path, source.read_bytes(), user=_ROOT)
+        await sandbox.files.write(target_path, source, user=_ROOT)  # streamed from the file
         mode = stat.S_IMODE(source.stat().st_mode)
         if mode != _WRITTEN_MODE:
             await self._run_as_root(f"chmod {mode:o} {shlex.quote(target_path)}")
@@ -441,17 +449,24 @@ class DenEnvironment(BaseEnvironment):
         await self._require_sandbox().files.upload_dir(source, target_dir, user=_ROOT)
 
     async def download_file(self, source_path: str, target_path: Path | str) -> None:
-        """Copies the sandbox's file to the local path; parents are created."""
-        data = await self._require_sandbox().files.read(source_path)
+        """Copies the sandbox's file to the local path, streamed; parents are
+        created."""
+        sandbox = self._require_sandbox()
         target = Path(target_path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        try:
+            with target.open("wb") as f:
+                async for chunk in sandbox.files.read_stream(source_path, user=_ROOT):
+                    f.write(chunk)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
 
     async def download_dir(self, source_dir: str, target_dir: Path | str) -> None:
         """Copies the sandbox's directory's contents into the local
         target_dir (created when missing, existing files overwritten) as one
         tar stream."""
-        await self._require_sandbox().files.download_dir(source_dir, target_dir)
+        await self._require_sandbox().files.download_dir(source_dir, target_dir, user=_ROOT)
 
     # ----- helpers ------------------------------------------------------------
 

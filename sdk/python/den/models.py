@@ -625,11 +625,20 @@ class OutputChunk:
 
 @dataclass
 class PortURL:
-    """The URL of a port inside a sandbox and the headers to send with it
-    (none for a public port or a signed URL)."""
+    """The URL of a port inside a sandbox.
+
+    url is the port's own address (``http://8080-<id>.localhost:7071/``), for
+    browsers and curl, with headers to send (the access token; none for a
+    signed URL). ``*.localhost`` names resolve in browsers and curl only, so
+    listener_url is the same request addressed to the sandbox traffic
+    listener itself, with listener_headers (headers plus the Host that routes
+    it): what a Python HTTP client can always send.
+    """
 
     url: str
     headers: dict[str, str] = field(default_factory=dict)
+    listener_url: str = ""
+    listener_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
