@@ -1,0 +1,3 @@
+#!/bin/bash
+# Never runs: the environment's build fails.
+exit 1
