@@ -963,7 +963,7 @@ TAR = 'tar -c -f "$1" -C "$2" .'
 
 
 def _tmp_tar() -> str:
-    return f"/tmp/.den-{secrets.token_hex(8)}.tar"
+    return f"/tmp/.den-sdk-{secrets.token_hex(8)}.tar"
 
 
 def upload_dir(id: str, local_dir: str | os.PathLike[str], remote_dir: str, user: str | None) -> Op[None]:

@@ -307,9 +307,9 @@ class DenEnvironment(BaseEnvironment):
         self.logger.info(f"den has no image {ref}; pulling it")
         try:
             return (await client.images.pull(ref)).id
-        except (den.NotFoundError, den.UnauthorizedError, den.PermissionDeniedError, den.InvalidArgumentError) as e:
-            # What a retry would not change; an unreachable registry (503) is
-            # raised as it is, for Harbor's retries.
+        except den.DenError as e:
+            # Harbor's error policy: the environment could not be made, so
+            # the trial is not graded (and is retried under --max-retries).
             raise SandboxBuildFailedError(
                 f"den could not pull the task's docker_image {ref!r}: {e}. Pull it with "
                 f"`den image pull {ref}` (an admin key; credentials for a private registry), "
@@ -347,10 +347,11 @@ class DenEnvironment(BaseEnvironment):
                     f"den refused to build {dockerfile}: {e}. Building images needs an admin key, "
                     "such as the DEN_API_KEY `den up` printed"
                 ) from e
-            except den.BuildError as e:
-                # A failed step or a refused context; an unreachable den is
-                # raised as it is, for Harbor's retries.
-                tail = "\n".join(e.log[-20:])
+            except den.DenError as e:
+                # A failed step, a refused context, an unreachable den: the
+                # environment could not be made, so Harbor does not grade the
+                # trial (and retries it under --max-retries).
+                tail = "\n".join(e.log[-20:]) if isinstance(e, den.BuildError) else ""
                 raise SandboxBuildFailedError(
                     f"den could not build {dockerfile}: {e}" + (f"\nlast lines of the build log:\n{tail}" if tail else "")
                 ) from e
