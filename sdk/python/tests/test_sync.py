@@ -170,19 +170,24 @@ def test_start_iterate_stdin_connect_signal(sb: den.Sandbox) -> None:
 
 def test_pty_input_and_resize(sb: den.Sandbox) -> None:
     h = sb.commands.start(["sh"], pty=(80, 24))
+    chunks = iter(h)
+
+    def read_until(marker: bytes) -> None:
+        out = b""
+        while marker not in out:
+            chunk = next(chunks)
+            assert chunk.stream == "pty"
+            out += chunk.data
+
     h.send_stdin("stty size\n")
-    out = b""
-    for chunk in h:
-        assert chunk.stream == "pty"
-        out += chunk.data
-        if b"24 80" in out:
-            break
+    read_until(b"24 80")
     h.resize(100, 40)
     sb.commands.send_stdin(h.pid, "stty size\n", pty=True)
+    read_until(b"40 100")
     sb.commands.resize_pty(h.pid, 120, 50)
     h.send_stdin("stty size; exit\n")
-    r = h.wait()
-    assert "40 100" in r.stdout and "50 120" in r.stdout and r.exit_code == 0
+    read_until(b"50 120")
+    assert h.wait().exit_code == 0
 
 
 # ----- files -----------------------------------------------------------------------
