@@ -332,7 +332,8 @@ class DenEnvironment(BaseEnvironment):
                 except den.NotFoundError:
                     pass
                 else:
-                    self.logger.info(f"reusing den image {tag} ({image.id[:19]}) for {self.environment_name}")
+                    # Debug: one line per trial would crowd Harbor's console.
+                    self.logger.debug(f"reusing den image {tag} ({image.id[:19]}) for {self.environment_name}")
                     return image.id
             dockerfile = self.environment_dir / DOCKERFILE_NAME
             self.logger.info(f"building den image {tag} from {dockerfile}")
