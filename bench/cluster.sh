@@ -76,6 +76,22 @@ if [ -n "$pprof" ]; then
   echo "cluster.sh: profiling the leader at 127.0.0.1:$lport"
   (sleep 2; curl -s -o "$pprof/server.pprof" "http://127.0.0.1:$lport/debug/pprof/profile?seconds=20") &
 fi
-"$den" bench cluster --url "$url" --api-key "$key" --sandboxes "$sandboxes" --concurrency "$concurrency" ${json:+--json "$json"}
+# cpu_s PID: the user+system CPU seconds the process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo "?"; }
+declare -A before
+for i in "${!pids[@]}"; do before[$i]=$(cpu_s "${pids[$i]}"); done
+/usr/bin/time -f "%U %S" -o "$work/client.time" \
+  "$den" bench cluster --url "$url" --api-key "$key" --sandboxes "$sandboxes" --concurrency "$concurrency" ${json:+--json "$json"}
+# Where the CPU went during the benchmark: each server, the sim agent and
+# the benchmark client (a wall-clock rate on a loaded machine says less).
+line="cluster.sh: CPU seconds during the run:"
+for i in "${!pids[@]}"; do
+  name="s$((i + 1))"
+  [ "$i" -eq "$servers" ] && name=agent
+  now=$(cpu_s "${pids[$i]}")
+  line+=" $name $(awk -v a="$now" -v b="${before[$i]}" 'BEGIN {printf "%.1f", a - b}')"
+done
+line+=" client $(awk '{printf "%.1f", $1 + $2}' "$work/client.time")"
+echo "$line"
 wait_profile() { [ -z "$pprof" ] || wait %1 2>/dev/null || true; }
 wait_profile
