@@ -49,15 +49,16 @@ func TestE2BSDKs(t *testing.T) {
 
 // startE2BDen starts `den up` with the Debian base image (on
 // $DEN_TEST_BASE_DATA_DIR when set, so a built base is reused between runs)
-// and returns it with the E2B_* variables it wrote to its env file.
-func startE2BDen(t *testing.T) (*instance, []string) {
+// and returns it with the E2B_* variables it wrote to its env file. upArgs
+// are more flags of `den up`.
+func startE2BDen(t *testing.T, upArgs ...string) (*instance, []string) {
 	t.Helper()
 	bin := denBin(t)
 	dataDir := os.Getenv("DEN_TEST_BASE_DATA_DIR")
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	den := &instance{t: t, bin: bin, dataDir: dataDir, log: &bytes.Buffer{}, upWait: 15 * time.Minute}
+	den := &instance{t: t, bin: bin, dataDir: dataDir, log: &bytes.Buffer{}, upArgs: upArgs, upWait: 15 * time.Minute}
 	den.start()
 	t.Cleanup(func() { den.removeAll(); den.stop() })
 	return den, e2bEnv(t, filepath.Join(dataDir, "env"), den)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/denhq/den/internal/sandboxnet/fakeinternet"
 	"github.com/denhq/den/internal/testenv"
 	den "github.com/denhq/den/sdk/go"
 )
@@ -57,7 +58,11 @@ func TestHarborDenEnvironment(t *testing.T) {
 		testenv.Missing(t, "%s not installed: Harbor needs Python >= 3.12 (scripts/harbor-test-deps.sh looks for python3.12+ and pyenv's)", harbor)
 	}
 
-	d, _ := startE2BDen(t)
+	// The net-phases task resolves names of a fake internet: nothing leaves
+	// the machine.
+	inet := fakeinternet.New(t)
+	inet.ServeDNS(t, map[string]string{"allowed.test": fakeinternet.WebA, "other.test": fakeinternet.WebB})
+	d, _ := startE2BDen(t, "--sandbox-dns", fakeinternet.DNS+":53")
 	c, err := den.NewClient(den.WithURL(d.url), den.WithAPIKey(d.key))
 	if err != nil {
 		t.Fatal(err)

@@ -21,9 +21,9 @@ suffix=!"
 expect out.txt "$want" "$(cat "$out" 2>&1)"
 expect owner "$EXPECTED_OWNER" "$(stat -c %U "$out" 2>&1)"
 expect verifier-user root "$(id -un)"
-if getent hosts pypi.org >/dev/null; then dns=resolves; else dns=blocked; fi
+if getent hosts allowed.test >/dev/null; then dns=resolves; else dns=blocked; fi
 expect dns blocked "$dns"
-if curl -s --max-time 5 -o /dev/null https://pypi.org/simple/; then http=reached; else http=failed; fi
+if curl -s --max-time 5 -o /dev/null http://allowed.test/; then http=reached; else http=failed; fi
 expect https failed "$http"
 within memory-kb $((768 * 1024)) "$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
 within disk-mb 3072 "$(df -m --output=size / | tail -n 1 | tr -d ' ')"
