@@ -242,16 +242,32 @@ export class Files {
    */
   async downloadDir(remoteDir: string, localDir: string, opts: FileOptions = {}): Promise<void> {
     let stderr = ''
+    let pid = 0
     let exit: { exitCode: number; status: string } | undefined
-    const commands = this.commands
+    const events = this.commands.stream(['tar', '-c', '-f', '-', '-C', remoteDir, '.'], opts)
     async function* stdout(): AsyncGenerator<Uint8Array> {
-      for await (const ev of commands.stream(['tar', '-c', '-f', '-', '-C', remoteDir, '.'], opts)) {
-        if (ev.type === 'stdout') yield ev.data
+      for await (const ev of events) {
+        if (ev.type === 'start') pid = ev.pid
+        else if (ev.type === 'stdout') yield ev.data
         else if (ev.type === 'stderr') stderr += new TextDecoder().decode(ev.data)
         else if (ev.type === 'exit') exit = ev
       }
     }
-    await extractTar(stdout(), localDir)
+    const out = stdout()
+    // The archive ends before the stream does (padding, the exit status):
+    // extractTar must not close the stream, which is read to its end below.
+    const archive: AsyncIterable<Uint8Array> = { [Symbol.asyncIterator]: () => ({ next: () => out.next() }) }
+    try {
+      await extractTar(archive, localDir)
+      while (!(await out.next()).done) {
+        // Drain what follows the archive.
+      }
+    } catch (e) {
+      await out.return(undefined)
+      if (pid && !exit) await this.commands.kill(pid).catch(() => {})
+      if (exit && exit.exitCode !== 0) throw new DenError(`download ${remoteDir}: tar in the sandbox failed (${exit.status}): ${stderr.trim()}`)
+      throw e
+    }
     if (!exit) throw new DenError(`download ${remoteDir}: the sandbox's tar did not finish`)
     if (exit.exitCode !== 0) throw new DenError(`download ${remoteDir}: tar in the sandbox failed (${exit.status}): ${stderr.trim()}`)
   }
