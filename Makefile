@@ -15,7 +15,7 @@ all: build
 deps:
 	@scripts/deps.sh
 
-# npm/pip packages of the e2b SDK suites (test/e2b-js, test/e2b-py).
+# npm/pip packages of the e2b SDK suites (test/e2b-js, test/e2b-py) and Harbor.
 e2b-test-deps:
 	@scripts/e2b-test-deps.sh
 
@@ -41,19 +41,21 @@ up: deps build
 # The e2e tests that need the Debian base image share one data dir, so it is
 # built once per run (the image package's own test builds it separately).
 #
-# The QEMU driver's package (software emulation here, about 11 minutes of
-# one CPU) runs beside the others, which run one package at a time; make
-# test fails when either fails.
+# Two lanes run side by side, one package at a time each; make test fails
+# when either fails. The driver lane: the QEMU driver (software emulation
+# here, about 17 minutes of one CPU), then the gVisor driver and the image
+# package. The other lane: every other package, test/e2e the longest.
 TEST_ENV := DEN_REQUIRE_INTEGRATION=1 DEN_TEST_BASE=1 DEN_TEST_IMAGE_BASE=1 DEN_TEST_E2B_SDKS=1 \
 	DEN_TEST_BASE_DATA_DIR=$(CURDIR)/.cache/base-data \
 	DEN_TEST_KERNEL_DIR=$(CURDIR)/.cache/kernels \
 	DEN_RUNSC=$(CURDIR)/bin/runsc DEN_GUEST_BIN=$(CURDIR)/bin/den-guest DEN_BIN=$(CURDIR)/bin/den
-QEMU_PKG := ./internal/driver/qemu
+DRIVER_LANE := ./internal/driver/qemu ./internal/driver/gvisor ./internal/image
+DRIVER_LANE_RE := /internal/(driver/qemu|driver/gvisor|image)$$
 test: deps build e2b-test-deps
-	@$(TEST_ENV) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(QEMU_PKG) & qemu=$$!; \
-	$(TEST_ENV) $(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/internal/driver/qemu$$'); rest=$$?; \
-	wait $$qemu; q=$$?; \
-	if [ $$rest -ne 0 ] || [ $$q -ne 0 ]; then echo "make test: FAILED (other packages: exit $$rest, $(QEMU_PKG): exit $$q)"; exit 1; fi
+	@$(TEST_ENV) $(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) $(DRIVER_LANE) & drivers=$$!; \
+	$(TEST_ENV) $(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -Ev '$(DRIVER_LANE_RE)'); rest=$$?; \
+	wait $$drivers; d=$$?; \
+	if [ $$rest -ne 0 ] || [ $$d -ne 0 ]; then echo "make test: FAILED (other packages: exit $$rest, $(DRIVER_LANE): exit $$d)"; exit 1; fi
 
 test-unit:
 	$(GO) test -short ./...

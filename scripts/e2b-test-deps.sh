@@ -40,5 +40,6 @@ else
   echo "den: python3 not found; skipping test/e2b-py install (the e2b Python suite will be skipped)" >&2
 fi
 
-# Harbor, for the Terminal-Bench-style run through its e2b environment.
-"$root/scripts/harbor-test-deps.sh"
+# Harbor, for the Terminal-Bench-style runs through its e2b environment and
+# through den's own provider (den.harbor, sdk/python).
+"$root/scripts/harbor-den-deps.sh"
