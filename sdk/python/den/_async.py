@@ -96,7 +96,7 @@ class AsyncClient:
         timeout: float | None = 60.0,
         data_dir: str | os.PathLike[str] | None = None,
         sandbox_url: str | None = None,
-        http2: bool | None = None,
+        http2: bool = False,
         max_retries: int = 3,
     ):
         cfg = _config.resolve(url, api_key, data_dir)

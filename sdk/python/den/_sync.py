@@ -82,8 +82,8 @@ class Client:
         data_dir: den's data directory, where the env file is read.
         sandbox_url: the sandbox traffic listener, for port URLs; default
             $E2B_SANDBOX_URL, else the env file.
-        http2: True for HTTP/2 (prior knowledge over plain http, which den
-            serves), False for HTTP/1.1, None for HTTP/2 over TLS only.
+        http2: HTTP/2 instead of HTTP/1.1 (prior knowledge over plain http,
+            which den serves). Off by default: see docs/sdk-python.md.
         max_retries: retries of a request answered 429 or 503.
     """
 
@@ -95,7 +95,7 @@ class Client:
         timeout: float | None = 60.0,
         data_dir: str | os.PathLike[str] | None = None,
         sandbox_url: str | None = None,
-        http2: bool | None = None,
+        http2: bool = False,
         max_retries: int = 3,
     ):
         cfg = _config.resolve(url, api_key, data_dir)

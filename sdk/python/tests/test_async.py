@@ -317,3 +317,16 @@ async def test_server_groups(aclient: den.AsyncClient) -> None:
         await aclient.tokens.create(role="server")
     with pytest.raises(den.NotFoundError):
         await aclient.tokens.delete("nope")
+
+
+async def test_http2_prior_knowledge_works_sequentially(server: Server) -> None:
+    # HTTP/2 is opt-in (see den._http.client_kwargs); used one call at a time
+    # it carries every kind of call: unary, streamed answers, streamed bodies.
+    async with den.AsyncClient(server.url, server.api_key, http2=True) as c:
+        r = await c._http.get("/v1/info")
+        assert r.http_version == "HTTP/2"
+        async with await den.AsyncSandbox.create(IMAGE, client=c) as sb:
+            assert (await sb.commands.run("echo h2")).stdout == "h2\n"
+            data = os.urandom(300_000)
+            await sb.files.write("/tmp/h2.bin", iter([data[:100_000], data[100_000:]]))
+            assert await sb.files.read("/tmp/h2.bin") == data
