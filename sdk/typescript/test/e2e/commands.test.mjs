@@ -98,6 +98,15 @@ test('commands', async (t) => {
     assert.equal((await open.wait()).stdout, 'got hello\ndone\n')
     assert.equal((await bg.wait()).stdout, 'done\n')
 
+    // Disconnecting stops the reading, not the process.
+    const detached = await sb.commands.start('sleep 60', { tag: 'detached' })
+    detached.disconnect()
+    await assert.rejects(detached.wait(), { name: 'AbortError', message: 'disconnected from the process' })
+    assert.ok((await sb.commands.list()).some((x) => x.pid === detached.pid))
+    const again = await sb.commands.connect(detached.pid)
+    await again.signal('SIGKILL')
+    assert.equal((await again.wait()).status, 'signal: killed')
+
     const sleeper = await sb.commands.start('sleep 60', { tag: 'term' })
     await sb.commands.signal({ tag: 'term' }, 'SIGTERM')
     const st = await sleeper.wait()
@@ -126,6 +135,15 @@ test('commands', async (t) => {
     assert.ok(screen.includes('40 120'), screen)
     assert.equal(r.exitCode, 7)
     assert.ok(r.stdout.includes('40 120'))
+
+    // The same by selector, and a kill; the default command is a login shell.
+    let out = ''
+    const shell = await sb.pty.create({ cols: 50, rows: 10, tag: 'tty', onData: (d) => (out += Buffer.from(d).toString()) })
+    await sb.pty.resize({ tag: 'tty' }, { cols: 60, rows: 11 })
+    await shell.sendInput('stty size\n')
+    await until('stty size to print 11 60', () => out.includes('11 60'))
+    await sb.pty.kill({ tag: 'tty' })
+    assert.equal((await shell.wait()).status, 'signal: killed')
   })
 
   await t.test('50 concurrent commands', async () => {

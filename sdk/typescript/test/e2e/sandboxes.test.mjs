@@ -53,6 +53,11 @@ test('create, get, list, timeout, delete', async (t) => {
   assert.equal(await created[2].kill(), true)
   assert.equal(await created[2].kill(), false, 'a second kill finds nothing')
   await assert.rejects(client.sandboxes.get(created[2].id), (e) => e instanceof NotFoundError && e.message === `sandbox ${created[2].id} not found`)
+  // What `await using sb = await Sandbox.create()` calls at the end of its block.
+  await created[1][Symbol.asyncDispose]()
+  await assert.rejects(client.sandboxes.getInfo(created[1].id), (e) => e instanceof NotFoundError)
+  await client.sandboxes.delete(created[0].id)
+  await assert.rejects(client.sandboxes.delete(created[0].id), (e) => e instanceof NotFoundError && e.message === `sandbox ${created[0].id} not found`)
 })
 
 test('errors: exact classes and messages', async () => {
@@ -60,9 +65,9 @@ test('errors: exact classes and messages', async () => {
   await assert.rejects(client.sandboxes.get('nope'), (e) => e instanceof NotFoundError && e.code === 'not_found' && e.status === 404 && e.message === 'sandbox nope not found')
   await assert.rejects(client.sandbox('nope').commands.run('true'), (e) => e instanceof NotFoundError && e.message === 'sandbox nope not found')
   await assert.rejects(client.sandbox('nope').files.read('/x'), (e) => e instanceof NotFoundError && e.message === 'sandbox nope not found')
-  await assert.rejects(Sandbox.create({ image: 'no-such-image', client }), (e) => e instanceof NotFoundError && e.message.includes('no-such-image'))
+  await assert.rejects(Sandbox.create({ image: 'no-such-image', client }), (e) => e instanceof NotFoundError && e.message === 'get image: image "no-such-image" not found')
   const bad = new Client({ url: client.url, apiKey: 'den_wrong' })
-  await assert.rejects(bad.info(), (e) => e instanceof UnauthenticatedError && e.status === 401)
+  await assert.rejects(bad.info(), (e) => e instanceof UnauthenticatedError && e.status === 401 && e.message === 'invalid API key')
 })
 
 test('network policy', async (t) => {
@@ -113,13 +118,13 @@ test('suspend and resume keep files and processes', async (t) => {
   assert.equal(suspended.state, 'suspended')
   assert.ok(suspended.suspendedAt instanceof Date)
   assert.equal(sb.info.state, 'suspended')
-  await assert.rejects(sb.suspend(), (e) => e instanceof FailedPreconditionError && e.status === 409)
+  await assert.rejects(sb.suspend(), (e) => e instanceof FailedPreconditionError && e.status === 409 && e.message === `sandbox ${sb.id} is suspended: only a running sandbox can be suspended`)
   const resumed = await sb.resume()
   assert.equal(resumed.state, 'running')
   assert.equal(await sb.files.readText('/tmp/state.txt'), 'kept')
   const procs = await sb.commands.list()
   assert.ok(procs.some((p) => p.tag === 'survivor' && p.pid === bg.pid), JSON.stringify(procs))
-  await assert.rejects(sb.resume(), (e) => e instanceof FailedPreconditionError && e.status === 409)
+  await assert.rejects(sb.resume(), (e) => e instanceof FailedPreconditionError && e.status === 409 && e.message === `sandbox ${sb.id} is running: only a suspended sandbox can be resumed`)
   // A call inside a suspended sandbox resumes it.
   await sb.suspend()
   assert.equal((await sb.commands.run('cat /tmp/state.txt')).stdout, 'kept')
@@ -150,7 +155,7 @@ test('snapshots and fork', async (t) => {
   const pruned = await client.snapshots.prune({ dryRun: true })
   assert.equal(pruned.dryRun, true)
   assert.ok(Array.isArray(pruned.removed))
-  await assert.rejects(client.snapshots.prune({ includeNamed: true }), (e) => e instanceof InvalidArgumentError)
+  await assert.rejects(client.snapshots.prune({ includeNamed: true }), (e) => e instanceof InvalidArgumentError && e.message === 'older_than_sec and include_named apply to snapshot objects: set objects too')
 
   const fork = await sb.fork({ count: 2 })
   assert.equal(fork.sandboxes.length, 2)
@@ -184,5 +189,5 @@ test('server: info, nodes, cluster members, join tokens', async () => {
   assert.equal(members.members[0].role, 'leader')
   assert.deepEqual(await client.tokens.list(), [])
   await assert.rejects(client.tokens.create({ ttlSec: 60 }), (e) => e instanceof FailedPreconditionError && e.message === 'create join token: this server has no node gateway (den up runs its own node; join tokens are for den server)')
-  await assert.rejects(client.tokens.delete('nope'), (e) => e instanceof NotFoundError)
+  await assert.rejects(client.tokens.delete('nope'), (e) => e instanceof NotFoundError && e.message === 'join token nope not found')
 })
