@@ -10,6 +10,7 @@ plain functions or coroutine functions.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import IO, Any, TypeVar
 import httpx
 
 from . import _config
+from . import _envd as envd
 from . import _ops as ops
 from ._core import Call, Op, RetryPolicy, parse_unary, read, retry_after_of, run_async
 from ._http import client_kwargs, request_args, transport_errors
@@ -272,7 +274,7 @@ class AsyncSandboxes(_Group):
     async def resume(self, id: str) -> AsyncSandbox:
         return AsyncSandbox(self._c, await self._c._run(ops.resume(id)))
 
-    async def fork(self, id: str, count: int = 1, *, snapshot_name: str | None = None) -> list[AsyncSandbox]:
+    async def fork(self, id: str, count: int = 1, *, snapshot_name: str | None = None) -> builtins.list[AsyncSandbox]:
         return [AsyncSandbox(self._c, s) for s in await self._c._run(ops.fork(id, count, snapshot_name))]
 
     async def get_network(self, id: str) -> NetworkPolicy:
@@ -676,7 +678,7 @@ class AsyncCommands:
         """Start cmd; ``async for chunk in handle`` streams its output and
         ``await handle.wait()`` gives its result."""
         size = PtySize(*pty) if isinstance(pty, tuple) else pty
-        req = ops.envd.start_request(cmd, envs=envs, cwd=cwd, tag=tag, stdin=stdin, pty=size)
+        req = envd.start_request(cmd, envs=envs, cwd=cwd, tag=tag, stdin=stdin, pty=size)
         u = self._user(user)
         reader, pid = await self._sb.client._run(ops.start_process(self._sb.id, req, u, timeout))
         return AsyncCommandHandle(self._sb.client, ProcessSession(self._sb.id, u, reader, pid, pty=size is not None, timeout=timeout))

@@ -165,7 +165,7 @@ class RetryPolicy:
             return None
         if retry_after is not None:
             return retry_after if retry_after <= self.max_wait else None
-        backoff = min(self.cap, self.base * (2**attempt))
+        backoff: float = min(self.cap, self.base * 2.0**attempt)
         return backoff * (0.5 + self.rand() / 2)
 
 

@@ -198,7 +198,7 @@ def process_event(msg: Mapping[str, Any]) -> Started | OutputChunk | Ended | Non
         data = ev["data"] or {}
         for stream in ("stdout", "stderr", "pty"):
             if stream in data:
-                return OutputChunk(stream=stream, data=unb64(data[stream]))  # type: ignore[arg-type]
+                return OutputChunk(stream=stream, data=unb64(data[stream]))
         return None
     if "end" in ev:
         end = ev["end"] or {}

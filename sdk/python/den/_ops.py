@@ -478,7 +478,7 @@ def body_of(source: Source) -> tuple[bytes | None, BodyStream | None, IO[bytes] 
         return None, file_chunks(f), f
     if hasattr(source, "read"):
         return None, file_chunks(source), None  # type: ignore[arg-type]
-    return None, source, None  # type: ignore[return-value]
+    return None, source, None
 
 
 def file_chunks(f: IO[bytes], size: int = _tar.CHUNK) -> Iterator[bytes]:
@@ -873,7 +873,7 @@ def read_file_to(id: str, path: str, user: str | None, sink: Callable[[bytes], A
 def write_file(id: str, path: str, data: bytes | str | Source, user: str | None) -> Op[WriteInfo]:
     if isinstance(data, str):
         data = data.encode()
-    content, stream, owned = body_of(data)  # type: ignore[arg-type]
+    content, stream, owned = body_of(data)
     try:
         r = yield Call(
             method="POST",
@@ -993,7 +993,7 @@ def download_dir(id: str, remote_dir: str, local_dir: str | os.PathLike[str], us
             raise
         yield from _quiet_remove(id, tmp, user)
         spool.seek(0)
-        _tar.extract(spool, local_dir)  # type: ignore[arg-type]
+        _tar.extract(spool, local_dir)
 
 
 def _quiet_remove(id: str, path: str, user: str | None) -> Op[None]:

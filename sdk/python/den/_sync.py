@@ -6,6 +6,7 @@ this module only moves bytes.
 
 from __future__ import annotations
 
+import builtins
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -16,6 +17,7 @@ from typing import IO, Any, TypeVar
 import httpx
 
 from . import _config
+from . import _envd as envd
 from . import _ops as ops
 from ._core import Call, Op, RetryPolicy, parse_unary, read, retry_after_of, run_sync
 from ._http import client_kwargs, request_args, transport_errors
@@ -289,7 +291,7 @@ class Sandboxes(_Group):
         file call resumes it too)."""
         return Sandbox(self._c, self._c._run(ops.resume(id)))
 
-    def fork(self, id: str, count: int = 1, *, snapshot_name: str | None = None) -> list[Sandbox]:
+    def fork(self, id: str, count: int = 1, *, snapshot_name: str | None = None) -> builtins.list[Sandbox]:
         """Checkpoint the running sandbox once and start count copies that
         continue from that point; snapshot_name keeps the checkpoint."""
         return [Sandbox(self._c, s) for s in self._c._run(ops.fork(id, count, snapshot_name))]
@@ -761,7 +763,7 @@ class Commands:
         input open (send_stdin, close_stdin); pty=(cols, rows) runs it on a
         terminal (all output is "pty"; resize with resize())."""
         size = PtySize(*pty) if isinstance(pty, tuple) else pty
-        req = ops.envd.start_request(cmd, envs=envs, cwd=cwd, tag=tag, stdin=stdin, pty=size)
+        req = envd.start_request(cmd, envs=envs, cwd=cwd, tag=tag, stdin=stdin, pty=size)
         u = self._user(user)
         reader, pid = self._sb.client._run(ops.start_process(self._sb.id, req, u, timeout))
         return CommandHandle(self._sb.client, ProcessSession(self._sb.id, u, reader, pid, pty=size is not None, timeout=timeout))
