@@ -826,8 +826,11 @@ def run(
     try:
         r, pid = yield from start_process(id, req, user, timeout)
         if data is not None:
-            yield from send_input(id, pid, data, user)
-            yield from close_stdin(id, pid, user)
+            try:
+                yield from send_input(id, pid, data, user)
+                yield from close_stdin(id, pid, user)
+            except NotFoundError:
+                pass  # it ended without reading all its input; its end is on the stream
         while True:
             ev = yield from next_process_event(r)
             if ev is None:
