@@ -48,9 +48,7 @@ test('commands', async (t) => {
   })
 
   await t.test('timeoutMs kills the command and throws TimeoutError', async () => {
-    const start = Date.now()
     await assert.rejects(sb.commands.run('sleep 30', { timeoutMs: 500, tag: 'sleeper' }), (e) => e instanceof TimeoutError && e.message === 'the command ran past its timeout of 500 ms and was killed')
-    assert.ok(Date.now() - start < 10_000)
     await until('the timed-out process to be gone', async () => !(await sb.commands.list()).some((p) => p.tag === 'sleeper'))
   })
 
@@ -76,15 +74,17 @@ test('commands', async (t) => {
     assert.equal(killed.exitCode, -1)
     assert.equal(killed.status, 'signal: killed')
 
-    const bg = await sb.commands.start(['/bin/sh', '-c', 'while read line; do echo "got $line"; done; echo done'], { tag: 'echoer', stdin: (async function* () {})() })
-    const procs = await sb.commands.list()
-    const p = procs.find((x) => x.tag === 'echoer')
-    assert.ok(p, `echoer not in ${JSON.stringify(procs)}`)
-    assert.equal(p.pid, bg.pid)
-    assert.equal(p.cmd, '/bin/sh')
+    // An input that ends at once: stdin is closed and the loop ends.
+    const bg = await sb.commands.start(['/bin/sh', '-c', 'while read line; do echo "got $line"; done; echo done'], { stdin: (async function* () {})() })
 
-    // The stdin pump closes stdin at its (empty) end: start another that keeps it open.
+    // An input that never ends keeps stdin open for sendInput.
     const open = await sb.commands.start('while read line; do echo "got $line"; done; echo done', { tag: 'open', stdin: new ReadableStream({ start() {} }) })
+    const procs = await sb.commands.list()
+    const p = procs.find((x) => x.tag === 'open')
+    assert.ok(p, `open not in ${JSON.stringify(procs)}`)
+    assert.equal(p.pid, open.pid)
+    assert.equal(p.cmd, '/bin/sh')
+    assert.deepEqual(p.args, ['-c', 'while read line; do echo "got $line"; done; echo done'])
     const seen = []
     const attached = await sb.commands.connect({ tag: 'open' }, { onStdout: (s) => seen.push(s) })
     assert.equal(attached.pid, open.pid)
