@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import os
 import platform
+import resource
 import statistics
 import sys
 import threading
@@ -51,6 +52,7 @@ def pct(xs: list[float]) -> str:
 
 async def main(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
+    load = os.getloadavg()[0]
     threads = threading.active_count()
     assert threads == 1, f"{threads} threads before the run: want 1"
     samples: list[int] = []
@@ -63,9 +65,11 @@ async def main(args: argparse.Namespace) -> int:
     async with den.AsyncClient(http2=args.http2) as client:
         info = await client.info()
         sampler = asyncio.create_task(watch_threads())
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         results = await asyncio.gather(*(one(client, i, args.image, args.memory_mb) for i in range(args.n)), return_exceptions=True)
         wall = time.perf_counter() - t0
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         sampler.cancel()
         left = [s.id async for s in client.sandboxes.list(metadata={"bench": "sdk-python-concurrency"})]
     errors = [r for r in results if isinstance(r, BaseException)]
@@ -78,6 +82,8 @@ async def main(args: argparse.Namespace) -> int:
         print(f"  exec    {pct([r[1] for r in ok])}")
         print(f"  delete  {pct([r[2] for r in ok])}")
         print(f"  total   {pct([sum(r) for r in ok])}")
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    print(f"  client CPU: {cpu:.2f} s for the run ({cpu / max(1, args.n) * 1000:.1f} ms a sandbox); 1-min load average before: {load:.2f}")
     print(f"  threads: max {max(samples, default=1)} during the run ({len(samples)} samples); default executor made: {loop._default_executor is not None}")  # type: ignore[attr-defined]
     for e in errors[:5]:
         print(f"  error: {type(e).__name__}: {e}", file=sys.stderr)
