@@ -60,8 +60,8 @@ export declare class UnauthenticatedError extends APIError {
 /** 403 permission_denied: the key may not do this (e.g. a non-admin changing images). */
 export declare class PermissionDeniedError extends APIError {
 }
-/** 507 insufficient_storage: a write filled the sandbox's disk. */
-export declare class InsufficientStorageError extends APIError {
+/** 507 insufficient_storage: a write filled the sandbox's disk (a resource exhausted, as in the Python SDK). */
+export declare class InsufficientStorageError extends ResourceExhaustedError {
 }
 /** 499 canceled: the request was canceled. */
 export declare class CanceledError extends APIError {

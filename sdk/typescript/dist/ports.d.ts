@@ -10,12 +10,13 @@ export interface PortURL {
     /** Headers that authorise a request to url (empty for a signed URL). */
     headers: Record<string, string>;
     /**
-     * The same port addressed by headers instead of the host name, for
-     * clients that cannot resolve url's host (Node's fetch): send requests
-     * to routedUrl with routedHeaders.
+     * The same request addressed to the traffic listener itself, routed by
+     * the E2b-Sandbox-Id and E2b-Sandbox-Port headers instead of the host
+     * name, for clients that cannot resolve url's host (Node's fetch): send
+     * requests to listenerUrl with listenerHeaders.
      */
-    routedUrl: string;
-    routedHeaders: Record<string, string>;
+    listenerUrl: string;
+    listenerHeaders: Record<string, string>;
 }
 /** Options of a port URL. */
 export interface PortURLOptions extends CallOptions {

@@ -32,13 +32,13 @@ export async function portUrl(t, sandboxUrl, idOrName, port, opts = {}) {
     const u = new URL(`${base.protocol}//${host}/`);
     const auth = { 'X-Access-Token': sb.envdAccessToken };
     const routed = { 'E2b-Sandbox-Id': sb.sandboxID, 'E2b-Sandbox-Port': String(port) };
-    const routedUrl = `${base.protocol}//${base.host}/`;
+    const listenerUrl = `${base.protocol}//${base.host}/`;
     if (opts.signedFor === undefined) {
-        return { url: u.toString(), headers: auth, routedUrl, routedHeaders: { ...routed, ...auth } };
+        return { url: u.toString(), headers: auth, listenerUrl, listenerHeaders: { ...routed, ...auth } };
     }
     if (!(opts.signedFor > 0))
         throw new DenError(`signedFor ${opts.signedFor}: want a positive number of seconds`);
     const expires = Math.floor(Date.now() / 1000) + Math.ceil(opts.signedFor);
     const q = new URLSearchParams({ [signatureParam]: portSignature(sb.envdAccessToken, sb.sandboxID, port, expires), [expiresParam]: String(expires) });
-    return { url: `${u.toString()}?${q}`, headers: {}, routedUrl: `${routedUrl}?${q}`, routedHeaders: routed };
+    return { url: `${u.toString()}?${q}`, headers: {}, listenerUrl: `${listenerUrl}?${q}`, listenerHeaders: routed };
 }

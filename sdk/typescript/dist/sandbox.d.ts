@@ -56,8 +56,8 @@ export declare class Sandbox {
     /** asUser returns a handle whose commands and files act as user; this one is unchanged. */
     asUser(user: string): Sandbox;
     private update;
-    /** getInfo fetches the sandbox's current state (and keeps it in info). */
-    getInfo(opts?: CallOptions): Promise<SandboxInfo>;
+    /** refresh fetches the sandbox's current state (and keeps it in info). */
+    refresh(opts?: CallOptions): Promise<SandboxInfo>;
     /** kill deletes the sandbox; false when it was already gone. */
     kill(opts?: CallOptions): Promise<boolean>;
     /** setTimeout sets the sandbox's timeout to seconds from now (0: never). */
@@ -76,8 +76,8 @@ export declare class Sandbox {
     setNetwork(policy: NetworkPolicy, opts?: CallOptions): Promise<NetworkPolicy>;
     /** setPortPublic makes port's URL public (no token) or private again; port 0 is every port. */
     setPortPublic(port: number, isPublic: boolean, opts?: CallOptions): Promise<SandboxInfo>;
-    /** getPortUrl returns the URL of a port inside the sandbox and the headers a request to it sends. */
-    getPortUrl(port: number, opts?: PortURLOptions): Promise<PortURL>;
+    /** portUrl returns the URL of a port inside the sandbox and the headers a request to it sends. */
+    portUrl(port: number, opts?: PortURLOptions): Promise<PortURL>;
     /** Deletes the sandbox at the end of an `await using` block. */
     [Symbol.asyncDispose](): Promise<void>;
 }

@@ -64,8 +64,8 @@ export class Sandbox {
         this.info = info;
         return info;
     }
-    /** getInfo fetches the sandbox's current state (and keeps it in info). */
-    async getInfo(opts = {}) {
+    /** refresh fetches the sandbox's current state (and keeps it in info). */
+    async refresh(opts = {}) {
         return this.update(await this.client.sandboxes.getInfo(this.id, opts));
     }
     /** kill deletes the sandbox; false when it was already gone. */
@@ -112,8 +112,8 @@ export class Sandbox {
     async setPortPublic(port, isPublic, opts = {}) {
         return this.update(await this.client.sandboxes.setPort(this.id, port, isPublic, opts));
     }
-    /** getPortUrl returns the URL of a port inside the sandbox and the headers a request to it sends. */
-    async getPortUrl(port, opts = {}) {
+    /** portUrl returns the URL of a port inside the sandbox and the headers a request to it sends. */
+    async portUrl(port, opts = {}) {
         return this.client.sandboxes.portUrl(this.id, port, opts);
     }
     /** Deletes the sandbox at the end of an `await using` block. */

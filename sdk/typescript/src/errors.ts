@@ -63,8 +63,8 @@ export class UnsupportedError extends APIError {}
 export class UnauthenticatedError extends APIError {}
 /** 403 permission_denied: the key may not do this (e.g. a non-admin changing images). */
 export class PermissionDeniedError extends APIError {}
-/** 507 insufficient_storage: a write filled the sandbox's disk. */
-export class InsufficientStorageError extends APIError {}
+/** 507 insufficient_storage: a write filled the sandbox's disk (a resource exhausted, as in the Python SDK). */
+export class InsufficientStorageError extends ResourceExhaustedError {}
 /** 499 canceled: the request was canceled. */
 export class CanceledError extends APIError {}
 /** 413 too_large: a request body over a server limit (a build context). */

@@ -24,12 +24,13 @@ export interface PortURL {
   /** Headers that authorise a request to url (empty for a signed URL). */
   headers: Record<string, string>
   /**
-   * The same port addressed by headers instead of the host name, for
-   * clients that cannot resolve url's host (Node's fetch): send requests
-   * to routedUrl with routedHeaders.
+   * The same request addressed to the traffic listener itself, routed by
+   * the E2b-Sandbox-Id and E2b-Sandbox-Port headers instead of the host
+   * name, for clients that cannot resolve url's host (Node's fetch): send
+   * requests to listenerUrl with listenerHeaders.
    */
-  routedUrl: string
-  routedHeaders: Record<string, string>
+  listenerUrl: string
+  listenerHeaders: Record<string, string>
 }
 
 /** Options of a port URL. */
@@ -64,12 +65,12 @@ export async function portUrl(t: Transport, sandboxUrl: string, idOrName: string
   const u = new URL(`${base.protocol}//${host}/`)
   const auth = { 'X-Access-Token': sb.envdAccessToken }
   const routed = { 'E2b-Sandbox-Id': sb.sandboxID, 'E2b-Sandbox-Port': String(port) }
-  const routedUrl = `${base.protocol}//${base.host}/`
+  const listenerUrl = `${base.protocol}//${base.host}/`
   if (opts.signedFor === undefined) {
-    return { url: u.toString(), headers: auth, routedUrl, routedHeaders: { ...routed, ...auth } }
+    return { url: u.toString(), headers: auth, listenerUrl, listenerHeaders: { ...routed, ...auth } }
   }
   if (!(opts.signedFor > 0)) throw new DenError(`signedFor ${opts.signedFor}: want a positive number of seconds`)
   const expires = Math.floor(Date.now() / 1000) + Math.ceil(opts.signedFor)
   const q = new URLSearchParams({ [signatureParam]: portSignature(sb.envdAccessToken, sb.sandboxID, port, expires), [expiresParam]: String(expires) })
-  return { url: `${u.toString()}?${q}`, headers: {}, routedUrl: `${routedUrl}?${q}`, routedHeaders: routed }
+  return { url: `${u.toString()}?${q}`, headers: {}, listenerUrl: `${listenerUrl}?${q}`, listenerHeaders: routed }
 }

@@ -96,8 +96,8 @@ export class Sandbox {
     return info
   }
 
-  /** getInfo fetches the sandbox's current state (and keeps it in info). */
-  async getInfo(opts: CallOptions = {}): Promise<SandboxInfo> {
+  /** refresh fetches the sandbox's current state (and keeps it in info). */
+  async refresh(opts: CallOptions = {}): Promise<SandboxInfo> {
     return this.update(await this.client.sandboxes.getInfo(this.id, opts))
   }
 
@@ -152,8 +152,8 @@ export class Sandbox {
     return this.update(await this.client.sandboxes.setPort(this.id, port, isPublic, opts))
   }
 
-  /** getPortUrl returns the URL of a port inside the sandbox and the headers a request to it sends. */
-  async getPortUrl(port: number, opts: PortURLOptions = {}): Promise<PortURL> {
+  /** portUrl returns the URL of a port inside the sandbox and the headers a request to it sends. */
+  async portUrl(port: number, opts: PortURLOptions = {}): Promise<PortURL> {
     return this.client.sandboxes.portUrl(this.id, port, opts)
   }
 

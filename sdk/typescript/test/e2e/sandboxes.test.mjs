@@ -33,7 +33,7 @@ test('create, get, list, timeout, delete', async (t) => {
   assert.equal(got.info.state, 'running')
   const connected = await Sandbox.connect(sb.id, { client })
   assert.equal(connected.info.id, sb.id)
-  assert.equal((await sb.getInfo()).id, sb.id)
+  assert.equal((await sb.refresh()).id, sb.id)
 
   const page = await client.sandboxes.listPage({ metadata: { suite: run }, limit: 1 })
   assert.equal(page.sandboxes.length, 1)
@@ -83,31 +83,31 @@ test('ports: token, signed and public URLs', async (t) => {
   const sb = await sandbox(t)
   await sb.files.write('/tmp/www/index.html', 'hello from the sandbox\n')
   await sb.commands.start('httpd -f -p 8080 -h /tmp/www')
-  const p = await sb.getPortUrl(8080)
+  const p = await sb.portUrl(8080)
   assert.equal(p.url, `${new URL(client.sandboxUrl).protocol}//8080-${sb.id}.localhost:${new URL(client.sandboxUrl).port}/`)
-  assert.equal(p.routedHeaders['E2b-Sandbox-Id'], sb.id)
+  assert.equal(p.listenerHeaders['E2b-Sandbox-Id'], sb.id)
   assert.ok(p.headers['X-Access-Token'])
   const res = await until('httpd to answer', async () => {
-    const r = await fetch(p.routedUrl, { headers: p.routedHeaders })
+    const r = await fetch(p.listenerUrl, { headers: p.listenerHeaders })
     return r.status === 200 ? r : undefined
   })
   assert.equal(await res.text(), 'hello from the sandbox\n')
-  const { 'X-Access-Token': _, ...anonymous } = p.routedHeaders
-  assert.equal((await fetch(p.routedUrl, { headers: anonymous })).status, 401)
+  const { 'X-Access-Token': _, ...anonymous } = p.listenerHeaders
+  assert.equal((await fetch(p.listenerUrl, { headers: anonymous })).status, 401)
 
-  const signed = await sb.getPortUrl(8080, { signedFor: 60 })
+  const signed = await sb.portUrl(8080, { signedFor: 60 })
   assert.deepEqual(signed.headers, {})
   assert.match(signed.url, /\?den_signature=v1_[A-Za-z0-9_-]+&den_expires=\d+$/)
-  const sres = await fetch(signed.routedUrl, { headers: signed.routedHeaders })
+  const sres = await fetch(signed.listenerUrl, { headers: signed.listenerHeaders })
   assert.equal(sres.status, 200)
   assert.equal(await sres.text(), 'hello from the sandbox\n')
 
   const info = await sb.setPortPublic(8080, true)
   assert.deepEqual(info.publicPorts, [8080])
-  assert.equal((await fetch(p.routedUrl, { headers: anonymous })).status, 200)
+  assert.equal((await fetch(p.listenerUrl, { headers: anonymous })).status, 200)
   const closed = await sb.setPortPublic(8080, false)
   assert.equal(closed.publicPorts, undefined)
-  assert.equal((await fetch(p.routedUrl, { headers: anonymous })).status, 401)
+  assert.equal((await fetch(p.listenerUrl, { headers: anonymous })).status, 401)
 })
 
 test('suspend and resume keep files and processes', async (t) => {
@@ -128,7 +128,7 @@ test('suspend and resume keep files and processes', async (t) => {
   // A call inside a suspended sandbox resumes it.
   await sb.suspend()
   assert.equal((await sb.commands.run('cat /tmp/state.txt')).stdout, 'kept')
-  assert.equal((await sb.getInfo()).state, 'running')
+  assert.equal((await sb.refresh()).state, 'running')
 })
 
 test('snapshots and fork', async (t) => {

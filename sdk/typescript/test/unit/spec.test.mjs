@@ -28,7 +28,7 @@ export const methods = {
   listClusterMembers: 'client.cluster.members',
   createSandbox: ['client.sandboxes.create', 'Sandbox.create'],
   listSandboxes: ['client.sandboxes.list', 'client.sandboxes.listPage'],
-  getSandbox: ['client.sandboxes.get', 'client.sandboxes.getInfo', 'sandbox.getInfo', 'Sandbox.connect'],
+  getSandbox: ['client.sandboxes.get', 'client.sandboxes.getInfo', 'sandbox.refresh', 'Sandbox.connect'],
   deleteSandbox: ['client.sandboxes.delete', 'sandbox.kill'],
   setSandboxTimeout: ['client.sandboxes.setTimeout', 'sandbox.setTimeout'],
   suspendSandbox: ['client.sandboxes.suspend', 'sandbox.suspend'],
