@@ -207,6 +207,8 @@ export class CommandHandle {
                         const te = timedOut();
                         if (te)
                             throw te;
+                        this.out += outDec.decode(); // a sequence cut at the end
+                        this.err += errDec.decode();
                         const res = { exitCode: ev.exitCode, stdout: this.out, stderr: this.err, exited: ev.exited, status: ev.status, pid: this.pid };
                         if (ev.error !== undefined)
                             res.error = ev.error;

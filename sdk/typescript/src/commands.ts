@@ -321,6 +321,8 @@ export class CommandHandle {
           case 'exit': {
             const te = timedOut()
             if (te) throw te
+            this.out += outDec.decode() // a sequence cut at the end
+            this.err += errDec.decode()
             const res: CommandResult = { exitCode: ev.exitCode, stdout: this.out, stderr: this.err, exited: ev.exited, status: ev.status, pid: this.pid }
             if (ev.error !== undefined) res.error = ev.error
             return res
