@@ -1,12 +1,16 @@
 // Files of a real sandbox: bytes and text, streams, listings, stat, make,
 // move, remove, users, watch, and directories both ways.
 import assert from 'node:assert/strict'
-import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, statSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, statSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { test } from 'node:test'
+import { after, test } from 'node:test'
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError, PermissionDeniedError } from '@den/sdk'
 import { collect, sandbox } from './helpers.mjs'
+
+/** Every temporary directory of this file, removed when it ends. */
+const tmpRoot = mkdtempSync(join(tmpdir(), 'den-sdk-ts-test-'))
+after(() => rmSync(tmpRoot, { recursive: true, force: true }))
 
 test('files', async (t) => {
   const sb = await sandbox(t)
@@ -92,7 +96,7 @@ test('files', async (t) => {
   })
 
   await t.test('uploadDir and downloadDir move whole directories', async () => {
-    const src = mkdtempSync(join(tmpdir(), 'den-sdk-up-'))
+    const src = mkdtempSync(join(tmpRoot, 'den-sdk-up-'))
     mkdirSync(join(src, 'nested', 'deeper'), { recursive: true })
     writeFileSync(join(src, 'top.txt'), 'top\n')
     writeFileSync(join(src, 'nested', 'deeper', 'big.bin'), Buffer.alloc(1 << 20, 3))
@@ -103,7 +107,7 @@ test('files', async (t) => {
     assert.equal(r.stdout, 'top\nran\ntop.txt\n1048576\n', r.stderr)
     assert.equal((await sb.commands.run('ls /tmp/.den-upload-* 2>/dev/null | wc -l')).stdout.trim(), '0', 'the temporary archive is removed')
 
-    const dst = mkdtempSync(join(tmpdir(), 'den-sdk-down-'))
+    const dst = mkdtempSync(join(tmpRoot, 'den-sdk-down-'))
     await sb.files.downloadDir('/tmp/up/dir', join(dst, 'copy'))
     assert.equal(readFileSync(join(dst, 'copy', 'top.txt'), 'utf8'), 'top\n')
     assert.deepEqual(readFileSync(join(dst, 'copy', 'nested', 'deeper', 'big.bin')), Buffer.alloc(1 << 20, 3))

@@ -3,13 +3,17 @@
 // Dockerfile.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { test } from 'node:test'
+import { after, test } from 'node:test'
 import { InvalidArgumentError, NotFoundError } from '@den/sdk'
 import { client, image, sandbox } from './helpers.mjs'
 import { startRegistry } from './registry.mjs'
+
+/** Every temporary directory of this file, removed when it ends. */
+const tmpRoot = mkdtempSync(join(tmpdir(), 'den-sdk-ts-test-'))
+after(() => rmSync(tmpRoot, { recursive: true, force: true }))
 
 const suffix = randomBytes(3).toString('hex')
 
@@ -70,7 +74,7 @@ test('push to and pull from a registry', async (t) => {
 })
 
 test('build from a Dockerfile with a .dockerignore, build args and logs', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'den-sdk-build-'))
+  const dir = mkdtempSync(join(tmpRoot, 'den-sdk-build-'))
   writeFileSync(join(dir, 'Dockerfile'), `FROM ${image}\nARG GREETING=hi\nCOPY . /ctx\nRUN echo "$GREETING from the build" > /greeting\n`)
   writeFileSync(join(dir, '.dockerignore'), 'ignored.txt\nsecret/\n')
   writeFileSync(join(dir, 'kept.txt'), 'kept\n')

@@ -1,10 +1,14 @@
 // Configuration: options, then DEN_URL/DEN_API_KEY, then den up's env file.
 import assert from 'node:assert/strict'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { test } from 'node:test'
+import { after, test } from 'node:test'
 import { Client, NotConfiguredError, readEnvFile, resolveConfig } from '@den/sdk'
+
+/** Every temporary directory of this file, removed when it ends. */
+const tmpRoot = mkdtempSync(join(tmpdir(), 'den-sdk-ts-test-'))
+after(() => rmSync(tmpRoot, { recursive: true, force: true }))
 
 function withEnv(vars, fn) {
   const saved = {}
@@ -24,7 +28,7 @@ function withEnv(vars, fn) {
 }
 
 function envDir(text) {
-  const dir = mkdtempSync(join(tmpdir(), 'den-sdk-cfg-'))
+  const dir = mkdtempSync(join(tmpRoot, 'den-sdk-cfg-'))
   writeFileSync(join(dir, 'env'), text)
   return dir
 }
@@ -63,7 +67,7 @@ test('the environment wins over the env file, options over both', () => {
 })
 
 test('no URL anywhere is NotConfiguredError', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'den-sdk-cfg-'))
+  const dir = mkdtempSync(join(tmpRoot, 'den-sdk-cfg-'))
   withEnv({ ...clean, DEN_DATA_DIR: dir }, () => {
     assert.throws(() => new Client(), (e) => e instanceof NotConfiguredError && e.message === 'den: no server URL: set DEN_URL and DEN_API_KEY, or start den with `den up`')
     assert.throws(() => new Client({ url: 'ftp://x' }), { name: 'NotConfiguredError', message: 'den: invalid server URL "ftp://x": want http(s)://host[:port]' })
