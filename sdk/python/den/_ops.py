@@ -16,7 +16,7 @@ import secrets
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlencode, urlsplit
@@ -1004,8 +1004,3 @@ def _quiet_remove(id: str, path: str, user: str | None) -> Op[None]:
         yield from remove(id, path, user)
     except APIError:
         pass
-
-
-def iter_chunks(data: Iterable[bytes]) -> Iterator[bytes]:
-    for chunk in data:
-        yield bytes(chunk)

@@ -50,13 +50,14 @@ def _den_bin() -> Path:
 def _start(tmp: Path) -> tuple[subprocess.Popen[bytes], Server]:
     data, log = tmp / "data", tmp / "den.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEN_", "E2B_"))}
-    proc = subprocess.Popen(
-        [str(_den_bin()), "up", "--data-dir", str(data), "--listen", "127.0.0.1:0", "--no-base"],
-        stdout=subprocess.PIPE,
-        stderr=open(log, "wb"),
-        env=env,
-        start_new_session=True,
-    )
+    with open(log, "wb") as log_file:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [str(_den_bin()), "up", "--data-dir", str(data), "--listen", "127.0.0.1:0", "--no-base"],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            env=env,
+            start_new_session=True,
+        )
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:  # reads den's stdout to its end, so den never blocks on it
