@@ -43,7 +43,8 @@ async def test_fifty_concurrent_execs_from_one_client_use_no_threads(aclient: de
 
     results = await asyncio.gather(*(one(i) for i in range(50)))
     assert [(r.stdout, r.stderr, r.exit_code) for r in results] == [(f"start-{i}\n", f"err-{i}\n", i % 7) for i in range(50)]
-    assert seen_threads == threads_before and set(threading.enumerate()) == threads_before
+    # No thread appeared while the 50 ran (threads that ended are no concern).
+    assert seen_threads <= threads_before and set(threading.enumerate()) <= threads_before
 
 
 async def test_sandbox_lifecycle(aclient: den.AsyncClient) -> None:
@@ -225,12 +226,18 @@ async def test_snapshots_fork_pools(aclient: den.AsyncClient) -> None:
     async with await den.AsyncSandbox.create(IMAGE, client=aclient) as src:
         await src.commands.run("echo mark > /tmp/m")
         snap = await aclient.snapshots.create(src.id, name="py-asnap")
-        assert (await src.snapshot()).sandbox == src.id
+        unnamed = await src.snapshot()
+        assert unnamed.sandbox == src.id
         assert (await aclient.snapshots.get(snap.id)).name == "py-asnap"
         assert "py-asnap" in [s.name for s in await aclient.snapshots.list()]
         assert (await aclient.snapshots.usage()).tenant_bytes > 0
+        # Objects older than 0 s: the unnamed one, not the named one. (An
+        # admin's prune may also list what sandboxes deleted a moment ago
+        # left behind, so only these two are asserted.)
         pruned = await aclient.snapshots.prune(objects=True, older_than_sec=0, dry_run=True)
-        assert pruned.dry_run and [r.kind for r in pruned.removed] == ["object"]  # the unnamed one only
+        objects = {r.snapshot for r in pruned.removed if r.kind == "object"}
+        assert pruned.dry_run and unnamed.id in objects and snap.id not in objects
+        assert (await aclient.snapshots.get(unnamed.id)).id == unnamed.id  # a dry run removes nothing
         forks = await aclient.sandboxes.fork(src.id, 2)
         copies = await src.fork()
         try:
