@@ -24,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 from . import _envd as envd
 from . import _tar
 from ._core import BodyStream, Call, Op, callback, close, q, read, seg, user_headers
-from .errors import APIError, BuildError, CommandExitError, DeadlineExceededError, NotFoundError, ProtocolError, TimeoutError, status_of_code
+from .errors import APIError, BuildError, CommandExitError, DeadlineExceededError, FailedPreconditionError, NotFoundError, ProtocolError, TimeoutError, status_of_code
 from .models import (
     APIKey,
     BuildResult,
@@ -829,8 +829,11 @@ def run(
             try:
                 yield from send_input(id, pid, data, user)
                 yield from close_stdin(id, pid, user)
-            except NotFoundError:
-                pass  # it ended without reading all its input; its end is on the stream
+            except (NotFoundError, FailedPreconditionError):
+                # It ended, or closed its stdin, before reading all its input
+                # ("process not found", "stdin of process N is closed"): its
+                # output and end are on the stream all the same.
+                pass
         while True:
             ev = yield from next_process_event(r)
             if ev is None:

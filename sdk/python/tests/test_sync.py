@@ -126,7 +126,8 @@ def test_run_returns_output_and_exit_code(sb: den.Sandbox) -> None:
     assert r.stdout == "/tmp\n42\nuser\n"
     assert sb.commands.run("cat | wc -c", stdin=b"x" * 100_000).stdout.strip() == "100000"
     # A process that ends before reading its input still gives its result.
-    assert [sb.commands.run("exit 4", stdin="unread").exit_code for _ in range(5)] == [4] * 5
+    assert [sb.commands.run("exit 4", stdin="unread").exit_code for _ in range(20)] == [4] * 20
+    assert sb.commands.run("exec 0<&-; echo closed", stdin=b"y" * 300_000).stdout == "closed\n"
     lines: list[str] = []
     r = sb.commands.run("for i in 1 2 3; do echo line$i; done", on_stdout=lines.append)
     assert "".join(lines) == r.stdout == "line1\nline2\nline3\n"
