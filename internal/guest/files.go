@@ -60,13 +60,13 @@ func (a *Agent) serveDownload(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		writeHTTPError(w, classifyFS(err, "open %s", path))
+		writeHTTPError(w, classifyFS(err, "read file"))
 		return
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		writeHTTPError(w, classifyFS(err, "stat %s", path))
+		writeHTTPError(w, classifyFS(err, "read file"))
 		return
 	}
 	if !fi.Mode().IsRegular() {

@@ -139,7 +139,11 @@ func (s *Server) setDraining(w http.ResponseWriter, r *http.Request, p Principal
 	id := r.PathValue("id")
 	if err := s.cfg.Store.SetNodeDraining(r.Context(), id, draining, s.cfg.Now()); err != nil {
 		if errdefs.IsNotFound(err) && s.cfg.Cluster == nil {
-			return errdefs.New(errdefs.FailedPrecondition, "drain node %s: draining is for the nodes of a cluster (den server); den up runs only its local node", id)
+			verb := "undrain"
+			if draining {
+				verb = "drain"
+			}
+			return errdefs.New(errdefs.FailedPrecondition, "%s node %s: draining is for the nodes of a cluster (den server); den up runs only its local node", verb, id)
 		}
 		return err
 	}

@@ -174,7 +174,7 @@ func TestProxyHTTP(t *testing.T) {
 			wantStatus: 200, wantBody: `[{"path":"` + file + `","name":"hello.txt","type":"file"}]` + "\n"},
 		{name: "download", method: "GET", path: "/files?path=" + file, wantStatus: 200, wantBody: "hello\n"},
 		{name: "download missing", method: "GET", path: "/files?path=" + dir + "/nope", wantStatus: 404,
-			wantErr: &rest.Error{Code: "not_found", Message: "open " + dir + "/nope: open " + dir + "/nope: no such file or directory"}},
+			wantErr: &rest.Error{Code: "not_found", Message: "read file: open " + dir + "/nope: no such file or directory"}},
 		{name: "upload past disk quota", method: "POST", path: "/files?path=" + dir + "/big", contentType: "application/octet-stream",
 			body: strings.Repeat("x", stubDiskQuota+1), wantStatus: 507,
 			wantErr: &rest.Error{Code: "insufficient_storage", Message: "write " + dir + "/big: no space left on device"}},

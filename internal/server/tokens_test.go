@@ -88,6 +88,10 @@ func TestJoinTokensNeedACluster(t *testing.T) {
 	if apiErr.Message != "drain node "+nodeID+": draining is for the nodes of a cluster (den server); den up runs only its local node" {
 		t.Fatalf("drain on den up: %+v", apiErr)
 	}
+	e.doJSON("POST", "/v1/nodes/"+nodeID+"/undrain", e.addAdminKeyOf(tenantB), "", http.StatusConflict, &apiErr)
+	if apiErr.Message != "undrain node "+nodeID+": draining is for the nodes of a cluster (den server); den up runs only its local node" {
+		t.Fatalf("undrain on den up: %+v", apiErr)
+	}
 }
 
 func TestClusterNodes(t *testing.T) {
