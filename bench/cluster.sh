@@ -9,8 +9,8 @@
 #                         [--json FILE] [--pprof DIR]
 # --via picks the server the benchmark's requests go to (a follower passes
 # each to the leader).
-# --pprof DIR writes a 20 s CPU profile of the leader (taken 2 s into the
-# run) to DIR/server.pprof.
+# --pprof DIR writes 20 s CPU profiles of the leader and of the sim agent
+# (taken 2 s into the run) to DIR/server.pprof and DIR/agent.pprof.
 set -euo pipefail
 servers=1 nodes=30 sandboxes=5000 concurrency=256 json= pprof= via=leader
 while [ $# -gt 0 ]; do
@@ -53,7 +53,9 @@ for _ in $(seq 100); do [ -s "$work/s1/env" ] && grep -q DEN_API_KEY "$work/s1/e
 key=$(sed -n 's/^DEN_API_KEY=//p' "$work/s1/env")
 for _ in $(seq 100); do token=$("$den" token create --uses "$nodes" --url "$url" --api-key "$key" 2>/dev/null) && break; sleep 0.3; done
 nodeaddrs=$(for i in $(seq 1 "$servers"); do printf '127.0.0.1:%d,' $((base + 10 * i + 2)); done)
-"$den" agent --data-dir "$work/agent" --server "${nodeaddrs%,}" --token "$token" --sim "$nodes" \
+approf=
+[ -n "$pprof" ] && approf="127.0.0.1:$((base + 99))"
+DEN_PPROF_LISTEN=$approf "$den" agent --data-dir "$work/agent" --server "${nodeaddrs%,}" --token "$token" --sim "$nodes" \
   --sim-cpus 400 --sim-memory-mb 500000 >"$work/agent.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 150); do
@@ -75,6 +77,7 @@ if [ -n "$pprof" ]; then
   lport=$(( ${lport##*:} + 4 )) # its pprof port: the cluster port + 4
   echo "cluster.sh: profiling the leader at 127.0.0.1:$lport"
   (sleep 2; curl -s -o "$pprof/server.pprof" "http://127.0.0.1:$lport/debug/pprof/profile?seconds=20") &
+  (sleep 2; curl -s -o "$pprof/agent.pprof" "http://$approf/debug/pprof/profile?seconds=20") &
 fi
 # cpu_s PID: the user+system CPU seconds the process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo "?"; }
