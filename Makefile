@@ -15,7 +15,8 @@ all: build
 deps:
 	@scripts/deps.sh
 
-# npm/pip packages of the e2b SDK suites (test/e2b-js, test/e2b-py) and Harbor.
+# npm/pip packages of the e2b SDK suites (test/e2b-js, test/e2b-py), of den's own
+# SDKs (sdk/python, sdk/typescript) and of Harbor.
 e2b-test-deps:
 	@scripts/e2b-test-deps.sh
 

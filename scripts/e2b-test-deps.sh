@@ -40,6 +40,10 @@ else
   echo "den: python3 not found; skipping test/e2b-py install (the e2b Python suite will be skipped)" >&2
 fi
 
+# den's own Python and TypeScript SDKs' test dependencies.
+"$root/scripts/sdk-python-deps.sh"
+"$root/scripts/sdk-typescript-deps.sh"
+
 # Harbor, for the Terminal-Bench-style runs through its e2b environment and
 # through den's own provider (den.harbor, sdk/python).
 "$root/scripts/harbor-den-deps.sh"
