@@ -69,6 +69,6 @@ generate:
 		--connect-go_out=. --connect-go_opt=module=github.com/denhq/den process/process.proto filesystem/filesystem.proto
 
 clean:
-	rm -rf bin
+	rm -rf bin sdk/python/.venv sdk/typescript/node_modules
 
 FORCE:

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -60,7 +59,7 @@ func TestHarbor(t *testing.T) {
 	if !strings.Contains(out, "E2B template build started: harbor-") {
 		t.Errorf("harbor built no template (it says %q when it does):\n%s", "E2B template build started", tail(out, 5000))
 	}
-	trials := readHarborTrials(t, filepath.Join(jobs, harborJob), out, den)
+	trials := readHarborJob(t, filepath.Join(jobs, harborJob), out, den, 2)
 	got := map[string]float64{}
 	for _, tr := range trials {
 		got[tr.TaskName] = tr.VerifierResult.Rewards["reward"]
@@ -124,40 +123,6 @@ type harborTrial struct {
 		Message string `json:"exception_message"`
 	} `json:"exception_info"`
 	dir string
-}
-
-// readHarborTrials reads the job's result.json and each trial's, and fails
-// the test when a trial did not complete or raised.
-func readHarborTrials(t *testing.T, jobDir, out string, den *instance) []harborTrial {
-	t.Helper()
-	fail := func(format string, args ...any) {
-		t.Fatalf("%s\nharbor output:\n%s\nden log:\n%s", fmt.Sprintf(format, args...), tail(out, 20000), tail(den.log.String(), 3000))
-	}
-	var job struct {
-		NTotalTrials int `json:"n_total_trials"`
-		Stats        struct {
-			Completed int `json:"n_completed_trials"`
-			Errored   int `json:"n_errored_trials"`
-		} `json:"stats"`
-	}
-	readJSON(t, filepath.Join(jobDir, "result.json"), &job)
-	paths, _ := filepath.Glob(filepath.Join(jobDir, "*", "result.json"))
-	var trials []harborTrial
-	var errs []string
-	for _, p := range paths {
-		tr := harborTrial{dir: filepath.Dir(p)}
-		readJSON(t, p, &tr)
-		if e := tr.ExceptionInfo; e != nil {
-			log, _ := os.ReadFile(filepath.Join(tr.dir, "trial.log"))
-			errs = append(errs, fmt.Sprintf("trial %s raised %s: %s\ntrial.log:\n%s", tr.TrialName, e.Type, e.Message, tail(string(log), 6000)))
-		}
-		trials = append(trials, tr)
-	}
-	if len(errs) > 0 || job.NTotalTrials != 2 || job.Stats.Completed != 2 || job.Stats.Errored != 0 || len(trials) != 2 {
-		fail("harbor job: %d trials, %d completed, %d errored, %d trial results\n%s",
-			job.NTotalTrials, job.Stats.Completed, job.Stats.Errored, len(trials), strings.Join(errs, "\n"))
-	}
-	return trials
 }
 
 func readJSON(t *testing.T, path string, v any) {
