@@ -174,14 +174,21 @@ def check_member(m: tarfile.TarInfo) -> None:
         raise UnsafeArchiveError(f"archive entry {m.name!r} is not a file, directory or link")
 
 
+def _plain(m: tarfile.TarInfo) -> bool:
+    """Whether m is a file, directory or link: named pipes and device nodes
+    are left out of a download (as Harbor's own extraction does), not
+    created on the caller's machine."""
+    return m.isreg() or m.isdir() or m.issym() or m.islnk()
+
+
 def extract(fileobj: IO[bytes], dest: str | os.PathLike[str]) -> None:
     """Unpack a tar into dest (created when missing), refusing entries that
-    would land outside it. Files get their permission bits (setuid, setgid
+    would land outside it and leaving out named pipes and devices. Files get their permission bits (setuid, setgid
     and sticky dropped) and belong to the caller, not the archive's owners."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=fileobj, mode="r:") as tf:
-        members = tf.getmembers()
+        members = [m for m in tf.getmembers() if _plain(m)]
         for m in members:
             check_member(m)
         if hasattr(tarfile, "data_filter"):

@@ -385,3 +385,27 @@ def test_sync_face_refuses_async_callbacks() -> None:
     with den.Client("http://127.0.0.1:9", "k") as c, pytest.raises(TypeError) as e:
         c._run(op())
     assert "pass async callbacks to the async face" in str(e.value)
+
+
+def test_extract_leaves_out_fifos_and_devices(tmp_path):
+    """A download keeps files, directories and links, and leaves out named
+    pipes and device nodes instead of failing on them."""
+    import io
+    import tarfile
+
+    from den import _tar
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        data = b"hello"
+        f = tarfile.TarInfo("dir/file.txt")
+        f.size = len(data)
+        tf.addfile(f, io.BytesIO(data))
+        for name, kind in (("dir/pipe", tarfile.FIFOTYPE), ("dir/null", tarfile.CHRTYPE)):
+            m = tarfile.TarInfo(name)
+            m.type = kind
+            tf.addfile(m)
+    buf.seek(0)
+    _tar.extract(buf, tmp_path / "out")
+    assert (tmp_path / "out" / "dir" / "file.txt").read_bytes() == b"hello"
+    assert sorted(p.name for p in (tmp_path / "out" / "dir").iterdir()) == ["file.txt"]
