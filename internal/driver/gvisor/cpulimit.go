@@ -2,10 +2,7 @@ package gvisor
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"strconv"
 
 	"github.com/denhq/den/internal/driver"
@@ -42,33 +39,17 @@ func setCPUQuota(cgroup string, quotaUS int64) error {
 	}
 	var err error
 	if cgroupV2() {
-		err = writeControl(cgroupFile(cgroup, "cpu", "cpu.max"), fmt.Sprintf("%d %d", quotaUS, cpuPeriodUS))
+		err = writeSetting(cgroupFile(cgroup, "cpu", "cpu.max"), fmt.Sprintf("%d %d", quotaUS, cpuPeriodUS))
 	} else {
-		err = writeControl(cgroupFile(cgroup, "cpu", "cpu.cfs_period_us"), strconv.Itoa(cpuPeriodUS))
+		err = writeSetting(cgroupFile(cgroup, "cpu", "cpu.cfs_period_us"), strconv.Itoa(cpuPeriodUS))
 		if err == nil {
-			err = writeControl(cgroupFile(cgroup, "cpu", "cpu.cfs_quota_us"), strconv.FormatInt(quotaUS, 10))
+			err = writeSetting(cgroupFile(cgroup, "cpu", "cpu.cfs_quota_us"), strconv.FormatInt(quotaUS, 10))
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("set CPU limit of cgroup %s: %w", cgroup, err)
+		return fmt.Errorf("set CPU limit of cgroup %s (is the cpu controller enabled?): %w", cgroup, err)
 	}
 	return nil
-}
-
-// writeControl writes value to an existing cgroup control file.
-func writeControl(path, value string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s: no such control file (is the cpu controller enabled?)", path)
-	}
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(value)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // applyCPULimit is the step that applies the sandbox's CPU limit to its

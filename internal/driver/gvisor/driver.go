@@ -45,11 +45,10 @@ var (
 )
 
 // New checks cfg, applies its HostSettings policy, prepares StateDir,
-// destroys warm spares that earlier driver instances left behind and,
-// when cfg.Platform is empty, probes
-// whether runsc's systrap platform works here (a ~0.2 s throwaway sandbox),
-// falling back to ptrace. It starts the warm pool's goroutine, which
-// Close stops.
+// destroys warm spares that earlier driver instances left behind and, when
+// cfg.Platform is empty, probes whether runsc's systrap platform works here
+// (a ~0.2 s throwaway sandbox), falling back to ptrace. It starts the warm
+// pool's goroutine, which Close stops.
 func New(cfg Config) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
