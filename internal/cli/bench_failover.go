@@ -124,6 +124,8 @@ type failoverLoad struct {
 	seq    atomic.Int64
 	mu     sync.Mutex
 	writes []failoverWrite
+	// lastErr is the last failed write's error, for a run that fails.
+	lastErr error
 }
 
 // writeKey creates an API key named name.
@@ -164,11 +166,21 @@ func (l *failoverLoad) run(ctx context.Context, writer int) {
 		}
 		l.mu.Lock()
 		l.writes = append(l.writes, w)
+		if !w.ok {
+			l.lastErr = err
+		}
 		l.mu.Unlock()
 		if !w.ok {
 			time.Sleep(5 * time.Millisecond) // no busy loop on a dead server
 		}
 	}
+}
+
+// lastError is the last failed write's error, or nil.
+func (l *failoverLoad) lastError() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastErr
 }
 
 // firstAckAfter is the end of the first acknowledged write sent after t.
@@ -281,7 +293,7 @@ func failoverTrial(ctx context.Context, c *localcluster.Cluster, load *failoverL
 		return 0, false, err
 	}
 	if _, ok := waitFor(ctx, 30*time.Second, func() (time.Time, bool) { return load.firstAckAfter(time.Now().Add(-time.Second)) }); !ok {
-		return 0, false, fmt.Errorf("no write succeeded before the kill")
+		return 0, false, fmt.Errorf("no write succeeded before the kill (the last failed with: %v)", load.lastError())
 	}
 	killed := time.Now()
 	c.Kill(leader) // SIGKILL, then waits until it has exited

@@ -59,6 +59,11 @@ func newCluster(cfg Config, f *fsm, log *slog.Logger) *cluster {
 	}
 	c.client = newRPCClient(cc.ClientTLS, peer{ID: cfg.NodeID, Addr: cc.Advertise})
 	c.rpc = newRPCServer(c, c.mux.Listener(clustermux.ProtoRPC))
+	// The server's HTTP handlers take these later (ClusterListener), once
+	// the store is open; registered now, a follower's request that reaches
+	// a leader still starting waits for them instead of being cut off.
+	c.mux.Listener(clustermux.ProtoAPI)
+	c.mux.Listener(clustermux.ProtoSandbox)
 	c.mux.Serve()
 	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 3, Timeout: transportTimeout,

@@ -1,11 +1,14 @@
 package store
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -430,5 +433,44 @@ func TestClusterWriteWithoutQuorum(t *testing.T) {
 	}
 	if _, err := survivor.store.Snapshot().Tenant("lost"); err == nil {
 		t.Fatal("the write without quorum was applied")
+	}
+}
+
+// TestClusterAPIConnectionWaitsForItsHandler: a follower may pass a
+// request to a leader whose store is open but whose HTTP handler has not
+// yet taken the API listener (it starts after the store); the connection
+// waits for the handler instead of being closed (an EOF the follower
+// would report as 503).
+func TestClusterAPIConnectionWaitsForItsHandler(t *testing.T) {
+	ca, err := pki.NewCA("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := startCluster(t, ca, 1, nil)
+	_, cliTLS := clusterTLS(t, ca, "s2")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := clustermux.Dial(ctx, servers[0].addr, clustermux.ProtoAPI, cliTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /ping HTTP/1.1\r\nHost: leader\r\nConnection: close\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// Give the mux time to route the connection before anyone listens.
+	time.Sleep(200 * time.Millisecond)
+	ln := servers[0].store.ClusterListener(clustermux.ProtoAPI)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "pong") })}
+	go srv.Serve(ln)
+	defer srv.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("the connection that came before the handler: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "pong" {
+		t.Fatalf("got %d %q, want 200 pong", resp.StatusCode, body)
 	}
 }
