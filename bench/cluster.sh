@@ -28,7 +28,7 @@ done
 here=$(cd "$(dirname "$0")" && pwd)
 den=${DEN_BIN:-$here/../bin/den}
 work=$(mktemp -d /tmp/den-bench-cluster.XXXXXX)
-pids=()
+pids=() profilers=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"; }
 trap cleanup EXIT
 
@@ -77,7 +77,9 @@ if [ -n "$pprof" ]; then
   lport=$(( ${lport##*:} + 4 )) # its pprof port: the cluster port + 4
   echo "cluster.sh: profiling the leader at 127.0.0.1:$lport"
   (sleep 2; curl -s -o "$pprof/server.pprof" "http://127.0.0.1:$lport/debug/pprof/profile?seconds=20") &
+  profilers+=($!)
   (sleep 2; curl -s -o "$pprof/agent.pprof" "http://$approf/debug/pprof/profile?seconds=20") &
+  profilers+=($!)
 fi
 # cpu_s PID: the user+system CPU seconds the process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo "?"; }
@@ -96,5 +98,6 @@ for i in "${!pids[@]}"; do
 done
 line+=" client $(awk '{printf "%.1f", $1 + $2}' "$work/client.time")"
 echo "$line"
-wait_profile() { [ -z "$pprof" ] || wait %1 2>/dev/null || true; }
-wait_profile
+# The profiles end 22 s after the run began; wait for them (not for the
+# servers, which run until the cleanup).
+for p in "${profilers[@]}"; do wait "$p" 2>/dev/null || true; done
