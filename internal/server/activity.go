@@ -107,12 +107,25 @@ func (a *activity) due(id string, now time.Time) bool {
 	return e == nil || !now.Before(e.retryAt)
 }
 
-// keepOnly forgets the sandboxes not in live that have no request open.
-func (a *activity) keepOnly(live map[string]bool) {
+// keepOnly forgets the sandboxes for which running is false and that
+// have no request open. running is called without a.mu held.
+func (a *activity) keepOnly(running func(id string) bool) {
+	a.mu.Lock()
+	ids := make([]string, 0, len(a.m))
+	for id := range a.m {
+		ids = append(ids, id)
+	}
+	a.mu.Unlock()
+	var gone []string
+	for _, id := range ids {
+		if !running(id) {
+			gone = append(gone, id)
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for id, e := range a.m {
-		if !live[id] && e.open == 0 {
+	for _, id := range gone {
+		if e := a.m[id]; e != nil && e.open == 0 {
 			delete(a.m, id)
 		}
 	}

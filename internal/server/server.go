@@ -103,7 +103,9 @@ type Server struct {
 	metrics *metrics
 	// activity is the in-memory use of each sandbox (idle timeouts).
 	activity *activity
-	wakes    wakeCalls
+	// swept is when the reaper last swept the activity tracker (reap only).
+	swept time.Time
+	wakes wakeCalls
 	// quotas and rates enforce each tenant's limits (quota.go).
 	quotas quotas
 	rates  rateLimits

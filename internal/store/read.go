@@ -152,25 +152,47 @@ func (sn *Snapshot) Sandboxes(f SandboxFilter) ([]*Sandbox, string, error) {
 	return out, "", nil
 }
 
-// EachSandbox calls fn for every sandbox in state (any state when ""),
-// in no particular order, until it returns false. fn gets the snapshot's
-// own record, not a copy, for scans that look at every sandbox often (the
-// reaper): it must not change it or keep it.
-func (sn *Snapshot) EachSandbox(state string, fn func(*Sandbox) bool) error {
-	it, err := sn.db.Txn(false).Get(tableSandboxes, indexID)
+// EachExpired calls fn, in order of expiry, for every running sandbox
+// whose timeout has passed at now (a non-zero ExpiresAt at or before
+// now), until it returns false. It reads an index of the running
+// sandboxes' expiries, so a pass costs the number of expired sandboxes,
+// not the number of sandboxes. fn gets the snapshot's own record: it must
+// not change it or keep it.
+func (sn *Snapshot) EachExpired(now time.Time, fn func(*Sandbox) bool) error {
+	it, err := sn.db.Txn(false).Get(tableSandboxes, indexExpiry)
 	if err != nil {
-		return fmt.Errorf("scan sandboxes: %w", err)
+		return fmt.Errorf("scan expired sandboxes: %w", err)
 	}
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		sb := raw.(*Sandbox)
-		if state != "" && sb.State != state {
-			continue
-		}
-		if !fn(sb) {
+		if sb.ExpiresAt.After(now) || !fn(sb) {
 			return nil
 		}
 	}
 	return nil
+}
+
+// EachIdleTimed calls fn for every running sandbox with an idle timeout,
+// in no particular order, until it returns false. fn gets the snapshot's
+// own record: it must not change it or keep it.
+func (sn *Snapshot) EachIdleTimed(fn func(*Sandbox) bool) error {
+	it, err := sn.db.Txn(false).Get(tableSandboxes, indexIdleTimed)
+	if err != nil {
+		return fmt.Errorf("scan idle-timed sandboxes: %w", err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if !fn(raw.(*Sandbox)) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// SandboxRunning reports whether sandbox id exists and is running (a
+// lookup without a copy, for sweeps over many IDs).
+func (sn *Snapshot) SandboxRunning(id string) bool {
+	raw, err := sn.db.Txn(false).First(tableSandboxes, indexID, id)
+	return err == nil && raw != nil && raw.(*Sandbox).State == StateRunning
 }
 
 // seek positions an iterator over the list order at the first sandbox at or

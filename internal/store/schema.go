@@ -22,6 +22,8 @@ const (
 	indexTenantCreated = "tenant_created" // (Tenant, CreatedAt, ID): list order within a tenant
 	indexHash          = "hash"
 	indexTenant        = "tenant"
+	indexExpiry        = "expiry"     // (ExpiresAt, ID) of running sandboxes with a timeout: the reaper's timeouts
+	indexIdleTimed     = "idle_timed" // ID of running sandboxes with an idle timeout: the reaper's idle checks
 )
 
 // schema is the in-memory database layout.
@@ -35,6 +37,8 @@ func schema() *memdb.DBSchema {
 				indexCreated:       {Name: indexCreated, Unique: true, Indexer: createdIndexer{}},
 				indexTenantCreated: {Name: indexTenantCreated, Unique: true, Indexer: createdIndexer{tenant: true}},
 				indexNode:          sandboxNodeIndex(),
+				indexExpiry:        {Name: indexExpiry, Unique: true, AllowMissing: true, Indexer: expiryIndexer{}},
+				indexIdleTimed:     {Name: indexIdleTimed, Unique: true, AllowMissing: true, Indexer: idleTimedIndexer{}},
 			},
 		},
 		tableSnapshots: {
@@ -72,6 +76,44 @@ func schema() *memdb.DBSchema {
 			},
 		},
 	}}
+}
+
+// expiryIndexer orders the running sandboxes that have a timeout by
+// (ExpiresAt, ID); the others are left out. Iterated without args only.
+type expiryIndexer struct{}
+
+func (expiryIndexer) FromObject(obj any) (bool, []byte, error) {
+	sb, ok := obj.(*Sandbox)
+	if !ok {
+		return false, nil, fmt.Errorf("expiry index: unexpected %T", obj)
+	}
+	if sb.State != StateRunning || sb.ExpiresAt.IsZero() {
+		return false, nil, nil
+	}
+	return true, append(appendTime(nil, sb.ExpiresAt), sb.ID...), nil
+}
+
+func (expiryIndexer) FromArgs(args ...any) ([]byte, error) {
+	return nil, fmt.Errorf("expiry index: iterate it without args")
+}
+
+// idleTimedIndexer indexes the running sandboxes that have an idle
+// timeout by ID; the others are left out. Iterated without args only.
+type idleTimedIndexer struct{}
+
+func (idleTimedIndexer) FromObject(obj any) (bool, []byte, error) {
+	sb, ok := obj.(*Sandbox)
+	if !ok {
+		return false, nil, fmt.Errorf("idle-timed index: unexpected %T", obj)
+	}
+	if sb.State != StateRunning || sb.IdleTimeoutSec <= 0 {
+		return false, nil, nil
+	}
+	return true, []byte(sb.ID + "\x00"), nil
+}
+
+func (idleTimedIndexer) FromArgs(args ...any) ([]byte, error) {
+	return nil, fmt.Errorf("idle-timed index: iterate it without args")
 }
 
 // tenantNameIndexer indexes sandboxes by (Tenant, Name); unnamed sandboxes

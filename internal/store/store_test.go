@@ -520,28 +520,89 @@ func BenchmarkCreateSandbox(b *testing.B) {
 	}
 }
 
-// EachSandbox visits every sandbox of a state once, and stops when told.
-func TestEachSandbox(t *testing.T) {
+// The reaper's indexes: EachExpired visits the running sandboxes whose
+// timeout passed, oldest expiry first, and stops at the first that has
+// not; EachIdleTimed visits the running ones with an idle timeout. A
+// sandbox leaves both when it stops running and follows a new expiry.
+func TestTimerIndexes(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
-	for i, st := range []string{StatePending, "running", "running", "suspended", "running"} {
-		sb := newSandbox(string(rune('a'+i)), "t", "", base.Add(time.Duration(i)*time.Second))
-		sb.State = st
-		if err := s.CreateSandbox(ctx, sb); err != nil {
+	now := base.Add(time.Hour)
+	for _, c := range []struct {
+		id, state string
+		expires   time.Duration // from now; 0: no timeout
+		idle      int64
+	}{
+		{"a", StateRunning, -time.Minute, 0},
+		{"b", StateRunning, -time.Hour, 30},
+		{"c", StateRunning, time.Minute, 0},       // not yet expired
+		{"d", StateSuspended, -2 * time.Hour, 30}, // timers stop while suspended
+		{"e", StateRunning, 0, 10},
+		{"f", StatePending, -time.Hour, 10},
+		{"g", StateRunning, -time.Second, 0},
+	} {
+		sb := newSandbox(c.id, "t", "", base)
+		sb.State, sb.IdleTimeoutSec = c.state, c.idle
+		if c.expires != 0 {
+			sb.ExpiresAt = now.Add(c.expires)
+		}
+		mustCreate(t, s, sb)
+	}
+	expired := func() []string {
+		var ids []string
+		if err := s.Snapshot().EachExpired(now, func(sb *Sandbox) bool { ids = append(ids, sb.ID); return true }); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	idle := func() []string {
+		var ids []string
+		if err := s.Snapshot().EachIdleTimed(func(sb *Sandbox) bool { ids = append(ids, sb.ID); return true }); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	if got := expired(); !slices.Equal(got, []string{"b", "a", "g"}) {
+		t.Fatalf("expired %v, want b a g (by expiry)", got)
+	}
+	if got := idle(); !slices.Equal(got, []string{"b", "e"}) {
+		t.Fatalf("idle-timed %v, want b e", got)
+	}
+	n := 0
+	s.Snapshot().EachExpired(now, func(*Sandbox) bool { n++; return n < 2 })
+	if n != 2 {
+		t.Fatalf("visited %d after asking to stop at 2", n)
+	}
+
+	// b is suspended, a's timeout moves past now, c's before it.
+	for id, change := range map[string]func(*Sandbox){
+		"b": func(sb *Sandbox) { sb.State = StateSuspended },
+		"a": func(sb *Sandbox) { sb.ExpiresAt = now.Add(time.Hour) },
+		"c": func(sb *Sandbox) { sb.ExpiresAt = now.Add(-3 * time.Hour) },
+	} {
+		sb, err := s.Snapshot().Sandbox(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		change(sb)
+		if err := s.UpdateSandbox(ctx, sb); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var running []string
-	if err := s.Snapshot().EachSandbox("running", func(sb *Sandbox) bool { running = append(running, sb.ID); return true }); err != nil {
+	if err := s.DeleteSandbox(ctx, "g"); err != nil {
 		t.Fatal(err)
 	}
-	slices.Sort(running)
-	if !slices.Equal(running, []string{"b", "c", "e"}) {
-		t.Fatalf("running sandboxes %v, want b c e", running)
+	if got := expired(); !slices.Equal(got, []string{"c"}) {
+		t.Fatalf("expired after the changes %v, want c", got)
 	}
-	n := 0
-	s.Snapshot().EachSandbox("", func(*Sandbox) bool { n++; return n < 2 })
-	if n != 2 {
-		t.Fatalf("visited %d after asking to stop at 2", n)
+	if got := idle(); !slices.Equal(got, []string{"e"}) {
+		t.Fatalf("idle-timed after the changes %v, want e", got)
+	}
+	sn := s.Snapshot()
+	for id, want := range map[string]bool{"a": true, "b": false, "e": true, "f": false, "g": false, "nope": false} {
+		if got := sn.SandboxRunning(id); got != want {
+			t.Errorf("SandboxRunning(%s) = %v, want %v", id, got, want)
+		}
 	}
 }
