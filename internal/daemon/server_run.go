@@ -465,7 +465,7 @@ func (r *serverRun) dropAgentsWhenFollowing(ctx context.Context) {
 
 func (r *serverRun) newServer(context.Context) error {
 	srv, err := server.New(server.Config{Store: r.st, Node: r.fleet, Images: r.images, Cluster: r.nodes,
-		Version: r.cfg.Version, Logger: r.log})
+		Leading: r.leading, Version: r.cfg.Version, Logger: r.log})
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,9 @@ type timerAction struct {
 // so that it costs the sandboxes it may act on, not every sandbox (a full
 // pass every reapInterval cost 6% of a leader's CPU with 20k sandboxes).
 func (s *Server) reap(ctx context.Context) {
+	if s.cfg.Leading != nil && !s.cfg.Leading() {
+		return
+	}
 	now := s.cfg.Now()
 	sn := s.cfg.Store.Snapshot()
 	var due []timerAction

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/denhq/den/api/rest"
+	"github.com/denhq/den/internal/errdefs"
 )
 
 func timePtr(t time.Time) *time.Time { return &t }
@@ -321,6 +322,25 @@ func TestReaper(t *testing.T) {
 	checkAPIError(t, status, body, 404, rest.Error{Code: "not_found", Message: "sandbox " + short.ID + " not found"})
 	if m := e.metricsText(); !strings.Contains(m, "\nden_sandbox_timeouts_total 2\n") {
 		t.Errorf("metrics lack den_sandbox_timeouts_total 2:\n%s", m)
+	}
+}
+
+// TestReaperOnlyWhileLeading: a server that does not lead (a den server
+// follower) leaves timers to the leader; it acts once it leads.
+func TestReaperOnlyWhileLeading(t *testing.T) {
+	t.Parallel()
+	leading := false
+	e := newTestEnv(t, func(c *Config) { c.Leading = func() bool { return leading } })
+	sb := e.create(e.keyA, `{"image":"busybox","timeout":60}`)
+	e.clock.Advance(time.Hour)
+	e.srv.reap(context.Background())
+	if _, err := e.store.Snapshot().Sandbox(sb.ID); err != nil {
+		t.Fatalf("a follower's reaper removed the expired sandbox: %v", err)
+	}
+	leading = true
+	e.srv.reap(context.Background())
+	if _, err := e.store.Snapshot().Sandbox(sb.ID); !errdefs.IsNotFound(err) {
+		t.Fatalf("the leader's reaper left the expired sandbox: %v", err)
 	}
 }
 

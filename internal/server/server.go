@@ -89,6 +89,10 @@ type Config struct {
 	// /v1/nodes lists the cluster's node records and /v1/tokens makes
 	// join tokens.
 	Cluster Cluster
+	// Leading reports whether this server applies the sandboxes' timers
+	// (the reaper): in den server only the leader does, which holds the
+	// nodes and sees the requests. nil means always (den up).
+	Leading func() bool
 	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
