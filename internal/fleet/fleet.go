@@ -465,11 +465,11 @@ func (f *Fleet) Resources() node.Resources {
 
 // Start starts recorded sandbox id on the node its record names.
 func (f *Fleet) Start(ctx context.Context, id string) (*store.Sandbox, error) {
-	remote, _, err := f.nodeOf(id)
+	remote, sb, err := f.nodeOf(id)
 	if err != nil {
 		return nil, err
 	}
-	return remote.Start(ctx, id)
+	return remote.StartFrom(ctx, sb)
 }
 
 // Destroy stops sandbox id on its node and frees its placement. A sandbox
@@ -479,7 +479,7 @@ func (f *Fleet) Destroy(ctx context.Context, id string) error {
 	remote, sb, err := f.nodeOf(id)
 	switch {
 	case err == nil:
-		if err := remote.Destroy(ctx, id); err != nil {
+		if err := remote.DestroyFrom(ctx, sb); err != nil {
 			return err
 		}
 	case sb != nil && (sb.Node == "" || (sb.State == store.StateFailed && f.nodeGone(sb.Node))):

@@ -141,34 +141,55 @@ func (n *Node) Capabilities() driver.Capabilities {
 // command, if any, is started as its main process (see startMain). It
 // returns the final record.
 func (n *Node) Start(ctx context.Context, id string) (*store.Sandbox, error) {
+	return n.StartFrom(ctx, &store.Sandbox{ID: id})
+}
+
+// StartFrom is Start given the record as the caller last read it, which
+// saves reading it again (on an agent, a round trip to the server): a
+// stale one fails the compare-and-set of the running state, which then
+// reads the record. A record with a zero ModifyIndex is read first. When
+// the record is gone by the time the sandbox runs (deleted meanwhile),
+// the sandbox is destroyed again.
+func (n *Node) StartFrom(ctx context.Context, cur *store.Sandbox) (*store.Sandbox, error) {
+	id := cur.ID
 	unlock := n.locks.lock(id)
 	defer unlock()
-	sb, err := n.records.Snapshot().Sandbox(id)
-	if err != nil {
-		return nil, err
+	sb := cur
+	if sb.ModifyIndex == 0 {
+		var err error
+		if sb, err = n.records.Snapshot().Sandbox(id); err != nil {
+			return nil, err
+		}
 	}
 	h, img, err := n.createOnDriver(ctx, sb)
 	if err != nil {
 		n.log.Warn("sandbox start failed", "sandbox", id, "err", err)
-		if _, ferr := n.setState(context.WithoutCancel(ctx), id, func(s *store.Sandbox) {
+		if _, ferr := n.setStateFrom(context.WithoutCancel(ctx), sb, func(s *store.Sandbox) {
 			s.State, s.Reason = "failed", err.Error()
 		}); ferr != nil {
 			n.log.Error("record failed sandbox", "sandbox", id, "err", ferr)
 		}
 		return nil, err
 	}
-	sb, err = n.setStateFrom(context.WithoutCancel(ctx), sb, func(s *store.Sandbox) {
+	running, err := n.setStateFrom(context.WithoutCancel(ctx), sb, func(s *store.Sandbox) {
 		now := n.cfg.Now()
 		s.State, s.Reason, s.Handle, s.StartedAt = "running", "", h, now
 		if s.TimeoutSec > 0 {
 			s.ExpiresAt = now.Add(time.Duration(s.TimeoutSec) * time.Second)
 		}
 	})
+	if errdefs.IsNotFound(err) {
+		// Deleted while it started: nothing may run without a record.
+		if derr := n.driverOf(sb).Destroy(context.WithoutCancel(ctx), id); derr != nil {
+			n.log.Error("destroy sandbox whose record is gone", "sandbox", id, "err", derr)
+		}
+		return nil, err
+	}
 	if err == nil {
 		n.watch(id)
 		n.startMain(ctx, id, img)
 	}
-	return sb, err
+	return running, err
 }
 
 // createOnDriver resolves the sandbox's image and creates it on the driver;
@@ -212,9 +233,18 @@ func hostname(sb *store.Sandbox) string {
 // Destroy stops the sandbox, removes its snapshots and its record. It is
 // idempotent.
 func (n *Node) Destroy(ctx context.Context, id string) error {
+	return n.DestroyFrom(ctx, &store.Sandbox{ID: id})
+}
+
+// DestroyFrom is Destroy given the record as the caller last read it (see
+// StartFrom): the stopping state is written with compare-and-set from it,
+// and its runtime is the one destroyed.
+func (n *Node) DestroyFrom(ctx context.Context, cur *store.Sandbox) error {
+	id := cur.ID
 	unlock := n.locks.lock(id)
 	defer unlock()
-	if _, err := n.setState(ctx, id, func(s *store.Sandbox) { s.State = "stopping" }); err != nil {
+	sb, err := n.setStateFrom(ctx, cur, func(s *store.Sandbox) { s.State = "stopping" })
+	if err != nil {
 		if errdefs.IsNotFound(err) { // no record says where it ran: any runtime may hold it
 			var errs []error
 			for _, d := range n.drivers() {
@@ -224,7 +254,7 @@ func (n *Node) Destroy(ctx context.Context, id string) error {
 		}
 		return err
 	}
-	if err := n.drv(id).Destroy(ctx, id); err != nil {
+	if err := n.driverOf(sb).Destroy(ctx, id); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)
 	}
 	if n.snaps != nil {

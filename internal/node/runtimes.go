@@ -8,6 +8,7 @@ import (
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/hostmem"
+	"github.com/denhq/den/internal/store"
 )
 
 // A node runs sandboxes on several runtimes: its default driver
@@ -75,6 +76,12 @@ func (n *Node) drv(id string) driver.Driver {
 	if err != nil {
 		return n.cfg.Driver
 	}
+	return n.driverOf(sb)
+}
+
+// driverOf is the driver of sb's runtime, the default one when the node
+// has no such runtime.
+func (n *Node) driverOf(sb *store.Sandbox) driver.Driver {
 	if d, err := n.runtime(sb.Runtime); err == nil {
 		return d
 	}

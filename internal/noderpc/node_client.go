@@ -64,9 +64,25 @@ func (r *RemoteNode) Start(ctx context.Context, id string) (*store.Sandbox, erro
 	return r.sandboxCall(ctx, mStart, id)
 }
 
+// StartFrom is Start with the record as the server last read it, which
+// the node uses instead of reading it back (node.Node.StartFrom).
+func (r *RemoteNode) StartFrom(ctx context.Context, sb *store.Sandbox) (*store.Sandbox, error) {
+	var out store.Sandbox
+	if err := r.call(ctx, mStart, recordReq{ID: sb.ID, Record: sb}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Destroy stops sandbox id and removes it.
 func (r *RemoteNode) Destroy(ctx context.Context, id string) error {
 	return r.call(ctx, mDestroy, idReq{ID: id}, nil)
+}
+
+// DestroyFrom is Destroy with the record as the server last read it
+// (node.Node.DestroyFrom).
+func (r *RemoteNode) DestroyFrom(ctx context.Context, sb *store.Sandbox) error {
+	return r.call(ctx, mDestroy, recordReq{ID: sb.ID, Record: sb}, nil)
 }
 
 // Suspend saves and stops sandbox id.

@@ -32,8 +32,17 @@ func ServeNode(mux *nodelink.Mux, n *node.Node) {
 			return fn(ctx, req.ID)
 		}
 	}
-	mux.HandleCall(mStart, byID(func(ctx context.Context, id string) (any, error) { return n.Start(ctx, id) }))
-	mux.HandleCall(mDestroy, byID(func(ctx context.Context, id string) (any, error) { return nil, n.Destroy(ctx, id) }))
+	byRecord := func(fn func(context.Context, *store.Sandbox) (any, error)) nodelink.CallFunc {
+		return func(ctx context.Context, raw json.RawMessage) (any, error) {
+			var req recordReq
+			if err := decode(raw, &req); err != nil {
+				return nil, err
+			}
+			return fn(ctx, req.record())
+		}
+	}
+	mux.HandleCall(mStart, byRecord(func(ctx context.Context, sb *store.Sandbox) (any, error) { return n.StartFrom(ctx, sb) }))
+	mux.HandleCall(mDestroy, byRecord(func(ctx context.Context, sb *store.Sandbox) (any, error) { return nil, n.DestroyFrom(ctx, sb) }))
 	mux.HandleCall(mSuspend, byID(func(ctx context.Context, id string) (any, error) { return n.Suspend(ctx, id) }))
 	mux.HandleCall(mResume, byID(func(ctx context.Context, id string) (any, error) { return n.Resume(ctx, id) }))
 	mux.HandleCall(mStats, byID(func(ctx context.Context, id string) (any, error) { return n.Stats(ctx, id) }))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ type cluster struct {
 	remote *RemoteNode
 	link   *Link // the agent's
 	node   *node.Node
+	drv    *fake.Driver // the agent's runtime
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -63,7 +65,7 @@ func newCluster(t *testing.T) *cluster {
 	t.Cleanup(func() { n.Close(); drv.Close() })
 	ServeNode(agentMux, n)
 	sessions := func(id string) (*nodelink.Session, bool) { return serverEnd, id == "n1" }
-	return &cluster{st: st, remote: NewRemoteNode("n1", sessions), link: link, node: n}
+	return &cluster{st: st, remote: NewRemoteNode("n1", sessions), link: link, node: n, drv: drv}
 }
 
 func (c *cluster) record(t *testing.T, id, nodeID string) {
@@ -72,6 +74,70 @@ func (c *cluster) record(t *testing.T, id, nodeID string) {
 		TimeoutSec: 600, CreatedAt: time.Now(), AccessToken: "tok-" + id}
 	if err := c.st.CreateSandbox(context.Background(), sb); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// StartFrom and DestroyFrom carry the record the server read, so the node
+// does not read it back. A stale one loses no write made since (the
+// compare-and-set fails and the node reads the record), and a record
+// deleted before the start leaves nothing running.
+func TestStartFromAndDestroyFromCarryTheRecord(t *testing.T) {
+	c := newCluster(t)
+	ctx := context.Background()
+	read := func(id string) *store.Sandbox {
+		t.Helper()
+		sb, err := c.st.Snapshot().Sandbox(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sb
+	}
+	c.record(t, "fresh", "n1")
+	sb, err := c.remote.StartFrom(ctx, read("fresh"))
+	if err != nil || sb.State != store.StateRunning {
+		t.Fatalf("StartFrom = %+v, %v; want running", sb, err)
+	}
+
+	c.record(t, "stale", "n1")
+	stale := read("stale")
+	changed := read("stale")
+	changed.Metadata = map[string]string{"k": "v"}
+	if err := c.st.UpdateSandbox(ctx, changed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.remote.StartFrom(ctx, stale); err != nil {
+		t.Fatalf("StartFrom a stale record: %v", err)
+	}
+	if got := read("stale"); got.State != store.StateRunning || got.Metadata["k"] != "v" {
+		t.Fatalf("after a start from a stale record: state %s, metadata %v; want running with k=v", got.State, got.Metadata)
+	}
+
+	c.record(t, "gone", "n1")
+	gone := read("gone")
+	if err := c.st.DeleteSandbox(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.remote.StartFrom(ctx, gone); !errdefs.IsNotFound(err) {
+		t.Fatalf("StartFrom a deleted record = %v, want not found", err)
+	}
+	ids, err := c.drv.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(ids, "gone") {
+		t.Fatalf("the runtime still holds a sandbox whose record was deleted: %v", ids)
+	}
+
+	for _, id := range []string{"fresh", "stale"} {
+		if err := c.remote.DestroyFrom(ctx, read(id)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.st.Snapshot().Sandbox(id); !errdefs.IsNotFound(err) {
+			t.Fatalf("after DestroyFrom the record of %s is %v, want gone", id, err)
+		}
+	}
+	if ids, _ := c.drv.List(ctx); len(ids) != 0 {
+		t.Fatalf("the runtime still holds %v", ids)
 	}
 }
 

@@ -50,6 +50,22 @@ type idReq struct {
 	ID string `json:"id"`
 }
 
+// recordReq names one sandbox and may carry its record as the server last
+// read it, so that the node need not read it back over the link (start,
+// destroy). An agent that does not know Record reads the record by ID.
+type recordReq struct {
+	ID     string         `json:"id"`
+	Record *store.Sandbox `json:"record,omitempty"`
+}
+
+// record is the record req carries for its ID, else one to read.
+func (req recordReq) record() *store.Sandbox {
+	if req.Record != nil && req.Record.ID == req.ID {
+		return req.Record
+	}
+	return &store.Sandbox{ID: req.ID}
+}
+
 type networkReq struct {
 	ID     string              `json:"id"`
 	Policy store.NetworkPolicy `json:"policy"`
