@@ -216,7 +216,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			defer h.Close()
 		}
 	}
-	b := backoff{max: a.cfg.MaxBackoff}
+	b := backoff{max: a.cfg.MaxBackoff, round: len(a.cfg.Servers)}
 	for {
 		hello, err := a.session(ctx)
 		if ctx.Err() != nil {
@@ -268,18 +268,37 @@ func classifyDial(addr string, err error) error {
 
 // backoff doubles from minBackoff up to max; each wait is a random time
 // between half and all of the current step, so that many agents that
-// lost the same server do not come back in step.
+// lost the same server do not come back in step. With round > 1 (the
+// agent's servers, tried in turn) the step grows once per round of
+// failed attempts, not once per attempt: after a leader dies the others
+// refuse until one of them is elected, and a step grown on each refusal
+// kept agents away from the new leader for up to 30 s (5 s steps across
+// three servers); now the servers are each tried at least every few
+// hundred ms until an election's usual second or two has passed.
 type backoff struct {
-	max time.Duration
-	cur time.Duration
+	max   time.Duration
+	round int // attempts per round; 0 or 1: every attempt is a round
+	cur   time.Duration
+	tries int // attempts in the current round
 }
 
-func (b *backoff) reset() { b.cur = 0 }
+func (b *backoff) reset() { b.cur, b.tries = 0, 0 }
+
+// step advances to the next attempt and returns the upper bound of the
+// wait before it.
+func (b *backoff) step() time.Duration {
+	b.tries++
+	if b.round > 1 && b.tries%b.round != 0 {
+		return minBackoff // within a round: the shortest step
+	}
+	b.cur = min(max(2*b.cur, minBackoff), b.max)
+	return b.cur
+}
 
 // wait sleeps the next backoff; false when ctx ended first.
 func (b *backoff) wait(ctx context.Context) bool {
-	b.cur = min(max(2*b.cur, minBackoff), b.max)
-	d := b.cur/2 + rand.N(b.cur/2+1)
+	cur := b.step()
+	d := cur/2 + rand.N(cur/2+1)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
