@@ -147,6 +147,17 @@ func Listen(ctx context.Context, cfg Config) (*Server, error) {
 	return Serve(ctx, ln, cfg)
 }
 
+// TakeOver adopts every node the store holds as up, whichever server it
+// said hello to: each gets the TTL from now to say hello here before it
+// is marked down with the epoch the store holds (a node that reconnected
+// meanwhile has a newer one and is left alone). A server that gains the
+// lead calls it, since agents keep their sessions with the leader only:
+// without it, a node whose server died with it would stay ready forever,
+// and its sandboxes would never be reported lost.
+func (s *Server) TakeOver() error {
+	return s.Registry.adoptFrom(s.cfg.Store.Snapshot(), true)
+}
+
 // Serve is Listen on a listener of the caller's (cfg.Listen is
 // ignored); the Server owns ln from now on, and closes it when Serve
 // fails (on a bad config, or when the store cannot be read).

@@ -558,7 +558,7 @@ func TestRestartedServerAdoptsItsNodes(t *testing.T) {
 	if n := tc.nodeByName("gone"); n.State != store.NodeReady {
 		t.Fatalf("after the server stopped: %+v", n)
 	}
-	restarted := tc.listen("s1", cluster.Config{HeartbeatTTL: 300 * time.Millisecond})
+	restarted := tc.listen("s1", cluster.Config{HeartbeatTTL: 300 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})
 	back.Token, back.Servers = "", []string{restarted.Addr().String()}
 	runAgent(t, back)
 	waitFor(t, "node back to say hello to the restarted server", func() bool {
@@ -797,5 +797,41 @@ func TestServerJoin(t *testing.T) {
 	csr4, _, _ := pki.NewCSR("x")
 	if r := joinRaw(t, addr, joinTLS, nodeproto.JoinRequest{Token: tok2.String(), CSR: string(csr4), Name: "agent"}); r.Error == nil || !strings.Contains(r.Error.Message, "admits servers, not agents") {
 		t.Fatalf("a server token admitted an agent: %+v", r)
+	}
+}
+
+// A server that gains the lead takes over the nodes another server held:
+// one that never says hello to it is marked down after the TTL (its
+// server died with it), one that moves to it stays ready.
+func TestTakeOverMarksDownNodesOfADeadServer(t *testing.T) {
+	tc := newTestCluster(t)
+	dead := tc.listen("s1", cluster.Config{})
+	tok := tc.token(2, time.Time{})
+	lost := agentConfig(t, dead, tok, "lost")
+	moved := agentConfig(t, dead, tok, "moved")
+	stopLost, stopMoved := runAgent(t, lost), runAgent(t, moved)
+	tc.waitState("lost", store.NodeReady)
+	before := tc.waitState("moved", store.NodeReady)
+	dead.Close()
+	if err := errors.Join(stopLost(), stopMoved()); err != nil {
+		t.Fatal(err)
+	}
+	leader := tc.listen("s2", cluster.Config{HeartbeatTTL: 300 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})
+	time.Sleep(600 * time.Millisecond) // twice the TTL: s2 holds neither yet
+	if n := tc.nodeByName("lost"); n.State != store.NodeReady {
+		t.Fatalf("before the take-over s2 judged a node it never held: %+v", n)
+	}
+	if err := leader.TakeOver(); err != nil {
+		t.Fatal(err)
+	}
+	moved.Token, moved.Servers = "", []string{leader.Addr().String()}
+	runAgent(t, moved)
+	waitFor(t, "the moved node to say hello to s2", func() bool {
+		n := tc.nodeByName("moved")
+		return n.State == store.NodeReady && n.Epoch > before.Epoch
+	})
+	tc.waitState("lost", store.NodeDown)
+	if n := tc.nodeByName("moved"); n.State != store.NodeReady {
+		t.Fatalf("the node that moved: %+v", n)
 	}
 }

@@ -155,7 +155,11 @@ func (r *Registry) retry(e *entry) {
 // anywhere, before it is marked down with the epoch the store holds.
 // Without this, a node that died while its server was down would stay
 // ready forever.
-func (r *Registry) adopt(snap *store.Snapshot) error {
+func (r *Registry) adopt(snap *store.Snapshot) error { return r.adoptFrom(snap, false) }
+
+// adoptFrom is adopt of the nodes of this server, or with all of every
+// server's.
+func (r *Registry) adoptFrom(snap *store.Snapshot, all bool) error {
 	nodes, err := snap.Nodes()
 	if err != nil {
 		return err
@@ -164,7 +168,7 @@ func (r *Registry) adopt(snap *store.Snapshot) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, n := range nodes {
-		if n.Server == r.s.cfg.ServerID && n.State != store.NodeDown && r.nodes[n.ID] == nil {
+		if (all || n.Server == r.s.cfg.ServerID) && n.State != store.NodeDown && r.nodes[n.ID] == nil {
 			r.nodes[n.ID] = &entry{id: n.ID, epoch: n.Epoch, lastSeen: now}
 		}
 	}

@@ -441,17 +441,27 @@ func (r *serverRun) listenNodes(ctx context.Context) error {
 }
 
 // dropAgentsWhenFollowing closes the agents' sessions whenever this
-// server stops leading, so that they reconnect to the new leader.
+// server stops leading, so that they reconnect to the new leader; when it
+// gains the lead it takes over every node (cluster.Server.TakeOver), so
+// that a node that does not come back is marked down.
 func (r *serverRun) dropAgentsWhenFollowing(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	leading := false
 	for {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			return
 		}
-		if _, _, self, _ := r.st.Leader(); self {
+		_, _, self, _ := r.st.Leader()
+		if self && !leading {
+			if err := r.nodes.TakeOver(); err != nil {
+				r.log.Error("take over the nodes", "error", err)
+				continue // tried again at the next tick
+			}
+		}
+		if leading = self; self {
 			continue
 		}
 		for _, id := range r.nodes.Nodes() {
