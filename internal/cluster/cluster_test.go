@@ -538,26 +538,35 @@ func TestNoHelloClosed(t *testing.T) {
 	}
 }
 
+// orphanNodes runs two agents, named stays and returns, on server s1 until
+// both are ready, then stops s1 (which marks no node down) and the agents:
+// the store still holds both as ready on s1. It returns the config of the
+// second, to run it again, and its record as it was.
+func orphanNodes(t *testing.T, tc *testCluster, stays, returns string) (agent.Config, *store.Node) {
+	t.Helper()
+	first := tc.listen("s1", cluster.Config{})
+	tok := tc.token(2, time.Time{})
+	gone := agentConfig(t, first, tok, stays)
+	back := agentConfig(t, first, tok, returns)
+	stopGone, stopBack := runAgent(t, gone), runAgent(t, back)
+	tc.waitState(stays, store.NodeReady)
+	before := tc.waitState(returns, store.NodeReady)
+	first.Close()
+	if err := errors.Join(stopGone(), stopBack()); err != nil {
+		t.Fatal(err)
+	}
+	if n := tc.nodeByName(stays); n.State != store.NodeReady {
+		t.Fatalf("after the server stopped: %+v", n)
+	}
+	return back, before
+}
+
 // A restarted server takes over the nodes the store says it held: one
 // that does not come back within the TTL is marked down, one that does
 // stays ready.
 func TestRestartedServerAdoptsItsNodes(t *testing.T) {
 	tc := newTestCluster(t)
-	first := tc.listen("s1", cluster.Config{})
-	tok := tc.token(2, time.Time{})
-	gone := agentConfig(t, first, tok, "gone")
-	back := agentConfig(t, first, tok, "back")
-	stopGone, stopBack := runAgent(t, gone), runAgent(t, back)
-	tc.waitState("gone", store.NodeReady)
-	before := tc.waitState("back", store.NodeReady)
-	// The server stops (nodes are not marked down), and the agents with it.
-	first.Close()
-	if err := errors.Join(stopGone(), stopBack()); err != nil {
-		t.Fatal(err)
-	}
-	if n := tc.nodeByName("gone"); n.State != store.NodeReady {
-		t.Fatalf("after the server stopped: %+v", n)
-	}
+	back, before := orphanNodes(t, tc, "gone", "back")
 	restarted := tc.listen("s1", cluster.Config{HeartbeatTTL: 300 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})
 	back.Token, back.Servers = "", []string{restarted.Addr().String()}
 	runAgent(t, back)
@@ -805,17 +814,7 @@ func TestServerJoin(t *testing.T) {
 // server died with it), one that moves to it stays ready.
 func TestTakeOverMarksDownNodesOfADeadServer(t *testing.T) {
 	tc := newTestCluster(t)
-	dead := tc.listen("s1", cluster.Config{})
-	tok := tc.token(2, time.Time{})
-	lost := agentConfig(t, dead, tok, "lost")
-	moved := agentConfig(t, dead, tok, "moved")
-	stopLost, stopMoved := runAgent(t, lost), runAgent(t, moved)
-	tc.waitState("lost", store.NodeReady)
-	before := tc.waitState("moved", store.NodeReady)
-	dead.Close()
-	if err := errors.Join(stopLost(), stopMoved()); err != nil {
-		t.Fatal(err)
-	}
+	moved, before := orphanNodes(t, tc, "lost", "moved")
 	leader := tc.listen("s2", cluster.Config{HeartbeatTTL: 300 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})
 	time.Sleep(600 * time.Millisecond) // twice the TTL: s2 holds neither yet
 	if n := tc.nodeByName("lost"); n.State != store.NodeReady {
