@@ -561,6 +561,18 @@ func orphanNodes(t *testing.T, tc *testCluster, stays, returns string) (agent.Co
 	return back, before
 }
 
+// reconnect runs the agent of cfg again, on srv alone, and waits for its
+// hello there (a newer epoch than before's).
+func reconnect(t *testing.T, tc *testCluster, cfg agent.Config, srv *cluster.Server, before *store.Node) {
+	t.Helper()
+	cfg.Token, cfg.Servers = "", []string{srv.Addr().String()}
+	runAgent(t, cfg)
+	waitFor(t, "node "+before.Name+" to say hello to "+srv.Addr().String(), func() bool {
+		n := tc.nodeByName(before.Name)
+		return n.State == store.NodeReady && n.Epoch > before.Epoch
+	})
+}
+
 // A restarted server takes over the nodes the store says it held: one
 // that does not come back within the TTL is marked down, one that does
 // stays ready.
@@ -568,12 +580,7 @@ func TestRestartedServerAdoptsItsNodes(t *testing.T) {
 	tc := newTestCluster(t)
 	back, before := orphanNodes(t, tc, "gone", "back")
 	restarted := tc.listen("s1", cluster.Config{HeartbeatTTL: 300 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})
-	back.Token, back.Servers = "", []string{restarted.Addr().String()}
-	runAgent(t, back)
-	waitFor(t, "node back to say hello to the restarted server", func() bool {
-		n := tc.nodeByName("back")
-		return n.State == store.NodeReady && n.Epoch > before.Epoch
-	})
+	reconnect(t, tc, back, restarted, before)
 	tc.waitState("gone", store.NodeDown)
 	if n := tc.nodeByName("back"); n.State != store.NodeReady {
 		t.Fatalf("the node that came back: %+v", n)
@@ -823,12 +830,7 @@ func TestTakeOverMarksDownNodesOfADeadServer(t *testing.T) {
 	if err := leader.TakeOver(); err != nil {
 		t.Fatal(err)
 	}
-	moved.Token, moved.Servers = "", []string{leader.Addr().String()}
-	runAgent(t, moved)
-	waitFor(t, "the moved node to say hello to s2", func() bool {
-		n := tc.nodeByName("moved")
-		return n.State == store.NodeReady && n.Epoch > before.Epoch
-	})
+	reconnect(t, tc, moved, leader, before)
 	tc.waitState("lost", store.NodeDown)
 	if n := tc.nodeByName("moved"); n.State != store.NodeReady {
 		t.Fatalf("the node that moved: %+v", n)
