@@ -440,11 +440,11 @@ func (r *serverRun) listenNodes(ctx context.Context) error {
 	return nil
 }
 
-// dropAgentsWhenFollowing closes the agents' sessions whenever this
+// followLeadership closes the agents' sessions whenever this
 // server stops leading, so that they reconnect to the new leader; when it
 // gains the lead it takes over every node (cluster.Server.TakeOver), so
 // that a node that does not come back is marked down.
-func (r *serverRun) dropAgentsWhenFollowing(ctx context.Context) {
+func (r *serverRun) followLeadership(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	leading := false
@@ -528,7 +528,7 @@ func (r *serverRun) serve(ctx context.Context) error {
 	done := make(chan struct{}, 4)
 	go func() { defer func() { done <- struct{}{} }(); r.srv.Run(bg) }()
 	go func() { defer func() { done <- struct{}{} }(); r.fleet.Run(bg) }()
-	go func() { defer func() { done <- struct{}{} }(); r.dropAgentsWhenFollowing(bg) }()
+	go func() { defer func() { done <- struct{}{} }(); r.followLeadership(bg) }()
 	go func() { defer func() { done <- struct{}{} }(); r.renewCert(bg, certCheckInterval, pki.NeedsRenewal) }()
 	errc := make(chan error, len(servers))
 	for _, s := range servers {

@@ -59,13 +59,9 @@ func (r *RemoteNode) sandboxCall(ctx context.Context, method, id string) (*store
 	return &sb, nil
 }
 
-// Start starts recorded sandbox id on the node.
-func (r *RemoteNode) Start(ctx context.Context, id string) (*store.Sandbox, error) {
-	return r.sandboxCall(ctx, mStart, id)
-}
-
-// StartFrom is Start with the record as the server last read it, which
-// the node uses instead of reading it back (node.Node.StartFrom).
+// StartFrom starts recorded sandbox sb.ID on the node. sb is the record as
+// the server last read it, which the node uses instead of reading it back
+// (node.Node.StartFrom); one with a zero ModifyIndex is read there.
 func (r *RemoteNode) StartFrom(ctx context.Context, sb *store.Sandbox) (*store.Sandbox, error) {
 	var out store.Sandbox
 	if err := r.call(ctx, mStart, recordReq{ID: sb.ID, Record: sb}, &out); err != nil {
@@ -74,13 +70,8 @@ func (r *RemoteNode) StartFrom(ctx context.Context, sb *store.Sandbox) (*store.S
 	return &out, nil
 }
 
-// Destroy stops sandbox id and removes it.
-func (r *RemoteNode) Destroy(ctx context.Context, id string) error {
-	return r.call(ctx, mDestroy, idReq{ID: id}, nil)
-}
-
-// DestroyFrom is Destroy with the record as the server last read it
-// (node.Node.DestroyFrom).
+// DestroyFrom stops sandbox sb.ID and removes it, from the record as the
+// server last read it (node.Node.DestroyFrom).
 func (r *RemoteNode) DestroyFrom(ctx context.Context, sb *store.Sandbox) error {
 	return r.call(ctx, mDestroy, recordReq{ID: sb.ID, Record: sb}, nil)
 }

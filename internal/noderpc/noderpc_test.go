@@ -145,7 +145,7 @@ func TestStartExecDestroyThroughTheLink(t *testing.T) {
 	c := newCluster(t)
 	ctx := context.Background()
 	c.record(t, "sb-1", "n1")
-	sb, err := c.remote.Start(ctx, "sb-1")
+	sb, err := c.remote.StartFrom(ctx, &store.Sandbox{ID: "sb-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestStartExecDestroyThroughTheLink(t *testing.T) {
 	if err != nil || info.ID != "n1" || len(info.Runtimes) == 0 || info.Resources.CPUs == 0 {
 		t.Fatalf("info %+v %v", info, err)
 	}
-	if err := c.remote.Destroy(ctx, "sb-1"); err != nil {
+	if err := c.remote.DestroyFrom(ctx, &store.Sandbox{ID: "sb-1"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.st.Snapshot().Sandbox("sb-1"); !errdefs.IsNotFound(err) {
@@ -238,7 +238,7 @@ func TestLinkDownIsUnavailable(t *testing.T) {
 		t.Fatalf("read with no link: %v", err)
 	}
 	r := NewRemoteNode("gone", func(string) (*nodelink.Session, bool) { return nil, false })
-	if _, err := r.Start(context.Background(), "x"); !errdefs.Is(err, errdefs.Unavailable) {
+	if _, err := r.StartFrom(context.Background(), &store.Sandbox{ID: "x"}); !errdefs.Is(err, errdefs.Unavailable) {
 		t.Fatalf("start on a node that is not connected: %v", err)
 	}
 }
@@ -252,7 +252,7 @@ func TestDropLost(t *testing.T) {
 	c.record(t, "kept", "n1")
 	c.record(t, "deleted", "n1")
 	for _, id := range []string{"lost", "kept", "deleted"} {
-		if _, err := c.remote.Start(ctx, id); err != nil {
+		if _, err := c.remote.StartFrom(ctx, &store.Sandbox{ID: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -283,7 +283,7 @@ func TestDropLost(t *testing.T) {
 	}
 	conn.Close()
 	// Deleting the lost record afterwards works as for any sandbox.
-	if err := c.remote.Destroy(ctx, "lost"); err != nil {
+	if err := c.remote.DestroyFrom(ctx, &store.Sandbox{ID: "lost"}); err != nil {
 		t.Fatal(err)
 	}
 }
