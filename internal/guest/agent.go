@@ -81,7 +81,7 @@ type Agent struct {
 // also starts reaping orphaned zombies until Close; with a memory limit it
 // runs its OOM killer until Close.
 func New(cfg Config) (*Agent, error) {
-	a := newAgent(cfg, userDB{passwdPath: "/etc/passwd", groupPath: "/etc/group"})
+	a := newAgent(cfg, newUserDB("/etc/passwd", "/etc/group"))
 	if os.Getpid() == 1 {
 		a.startReaper()
 	}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/denhq/den/internal/errdefs"
@@ -30,11 +31,19 @@ type account struct {
 	Home   string
 }
 
-// userDB reads the sandbox's passwd and group files on every lookup, so
-// users added after the agent started are found.
+// userDB answers from the sandbox's passwd and group files. It parses each
+// once and again only after a stat shows it changed, so users added after
+// the agent started are found while a process start or a directory listing
+// costs a stat per file instead of a read (each a trip out of the sentry
+// under gVisor).
 type userDB struct {
-	passwdPath string
-	groupPath  string
+	passwd *colonFile
+	group  *colonFile
+}
+
+// newUserDB returns a userDB of the files at passwdPath and groupPath.
+func newUserDB(passwdPath, groupPath string) userDB {
+	return userDB{passwd: &colonFile{path: passwdPath}, group: &colonFile{path: groupPath}}
 }
 
 // lookup returns the account spec names. Like Docker's USER, spec is a
@@ -68,7 +77,7 @@ func (db userDB) lookup(spec string) (*account, error) {
 // an image may have no /etc/passwd at all).
 func (db userDB) lookupUser(user string) (*account, error) {
 	var acct *account
-	err := scanColon(db.passwdPath, func(f []string) bool {
+	err := db.passwd.scan(func(f []string) bool {
 		if len(f) < 6 || (f[0] != user && !(isID(user) && f[2] == user)) {
 			return true
 		}
@@ -100,7 +109,7 @@ func (db userDB) lookupUser(user string) (*account, error) {
 // lookupGroup returns the gid of group (a name in /etc/group, else a gid).
 func (db userDB) lookupGroup(group string) (uint32, error) {
 	gid, found := uint32(0), false
-	err := scanColon(db.groupPath, func(f []string) bool {
+	err := db.group.scan(func(f []string) bool {
 		if len(f) < 3 || f[0] != group {
 			return true
 		}
@@ -130,7 +139,7 @@ func isID(s string) bool {
 // supplementary returns the groups that list name as a member, plus gid.
 func (db userDB) supplementary(name string, gid uint32) []uint32 {
 	groups := []uint32{gid}
-	_ = scanColon(db.groupPath, func(f []string) bool {
+	_ = db.group.scan(func(f []string) bool {
 		if len(f) < 4 {
 			return true
 		}
@@ -150,15 +159,15 @@ func (db userDB) supplementary(name string, gid uint32) []uint32 {
 }
 
 // userName returns the name of uid, or the number when it has none.
-func (db userDB) userName(uid uint32) string { return db.nameOf(db.passwdPath, uid) }
+func (db userDB) userName(uid uint32) string { return nameOf(db.passwd, uid) }
 
 // groupName returns the name of gid, or the number when it has none.
-func (db userDB) groupName(gid uint32) string { return db.nameOf(db.groupPath, gid) }
+func (db userDB) groupName(gid uint32) string { return nameOf(db.group, gid) }
 
-func (db userDB) nameOf(path string, id uint32) string {
+func nameOf(file *colonFile, id uint32) string {
 	want := strconv.FormatUint(uint64(id), 10)
 	name := want
-	_ = scanColon(path, func(f []string) bool {
+	_ = file.scan(func(f []string) bool {
 		if len(f) >= 3 && f[2] == want {
 			name = f[0]
 			return false
@@ -168,25 +177,81 @@ func (db userDB) nameOf(path string, id uint32) string {
 	return name
 }
 
-// scanColon calls fn with the fields of each non-comment line of a
-// colon-separated file until fn returns false.
-func scanColon(path string, fn func([]string) bool) error {
-	f, err := os.Open(path)
+// colonFile is a colon-separated file (passwd, group), kept parsed. A nil
+// colonFile is a file that does not exist.
+type colonFile struct {
+	path string
+
+	mu   sync.Mutex
+	seen fileVersion // of the file rows was parsed from; zero: none yet
+	rows [][]string  // the fields of each non-comment line
+}
+
+// fileVersion tells two versions of a file apart: any write or rename
+// changes its ctime, and the other fields cover a file replaced at once.
+type fileVersion struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime syscall.Timespec
+}
+
+// scan calls fn with the fields of each non-comment line until fn
+// returns false. It reads the file again only when it changed since the
+// last scan; a file changed between the stat and the read is cached under
+// the older version, so the next scan reads it again.
+func (c *colonFile) scan(fn func([]string) bool) error {
+	rows, err := c.load()
 	if err != nil {
 		return err
 	}
+	for _, f := range rows {
+		if !fn(f) {
+			break
+		}
+	}
+	return nil
+}
+
+func (c *colonFile) load() ([][]string, error) {
+	if c == nil {
+		return nil, &fs.PathError{Op: "open", Path: "", Err: fs.ErrNotExist}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(c.path, &st); err != nil {
+		return nil, &fs.PathError{Op: "stat", Path: c.path, Err: err}
+	}
+	v := fileVersion{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == v {
+		return c.rows, nil
+	}
+	rows, err := readColon(c.path)
+	if err != nil {
+		return nil, err
+	}
+	c.seen, c.rows = v, rows
+	return rows, nil
+}
+
+// readColon returns the fields of each non-comment line of a
+// colon-separated file.
+func readColon(path string) ([][]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
 	defer f.Close()
+	var rows [][]string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if !fn(strings.Split(line, ":")) {
-			break
-		}
+		rows = append(rows, strings.Split(line, ":"))
 	}
-	return sc.Err()
+	return rows, sc.Err()
 }
 
 // basicUser returns the user named by an "Authorization: Basic" header, or

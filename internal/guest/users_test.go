@@ -75,9 +75,9 @@ func TestFileOpsOwnedByUser(t *testing.T) {
 
 func TestLookup(t *testing.T) {
 	dir := t.TempDir()
-	users := userDB{passwdPath: dir + "/passwd", groupPath: dir + "/group"}
-	writeFile(t, users.passwdPath, "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n")
-	writeFile(t, users.groupPath, "root:x:0:\nuser:x:1000:\nstaff:x:50:user\nwheel:x:10:\n")
+	users := newUserDB(dir+"/passwd", dir+"/group")
+	writeFile(t, users.passwd.path, "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n")
+	writeFile(t, users.group.path, "root:x:0:\nuser:x:1000:\nstaff:x:50:user\nwheel:x:10:\n")
 	tests := []struct {
 		spec string
 		want account
@@ -118,7 +118,7 @@ func TestLookup(t *testing.T) {
 // scratch) still runs processes as root or as a uid.
 func TestLookupWithoutPasswd(t *testing.T) {
 	dir := t.TempDir()
-	users := userDB{passwdPath: dir + "/passwd", groupPath: dir + "/group"}
+	users := newUserDB(dir+"/passwd", dir+"/group")
 	for spec, want := range map[string]account{
 		"root":    {Name: "root", UID: 0, GID: 0, Groups: []uint32{0}, Home: "/"},
 		"65532:7": {Name: "65532", UID: 65532, GID: 7, Groups: []uint32{7}, Home: "/"},
@@ -166,5 +166,58 @@ func TestWorkDirDefault(t *testing.T) {
 	}
 	if got, _ := workDir(&account{Home: wd + "/missing"}, "", ""); got != "/" {
 		t.Errorf("workDir without default dir or home = %q, want /", got)
+	}
+}
+
+// TestLookupSeesChangedFiles checks the parsed files are read again after
+// each kind of change: an edit in place of the same size, a replacement by
+// rename (as useradd does), and a removal.
+func TestLookupSeesChangedFiles(t *testing.T) {
+	dir := t.TempDir()
+	users := newUserDB(dir+"/passwd", dir+"/group")
+	writeFile(t, users.group.path, "user:x:1000:\n")
+	uidOf := func(spec string) uint32 {
+		t.Helper()
+		acct, err := users.lookup(spec)
+		if err != nil {
+			t.Fatalf("lookup(%q): %v", spec, err)
+		}
+		return acct.UID
+	}
+	writeFile(t, users.passwd.path, "user:x:1000:1000::/home/user:/bin/sh\n")
+	if got := uidOf("user"); got != 1000 {
+		t.Fatalf("uid = %d, want 1000", got)
+	}
+	// In place, same size: only the times tell.
+	f, err := os.OpenFile(users.passwd.path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("1001"), int64(len("user:x:"))); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got := uidOf("user"); got != 1001 {
+		t.Errorf("after an edit in place: uid = %d, want 1001", got)
+	}
+	next := dir + "/passwd+"
+	writeFile(t, next, "user:x:1000:1000::/home/user:/bin/sh\nbob:x:1002:1000::/home/bob:/bin/sh\n")
+	if err := os.Rename(next, users.passwd.path); err != nil {
+		t.Fatal(err)
+	}
+	if got := uidOf("bob"); got != 1002 {
+		t.Errorf("after a rename: uid of bob = %d, want 1002", got)
+	}
+	if got := users.userName(1002); got != "bob" {
+		t.Errorf("userName(1002) = %q, want bob", got)
+	}
+	if err := os.Remove(users.passwd.path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := users.lookup("bob"); err == nil || !strings.Contains(err.Error(), "read users") {
+		t.Errorf("lookup after removal = %v, want a read error", err)
+	}
+	if got := users.userName(1002); got != "1002" {
+		t.Errorf("userName(1002) after removal = %q, want 1002", got)
 	}
 }
