@@ -46,26 +46,33 @@ func (d *Driver) claim(ctx context.Context, spec driver.Spec, p paths, sh warmpo
 		return nil, nil
 	}
 	d.claims.Add(1)
-	d.conns.put(spec.ID, c.conn) // for the first DialGuest
+	if c.initPending {
+		socket := p.socket()
+		d.conns.putInit(spec.ID, c.conn, func(ctx context.Context) error { return postInit(ctx, socket, c.init) })
+	} else {
+		d.conns.put(spec.ID, c.conn) // for the first DialGuest
+	}
 	d.log.Info("sandbox created", "sandbox", spec.ID, "spare", sp.id, "took", time.Since(begin))
 	return c.handle(), nil
 }
 
-// initGuest applies the spec's env, hostname and default user through the
-// guest agent (a spare boots with the image's user).
-// Its undo destroys the spare, wherever it is by then.
+// initGuest sends the spec's env, hostname and default user to the guest
+// agent (a spare boots with the image's user). It waits only for the send:
+// the answer is read in the background and the sandbox's first DialGuest
+// waits for it (see conns.go). Without the spare's connection it sends on
+// a new one and waits for the answer. Its undo destroys the spare,
+// wherever it is by then.
 func (c *creation) initGuest(ctx context.Context) (func(context.Context) error, error) {
 	undo := func(ctx context.Context) error { return c.d.destroySpare(ctx, c.from) }
 	hostname := c.spec.Hostname
 	if hostname == "" {
 		hostname = c.spec.ID
 	}
-	body := guestInit{Env: c.spec.Env, Hostname: hostname, DefaultUser: c.spec.User}
-	// The spare's own connection (see conns.go), else a new one.
+	c.init = guestInit{Env: c.spec.Env, Hostname: hostname, DefaultUser: c.spec.User}
 	if conn := c.from.conn; conn != nil {
 		c.from.conn = nil
-		if err := exchangeInit(ctx, conn, body); err == nil {
-			c.conn = conn
+		if err := sendInit(conn, c.init); err == nil {
+			c.conn, c.initPending = conn, true
 			return undo, nil
 		}
 		conn.Close()
@@ -77,7 +84,7 @@ func (c *creation) initGuest(ctx context.Context) (func(context.Context) error, 
 		}
 		return undo, errdefs.Wrap(errdefs.Unavailable, err, "guest init")
 	}
-	if err := exchangeInit(ctx, conn, body); err != nil {
+	if err := exchangeInit(ctx, conn, c.init); err != nil {
 		conn.Close()
 		return undo, err
 	}

@@ -24,8 +24,13 @@ type creation struct {
 	p    paths
 	from spare           // claim only: the warm spare becoming this sandbox
 	raw  []byte          // encoded state, the Handle's State
-	conn net.Conn        // claim only: the guest connection /init went over (conns.go)
 	net  *sandboxnet.Net // the sandbox's network, when it has one
+
+	// Claim only (claim.go, conns.go): the guest connection /init went
+	// over, what it applies, and whether its answer is still unread.
+	conn        net.Conn
+	init        guestInit
+	initPending bool
 
 	// Resume and Clone only (restore.go):
 	image    string         // the checkpoint directory to restore from

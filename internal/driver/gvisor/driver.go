@@ -201,8 +201,8 @@ func (d *Driver) DialGuest(ctx context.Context, id string) (net.Conn, error) {
 	if _, err := os.Stat(p.stateFile()); err != nil {
 		return nil, errdefs.New(errdefs.NotFound, "dial guest of sandbox %s: no such sandbox", id)
 	}
-	if conn := d.conns.take(id); conn != nil {
-		return conn, nil // the claim's, already open
+	if conn, err := d.conns.take(ctx, id); err != nil || conn != nil {
+		return conn, err // the claim's, already open
 	}
 	conn, err := dialUnix(ctx, p.socket())
 	if err != nil {

@@ -70,7 +70,12 @@ func (d *Driver) checkpoint(ctx context.Context, op, id, dir string, stop bool) 
 	if err := checkID(id); err != nil {
 		return err
 	}
-	d.conns.drop(id) // the checkpoint cuts guest connections
+	// The checkpoint cuts guest connections; a claim's pending /init is
+	// applied first, so the checkpoint holds it.
+	if conn, _ := d.conns.take(ctx, id); conn != nil {
+		conn.Close()
+	}
+	d.conns.drop(id)
 	p := d.paths(id)
 	st, err := d.checkpointable(ctx, op, id, p)
 	if err != nil {
