@@ -54,13 +54,14 @@ type Config struct {
 
 // Agent serves the envd protocol. Its methods are safe for concurrent use.
 type Agent struct {
-	cfg   Config // cfg.Env is guarded by envMu: POST /init replaces it
-	envMu sync.RWMutex
-	log   *slog.Logger
-	users userDB
-	procs *procTable
-	watch *watchers
-	oom   *oomKiller // nil without a memory limit
+	cfg     Config // cfg.Env is guarded by envMu: POST /init replaces it
+	envMu   sync.RWMutex
+	log     *slog.Logger
+	users   userDB
+	lookups *lookups // of process starts; shares users' fsGen
+	procs   *procTable
+	watch   *watchers
+	oom     *oomKiller // nil without a memory limit
 	// accepted holds connections of remote forwards (listen.go) until
 	// the host fetches them.
 	accepted acceptedConns
@@ -81,7 +82,7 @@ type Agent struct {
 // also starts reaping orphaned zombies until Close; with a memory limit it
 // runs its OOM killer until Close.
 func New(cfg Config) (*Agent, error) {
-	a := newAgent(cfg, newUserDB("/etc/passwd", "/etc/group"))
+	a := newAgent(cfg, newUserDB("/etc/passwd", "/etc/group", newFSGen()))
 	if os.Getpid() == 1 {
 		a.startReaper()
 	}
@@ -104,6 +105,7 @@ func newAgent(cfg Config, users userDB) *Agent {
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{cfg: cfg, log: log, users: users, ctx: ctx, cancel: cancel, slowSubscriber: defaultSlowSubscriber,
 		sethostname: func(h string) error { return unix.Sethostname([]byte(h)) }}
+	a.lookups = newLookups(users.fsGen())
 	a.procs = newProcTable()
 	a.watch = newWatchers()
 	a.oom = newOOMKiller(cfg.MemoryLimitBytes)

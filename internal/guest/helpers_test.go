@@ -49,7 +49,7 @@ func newEnv(t *testing.T) *env {
 	passwd := fmt.Sprintf("# test users\ntester:x:%d:%d::%s:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/false\n",
 		os.Geteuid(), os.Getegid(), home)
 	group := fmt.Sprintf("tester:x:%d:\nnogroup:x:65534:\nextra:x:4242:tester\n", os.Getegid())
-	users := newUserDB(filepath.Join(dir, "passwd"), filepath.Join(dir, "group"))
+	users := newUserDB(filepath.Join(dir, "passwd"), filepath.Join(dir, "group"), newFSGen())
 	writeFile(t, users.passwd.path, passwd)
 	writeFile(t, users.group.path, group)
 	a := newAgent(Config{DefaultUser: "tester", Env: []string{"PATH=" + os.Getenv("PATH"), "DEN_BASE=base"}}, users)

@@ -33,12 +33,8 @@ func (s *processService) Start(ctx context.Context, req *connect.Request[pb.Star
 	if err != nil {
 		return toConnect(err)
 	}
-	spec, err := s.a.prepare(req.Msg, acct)
-	if err != nil {
-		return toConnect(err)
-	}
-	spec.timeout = headerDuration(req.Header(), "Connect-Timeout-Ms", time.Millisecond)
-	p, sub, err := s.a.spawn(spec)
+	timeout := headerDuration(req.Header(), "Connect-Timeout-Ms", time.Millisecond)
+	p, sub, err := s.a.prepareAndSpawn(req.Msg, acct, timeout)
 	if err != nil {
 		return toConnect(err)
 	}

@@ -55,7 +55,7 @@ func (a *Agent) serveSFTP(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, err)
 		return
 	}
-	dir, _ := workDir(acct, "", "")
+	dir, _, _ := uncached.workDir(acct, "", "")
 	cmd := &exec.Cmd{
 		Path: a.selfPath(), Args: []string{"den-guest", SFTPServerCommand},
 		Env: acct.environ(a.baseEnv(), nil), Dir: dir,

@@ -28,45 +28,72 @@ type spawnSpec struct {
 }
 
 // prepare validates req for acct and resolves its executable and cwd.
-func (a *Agent) prepare(req *pb.StartRequest, acct *account) (*spawnSpec, error) {
+// cached reports that a cached lookup answered (see lookups): when the
+// start then fails, the caller forgets the cache and prepares again.
+func (a *Agent) prepare(req *pb.StartRequest, acct *account) (s *spawnSpec, cached bool, err error) {
 	cfg := req.GetProcess()
 	if cfg.GetCmd() == "" {
-		return nil, errdefs.New(errdefs.InvalidArgument, "process.cmd is empty")
+		return nil, false, errdefs.New(errdefs.InvalidArgument, "process.cmd is empty")
 	}
-	s := &spawnSpec{req: req, acct: acct, env: acct.environ(a.baseEnv(), cfg.GetEnvs())}
-	var err error
-	if s.dir, err = workDir(acct, cfg.GetCwd(), a.cfg.DefaultDir); err != nil {
-		return nil, err
+	s = &spawnSpec{req: req, acct: acct, env: acct.environ(a.baseEnv(), cfg.GetEnvs())}
+	var hitDir, hitPath bool
+	if s.dir, hitDir, err = a.lookups.workDir(acct, cfg.GetCwd(), a.cfg.DefaultDir); err != nil {
+		return nil, false, err
 	}
-	if s.path, err = lookPath(cfg.GetCmd(), envValue(s.env, "PATH"), s.dir); err != nil {
-		return nil, err
+	if s.path, hitPath, err = a.lookups.lookPath(cfg.GetCmd(), envValue(s.env, "PATH"), s.dir); err != nil {
+		return nil, false, err
 	}
 	if s.cred, err = acct.credential(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return s, nil
+	return s, hitDir || hitPath, nil
 }
 
 // workDir resolves a requested cwd. Without one a process starts in
 // defaultDir (the image's working directory), else in the user's home, or
-// in / when neither exists (as for "nobody").
-func workDir(acct *account, cwd, defaultDir string) (string, error) {
+// in / when neither exists (as for "nobody"). hit reports a cached answer.
+func (l *lookups) workDir(acct *account, cwd, defaultDir string) (dir string, hit bool, err error) {
 	if cwd == "" {
 		for _, dir := range []string{defaultDir, acct.Home} {
-			if fi, err := os.Stat(dir); dir != "" && err == nil && fi.IsDir() {
-				return dir, nil
+			if dir == "" {
+				continue
+			}
+			if yes, hit := l.isDir(dir); yes {
+				return dir, hit, nil
 			}
 		}
-		return "/", nil
+		return "/", false, nil
 	}
-	dir, err := acct.resolvePath(cwd)
+	if dir, err = acct.resolvePath(cwd); err != nil {
+		return "", false, err
+	}
+	yes, hit := l.isDir(dir)
+	if !yes {
+		return "", false, errdefs.New(errdefs.InvalidArgument, "cwd %q is not a directory", dir)
+	}
+	return dir, hit, nil
+}
+
+// prepareAndSpawn prepares and spawns req's process for acct. A start that
+// fails after a cached lookup answered is tried once more with the cache
+// forgotten: the answer may be stale (a directory renamed above a watched
+// one), and a fresh one says what is really wrong.
+func (a *Agent) prepareAndSpawn(req *pb.StartRequest, acct *account, timeout time.Duration) (*proc, *subscriber, error) {
+	spec, cached, err := a.prepare(req, acct)
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return "", errdefs.New(errdefs.InvalidArgument, "cwd %q is not a directory", dir)
+	spec.timeout = timeout
+	p, sub, err := a.spawn(spec)
+	if err == nil || !cached || errdefs.KindOf(err) != errdefs.InvalidArgument {
+		return p, sub, err
 	}
-	return dir, nil
+	a.lookups.forget()
+	if spec, _, err = a.prepare(req, acct); err != nil {
+		return nil, nil, err
+	}
+	spec.timeout = timeout
+	return a.spawn(spec)
 }
 
 // spawn starts the process of s, registers it and subscribes its starter,

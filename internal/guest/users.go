@@ -32,18 +32,27 @@ type account struct {
 }
 
 // userDB answers from the sandbox's passwd and group files. It parses each
-// once and again only after a stat shows it changed, so users added after
-// the agent started are found while a process start or a directory listing
-// costs a stat per file instead of a read (each a trip out of the sentry
-// under gVisor).
+// once and again only after it changed, so users added after the agent
+// started are found while a process start or a directory listing reads
+// no file (each read a trip out of the sentry under gVisor).
 type userDB struct {
 	passwd *colonFile
 	group  *colonFile
 }
 
 // newUserDB returns a userDB of the files at passwdPath and groupPath.
-func newUserDB(passwdPath, groupPath string) userDB {
-	return userDB{passwd: &colonFile{path: passwdPath}, group: &colonFile{path: groupPath}}
+// With gen, a file is known unchanged while gen says so; without, by a
+// stat on each use.
+func newUserDB(passwdPath, groupPath string, gen *fsGen) userDB {
+	return userDB{passwd: &colonFile{path: passwdPath, gen: gen}, group: &colonFile{path: groupPath, gen: gen}}
+}
+
+// fsGen returns what tells db's files changed, or nil.
+func (db userDB) fsGen() *fsGen {
+	if db.passwd == nil {
+		return nil
+	}
+	return db.passwd.gen
 }
 
 // lookup returns the account spec names. Like Docker's USER, spec is a
@@ -181,10 +190,13 @@ func nameOf(file *colonFile, id uint32) string {
 // colonFile is a file that does not exist.
 type colonFile struct {
 	path string
+	gen  *fsGen // nil: a stat on each use
 
-	mu   sync.Mutex
-	seen fileVersion // of the file rows was parsed from; zero: none yet
-	rows [][]string  // the fields of each non-comment line
+	mu    sync.Mutex
+	seen  fileVersion // of the file rows was parsed from; zero: none yet
+	rows  [][]string  // the fields of each non-comment line
+	atGen uint64      // with byGen: rows are good while gen is atGen
+	byGen bool
 }
 
 // fileVersion tells two versions of a file apart: any write or rename
@@ -216,6 +228,21 @@ func (c *colonFile) load() ([][]string, error) {
 	if c == nil {
 		return nil, &fs.PathError{Op: "open", Path: "", Err: fs.ErrNotExist}
 	}
+	gen, byGen := c.gen.Current()
+	if byGen {
+		c.mu.Lock()
+		rows, hit := c.rows, c.byGen && c.atGen == gen
+		c.mu.Unlock()
+		if hit {
+			return rows, nil
+		}
+		// Watch before the look; a file behind a link may change
+		// where no watch sees it.
+		byGen = c.gen.Watch(filepath.Dir(c.path), true)
+		if fi, err := os.Lstat(c.path); err != nil || fi.Mode()&fs.ModeSymlink != 0 {
+			byGen = false
+		}
+	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(c.path, &st); err != nil {
 		return nil, &fs.PathError{Op: "stat", Path: c.path, Err: err}
@@ -223,11 +250,13 @@ func (c *colonFile) load() ([][]string, error) {
 	v := fileVersion{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.atGen, c.byGen = gen, byGen
 	if c.seen == v {
 		return c.rows, nil
 	}
 	rows, err := readColon(c.path)
 	if err != nil {
+		c.byGen = false
 		return nil, err
 	}
 	c.seen, c.rows = v, rows

@@ -75,7 +75,7 @@ func TestFileOpsOwnedByUser(t *testing.T) {
 
 func TestLookup(t *testing.T) {
 	dir := t.TempDir()
-	users := newUserDB(dir+"/passwd", dir+"/group")
+	users := newUserDB(dir+"/passwd", dir+"/group", nil)
 	writeFile(t, users.passwd.path, "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n")
 	writeFile(t, users.group.path, "root:x:0:\nuser:x:1000:\nstaff:x:50:user\nwheel:x:10:\n")
 	tests := []struct {
@@ -118,7 +118,7 @@ func TestLookup(t *testing.T) {
 // scratch) still runs processes as root or as a uid.
 func TestLookupWithoutPasswd(t *testing.T) {
 	dir := t.TempDir()
-	users := newUserDB(dir+"/passwd", dir+"/group")
+	users := newUserDB(dir+"/passwd", dir+"/group", newFSGen())
 	for spec, want := range map[string]account{
 		"root":    {Name: "root", UID: 0, GID: 0, Groups: []uint32{0}, Home: "/"},
 		"65532:7": {Name: "65532", UID: 65532, GID: 7, Groups: []uint32{7}, Home: "/"},
@@ -160,11 +160,11 @@ func TestWorkDirDefault(t *testing.T) {
 		{"", wd + "/missing", home},
 		{"/", wd, "/"},
 	} {
-		if got, err := workDir(acct, tt.cwd, tt.defaultDir); err != nil || got != tt.want {
+		if got, _, err := uncached.workDir(acct, tt.cwd, tt.defaultDir); err != nil || got != tt.want {
 			t.Errorf("workDir(%q, %q) = %q, %v; want %q", tt.cwd, tt.defaultDir, got, err, tt.want)
 		}
 	}
-	if got, _ := workDir(&account{Home: wd + "/missing"}, "", ""); got != "/" {
+	if got, _, _ := uncached.workDir(&account{Home: wd + "/missing"}, "", ""); got != "/" {
 		t.Errorf("workDir without default dir or home = %q, want /", got)
 	}
 }
@@ -173,8 +173,13 @@ func TestWorkDirDefault(t *testing.T) {
 // each kind of change: an edit in place of the same size, a replacement by
 // rename (as useradd does), and a removal.
 func TestLookupSeesChangedFiles(t *testing.T) {
+	t.Run("stat", func(t *testing.T) { testLookupSeesChangedFiles(t, nil) })
+	t.Run("inotify", func(t *testing.T) { testLookupSeesChangedFiles(t, newFSGen()) })
+}
+
+func testLookupSeesChangedFiles(t *testing.T, gen *fsGen) {
 	dir := t.TempDir()
-	users := newUserDB(dir+"/passwd", dir+"/group")
+	users := newUserDB(dir+"/passwd", dir+"/group", gen)
 	writeFile(t, users.group.path, "user:x:1000:\n")
 	uidOf := func(spec string) uint32 {
 		t.Helper()

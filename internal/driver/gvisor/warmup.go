@@ -42,7 +42,9 @@ func (d *Driver) warmSpare(ctx context.Context, sp spare) error {
 	defer tr.CloseIdleConnections()
 	client := processconnect.NewProcessClient(&http.Client{Transport: tr}, "http://guest")
 	stream, err := client.Start(ctx, connect.NewRequest(&process.StartRequest{
-		Process: &process.ProcessConfig{Cmd: "/bin/sh", Args: []string{"-c", d.cfg.WarmupScript}},
+		// sh through PATH, as first commands name it: the agent caches
+		// where it found it.
+		Process: &process.ProcessConfig{Cmd: "sh", Args: []string{"-c", d.cfg.WarmupScript}},
 	}))
 	if err != nil {
 		return fmt.Errorf("warm up spare %s: %w", sp.id, err)
