@@ -177,12 +177,12 @@ func (p *proc) wirePipes(withStdin bool) ([]*os.File, error) {
 	}
 	p.cmd.Stdout, p.cmd.Stderr = child[0], child[1]
 	if !withStdin {
-		null, err := os.Open(os.DevNull)
+		null, err := devNull()
 		if err != nil {
 			return fail(err)
 		}
-		p.cmd.Stdin = null
-		return append(child, null), nil
+		p.cmd.Stdin = null // shared: not among the ends closed after the start
+		return child, nil
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -191,6 +191,10 @@ func (p *proc) wirePipes(withStdin bool) ([]*os.File, error) {
 	p.cmd.Stdin, p.stdin = r, w
 	return append(child, r), nil
 }
+
+// devNull is /dev/null, opened once for the stdin of every process that
+// has none of its own (an open and a close fewer per start).
+var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
 
 // wirePTY gives the child a new terminal of the requested size as its
 // controlling terminal and stdio.

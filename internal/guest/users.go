@@ -306,17 +306,47 @@ func basicUser(h http.Header) (string, error) {
 }
 
 // credential returns the credential a child must run with to act as acct,
-// or nil when the agent already is that user. An agent that is not root can
-// act only as itself.
+// or nil when the agent already is exactly that user, groups included (the
+// child then skips three set*id calls, each a trap under gVisor). An agent
+// that is not root can act only as itself.
 func (acct *account) credential() (*syscall.Credential, error) {
-	euid := uint32(os.Geteuid())
-	if euid != 0 {
-		if acct.UID != euid {
+	self := agentIdentity()
+	if self.uid != 0 {
+		if acct.UID != self.uid {
 			return nil, errdefs.New(errdefs.PermissionDenied, "agent is not root and cannot act as user %q", acct.Name)
 		}
 		return nil, nil
 	}
+	if acct.UID == self.uid && acct.GID == self.gid && self.groups != nil && sameGroups(acct.Groups, self.groups) {
+		return nil, nil
+	}
 	return &syscall.Credential{Uid: acct.UID, Gid: acct.GID, Groups: acct.Groups}, nil
+}
+
+// identity is the agent's own user, group and supplementary groups
+// (sorted; nil when unknown).
+type identity struct {
+	uid, gid uint32
+	groups   []uint32
+}
+
+// agentIdentity is read once: the agent never changes its own.
+var agentIdentity = sync.OnceValue(func() identity {
+	id := identity{uid: uint32(os.Geteuid()), gid: uint32(os.Getegid())}
+	if gs, err := os.Getgroups(); err == nil {
+		id.groups = []uint32{}
+		for _, g := range gs {
+			id.groups = append(id.groups, uint32(g))
+		}
+		slices.Sort(id.groups)
+	}
+	return id
+})
+
+// sameGroups reports whether a holds the groups of sorted, as a set.
+func sameGroups(a, sorted []uint32) bool {
+	a = slices.Compact(slices.Sorted(slices.Values(a)))
+	return slices.Equal(a, slices.Compact(slices.Clone(sorted)))
 }
 
 // resolvePath turns a request path into an absolute, clean path: "~" and

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -224,5 +225,32 @@ func testLookupSeesChangedFiles(t *testing.T, gen *fsGen) {
 	}
 	if got := users.userName(1002); got != "1002" {
 		t.Errorf("userName(1002) after removal = %q, want 1002", got)
+	}
+}
+
+// TestCredentialSkipsSameUser checks a child acting as the agent's own
+// user and groups gets no credential (no set*id calls), and any other
+// user, group or group set gets one.
+func TestCredentialSkipsSameUser(t *testing.T) {
+	self := agentIdentity()
+	if self.uid != 0 || self.groups == nil {
+		t.Skip("needs root")
+	}
+	same := &account{Name: "self", UID: self.uid, GID: self.gid, Groups: slices.Clone(self.groups)}
+	if cred, err := same.credential(); err != nil || cred != nil {
+		t.Errorf("credential of the agent's own identity = %+v, %v; want none", cred, err)
+	}
+	for name, acct := range map[string]*account{
+		"uid":    {UID: self.uid + 1000, GID: self.gid, Groups: self.groups},
+		"gid":    {UID: self.uid, GID: self.gid + 1000, Groups: self.groups},
+		"groups": {UID: self.uid, GID: self.gid, Groups: append(slices.Clone(self.groups), 4242)},
+	} {
+		cred, err := acct.credential()
+		if err != nil || cred == nil || cred.Uid != acct.UID || cred.Gid != acct.GID || !slices.Equal(cred.Groups, acct.Groups) {
+			t.Errorf("%s: credential = %+v, %v; want %d:%d %v", name, cred, err, acct.UID, acct.GID, acct.Groups)
+		}
+	}
+	if !sameGroups([]uint32{3, 1, 1}, []uint32{1, 3}) || sameGroups([]uint32{1}, []uint32{1, 3}) {
+		t.Error("sameGroups compares sets wrongly")
 	}
 }
