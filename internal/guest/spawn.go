@@ -116,13 +116,16 @@ func (a *Agent) spawn(s *spawnSpec) (*proc, *subscriber, error) {
 		return nil, nil, err
 	}
 	a.procs.add(p)
-	a.log.Info("process started", "pid", p.pid, "tag", tag, "cmd", filepath.Base(s.path), "user", s.acct.Name, "pty", p.tty != nil)
 	readers := &sync.WaitGroup{}
 	for _, o := range p.outs {
 		readers.Add(1)
 		a.goOwned(func() { defer readers.Done(); p.pump(o) })
 	}
-	a.goOwned(func() { a.await(p, readers, s.timeout) })
+	a.goOwned(func() {
+		// Logged here, off the way to the start event.
+		a.log.Info("process started", "pid", p.pid, "tag", tag, "cmd", filepath.Base(s.path), "user", s.acct.Name, "pty", p.tty != nil)
+		a.await(p, readers, s.timeout)
+	})
 	return p, sub, nil
 }
 
@@ -256,10 +259,10 @@ func (a *Agent) await(p *proc, readers *sync.WaitGroup, timeout time.Duration) {
 		_ = o.f.SetReadDeadline(deadline)
 	}
 	readers.Wait()
-	p.closeParentEnds()
 	ev := p.endEvent(err)
+	p.publish(ev, true) // first: what follows is not on the way to the client
+	p.closeParentEnds()
 	a.log.Info("process ended", "pid", p.pid, "status", ev.GetEnd().GetStatus(), "oom_killed", p.oomLimit.Load() > 0)
-	p.publish(ev, true)
 	a.procs.remove(p)
 }
 
