@@ -94,8 +94,56 @@ func splice(a, b net.Conn) {
 	var once sync.Once
 	closeBoth := func() { a.Close(); b.Close() }
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(a, b); once.Do(closeBoth); done <- struct{}{} }()
-	go func() { io.Copy(b, a); once.Do(closeBoth); done <- struct{}{} }()
+	go func() { copyAdaptive(a, b); once.Do(closeBoth); done <- struct{}{} }()
+	go func() { copyAdaptive(b, a); once.Do(closeBoth); done <- struct{}{} }()
 	<-done
 	<-done
+}
+
+// Buffers of copyAdaptive. A node holds two copies per open guest stream,
+// and the servers keep idle guest connections open for a while: with
+// io.Copy's 32 KiB each, 9,000 quiet streams held 580 MB of a simulated
+// node's heap. A quiet copy holds only smallCopyBuf.
+const (
+	smallCopyBuf = 2 << 10
+	largeCopyBuf = 32 << 10
+)
+
+var largeBufs = sync.Pool{New: func() any { b := make([]byte, largeCopyBuf); return &b }}
+
+// copyAdaptive copies src to dst until EOF or an error, like io.Copy. It
+// reads into a small buffer while src is quiet and into a pooled large
+// one while reads fill the buffer (a bulk transfer), giving the large one
+// back after the first short read.
+func copyAdaptive(dst io.Writer, src io.Reader) error {
+	small := make([]byte, smallCopyBuf)
+	buf := small
+	var large *[]byte
+	defer func() {
+		if large != nil {
+			largeBufs.Put(large)
+		}
+	}()
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case large == nil && n == len(buf):
+			large = largeBufs.Get().(*[]byte)
+			buf = *large
+		case large != nil && n < smallCopyBuf:
+			largeBufs.Put(large)
+			large, buf = nil, small
+		}
+	}
 }

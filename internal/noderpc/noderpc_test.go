@@ -2,12 +2,17 @@ package noderpc
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/denhq/den/internal/driver"
@@ -287,3 +292,59 @@ func TestDropLost(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCopyAdaptive checks copyAdaptive delivers every byte in order for
+// readers that return full, short and one-byte reads, switching buffers
+// on the way, and returns a write error.
+func TestCopyAdaptive(t *testing.T) {
+	payload := make([]byte, 3<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range payload {
+		payload[i] = byte(rng.Uint32())
+	}
+	for name, src := range map[string]func() io.Reader{
+		"bulk":     func() io.Reader { return bytes.NewReader(payload) },
+		"half":     func() io.Reader { return iotest.HalfReader(bytes.NewReader(payload)) },
+		"one byte": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(payload[:64<<10])) },
+		"chunky":   func() io.Reader { return &chunkReader{data: payload} },
+	} {
+		var out bytes.Buffer
+		if err := copyAdaptive(&out, src()); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want := payload
+		if name == "one byte" {
+			want = payload[:64<<10]
+		}
+		if !bytes.Equal(out.Bytes(), want) {
+			t.Errorf("%s: copied %d bytes, not the %d sent", name, out.Len(), len(want))
+		}
+	}
+	wantErr := errors.New("peer gone")
+	if err := copyAdaptive(errWriter{wantErr}, bytes.NewReader(payload)); !errors.Is(err, wantErr) {
+		t.Errorf("copy to a failing writer = %v, want %v", err, wantErr)
+	}
+}
+
+// chunkReader returns reads of varying sizes: full 32 KiB runs, then a
+// short read, then a tiny one, over and over.
+type chunkReader struct {
+	data []byte
+	i    int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	sizes := []int{len(p), len(p), 100, 1, len(p), 5000}
+	n := min(sizes[r.i%len(sizes)], len(p), len(r.data))
+	r.i++
+	copy(p, r.data[:n])
+	r.data = r.data[n:]
+	return n, nil
+}
+
+type errWriter struct{ err error }
+
+func (w errWriter) Write([]byte) (int, error) { return 0, w.err }
