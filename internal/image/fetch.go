@@ -160,7 +160,9 @@ func (p *puller) receive(ctx context.Context, b Layer, f *os.File, h hash.Hash, 
 		m.start(0)
 	}
 	want := b.Size - have
-	n, err := copyBuffer(io.MultiWriter(f, h), &meteredReader{r: io.LimitReader(body, want), m: m})
+	// The body is read until ctx ends, not until the transport notices:
+	// on loopback the rest of a blob can arrive before it does.
+	n, err := copyBuffer(io.MultiWriter(f, h), &meteredReader{r: ctxReader{ctx: ctx, r: io.LimitReader(body, want)}, m: m})
 	if err == nil && n < want {
 		err = io.ErrUnexpectedEOF
 	}

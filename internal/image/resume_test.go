@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -58,6 +59,20 @@ func partialSize(t *testing.T, dir, digest string) int64 {
 	return fi.Size()
 }
 
+// waitServed waits until the registry has reported a download of digest.
+func waitServed(t *testing.T, l *servedLog, digest string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		l.mu.Lock()
+		n := l.n[digest]
+		l.mu.Unlock()
+		if n > 0 {
+			return
+		}
+	}
+	t.Fatalf("the registry never reported the download of %s", digest)
+}
+
 func TestPullResumesAfterCancel(t *testing.T) {
 	l, blob := randomLayer(t, 4<<20)
 	src := imageOf(t, l)
@@ -87,6 +102,9 @@ func TestPullResumesAfterCancel(t *testing.T) {
 	if names := dirNames(t, filepath.Join(dir, "blobs", "sha256")); len(names) != 0 {
 		t.Errorf("blobs/ = %v after a cancelled pull, want nothing (a partial blob is never visible)", names)
 	}
+	// The cancelled request's handler may still be writing: count the
+	// resumed pull's bytes alone.
+	waitServed(t, &log, digest)
 	log.take()
 
 	// Reopening keeps the partial download; the next pull resumes it.
