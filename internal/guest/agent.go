@@ -152,6 +152,7 @@ func (a *Agent) Close() error {
 		a.closing = true
 		a.goMu.Unlock()
 		a.wg.Wait()
+		a.users.fsGen().Close() // after the last start: none uses it now
 	})
 	return nil
 }

@@ -40,7 +40,7 @@ const maxWatches = 256
 // newFSGen returns an fsGen; without inotify its Current is never stable,
 // so caches never hit.
 func newFSGen() *fsGen {
-	g := &fsGen{buf: make([]byte, 64<<10)}
+	g := &fsGen{fd: -1, buf: make([]byte, 64<<10)} // -1: no descriptor to close yet
 	g.resetLocked()
 	return g
 }
@@ -154,6 +154,16 @@ func (g *fsGen) addLocked(dir string) error {
 	g.watched[dir] = int32(wd)
 	g.byWD[int32(wd)] = append(g.byWD[int32(wd)], dir)
 	return nil
+}
+
+// Close releases the inotify instance; the caches then never hit.
+func (g *fsGen) Close() {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closeLocked()
 }
 
 func (g *fsGen) closeLocked() {

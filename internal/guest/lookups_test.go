@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"golang.org/x/sys/unix"
 
 	pb "github.com/denhq/den/api/envd/process"
 )
@@ -144,5 +145,34 @@ func writeExec(t *testing.T, p string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNewFSGenClosesNothingElse checks making an fsGen leaves the
+// process's other descriptors alone: an early version closed descriptor 0
+// (its zero value) each time, and in a process with many agents (the fake
+// driver) that was soon someone's database.
+func TestNewFSGenClosesNothingElse(t *testing.T) {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	saved, err := unix.Dup(0)
+	if err != nil {
+		t.Skipf("no descriptor 0 to test with: %v", err)
+	}
+	defer func() { unix.Dup2(saved, 0); unix.Close(saved) }()
+	if err := unix.Dup2(int(f.Fd()), 0); err != nil {
+		t.Fatal(err)
+	}
+	var before, after unix.Stat_t
+	if err := unix.Fstat(0, &before); err != nil {
+		t.Fatal(err)
+	}
+	g := newFSGen()
+	defer g.Close()
+	if err := unix.Fstat(0, &after); err != nil || after.Dev != before.Dev || after.Ino != before.Ino {
+		t.Fatalf("descriptor 0 after newFSGen: %+v, %v; want the file it was", after, err)
 	}
 }
