@@ -86,13 +86,14 @@ func (g *guestConns) putInit(id string, conn net.Conn, retry func(context.Contex
 		defer close(pi.done)
 		err := readInitAnswer(conn, time.Now().Add(initExchangeTimeout))
 		if err != nil && !isAnswer(err) && g.holds(id, gc) {
-			ctx, cancel := context.WithTimeout(context.Background(), initExchangeTimeout)
-			defer cancel()
-			err = retry(ctx)
+			// Cut before the answer: drop the connection, send again.
 			g.mu.Lock()
 			gc.conn.Close()
 			gc.conn = nil
 			g.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), initExchangeTimeout)
+			defer cancel()
+			err = retry(ctx)
 		}
 		g.mu.Lock()
 		defer g.mu.Unlock()
