@@ -30,3 +30,47 @@ type ClusterMemberList struct {
 	Server  string          `json:"server"`
 	Members []ClusterMember `json:"members"`
 }
+
+// ClusterCA is the body of GET /v1/cluster/ca and of the rotation calls:
+// the cluster CA and where a rotation of it stands.
+type ClusterCA struct {
+	// Phase is "stable", "trust" (a new CA is trusted beside the signer)
+	// or "sign" (the new CA signs; the previous is still trusted).
+	Phase string `json:"phase"`
+	// Generation counts the rotation steps ever taken.
+	Generation uint64 `json:"generation"`
+	// Signer signs certificates now; Next is trusted beside it in phase
+	// trust, Previous in phase sign.
+	Signer   CACert  `json:"signer"`
+	Next     *CACert `json:"next,omitempty"`
+	Previous *CACert `json:"previous,omitempty"`
+	// RotationStarted is when the rotation under way began, RotatedAt
+	// when the last one finished (RFC 3339).
+	RotationStarted string `json:"rotation_started,omitempty"`
+	RotatedAt       string `json:"rotated_at,omitempty"`
+	// WaitingServers and WaitingNodes have not taken the current step
+	// yet; the next waits for them. A node that is down is not waited
+	// for: it joins again with a token after the rotation.
+	WaitingServers []string `json:"waiting_servers"`
+	WaitingNodes   []string `json:"waiting_nodes"`
+}
+
+// CACert names a CA certificate.
+type CACert struct {
+	// Hash is "sha256:<hex>" of the certificate, as join tokens carry it.
+	Hash      string `json:"hash"`
+	NotBefore string `json:"not_before"`
+	NotAfter  string `json:"not_after"`
+}
+
+// CA rotation actions (RotateClusterCARequest.Action).
+const (
+	CARotateBegin = "begin"
+	CARotateAbort = "abort"
+)
+
+// RotateClusterCARequest is the body of POST /v1/cluster/ca/rotate.
+type RotateClusterCARequest struct {
+	// Action is "begin" (the default) or "abort" (only in phase trust).
+	Action string `json:"action,omitempty"`
+}

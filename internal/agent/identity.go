@@ -25,11 +25,13 @@ const (
 	idFile   = "node.json"
 )
 
-// identity is who the agent is in the cluster.
+// identity is who the agent is in the cluster: its certificate and the
+// CAs it trusts (more than one while the cluster CA is rotated; ca.pem
+// holds them all, the signing CA first).
 type identity struct {
 	NodeID string
 	Leaf   *pki.Leaf
-	CA     *x509.Certificate
+	CAs    []*x509.Certificate
 	CAPEM  []byte
 }
 
@@ -68,12 +70,14 @@ func newIdentity(id string, certPEM, keyPEM, caPEM []byte) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	ca, err := pki.ParseCert(caPEM)
+	cas, err := pki.ParseBundle(caPEM)
 	if err != nil {
 		return nil, fmt.Errorf("the cluster CA: %w", err)
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(ca)
+	for _, ca := range cas {
+		roots.AddCert(ca)
+	}
 	if _, err := leaf.Cert.Verify(x509.VerifyOptions{Roots: roots,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return nil, errdefs.Wrap(errdefs.PermissionDenied, err, "the node certificate is not signed by the cluster CA")
@@ -85,7 +89,7 @@ func newIdentity(id string, certPEM, keyPEM, caPEM []byte) (*identity, error) {
 	if who.Role != pki.RoleNode || who.ID != id {
 		return nil, errdefs.New(errdefs.PermissionDenied, "the certificate names %s.%s, not node %s", who.Role, who.ID, id)
 	}
-	return &identity{NodeID: id, Leaf: leaf, CA: ca, CAPEM: caPEM}, nil
+	return &identity{NodeID: id, Leaf: leaf, CAs: cas, CAPEM: caPEM}, nil
 }
 
 // save writes the identity to dir: the key and certificate first, the
@@ -138,6 +142,13 @@ func (id *identity) tlsConfig() (*tls.Config, error) {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(id.CA)
+	for _, ca := range id.CAs {
+		pool.AddCert(ca)
+	}
 	return pki.ClientConfig(pool, cert), nil
 }
+
+// trust and issuer are what a heartbeat says of the node's CAs
+// (nodeproto.Heartbeat).
+func (id *identity) trust() string  { return pki.BundleHash(id.CAs) }
+func (id *identity) issuer() string { return pki.IssuerHash(id.Leaf.Cert, id.CAs) }

@@ -76,10 +76,12 @@ func (a *Agent) heartbeats(ctx context.Context, sess *nodelink.Session, interval
 			return errdefs.New(errdefs.Unavailable, "the server closed the node link")
 		case <-t.C:
 		}
-		hb := nodeproto.Heartbeat{Sandboxes: len(a.sandboxes())}
+		id := a.identity()
+		hb := nodeproto.Heartbeat{Sandboxes: len(a.sandboxes()), Trust: id.trust(), Issuer: id.issuer()}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		sent := time.Now()
-		err := sess.Call(cctx, nodeproto.MethodHeartbeat, hb, nil)
+		var reply nodeproto.HeartbeatReply
+		err := sess.Call(cctx, nodeproto.MethodHeartbeat, hb, &reply)
 		cancel()
 		if err == nil {
 			a.cfg.Metrics.heartbeat(a.NodeID(), hb.Sandboxes, time.Since(sent))
@@ -88,7 +90,10 @@ func (a *Agent) heartbeats(ctx context.Context, sess *nodelink.Session, interval
 			// Whatever the server said, a new session is the cure.
 			return errdefs.Wrap(errdefs.Unavailable, err, "heartbeat")
 		}
-		if now := time.Now(); now.After(nextRenew) && a.cfg.NeedsRenewal(a.identity().Leaf.Cert, now) {
+		// A rotation of the cluster CA changed what the cluster trusts or
+		// signs with: a renewal brings both.
+		rotated := reply.Trust != "" && (reply.Trust != hb.Trust || reply.Signer != hb.Issuer)
+		if now := time.Now(); now.After(nextRenew) && (rotated || a.cfg.NeedsRenewal(id.Leaf.Cert, now)) {
 			if err := a.renew(ctx, sess); err != nil {
 				a.log.Warn("certificate renewal failed", "error", err)
 				nextRenew = now.Add(renewRetry)
@@ -111,7 +116,11 @@ func (a *Agent) renew(ctx context.Context, sess *nodelink.Session) error {
 	if err := sess.Call(cctx, nodeproto.MethodRenew, nodeproto.RenewRequest{CSR: string(csr)}, &reply); err != nil {
 		return err
 	}
-	id, err := newIdentity(old.NodeID, []byte(reply.Cert), key, old.CAPEM)
+	caPEM := old.CAPEM
+	if reply.CA != "" {
+		caPEM = []byte(reply.CA) // the CAs the cluster trusts now
+	}
+	id, err := newIdentity(old.NodeID, []byte(reply.Cert), key, caPEM)
 	if err != nil {
 		return err
 	}
@@ -121,7 +130,7 @@ func (a *Agent) renew(ctx context.Context, sess *nodelink.Session) error {
 	a.mu.Lock()
 	a.id = id
 	a.mu.Unlock()
-	a.log.Info("certificate renewed", "not_after", id.Leaf.Cert.NotAfter)
+	a.log.Info("certificate renewed", "not_after", id.Leaf.Cert.NotAfter, "issuer", id.issuer(), "trusted_cas", len(id.CAs))
 	a.cfg.Metrics.renewed(id.NodeID, id.Leaf.Cert.NotAfter)
 	return nil
 }

@@ -85,7 +85,7 @@ func newRoot(a *app, procs ...*cobra.Command) *cobra.Command {
 	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(a.createCmd(), a.infoCmd(), a.nodeCmd(), a.netCmd(), a.lsCmd(), a.getCmd(), a.rmCmd(), a.suspendCmd(), a.resumeCmd(), a.snapshotCmd(), a.poolCmd(), a.kernelCmd(), a.forkCmd(), a.execCmd(), a.runCmd(),
 		a.cpCmd(), a.portCmd(), a.imageCmd(), a.versionCmd(), a.benchCmd())
-	root.AddCommand(a.tenantCmd(), a.keyCmd(), a.tokenCmd())
+	root.AddCommand(a.tenantCmd(), a.keyCmd(), a.tokenCmd(), a.caCmd())
 	root.AddCommand(a.sshKeyCmd(), a.sshCmd(), a.sshConfigCmd())
 	for _, c := range procs {
 		if c == nil {

@@ -42,12 +42,13 @@ type Config struct {
 	Listen string
 	// ServerID names this server in node records ("connected to").
 	ServerID string
-	// CA is the cluster CA: it verifies node certificates and signs those
-	// of joining and renewing nodes. Cert is this server's certificate
-	// (pki.CA.IssueServer, then Leaf.TLS); the CA certificate is sent
-	// along with it so that a joining agent can check it against its
-	// token's CA hash.
-	CA   *pki.CA
+	// CA is the cluster CA: what it trusts verifies node certificates,
+	// and its signer signs those of joining and renewing nodes (a
+	// rotation replaces both while the listener runs). Cert is this
+	// server's certificate (pki.CA.IssueServer, then Leaf.TLS); the
+	// trusted CA certificates are sent along with it so that a joining
+	// agent can check it against its token's CA hash.
+	CA   *pki.Authority
 	Cert tls.Certificate
 	// Certs, when set, holds this server's certificate in place of Cert
 	// and may replace it while the listener runs (renewal).
@@ -190,8 +191,8 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) (*Server, error) {
 // Addr is the listener's address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// CAHash is the cluster CA's hash, which join tokens carry.
-func (s *Server) CAHash() string { return s.cfg.CA.Hash() }
+// CAHash is the hash of the CA that signs now, which join tokens carry.
+func (s *Server) CAHash() string { return s.cfg.CA.Signer().Hash() }
 
 // Close stops accepting, ends every session and waits for the listener's
 // goroutines. Nodes are not marked down: another server, or this one
@@ -215,18 +216,21 @@ func (cfg *Config) certs() *pki.Holder {
 	return pki.NewHolder(cfg.Cert)
 }
 
-// serverTLS presents what certs holds with the CA after it, and accepts a
-// client certificate only of a node of the CA, or none (a join).
-func serverTLS(ca *pki.CA, certs *pki.Holder) *tls.Config {
-	return &tls.Config{
+// serverTLS presents what certs holds with the trusted CAs after it, and
+// accepts a client certificate only of a node of a trusted CA, or none (a
+// join).
+func serverTLS(ca *pki.Authority, certs *pki.Holder) *tls.Config {
+	return pki.WithClientCAs(&tls.Config{
 		MinVersion: tls.VersionTLS13,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			cert := *certs.Get()
-			cert.Certificate = append(slices.Clone(cert.Certificate), ca.Cert.Raw)
+			cert.Certificate = slices.Clone(cert.Certificate)
+			for _, c := range ca.Trusted() {
+				cert.Certificate = append(cert.Certificate, c.Raw)
+			}
 			return &cert, nil
 		},
 		ClientAuth: tls.VerifyClientCertIfGiven,
-		ClientCAs:  ca.Pool(),
 		VerifyPeerCertificate: func(raw [][]byte, chains [][]*x509.Certificate) error {
 			if len(raw) == 0 {
 				return nil // a join
@@ -243,7 +247,7 @@ func serverTLS(ca *pki.CA, certs *pki.Holder) *tls.Config {
 			}
 			return nil
 		},
-	}
+	}, ca)
 }
 
 func (s *Server) acceptLoop() {

@@ -3,7 +3,9 @@ package cluster
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/x509"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/denhq/den/internal/errdefs"
@@ -39,8 +41,9 @@ func (s *Server) join(ctx context.Context, req nodeproto.JoinRequest) (nodeproto
 	if err != nil {
 		return nodeproto.JoinResponse{}, err
 	}
-	if tok.CAHash != s.cfg.CA.Hash() {
-		return nodeproto.JoinResponse{}, errdefs.New(errdefs.PermissionDenied, "join token %s is for another cluster CA", tok.ID)
+	if !slices.ContainsFunc(s.cfg.CA.Trusted(), func(c *x509.Certificate) bool { return pki.CertHash(c) == tok.CAHash }) {
+		return nodeproto.JoinResponse{}, errdefs.New(errdefs.PermissionDenied,
+			"join token %s is for another cluster CA (another cluster's, or one rotated away since: create a new token)", tok.ID)
 	}
 	if req.Role == nodeproto.RoleServer {
 		return s.joinServer(ctx, tok, req)
@@ -64,7 +67,7 @@ func (s *Server) join(ctx context.Context, req nodeproto.JoinRequest) (nodeproto
 	}
 	// Signed before the join is recorded: a certificate of a node that
 	// the store then refuses is never sent.
-	cert, err := s.cfg.CA.SignNode([]byte(req.CSR), id)
+	cert, err := s.cfg.CA.Signer().SignNode([]byte(req.CSR), id)
 	if err != nil {
 		return nodeproto.JoinResponse{}, err
 	}
@@ -79,7 +82,7 @@ func (s *Server) join(ctx context.Context, req nodeproto.JoinRequest) (nodeproto
 	default:
 		s.log.Info("node joined", "node", id, "name", req.Name, "token", tok.ID)
 	}
-	return nodeproto.JoinResponse{NodeID: id, Cert: string(cert), CA: string(s.cfg.CA.CertPEM)}, nil
+	return nodeproto.JoinResponse{NodeID: id, Cert: string(cert), CA: string(s.cfg.CA.BundlePEM())}, nil
 }
 
 // joinServer admits a server: a server token, a server certificate for
@@ -103,7 +106,7 @@ func (s *Server) joinServer(ctx context.Context, tok nodeproto.Token, req nodepr
 	}
 	// Signed before the join is recorded, as for nodes: the certificate is
 	// sent only once the store counted the join.
-	cert, err := s.cfg.CA.SignServer([]byte(req.CSR), req.Name, req.Hosts)
+	cert, err := s.cfg.CA.Signer().SignServer([]byte(req.CSR), req.Name, req.Hosts)
 	if err != nil {
 		return nodeproto.JoinResponse{}, err
 	}
@@ -111,7 +114,7 @@ func (s *Server) joinServer(ctx context.Context, tok nodeproto.Token, req nodepr
 		return nodeproto.JoinResponse{}, err
 	}
 	s.log.Info("server admitted", "server", req.Name, "token", tok.ID)
-	return nodeproto.JoinResponse{NodeID: req.Name, Cert: string(cert), CA: string(s.cfg.CA.CertPEM)}, nil
+	return nodeproto.JoinResponse{NodeID: req.Name, Cert: string(cert), CA: string(s.cfg.CA.BundlePEM())}, nil
 }
 
 func validateJoin(req nodeproto.JoinRequest) error {

@@ -32,6 +32,9 @@ type entry struct {
 	conn     *nodeConn
 	epoch    uint64
 	lastSeen time.Time
+	// trust and issuer are what the node's last heartbeat said of its
+	// CAs (nodeproto.Heartbeat).
+	trust, issuer string
 }
 
 func newRegistry(s *Server) *Registry {
@@ -107,7 +110,7 @@ func (r *Registry) closed(nc *nodeConn) {
 
 // beat notes a heartbeat on nc; FailedPrecondition when nc is not the
 // node's current connection (no hello yet, or it was marked down).
-func (r *Registry) beat(nc *nodeConn) error {
+func (r *Registry) beat(nc *nodeConn, trust, issuer string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.nodes[nc.id]
@@ -115,7 +118,24 @@ func (r *Registry) beat(nc *nodeConn) error {
 		return errdefs.New(errdefs.FailedPrecondition, "node %s: this session is not the node's current one: say hello first, or reconnect", nc.id)
 	}
 	e.lastSeen = r.s.cfg.Now()
+	e.trust, e.issuer = trust, issuer
 	return nil
+}
+
+// CAs is what node id's last heartbeat on a live session here said of its
+// CAs: the hash of the set it trusts and of its certificate's CA. ok is
+// false for a node with no live session here.
+func (r *Registry) CAs(id string) (trust, issuer string, ok bool) {
+	if _, live := r.Session(id); !live {
+		return "", "", false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.nodes[id]
+	if e == nil {
+		return "", "", false
+	}
+	return e.trust, e.issuer, true
 }
 
 // current reports whether nc is its node's current connection here.

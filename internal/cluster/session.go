@@ -159,10 +159,17 @@ func (s *Server) heartbeat(ctx context.Context, raw json.RawMessage) (any, error
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Registry.beat(nc); err != nil {
+	var hb nodeproto.Heartbeat
+	if err := decodeReq(raw, &hb, nodeproto.MethodHeartbeat); err != nil {
 		return nil, err
 	}
-	return struct{}{}, nil
+	if len(hb.Trust) > 80 || len(hb.Issuer) > 80 {
+		return nil, errdefs.New(errdefs.InvalidArgument, "%s: trust and issuer are hashes of at most 80 characters", nodeproto.MethodHeartbeat)
+	}
+	if err := s.Registry.beat(nc, hb.Trust, hb.Issuer); err != nil {
+		return nil, err
+	}
+	return nodeproto.HeartbeatReply{Trust: s.cfg.CA.TrustHash(), Signer: s.cfg.CA.Signer().Hash()}, nil
 }
 
 // renew signs a new certificate for the calling node: the same ID, a new
@@ -179,10 +186,10 @@ func (s *Server) renew(ctx context.Context, raw json.RawMessage) (any, error) {
 	if !s.Registry.current(nc) {
 		return nil, errdefs.New(errdefs.FailedPrecondition, "renew the certificate of node %s: say hello first", nc.id)
 	}
-	cert, err := s.cfg.CA.SignNode([]byte(req.CSR), nc.id)
+	cert, err := s.cfg.CA.Signer().SignNode([]byte(req.CSR), nc.id)
 	if err != nil {
 		return nil, err
 	}
 	s.log.Info("node certificate renewed", "node", nc.id)
-	return nodeproto.RenewReply{Cert: string(cert)}, nil
+	return nodeproto.RenewReply{Cert: string(cert), CA: string(s.cfg.CA.BundlePEM())}, nil
 }

@@ -25,7 +25,7 @@ func TestAgentCommandSim(t *testing.T) {
 	ca, _ := pki.NewCA("test")
 	leaf, _ := ca.IssueServer("s1", []string{"127.0.0.1"})
 	cert, _ := leaf.TLS()
-	srv, err := cluster.Listen(ctx, cluster.Config{Listen: "127.0.0.1:0", ServerID: "s1", CA: ca, Cert: cert, Store: st})
+	srv, err := cluster.Listen(ctx, cluster.Config{Listen: "127.0.0.1:0", ServerID: "s1", CA: pki.NewAuthority(ca), Cert: cert, Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func TestRecordClusterCA(t *testing.T) {
 // TLS configurations built on its holder present the new one.
 func TestServerCertRenewal(t *testing.T) {
 	ca, _ := pki.NewCA("test")
-	r := &serverRun{cfg: ServerConfig{ID: "s1"}, ca: ca, hosts: []string{"127.0.0.1"}, log: slog.New(slog.DiscardHandler)}
+	r := &serverRun{cfg: ServerConfig{ID: "s1"}, ca: ca, auth: pki.NewAuthority(ca), hosts: []string{"127.0.0.1"}, log: slog.New(slog.DiscardHandler)}
 	first, err := r.issue()
 	if err != nil {
 		t.Fatal(err)
@@ -77,5 +77,83 @@ func TestServerCertRenewal(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the certificate was not renewed")
 		}
+	}
+}
+
+// A server follows a rotation of the cluster CA through the state: at each
+// step it trusts what the state trusts, keeps it in its CA directory, signs
+// its own certificate with the new CA once that signs, and acknowledges
+// the step. A CA directory a rotation under way still trusts is accepted
+// at start; after the rotation it is refused, with the way out.
+func TestSyncCAFollowsRotation(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Dir: t.TempDir(), NodeID: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a, _ := pki.NewCA("a")
+	b, _ := pki.NewCA("b")
+	if err := recordClusterCA(ctx, st, a); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := a.Save(dir); err != nil { // as the first server's start does
+		t.Fatal(err)
+	}
+	r := &serverRun{cfg: ServerConfig{ID: "s1", CADir: dir}, ca: a, auth: pki.NewAuthority(a), hosts: []string{"127.0.0.1"},
+		st: st, log: slog.New(slog.DiscardHandler)}
+	first, err := r.issue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.certs = pki.NewHolder(first)
+	check := func(step string, gen uint64, signer *pki.CA, trusted ...*pki.CA) {
+		t.Helper()
+		if err := r.syncCA(ctx); err != nil {
+			t.Fatalf("%s: sync: %v", step, err)
+		}
+		want := []*x509.Certificate{signer.Cert}
+		for _, c := range trusted {
+			want = append(want, c.Cert)
+		}
+		if r.auth.Signer().Hash() != signer.Hash() || r.auth.TrustHash() != pki.BundleHash(want) {
+			t.Fatalf("%s: signs with %s and trusts %d CAs", step, r.auth.Signer().Hash(), len(r.auth.Trusted()))
+		}
+		leaf, _ := r.certs.Leaf()
+		if leaf.CheckSignatureFrom(signer.Cert) != nil {
+			t.Fatalf("%s: this server's certificate is not of the signing CA", step)
+		}
+		saved, err := pki.LoadCA(dir)
+		if err != nil || saved.Hash() != signer.Hash() {
+			t.Fatalf("%s: the CA directory holds %v, %v", step, saved, err)
+		}
+		also, err := pki.LoadTrusted(dir)
+		if err != nil || len(also) != len(trusted) || len(also) == 1 && pki.CertHash(also[0]) != trusted[0].Hash() {
+			t.Fatalf("%s: the CA directory trusts %d more CAs (%v), want %d", step, len(also), err, len(trusted))
+		}
+		rec, _ := st.Snapshot().ClusterCA()
+		if rec.Generation != gen || gen > 0 && rec.Acks["s1"] != gen {
+			t.Fatalf("%s: generation %d, acknowledged %v", step, rec.Generation, rec.Acks)
+		}
+	}
+	check("stable", 0, a)
+	if err := st.RotateClusterCA(ctx, store.CABegin, 0, b.CertPEM, b.KeyPEM); err != nil {
+		t.Fatal(err)
+	}
+	check("trust", 1, a, b)
+	if err := st.RotateClusterCA(ctx, store.CAAdvance, 1, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("sign", 2, b, a)
+	if err := recordClusterCA(ctx, st, a); err != nil {
+		t.Fatalf("a restart with the previous CA while it is still trusted: %v", err)
+	}
+	if err := st.RotateClusterCA(ctx, store.CAFinish, 2, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("finish", 3, b)
+	if err := recordClusterCA(ctx, st, a); !errdefs.Is(err, errdefs.FailedPrecondition) || !strings.Contains(err.Error(), "den token create --server") {
+		t.Fatalf("a restart with a CA rotated away: %v", err)
 	}
 }

@@ -36,7 +36,9 @@ type serverRun struct {
 	cfg     ServerConfig
 	log     *slog.Logger
 	out     io.Writer
-	ca      *pki.CA
+	ca      *pki.CA             // the CA this server started with
+	also    []*x509.Certificate // CAs trusted beside it (a rotation under way)
+	auth    *pki.Authority      // what it signs with and trusts now (see server_ca.go)
 	cluster net.Listener
 	adv     string
 	certs   *pki.Holder // this server's certificate, renewed while it runs
@@ -100,7 +102,8 @@ func (r *serverRun) loadCA(context.Context) error {
 	ca, err := pki.LoadCA(r.cfg.CADir)
 	if err == nil {
 		r.ca = ca
-		return nil
+		r.also, err = pki.LoadTrusted(r.cfg.CADir)
+		return err
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -156,8 +159,13 @@ func (r *serverRun) issueCert(ctx context.Context) error {
 	}
 	r.hosts = hosts
 	if r.ca == nil {
-		return r.joinWithToken(ctx, hosts)
+		if err := r.joinWithToken(ctx, hosts); err != nil {
+			return err
+		}
+		r.auth = pki.NewAuthority(r.ca, r.also...)
+		return nil
 	}
+	r.auth = pki.NewAuthority(r.ca, r.also...)
 	cert, err := r.issue()
 	if err != nil {
 		return err
@@ -168,7 +176,7 @@ func (r *serverRun) issueCert(ctx context.Context) error {
 
 // issue signs a fresh server certificate for this server's hosts.
 func (r *serverRun) issue() (tls.Certificate, error) {
-	leaf, err := r.ca.IssueServer(r.cfg.ID, r.hosts)
+	leaf, err := r.auth.Signer().IssueServer(r.cfg.ID, r.hosts)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -215,7 +223,7 @@ func (r *serverRun) openStore(ctx context.Context) error {
 		Dir: filepath.Join(r.cfg.DataDir, "state"), NodeID: r.cfg.ID, Logger: r.log,
 		Cluster: &store.ClusterConfig{
 			Listener: ln, Advertise: r.adv,
-			ServerTLS: r.ca.ServerConfigOf(r.certs, pki.RoleServer), ClientTLS: pki.ClientConfigOf(r.ca.Pool(), r.certs),
+			ServerTLS: r.auth.ServerConfig(r.certs, pki.RoleServer), ClientTLS: r.auth.ClientConfig(r.certs),
 			BootstrapExpect: r.cfg.BootstrapExpect, Join: r.cfg.Join,
 		},
 	})
@@ -229,60 +237,6 @@ func (r *serverRun) openStore(ctx context.Context) error {
 		}
 	})
 	return nil
-}
-
-// recordCA puts this server's CA into the replicated state when it holds
-// none (see recordClusterCA). A server that joined with a token knows only
-// the CA's certificate: it waits for the state to hold the CA, checks it
-// is the one its certificate is of, and keeps it in --ca-dir, so that it
-// can sign agents' certificates when it leads and restarts without the
-// token.
-func (r *serverRun) recordCA(ctx context.Context) error {
-	if r.ca.Key != nil {
-		return recordClusterCA(ctx, r.st, r.ca)
-	}
-	ca, err := caFromState(ctx, r.st, r.ca.Hash(), caFromStateTimeout)
-	if err != nil {
-		return err
-	}
-	if err := ca.Save(r.cfg.CADir); err != nil {
-		return fmt.Errorf("save the cluster CA to %s: %w", r.cfg.CADir, err)
-	}
-	r.log.Info("read the cluster CA from the replicated state", "ca_dir", r.cfg.CADir, "ca", ca.Hash())
-	r.ca = ca
-	return nil
-}
-
-// caFromStateTimeout bounds how long a server that joined with a token
-// waits for its state to catch up with the CA record.
-const caFromStateTimeout = 2 * time.Minute
-
-// caFromState waits until st holds the cluster CA and returns it; it must
-// be the CA of hash want.
-func caFromState(ctx context.Context, st *store.Store, want string, timeout time.Duration) (*pki.CA, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		rec, err := st.Snapshot().ClusterCA()
-		if err == nil {
-			ca, err := pki.ParseCA([]byte(rec.CertPEM), []byte(rec.KeyPEM))
-			if err != nil {
-				return nil, fmt.Errorf("the cluster CA in the state: %w", err)
-			}
-			if ca.Hash() != want {
-				return nil, errdefs.New(errdefs.FailedPrecondition, "the state's cluster CA (%s) is not the one the token's server answered with (%s)", ca.Hash(), want)
-			}
-			return ca, nil
-		}
-		if !errdefs.IsNotFound(err) {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, errdefs.New(errdefs.Unavailable, "the replicated state holds no cluster CA after %s: are the other servers of a den older than this one? Copy the CA directory instead", timeout)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // joinWithToken presents --token, with a request for a key made here, to
@@ -323,10 +277,15 @@ func (r *serverRun) joinWithToken(ctx context.Context, hosts []string) error {
 
 // useJoin keeps the certificate a token exchange answered with.
 func (r *serverRun) useJoin(tok nodeproto.Token, resp nodeproto.JoinResponse, keyPEM []byte) error {
-	ca, err := pki.ParseCACert([]byte(resp.CA)) // its hash is the token's (nodeproto.Join)
+	ca, err := pki.ParseCACert([]byte(resp.CA)) // the first is the token's (nodeproto.Join)
 	if err != nil {
 		return errdefs.Wrap(errdefs.PermissionDenied, err, "the server's CA")
 	}
+	bundle, err := pki.ParseBundle([]byte(resp.CA))
+	if err != nil {
+		return errdefs.Wrap(errdefs.PermissionDenied, err, "the server's CAs")
+	}
+	r.also = bundle[1:]
 	leaf, err := pki.NewLeaf([]byte(resp.Cert), keyPEM)
 	if err != nil {
 		return err
@@ -356,27 +315,6 @@ func tokenExchange(ctx context.Context, addr string, tok nodeproto.Token, req no
 		c.SetDeadline(dl)
 	}
 	return nodeproto.Join(c, req, tok.CAHash)
-}
-
-// recordClusterCA makes sure the replicated state holds the cluster CA, and
-// that it is ca: the first server to start writes it; a server whose CA is
-// not the state's is refused (it was given another cluster's CA directory).
-func recordClusterCA(ctx context.Context, st *store.Store, ca *pki.CA) error {
-	cur, err := st.Snapshot().ClusterCA()
-	switch {
-	case err == nil && cur.CertPEM == string(ca.CertPEM):
-		return nil
-	case err == nil:
-		theirs := "unreadable"
-		if c, perr := pki.ParseCert([]byte(cur.CertPEM)); perr == nil {
-			theirs = pki.CertHash(c)
-		}
-		return errdefs.New(errdefs.FailedPrecondition,
-			"this server's CA (%s) is not the cluster's (%s): use the cluster's CA directory (--ca-dir)", ca.Hash(), theirs)
-	case !errdefs.IsNotFound(err):
-		return err
-	}
-	return st.PutClusterCA(ctx, ca.CertPEM, ca.KeyPEM)
 }
 
 // ensureKeys makes the default tenant and this server's admin keys (each
@@ -414,7 +352,7 @@ func (r *serverRun) listenNodes(ctx context.Context) error {
 	r.fleet = fleet.New(fleet.Config{Store: r.st, Logger: r.log,
 		Sessions: func(id string) (*nodelink.Session, bool) { return nl.Session(id) }})
 	nl, err := cluster.Listen(ctx, cluster.Config{
-		Listen: r.cfg.NodeListen, ServerID: r.cfg.ID, CA: r.ca, Certs: r.certs, Store: r.st, Mux: mux,
+		Listen: r.cfg.NodeListen, ServerID: r.cfg.ID, CA: r.auth, Certs: r.certs, Store: r.st, Mux: mux,
 		HeartbeatTTL: r.cfg.HeartbeatTTL, Logger: r.log,
 		Accept: func() error {
 			if _, _, self, _ := r.st.Leader(); !self {
@@ -525,11 +463,13 @@ func (r *serverRun) serve(ctx context.Context) error {
 		{newHTTPServer(onlyWhileLeading(r.traffic, r.leading), defaultHTTPLimits), r.st.ClusterListener(clustermux.ProtoSandbox)},
 	}
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{}, 4)
+	done := make(chan struct{}, 6)
 	go func() { defer func() { done <- struct{}{} }(); r.srv.Run(bg) }()
 	go func() { defer func() { done <- struct{}{} }(); r.fleet.Run(bg) }()
 	go func() { defer func() { done <- struct{}{} }(); r.followLeadership(bg) }()
 	go func() { defer func() { done <- struct{}{} }(); r.renewCert(bg, certCheckInterval, pki.NeedsRenewal) }()
+	go func() { defer func() { done <- struct{}{} }(); r.followCA(bg, time.Second) }()
+	go func() { defer func() { done <- struct{}{} }(); r.rotator().Run(bg) }()
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
 		go func() { errc <- s.hs.Serve(s.ln) }()
@@ -547,7 +487,7 @@ func (r *serverRun) serve(ctx context.Context) error {
 	}
 	cancel()
 	stopBG()
-	for range 4 {
+	for range 6 {
 		<-done
 	}
 	if errors.Is(err, http.ErrServerClosed) {
@@ -566,7 +506,7 @@ func (r *serverRun) leading() bool {
 // else the request passed to the leader's handler of proto over the
 // cluster port (mutual TLS).
 func (r *serverRun) front(proto byte, local http.Handler, own map[string]bool) *leaderProxy {
-	clientTLS := pki.ClientConfigOf(r.ca.Pool(), r.certs)
+	clientTLS := r.auth.ClientConfig(r.certs)
 	return &leaderProxy{
 		leader: func() (string, bool, bool) {
 			_, addr, self, ok := r.st.Leader()

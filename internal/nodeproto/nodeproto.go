@@ -115,6 +115,18 @@ type HelloReply struct {
 type Heartbeat struct {
 	// Sandboxes counts the sandboxes the node runs.
 	Sandboxes int `json:"sandboxes"`
+	// Trust is the hash (pki.BundleHash) of the CAs the node trusts, and
+	// Issuer the hash of the CA of its certificate: how a rotation of the
+	// cluster CA knows the node has taken a step.
+	Trust  string `json:"trust,omitempty"`
+	Issuer string `json:"issuer,omitempty"`
+}
+
+// HeartbeatReply names the CAs the cluster trusts and the one that signs
+// now. A node whose own differ renews its certificate, which brings both.
+type HeartbeatReply struct {
+	Trust  string `json:"trust,omitempty"`
+	Signer string `json:"signer,omitempty"`
 }
 
 // RenewRequest asks for a new certificate for the calling node.
@@ -122,9 +134,11 @@ type RenewRequest struct {
 	CSR string `json:"csr"`
 }
 
-// RenewReply is the new certificate.
+// RenewReply is the new certificate, and the CAs the cluster trusts now
+// (PEM, the signing CA first).
 type RenewReply struct {
 	Cert string `json:"cert"`
+	CA   string `json:"ca,omitempty"`
 }
 
 // MaxJoinFrame bounds a join frame: a token, a CSR, a name and labels.
@@ -289,7 +303,7 @@ func VerifyByCAHash(certs []*x509.Certificate, caHash string) error {
 		}
 	}
 	if ca == nil {
-		return errdefs.New(errdefs.PermissionDenied, "the server's certificate does not chain to the CA of the join token (%s): wrong server or wrong token", caHash)
+		return errdefs.New(errdefs.PermissionDenied, "the server's certificate does not chain to the CA of the join token (%s): wrong server, wrong token, or the cluster CA was rotated since the token was made (create a new one)", caHash)
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)

@@ -113,10 +113,12 @@ func ParseCACert(certPEM []byte) (*CA, error) {
 	return &CA{Cert: cert, CertPEM: certPEM}, nil
 }
 
-// File names in a CA directory.
+// File names in a CA directory. CATrustedFile holds the CAs trusted
+// beside ca.pem while the cluster CA is rotated; it is absent otherwise.
 const (
-	CACertFile = "ca.pem"
-	CAKeyFile  = "ca-key.pem"
+	CACertFile    = "ca.pem"
+	CAKeyFile     = "ca-key.pem"
+	CATrustedFile = "ca-trusted.pem"
 )
 
 // LoadCA reads dir/ca.pem and dir/ca-key.pem.
@@ -130,6 +132,31 @@ func LoadCA(dir string) (*CA, error) {
 		return nil, fmt.Errorf("read the cluster CA key: %w", err)
 	}
 	return ParseCA(c, k)
+}
+
+// LoadTrusted reads dir/ca-trusted.pem: nil when there is none.
+func LoadTrusted(dir string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(filepath.Join(dir, CATrustedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the CAs trusted during a rotation: %w", err)
+	}
+	return ParseBundle(b)
+}
+
+// SaveTrusted writes certs to dir/ca-trusted.pem, or removes it when
+// there are none.
+func SaveTrusted(dir string, certs []*x509.Certificate) error {
+	p := filepath.Join(dir, CATrustedFile)
+	if len(certs) == 0 {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	return fsutil.WriteFileAtomic(p, BundlePEM(certs), 0o644)
 }
 
 // Save writes the CA to dir (the key mode 0600), each file to a temporary
@@ -368,13 +395,7 @@ func (ca *CA) ServerConfig(cert tls.Certificate, roles ...string) *tls.Config {
 // ServerConfigOf is ServerConfig presenting what h holds at each
 // handshake.
 func (ca *CA) ServerConfigOf(h *Holder, roles ...string) *tls.Config {
-	return &tls.Config{
-		MinVersion:            tls.VersionTLS13,
-		GetCertificate:        func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return h.Get(), nil },
-		ClientAuth:            tls.RequireAndVerifyClientCert,
-		ClientCAs:             ca.Pool(),
-		VerifyPeerCertificate: requireRole(roles),
-	}
+	return NewAuthority(ca).ServerConfig(h, roles...)
 }
 
 // ClientConfig is a TLS 1.3 client configuration that presents cert and
@@ -382,12 +403,10 @@ func (ca *CA) ServerConfigOf(h *Holder, roles ...string) *tls.Config {
 // server's name is not checked against an address (servers move; the role
 // and the CA are what count).
 func ClientConfig(caPool *x509.CertPool, cert tls.Certificate) *tls.Config {
-	return ClientConfigOf(caPool, NewHolder(cert))
+	return clientConfig(func() *x509.CertPool { return caPool }, NewHolder(cert))
 }
 
-// ClientConfigOf is ClientConfig presenting what h holds at each
-// handshake.
-func ClientConfigOf(caPool *x509.CertPool, h *Holder) *tls.Config {
+func clientConfig(pool func() *x509.CertPool, h *Holder) *tls.Config {
 	return &tls.Config{
 		MinVersion:           tls.VersionTLS13,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return h.Get(), nil },
@@ -395,7 +414,7 @@ func ClientConfigOf(caPool *x509.CertPool, h *Holder) *tls.Config {
 		// against a host name.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verifyChain(cs.PeerCertificates, caPool, RoleServer)
+			return verifyChain(cs.PeerCertificates, pool(), RoleServer)
 		},
 	}
 }

@@ -169,6 +169,8 @@ func (s *Server) routes() {
 	s.handle("GET /v1/tokens", s.listJoinTokens)
 	s.handle("DELETE /v1/tokens/{id}", s.deleteJoinToken)
 	s.handle("GET /v1/cluster/members", s.listClusterMembers)
+	s.handle("GET /v1/cluster/ca", s.getClusterCA)
+	s.handle("POST /v1/cluster/ca/rotate", s.rotateClusterCA)
 	s.handle("POST /v1/sandboxes", s.createSandbox)
 	s.handle("GET /v1/sandboxes", s.listSandboxes)
 	s.handle("GET /v1/sandboxes/{id}", s.getSandbox)

@@ -23,6 +23,9 @@ type Cluster interface {
 	// CAHash is the cluster CA's hash ("sha256:<hex>"), which join
 	// tokens carry so that agents can check the server they join.
 	CAHash() string
+	// CAs is what node id last said of its CAs on a session with this
+	// server (see carotate.NodeCAs).
+	CAs(id string) (trust, issuer string, ok bool)
 }
 
 // Defaults and bounds of join tokens.

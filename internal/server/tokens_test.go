@@ -17,6 +17,8 @@ type fakeCluster struct{}
 
 func (fakeCluster) CAHash() string { return "sha256:" + strings.Repeat("ab", 32) }
 
+func (fakeCluster) CAs(string) (string, string, bool) { return "", "", false }
+
 func withCluster(c *Config) { c.Cluster = fakeCluster{} }
 
 func TestJoinTokens(t *testing.T) {

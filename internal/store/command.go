@@ -43,6 +43,9 @@ const (
 	cmdPutClusterCA cmdType = 22
 	// cmdJoinServer counts a use of a server join token (jointokens.go).
 	cmdJoinServer cmdType = 23
+	// cmdRotateClusterCA moves a rotation of the cluster CA a step, or
+	// records a server's acknowledgement of one (clusterca.go).
+	cmdRotateClusterCA cmdType = 24
 )
 
 func (t cmdType) String() string {
@@ -93,6 +96,8 @@ func (t cmdType) String() string {
 		return "put_cluster_ca"
 	case cmdJoinServer:
 		return "join_server"
+	case cmdRotateClusterCA:
+		return "rotate_cluster_ca"
 	}
 	return fmt.Sprintf("cmd(%d)", byte(t))
 }

@@ -178,6 +178,8 @@ func (f *fsm) applyCmd(index uint64, t cmdType, body []byte) error {
 		err = applyPutClusterCA(txn, index, body)
 	case cmdJoinServer:
 		err = applyJoinServer(txn, index, body)
+	case cmdRotateClusterCA:
+		err = applyRotateClusterCA(txn, index, body)
 	default:
 		err = fmt.Errorf("apply: unknown command type %d", byte(t))
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/localcluster"
+	"github.com/denhq/den/internal/pki"
 )
 
 // TestServerJoinsWithToken: a fourth server starts with an empty CA
@@ -87,4 +89,153 @@ func readLog(t *testing.T, path string) string {
 	t.Helper()
 	b, _ := os.ReadFile(path)
 	return string(b)
+}
+
+// TestClusterCARotation: `den ca rotate --wait` replaces the cluster CA of
+// three servers and three simulated nodes while a sandbox runs. Each step
+// waits for every server and node; afterwards every server's CA directory
+// and every node's certificate are of the new CA, the old CA is trusted
+// nowhere, and the links work on new handshakes (kill -9 of the leader
+// moves the nodes to another server). A token made before the rotation is
+// refused; one made after admits a node.
+func TestClusterCARotation(t *testing.T) {
+	bin := serverBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c := startServers(ctx, t, localcluster.Config{Bin: bin, Servers: 3})
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var follower *localcluster.Server
+	for _, s := range c.Servers {
+		if s != leader {
+			follower = s
+		}
+	}
+	api := client(t, follower)
+	tok, err := api.CreateJoinToken(ctx, rest.CreateJoinTokenRequest{Uses: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentDir := t.TempDir()
+	startAgents(t, exec.Command(bin, "agent", "--server", strings.Join(c.NodeAddrs(), ","), "--token", tok.Token,
+		"--sim", "3", "--data-dir", agentDir))
+	waitNodes(ctx, t, api, 3)
+	sb, err := api.Create(ctx, rest.CreateSandboxRequest{Image: "busybox", Runtime: "sim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := api.ClusterCA(ctx)
+	if err != nil || before.Phase != "stable" || before.Generation != 0 {
+		t.Fatalf("the CA before a rotation: %+v, %v", before, err)
+	}
+
+	out, err := exec.Command(bin, "ca", "rotate", "--wait", "--timeout", "2m", "--url", follower.URL, "--api-key", follower.APIKey).CombinedOutput()
+	if err != nil {
+		t.Fatalf("den ca rotate --wait: %v\n%s", err, out)
+	}
+	for _, want := range []string{"phase trust", "phase sign", "phase stable"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("den ca rotate --wait showed no %q:\n%s", want, out)
+		}
+	}
+	after, err := api.ClusterCA(ctx)
+	if err != nil || after.Phase != "stable" || after.Generation != 3 || after.Signer.Hash == before.Signer.Hash || after.Previous != nil || after.RotatedAt == "" {
+		t.Fatalf("the CA after the rotation: %+v, %v (before %s)", after, err, before.Signer.Hash)
+	}
+	// Every server keeps the new CA, and trusts nothing else.
+	for _, s := range c.Servers {
+		dir := filepath.Join(s.DataDir, "ca")
+		if s.DataDir == "" || !fileExists(filepath.Join(dir, "ca.pem")) {
+			dir = filepath.Join(filepath.Dir(s.DataDir), "ca")
+		}
+		if h := certFileHash(t, filepath.Join(dir, "ca.pem")); h != after.Signer.Hash {
+			t.Fatalf("%s keeps CA %s, want %s", s.ID, h, after.Signer.Hash)
+		}
+		if fileExists(filepath.Join(dir, "ca-trusted.pem")) {
+			t.Fatalf("%s still trusts another CA after the rotation", s.ID)
+		}
+	}
+	// Every node's certificate is of the new CA, and its ca.pem holds it
+	// alone.
+	nodeCerts := 0
+	filepath.WalkDir(agentDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		switch d.Name() {
+		case "node.pem":
+			nodeCerts++
+			b, _ := os.ReadFile(p)
+			cert, err := pki.ParseCert(b)
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			caPEM, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "ca.pem"))
+			cas, err := pki.ParseBundle(caPEM)
+			if err != nil || len(cas) != 1 || pki.CertHash(cas[0]) != after.Signer.Hash || pki.IssuerHash(cert, cas) != after.Signer.Hash {
+				t.Fatalf("%s after the rotation: trusts %d CAs (%v), issuer %q, want %s", p, len(cas), err, pki.IssuerHash(cert, cas), after.Signer.Hash)
+			}
+		}
+		return nil
+	})
+	if nodeCerts != 3 {
+		t.Fatalf("found %d node certificates under %s, want 3", nodeCerts, agentDir)
+	}
+
+	// New handshakes everywhere: the leader dies, the nodes move, the
+	// sandbox still answers.
+	c.Kill(leader)
+	survivor := client(t, follower)
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		nodes, err := survivor.ListNodes(ctx)
+		moved := 0
+		for _, nd := range nodes {
+			if nd.State == rest.NodeReady && nd.Cluster != nil && nd.Cluster.Server != leader.ID {
+				moved++
+			}
+		}
+		if err == nil && moved == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes did not move to a new leader after the rotation: %d moved, %v", moved, err)
+		}
+	}
+	if res, err := survivor.Sandbox(sb.ID).Run(ctx, "echo still here"); err != nil || string(res.Stdout) != "still here\n" {
+		t.Fatalf("run after the rotation and the failover: %+v %v", res, err)
+	}
+
+	// The old token names the old CA: refused. A new one admits a node.
+	var log bytes.Buffer
+	old := exec.CommandContext(ctx, bin, "agent", "--server", strings.Join(c.NodeAddrs(), ","), "--token", tok.Token, "--sim", "1", "--data-dir", t.TempDir())
+	old.Stdout, old.Stderr = &log, &log
+	if err := old.Run(); err == nil || !strings.Contains(log.String(), "CA") {
+		t.Fatalf("an agent with a token of the old CA: %v\n%s", err, tail(log.String(), 2000))
+	}
+	fresh, err := survivor.CreateJoinToken(ctx, rest.CreateJoinTokenRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startAgents(t, exec.Command(bin, "agent", "--server", strings.Join(c.NodeAddrs(), ","), "--token", fresh.Token, "--sim", "1", "--data-dir", t.TempDir()))
+	waitNodes(ctx, t, survivor, 4)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func certFileHash(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pki.ParseCert(b)
+	if err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+	return pki.CertHash(c)
 }

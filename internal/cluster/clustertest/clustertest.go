@@ -55,7 +55,7 @@ func (c *Cluster) Listen(id string, cfg cluster.Config) *cluster.Server {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cfg.Listen, cfg.ServerID, cfg.CA, cfg.Cert, cfg.Store = "127.0.0.1:0", id, c.CA, cert, c.Store
+	cfg.Listen, cfg.ServerID, cfg.CA, cfg.Cert, cfg.Store = "127.0.0.1:0", id, pki.NewAuthority(c.CA), cert, c.Store
 	s, err := cluster.Listen(context.Background(), cfg)
 	if err != nil {
 		c.t.Fatal(err)
