@@ -33,6 +33,9 @@ type identity struct {
 	Leaf   *pki.Leaf
 	CAs    []*x509.Certificate
 	CAPEM  []byte
+	// trustHash and issuerHash are what a heartbeat says of the node's
+	// CAs (nodeproto.Heartbeat), worked out once.
+	trustHash, issuerHash string
 }
 
 type idRecord struct {
@@ -89,7 +92,8 @@ func newIdentity(id string, certPEM, keyPEM, caPEM []byte) (*identity, error) {
 	if who.Role != pki.RoleNode || who.ID != id {
 		return nil, errdefs.New(errdefs.PermissionDenied, "the certificate names %s.%s, not node %s", who.Role, who.ID, id)
 	}
-	return &identity{NodeID: id, Leaf: leaf, CAs: cas, CAPEM: caPEM}, nil
+	return &identity{NodeID: id, Leaf: leaf, CAs: cas, CAPEM: caPEM,
+		trustHash: pki.BundleHash(cas), issuerHash: pki.IssuerHash(leaf.Cert, cas)}, nil
 }
 
 // save writes the identity to dir: the key and certificate first, the
@@ -148,7 +152,5 @@ func (id *identity) tlsConfig() (*tls.Config, error) {
 	return pki.ClientConfig(pool, cert), nil
 }
 
-// trust and issuer are what a heartbeat says of the node's CAs
-// (nodeproto.Heartbeat).
-func (id *identity) trust() string  { return pki.BundleHash(id.CAs) }
-func (id *identity) issuer() string { return pki.IssuerHash(id.Leaf.Cert, id.CAs) }
+func (id *identity) trust() string  { return id.trustHash }
+func (id *identity) issuer() string { return id.issuerHash }

@@ -452,6 +452,69 @@ func TestRenewal(t *testing.T) {
 	}
 }
 
+// A rotation of the CA reaches a running agent through its heartbeats:
+// when the server trusts another set of CAs, or signs with another, the
+// agent renews and keeps the CAs the answer names; its heartbeats report
+// them. After the old CA is dropped its next connection works on the new
+// CA alone.
+func TestRenewalFollowsCARotation(t *testing.T) {
+	tc := newTestCluster(t)
+	oldCA := tc.CA
+	newCA, err := pki.NewCA("next")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := pki.NewAuthority(oldCA)
+	certs := pki.NewHolder(serverCert(t, oldCA))
+	srv := tc.listen("s1", cluster.Config{HeartbeatInterval: 20 * time.Millisecond, CA: auth, Certs: certs})
+	cfg := agentConfig(t, srv, tc.token(1, time.Time{}), "rotator")
+	if _, err := agent.New(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Token = ""
+	stop := runAgent(t, cfg)
+	n := tc.waitState("rotator", store.NodeReady)
+	reports := func(signer *pki.CA, trusted int) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("the node on %d CAs, its certificate of %s", trusted, signer.Cert.Subject.CommonName), func() bool {
+			trust, issuer, ok := srv.CAs(n.ID)
+			caPEM, _ := os.ReadFile(filepath.Join(cfg.DataDir, "ca.pem"))
+			cas, err := pki.ParseBundle(caPEM)
+			return ok && trust == auth.TrustHash() && issuer == signer.Hash() && err == nil && len(cas) == trusted &&
+				nodeCert(t, cfg.DataDir).CheckSignatureFrom(signer.Cert) == nil
+		})
+	}
+	reports(oldCA, 1)
+	auth.Set(oldCA, newCA.Cert)
+	reports(oldCA, 2)
+	auth.Set(newCA, oldCA.Cert)
+	certs.Set(*pki.NewHolder(serverCert(t, newCA)).Get())
+	reports(newCA, 2)
+	auth.Set(newCA)
+	reports(newCA, 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, cfg)
+	waitFor(t, "a new connection on the new CA alone", func() bool {
+		cur := tc.nodeByName("rotator")
+		return cur.State == store.NodeReady && cur.Epoch > n.Epoch
+	})
+}
+
+func serverCert(t *testing.T, ca *pki.CA) tls.Certificate {
+	t.Helper()
+	leaf, err := ca.IssueServer("s1", []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := leaf.TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
 // --sim 50: fifty simulated nodes, each with its own identity and its own
 // TLS connection.
 func TestSim50(t *testing.T) {

@@ -43,7 +43,8 @@ func New(t testing.TB) *Cluster {
 }
 
 // Listen starts a node listener of server id on loopback; cfg's Listen,
-// ServerID, CA, Cert and Store are filled in, its other fields are kept.
+// ServerID, Cert and Store are filled in, and CA unless set (an Authority
+// of the cluster's CA); its other fields are kept.
 // It is closed with the test.
 func (c *Cluster) Listen(id string, cfg cluster.Config) *cluster.Server {
 	c.t.Helper()
@@ -55,7 +56,10 @@ func (c *Cluster) Listen(id string, cfg cluster.Config) *cluster.Server {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cfg.Listen, cfg.ServerID, cfg.CA, cfg.Cert, cfg.Store = "127.0.0.1:0", id, pki.NewAuthority(c.CA), cert, c.Store
+	if cfg.CA == nil {
+		cfg.CA = pki.NewAuthority(c.CA)
+	}
+	cfg.Listen, cfg.ServerID, cfg.Cert, cfg.Store = "127.0.0.1:0", id, cert, c.Store
 	s, err := cluster.Listen(context.Background(), cfg)
 	if err != nil {
 		c.t.Fatal(err)
