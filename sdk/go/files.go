@@ -122,7 +122,7 @@ func (s *Sandbox) ListDir(ctx context.Context, path string, depth uint32) ([]Ent
 		depth = 1
 	}
 	req := &filesystem.ListDirRequest{Path: path, Depth: depth}
-	resp, err := s.fs.ListDir(ctx, connect.NewRequest(req))
+	resp, err := s.fs().ListDir(ctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, rpcErr(ctx, "list "+path, err)
 	}
@@ -135,7 +135,7 @@ func (s *Sandbox) ListDir(ctx context.Context, path string, depth uint32) ([]Ent
 
 // Stat describes the entry at path (a symlink itself, not its target).
 func (s *Sandbox) Stat(ctx context.Context, path string) (EntryInfo, error) {
-	resp, err := s.fs.Stat(ctx, connect.NewRequest(&filesystem.StatRequest{Path: path}))
+	resp, err := s.fs().Stat(ctx, connect.NewRequest(&filesystem.StatRequest{Path: path}))
 	if err != nil {
 		return EntryInfo{}, rpcErr(ctx, "stat "+path, err)
 	}
@@ -145,7 +145,7 @@ func (s *Sandbox) Stat(ctx context.Context, path string) (EntryInfo, error) {
 // MakeDir creates the directory at path with its missing parents. It fails
 // with an already_exists error (IsAlreadyExists) when path exists.
 func (s *Sandbox) MakeDir(ctx context.Context, path string) (EntryInfo, error) {
-	resp, err := s.fs.MakeDir(ctx, connect.NewRequest(&filesystem.MakeDirRequest{Path: path}))
+	resp, err := s.fs().MakeDir(ctx, connect.NewRequest(&filesystem.MakeDirRequest{Path: path}))
 	if err != nil {
 		return EntryInfo{}, rpcErr(ctx, "make directory "+path, err)
 	}
@@ -154,7 +154,7 @@ func (s *Sandbox) MakeDir(ctx context.Context, path string) (EntryInfo, error) {
 
 // Remove removes the file or directory (recursively) at path.
 func (s *Sandbox) Remove(ctx context.Context, path string) error {
-	if _, err := s.fs.Remove(ctx, connect.NewRequest(&filesystem.RemoveRequest{Path: path})); err != nil {
+	if _, err := s.fs().Remove(ctx, connect.NewRequest(&filesystem.RemoveRequest{Path: path})); err != nil {
 		return rpcErr(ctx, "remove "+path, err)
 	}
 	return nil
@@ -163,7 +163,7 @@ func (s *Sandbox) Remove(ctx context.Context, path string) error {
 // Move renames src to dst and describes the entry at its new place.
 func (s *Sandbox) Move(ctx context.Context, src, dst string) (EntryInfo, error) {
 	req := &filesystem.MoveRequest{Source: src, Destination: dst}
-	resp, err := s.fs.Move(ctx, connect.NewRequest(req))
+	resp, err := s.fs().Move(ctx, connect.NewRequest(req))
 	if err != nil {
 		return EntryInfo{}, rpcErr(ctx, fmt.Sprintf("move %s to %s", src, dst), err)
 	}

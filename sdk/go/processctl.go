@@ -43,7 +43,7 @@ type ProcessInfo struct {
 // Processes lists the processes the guest agent started and that are still
 // running.
 func (s *Sandbox) Processes(ctx context.Context) ([]ProcessInfo, error) {
-	resp, err := s.proc.List(ctx, connect.NewRequest(&process.ListRequest{}))
+	resp, err := s.proc().List(ctx, connect.NewRequest(&process.ListRequest{}))
 	if err != nil {
 		return nil, rpcErr(ctx, "list processes", err)
 	}
@@ -78,7 +78,7 @@ type AttachOptions struct {
 // Attach is Connect with a notification of the moment of attachment.
 func (s *Sandbox) Attach(ctx context.Context, sel Selector, opts AttachOptions) (ExitStatus, error) {
 	req := &process.ConnectRequest{Process: sel.proto()}
-	stream, err := s.proc.Connect(ctx, connect.NewRequest(req))
+	stream, err := s.proc().Connect(ctx, connect.NewRequest(req))
 	if err != nil {
 		return ExitStatus{}, rpcErr(ctx, "connect to process "+sel.String(), err)
 	}
@@ -95,7 +95,7 @@ func (s *Sandbox) Attach(ctx context.Context, sel Selector, opts AttachOptions) 
 // Signal sends sig (SIGTERM or SIGKILL) to the selected process.
 func (s *Sandbox) Signal(ctx context.Context, sel Selector, sig Signal) error {
 	req := &process.SendSignalRequest{Process: sel.proto(), Signal: process.Signal(sig)}
-	if _, err := s.proc.SendSignal(ctx, connect.NewRequest(req)); err != nil {
+	if _, err := s.proc().SendSignal(ctx, connect.NewRequest(req)); err != nil {
 		return rpcErr(ctx, fmt.Sprintf("send %v to process %v", sig, sel), err)
 	}
 	return nil
@@ -119,7 +119,7 @@ func (s *Sandbox) sendInput(ctx context.Context, sel Selector, data []byte, pty 
 		in.Input = &process.ProcessInput_Pty{Pty: data}
 	}
 	req := &process.SendInputRequest{Process: sel.proto(), Input: in}
-	if _, err := s.proc.SendInput(ctx, connect.NewRequest(req)); err != nil {
+	if _, err := s.proc().SendInput(ctx, connect.NewRequest(req)); err != nil {
 		return rpcErr(ctx, "send input to process "+sel.String(), err)
 	}
 	return nil
@@ -128,7 +128,7 @@ func (s *Sandbox) sendInput(ctx context.Context, sel Selector, data []byte, pty 
 // CloseStdin closes the selected process's stdin, so it reads EOF.
 func (s *Sandbox) CloseStdin(ctx context.Context, sel Selector) error {
 	req := &process.CloseStdinRequest{Process: sel.proto()}
-	if _, err := s.proc.CloseStdin(ctx, connect.NewRequest(req)); err != nil {
+	if _, err := s.proc().CloseStdin(ctx, connect.NewRequest(req)); err != nil {
 		return rpcErr(ctx, "close stdin of process "+sel.String(), err)
 	}
 	return nil
@@ -140,7 +140,7 @@ func (s *Sandbox) ResizePTY(ctx context.Context, sel Selector, cols, rows uint32
 		Process: sel.proto(),
 		Pty:     &process.PTY{Size: &process.PTY_Size{Cols: cols, Rows: rows}},
 	}
-	if _, err := s.proc.Update(ctx, connect.NewRequest(req)); err != nil {
+	if _, err := s.proc().Update(ctx, connect.NewRequest(req)); err != nil {
 		return rpcErr(ctx, "resize terminal of process "+sel.String(), err)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"sync"
 
 	"connectrpc.com/connect"
 
@@ -24,10 +25,38 @@ import (
 type Sandbox struct {
 	rest.Sandbox
 
-	c    *Client
-	user string
-	proc processconnect.ProcessClient
-	fs   filesystemconnect.FilesystemClient
+	c     *Client
+	user  string
+	guest *guestClients
+}
+
+// guestClients are a handle's clients of the guest protocol, built at
+// first use: most handles run commands and never touch files, and each
+// client costs tens of microseconds and kilobytes to build.
+type guestClients struct {
+	doer             *guestDoer
+	url              string
+	procOnce, fsOnce sync.Once
+	proc             processconnect.ProcessClient
+	fs               filesystemconnect.FilesystemClient
+}
+
+// proc is the process client of the handle.
+func (s *Sandbox) proc() processconnect.ProcessClient {
+	g := s.guest
+	g.procOnce.Do(func() {
+		g.proc = processconnect.NewProcessClient(g.doer, g.url, connect.WithReadMaxBytes(MaxGuestMessage))
+	})
+	return g.proc
+}
+
+// fs is the filesystem client of the handle.
+func (s *Sandbox) fs() filesystemconnect.FilesystemClient {
+	g := s.guest
+	g.fsOnce.Do(func() {
+		g.fs = filesystemconnect.NewFilesystemClient(g.doer, g.url, connect.WithReadMaxBytes(MaxGuestMessage))
+	})
+	return g.fs
 }
 
 // Sandbox returns a handle on the sandbox with the given ID without asking
@@ -38,10 +67,7 @@ func (c *Client) Sandbox(id string) *Sandbox {
 
 func (c *Client) handle(s rest.Sandbox, user string) *Sandbox {
 	sb := &Sandbox{Sandbox: s, c: c, user: user}
-	hc := &guestDoer{hc: c.hc, apiKey: c.apiKey, user: user}
-	limit := connect.WithReadMaxBytes(MaxGuestMessage)
-	sb.proc = processconnect.NewProcessClient(hc, sb.guestURL(), limit)
-	sb.fs = filesystemconnect.NewFilesystemClient(hc, sb.guestURL(), limit)
+	sb.guest = &guestClients{doer: &guestDoer{hc: c.hc, apiKey: c.apiKey, user: user}, url: sb.guestURL()}
 	return sb
 }
 

@@ -52,7 +52,7 @@ type Watcher struct {
 func (s *Sandbox) Watch(ctx context.Context, path string, recursive bool) (*Watcher, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	req := &filesystem.WatchDirRequest{Path: path, Recursive: recursive, IncludeEntry: true}
-	stream, err := s.fs.WatchDir(wctx, connect.NewRequest(req))
+	stream, err := s.fs().WatchDir(wctx, connect.NewRequest(req))
 	if err != nil {
 		cancel()
 		return nil, rpcErr(ctx, "watch "+path, err)
