@@ -9,8 +9,9 @@
 #                         [--json FILE] [--pprof DIR]
 # --via picks the server the benchmark's requests go to (a follower passes
 # each to the leader).
-# --pprof DIR writes 20 s CPU profiles of the leader and of the sim agent
-# (taken 2 s into the run) to DIR/server.pprof and DIR/agent.pprof.
+# --pprof DIR writes 20 s CPU profiles of the leader, of a follower and of
+# the sim agent (taken 2 s into the run) to DIR/server.pprof,
+# DIR/follower.pprof and DIR/agent.pprof.
 set -euo pipefail
 servers=1 nodes=30 sandboxes=5000 concurrency=256 json= pprof= via=leader
 while [ $# -gt 0 ]; do
@@ -80,6 +81,13 @@ if [ -n "$pprof" ]; then
   profilers+=($!)
   (sleep 2; curl -s -o "$pprof/agent.pprof" "http://$approf/debug/pprof/profile?seconds=20") &
   profilers+=($!)
+  # A follower's: it applies every entry the leader commits.
+  fport=$("$den" server members --url "$url" --api-key "$key" | awk '$3 == "follower" {print $2; exit}')
+  if [ -n "$fport" ]; then
+    fport=$(( ${fport##*:} + 4 ))
+    (sleep 2; curl -s -o "$pprof/follower.pprof" "http://127.0.0.1:$fport/debug/pprof/profile?seconds=20") &
+    profilers+=($!)
+  fi
 fi
 # cpu_s PID: the user+system CPU seconds the process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo "?"; }
