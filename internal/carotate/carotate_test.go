@@ -3,10 +3,13 @@ package carotate
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/pki"
@@ -120,5 +123,50 @@ func TestRotatorSteps(t *testing.T) {
 	}
 	if c := rec(); c.Phase != store.CAStable || c.NextCertPEM != "" || c.CertPEM != string(pki.BundlePEM([]*x509.Certificate{b})) {
 		t.Fatalf("after abort: %+v", c)
+	}
+}
+
+// The collector reports the signer's expiry and the rotation's phase.
+func TestCollector(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Dir: t.TempDir(), NodeID: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(Collector(st)); err != nil {
+		t.Fatal(err)
+	}
+	gather := func() map[string]float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			m := mf.GetMetric()[0]
+			got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+		return got
+	}
+	if got := gather(); len(got) != 0 {
+		t.Fatalf("metrics with no CA in the state: %v", got)
+	}
+	a, _ := pki.NewCA("a")
+	if err := st.PutClusterCA(ctx, a.CertPEM, a.KeyPEM); err != nil {
+		t.Fatal(err)
+	}
+	if err := Begin(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{
+		"den_cluster_ca_expiry_timestamp_seconds": float64(a.Cert.NotAfter.Unix()),
+		"den_cluster_ca_rotation_phase":           1,
+		"den_cluster_ca_rotation_steps_total":     1,
+	}
+	if got := gather(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("metrics %v, want %v", got, want)
 	}
 }

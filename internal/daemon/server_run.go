@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/denhq/den/internal/carotate"
 	"github.com/denhq/den/internal/cluster"
 	"github.com/denhq/den/internal/clustermux"
 	"github.com/denhq/den/internal/e2b"
@@ -423,7 +424,7 @@ func (r *serverRun) newServer(context.Context) error {
 	srv.Mount(e2b.Routes, e2b.NewAPI(e2b.Config{Service: srv, Domain: r.cfg.Domain, Logger: r.log}))
 	r.srv = srv
 	r.traffic = e2b.NewSandboxTraffic(e2b.TrafficConfig{Service: srv, Domain: r.cfg.Domain})
-	return srv.RegisterMetrics(r.fleet.Metrics())
+	return srv.RegisterMetrics(r.fleet.Metrics(), carotate.Collector(r.st))
 }
 
 // serve listens on the API and sandbox-traffic addresses, publishes the
