@@ -14,6 +14,7 @@ import (
 	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/localcluster"
 	"github.com/denhq/den/internal/pki"
+	"github.com/denhq/den/internal/store"
 )
 
 // TestServerJoinsWithToken: a fourth server starts with an empty CA
@@ -238,4 +239,72 @@ func certFileHash(t *testing.T, p string) string {
 		t.Fatalf("%s: %v", p, err)
 	}
 	return pki.CertHash(c)
+}
+
+// TestCARotationWaitsForEveryServer: a rotation does not go past a step a
+// server has not taken. The leader is killed as the rotation begins: the
+// rotation waits, naming it, and the new leader carries it to the end once
+// the server is back.
+func TestCARotationWaitsForEveryServer(t *testing.T) {
+	bin := serverBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c := startServers(ctx, t, localcluster.Config{Bin: bin, Servers: 3})
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var follower *localcluster.Server
+	for _, s := range c.Servers {
+		if s != leader {
+			follower = s
+		}
+	}
+	api := client(t, follower)
+	before, err := api.ClusterCA(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The leader dies right after it wrote the first step: it cannot
+	// have acknowledged it.
+	if _, err := client(t, leader).RotateClusterCA(ctx, rest.CARotateBegin); err != nil {
+		t.Fatal(err)
+	}
+	c.Kill(leader)
+	var st *rest.ClusterCA
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		st, err = api.ClusterCA(ctx)
+		if err == nil && st.Phase == store.CATrust && len(st.WaitingServers) == 1 && st.WaitingServers[0] == leader.ID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rotation does not wait for the dead leader %s alone: %+v, %v", leader.ID, st, err)
+		}
+	}
+	time.Sleep(3 * time.Second) // the new leader looks every second
+	if st, err = api.ClusterCA(ctx); err != nil || st.Phase != store.CATrust || st.Generation != 1 {
+		t.Fatalf("the rotation moved on without server %s: %+v, %v", leader.ID, st, err)
+	}
+	if err := c.Restart(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		st, err = api.ClusterCA(ctx)
+		if err == nil && st.Phase == "stable" && st.Generation == 3 && len(st.WaitingServers) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rotation did not finish once %s was back: %+v, %v", leader.ID, st, err)
+		}
+	}
+	if st.Signer.Hash == before.Signer.Hash {
+		t.Fatal("the rotation finished on the old CA")
+	}
+	// Every server answers through the cluster port on the new CA: a
+	// write through each reaches the leader.
+	for _, s := range c.Servers {
+		if _, err := client(t, s).CreateJoinToken(ctx, rest.CreateJoinTokenRequest{}); err != nil {
+			t.Fatalf("a write through %s after the rotation: %v", s.ID, err)
+		}
+	}
 }
