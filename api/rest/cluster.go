@@ -44,10 +44,10 @@ type ClusterCA struct {
 	Signer   CACert  `json:"signer"`
 	Next     *CACert `json:"next,omitempty"`
 	Previous *CACert `json:"previous,omitempty"`
-	// RotationStarted is when the rotation under way began, RotatedAt
+	// RotationStartedAt is when the rotation under way began, RotatedAt
 	// when the last one finished (RFC 3339).
-	RotationStarted string `json:"rotation_started,omitempty"`
-	RotatedAt       string `json:"rotated_at,omitempty"`
+	RotationStartedAt string `json:"rotation_started_at,omitempty"`
+	RotatedAt         string `json:"rotated_at,omitempty"`
 	// WaitingServers and WaitingNodes have not taken the current step
 	// yet; the next waits for them. A node that is down is not waited
 	// for: it joins again with a token after the rotation.
@@ -58,9 +58,9 @@ type ClusterCA struct {
 // CACert names a CA certificate.
 type CACert struct {
 	// Hash is "sha256:<hex>" of the certificate, as join tokens carry it.
-	Hash      string `json:"hash"`
-	NotBefore string `json:"not_before"`
-	NotAfter  string `json:"not_after"`
+	Hash string `json:"hash"`
+	// ExpiresAt is when it stops being valid (RFC 3339).
+	ExpiresAt string `json:"expires_at"`
 }
 
 // CA rotation actions (RotateClusterCARequest.Action).

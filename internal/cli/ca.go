@@ -128,15 +128,15 @@ func waitRotation(ctx context.Context, c *den.Client, progress io.Writer, timeou
 func printCA(w io.Writer, st *rest.ClusterCA) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "PHASE\t%s (generation %d)\n", st.Phase, st.Generation)
-	fmt.Fprintf(tw, "SIGNER\t%s (valid until %s)\n", st.Signer.Hash, st.Signer.NotAfter)
+	fmt.Fprintf(tw, "SIGNER\t%s (valid until %s)\n", st.Signer.Hash, st.Signer.ExpiresAt)
 	if st.Next != nil {
 		fmt.Fprintf(tw, "NEXT\t%s (trusted, not yet signing)\n", st.Next.Hash)
 	}
 	if st.Previous != nil {
 		fmt.Fprintf(tw, "PREVIOUS\t%s (trusted until every certificate is signed again)\n", st.Previous.Hash)
 	}
-	if st.RotationStarted != "" {
-		fmt.Fprintf(tw, "STARTED\t%s\n", st.RotationStarted)
+	if st.RotationStartedAt != "" {
+		fmt.Fprintf(tw, "STARTED\t%s\n", st.RotationStartedAt)
 	}
 	if st.RotatedAt != "" {
 		fmt.Fprintf(tw, "LAST ROTATED\t%s\n", st.RotatedAt)

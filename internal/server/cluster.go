@@ -97,7 +97,7 @@ func (s *Server) clusterCA(p Principal, what string) (rest.ClusterCA, error) {
 		return rest.ClusterCA{}, err
 	}
 	out := rest.ClusterCA{Phase: st.Phase, Generation: st.Generation, Signer: caCert(st.Signer),
-		RotationStarted: restTime(st.RotationStarted), RotatedAt: restTime(st.RotatedAt),
+		RotationStartedAt: restTime(st.RotationStarted), RotatedAt: restTime(st.RotatedAt),
 		WaitingServers: append([]string{}, st.WaitingServers...), WaitingNodes: append([]string{}, st.WaitingNodes...)}
 	if out.Phase == store.CAStable {
 		out.Phase = "stable"
@@ -114,7 +114,7 @@ func (s *Server) clusterCA(p Principal, what string) (rest.ClusterCA, error) {
 }
 
 func caCert(c carotate.CAInfo) rest.CACert {
-	return rest.CACert{Hash: c.Hash, NotBefore: c.NotBefore.Format(time.RFC3339), NotAfter: c.NotAfter.Format(time.RFC3339)}
+	return rest.CACert{Hash: c.Hash, ExpiresAt: c.NotAfter.Format(time.RFC3339)}
 }
 
 func restTime(t time.Time) string {

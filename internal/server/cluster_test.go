@@ -53,12 +53,12 @@ func TestClusterCAAPI(t *testing.T) {
 	}
 	var got rest.ClusterCA
 	e.doJSON(http.MethodGet, "/v1/cluster/ca", admin, "", http.StatusOK, &got)
-	if got.Phase != "stable" || got.Signer.Hash != ca.Hash() || got.Next != nil || got.Generation != 0 || got.Signer.NotAfter == "" {
+	if got.Phase != "stable" || got.Signer.Hash != ca.Hash() || got.Next != nil || got.Generation != 0 || got.Signer.ExpiresAt == "" {
 		t.Fatalf("the CA: %+v", got)
 	}
 	e.doJSON(http.MethodPost, "/v1/cluster/ca/rotate", admin, "", http.StatusAccepted, &got)
 	if got.Phase != store.CATrust || got.Generation != 1 || got.Next == nil || got.Next.Hash == ca.Hash() ||
-		len(got.WaitingServers) != 1 || got.WaitingServers[0] != nodeID || got.RotationStarted == "" {
+		len(got.WaitingServers) != 1 || got.WaitingServers[0] != nodeID || got.RotationStartedAt == "" {
 		t.Fatalf("after begin: %+v", got)
 	}
 	status, body := e.do(http.MethodPost, "/v1/cluster/ca/rotate", admin, `{"action":"begin"}`)

@@ -29,6 +29,7 @@ from .errors import error_from_body
 from .models import (
     APIKey,
     BuildResult,
+    ClusterCA,
     ClusterMembers,
     CommandResult,
     CreatedAPIKey,
@@ -487,6 +488,12 @@ class AsyncCluster(_Group):
 
     async def members(self) -> ClusterMembers:
         return await self._c._run(ops.cluster_members())
+
+    async def ca(self) -> ClusterCA:
+        return await self._c._run(ops.cluster_ca())
+
+    async def rotate_ca(self, abort: bool = False) -> ClusterCA:
+        return await self._c._run(ops.rotate_cluster_ca(abort))
 
 
 # ----- a sandbox ------------------------------------------------------------------

@@ -18,6 +18,8 @@ OPERATIONS: dict[str, str] = {
     "createJoinToken": "tokens.create",
     "deleteJoinToken": "tokens.delete",
     "listClusterMembers": "cluster.members",
+    "getClusterCA": "cluster.ca",
+    "rotateClusterCA": "cluster.rotate_ca",
     "createSandbox": "sandboxes.create",
     "listSandboxes": "sandboxes.list",
     "getSandbox": "sandboxes.get",

@@ -28,6 +28,7 @@ from .errors import APIError, BuildError, CommandExitError, DeadlineExceededErro
 from .models import (
     APIKey,
     BuildResult,
+    ClusterCA,
     ClusterMembers,
     CommandResult,
     CreatedAPIKey,
@@ -427,6 +428,16 @@ def drain_node(id: str, drain: bool = True) -> Op[Node]:
 def cluster_members() -> Op[ClusterMembers]:
     r = yield Call(path="/v1/cluster/members")
     return from_json(ClusterMembers, r)
+
+
+def cluster_ca() -> Op[ClusterCA]:
+    r = yield Call(path="/v1/cluster/ca")
+    return from_json(ClusterCA, r)
+
+
+def rotate_cluster_ca(abort: bool = False) -> Op[ClusterCA]:
+    r = yield Call(method="POST", path="/v1/cluster/ca/rotate", json={"action": "abort" if abort else "begin"})
+    return from_json(ClusterCA, r)
 
 
 def info() -> Op[Info]:

@@ -26,6 +26,7 @@ from .errors import error_from_body
 from .models import (
     APIKey,
     BuildResult,
+    ClusterCA,
     ClusterMembers,
     CommandResult,
     CreatedAPIKey,
@@ -539,6 +540,16 @@ class Cluster(_Group):
 
     def members(self) -> ClusterMembers:
         return self._c._run(ops.cluster_members())
+
+    def ca(self) -> ClusterCA:
+        """The cluster CA and where a rotation of it stands (den server only)."""
+        return self._c._run(ops.cluster_ca())
+
+    def rotate_ca(self, abort: bool = False) -> ClusterCA:
+        """Begin a rotation of the cluster CA; the leader takes its steps in
+        the background (see ca()). abort=True drops a rotation whose new CA
+        does not sign yet."""
+        return self._c._run(ops.rotate_cluster_ca(abort))
 
 
 # ----- a sandbox ------------------------------------------------------------------

@@ -535,6 +535,32 @@ class ClusterMembers:
     members: list[ClusterMember] = field(default_factory=list)
 
 
+@dataclass
+class CACert:
+    """A CA certificate: hash is "sha256:<hex>", as join tokens carry it."""
+
+    hash: str = ""
+    expires_at: datetime | None = None
+
+
+@dataclass
+class ClusterCA:
+    """The cluster CA and where a rotation of it stands. phase is "stable",
+    "trust" (next is trusted beside the signer) or "sign" (the new CA signs,
+    previous is still trusted); the next step waits for waiting_servers and
+    waiting_nodes."""
+
+    phase: str = ""
+    generation: int = 0
+    signer: CACert = field(default_factory=CACert)
+    next: CACert | None = None
+    previous: CACert | None = None
+    rotation_started_at: datetime | None = None
+    rotated_at: datetime | None = None
+    waiting_servers: list[str] = field(default_factory=list)
+    waiting_nodes: list[str] = field(default_factory=list)
+
+
 # ----- inside a sandbox -------------------------------------------------------
 
 

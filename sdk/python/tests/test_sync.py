@@ -60,6 +60,12 @@ def test_info_nodes_cluster_and_join_tokens(client: den.Client) -> None:
     members = client.cluster.members()
     assert (members.server, [m.role for m in members.members]) == ("local", ["leader"])
     with pytest.raises(den.FailedPreconditionError) as e:
+        client.cluster.ca()
+    assert str(e.value).startswith("read the cluster CA: this server has no node gateway")
+    with pytest.raises(den.FailedPreconditionError) as e:
+        client.cluster.rotate_ca()
+    assert str(e.value).startswith("rotate the cluster CA: this server has no node gateway")
+    with pytest.raises(den.FailedPreconditionError) as e:
         client.tokens.create(uses=2, ttl_sec=60)
     assert str(e.value).startswith("create join token: this server has no node gateway")
     assert client.tokens.list() == []

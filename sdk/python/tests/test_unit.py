@@ -409,3 +409,26 @@ def test_extract_leaves_out_fifos_and_devices(tmp_path):
     _tar.extract(buf, tmp_path / "out")
     assert (tmp_path / "out" / "dir" / "file.txt").read_bytes() == b"hello"
     assert sorted(p.name for p in (tmp_path / "out" / "dir").iterdir()) == ["file.txt"]
+
+
+def test_cluster_ca_ops_send_the_action_and_parse_the_answer() -> None:
+    op = _ops.rotate_cluster_ca(abort=True)
+    call = next(op)
+    assert (call.method, call.path, call.json) == ("POST", "/v1/cluster/ca/rotate", {"action": "abort"})
+    assert next(_ops.rotate_cluster_ca()).json == {"action": "begin"}
+    answer = {
+        "phase": "trust",
+        "generation": 1,
+        "signer": {"hash": "sha256:ab", "expires_at": "2036-12-01T23:07:51Z"},
+        "next": {"hash": "sha256:cd", "expires_at": "2036-12-04T23:07:51Z"},
+        "rotation_started_at": "2026-12-04T23:07:51Z",
+        "waiting_servers": ["s2"],
+        "waiting_nodes": [],
+    }
+    with pytest.raises(StopIteration) as done:
+        op.send(answer)
+    ca = done.value.value
+    assert isinstance(ca, den.ClusterCA) and isinstance(ca.next, den.CACert)
+    assert (ca.phase, ca.signer.hash, ca.next.hash, ca.previous, ca.waiting_servers) == ("trust", "sha256:ab", "sha256:cd", None, ["s2"])
+    assert ca.signer.expires_at is not None and ca.signer.expires_at.year == 2036
+    assert ca.rotation_started_at is not None and ca.rotated_at is None

@@ -2,7 +2,7 @@ import { type ConfigOptions } from './config.js';
 import { Images } from './images.js';
 import { Sandbox, Sandboxes } from './sandbox.js';
 import { Transport, type CallOptions } from './transport.js';
-import type { APIKey, AddSSHKeyRequest, ClusterMemberList, CreateAPIKeyRequest, CreateAPIKeyResponse, CreateJoinTokenRequest, CreatePoolRequest, CreateSnapshotRequest, CreateTenantRequest, JoinToken, NodeInfo, Pool, PruneSnapshotsRequest, PruneSnapshotsResult, ServerInfo, Snapshot, SnapshotUsageResult, SSHKey, Tenant, UpdateTenantRequest } from './types.gen.js';
+import type { APIKey, AddSSHKeyRequest, ClusterCA, ClusterMemberList, CreateAPIKeyRequest, CreateAPIKeyResponse, CreateJoinTokenRequest, CreatePoolRequest, CreateSnapshotRequest, CreateTenantRequest, JoinToken, NodeInfo, Pool, PruneSnapshotsRequest, PruneSnapshotsResult, ServerInfo, Snapshot, SnapshotUsageResult, SSHKey, Tenant, UpdateTenantRequest } from './types.gen.js';
 /** Options of a Client; unset ones come from DEN_URL, DEN_API_KEY and den up's env file. */
 export interface ClientOptions extends ConfigOptions {
     /** Retries of a request answered 429 or 503, with backoff; default 3. */
@@ -159,4 +159,14 @@ export declare class Cluster {
     constructor(t: Transport);
     /** members lists the servers as the answering server sees them. */
     members(opts?: CallOptions): Promise<ClusterMemberList>;
+    /** ca shows the cluster CA and where a rotation of it stands (den server only). */
+    ca(opts?: CallOptions): Promise<ClusterCA>;
+    /**
+     * rotateCA begins a rotation of the cluster CA; the leader takes its steps
+     * in the background (see ca()). With `{ abort: true }` it drops a rotation
+     * whose new CA does not sign yet.
+     */
+    rotateCA(req?: {
+        abort?: boolean;
+    }, opts?: CallOptions): Promise<ClusterCA>;
 }

@@ -250,4 +250,16 @@ export class Cluster {
     async members(opts = {}) {
         return this.t.json('GET', '/v1/cluster/members', undefined, opts);
     }
+    /** ca shows the cluster CA and where a rotation of it stands (den server only). */
+    async ca(opts = {}) {
+        return this.t.json('GET', '/v1/cluster/ca', undefined, opts);
+    }
+    /**
+     * rotateCA begins a rotation of the cluster CA; the leader takes its steps
+     * in the background (see ca()). With `{ abort: true }` it drops a rotation
+     * whose new CA does not sign yet.
+     */
+    async rotateCA(req = {}, opts = {}) {
+        return this.t.json('POST', '/v1/cluster/ca/rotate', { action: req.abort ? 'abort' : 'begin' }, opts);
+    }
 }

@@ -8,6 +8,7 @@ import { Transport, seg, type CallOptions } from './transport.js'
 import type {
   APIKey,
   AddSSHKeyRequest,
+  ClusterCA,
   ClusterMemberList,
   CreateAPIKeyRequest,
   CreateAPIKeyResponse,
@@ -300,5 +301,19 @@ export class Cluster {
   /** members lists the servers as the answering server sees them. */
   async members(opts: CallOptions = {}): Promise<ClusterMemberList> {
     return this.t.json<ClusterMemberList>('GET', '/v1/cluster/members', undefined, opts)
+  }
+
+  /** ca shows the cluster CA and where a rotation of it stands (den server only). */
+  async ca(opts: CallOptions = {}): Promise<ClusterCA> {
+    return this.t.json<ClusterCA>('GET', '/v1/cluster/ca', undefined, opts)
+  }
+
+  /**
+   * rotateCA begins a rotation of the cluster CA; the leader takes its steps
+   * in the background (see ca()). With `{ abort: true }` it drops a rotation
+   * whose new CA does not sign yet.
+   */
+  async rotateCA(req: { abort?: boolean } = {}, opts: CallOptions = {}): Promise<ClusterCA> {
+    return this.t.json<ClusterCA>('POST', '/v1/cluster/ca/rotate', { action: req.abort ? 'abort' : 'begin' }, opts)
   }
 }

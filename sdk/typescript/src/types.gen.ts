@@ -468,6 +468,31 @@ export interface ClusterMemberList {
   members: ClusterMember[]
 }
 
+export interface ClusterCA {
+  phase: "stable" | "trust" | "sign"
+  /** rotation steps ever taken. */
+  generation: number
+  signer: CACert
+  next?: CACert
+  previous?: CACert
+  rotationStartedAt?: Date
+  rotatedAt?: Date
+  /** servers that have not taken the current step. */
+  waitingServers: string[]
+  /** nodes up that have not taken the current step. */
+  waitingNodes: string[]
+}
+
+export interface CACert {
+  hash: string
+  expiresAt: Date
+}
+
+export interface RotateClusterCARequest {
+  /** Default "begin". */
+  action?: "begin" | "abort"
+}
+
 export interface RuntimeInfo {
   name?: string
   isolation?: "user-space-kernel" | "vm" | "none"

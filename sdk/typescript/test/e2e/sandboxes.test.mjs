@@ -187,6 +187,8 @@ test('server: info, nodes, cluster members, join tokens', async () => {
   const members = await client.cluster.members()
   assert.equal(members.members.length, 1)
   assert.equal(members.members[0].role, 'leader')
+  await assert.rejects(client.cluster.ca(), (e) => e instanceof FailedPreconditionError && e.message.startsWith('read the cluster CA: this server has no node gateway'))
+  await assert.rejects(client.cluster.rotateCA(), (e) => e instanceof FailedPreconditionError && e.message.startsWith('rotate the cluster CA: this server has no node gateway'))
   assert.deepEqual(await client.tokens.list(), [])
   await assert.rejects(client.tokens.create({ ttlSec: 60 }), (e) => e instanceof FailedPreconditionError && e.message === 'create join token: this server has no node gateway (den up runs its own node; join tokens are for den server)')
   await assert.rejects(client.tokens.delete('nope'), (e) => e instanceof NotFoundError && e.message === 'join token nope not found')

@@ -26,6 +26,8 @@ export const methods = {
   createJoinToken: 'client.tokens.create',
   deleteJoinToken: 'client.tokens.delete',
   listClusterMembers: 'client.cluster.members',
+  getClusterCA: 'client.cluster.ca',
+  rotateClusterCA: 'client.cluster.rotateCA',
   createSandbox: ['client.sandboxes.create', 'Sandbox.create'],
   listSandboxes: ['client.sandboxes.list', 'client.sandboxes.listPage'],
   getSandbox: ['client.sandboxes.get', 'client.sandboxes.getInfo', 'sandbox.refresh', 'Sandbox.connect'],
