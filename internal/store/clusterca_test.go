@@ -42,19 +42,7 @@ func TestClusterCASnapshotRestore(t *testing.T) {
 	if res := src.apply(t, cmdPutClusterCA, clusterCACmd{CA: &ClusterCA{CertPEM: "c", KeyPEM: "k"}}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	snap, err := src.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sink memSink
-	if err := snap.Persist(&sink); err != nil {
-		t.Fatal(err)
-	}
-	dst := newTestFSM(t)
-	if err := dst.Restore(readCloser{&sink}); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := dst.snapshot().ClusterCA()
+	ca, err := restored(t, src).snapshot().ClusterCA()
 	if err != nil || ca.CertPEM != "c" || ca.KeyPEM != "k" {
 		t.Fatalf("restored CA: %+v, %v", ca, err)
 	}
@@ -122,19 +110,7 @@ func TestRotateClusterCA(t *testing.T) {
 		t.Fatal(res.Err)
 	}
 	src.apply(t, cmdRotateClusterCA, rotateCACmd{Ack: "s9", Generation: 1})
-	snap, err := src.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sink memSink
-	if err := snap.Persist(&sink); err != nil {
-		t.Fatal(err)
-	}
-	dst := newTestFSM(t)
-	if err := dst.Restore(readCloser{&sink}); err != nil {
-		t.Fatal(err)
-	}
-	if r, err := dst.snapshot().ClusterCA(); err != nil || r.Phase != CATrust || r.NextKeyPEM != "nk" || r.Acks["s9"] != 1 {
+	if r, err := restored(t, src).snapshot().ClusterCA(); err != nil || r.Phase != CATrust || r.NextKeyPEM != "nk" || r.Acks["s9"] != 1 {
 		t.Fatalf("restored rotation: %+v, %v", r, err)
 	}
 
@@ -159,4 +135,22 @@ func TestRotateClusterCA(t *testing.T) {
 	if ca := get(); ca.Phase != CAStable || ca.CertPEM != "cert-b" || ca.NextCertPEM != "" || ca.Generation != 5 {
 		t.Fatalf("after abort: %+v", ca)
 	}
+}
+
+// restored is a new FSM restored from a snapshot of src.
+func restored(t *testing.T, src *testFSM) *testFSM {
+	t.Helper()
+	snap, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	dst := newTestFSM(t)
+	if err := dst.Restore(readCloser{&sink}); err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }

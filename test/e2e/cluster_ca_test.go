@@ -104,16 +104,7 @@ func TestClusterCARotation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	c := startServers(ctx, t, localcluster.Config{Bin: bin, Servers: 3})
-	leader, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var follower *localcluster.Server
-	for _, s := range c.Servers {
-		if s != leader {
-			follower = s
-		}
-	}
+	leader, follower := leaderAndFollower(ctx, t, c)
 	api := client(t, follower)
 	tok, err := api.CreateJoinToken(ctx, rest.CreateJoinTokenRequest{Uses: 4})
 	if err != nil {
@@ -250,16 +241,7 @@ func TestCARotationWaitsForEveryServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	c := startServers(ctx, t, localcluster.Config{Bin: bin, Servers: 3})
-	leader, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var follower *localcluster.Server
-	for _, s := range c.Servers {
-		if s != leader {
-			follower = s
-		}
-	}
+	leader, follower := leaderAndFollower(ctx, t, c)
 	api := client(t, follower)
 	before, err := api.ClusterCA(ctx)
 	if err != nil {
@@ -307,4 +289,19 @@ func TestCARotationWaitsForEveryServer(t *testing.T) {
 			t.Fatalf("a write through %s after the rotation: %v", s.ID, err)
 		}
 	}
+}
+
+// leaderAndFollower finds c's leader and one of its followers.
+func leaderAndFollower(ctx context.Context, t *testing.T, c *localcluster.Cluster) (leader, follower *localcluster.Server) {
+	t.Helper()
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.Servers {
+		if s != leader {
+			follower = s
+		}
+	}
+	return leader, follower
 }
