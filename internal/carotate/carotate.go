@@ -34,8 +34,8 @@ import (
 
 // Status is where the cluster CA and a rotation of it stand.
 type Status struct {
-	// Phase is store.CAStable, CATrust or CASign; Generation counts the
-	// steps ever taken.
+	// Phase is "stable", "trust" or "sign" (store.ClusterCA.PhaseName);
+	// Generation counts the steps ever taken.
 	Phase      string
 	Generation uint64
 	// Signer signs certificates now; Next is trusted beside it in phase
@@ -97,7 +97,7 @@ func StatusOf(snap *store.Snapshot, servers []store.Member, nodes NodeCAs) (Stat
 		return Status{}, err
 	}
 	trusted := append([]*x509.Certificate{signer.Cert}, also...)
-	st := Status{Phase: rec.Phase, Generation: rec.Generation, Signer: info(signer.Cert),
+	st := Status{Phase: rec.PhaseName(), Generation: rec.Generation, Signer: info(signer.Cert),
 		Trust: pki.BundleHash(trusted), RotationStarted: rec.RotationStarted, RotatedAt: rec.RotatedAt}
 	for _, c := range also {
 		ci := info(c)

@@ -192,7 +192,7 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) (*Server, error) {
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // CAHash is the hash of the CA that signs now, which join tokens carry.
-func (s *Server) CAHash() string { return s.cfg.CA.Signer().Hash() }
+func (s *Server) CAHash() string { return s.cfg.CA.SignerHash() }
 
 // Close stops accepting, ends every session and waits for the listener's
 // goroutines. Nodes are not marked down: another server, or this one

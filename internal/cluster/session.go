@@ -169,7 +169,7 @@ func (s *Server) heartbeat(ctx context.Context, raw json.RawMessage) (any, error
 	if err := s.Registry.beat(nc, hb.Trust, hb.Issuer); err != nil {
 		return nil, err
 	}
-	return nodeproto.HeartbeatReply{Trust: s.cfg.CA.TrustHash(), Signer: s.cfg.CA.Signer().Hash()}, nil
+	return nodeproto.HeartbeatReply{Trust: s.cfg.CA.TrustHash(), Signer: s.cfg.CA.SignerHash()}, nil
 }
 
 // renew signs a new certificate for the calling node: the same ID, a new

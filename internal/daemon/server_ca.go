@@ -39,7 +39,7 @@ func (r *serverRun) recordCA(ctx context.Context) error {
 	if err := r.syncCA(ctx); err != nil {
 		return err
 	}
-	r.log.Info("read the cluster CA from the replicated state", "ca_dir", r.cfg.CADir, "ca", r.auth.Signer().Hash())
+	r.log.Info("read the cluster CA from the replicated state", "ca_dir", r.cfg.CADir, "ca", r.auth.SignerHash())
 	return nil
 }
 
@@ -140,7 +140,7 @@ func (r *serverRun) syncCA(ctx context.Context) error {
 		return err
 	}
 	trusted := append([]*x509.Certificate{signer.Cert}, also...)
-	if signer.Hash() != r.auth.Signer().Hash() || pki.BundleHash(trusted) != r.auth.TrustHash() || r.auth.Signer().Key == nil {
+	if signer.Hash() != r.auth.SignerHash() || pki.BundleHash(trusted) != r.auth.TrustHash() || r.auth.Signer().Key == nil {
 		// The CAs beside the signer first: a crash between the two
 		// writes leaves a directory that trusts too much, never too
 		// little.

@@ -23,10 +23,11 @@ type Authority struct {
 }
 
 type authState struct {
-	signer  *CA
-	trusted []*x509.Certificate // the signer first
-	pool    *x509.CertPool
-	hash    string
+	signer     *CA
+	signerHash string
+	trusted    []*x509.Certificate // the signer first
+	pool       *x509.CertPool
+	hash       string
 }
 
 // NewAuthority signs with signer and trusts it and also.
@@ -39,7 +40,7 @@ func NewAuthority(signer *CA, also ...*x509.Certificate) *Authority {
 // Set replaces the signer and the trusted set (the signer and also; a
 // repeated certificate counts once).
 func (a *Authority) Set(signer *CA, also ...*x509.Certificate) {
-	st := &authState{signer: signer, pool: x509.NewCertPool()}
+	st := &authState{signer: signer, signerHash: signer.Hash(), pool: x509.NewCertPool()}
 	for _, c := range append([]*x509.Certificate{signer.Cert}, also...) {
 		if c == nil || slices.ContainsFunc(st.trusted, func(t *x509.Certificate) bool { return t.Equal(c) }) {
 			continue
@@ -53,6 +54,9 @@ func (a *Authority) Set(signer *CA, also ...*x509.Certificate) {
 
 // Signer is the CA that signs certificates now.
 func (a *Authority) Signer() *CA { return a.cur.Load().signer }
+
+// SignerHash is Signer().Hash(), worked out once (a heartbeat answers it).
+func (a *Authority) SignerHash() string { return a.cur.Load().signerHash }
 
 // Trusted are the CA certificates trusted now, the signer's first.
 func (a *Authority) Trusted() []*x509.Certificate { return a.cur.Load().trusted }
@@ -133,7 +137,7 @@ func IssuerHash(cert *x509.Certificate, cas []*x509.Certificate) string {
 // holds and requires a client certificate of a CA a trusts now, with one
 // of roles.
 func (a *Authority) ServerConfig(h *Holder, roles ...string) *tls.Config {
-	return withClientCAs(&tls.Config{
+	return WithClientCAs(&tls.Config{
 		MinVersion:            tls.VersionTLS13,
 		GetCertificate:        func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return h.Get(), nil },
 		ClientAuth:            tls.RequireAndVerifyClientCert,
@@ -141,9 +145,10 @@ func (a *Authority) ServerConfig(h *Holder, roles ...string) *tls.Config {
 	}, a)
 }
 
-// withClientCAs makes base verify client certificates against what a
-// trusts at each handshake.
-func withClientCAs(base *tls.Config, a *Authority) *tls.Config {
+// WithClientCAs makes base verify client certificates against what a
+// trusts at each handshake (the node listener's configuration, which also
+// accepts joins without a certificate, is built this way).
+func WithClientCAs(base *tls.Config, a *Authority) *tls.Config {
 	cfg := base.Clone()
 	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		c := base.Clone()
@@ -152,10 +157,6 @@ func withClientCAs(base *tls.Config, a *Authority) *tls.Config {
 	}
 	return cfg
 }
-
-// WithClientCAs is withClientCAs for a configuration built elsewhere (the
-// node listener's, which also accepts joins without a certificate).
-func WithClientCAs(base *tls.Config, a *Authority) *tls.Config { return withClientCAs(base, a) }
 
 // ClientConfig is a TLS 1.3 client configuration that presents what h
 // holds and accepts only a server certificate of role server of a CA a

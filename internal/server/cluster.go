@@ -7,7 +7,6 @@ import (
 	"github.com/denhq/den/api/rest"
 	"github.com/denhq/den/internal/carotate"
 	"github.com/denhq/den/internal/errdefs"
-	"github.com/denhq/den/internal/store"
 )
 
 // listClusterMembers answers GET /v1/cluster/members: the servers of the
@@ -99,9 +98,6 @@ func (s *Server) clusterCA(p Principal, what string) (rest.ClusterCA, error) {
 	out := rest.ClusterCA{Phase: st.Phase, Generation: st.Generation, Signer: caCert(st.Signer),
 		RotationStartedAt: restTime(st.RotationStarted), RotatedAt: restTime(st.RotatedAt),
 		WaitingServers: append([]string{}, st.WaitingServers...), WaitingNodes: append([]string{}, st.WaitingNodes...)}
-	if out.Phase == store.CAStable {
-		out.Phase = "stable"
-	}
 	if st.Next != nil {
 		c := caCert(*st.Next)
 		out.Next = &c

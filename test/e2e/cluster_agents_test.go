@@ -57,6 +57,29 @@ func startAgents(t *testing.T, cmd *exec.Cmd) (stop func()) {
 	return stop
 }
 
+// waitNodesMoved waits until cl lists n ready nodes connected to a server
+// other than gone (a leader that was killed).
+func waitNodesMoved(ctx context.Context, t *testing.T, cl *den.Client, n int, gone string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		nodes, err := cl.ListNodes(ctx)
+		moved := 0
+		for _, nd := range nodes {
+			if nd.State == rest.NodeReady && nd.Cluster != nil && nd.Cluster.Server != gone {
+				moved++
+			}
+		}
+		if err == nil && moved == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes did not move away from server %s: %d of %d moved, %v", gone, moved, n, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // waitNodes waits until cl lists n ready nodes, all connected to one
 // server, and returns them.
 func waitNodes(ctx context.Context, t *testing.T, cl *den.Client, n int) []rest.Node {
@@ -155,26 +178,7 @@ func TestClusterRunsSandboxesOnAgents(t *testing.T) {
 			break
 		}
 	}
-	waitNodesOnNewLeader := func() {
-		deadline := time.Now().Add(90 * time.Second)
-		for {
-			nodes, err := survivor.ListNodes(ctx)
-			moved := 0
-			for _, nd := range nodes {
-				if nd.State == rest.NodeReady && nd.Cluster != nil && nd.Cluster.Server != leader.ID {
-					moved++
-				}
-			}
-			if err == nil && moved == 5 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the nodes did not move to the new leader: %d moved, %v", moved, err)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
-	waitNodesOnNewLeader()
+	waitNodesMoved(ctx, t, survivor, 5, leader.ID)
 	for _, id := range ids {
 		res, err := survivor.Sandbox(id).Run(ctx, "echo still here")
 		if err != nil || string(res.Stdout) != "still here\n" {
@@ -287,16 +291,7 @@ func waitMetric(ctx context.Context, t *testing.T, url, want string) {
 func startSimCluster(ctx context.Context, t *testing.T, bin string, n int, agentArgs ...string) (c *localcluster.Cluster, leader, follower *localcluster.Server, nodes []rest.Node) {
 	t.Helper()
 	c = startServers(ctx, t, localcluster.Config{Bin: bin, Servers: 3})
-	leader, err := c.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range c.Servers {
-		if s != leader {
-			follower = s
-			break
-		}
-	}
+	leader, follower = leaderAndFollower(ctx, t, c)
 	api := client(t, follower)
 	tok, err := api.CreateJoinToken(ctx, rest.CreateJoinTokenRequest{Uses: n})
 	if err != nil {

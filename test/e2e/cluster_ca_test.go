@@ -180,21 +180,7 @@ func TestClusterCARotation(t *testing.T) {
 	// sandbox still answers.
 	c.Kill(leader)
 	survivor := client(t, follower)
-	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		nodes, err := survivor.ListNodes(ctx)
-		moved := 0
-		for _, nd := range nodes {
-			if nd.State == rest.NodeReady && nd.Cluster != nil && nd.Cluster.Server != leader.ID {
-				moved++
-			}
-		}
-		if err == nil && moved == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the nodes did not move to a new leader after the rotation: %d moved, %v", moved, err)
-		}
-	}
+	waitNodesMoved(ctx, t, survivor, 3, leader.ID)
 	if res, err := survivor.Sandbox(sb.ID).Run(ctx, "echo still here"); err != nil || string(res.Stdout) != "still here\n" {
 		t.Fatalf("run after the rotation and the failover: %+v %v", res, err)
 	}
