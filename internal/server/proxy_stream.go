@@ -27,6 +27,9 @@ const (
 	// lostStreamWait bounds how long the proxy waits for the node to
 	// record why a sandbox whose stream broke stopped.
 	lostStreamWait = 3 * time.Second
+	// drainMax bounds what the proxy reads after a stream's end-stream
+	// message to keep the guest connection for the next request.
+	drainMax = 4 << 10
 )
 
 // isConnectStream reports whether a response is a Connect streaming body.
@@ -60,6 +63,7 @@ func (g *connectStreamGuard) Read(p []byte) (int, error) {
 // next reads one whole message into out, or settles err.
 func (g *connectStreamGuard) next() {
 	if g.ended {
+		g.drain()
 		g.err = io.EOF
 		return
 	}
@@ -99,6 +103,17 @@ func (g *connectStreamGuard) broken() {
 	binary.BigEndian.PutUint32(msg[1:], uint32(len(payload)))
 	g.out = append(msg, payload...)
 	g.ended = true
+}
+
+// drain reads what follows the end-stream message, normally nothing but
+// the end of the HTTP body, once the client has the whole stream: a body
+// closed before its end takes its connection with it, and the next
+// request would dial the guest again (a connection into the sandbox costs
+// a few milliseconds there). A guest that sends more than drainMax, or
+// keeps the body open, has its connection closed as before; the request's
+// context bounds the wait.
+func (g *connectStreamGuard) drain() {
+	_, _ = io.Copy(io.Discard, io.LimitReader(g.body, drainMax))
 }
 
 func (g *connectStreamGuard) Close() error { return g.body.Close() }

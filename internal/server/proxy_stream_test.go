@@ -2,10 +2,17 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func connectMsg(flags byte, payload string) []byte {
@@ -76,5 +83,41 @@ func TestConnectStreamGuardEndsBrokenStream(t *testing.T) {
 				t.Fatalf("end-stream error %+v", end.Error)
 			}
 		})
+	}
+}
+
+// TestGuestProxyKeepsConnectionAfterStream: a Connect stream read to its
+// end-stream message leaves the guest connection for the next request. A
+// body closed before its HTTP end would take the connection with it, and
+// every exec would dial into the sandbox again.
+func TestGuestProxyKeepsConnectionAfterStream(t *testing.T) {
+	guest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/connect+proto")
+		_, _ = w.Write(connectMsg(0, "start"))
+		w.(http.Flusher).Flush()
+		_, _ = w.Write(connectMsg(0, "end"))
+		_, _ = w.Write(connectMsg(connectFlagEndStream, "{}"))
+		// The body's end comes in a write of its own, after the client
+		// could have the whole stream (as from the guest agent).
+		w.(http.Flusher).Flush()
+		time.Sleep(10 * time.Millisecond)
+	}))
+	defer guest.Close()
+	var dials atomic.Int32
+	proxies := newGuestProxies(func(ctx context.Context, id string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, "tcp", guest.Listener.Addr().String())
+	}, func(context.Context, string) string { return "lost" })
+	for i := range 3 {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/process.Process/Start", strings.NewReader("x"))
+		proxies.get("sb").ServeHTTP(rec, req)
+		_, payloads := readConnectMsgs(t, rec.Body.Bytes())
+		if len(payloads) != 3 || payloads[1] != "end" {
+			t.Fatalf("request %d: messages %q", i, payloads)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("3 streams dialled the guest %d times, want 1 (the connection kept)", n)
 	}
 }
