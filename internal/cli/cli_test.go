@@ -260,7 +260,7 @@ func TestConnectionRefusedSaysWhatToDo(t *testing.T) {
 
 func TestSuspendResumeCommands(t *testing.T) {
 	srv := newEnv(t)
-	id := strings.TrimSpace(ok(t, srv.URL, "", "create", "--timeout", "60", "--timeout-action", "suspend",
+	id := strings.TrimSpace(ok(t, srv.URL, "", "create", "--timeout", "1m", "--timeout-action", "suspend",
 		"--idle-timeout", "10m", "--idle-action", "suspend"))
 	var sb rest.Sandbox
 	if err := json.Unmarshal([]byte(ok(t, srv.URL, "", "get", id, "--json")), &sb); err != nil {
@@ -299,6 +299,8 @@ func TestLifecycleFlagErrors(t *testing.T) {
 	}{
 		{"idle timeout not a duration", []string{"create", "--idle-timeout", "10x"},
 			"den: invalid argument \"10x\" for \"--idle-timeout\" flag: want whole seconds: a duration such as 90s or 10m, or a number of seconds\nRun 'den create --help' for usage.\n"},
+		{"timeout not a duration", []string{"create", "--timeout", "30 min"},
+			"den: invalid argument \"30 min\" for \"--timeout\" flag: want whole seconds: a duration such as 90s or 10m, or a number of seconds\nRun 'den create --help' for usage.\n"},
 		{"idle timeout fraction", []string{"create", "--idle-timeout", "1.5s"},
 			"den: invalid argument \"1.5s\" for \"--idle-timeout\" flag: want whole seconds: a duration such as 90s or 10m, or a number of seconds\nRun 'den create --help' for usage.\n"},
 		{"suspend without ID", []string{"suspend"}, "den: den suspend takes one sandbox ID or name, got 0 argument(s)\nRun 'den suspend --help' for usage.\n"},

@@ -25,7 +25,7 @@ type createFlags struct {
 	memory, disk              int64
 	env, meta                 []string
 	name                      string
-	timeout                   int64
+	timeout                   secondsFlag
 	timeoutIsSet              func() bool
 	timeoutAction, idleAction string
 	idleTimeout, capacityWait secondsFlag
@@ -42,7 +42,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE of the sandbox (repeatable)")
 	fs.StringArrayVar(&f.meta, "metadata", nil, "metadata KEY=VALUE (repeatable)")
 	fs.StringVar(&f.name, "name", "", "name of the sandbox")
-	fs.Int64Var(&f.timeout, "timeout", 0, fmt.Sprintf("seconds of running life, then --timeout-action; 0 = never (default %d)", rest.DefaultTimeoutSeconds))
+	fs.Var(&f.timeout, "timeout", fmt.Sprintf("running life (30m, or seconds), then --timeout-action; 0 = never (default %ds)", rest.DefaultTimeoutSeconds))
 	fs.StringVar(&f.timeoutAction, "timeout-action", "", `what the timeout does: "kill" (default) or "suspend"`)
 	fs.Var(&f.idleTimeout, "idle-timeout", `time without activity (10m, or seconds), then --idle-action; 0 = never (default)`)
 	fs.StringVar(&f.idleAction, "idle-action", "", `what the idle timeout does: "kill" (default) or "suspend"`)
@@ -95,7 +95,7 @@ func (f *createFlags) request(cmd *cobra.Command, image string) (rest.CreateSand
 		return req, err
 	}
 	if f.timeoutIsSet() {
-		t := f.timeout
+		t := int64(f.timeout)
 		req.Timeout = &t
 	}
 	return req, nil
