@@ -212,7 +212,7 @@ func (s *Server) GuestProxy(id string) http.Handler {
 		// once the response starts unless full duplex is on, and the proxy
 		// would then abort the stream mid-way.
 		_ = http.NewResponseController(w).EnableFullDuplex()
-		s.proxies.get(id).ServeHTTP(w, r)
+		serveWaitingForRequestEnd(s.proxies.get(id), w, r)
 	})
 }
 

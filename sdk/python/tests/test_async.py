@@ -326,6 +326,22 @@ async def test_server_groups(aclient: den.AsyncClient) -> None:
         await aclient.tokens.delete("nope")
 
 
+async def test_http2_concurrent_execs_in_many_sandboxes(server: Server) -> None:
+    # Over HTTP/2 a process can end, and den finish its answer, before
+    # httpcore has sent the end of the request's stream (it sends the
+    # request's message and its end in two writes, other tasks between).
+    # den waits for that end instead of resetting the stream, which
+    # httpcore would fail the call on (LocalProtocolError).
+    async with den.AsyncClient(server.url, server.api_key, http2=True) as c:
+        sbs = await asyncio.gather(*(den.AsyncSandbox.create(IMAGE, client=c, memory_mb=128) for _ in range(25)))
+        try:
+            for _ in range(4):
+                results = await asyncio.gather(*(sb.commands.run(f"echo {i}") for i, sb in enumerate(sbs)))
+                assert [r.stdout for r in results] == [f"{i}\n" for i in range(len(sbs))]
+        finally:
+            await asyncio.gather(*(sb.kill() for sb in sbs))
+
+
 async def test_http2_prior_knowledge_works_sequentially(server: Server) -> None:
     # HTTP/2 is opt-in (see den._http.client_kwargs); used one call at a time
     # it carries every kind of call: unary, streamed answers, streamed bodies.
