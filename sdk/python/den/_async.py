@@ -72,6 +72,8 @@ class _AsyncStream:
         self.chunks = resp.aiter_raw()
 
     async def close(self) -> None:
+        # The chunk generator first (see den._sync._Stream.close).
+        await self.chunks.aclose()  # type: ignore[attr-defined]
         await self.resp.aclose()
 
 
@@ -687,7 +689,7 @@ class AsyncCommands:
         size = PtySize(*pty) if isinstance(pty, tuple) else pty
         req = envd.start_request(cmd, envs=envs, cwd=cwd, tag=tag, stdin=stdin, pty=size)
         u = self._user(user)
-        reader, pid = await self._sb.client._run(ops.start_process(self._sb.id, req, u, timeout))
+        reader, pid = await self._sb.client._run(ops.start_process(self._sb.id, req, u, timeout, shell=isinstance(cmd, str)))
         return AsyncCommandHandle(self._sb.client, ProcessSession(self._sb.id, u, reader, pid, pty=size is not None, timeout=timeout))
 
     async def connect(self, target: int | str, *, user: str | None = None) -> AsyncCommandHandle:

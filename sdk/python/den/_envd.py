@@ -37,9 +37,12 @@ FLAG_END_STREAM = 0x02
 KEEPALIVE_SECONDS = 30
 STREAM_READ_TIMEOUT = 3 * KEEPALIVE_SECONDS + 5
 
-# Runs a command line with bash when the image has it, else with sh (busybox
-# images have no bash). $1 is the command line.
-SHELL_SCRIPT = 'if command -v bash >/dev/null 2>&1; then exec bash -c "$1"; fi; exec /bin/sh -c "$1"'
+# A command line runs with bash, found through PATH as a shell would; where
+# the image has none (busybox), the guest says so before starting anything
+# and the line runs with /bin/sh instead (see is_bash_missing). One process
+# either way: a wrapper script that picked the shell cost a second exec.
+SHELL = "bash"
+FALLBACK_SHELL = "/bin/sh"
 
 SIGNALS = {15: "SIGNAL_SIGTERM", 9: "SIGNAL_SIGKILL"}
 
@@ -119,7 +122,7 @@ def argv(cmd: str | Sequence[str]) -> tuple[str, list[str]]:
     """The program and arguments of cmd: a string is a command line for bash
     (sh where there is no bash), a sequence an argv run as is."""
     if isinstance(cmd, str):
-        return "/bin/sh", ["-c", SHELL_SCRIPT, "sh", cmd]
+        return SHELL, ["-c", cmd]
     cmd = list(cmd)
     if not cmd or not all(isinstance(a, str) for a in cmd):
         raise ValueError(f"want a command line or a non-empty list of strings, got {cmd!r}")
@@ -149,6 +152,17 @@ def start_request(
     if pty is not None:
         req["pty"] = {"size": {"cols": int(pty.cols), "rows": int(pty.rows)}}
     return req
+
+
+def is_bash_missing(err: Exception) -> bool:
+    """Whether err is the guest's answer to a start of bash in an image
+    without it."""
+    return str(err).startswith(f'executable "{SHELL}" not found')
+
+
+def with_fallback_shell(req: Mapping[str, Any]) -> dict[str, Any]:
+    """req, a command line's start request, run with /bin/sh."""
+    return {**req, "process": {**req["process"], "cmd": FALLBACK_SHELL}}
 
 
 def selector(target: int | str) -> dict[str, Any]:

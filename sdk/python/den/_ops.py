@@ -24,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 from . import _envd as envd
 from . import _tar
 from ._core import BodyStream, Call, Op, callback, close, q, read, seg, user_headers
-from .errors import APIError, BuildError, CommandExitError, DeadlineExceededError, FailedPreconditionError, NotFoundError, ProtocolError, TimeoutError, status_of_code
+from .errors import APIError, BuildError, CommandExitError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError, ProtocolError, TimeoutError, status_of_code
 from .models import (
     APIKey,
     BuildResult,
@@ -752,9 +752,16 @@ def next_process_event(r: MessageReader) -> Op[envd.Started | OutputChunk | envd
             return ev
 
 
-def start_process(id: str, req: Mapping[str, Any], user: str | None, timeout: float | None) -> Op[tuple[MessageReader, int]]:
-    """Start a process and read up to its start event: (reader, pid)."""
-    return (yield from _attach(id, "process.Process/Start", req, user, timeout, "start process"))
+def start_process(id: str, req: Mapping[str, Any], user: str | None, timeout: float | None, shell: bool = False) -> Op[tuple[MessageReader, int]]:
+    """Start a process and read up to its start event: (reader, pid). shell
+    says req runs a command line (envd.start_request of a string): one the
+    image has no bash for runs with /bin/sh."""
+    try:
+        return (yield from _attach(id, "process.Process/Start", req, user, timeout, "start process"))
+    except InvalidArgumentError as e:
+        if not shell or not envd.is_bash_missing(e):
+            raise
+    return (yield from _attach(id, "process.Process/Start", envd.with_fallback_shell(req), user, timeout, "start process"))
 
 
 def connect_process(id: str, target: int | str, user: str | None) -> Op[tuple[MessageReader, int]]:
@@ -765,9 +772,16 @@ def connect_process(id: str, target: int | str, user: str | None) -> Op[tuple[Me
 def _attach(id: str, method: str, msg: Mapping[str, Any], user: str | None, timeout: float | None, what: str) -> Op[tuple[MessageReader, int]]:
     h = yield from open_stream(id, method, msg, user, timeout)
     r = MessageReader(h, what)
-    ev = yield from next_process_event(r)
-    if not isinstance(ev, envd.Started):
-        raise ProtocolError(f"{what}: the stream did not begin with the process's start")
+    try:
+        ev = yield from next_process_event(r)
+        if not isinstance(ev, envd.Started):
+            raise ProtocolError(f"{what}: the stream did not begin with the process's start")
+    except Exception:
+        # A start the guest refused ends the stream with its error. The op
+        # may go on (start_process tries /bin/sh), so the stream is closed
+        # here, not left to the runner.
+        yield close(h)
+        raise
     return r, ev.pid
 
 
@@ -835,7 +849,7 @@ def run(
     col = envd.OutputCollector(on_stdout, on_stderr)
     pid = 0
     try:
-        r, pid = yield from start_process(id, req, user, timeout)
+        r, pid = yield from start_process(id, req, user, timeout, shell=isinstance(cmd, str))
         if data is not None:
             try:
                 yield from send_input(id, pid, data, user)

@@ -69,6 +69,11 @@ class _Stream:
         self.chunks = resp.iter_raw()
 
     def close(self) -> None:
+        # The chunk generator first: left suspended inside httpcore's
+        # response iterator, the garbage collector would finalize it later,
+        # at any allocation, and its finalizer takes the connection pool's
+        # lock, which the thread may then hold (a deadlock seen in tests).
+        self.chunks.close()
         self.resp.close()
 
 
@@ -776,7 +781,7 @@ class Commands:
         size = PtySize(*pty) if isinstance(pty, tuple) else pty
         req = envd.start_request(cmd, envs=envs, cwd=cwd, tag=tag, stdin=stdin, pty=size)
         u = self._user(user)
-        reader, pid = self._sb.client._run(ops.start_process(self._sb.id, req, u, timeout))
+        reader, pid = self._sb.client._run(ops.start_process(self._sb.id, req, u, timeout, shell=isinstance(cmd, str)))
         return CommandHandle(self._sb.client, ProcessSession(self._sb.id, u, reader, pid, pty=size is not None, timeout=timeout))
 
     def connect(self, target: int | str, *, user: str | None = None) -> CommandHandle:

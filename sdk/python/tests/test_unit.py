@@ -155,7 +155,7 @@ def test_envelope_over_the_limit_and_a_cut_stream_are_protocol_errors() -> None:
 def test_start_request_runs_strings_in_a_shell_and_lists_as_argv() -> None:
     req = _envd.start_request("echo $HOME", envs={"A": "1"}, cwd="/tmp", tag="t", stdin=True, pty=den.PtySize(100, 40))
     assert req == {
-        "process": {"cmd": "/bin/sh", "args": ["-c", _envd.SHELL_SCRIPT, "sh", "echo $HOME"], "envs": {"A": "1"}, "cwd": "/tmp"},
+        "process": {"cmd": "bash", "args": ["-c", "echo $HOME"], "envs": {"A": "1"}, "cwd": "/tmp"},
         "tag": "t",
         "stdin": True,
         "pty": {"size": {"cols": 100, "rows": 40}},
@@ -164,6 +164,42 @@ def test_start_request_runs_strings_in_a_shell_and_lists_as_argv() -> None:
     with pytest.raises(ValueError):
         _envd.start_request([])
     assert _envd.selector(12) == {"pid": 12} and _envd.selector("web") == {"tag": "web"}
+
+
+def _started_cmd(call: object) -> str:
+    """The program of a Process/Start call's request."""
+    import json
+
+    content = call.content  # type: ignore[attr-defined]
+    return json.loads(content[5:])["process"]["cmd"]
+
+
+def test_command_line_without_bash_runs_with_sh() -> None:
+    # A command line starts bash; the guest's answer that the image has none
+    # starts it again with /bin/sh. An argv naming bash gets the error.
+    req = _envd.start_request("echo $0")
+    missing = den.InvalidArgumentError('executable "bash" not found in PATH', code="invalid_argument", status=400)
+    op = _ops.start_process("sb", req, None, None, shell=True)
+    assert _started_cmd(next(op)) == "bash"
+    assert _started_cmd(op.throw(missing)) == "/bin/sh"
+    # As the guest answers: the stream opens and ends with the error; it is
+    # closed before the second start.
+    op = _ops.start_process("sb", req, None, None, shell=True)
+    next(op)
+    handle = object()
+    assert op.send(handle).kind == "read"
+    closing = op.throw(missing)
+    assert (closing.kind, closing.handle) == ("close", handle)
+    assert _started_cmd(op.send(None)) == "/bin/sh"
+    op = _ops.start_process("sb", req, None, None, shell=True)
+    next(op)
+    other = den.InvalidArgumentError('cwd "/nope" is not a directory', code="invalid_argument", status=400)
+    with pytest.raises(den.InvalidArgumentError, match="cwd"):
+        op.throw(other)
+    op = _ops.start_process("sb", _envd.start_request(["bash", "-c", "true"]), None, None, shell=False)
+    next(op)
+    with pytest.raises(den.InvalidArgumentError, match="bash"):
+        op.throw(missing)
 
 
 def test_output_collector_decodes_characters_split_across_chunks() -> None:
