@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,7 +72,7 @@ func TestDocsQuickstarts(t *testing.T) {
 			lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
 			for _, pat := range tc.want {
 				re := regexp.MustCompile(pat)
-				if !containsMatch(lines, re) {
+				if !slices.ContainsFunc(lines, re.MatchString) {
 					t.Errorf("the quickstart of %s printed no line matching %s:\n%s", tc.doc, pat, out)
 				}
 			}
@@ -99,13 +100,4 @@ func firstShellBlock(md string) string {
 	}
 	body, _, _ := strings.Cut(rest, "\n```")
 	return body + "\n"
-}
-
-func containsMatch(lines []string, re *regexp.Regexp) bool {
-	for _, l := range lines {
-		if re.MatchString(l) {
-			return true
-		}
-	}
-	return false
 }
