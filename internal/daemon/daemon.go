@@ -39,6 +39,7 @@ func Run(ctx context.Context, cfg Config, out, errOut io.Writer, log *slog.Logge
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
 	}
+	startPprof(log)
 	st, err := store.Open(ctx, store.Config{Dir: filepath.Join(cfg.DataDir, "state"), NodeID: cfg.NodeID, Logger: log})
 	if err != nil {
 		return fmt.Errorf("open state in %s: %w", cfg.DataDir, err)

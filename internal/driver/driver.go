@@ -189,6 +189,17 @@ type Waiter interface {
 	Wait(ctx context.Context, id string) (Status, error)
 }
 
+// Claimer is an optional interface of a driver that keeps warm spares
+// (see internal/driver/warmpool): Claim creates the sandbox of spec from a
+// ready spare of its shape, as Create would, and returns nil and no error
+// when none is ready or the claim failed (the spare is then gone): the
+// caller creates it with Create. A claim takes about a millisecond, so the
+// node records a claimed sandbox once, when it runs, where Create's record
+// comes first.
+type Claimer interface {
+	Claim(ctx context.Context, spec Spec) (*Handle, error)
+}
+
 // Lister is an optional interface: List returns the IDs of every sandbox
 // the driver holds host state for (running, stopped or half-built), in no
 // particular order. Warm spares a driver keeps for itself are not listed.

@@ -23,9 +23,10 @@ import (
 // record at all (deleted while the node was cut off, so the delete could
 // not reach it). The scheduler no longer counts them, so left running
 // they would over-commit the node. The runtimes are listed before the
-// records are read: a sandbox's record exists before its start, so one
-// listed without a record is no create in flight. Spares and build steps
-// have no records by design and are left alone.
+// records are read, and an orphan's record is read again under its lock
+// before it is stopped: a claim (StartClaimed) holds that lock until its
+// record is written. Spares and build steps have no records by design and
+// are left alone.
 func (n *Node) DropLost(ctx context.Context) error {
 	running, err := n.listRuntimes(ctx)
 	if err != nil {
@@ -50,10 +51,21 @@ func (n *Node) DropLost(ctx context.Context) error {
 		if _, err := snap.Sandbox(id); !errdefs.IsNotFound(err) {
 			continue // recorded (or unknown for now: leave it)
 		}
-		n.log.Info("stopping a sandbox that has no record (deleted while this node was cut off)", "sandbox", id)
-		errs = append(errs, n.dropLost(ctx, id))
+		errs = append(errs, n.dropOrphan(ctx, id))
 	}
 	return errors.Join(errs...)
+}
+
+// dropOrphan stops sandbox id, which had no record, unless it has one by
+// the time its lock is taken (a claim recorded meanwhile).
+func (n *Node) dropOrphan(ctx context.Context, id string) error {
+	unlock := n.locks.lock(id)
+	defer unlock()
+	if _, err := n.records.Snapshot().Sandbox(id); !errdefs.IsNotFound(err) {
+		return nil
+	}
+	n.log.Info("stopping a sandbox that has no record (deleted while this node was cut off)", "sandbox", id)
+	return n.dropLostLocked(ctx, id)
 }
 
 // listRuntimes lists the sandboxes of every runtime that can list them.
@@ -76,6 +88,12 @@ func (n *Node) listRuntimes(ctx context.Context) ([]string, error) {
 func (n *Node) dropLost(ctx context.Context, id string) error {
 	unlock := n.locks.lock(id)
 	defer unlock()
+	return n.dropLostLocked(ctx, id)
+}
+
+// dropLostLocked stops sandbox id on every runtime that holds it and
+// removes its network. Preconditions: id's lock is held.
+func (n *Node) dropLostLocked(ctx context.Context, id string) error {
 	for _, d := range n.drivers() {
 		if _, err := d.Status(ctx, id); errdefs.IsNotFound(err) {
 			continue

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -17,8 +18,9 @@ import (
 // marked failed with the reason and their leftovers destroyed. Records caught
 // mid-change (starting, stopping, suspending, resuming) are finished in the
 // safe direction (see recoverSuspending, recoverResuming); suspended ones
-// stay suspended. Build step sandboxes (RunStep) that a crash left
-// behind are destroyed, and so are snapshots no record names.
+// stay suspended. Sandboxes that no record names (build steps, claims
+// whose record a crash prevented) are destroyed, and so are snapshots no
+// record names.
 func (n *Node) Recover(ctx context.Context) error {
 	list, err := n.allOnNode()
 	if err != nil {
@@ -35,7 +37,7 @@ func (n *Node) Recover(ctx context.Context) error {
 	if err := n.pruneSnapshots(); err != nil {
 		return err
 	}
-	if err := n.destroyStaleSteps(ctx); err != nil {
+	if err := n.destroyOrphans(ctx); err != nil {
 		return err
 	}
 	n.pruneNetworks()
@@ -65,31 +67,37 @@ func (n *Node) pruneNetworks() {
 	}
 }
 
-// destroyStaleSteps destroys the build step sandboxes the driver lists
-// (a step's RunStep call ended with the process that made it), sparing
-// any that a record names. Drivers without driver.Lister cannot say which
-// exist. Preconditions: no RunStep of this node is running (Recover runs
-// before the node serves).
-func (n *Node) destroyStaleSteps(ctx context.Context) error {
-	l, ok := n.stepDriver().(driver.Lister)
-	if !ok {
-		return nil
-	}
-	ids, err := l.List(ctx)
+// destroyOrphans destroys the sandboxes the runtimes list that no record
+// names: build steps (a step's RunStep call ended with the process that
+// made it) and claims a crash caught before their record was written
+// (see StartClaimed). Drivers without driver.Lister cannot say which
+// exist. Preconditions: no create or RunStep of this node is running
+// (Recover runs before the node serves).
+func (n *Node) destroyOrphans(ctx context.Context) error {
+	ids, err := n.listRuntimes(ctx)
 	if err != nil {
-		return fmt.Errorf("recover build steps: %w", err)
+		return fmt.Errorf("recover: %w", err)
 	}
+	snap := n.records.Snapshot()
 	for _, id := range ids {
-		if !strings.HasPrefix(id, stepIDPrefix) {
-			continue
+		if strings.HasPrefix(id, warmpool.IDPrefix) {
+			continue // a driver's own spare
 		}
-		if _, err := n.records.Snapshot().Sandbox(id); !errdefs.IsNotFound(err) {
+		if _, err := snap.Sandbox(id); !errdefs.IsNotFound(err) {
 			continue // a record's, or unknown: leave it
 		}
-		if err := n.stepDriver().Destroy(ctx, id); err != nil {
-			return fmt.Errorf("recover build steps: destroy sandbox %s: %w", id, err)
+		var errs []error
+		for _, d := range n.drivers() {
+			errs = append(errs, d.Destroy(ctx, id))
 		}
-		n.log.Info("destroyed the sandbox of an interrupted build step", "step", id)
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("recover: destroy sandbox %s, which has no record: %w", id, err)
+		}
+		if strings.HasPrefix(id, stepIDPrefix) {
+			n.log.Info("destroyed the sandbox of an interrupted build step", "step", id)
+		} else {
+			n.log.Info("destroyed a sandbox that has no record (its create was interrupted)", "sandbox", id)
+		}
 	}
 	return nil
 }

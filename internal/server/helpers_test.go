@@ -83,6 +83,46 @@ type stubNode struct {
 	resumes    int
 	// suspendErr and resumeErr, when set, fail those calls.
 	suspendErr, resumeErr error
+	// spares is how many creates StartClaimed claims; discarded counts
+	// the claims whose record was refused.
+	spares, discarded int
+}
+
+// StartClaimed claims one of n.spares when there is one: the sandbox is
+// recorded once, running; a refused record discards the claim.
+func (n *stubNode) StartClaimed(ctx context.Context, sb *store.Sandbox, record func(*store.Sandbox) error) (*store.Sandbox, error) {
+	n.mu.Lock()
+	if n.spares == 0 {
+		n.mu.Unlock()
+		return nil, nil
+	}
+	n.spares--
+	n.mu.Unlock()
+	rec := sb.Clone()
+	now := n.now()
+	rec.State, rec.StartedAt = store.StateRunning, now
+	if rec.TimeoutSec > 0 {
+		rec.ExpiresAt = now.Add(time.Duration(rec.TimeoutSec) * time.Second)
+	}
+	if err := record(rec); err != nil {
+		n.mu.Lock()
+		n.discarded++
+		n.mu.Unlock()
+		return nil, err
+	}
+	return rec, nil
+}
+
+// claims sets the stub's spares and returns its spares and discarded
+// claims as they were.
+func (n *stubNode) claims(spares int) (left, discarded int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	left, discarded = n.spares, n.discarded
+	if spares >= 0 {
+		n.spares = spares
+	}
+	return left, discarded
 }
 
 func (n *stubNode) ID() string { return nodeID }

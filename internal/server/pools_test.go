@@ -110,3 +110,57 @@ func TestPoolErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateClaimsOnce: on a node that keeps spares a create is claimed
+// and recorded with one store write, running; a create over the tenant's
+// quota takes no spare; a claim whose record is refused (a name taken) is
+// given up and the create fails as it would have.
+func TestCreateClaimsOnce(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	index := func(id string) uint64 {
+		t.Helper()
+		sb, err := e.store.Snapshot().Sandbox(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sb.ModifyIndex
+	}
+	// No spare: the create is recorded, then started (two writes).
+	cold := e.create(e.keyA, `{"image":"busybox"}`)
+	e.node.claims(1)
+	sb := e.create(e.keyA, `{"image":"busybox","name":"first"}`)
+	if sb.State != rest.StateRunning {
+		t.Fatalf("claimed sandbox: state %s, want running", sb.State)
+	}
+	if got, want := index(sb.ID), index(cold.ID)+1; got != want {
+		t.Errorf("the claimed create's record is at index %d, want %d (one write)", got, want)
+	}
+	if left, _ := e.node.claims(-1); left != 0 {
+		t.Fatalf("spares left after a claim: %d, want 0", left)
+	}
+	cold2 := e.create(e.keyA, `{"image":"busybox"}`)
+	if got, want := index(cold2.ID), index(sb.ID)+2; got != want {
+		t.Errorf("a cold create's record is at index %d, want %d (two writes)", got, want)
+	}
+
+	e.node.claims(1)
+	status, body := e.do("POST", "/v1/sandboxes", e.keyA, `{"image":"busybox","name":"first"}`)
+	if status != http.StatusConflict {
+		t.Fatalf("create with a taken name from a spare: %d %s, want 409", status, body)
+	}
+	if left, discarded := e.node.claims(-1); left != 0 || discarded != 1 {
+		t.Errorf("after a refused record: %d spares left, %d discarded; want 0 and 1", left, discarded)
+	}
+
+	admin := e.addAdminKeyOf("default")
+	e.doJSON("POST", "/v1/tenants", admin, `{"name":"`+tenantA+`","quota":{"sandboxes":3}}`, http.StatusCreated, nil)
+	e.node.claims(1)
+	status, body = e.do("POST", "/v1/sandboxes", e.keyA, `{"image":"busybox"}`)
+	if status != http.StatusTooManyRequests {
+		t.Fatalf("create over the quota: %d %s, want 429", status, body)
+	}
+	if left, discarded := e.node.claims(-1); left != 1 || discarded != 1 {
+		t.Errorf("a create over the quota took a spare: %d left, %d discarded; want 1 and 1", left, discarded)
+	}
+}

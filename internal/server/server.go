@@ -58,6 +58,14 @@ type Node interface {
 	PoolMemoryBudgetMB() (int64, error)
 }
 
+// Claimer is a Node that keeps warm spares: StartClaimed starts new
+// sandbox sb from one when its runtime has one ready, and records it with
+// record once it runs (one store write); nil and no error when there is
+// none, and the caller records sb and calls Start. See node.StartClaimed.
+type Claimer interface {
+	StartClaimed(ctx context.Context, sb *store.Sandbox, record func(*store.Sandbox) error) (*store.Sandbox, error)
+}
+
 // Placer is a Node that is many nodes (a cluster's data plane): Place
 // chooses the node of new sandbox sb before its record is written and sets
 // sb.Node; undo gives the capacity back when the record is not written.

@@ -75,11 +75,14 @@ func (s *Server) recordAndStart(ctx context.Context, sb *store.Sandbox, wait tim
 			return nil, err
 		}
 	}
-	if err := s.admit(sb.Tenant, needs(sb), func() error { return s.cfg.Store.CreateSandbox(ctx, sb) }); err != nil {
-		undo()
-		return nil, err
+	started, err := s.startClaimed(ctx, sb)
+	if started == nil && err == nil {
+		if err := s.admit(sb.Tenant, needs(sb), func() error { return s.cfg.Store.CreateSandbox(ctx, sb) }); err != nil {
+			undo()
+			return nil, err
+		}
+		started, err = s.cfg.Node.Start(ctx, sb.ID)
 	}
-	started, err := s.cfg.Node.Start(ctx, sb.ID)
 	if err != nil {
 		s.metrics.createFailures.Inc()
 		return nil, err
@@ -87,6 +90,23 @@ func (s *Server) recordAndStart(ctx context.Context, sb *store.Sandbox, wait tim
 	s.metrics.createSeconds.Observe(s.cfg.Now().Sub(start).Seconds())
 	s.activity.touch(sb.ID, s.cfg.Now())
 	return started, nil
+}
+
+// startClaimed starts sb from a warm spare with one store write, on a node
+// that keeps spares (see Claimer); nil and no error when it cannot. The
+// tenant's quota is reserved before the claim, so that a create over it
+// takes no spare.
+func (s *Server) startClaimed(ctx context.Context, sb *store.Sandbox) (*store.Sandbox, error) {
+	c, ok := s.cfg.Node.(Claimer)
+	if !ok {
+		return nil, nil
+	}
+	release, err := s.reserve(sb.Tenant, needs(sb))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return c.StartClaimed(ctx, sb, func(rec *store.Sandbox) error { return s.cfg.Store.CreateSandbox(ctx, rec) })
 }
 
 // Lookup finds a sandbox of p's tenant by ID or name; NotFound for a

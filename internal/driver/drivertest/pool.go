@@ -1,6 +1,7 @@
 package drivertest
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/denhq/den/internal/driver"
+	"github.com/denhq/den/internal/errdefs"
 )
 
 // poolTests are the cases of driver.Pooler; each skips for drivers
@@ -17,6 +19,7 @@ func (s *suite) poolTests() []testCase {
 		{"PoolFillClaimRefill", s.testPoolFillClaimRefill},
 		{"PoolUndeclare", s.testPoolUndeclare},
 		{"PoolClone", s.testPoolClone},
+		{"PoolClaim", s.testPoolClaim},
 	}
 }
 
@@ -142,5 +145,55 @@ func (s *suite) testPoolClone(t *testing.T) {
 		if got := mustShell(t, ctx, d, clone.ID, "hostname").Stdout; got != clone.ID+"\n" {
 			t.Errorf("pooled clone's hostname %q, want %q", got, clone.ID)
 		}
+	}
+}
+
+// testPoolClaim checks driver.Claimer: nothing for a shape no pool keeps;
+// from a full pool, a sandbox with its own ID and env that runs and is
+// listed; Destroy removes it.
+func (s *suite) testPoolClaim(t *testing.T) {
+	d, spec := s.setup(t)
+	p := pooler(t, d)
+	c, ok := d.(driver.Claimer)
+	if !ok {
+		t.Skipf("driver %s does not implement Claimer", d.Capabilities().Name)
+	}
+	ctx := testCtx(t)
+	other := spec
+	other.MemoryMB++ // a shape no pool keeps
+	if h, err := c.Claim(ctx, other); h != nil || err != nil {
+		t.Fatalf("Claim of a shape without spares = %v, %v; want nothing", h, err)
+	}
+	p.SetPools([]driver.Pool{{Key: "claims", Spec: spec, Size: 1}})
+	t.Cleanup(func() { p.SetPools(nil) })
+	eventually(t, ctx, "the pool fills", func() bool { return poolReady(p, "claims") == 1 })
+	claimed := spec
+	claimed.ID = newID(t)
+	claimed.Env = map[string]string{"DEN_CLAIM_VAR": "claimed"}
+	h, err := c.Claim(ctx, claimed)
+	if err != nil || h == nil {
+		t.Fatalf("Claim from a full pool = %v, %v; want a sandbox", h, err)
+	}
+	t.Cleanup(func() { _ = d.Destroy(context.Background(), claimed.ID) })
+	if h.ID != claimed.ID {
+		t.Fatalf("Claim returned handle %q, want %q", h.ID, claimed.ID)
+	}
+	if got := mustShell(t, ctx, d, claimed.ID, `echo "$DEN_CLAIM_VAR"`).Stdout; got != "claimed\n" {
+		t.Errorf("claimed sandbox: env DEN_CLAIM_VAR = %q, want %q", got, "claimed")
+	}
+	if l, ok := d.(driver.Lister); ok {
+		listed, err := l.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(listed, claimed.ID) {
+			t.Errorf("List = %q, want it to hold claimed sandbox %s", listed, claimed.ID)
+		}
+	}
+	if err := d.Destroy(ctx, claimed.ID); err != nil {
+		t.Fatalf("Destroy of a claimed sandbox: %v", err)
+	}
+	if _, err := d.Status(ctx, claimed.ID); !errdefs.IsNotFound(err) {
+		t.Errorf("Status after Destroy: %v, want NotFound", err)
 	}
 }

@@ -20,8 +20,8 @@
 // start a fresh agent. Clone is a Create of the new ID from the spec.
 //
 // Warm pools (driver.Pooler) are declared and reported but hold nothing:
-// a declared pool is always full, and a create of its shape is an
-// ordinary Create (see pool.go).
+// a declared pool is always full, and a create or claim of its shape is
+// an ordinary Create (see pool.go).
 //
 // Running sandboxes belong to the package, keyed by their directory, not to
 // a Driver: like real sandboxes they outlive the Driver that created them,
@@ -92,6 +92,7 @@ var (
 	_ driver.Lister      = (*Driver)(nil)
 	_ driver.Suspender   = (*Driver)(nil)
 	_ driver.Pooler      = (*Driver)(nil)
+	_ driver.Claimer     = (*Driver)(nil)
 )
 
 // New returns a fake driver over cfg.Dir.

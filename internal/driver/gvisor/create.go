@@ -90,6 +90,26 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 	return h, nil
 }
 
+// Claim implements driver.Claimer: Create from a spare only.
+func (d *Driver) Claim(ctx context.Context, spec driver.Spec) (*driver.Handle, error) {
+	if err := checkSpec(spec); err != nil {
+		return nil, err
+	}
+	if spec.UpperDir != "" {
+		return nil, nil // never from the pool
+	}
+	p := d.paths(spec.ID)
+	if h, err := d.existing(ctx, spec.ID, p); h != nil || err != nil {
+		return h, err
+	}
+	sh := warmpool.ShapeOf(spec)
+	h, err := d.claim(ctx, spec, p, sh)
+	if h != nil {
+		d.pool.Use(sh)
+	}
+	return h, err
+}
+
 // createCold builds and starts the sandbox with runsc.
 func (d *Driver) createCold(ctx context.Context, spec driver.Spec, p paths) (*driver.Handle, error) {
 	select {

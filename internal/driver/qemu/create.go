@@ -93,6 +93,25 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (*driver.Handle, 
 	return h, nil
 }
 
+// Claim implements driver.Claimer: Create from a spare only.
+func (d *Driver) Claim(ctx context.Context, spec driver.Spec) (*driver.Handle, error) {
+	if err := checkID(spec.ID); err != nil {
+		return nil, err
+	}
+	if len(spec.Image.Layers) == 0 || spec.MemoryMB <= 0 || spec.DiskMB <= 0 || spec.CPUs <= 0 || spec.UpperDir != "" {
+		return nil, nil // Create says what is wrong
+	}
+	if _, err := readState(d.sandboxDir(spec.ID)); err == nil {
+		return d.Create(ctx, spec) // an existing ID: Create answers
+	}
+	sh := warmpool.ShapeOf(spec)
+	h, err := d.claim(ctx, spec, sh)
+	if h != nil {
+		d.pool.Use(sh)
+	}
+	return h, err
+}
+
 // createCold boots the sandbox's VM.
 func (d *Driver) createCold(ctx context.Context, spec driver.Spec, dir string) (*driver.Handle, error) {
 	c := &creation{d: d, spec: spec, dir: dir}
