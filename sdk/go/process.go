@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -100,7 +101,14 @@ func (s *Sandbox) Exec(ctx context.Context, opts ExecOptions) (ExitStatus, error
 	if err != nil {
 		return ExitStatus{}, rpcErr(ctx, "start process", err)
 	}
-	defer stream.Close()
+	ended := false
+	defer func() {
+		if ended {
+			closeAfterEnd(stream)
+		} else {
+			stream.Close()
+		}
+	}()
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	h := &eventHandler{stdout: opts.Stdout, stderr: opts.Stderr, onStart: func(pid uint32) {
@@ -113,10 +121,26 @@ func (s *Sandbox) Exec(ctx context.Context, opts ExecOptions) (ExitStatus, error
 	}}
 	for stream.Receive() {
 		if done, err := h.handle(stream.Msg().GetEvent()); done || err != nil {
+			ended = done
 			return h.status, err
 		}
 	}
 	return h.finish(ctx, "process", stream.Err())
+}
+
+// closeAfterEnd closes the stream of a process that ended. What follows
+// the end event (the end of the Connect stream, then of the HTTP body) is
+// read in the background, a few messages and a second at most: closing a
+// response before its end closes its connection, and the next call would
+// dial a new one (and den a new one into the sandbox).
+func closeAfterEnd[T any](stream *connect.ServerStreamForClient[T]) {
+	go func() {
+		t := time.AfterFunc(time.Second, func() { _ = stream.Close() })
+		defer t.Stop()
+		for n := 0; n < 4 && stream.Receive(); n++ {
+		}
+		_ = stream.Close()
+	}()
 }
 
 func startRequest(opts ExecOptions) *process.StartRequest {

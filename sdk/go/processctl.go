@@ -82,10 +82,18 @@ func (s *Sandbox) Attach(ctx context.Context, sel Selector, opts AttachOptions) 
 	if err != nil {
 		return ExitStatus{}, rpcErr(ctx, "connect to process "+sel.String(), err)
 	}
-	defer stream.Close()
+	ended := false
+	defer func() {
+		if ended {
+			closeAfterEnd(stream)
+		} else {
+			stream.Close()
+		}
+	}()
 	h := &eventHandler{stdout: opts.Stdout, stderr: opts.Stderr, onStart: opts.OnAttach}
 	for stream.Receive() {
 		if done, err := h.handle(stream.Msg().GetEvent()); done || err != nil {
+			ended = done
 			return h.status, err
 		}
 	}

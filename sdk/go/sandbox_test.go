@@ -5,10 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -313,5 +317,42 @@ func TestSuspendResume(t *testing.T) {
 	}
 	if _, err := c.Suspend(ctx, "nosuch"); !den.IsNotFound(err) || err.Error() != "suspend sandbox nosuch: sandbox nosuch not found (not_found)" {
 		t.Fatalf("Suspend of an unknown sandbox: %v", err)
+	}
+}
+
+// TestExecKeepsConnection: Exec reads what follows a process's end event
+// (the end of the stream), so the next call reuses the connection instead
+// of dialling a new one (and den a new one into the sandbox).
+func TestExecKeepsConnection(t *testing.T) {
+	agent, err := guest.New(guest.Config{DefaultUser: "", Env: os.Environ()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = agent.Close() })
+	srv := dentest.NewServer(dentest.Config{APIKey: testKey, Envd: agent.Handler()})
+	t.Cleanup(srv.Close)
+	var dials atomic.Int32
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	c, err := den.NewClient(den.Options{URL: srv.URL, APIKey: testKey, HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sb, err := c.Create(ctx, rest.CreateSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := sb.Exec(ctx, den.ExecOptions{Cmd: "/bin/true"}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // the end of the stream is read in the background
+	}
+	if n := dials.Load(); n > 2 {
+		t.Errorf("a create and 5 execs dialled %d connections, want them to share one or two", n)
 	}
 }
