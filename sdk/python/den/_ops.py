@@ -15,7 +15,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -739,6 +739,19 @@ class MessageReader:
                 self._error = e
         return self._pending.popleft()
 
+    def finish(self) -> Op[None]:
+        """Read what is left of the stream after the message the caller
+        wanted (the end envelope, then the end of the HTTP body), a few
+        reads at most, and drop it: a response closed before its end takes
+        its connection along, and the next call would dial a new one."""
+        for _ in range(4):
+            try:
+                chunk = yield read(self.handle)
+            except Exception:
+                return
+            if not chunk:
+                return
+
 
 def next_process_event(r: MessageReader) -> Op[envd.Started | OutputChunk | envd.Ended | None]:
     """The next event of a process stream (keepalives skipped); None at the
@@ -756,12 +769,24 @@ def start_process(id: str, req: Mapping[str, Any], user: str | None, timeout: fl
     """Start a process and read up to its start event: (reader, pid). shell
     says req runs a command line (envd.start_request of a string): one the
     image has no bash for runs with /bin/sh."""
+    if shell and id in _NO_BASH:
+        return (yield from _attach(id, "process.Process/Start", envd.with_fallback_shell(req), user, timeout, "start process"))
     try:
         return (yield from _attach(id, "process.Process/Start", req, user, timeout, "start process"))
     except InvalidArgumentError as e:
         if not shell or not envd.is_bash_missing(e):
             raise
+    _NO_BASH[id] = None
+    while len(_NO_BASH) > _NO_BASH_MAX:
+        _NO_BASH.popitem(last=False)
     return (yield from _attach(id, "process.Process/Start", envd.with_fallback_shell(req), user, timeout, "start process"))
+
+
+# The sandboxes whose guest answered that their image has no bash: their
+# command lines start with /bin/sh at once, not after a refused start of
+# bash each time (a round trip). Oldest forgotten first; IDs are not reused.
+_NO_BASH: OrderedDict[str, None] = OrderedDict()
+_NO_BASH_MAX = 4096
 
 
 def connect_process(id: str, target: int | str, user: str | None) -> Op[tuple[MessageReader, int]]:
@@ -778,8 +803,10 @@ def _attach(id: str, method: str, msg: Mapping[str, Any], user: str | None, time
             raise ProtocolError(f"{what}: the stream did not begin with the process's start")
     except Exception:
         # A start the guest refused ends the stream with its error. The op
-        # may go on (start_process tries /bin/sh), so the stream is closed
-        # here, not left to the runner.
+        # may go on (start_process tries /bin/sh), so the stream is read to
+        # its end (its connection is kept) and closed here, not left to the
+        # runner.
+        yield from r.finish()
         yield close(h)
         raise
     return r, ev.pid
@@ -869,6 +896,7 @@ def run(
             elif isinstance(ev, envd.Ended):
                 for cb, text in col.flush():
                     yield callback(cb, text)
+                yield from r.finish()
                 yield close(r.handle)
                 if timeout is not None and not ev.exited and time.monotonic() - t0 >= timeout:
                     raise TimeoutError(f"command timed out after {timeout:g}s (killed)")

@@ -123,6 +123,21 @@ def test_sandbox_create_without_a_client_reads_the_environment(server: Server, m
 # ----- commands --------------------------------------------------------------------
 
 
+def test_commands_keep_their_connection(server: Server) -> None:
+    # A command's stream is read to its end, a refused start's too (busybox
+    # has no bash), so one connection carries them all: a stream closed
+    # before its end takes its connection along.
+    with den.Client(server.url, server.api_key) as c:
+        s = den.Sandbox.create(IMAGE, client=c, timeout=120)
+        try:
+            for _ in range(4):
+                assert s.commands.run("echo kept").stdout == "kept\n"
+            conns = c._http._transport._pool.connections
+            assert len(conns) == 1, conns
+        finally:
+            s.kill()
+
+
 def test_run_returns_output_and_exit_code(sb: den.Sandbox) -> None:
     r = sb.commands.run("echo out; echo err >&2; exit 3")
     assert (r.stdout, r.stderr, r.exit_code, r.status) == ("out\n", "err\n", 3, "exit status 3")

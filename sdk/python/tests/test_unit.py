@@ -176,27 +176,34 @@ def _started_cmd(call: object) -> str:
 
 def test_command_line_without_bash_runs_with_sh() -> None:
     # A command line starts bash; the guest's answer that the image has none
-    # starts it again with /bin/sh. An argv naming bash gets the error.
+    # starts it again with /bin/sh, and the sandbox's later command lines
+    # start with /bin/sh at once. An argv naming bash gets the error.
     req = _envd.start_request("echo $0")
     missing = den.InvalidArgumentError('executable "bash" not found in PATH', code="invalid_argument", status=400)
-    op = _ops.start_process("sb", req, None, None, shell=True)
+    op = _ops.start_process("sb1", req, None, None, shell=True)
     assert _started_cmd(next(op)) == "bash"
     assert _started_cmd(op.throw(missing)) == "/bin/sh"
+    assert _started_cmd(next(_ops.start_process("sb1", req, None, None, shell=True))) == "/bin/sh"
+    assert _started_cmd(next(_ops.start_process("sb1", _envd.start_request(["bash", "-c", "true"]), None, None, shell=False))) == "bash"
     # As the guest answers: the stream opens and ends with the error; it is
-    # closed before the second start.
-    op = _ops.start_process("sb", req, None, None, shell=True)
+    # read to its end (its connection is kept) and closed before the
+    # second start.
+    op = _ops.start_process("sb2", req, None, None, shell=True)
     next(op)
     handle = object()
     assert op.send(handle).kind == "read"
-    closing = op.throw(missing)
+    draining = op.throw(missing)
+    assert (draining.kind, draining.handle) == ("read", handle)
+    closing = op.send(b"")
     assert (closing.kind, closing.handle) == ("close", handle)
     assert _started_cmd(op.send(None)) == "/bin/sh"
-    op = _ops.start_process("sb", req, None, None, shell=True)
+    op = _ops.start_process("sb3", req, None, None, shell=True)
     next(op)
     other = den.InvalidArgumentError('cwd "/nope" is not a directory', code="invalid_argument", status=400)
     with pytest.raises(den.InvalidArgumentError, match="cwd"):
         op.throw(other)
-    op = _ops.start_process("sb", _envd.start_request(["bash", "-c", "true"]), None, None, shell=False)
+    assert _started_cmd(next(_ops.start_process("sb3", req, None, None, shell=True))) == "bash"
+    op = _ops.start_process("sb4", _envd.start_request(["bash", "-c", "true"]), None, None, shell=False)
     next(op)
     with pytest.raises(den.InvalidArgumentError, match="bash"):
         op.throw(missing)
