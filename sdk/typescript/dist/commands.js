@@ -183,8 +183,13 @@ export class CommandHandle {
     async collect(events, opts, timedOut) {
         const outDec = new TextDecoder();
         const errDec = new TextDecoder();
+        let draining = false;
         try {
-            for await (const ev of events) {
+            for (;;) {
+                const next = await events.next();
+                if (next.done)
+                    break;
+                const ev = next.value;
                 switch (ev.type) {
                     case 'stdout':
                     case 'pty': {
@@ -212,6 +217,8 @@ export class CommandHandle {
                         const res = { exitCode: ev.exitCode, stdout: this.out, stderr: this.err, exited: ev.exited, status: ev.status, pid: this.pid };
                         if (ev.error !== undefined)
                             res.error = ev.error;
+                        draining = true;
+                        drainAfterExit(events);
                         return res;
                     }
                 }
@@ -224,6 +231,11 @@ export class CommandHandle {
             if (this.abort.signal.aborted)
                 throw this.abort.signal.reason ?? e;
             throw e;
+        }
+        finally {
+            // As a for-await loop would: a stream left early is cancelled.
+            if (!draining)
+                await events.return(undefined).catch(() => { });
         }
         throw new DenError(`process ${this.pid}: the stream ended without an exit status`);
     }
@@ -289,7 +301,15 @@ function startRequest(cmd, opts) {
 /** processEvents decodes the ProcessEvents of a Start or Connect stream. */
 async function* processEvents(t, procedure, req, signal) {
     const opts = signal ? { signal } : {};
+    let after = -1; // messages read after the exit event
     for await (const msg of serverStream(t, procedure, req, opts)) {
+        if (after >= 0) {
+            // Asked for more after the exit (drainAfterExit): the stream's end is
+            // read so that its connection is kept; nothing more is expected.
+            if (++after >= 4)
+                return;
+            continue;
+        }
         const ev = msg.event;
         if (ev?.start) {
             yield { type: 'start', pid: ev.start.pid ?? 0 };
@@ -309,9 +329,11 @@ async function* processEvents(t, procedure, req, signal) {
             if (e.error !== undefined)
                 exit.error = e.error;
             yield exit;
-            return;
+            after = 0;
         }
     }
+    if (after >= 0)
+        return;
     throw new DenError(`${procedure}: the stream ended without an exit status`);
 }
 async function sendSignal(t, sel, signal, opts) {
@@ -374,4 +396,27 @@ function link(signal, ctrl) {
     const on = () => ctrl.abort(signal.reason);
     signal.addEventListener('abort', on, { once: true });
     return () => signal.removeEventListener('abort', on);
+}
+/**
+ * drainAfterExit reads what follows a process's exit event (the end of the
+ * stream, then of the HTTP body) in the background, a few events and a
+ * second at most, then closes the stream: a response cancelled before its
+ * end takes its connection along, and the next call would dial a new one.
+ */
+function drainAfterExit(events) {
+    void (async () => {
+        const timer = setTimeout(() => void events.return(undefined).catch(() => { }), 1000);
+        try {
+            for (let i = 0; i < 4; i++)
+                if ((await events.next()).done)
+                    break;
+        }
+        catch {
+            // the stream broke after the exit: nothing to report
+        }
+        finally {
+            clearTimeout(timer);
+            await events.return(undefined).catch(() => { });
+        }
+    })();
 }

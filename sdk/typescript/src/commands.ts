@@ -301,8 +301,12 @@ export class CommandHandle {
   ): Promise<CommandResult> {
     const outDec = new TextDecoder()
     const errDec = new TextDecoder()
+    let draining = false
     try {
-      for await (const ev of events) {
+      for (;;) {
+        const next = await events.next()
+        if (next.done) break
+        const ev = next.value
         switch (ev.type) {
           case 'stdout':
           case 'pty': {
@@ -325,6 +329,8 @@ export class CommandHandle {
             this.err += errDec.decode()
             const res: CommandResult = { exitCode: ev.exitCode, stdout: this.out, stderr: this.err, exited: ev.exited, status: ev.status, pid: this.pid }
             if (ev.error !== undefined) res.error = ev.error
+            draining = true
+            drainAfterExit(events)
             return res
           }
         }
@@ -334,6 +340,9 @@ export class CommandHandle {
       if (te) throw te
       if (this.abort.signal.aborted) throw this.abort.signal.reason ?? e
       throw e
+    } finally {
+      // As a for-await loop would: a stream left early is cancelled.
+      if (!draining) await events.return(undefined).catch(() => {})
     }
     throw new DenError(`process ${this.pid}: the stream ended without an exit status`)
   }
@@ -407,7 +416,14 @@ function startRequest(cmd: string | readonly string[], opts: CommandOptions): Re
 /** processEvents decodes the ProcessEvents of a Start or Connect stream. */
 async function* processEvents(t: GuestTarget, procedure: string, req: unknown, signal?: AbortSignal): AsyncGenerator<CommandEvent> {
   const opts = signal ? { signal } : {}
+  let after = -1 // messages read after the exit event
   for await (const msg of serverStream<{ event?: WireEvent }>(t, procedure, req, opts)) {
+    if (after >= 0) {
+      // Asked for more after the exit (drainAfterExit): the stream's end is
+      // read so that its connection is kept; nothing more is expected.
+      if (++after >= 4) return
+      continue
+    }
     const ev = msg.event
     if (ev?.start) {
       yield { type: 'start', pid: ev.start.pid ?? 0 }
@@ -421,9 +437,10 @@ async function* processEvents(t: GuestTarget, procedure: string, req: unknown, s
       const exit: CommandEvent = { type: 'exit', exitCode: e.exitCode ?? 0, exited: e.exited ?? false, status: e.status ?? '' }
       if (e.error !== undefined) exit.error = e.error
       yield exit
-      return
+      after = 0
     }
   }
+  if (after >= 0) return
   throw new DenError(`${procedure}: the stream ended without an exit status`)
 }
 
@@ -483,4 +500,24 @@ function link(signal: AbortSignal | undefined, ctrl: AbortController): () => voi
   const on = () => ctrl.abort(signal.reason)
   signal.addEventListener('abort', on, { once: true })
   return () => signal.removeEventListener('abort', on)
+}
+
+/**
+ * drainAfterExit reads what follows a process's exit event (the end of the
+ * stream, then of the HTTP body) in the background, a few events and a
+ * second at most, then closes the stream: a response cancelled before its
+ * end takes its connection along, and the next call would dial a new one.
+ */
+function drainAfterExit(events: AsyncGenerator<CommandEvent>): void {
+  void (async () => {
+    const timer = setTimeout(() => void events.return(undefined).catch(() => {}), 1000)
+    try {
+      for (let i = 0; i < 4; i++) if ((await events.next()).done) break
+    } catch {
+      // the stream broke after the exit: nothing to report
+    } finally {
+      clearTimeout(timer)
+      await events.return(undefined).catch(() => {})
+    }
+  })()
 }

@@ -71,16 +71,22 @@ export async function* serverStream<Res>(
     signal: opts.signal,
   })
   if (!res.body) throw new DenError(`${procedure}: the answer has no body`)
+  let ended = false
   for await (const env of envelopes(res.body)) {
+    // After the end message the body is read to its end, so that its
+    // connection is kept: one cancelled before takes its connection along.
+    if (ended) return
     if (env.flags & flagCompressed) throw new DenError(`${procedure}: a compressed message, which the SDK never asked for`)
     const body = JSON.parse(new TextDecoder().decode(env.data)) as Record<string, unknown>
     if (env.flags & flagEndStream) {
       const err = body.error as { code?: string; message?: string } | undefined
       if (err) throw apiError(err.code ?? 'unknown', err.message ?? `${procedure} failed`)
-      return
+      ended = true
+      continue
     }
     yield body as Res
   }
+  if (ended) return
   throw new DenError(`${procedure}: the stream ended without its end message`)
 }
 

@@ -1,6 +1,7 @@
 // Processes in a real sandbox: run, stream, background processes, attach,
 // signals, stdin, timeouts, terminals, and 50 concurrent commands.
 import assert from 'node:assert/strict'
+import diagnostics from 'node:diagnostics_channel'
 import { test } from 'node:test'
 import { CommandHandle, FailedPreconditionError, InvalidArgumentError, NotFoundError, TimeoutError } from '@den/sdk'
 import { sandbox, until } from './helpers.mjs'
@@ -16,6 +17,25 @@ test('commands', async (t) => {
     assert.equal(r.exited, true)
     assert.equal(r.status, 'exit status 3')
     assert.ok(r.pid > 0)
+  })
+
+  await t.test('commands keep their connection', async () => {
+    // A command's stream is read to its end after its exit, in the
+    // background: one cancelled before takes its connection along.
+    await sb.commands.run('true')
+    await new Promise((r) => setTimeout(r, 50))
+    let connects = 0
+    const count = () => connects++
+    diagnostics.subscribe('undici:client:connected', count)
+    try {
+      for (let i = 0; i < 5; i++) {
+        assert.equal((await sb.commands.run('echo kept')).stdout, 'kept\n')
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    } finally {
+      diagnostics.unsubscribe('undici:client:connected', count)
+    }
+    assert.ok(connects <= 1, `5 commands dialled ${connects} connections`)
   })
 
   await t.test('run takes cwd, envs, user and an argv', async () => {
