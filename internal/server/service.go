@@ -76,7 +76,11 @@ func (s *Server) recordAndStart(ctx context.Context, sb *store.Sandbox, wait tim
 		}
 	}
 	started, err := s.startClaimed(ctx, sb)
-	if started == nil && err == nil {
+	if err != nil { // nothing recorded, as when admit refuses
+		undo()
+		return nil, err
+	}
+	if started == nil {
 		if err := s.admit(sb.Tenant, needs(sb), func() error { return s.cfg.Store.CreateSandbox(ctx, sb) }); err != nil {
 			undo()
 			return nil, err

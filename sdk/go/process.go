@@ -128,20 +128,23 @@ func (s *Sandbox) Exec(ctx context.Context, opts ExecOptions) (ExitStatus, error
 	return h.finish(ctx, "process", stream.Err())
 }
 
-// closeAfterEnd closes the stream of a process that ended. What follows
-// the end event (the end of the Connect stream, then of the HTTP body) is
-// read in the background, a few messages and a second at most: closing a
-// response before its end closes its connection, and the next call would
-// dial a new one (and den a new one into the sandbox).
+// closeAfterEnd closes the stream of a process that ended, after reading
+// what follows the end event: the end of the Connect stream, then of the
+// HTTP body, which arrive with it or just after. A response closed before
+// its end takes its connection along, and the next call would dial a new
+// one (and den a new one into the sandbox). It reads a few messages and
+// for a quarter of a second at most, so a stream that does not end after
+// its end event cannot hold the caller.
 func closeAfterEnd[T any](stream *connect.ServerStreamForClient[T]) {
-	go func() {
-		t := time.AfterFunc(time.Second, func() { _ = stream.Close() })
-		defer t.Stop()
-		for n := 0; n < 4 && stream.Receive(); n++ {
-		}
-		_ = stream.Close()
-	}()
+	t := time.AfterFunc(endDrainTimeout, func() { _ = stream.Close() })
+	defer t.Stop()
+	for n := 0; n < 4 && stream.Receive(); n++ {
+	}
+	_ = stream.Close()
 }
+
+// endDrainTimeout bounds closeAfterEnd.
+const endDrainTimeout = 250 * time.Millisecond
 
 func startRequest(opts ExecOptions) *process.StartRequest {
 	req := &process.StartRequest{
