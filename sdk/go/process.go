@@ -102,13 +102,7 @@ func (s *Sandbox) Exec(ctx context.Context, opts ExecOptions) (ExitStatus, error
 		return ExitStatus{}, rpcErr(ctx, "start process", err)
 	}
 	ended := false
-	defer func() {
-		if ended {
-			closeAfterEnd(stream)
-		} else {
-			stream.Close()
-		}
-	}()
+	defer func() { closeStream(stream, ended) }()
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	h := &eventHandler{stdout: opts.Stdout, stderr: opts.Stderr, onStart: func(pid uint32) {
@@ -126,6 +120,16 @@ func (s *Sandbox) Exec(ctx context.Context, opts ExecOptions) (ExitStatus, error
 		}
 	}
 	return h.finish(ctx, "process", stream.Err())
+}
+
+// closeStream closes a process's stream: after reading its end when the
+// process ended (closeAfterEnd), at once otherwise.
+func closeStream[T any](stream *connect.ServerStreamForClient[T], ended bool) {
+	if ended {
+		closeAfterEnd(stream)
+		return
+	}
+	_ = stream.Close()
 }
 
 // closeAfterEnd closes the stream of a process that ended, after reading

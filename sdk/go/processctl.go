@@ -83,13 +83,7 @@ func (s *Sandbox) Attach(ctx context.Context, sel Selector, opts AttachOptions) 
 		return ExitStatus{}, rpcErr(ctx, "connect to process "+sel.String(), err)
 	}
 	ended := false
-	defer func() {
-		if ended {
-			closeAfterEnd(stream)
-		} else {
-			stream.Close()
-		}
-	}()
+	defer func() { closeStream(stream, ended) }()
 	h := &eventHandler{stdout: opts.Stdout, stderr: opts.Stderr, onStart: opts.OnAttach}
 	for stream.Receive() {
 		if done, err := h.handle(stream.Msg().GetEvent()); done || err != nil {
