@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/fsutil"
 )
 
 // DefaultPackage is the Debian meta package of the cloud kernel.
@@ -273,25 +274,9 @@ func (s *Store) Initramfs(k Kernel, guestBin string) (string, error) {
 	if err := zw.Close(); err != nil {
 		return "", fmt.Errorf("initramfs: %w", err)
 	}
-	// A temporary file of its own: concurrent creates may build the same
-	// initramfs at once (one shared name had one rename the file another
-	// was about to rename); each rename puts the same bytes in place.
-	f, err := os.CreateTemp(k.Dir, filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return "", fmt.Errorf("initramfs: %w", err)
-	}
-	_, err = f.Write(buf.Bytes())
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
+	// Concurrent creates may build the same initramfs at once: each
+	// renames whole bytes into place.
+	if err := fsutil.WriteFileAtomic(path, buf.Bytes(), 0o644); err != nil {
 		return "", fmt.Errorf("initramfs: %w", err)
 	}
 	return path, nil
