@@ -167,7 +167,7 @@ func serve(ctx context.Context, cfg Config, srv *server.Server, traffic http.Han
 	log.Info("den is up", "url", "http://"+ls.api.Addr().String(), "sandbox_url", "http://"+ls.sandbox.Addr().String(),
 		"data_dir", cfg.DataDir, "env_file", cfg.envFile())
 
-	servers := []*http.Server{
+	servers := []*httpServer{
 		newHTTPServer(srv.Handler(), defaultHTTPLimits),
 		newHTTPServer(traffic, defaultHTTPLimits),
 	}

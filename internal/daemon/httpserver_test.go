@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -172,4 +173,57 @@ func TestHTTPLimits(t *testing.T) {
 			t.Fatalf("slow upload: %s %q", resp.Status, body)
 		}
 	})
+}
+
+// TestShutdownClosesUnusedConnections checks Shutdown ends a connection
+// that never sent a request (net/http alone waits until it is 5 s old)
+// and still lets a request in flight finish.
+func TestShutdownClosesUnusedConnections(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, _ *http.Request) {
+		close(started)
+		<-release
+		io.WriteString(w, "finished")
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newHTTPServer(mux, defaultHTTPLimits)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	addr := ln.Addr().String()
+
+	unused := dial(t, addr)
+	busy := dial(t, addr)
+	if _, err := io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: den\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+
+	// Well under the 5 s net/http gives an unused connection.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }()
+	if closed, err := closedByServer(unused); !closed {
+		t.Fatalf("the unused connection was not closed by Shutdown: %v", err)
+	}
+	close(release)
+	resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
+	if err != nil {
+		t.Fatalf("the request in flight did not finish: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "finished" {
+		t.Fatalf("request in flight answered %q, want %q", body, "finished")
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown = %v, want nil", err)
+	}
+	if err := <-served; err != http.ErrServerClosed {
+		t.Fatalf("Serve = %v, want http.ErrServerClosed", err)
+	}
 }

@@ -455,7 +455,7 @@ func (r *serverRun) serve(ctx context.Context) error {
 	// cluster port too.
 	own := map[string]bool{"/health": true, "/metrics": true, "/v1/cluster/members": true}
 	servers := []struct {
-		hs *http.Server
+		hs *httpServer
 		ln net.Listener
 	}{
 		{newHTTPServer(r.front(clustermux.ProtoAPI, r.srv.Handler(), own), defaultHTTPLimits), ln},
