@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/vishvananda/netlink"
@@ -126,6 +127,23 @@ func (m *Manager) writeRecord(n int, r record) error {
 		return err
 	}
 	return os.Rename(p+".tmp", p)
+}
+
+// Recorded returns the IDs the slot records on disk name: the networks a
+// restart would find.
+func (m *Manager) Recorded() ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	recs, err := m.readRecords()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(recs))
+	for _, r := range recs {
+		ids = append(ids, r.ID)
+	}
+	slices.Sort(ids)
+	return ids, nil
 }
 
 // readRecords reads every slot record.

@@ -341,6 +341,37 @@ func (m *Manager) Rename(from, to string) error {
 	return nil
 }
 
+// Move is Rename without the write of the slot's record, which it returns
+// as persist for the caller to run when it likes (a claim runs it after it
+// has answered). Until persist runs, a restart finds the network under
+// from. persist writes the slot's state at the time it runs, so a later
+// policy change or teardown is never undone by it.
+func (m *Manager) Move(from, to string) (persist func() error, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, ok := m.ids[from]
+	if !ok {
+		return nil, errdefs.New(errdefs.NotFound, "%s has no network", from)
+	}
+	if _, ok := m.ids[to]; ok {
+		return nil, errdefs.New(errdefs.AlreadyExists, "%s has a network", to)
+	}
+	delete(m.ids, from)
+	m.ids[to] = n
+	m.slots[n].id = to
+	return func() error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if cur, ok := m.ids[to]; !ok || cur != n {
+			return nil // torn down or moved on: its record is written
+		}
+		if err := m.writeRecord(n, record{ID: to, Policy: m.slots[n].policy}); err != nil {
+			return fmt.Errorf("record network of %s: %w", to, err)
+		}
+		return nil
+	}, nil
+}
+
 // Policy returns id's policy.
 func (m *Manager) Policy(id string) (Policy, error) {
 	m.mu.Lock()

@@ -2,6 +2,7 @@ package gvisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -17,9 +18,18 @@ import (
 // container keeps its ID (runsc cannot rename one) and so does its cgroup:
 // the state records both. The rename into sandboxes/<id> comes last, so a
 // crash before it leaves only a spare, which the next New destroys.
+//
+// The claimed sandbox's den.json is written after the claim returns, while
+// the node records the sandbox: the handle already holds the new state, and
+// the spare's den.json differs from it only in Dir and StartedAt. Every read
+// of the file waits for that write (stateWrites), and Recover writes the
+// handle's state when a crash came first (den.json still names the spare's
+// directory). So is the record of the network it takes over (see
+// sandboxnet.Manager.Move): until it is written, a restart finds the
+// network under the spare's ID, and Recover moves it back.
 var claimSteps = []step{
 	{"apply env and hostname", (*creation).initGuest},
-	{"write state", (*creation).writeClaimState},
+	{"encode state", (*creation).encodeClaimState},
 	{"take over the network", (*creation).claimNetwork},
 	{"move into place", (*creation).moveIntoPlace},
 }
@@ -46,6 +56,17 @@ func (d *Driver) claim(ctx context.Context, spec driver.Spec, p paths, sh warmpo
 		return nil, nil
 	}
 	d.claims.Add(1)
+	stateWrites.start(p.stateFile(), func() {
+		if err := writeStateData(p, c.raw); err != nil {
+			d.log.Error("write the state of a claimed sandbox; its next Recover writes it", "sandbox", spec.ID, "err", err)
+		}
+		if c.recordNet == nil {
+			return
+		}
+		if err := c.recordNet(); err != nil {
+			d.log.Error("record the network of a claimed sandbox; its next Recover does", "sandbox", spec.ID, "err", err)
+		}
+	})
 	if c.initPending {
 		socket := p.socket()
 		d.conns.putInit(spec.ID, c.conn, func(ctx context.Context) error { return postInit(ctx, socket, c.init) })
@@ -92,16 +113,20 @@ func (c *creation) initGuest(ctx context.Context) (func(context.Context) error, 
 	return undo, nil
 }
 
-// writeClaimState rewrites the spare's state for its new identity: its
-// final directory, its runtime ID, and the claim as its start.
-func (c *creation) writeClaimState(ctx context.Context) (func(context.Context) error, error) {
+// encodeClaimState makes the spare's state the sandbox's, for its handle:
+// its final directory, its runtime ID, and the claim as its start. The
+// claim writes it to den.json once the spare is in place.
+func (c *creation) encodeClaimState(ctx context.Context) (func(context.Context) error, error) {
 	st, err := readState(c.from.p)
 	if err != nil {
 		return nil, err
 	}
 	st.Dir, st.RuntimeID, st.StartedAt = c.p.dir, st.runtimeID(c.from.id), time.Now().UTC()
-	c.raw, err = writeState(c.from.p, st)
-	return nil, err
+	c.raw, err = json.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("encode sandbox state: %w", err)
+	}
+	return nil, nil
 }
 
 // moveIntoPlace renames the spare's directory to the sandbox's; the

@@ -31,6 +31,9 @@ type creation struct {
 	conn        net.Conn
 	init        guestInit
 	initPending bool
+	// recordNet writes the record of the network the claim took over; the
+	// claim runs it after it returns, with den.json (claimSteps).
+	recordNet func() error
 
 	// Resume and Clone only (restore.go):
 	image    string         // the checkpoint directory to restore from

@@ -136,6 +136,17 @@ func (d *Driver) Recover(ctx context.Context, h *driver.Handle) error {
 	if st.Dir != p.dir || st.RunscRoot != d.runsc.root {
 		return errdefs.New(errdefs.FailedPrecondition, "recover sandbox %s: handle is for state dir %s, driver uses %s", h.ID, st.Dir, p.dir)
 	}
+	if err := d.recoverClaimedNetwork(h.ID, st); err != nil {
+		return fmt.Errorf("recover sandbox %s: %w", h.ID, err)
+	}
+	// A crash between a claim and its den.json write left the spare's
+	// state there (see claimSteps); the handle holds the claim's.
+	if onDisk, err := readState(p); err == nil && onDisk.Dir != p.dir {
+		if _, err := writeState(p, st); err != nil {
+			return fmt.Errorf("recover sandbox %s: %w", h.ID, err)
+		}
+		d.log.Info("wrote the state of a claim a crash interrupted", "sandbox", h.ID)
+	}
 	if err := d.recoverCheckpointing(ctx, h.ID, p); err != nil {
 		return fmt.Errorf("recover sandbox %s: %w", h.ID, err)
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
+	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
 )
 
@@ -62,9 +64,11 @@ func (c *creation) claimNetwork(ctx context.Context) (func(context.Context) erro
 	if c.spec.Network == nil {
 		return nil, errdefs.New(errdefs.Internal, "spare %s has a network the spec does not ask for", c.from.id)
 	}
-	if err := nets.Rename(c.from.id, c.spec.ID); err != nil {
+	record, err := nets.Move(c.from.id, c.spec.ID)
+	if err != nil {
 		return nil, err
 	}
+	c.recordNet = record
 	undo := func(context.Context) error { return nets.Rename(c.spec.ID, c.from.id) }
 	return undo, nets.SetPolicy(c.spec.ID, *c.spec.Network)
 }
@@ -75,4 +79,29 @@ func (d *Driver) teardownNetwork(id string) error {
 		return nil
 	}
 	return d.cfg.Networks.Teardown(id)
+}
+
+// recoverClaimedNetwork moves the network of claimed sandbox id back under
+// its ID when a crash came before the claim recorded it (claimSteps): the
+// network is then found under the spare's ID, which st's runtime ID keeps.
+func (d *Driver) recoverClaimedNetwork(id string, st sandboxState) error {
+	nets := d.cfg.Networks
+	if nets == nil {
+		return nil
+	}
+	spare, ok := strings.CutSuffix(st.RuntimeID, runtimeIDSuffix)
+	if !ok || spare == id || !strings.HasPrefix(spare, warmpool.IDPrefix) {
+		return nil
+	}
+	if _, ok := nets.Get(id); ok {
+		return nil
+	}
+	if _, ok := nets.Get(spare); !ok {
+		return nil
+	}
+	if err := nets.Rename(spare, id); err != nil {
+		return err
+	}
+	d.log.Info("recorded the network of a claim a crash interrupted", "sandbox", id, "spare", spare)
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/denhq/den/internal/driver"
@@ -106,20 +107,72 @@ func writeState(p paths, st sandboxState) (json.RawMessage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode sandbox state: %w", err)
 	}
+	stateWrites.wait(p.stateFile())
+	return data, writeStateData(p, data)
+}
+
+// writeStateData writes encoded state to den.json (atomically).
+func writeStateData(p paths, data []byte) error {
 	tmp := p.stateFile() + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return nil, fmt.Errorf("write sandbox state: %w", err)
+		return fmt.Errorf("write sandbox state: %w", err)
 	}
 	if err := os.Rename(tmp, p.stateFile()); err != nil {
-		return nil, fmt.Errorf("write sandbox state: %w", err)
+		return fmt.Errorf("write sandbox state: %w", err)
 	}
-	return data, nil
+	return nil
+}
+
+// stateWrites are the den.json writes in flight in the background: a
+// claim's (see claim.go). Every read and write of a den.json waits for its
+// pending write first, so none sees the state it replaces or is undone by it.
+var stateWrites pendingWrites
+
+// pendingWrites tracks background writes by file.
+type pendingWrites struct {
+	mu sync.Mutex
+	m  map[string]chan struct{}
+}
+
+// start runs write in the background as file's pending write. A file has
+// at most one: start waits for the one before.
+func (w *pendingWrites) start(file string, write func()) {
+	w.wait(file)
+	done := make(chan struct{})
+	w.mu.Lock()
+	if w.m == nil {
+		w.m = map[string]chan struct{}{}
+	}
+	w.m[file] = done
+	w.mu.Unlock()
+	go func() {
+		defer func() {
+			w.mu.Lock()
+			if w.m[file] == done {
+				delete(w.m, file)
+			}
+			w.mu.Unlock()
+			close(done)
+		}()
+		write()
+	}()
+}
+
+// wait returns once file has no pending write.
+func (w *pendingWrites) wait(file string) {
+	w.mu.Lock()
+	done := w.m[file]
+	w.mu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
 
 // readState loads den.json. NotFound when the sandbox directory or file is
 // missing (never created, destroyed, or Create has not got that far).
 func readState(p paths) (sandboxState, error) {
 	var st sandboxState
+	stateWrites.wait(p.stateFile())
 	data, err := os.ReadFile(p.stateFile())
 	if os.IsNotExist(err) {
 		return st, errdefs.New(errdefs.NotFound, "sandbox state %s not found", p.stateFile())
