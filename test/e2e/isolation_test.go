@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,7 +36,9 @@ func TestMemoryHogAndForkBombStayInside(t *testing.T) {
 	// whole sandbox, and den records why.
 	t.Logf("dd in the hog: exit %d, stderr %q", res.code, res.stderr) // shown when the wait below fails
 	hogState := func() string { return den.mustDen("get", hog, "--json") }
-	waitFor(t, hogState, "out of memory", 20*time.Second)
+	if !eventually(hogState, "out of memory", 20*time.Second) {
+		t.Fatalf("the hog was not stopped for memory: %s\n%s", hogState(), oomEvidence(den, hog))
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -89,6 +92,43 @@ func interactive(t *testing.T, den *instance, id, shell, input, want string) {
 	keys("exit 5", "Enter")
 	exitStatus := func() string { b, _ := os.ReadFile(exitFile); return string(b) }
 	waitFor(t, exitStatus, "EXIT=5", 10*time.Second)
+}
+
+// eventually polls screen until it contains want (true) or the deadline
+// passes (false).
+func eventually(screen func() string, want string, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for !strings.Contains(screen(), want) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
+// oomEvidence gathers what says whether the host killed a task of sandbox
+// id for memory: its cgroup's OOM counters, the kernel's recent OOM lines
+// and the tail of den's log. It is for the message of a failed test.
+func oomEvidence(den *instance, id string) string {
+	var b strings.Builder
+	state, err := os.ReadFile(filepath.Join(den.dataDir, "sandboxes", "sandboxes", id, "den.json"))
+	fmt.Fprintf(&b, "den.json: %s %v\n", state, err)
+	var st struct {
+		Cgroup string `json:"cgroup"`
+	}
+	if json.Unmarshal(state, &st) == nil && st.Cgroup != "" {
+		for _, f := range []string{"/sys/fs/cgroup/memory" + st.Cgroup + "/memory.oom_control", "/sys/fs/cgroup" + st.Cgroup + "/memory.events"} {
+			if data, err := os.ReadFile(f); err == nil {
+				fmt.Fprintf(&b, "%s:\n%s", f, data)
+			}
+		}
+	}
+	if out, err := exec.Command("sh", "-c", "dmesg | grep -iE 'oom|killed process' | tail -n 20").CombinedOutput(); err == nil {
+		fmt.Fprintf(&b, "kernel:\n%s", out)
+	}
+	fmt.Fprintf(&b, "den log:\n%s", tail(den.log.String(), 3000))
+	return b.String()
 }
 
 // waitFor polls screen until it contains want or the deadline passes.
