@@ -1,8 +1,10 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/denhq/den/api/rest"
@@ -83,15 +85,36 @@ func (n *Node) Close() error {
 	return nil
 }
 
-// guestAnswers reports whether the guest agent of sandbox id accepts a
-// connection within a second.
+// guestAnswerWait bounds guestAnswers. A live agent answers in
+// milliseconds; a dead sandbox's socket may still take connections
+// that nobody accepts, and those wait for the whole of it.
+const guestAnswerWait = 3 * time.Second
+
+// guestAnswers reports whether the guest agent of sandbox id answers GET
+// /health. Accepting a connection is not enough: a gVisor sandbox whose
+// sentry has died leaves its listening socket with the gofer for a moment,
+// and a connection made then is taken by the kernel and never answered.
 func (n *Node) guestAnswers(ctx context.Context, id string) bool {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	ctx, cancel := context.WithTimeout(ctx, guestAnswerWait)
 	defer cancel()
 	conn, err := n.drv(id).DialGuest(ctx, id)
 	if err != nil {
 		return false
 	}
-	conn.Close()
-	return true
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://guest/health", nil)
+	if err != nil {
+		return false
+	}
+	if err := req.Write(conn); err != nil {
+		return false
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode/100 == 2
 }
