@@ -111,13 +111,23 @@ func writeState(p paths, st sandboxState) (json.RawMessage, error) {
 	return data, writeStateData(p, data)
 }
 
-// writeStateData writes encoded state to den.json (atomically).
+// writeStateData writes encoded state to den.json (atomically): a
+// temporary file of its own, renamed into place, so that two writers never
+// share one.
 func writeStateData(p paths, data []byte) error {
-	tmp := p.stateFile() + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	f, err := os.CreateTemp(p.dir, "den.json.*.tmp")
+	if err != nil {
 		return fmt.Errorf("write sandbox state: %w", err)
 	}
-	if err := os.Rename(tmp, p.stateFile()); err != nil {
+	defer os.Remove(f.Name()) // after the rename: a no-op
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p.stateFile())
+	}
+	if err != nil {
 		return fmt.Errorf("write sandbox state: %w", err)
 	}
 	return nil
