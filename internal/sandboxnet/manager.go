@@ -324,12 +324,9 @@ func (m *Manager) unplumb(n int) {
 func (m *Manager) Rename(from, to string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n, ok := m.ids[from]
-	if !ok {
-		return errdefs.New(errdefs.NotFound, "%s has no network", from)
-	}
-	if _, ok := m.ids[to]; ok {
-		return errdefs.New(errdefs.AlreadyExists, "%s has a network", to)
+	n, err := m.movable(from, to)
+	if err != nil {
+		return err
 	}
 	s := m.slots[n]
 	if err := m.writeRecord(n, record{ID: to, Policy: s.policy}); err != nil {
@@ -349,12 +346,9 @@ func (m *Manager) Rename(from, to string) error {
 func (m *Manager) Move(from, to string) (persist func() error, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n, ok := m.ids[from]
-	if !ok {
-		return nil, errdefs.New(errdefs.NotFound, "%s has no network", from)
-	}
-	if _, ok := m.ids[to]; ok {
-		return nil, errdefs.New(errdefs.AlreadyExists, "%s has a network", to)
+	n, err := m.movable(from, to)
+	if err != nil {
+		return nil, err
 	}
 	delete(m.ids, from)
 	m.ids[to] = n
@@ -370,6 +364,20 @@ func (m *Manager) Move(from, to string) (persist func() error, err error) {
 		}
 		return nil
 	}, nil
+}
+
+// movable returns the slot of from's network, which may become to's:
+// NotFound when from has none, AlreadyExists when to has one.
+// Preconditions: m.mu is held.
+func (m *Manager) movable(from, to string) (int, error) {
+	n, ok := m.ids[from]
+	if !ok {
+		return 0, errdefs.New(errdefs.NotFound, "%s has no network", from)
+	}
+	if _, ok := m.ids[to]; ok {
+		return 0, errdefs.New(errdefs.AlreadyExists, "%s has a network", to)
+	}
+	return n, nil
 }
 
 // Policy returns id's policy.

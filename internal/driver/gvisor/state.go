@@ -11,6 +11,7 @@ import (
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/fsutil"
 )
 
 // stateVersion is the Handle.Version this package writes. Recover accepts
@@ -111,23 +112,9 @@ func writeState(p paths, st sandboxState) (json.RawMessage, error) {
 	return data, writeStateData(p, data)
 }
 
-// writeStateData writes encoded state to den.json (atomically): a
-// temporary file of its own, renamed into place, so that two writers never
-// share one.
+// writeStateData writes encoded state to den.json (atomically).
 func writeStateData(p paths, data []byte) error {
-	f, err := os.CreateTemp(p.dir, "den.json.*.tmp")
-	if err != nil {
-		return fmt.Errorf("write sandbox state: %w", err)
-	}
-	defer os.Remove(f.Name()) // after the rename: a no-op
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p.stateFile())
-	}
-	if err != nil {
+	if err := fsutil.ReplaceFile(p.stateFile(), data, 0o600); err != nil {
 		return fmt.Errorf("write sandbox state: %w", err)
 	}
 	return nil
