@@ -66,6 +66,8 @@ type Agent struct {
 	// the host fetches them.
 	accepted acceptedConns
 
+	startPathLogged sync.Once // the first process start logs forkexec's path
+
 	slowSubscriber time.Duration      // see defaultSlowSubscriber; tests lower it
 	sethostname    func(string) error // unix.Sethostname; tests replace it
 

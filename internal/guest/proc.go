@@ -4,7 +4,6 @@ import (
 	"errors"
 	"maps"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"sync"
@@ -151,12 +150,15 @@ func (t *procTable) killAll() {
 
 // proc is one process started by the agent.
 type proc struct {
-	pid  uint32
-	tag  string
-	cfg  *pb.ProcessConfig
-	cmd  *exec.Cmd
-	tty  *os.File // PTY master; nil without a PTY
-	outs []output // what the agent reads: stdout and stderr, or the PTY
+	pid uint32
+	tag string
+	cfg *pb.ProcessConfig
+	// process is the started process; state is how it ended, set by await
+	// before the end event.
+	process *os.Process
+	state   *os.ProcessState
+	tty     *os.File // PTY master; nil without a PTY
+	outs    []output // what the agent reads: stdout and stderr, or the PTY
 
 	inMu    sync.Mutex
 	stdin   *os.File   // write end of stdin; nil when absent or closed
@@ -311,10 +313,10 @@ func dataEvent(k outputKind, b []byte) *pb.ProcessEvent {
 	return &pb.ProcessEvent{Event: &pb.ProcessEvent_Data{Data: d}}
 }
 
-// endEvent describes how process p ended; waitErr is cmd.Wait's error. A
+// endEvent describes how process p ended; waitErr is its Wait's error. A
 // tree the OOM killer killed ends with oomMessage as its error.
 func (p *proc) endEvent(waitErr error) *pb.ProcessEvent {
-	ev := endEvent(p.cmd.ProcessState, waitErr)
+	ev := endEvent(p.state, waitErr)
 	if limit := p.oomLimit.Load(); limit > 0 {
 		msg := oomMessage(limit)
 		ev.GetEnd().Error = &msg
@@ -322,7 +324,8 @@ func (p *proc) endEvent(waitErr error) *pb.ProcessEvent {
 	return ev
 }
 
-// endEvent describes how a process ended; waitErr is cmd.Wait's error.
+// endEvent describes how a process ended; waitErr is its Wait's error,
+// which is never about the exit status.
 func endEvent(st *os.ProcessState, waitErr error) *pb.ProcessEvent {
 	end := &pb.ProcessEvent_EndEvent{ExitCode: -1}
 	if st != nil {
@@ -330,8 +333,7 @@ func endEvent(st *os.ProcessState, waitErr error) *pb.ProcessEvent {
 		end.Exited = st.Exited()
 		end.Status = st.String()
 	}
-	var ee *exec.ExitError
-	if waitErr != nil && !errors.As(waitErr, &ee) {
+	if waitErr != nil {
 		msg := waitErr.Error()
 		end.Error = &msg
 	}

@@ -3,7 +3,6 @@ package guest
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 
 	pb "github.com/denhq/den/api/envd/process"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/guest/forkexec"
 )
 
 // spawnSpec is a validated request to start a process.
@@ -123,6 +123,7 @@ func (a *Agent) spawn(s *spawnSpec) (*proc, *subscriber, error) {
 	}
 	a.goOwned(func() {
 		// Logged here, off the way to the start event.
+		a.startPathLogged.Do(func() { a.log.Info("process start path", "clone3_clear_sighand", forkexec.Fast()) })
 		a.log.Info("process started", "pid", p.pid, "tag", tag, "cmd", filepath.Base(s.path), "user", s.acct.Name, "pty", p.tty != nil)
 		a.await(p, readers, s.timeout)
 	})
@@ -133,100 +134,106 @@ func (a *Agent) spawn(s *spawnSpec) (*proc, *subscriber, error) {
 // Preconditions: procs.spawnMu is held shared.
 func (a *Agent) fork(s *spawnSpec) (*proc, *subscriber, error) {
 	cfg := s.req.GetProcess()
-	cmd := &exec.Cmd{
-		Path: s.path, Args: append([]string{cfg.GetCmd()}, cfg.GetArgs()...),
-		Env: s.env, Dir: s.dir,
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Credential: s.cred},
-	}
-	p := &proc{tag: s.req.GetTag(), cfg: cfg, cmd: cmd, slow: a.slowSubscriber, subs: map[*subscriber]struct{}{}}
-	var childEnds []*os.File
+	p := &proc{tag: s.req.GetTag(), cfg: cfg, slow: a.slowSubscriber, subs: map[*subscriber]struct{}{}}
+	attr := &forkexec.Attr{Env: s.env, Dir: s.dir, Setsid: true, Credential: s.cred}
 	var err error
 	if s.req.Pty != nil {
-		childEnds, err = p.wirePTY(s.req.GetPty(), s.cred)
+		err = p.wirePTY(s.req.GetPty(), attr)
 	} else {
-		childEnds, err = p.wirePipes(s.req.GetStdin())
+		err = p.wirePipes(s.req.GetStdin(), attr)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("set up stdio: %w", err)
 	}
 	sub, _ := p.subscribe()
-	err = cmd.Start()
-	closeAll(childEnds)
+	p.process, err = forkexec.Start(s.path, append([]string{cfg.GetCmd()}, cfg.GetArgs()...), attr)
+	closeChildEnds(attr)
 	if err != nil {
 		p.closeParentEnds()
 		return nil, nil, errdefs.Wrap(errdefs.InvalidArgument, err, "start %s", cfg.GetCmd())
 	}
-	p.pid = uint32(cmd.Process.Pid)
+	p.pid = uint32(p.process.Pid)
 	return p, sub, nil
 }
 
-// wirePipes gives the child pipes for stdout and stderr and, when
-// withStdin, for stdin; otherwise its stdin is /dev/null. It returns the
-// child's ends, which the caller closes after the start.
-func (p *proc) wirePipes(withStdin bool) ([]*os.File, error) {
-	var child []*os.File
-	fail := func(err error) ([]*os.File, error) {
-		closeAll(child)
+// wirePipes gives the child, in attr, pipes for stdout and stderr and,
+// when withStdin, for stdin; otherwise its stdin is /dev/null. The caller
+// closes the child's ends after the start (closeChildEnds).
+func (p *proc) wirePipes(withStdin bool, attr *forkexec.Attr) error {
+	fail := func(err error) error {
+		closeChildEnds(attr)
 		p.closeParentEnds()
-		return nil, err
+		return err
 	}
-	for _, kind := range []outputKind{outStdout, outStderr} {
+	for i, kind := range []outputKind{outStdout, outStderr} {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return fail(err)
 		}
-		child = append(child, w)
+		attr.Files[1+i] = w
 		p.outs = append(p.outs, output{f: r, kind: kind})
 	}
-	p.cmd.Stdout, p.cmd.Stderr = child[0], child[1]
 	if !withStdin {
 		null, err := devNull()
 		if err != nil {
 			return fail(err)
 		}
-		p.cmd.Stdin = null // shared: not among the ends closed after the start
-		return child, nil
+		attr.Files[0] = null // shared: closeChildEnds leaves it open
+		return nil
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return fail(err)
 	}
-	p.cmd.Stdin, p.stdin = r, w
-	return append(child, r), nil
+	attr.Files[0], p.stdin = r, w
+	return nil
+}
+
+// closeChildEnds closes the child's ends of its stdio in attr, but not the
+// shared /dev/null.
+func closeChildEnds(attr *forkexec.Attr) {
+	null, _ := devNull()
+	for i, f := range attr.Files {
+		if f != nil && f != null {
+			f.Close()
+		}
+		attr.Files[i] = nil
+	}
 }
 
 // devNull is /dev/null, opened once for the stdin of every process that
 // has none of its own (an open and a close fewer per start).
 var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
 
-// wirePTY gives the child a new terminal of the requested size as its
-// controlling terminal and stdio.
-func (p *proc) wirePTY(req *pb.PTY, cred *syscall.Credential) ([]*os.File, error) {
+// wirePTY gives the child, in attr, a new terminal of the requested size
+// as its controlling terminal and stdio.
+func (p *proc) wirePTY(req *pb.PTY, attr *forkexec.Attr) error {
 	master, tty, err := pty.Open()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	fail := func(err error) ([]*os.File, error) {
+	fail := func(err error) error {
 		master.Close()
 		tty.Close()
-		return nil, err
+		return err
 	}
 	if sz := req.GetSize(); sz != nil {
 		if err := pty.Setsize(master, &pty.Winsize{Rows: uint16(sz.Rows), Cols: uint16(sz.Cols)}); err != nil {
 			return fail(err)
 		}
 	}
-	if cred != nil {
+	if cred := attr.Credential; cred != nil {
 		if err := tty.Chown(int(cred.Uid), int(cred.Gid)); err != nil {
 			return fail(err)
 		}
 	}
-	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = tty, tty, tty
-	p.cmd.SysProcAttr.Setctty = true
-	p.cmd.SysProcAttr.Ctty = 0 // the child's stdin
+	// One file in three slots: closeChildEnds closes it once per slot,
+	// and os.File.Close after the first is a no-op.
+	attr.Files = [3]*os.File{tty, tty, tty}
+	attr.Setctty = true
 	p.tty = master
 	p.outs = []output{{f: master, kind: outPTY}}
-	return []*os.File{tty}, nil
+	return nil
 }
 
 // closeParentEnds closes the agent's ends of the child's stdio.
@@ -250,7 +257,8 @@ func (a *Agent) await(p *proc, readers *sync.WaitGroup, timeout time.Duration) {
 		t := time.AfterFunc(timeout, func() { _ = p.signal(syscall.SIGKILL) })
 		defer t.Stop()
 	}
-	err := p.cmd.Wait()
+	st, err := p.process.Wait()
+	p.state = st
 	deadline := time.Now()
 	if p.tty != nil {
 		deadline = deadline.Add(ptyDrainGrace)
@@ -307,10 +315,4 @@ func envValue(env []string, key string) string {
 		}
 	}
 	return ""
-}
-
-func closeAll(fs []*os.File) {
-	for _, f := range fs {
-		f.Close()
-	}
 }

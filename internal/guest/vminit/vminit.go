@@ -72,6 +72,7 @@ var steps = []step{
 	{"populate /dev", (*boot).populateDev},
 	{"bring up the loopback interface", (*boot).loopbackUp},
 	{"configure the network", (*boot).networkUp},
+	{"raise the open-file limit", (*boot).raiseFileLimit},
 }
 
 // Run boots the VM and execs the agent with args (init's arguments). It
@@ -89,6 +90,20 @@ func Run(args []string) error {
 	fmt.Fprintf(b.console, "%s kernel=%s root=%s uptime=%.3f\n", ReadyMarker, unix.ByteSliceToString(uts.Release[:]), b.root, uptime())
 	argv := append([]string{"den-guest"}, b.args...)
 	return fmt.Errorf("den-vm: exec the agent: %w", unix.Exec("/proc/self/exe", argv, os.Environ()))
+}
+
+// fileLimit is the RLIMIT_NOFILE, soft and hard, of the agent and the
+// processes it starts: the one den's gVisor sandboxes have (see
+// gvisor's bundle), and Docker's default, where the kernel gives init 1024
+// and 4096. The agent's processes get its limits as they are.
+const fileLimit = 1 << 20
+
+// A kernel whose fs.nr_open is lower keeps its own limits: the boot goes on.
+func (b *boot) raiseFileLimit() error {
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: fileLimit, Max: fileLimit}); err != nil {
+		fmt.Fprintf(b.console, "den-vm: open-file limit left as it is: %v\n", err)
+	}
+	return nil
 }
 
 func (b *boot) mountKernelFS() error {
