@@ -25,6 +25,7 @@ import (
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/driver/warmpool"
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/fsutil"
 	"github.com/denhq/den/internal/pidfd"
 	"github.com/denhq/den/internal/sandboxnet"
 	"github.com/denhq/den/internal/vmkernel"
@@ -234,11 +235,8 @@ func writeState(dir string, st state) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmp := filepath.Join(dir, "den.json.tmp")
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return nil, err
-	}
-	return data, os.Rename(tmp, filepath.Join(dir, "den.json"))
+	// A temporary file of its own: two writers never share one.
+	return data, fsutil.ReplaceFile(filepath.Join(dir, "den.json"), data, 0o600)
 }
 
 // alive reports whether pid is a running QEMU of this sandbox directory:
