@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -41,12 +42,16 @@ type config struct {
 	defaultUser string
 	defaultDir  string // working directory of processes that name none
 	memoryMB    uint64 // the sandbox's memory limit for the OOM killer; 0 = off
+	cpus        int    // the sandbox's CPU allowance, rounded up; 0 = what the sandbox shows
 }
 
 // Validate checks that every listen address has a known scheme.
 func (c config) Validate() error {
 	if len(c.listen) == 0 {
 		return errors.New("at least one --listen is required")
+	}
+	if c.cpus < 0 {
+		return fmt.Errorf("--cpus %d: want 0 or more", c.cpus)
 	}
 	for _, l := range c.listen {
 		if _, _, err := guest.SplitListenAddr(l); err != nil {
@@ -90,6 +95,7 @@ func main() {
 	fs.StringVar(&cfg.defaultUser, "default-user", "", "user for requests that name none (default root)")
 	fs.StringVar(&cfg.defaultDir, "default-dir", "", "working directory of processes that name none (default: the user's home)")
 	fs.Uint64Var(&cfg.memoryMB, "memory-limit-mb", 0, "kill the largest process tree once the sandbox uses more than this many MiB (0: never)")
+	fs.IntVar(&cfg.cpus, "cpus", 0, "the sandbox's CPU allowance, rounded up: the agent runs Go code on at most this many threads at once (0: as many as the sandbox shows)")
 	_ = fs.Parse(os.Args[1:])
 	if err := run(cfg, log); err != nil {
 		log.Error("den-guest failed", "err", err)
@@ -118,6 +124,12 @@ func runHook(args []string) error {
 func run(cfg config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if cfg.cpus > 0 {
+		// gVisor shows a sandbox every host CPU and enforces its limit with
+		// a CFS quota; more Ps than the quota would only add thread
+		// hand-offs, each a wake-up through the sentry.
+		runtime.GOMAXPROCS(cfg.cpus)
 	}
 	agent, err := guest.New(guest.Config{DefaultUser: cfg.defaultUser, DefaultDir: cfg.defaultDir, Logger: log, MemoryLimitBytes: cfg.memoryMB << 20})
 	if err != nil {

@@ -3,8 +3,10 @@ package gvisor
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -51,7 +53,7 @@ func ociSpec(cfg Config, spec driver.Spec, p paths, guestBin string, nt *sandbox
 		Root:     &specs.Root{Path: p.rootfs()},
 		Process: &specs.Process{
 			User: specs.User{UID: 0, GID: 0},
-			Args: guestArgs(defaultUser(spec), spec.Image.WorkingDir),
+			Args: guestArgs(defaultUser(spec), spec.Image.WorkingDir, spec.CPUs),
 			Env:  mergeEnv(spec.Image.Env, spec.Env),
 			Cwd:  cwd,
 			Capabilities: &specs.LinuxCapabilities{
@@ -94,18 +96,22 @@ func defaultUser(spec driver.Spec) string {
 	return spec.Image.User
 }
 
-// guestArgs is the command line of the guest agent: its default user, and
-// the image's working directory as the default cwd of processes. It does
+// guestArgs is the command line of the guest agent: its default user, the
+// image's working directory as the default cwd of processes, and the
+// sandbox's CPU limit rounded up (the sandbox shows every host CPU). It does
 // not pass --memory-limit-mb: the agent's OOM killer cannot yet contain
 // every allocation (see doc.go, Resource limits), so the host cgroup alone
 // enforces MemoryMB.
-func guestArgs(user, workDir string) []string {
+func guestArgs(user, workDir string, cpus float64) []string {
 	if user == "" {
 		user = "root"
 	}
 	args := []string{guestBinaryPath, "--listen", "unix:" + guestRunDir + "/" + guestSocketName, "--default-user", user}
 	if workDir != "" {
 		args = append(args, "--default-dir", workDir)
+	}
+	if cpus > 0 {
+		args = append(args, "--cpus", strconv.Itoa(int(math.Ceil(cpus))))
 	}
 	return args
 }

@@ -3,6 +3,7 @@ package gvisor
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -58,9 +59,13 @@ func TestOCISpec(t *testing.T) {
 	if s.Hostname != "sb1" || s.Root.Path != "/s/sandboxes/sb1/rootfs" || s.Linux.CgroupsPath != "/den/sb1" {
 		t.Errorf("hostname %q root %q cgroup %q", s.Hostname, s.Root.Path, s.Linux.CgroupsPath)
 	}
-	wantArgs := []string{"/.den/den-guest", "--listen", "unix:/.den/run/guest.sock", "--default-user", "user"}
+	// 1.5 CPUs: the agent schedules Go code on 2 threads at most.
+	wantArgs := []string{"/.den/den-guest", "--listen", "unix:/.den/run/guest.sock", "--default-user", "user", "--cpus", "2"}
 	if diff := cmp.Diff(wantArgs, s.Process.Args); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
+	}
+	if args := guestArgs("", "", 0); slices.Contains(args, "--cpus") {
+		t.Errorf("no CPU limit: args %q, want no --cpus", args)
 	}
 	if m := s.Mounts[3]; m.Destination != "/.den/den-guest" || m.Source != "/s/guest/0123/den-guest" {
 		t.Errorf("guest binary mount %+v", m)
