@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net/http"
@@ -97,21 +96,11 @@ const guestAnswerWait = 3 * time.Second
 func (n *Node) guestAnswers(ctx context.Context, id string) bool {
 	ctx, cancel := context.WithTimeout(ctx, guestAnswerWait)
 	defer cancel()
-	conn, err := n.drv(id).DialGuest(ctx, id)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, guestURL+"/health", nil)
 	if err != nil {
 		return false
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	defer stop()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://guest/health", nil)
-	if err != nil {
-		return false
-	}
-	if err := req.Write(conn); err != nil {
-		return false
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	resp, err := n.guestHTTP(id).Do(req)
 	if err != nil {
 		return false
 	}

@@ -16,6 +16,7 @@ package forkexec
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -40,10 +41,6 @@ type Attr struct {
 	Credential *syscall.Credential
 }
 
-// A child starts with the default action for every signal the agent
-// handles (the signals the agent ignores stay ignored, as across an
-// execve), with no signal blocked, and with the agent's resource limits.
-
 // fallback is set once clone3 with CLONE_CLEAR_SIGHAND is found refused, or
 // by tests.
 var fallback atomic.Bool
@@ -51,13 +48,17 @@ var fallback atomic.Bool
 // Start starts the program at path with argv (argv[0] included) and attr,
 // and returns its process. The caller waits for it. An error is an
 // *os.PathError for path, as os.StartProcess returns.
+//
+// The child starts with the default action for every signal the agent
+// handles (the signals the agent ignores stay ignored, as across an
+// execve), with no signal blocked, and with the agent's resource limits.
 func Start(path string, argv []string, attr *Attr) (*os.Process, error) {
 	if attr.Setctty && !attr.Setsid {
 		return nil, errors.New("forkexec: Setctty needs Setsid")
 	}
 	for i, f := range attr.Files {
 		if f == nil {
-			return nil, errors.New("forkexec: Files[" + string(rune('0'+i)) + "] is nil")
+			return nil, fmt.Errorf("forkexec: Files[%d] is nil", i)
 		}
 	}
 	if !fallback.Load() {
