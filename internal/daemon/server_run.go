@@ -352,6 +352,7 @@ func (r *serverRun) listenNodes(ctx context.Context) error {
 	var nl *cluster.Server
 	r.fleet = fleet.New(fleet.Config{Store: r.st, Logger: r.log,
 		Sessions: func(id string) (*nodelink.Session, bool) { return nl.Session(id) }})
+	r.fleet.ServeStarts(mux)
 	nl, err := cluster.Listen(ctx, cluster.Config{
 		Listen: r.cfg.NodeListen, ServerID: r.cfg.ID, CA: r.auth, Certs: r.certs, Store: r.st, Mux: mux,
 		HeartbeatTTL: r.cfg.HeartbeatTTL, Logger: r.log,

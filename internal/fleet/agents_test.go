@@ -41,6 +41,7 @@ func TestAgentsJoinTheFleet(t *testing.T) {
 	noderpc.ServeRecords(mux, c.Store)
 	var srv *cluster.Server
 	fl := New(Config{Store: c.Store, Sessions: func(id string) (*nodelink.Session, bool) { return srv.Session(id) }})
+	fl.ServeStarts(mux)
 	go fl.Run(ctx)
 	srv = c.Listen("s1", cluster.Config{Mux: mux, OnConnect: fl.OnConnect, OnDisconnect: fl.OnDisconnect})
 	token := c.Token(3, time.Time{})
@@ -71,11 +72,12 @@ func TestAgentsJoinTheFleet(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		if err := c.Store.CreateSandbox(ctx, sb); err != nil {
+		rec, err := fl.StartClaimed(ctx, sb, func(rec *store.Sandbox) error { return c.Store.CreateSandbox(ctx, rec) })
+		if err != nil {
 			undo()
 			return nil, err
 		}
-		return fl.Start(ctx, id)
+		return rec, nil
 	}
 	on := map[string]int{}
 	for i := range 6 {

@@ -29,6 +29,7 @@ func (simImages) Rootfs(ref string) (driver.Image, error) { return driver.Image{
 func (e *env) joinSim(b testing.TB, id string, capacity scheduler.Resources) {
 	serverMux, agentMux := nodelink.NewMux(), nodelink.NewMux()
 	noderpc.ServeRecords(serverMux, e.st)
+	e.fleet.ServeStarts(serverMux)
 	serverEnd, agentEnd := linktest.Connect(b, serverMux, agentMux, id)
 	link := &noderpc.Link{}
 	link.Set(agentEnd)
@@ -99,12 +100,11 @@ func BenchmarkLifecycle(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		if err := st.CreateSandbox(ctx, sb); err != nil {
+		if _, err := e.fleet.StartClaimed(ctx, sb, func(rec *store.Sandbox) error { return st.CreateSandbox(ctx, rec) }); err != nil {
 			undo()
 			return err
 		}
-		_, err = e.fleet.Start(ctx, id)
-		return err
+		return nil
 	})
 	run("exec", func(id string) error {
 		res, err := drivertest.Exec(ctx, guestDialer{e.fleet}, id, "echo", "hi")

@@ -29,6 +29,7 @@ import (
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/node"
+	"github.com/denhq/den/internal/nodelink"
 	"github.com/denhq/den/internal/noderpc"
 	"github.com/denhq/den/internal/scheduler"
 	"github.com/denhq/den/internal/store"
@@ -69,6 +70,10 @@ type Fleet struct {
 	// wait), by sandbox ID, each waiting for its placement.
 	wakeMu sync.Mutex
 	woken  map[string]chan scheduler.Placement
+
+	// starts are the sandboxes asked of nodes by StartClaimed, which the
+	// nodes record themselves (see ServeStarts).
+	starts *noderpc.Starts
 }
 
 // member is a joined node.
@@ -84,8 +89,13 @@ func New(cfg Config) *Fleet {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Fleet{cfg: cfg, log: cfg.Logger.With("component", "fleet"), sched: scheduler.New(),
-		nodes: map[string]*member{}, waiting: map[string]scheduler.Node{}, woken: map[string]chan scheduler.Placement{}}
+		nodes: map[string]*member{}, waiting: map[string]scheduler.Node{}, woken: map[string]chan scheduler.Placement{},
+		starts: noderpc.NewStarts(nil)}
 }
+
+// ServeStarts registers on mux (the server's end of the node links) the
+// call by which a node records a sandbox StartClaimed asked it to start.
+func (f *Fleet) ServeStarts(mux *nodelink.Mux) { f.starts.Serve(mux) }
 
 // Scheduler is the fleet's scheduler (for metrics and invariant checks).
 func (f *Fleet) Scheduler() *scheduler.Scheduler { return f.sched }
@@ -470,6 +480,26 @@ func (f *Fleet) Start(ctx context.Context, id string) (*store.Sandbox, error) {
 		return nil, err
 	}
 	return remote.StartFrom(ctx, sb)
+}
+
+// StartClaimed starts new sandbox sb, placed by Place and not yet recorded,
+// on its node, which records it with record once it runs
+// (server.Claimer): one store write for the start, where a record first
+// and then its running state are two, each replicated to every server. A
+// failed start records nothing. It returns nil and no error when the
+// node's agent predates the call: the caller records sb and calls Start.
+func (f *Fleet) StartClaimed(ctx context.Context, sb *store.Sandbox, record func(*store.Sandbox) error) (*store.Sandbox, error) {
+	if sb.Node == "" {
+		return nil, nil // not placed here: the caller's path records it first
+	}
+	m, ok := f.member(sb.Node)
+	if _, up := f.cfg.Sessions(sb.Node); !ok || !up {
+		m, ok = f.awaitNode(sb.Node)
+	}
+	if !ok {
+		return nil, errdefs.New(errdefs.Unavailable, "sandbox %s was placed on node %q, which is not connected", sb.ID, sb.Node)
+	}
+	return m.remote.StartNew(ctx, f.starts, sb, record)
 }
 
 // Destroy stops sandbox id on its node and frees its placement. A sandbox

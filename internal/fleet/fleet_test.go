@@ -75,6 +75,7 @@ func (e *env) joinPool(id, pool string, capacity scheduler.Resources) {
 	e.t.Helper()
 	serverMux, agentMux := nodelink.NewMux(), nodelink.NewMux()
 	noderpc.ServeRecords(serverMux, e.st)
+	e.fleet.ServeStarts(serverMux)
 	serverEnd, agentEnd := linktest.Connect(e.t, serverMux, agentMux, id)
 	link := &noderpc.Link{}
 	link.Set(agentEnd)
@@ -114,11 +115,12 @@ func (e *env) createWaiting(ctx context.Context, tenant, id string, cpus float64
 	if err != nil {
 		return nil, err
 	}
-	if err := e.st.CreateSandbox(context.Background(), sb); err != nil {
+	rec, err := e.fleet.StartClaimed(ctx, sb, func(rec *store.Sandbox) error { return e.st.CreateSandbox(ctx, rec) })
+	if err != nil {
 		undo()
 		return nil, err
 	}
-	return e.fleet.Start(context.Background(), id)
+	return rec, nil
 }
 
 func TestPlacesAcrossNodesWithoutOvercommit(t *testing.T) {

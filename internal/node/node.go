@@ -203,23 +203,77 @@ func (n *Node) StartFrom(ctx context.Context, cur *store.Sandbox) (*store.Sandbo
 // and the record leaves a sandbox without a record, which Recover destroys
 // (and DropLost, on an agent).
 func (n *Node) StartClaimed(ctx context.Context, sb *store.Sandbox, record func(*store.Sandbox) error) (*store.Sandbox, error) {
+	return n.startUnrecorded(ctx, sb, record, false)
+}
+
+// StartNew starts new sandbox sb, which has no record yet, from a warm
+// spare when one is ready and else cold, and then records it, running,
+// with Records.CreateSandbox: one store write for the whole start. It is
+// how a server starts a sandbox on an agent (one write replicated to
+// every server, where a record first and then the running state are two;
+// the server lets a node create only the record it asked for). A failed
+// start records nothing: the error is the create's answer. As with
+// StartClaimed, a crash between the start and the record leaves a
+// sandbox without a record, which Recover and DropLost destroy.
+func (n *Node) StartNew(ctx context.Context, sb *store.Sandbox) (*store.Sandbox, error) {
+	return n.startUnrecorded(ctx, sb, func(rec *store.Sandbox) error {
+		// The caller's end must not cut the write short: the server
+		// settles the start only once the write is answered, and an
+		// answer lost here would leave the two disagreeing.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordWait)
+		defer cancel()
+		return n.records.CreateSandbox(ctx, rec)
+	}, true)
+}
+
+// recordWait bounds StartNew's record write.
+const recordWait = 30 * time.Second
+
+// outcomeUnknown reports whether a failed record write may have been
+// written all the same: the link to the server broke or timed out before
+// the answer came.
+func outcomeUnknown(err error) bool {
+	return errdefs.Is(err, errdefs.Unavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// startUnrecorded starts sb from a spare (or, with cold, from scratch when
+// its runtime has none ready), records it, running, with record, and
+// starts the image's command. It holds sb's lock until the record is
+// written, so that DropLost, which stops sandboxes without records, does
+// not take it for an orphan. Without cold and without a spare it returns
+// nil and no error.
+func (n *Node) startUnrecorded(ctx context.Context, sb *store.Sandbox, record func(*store.Sandbox) error, cold bool) (*store.Sandbox, error) {
 	d, err := n.runtime(sb.Runtime)
 	if err != nil {
 		return nil, err
 	}
-	c, ok := d.(driver.Claimer)
-	if !ok {
+	c, claims := d.(driver.Claimer)
+	if !claims && !cold {
 		return nil, nil
 	}
 	img, err := n.cfg.Images.Rootfs(sb.Image)
 	if err != nil {
-		return nil, nil // Start records the failure
+		if !cold {
+			return nil, nil // Start records the failure
+		}
+		return nil, fmt.Errorf("resolve image %s: %w", sb.Image, err)
 	}
 	unlock := n.locks.lock(sb.ID)
 	defer unlock()
-	h, err := c.Claim(ctx, specOf(sb, img))
-	if h == nil || err != nil {
-		return nil, err
+	var h *driver.Handle
+	if claims {
+		if h, err = c.Claim(ctx, specOf(sb, img)); err != nil {
+			return nil, err
+		}
+	}
+	if h == nil {
+		if !cold {
+			return nil, nil
+		}
+		if h, err = d.Create(ctx, specOf(sb, img)); err != nil {
+			n.log.Warn("sandbox start failed", "sandbox", sb.ID, "err", err)
+			return nil, fmt.Errorf("create sandbox %s: %w", sb.ID, err)
+		}
 	}
 	rec := sb.Clone()
 	if rec.Handle, err = json.Marshal(h); err == nil {
@@ -230,9 +284,15 @@ func (n *Node) StartClaimed(ctx context.Context, sb *store.Sandbox, record func(
 		}
 		err = record(rec)
 	}
-	if err != nil {
+	switch {
+	case err != nil && cold && outcomeUnknown(err):
+		// Recorded or not, nobody can say until the link is back;
+		// then DropLost stops it if it has no record.
+		n.log.Warn("a started sandbox's record write went unanswered; left to the orphan check", "sandbox", sb.ID, "err", err)
+		return nil, err
+	case err != nil:
 		if derr := d.Destroy(context.WithoutCancel(ctx), sb.ID); derr != nil {
-			n.log.Error("destroy a claimed sandbox that was not recorded", "sandbox", sb.ID, "err", derr)
+			n.log.Error("destroy a started sandbox that was not recorded", "sandbox", sb.ID, "err", derr)
 		}
 		return nil, err
 	}
@@ -286,22 +346,31 @@ func (n *Node) Destroy(ctx context.Context, id string) error {
 }
 
 // DestroyFrom is Destroy given the record as the caller last read it (see
-// StartFrom): the stopping state is written with compare-and-set from it,
-// and its runtime is the one destroyed.
+// StartFrom), which names the runtime to destroy it on; a cur with a zero
+// ModifyIndex is read first. The record is removed once the sandbox is
+// gone, with no stopping state written first: the sandbox's lock keeps
+// the node's other work on it (its watcher, a suspend) out meanwhile, as
+// Docker keeps its removal-in-progress mark in memory, and a delete is
+// one store write. A crash between the two leaves a running record of a
+// sandbox that is gone, which Recover marks failed and a second delete
+// removes.
 func (n *Node) DestroyFrom(ctx context.Context, cur *store.Sandbox) error {
 	id := cur.ID
 	unlock := n.locks.lock(id)
 	defer unlock()
-	sb, err := n.setStateFrom(ctx, cur, func(s *store.Sandbox) { s.State = "stopping" })
-	if err != nil {
-		if errdefs.IsNotFound(err) { // no record says where it ran: any runtime may hold it
+	sb := cur
+	if sb.ModifyIndex == 0 {
+		var err error
+		if sb, err = n.records.Snapshot().Sandbox(id); errdefs.IsNotFound(err) {
+			// No record says where it ran: any runtime may hold it.
 			var errs []error
 			for _, d := range n.drivers() {
 				errs = append(errs, d.Destroy(ctx, id))
 			}
 			return errors.Join(errs...)
+		} else if err != nil {
+			return err
 		}
-		return err
 	}
 	if err := n.driverOf(sb).Destroy(ctx, id); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)

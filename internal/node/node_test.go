@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -194,6 +195,53 @@ func TestDestroyRemovesRecordAndIsIdempotent(t *testing.T) {
 	}
 	if _, err := e.st.Snapshot().Sandbox("a"); !errdefs.IsNotFound(err) {
 		t.Fatalf("record after Destroy: %v", err)
+	}
+}
+
+// countingRecords counts the sandbox record writes a node makes.
+type countingRecords struct {
+	Records
+	updates, deletes int
+}
+
+func (c *countingRecords) UpdateSandbox(ctx context.Context, sb *store.Sandbox) error {
+	c.updates++
+	return c.Records.UpdateSandbox(ctx, sb)
+}
+
+func (c *countingRecords) DeleteSandbox(ctx context.Context, id string) error {
+	c.deletes++
+	return c.Records.DeleteSandbox(ctx, id)
+}
+
+// A destroy is one store write, the record's removal once the sandbox is
+// gone: no stopping state is written first (on a cluster every write is
+// applied on every server).
+func TestDestroyIsOneWrite(t *testing.T) {
+	e := newEnv(t)
+	recs := &countingRecords{Records: StoreRecords(e.st)}
+	n, err := New(Config{ID: "n1", Driver: e.drv, Images: images{}, Records: recs, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	e.record("a", rest.StateStarting, "img")
+	sb, err := n.Start(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs.updates, recs.deletes = 0, 0
+	if err := n.DestroyFrom(context.Background(), sb); err != nil {
+		t.Fatal(err)
+	}
+	if recs.updates != 0 || recs.deletes != 1 {
+		t.Fatalf("a destroy made %d updates and %d deletes, want 0 and 1", recs.updates, recs.deletes)
+	}
+	if ids, _ := e.drv.List(context.Background()); slices.Contains(ids, "a") {
+		t.Fatal("the runtime still holds a destroyed sandbox")
+	}
+	if _, err := e.st.Snapshot().Sandbox("a"); !errdefs.IsNotFound(err) {
+		t.Fatalf("record after the destroy: %v", err)
 	}
 }
 

@@ -15,6 +15,9 @@ type Records interface {
 	// Snapshot is a consistent read view (on the agent: reads go to the
 	// server one by one, each current when it is answered).
 	Snapshot() RecordReader
+	// CreateSandbox records a sandbox the node has started (StartNew);
+	// on an agent the server accepts only the record it asked for.
+	CreateSandbox(ctx context.Context, sb *store.Sandbox) error
 	UpdateSandbox(ctx context.Context, sb *store.Sandbox) error
 	DeleteSandbox(ctx context.Context, id string) error
 	CreateSandboxSnapshot(ctx context.Context, snap *store.SandboxSnapshot) error

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/denhq/den/internal/errdefs"
 	"github.com/denhq/den/internal/node"
 	"github.com/denhq/den/internal/nodelink"
 	"github.com/denhq/den/internal/store"
@@ -42,6 +43,16 @@ func ServeNode(mux *nodelink.Mux, n *node.Node) {
 		}
 	}
 	mux.HandleCall(mStart, byRecord(func(ctx context.Context, sb *store.Sandbox) (any, error) { return n.StartFrom(ctx, sb) }))
+	mux.HandleCall(mStartNew, func(ctx context.Context, raw json.RawMessage) (any, error) {
+		var req recordReq
+		if err := decode(raw, &req); err != nil {
+			return nil, err
+		}
+		if req.Record == nil || req.Record.ID != req.ID {
+			return nil, errdefs.New(errdefs.InvalidArgument, "%s: the request carries no record of sandbox %s", mStartNew, req.ID)
+		}
+		return n.StartNew(ctx, req.Record)
+	})
 	mux.HandleCall(mDestroy, byRecord(func(ctx context.Context, sb *store.Sandbox) (any, error) { return nil, n.DestroyFrom(ctx, sb) }))
 	mux.HandleCall(mSuspend, byID(func(ctx context.Context, id string) (any, error) { return n.Suspend(ctx, id) }))
 	mux.HandleCall(mResume, byID(func(ctx context.Context, id string) (any, error) { return n.Resume(ctx, id) }))

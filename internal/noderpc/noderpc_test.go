@@ -37,13 +37,14 @@ func (images) Rootfs(ref string) (driver.Image, error) {
 // link, as den server and den agent are.
 type cluster struct {
 	st     *store.Store
+	starts *Starts // the server's
 	remote *RemoteNode
 	link   *Link // the agent's
 	node   *node.Node
 	drv    *fake.Driver // the agent's runtime
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t *testing.T, faults ...func(*fake.Config)) *cluster {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Config{Dir: t.TempDir(), NodeID: "s1"})
@@ -54,11 +55,17 @@ func newCluster(t *testing.T) *cluster {
 
 	serverMux, agentMux := nodelink.NewMux(), nodelink.NewMux()
 	ServeRecords(serverMux, st)
+	starts := NewStarts(nil)
+	starts.Serve(serverMux)
 	serverEnd, agentEnd := linktest.Connect(t, serverMux, agentMux, "n1")
 
 	link := &Link{}
 	link.Set(agentEnd)
-	drv, err := fake.New(fake.Config{Dir: t.TempDir()})
+	dcfg := fake.Config{Dir: t.TempDir()}
+	for _, f := range faults {
+		f(&dcfg)
+	}
+	drv, err := fake.New(dcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +77,7 @@ func newCluster(t *testing.T) *cluster {
 	t.Cleanup(func() { n.Close(); drv.Close() })
 	ServeNode(agentMux, n)
 	sessions := func(id string) (*nodelink.Session, bool) { return serverEnd, id == "n1" }
-	return &cluster{st: st, remote: NewRemoteNode("n1", sessions), link: link, node: n, drv: drv}
+	return &cluster{st: st, starts: starts, remote: NewRemoteNode("n1", sessions), link: link, node: n, drv: drv}
 }
 
 func (c *cluster) record(t *testing.T, id, nodeID string) {

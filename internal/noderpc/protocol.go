@@ -20,6 +20,7 @@ import (
 const (
 	mInfo           = "node.info"
 	mStart          = "node.start"
+	mStartNew       = "node.start_new"
 	mDestroy        = "node.destroy"
 	mSuspend        = "node.suspend"
 	mResume         = "node.resume"
@@ -35,6 +36,7 @@ const (
 const (
 	mRecSandbox        = "records.sandbox"
 	mRecSandboxes      = "records.sandboxes"
+	mRecCreateSandbox  = "records.create_sandbox"
 	mRecUpdateSandbox  = "records.update_sandbox"
 	mRecDeleteSandbox  = "records.delete_sandbox"
 	mRecSnapshot       = "records.snapshot"

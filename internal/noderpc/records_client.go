@@ -63,6 +63,15 @@ type remoteRecords struct{ l *Link }
 
 func (r remoteRecords) Snapshot() node.RecordReader { return remoteReader(r) }
 
+func (r remoteRecords) CreateSandbox(ctx context.Context, sb *store.Sandbox) error {
+	var out store.Sandbox
+	if err := r.l.call(ctx, mRecCreateSandbox, sb, &out); err != nil {
+		return err
+	}
+	*sb = out
+	return nil
+}
+
 func (r remoteRecords) UpdateSandbox(ctx context.Context, sb *store.Sandbox) error {
 	var out store.Sandbox
 	if err := r.l.call(ctx, mRecUpdateSandbox, sb, &out); err != nil {
