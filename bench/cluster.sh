@@ -11,7 +11,8 @@
 # each to the leader).
 # --pprof DIR writes 20 s CPU profiles of the leader, of a follower and of
 # the sim agent (taken 2 s into the run) to DIR/server.pprof,
-# DIR/follower.pprof and DIR/agent.pprof.
+# DIR/follower.pprof and DIR/agent.pprof, and what each allocated in all
+# to DIR/server.allocs, DIR/follower.allocs and DIR/agent.allocs.
 set -euo pipefail
 servers=1 nodes=30 sandboxes=5000 concurrency=256 json= pprof= via=leader
 while [ $# -gt 0 ]; do
@@ -109,3 +110,9 @@ echo "$line"
 # The profiles end 22 s after the run began; wait for them (not for the
 # servers, which run until the cleanup).
 for p in "${profilers[@]}"; do wait "$p" 2>/dev/null || true; done
+# What each allocated since it started (go tool pprof -sample_index=alloc_space).
+if [ -n "$pprof" ]; then
+  curl -s -o "$pprof/server.allocs" "http://127.0.0.1:$lport/debug/pprof/allocs"
+  curl -s -o "$pprof/agent.allocs" "http://$approf/debug/pprof/allocs"
+  [ -n "$fport" ] && curl -s -o "$pprof/follower.allocs" "http://127.0.0.1:$fport/debug/pprof/allocs"
+fi
