@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/denhq/den/internal/errdefs"
+	"github.com/denhq/den/internal/server"
 )
 
 // leaderProxy is a follower server's HTTP front: the leader runs the
@@ -84,6 +85,7 @@ func (p *leaderProxy) init() {
 		IdleConnTimeout:     30 * time.Second,
 	}
 	p.rp = &httputil.ReverseProxy{
+		BufferPool: server.ProxyBuffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			host := leaderHost
 			if addr, _, ok := p.leader(); ok {

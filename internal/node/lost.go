@@ -103,6 +103,7 @@ func (n *Node) dropLostLocked(ctx context.Context, id string) error {
 		}
 		n.log.Info("stopped a sandbox the cluster reported lost", "sandbox", id, "runtime", d.Capabilities().Name)
 	}
+	n.forgetRuntime(id)
 	if n.cfg.Networks != nil {
 		if err := n.cfg.Networks.Teardown(id); err != nil && !errdefs.IsNotFound(err) {
 			n.log.Warn("remove the network of a lost sandbox", "sandbox", id, "err", err)

@@ -90,6 +90,9 @@ type Node struct {
 	// resume: an error fails the step, a panic stands for a crash.
 	beforeStep func(op, step string) error
 
+	// runtimeOf remembers the driver of each sandbox (see drv).
+	runtimeOf sync.Map
+
 	// stop ends the sandbox watchers; wg waits for them.
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -186,6 +189,7 @@ func (n *Node) StartFrom(ctx context.Context, cur *store.Sandbox) (*store.Sandbo
 		return nil, err
 	}
 	if err == nil {
+		n.ranOn(id, n.driverOf(sb))
 		n.watch(id)
 		n.startMain(ctx, id, img)
 	}
@@ -296,6 +300,7 @@ func (n *Node) startUnrecorded(ctx context.Context, sb *store.Sandbox, record fu
 		}
 		return nil, err
 	}
+	n.ranOn(sb.ID, d)
 	n.watch(sb.ID)
 	n.startMain(ctx, sb.ID, img)
 	return rec, nil
@@ -383,6 +388,7 @@ func (n *Node) DestroyFrom(ctx context.Context, cur *store.Sandbox) error {
 	if err := n.records.DeleteSandbox(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete record of sandbox %s: %w", id, err)
 	}
+	n.forgetRuntime(id)
 	return nil
 }
 

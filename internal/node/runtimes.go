@@ -71,13 +71,35 @@ func (n *Node) runtime(name string) (driver.Driver, error) {
 }
 
 // drv is the driver of sandbox id: its record's runtime, else the default.
+// A node with one runtime has nothing to look up; otherwise the runtime of
+// a sandbox this node started or has looked up once is remembered (it
+// never changes), since on an agent each record read is a round trip to
+// the server, and every guest stream and watcher asks.
 func (n *Node) drv(id string) driver.Driver {
+	if len(n.cfg.Runtimes) == 0 {
+		return n.cfg.Driver
+	}
+	if d, ok := n.runtimeOf.Load(id); ok {
+		return d.(driver.Driver)
+	}
 	sb, err := n.records.Snapshot().Sandbox(id)
 	if err != nil {
 		return n.cfg.Driver
 	}
-	return n.driverOf(sb)
+	d := n.driverOf(sb)
+	n.runtimeOf.Store(id, d)
+	return d
 }
+
+// ranOn remembers that sandbox id runs on d (see drv).
+func (n *Node) ranOn(id string, d driver.Driver) {
+	if len(n.cfg.Runtimes) > 0 {
+		n.runtimeOf.Store(id, d)
+	}
+}
+
+// forgetRuntime drops what drv remembers of sandbox id, once it is gone.
+func (n *Node) forgetRuntime(id string) { n.runtimeOf.Delete(id) }
 
 // driverOf is the driver of sb's runtime, the default one when the node
 // has no such runtime.

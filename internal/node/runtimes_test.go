@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -92,5 +93,95 @@ func TestRuntimes(t *testing.T) {
 	}
 	if sb, err := st.Snapshot().Sandbox("on-nothing"); err != nil || sb.State != store.StateFailed {
 		t.Errorf("record after a start on an unknown runtime: %+v, %v", sb, err)
+	}
+}
+
+// readCounter counts the sandbox record reads a node makes (on an agent,
+// each is a round trip to the server).
+type readCounter struct {
+	Records
+	reads int
+}
+
+func (r *readCounter) Snapshot() RecordReader { return countingReader{r.Records.Snapshot(), r} }
+
+type countingReader struct {
+	RecordReader
+	c *readCounter
+}
+
+func (r countingReader) Sandbox(id string) (*store.Sandbox, error) {
+	r.c.reads++
+	return r.RecordReader.Sandbox(id)
+}
+
+// A guest stream to a sandbox the node started reads no record to find
+// its runtime, with one runtime or several; a sandbox the node did not
+// start is looked up once.
+func TestGuestDialsReadNoRecord(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Dir: t.TempDir(), NodeID: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, runtimes := range []int{0, 1} {
+		def, err := fake.New(fake.Config{Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var others []driver.Driver
+		if runtimes > 0 {
+			vm, err := fake.New(fake.Config{Dir: t.TempDir(), Name: "vm"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			others = append(others, vm)
+		}
+		recs := &readCounter{Records: StoreRecords(st)}
+		n, err := New(Config{ID: "n1", Driver: def, Runtimes: others, Images: images{}, Records: recs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := fmt.Sprintf("sb-%d", runtimes)
+		sb := &store.Sandbox{ID: id, Tenant: "t", Image: "img", Node: "n1", MemoryMB: 64, DiskMB: 64, CPUs: 1, CreatedAt: time.Now()}
+		if runtimes > 0 {
+			sb.Runtime = "vm"
+		}
+		if _, err := n.StartNew(ctx, sb); err != nil {
+			t.Fatal(err)
+		}
+		recs.reads = 0
+		for range 3 {
+			conn, err := n.DialGuest(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.Close()
+		}
+		if recs.reads != 0 {
+			t.Errorf("%d extra runtimes: 3 guest dials read %d records, want 0", runtimes, recs.reads)
+		}
+		// Another node object over the same state (an agent restarted)
+		// looks the runtime up once.
+		n.Close()
+		n2, err := New(Config{ID: "n1", Driver: def, Runtimes: others, Images: images{}, Records: recs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if conn, err := n2.DialGuest(ctx, id); err == nil {
+				conn.Close()
+			} else {
+				t.Fatal(err)
+			}
+		}
+		if want := runtimes; recs.reads != want {
+			t.Errorf("%d extra runtimes: a restarted node's 3 guest dials read %d records, want %d", runtimes, recs.reads, want)
+		}
+		if err := n2.Destroy(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		n2.Close()
 	}
 }

@@ -100,6 +100,7 @@ func isGRPC(r *http.Request) bool {
 func (s *Server) portReverseProxy(id string, port int, tr http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Transport:     tr,
+		BufferPool:    ProxyBuffers,
 		FlushInterval: -1,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", fmt.Sprintf("sandbox-port:%d", port)

@@ -63,6 +63,7 @@ func (g *guestProxies) get(id string) *httputil.ReverseProxy {
 	}
 	p := &httputil.ReverseProxy{
 		Transport:     tr,
+		BufferPool:    ProxyBuffers,
 		FlushInterval: -1,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host, pr.Out.Host = "http", "guest", "guest"
@@ -90,6 +91,20 @@ func (g *guestProxies) get(id string) *httputil.ReverseProxy {
 	}
 	g.byID[id] = p
 	return p
+}
+
+// ProxyBuffers are the copy buffers of den's reverse proxies, shared:
+// without a pool a reverse proxy allocates 32 KiB for every request,
+// which for a short command is most of what its exec allocates.
+var ProxyBuffers httputil.BufferPool = &bufferPool{pool: sync.Pool{New: func() any { return new([32 << 10]byte) }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (b *bufferPool) Get() []byte { return b.pool.Get().(*[32 << 10]byte)[:] }
+func (b *bufferPool) Put(p []byte) {
+	if cap(p) == 32<<10 {
+		b.pool.Put((*[32 << 10]byte)(p[:32<<10]))
+	}
 }
 
 // stripCredentials removes the den API key and the sandbox access token

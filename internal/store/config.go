@@ -135,6 +135,9 @@ const (
 	raftTrailingLogs      = 10240
 	raftSnapshotInterval  = 120 * time.Second
 	raftSnapshotsRetained = 2
+	// raftLogCache is how many of the newest log entries stay in memory
+	// (Consul keeps 512).
+	raftLogCache = 512
 )
 
 // Raft tuning for a LAN cluster. A follower stands for election after

@@ -191,7 +191,14 @@ func (st *openState) startRaft(context.Context) error {
 	if st.cluster != nil {
 		trans = st.cluster.trans
 	}
-	r, err := raft.NewRaft(st.cfg.raftConfig(), st.fsm, st.bolt, st.bolt, st.snaps, trans)
+	// The newest entries stay in memory: the leader reads each entry
+	// back to send it to the followers, and from bolt that is a read
+	// and a msgpack decode per entry per follower.
+	logs, err := raft.NewLogCache(raftLogCache, st.bolt)
+	if err != nil {
+		return err
+	}
+	r, err := raft.NewRaft(st.cfg.raftConfig(), st.fsm, logs, st.bolt, st.snaps, trans)
 	if err != nil {
 		return err
 	}
