@@ -12,7 +12,8 @@
 # --pprof DIR writes 20 s CPU profiles of the leader, of a follower and of
 # the sim agent (taken 2 s into the run) to DIR/server.pprof,
 # DIR/follower.pprof and DIR/agent.pprof, and what each allocated in all
-# to DIR/server.allocs, DIR/follower.allocs and DIR/agent.allocs.
+# to DIR/server.allocs, DIR/follower.allocs and DIR/agent.allocs; the
+# benchmark client's CPU profile, of its whole run, to DIR/client.pprof.
 set -euo pipefail
 servers=1 nodes=30 sandboxes=5000 concurrency=256 json= pprof= via=leader
 while [ $# -gt 0 ]; do
@@ -95,7 +96,8 @@ cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/p
 declare -A before
 for i in "${!pids[@]}"; do before[$i]=$(cpu_s "${pids[$i]}"); done
 /usr/bin/time -f "%U %S" -o "$work/client.time" \
-  "$den" bench cluster --url "$url" --api-key "$key" --sandboxes "$sandboxes" --concurrency "$concurrency" ${json:+--json "$json"}
+  "$den" bench cluster --url "$url" --api-key "$key" --sandboxes "$sandboxes" --concurrency "$concurrency" ${json:+--json "$json"} \
+  ${pprof:+--cpu-profile "$pprof/client.pprof"}
 # Where the CPU went during the benchmark: each server, the sim agent and
 # the benchmark client (a wall-clock rate on a loaded machine says less).
 line="cluster.sh: CPU seconds during the run:"

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -31,6 +32,7 @@ type clusterBenchConfig struct {
 	memoryMB    int64
 	diskMB      int64
 	jsonFile    string
+	cpuProfile  string
 }
 
 // clusterReport is the JSON report of `den bench cluster`.
@@ -86,6 +88,7 @@ func (a *app) benchClusterCmd() *cobra.Command {
 	f.Int64Var(&cfg.memoryMB, "memory-mb", 128, "memory of each sandbox")
 	f.Int64Var(&cfg.diskMB, "disk-mb", 256, "disk of each sandbox")
 	f.StringVar(&cfg.jsonFile, "json", "", "write the JSON report to this file (- for stdout)")
+	f.StringVar(&cfg.cpuProfile, "cpu-profile", "", "write a CPU profile of this client's run to this file (go tool pprof)")
 	return cmd
 }
 
@@ -101,6 +104,17 @@ func (a *app) benchCluster(cmd *cobra.Command, c *den.Client, cfg clusterBenchCo
 	host, _ := os.Hostname()
 	rep := clusterReport{Date: time.Now().UTC(), Server: c.URL(), Host: host, CPUs: runtime.NumCPU(), Runtime: cfg.runtime,
 		Nodes: len(nodes), Sandboxes: cfg.sandboxes, Concurrency: cfg.concurrency}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ids := make([]string, cfg.sandboxes)
 	fmt.Fprintf(cmd.ErrOrStderr(), "creating %d sandboxes on %d nodes\n", cfg.sandboxes, len(nodes))
 	rep.Create = fanOut(cfg.sandboxes, cfg.concurrency, func(i int) error {

@@ -21,8 +21,10 @@ type Options struct {
 	// APIKey is sent as the X-API-Key header of every request.
 	APIKey string
 	// HTTPClient carries the requests; nil means a client without timeout
-	// (streams such as Exec and ReadFile may last long). Timeouts belong in
-	// the contexts passed to each call.
+	// (streams such as Exec and ReadFile may last long) that keeps up to
+	// MaxIdleConns idle connections to the server, so that many calls at
+	// once reuse their connections. Timeouts belong in the contexts passed
+	// to each call.
 	HTTPClient *http.Client
 }
 
@@ -59,6 +61,21 @@ func WithHTTPClient(c *http.Client) Option {
 	return optionFunc(func(o *Options) { o.HTTPClient = c })
 }
 
+// MaxIdleConns is how many idle connections to its server a Client made
+// without Options.HTTPClient keeps. Go's default transport keeps two per
+// host: a program with a hundred sandbox calls in flight then dials a new
+// connection for almost every call, which costs it and the server more
+// than the call.
+const MaxIdleConns = 512
+
+// defaultTransport is the transport of Clients made without
+// Options.HTTPClient, shared as http.DefaultTransport is.
+var defaultTransport = func() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = MaxIdleConns, MaxIdleConns
+	return tr
+}()
+
 // Client is a client of one den server. It is safe for concurrent use.
 type Client struct {
 	base   *url.URL
@@ -82,7 +99,7 @@ func NewClient(opts ...Option) (*Client, error) {
 	}
 	hc := o.HTTPClient
 	if hc == nil {
-		hc = &http.Client{}
+		hc = &http.Client{Transport: defaultTransport}
 	}
 	return &Client{base: u, apiKey: o.APIKey, hc: hc}, nil
 }

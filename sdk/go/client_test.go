@@ -3,10 +3,16 @@ package den_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -206,5 +212,52 @@ func TestReadEnvFileErrors(t *testing.T) {
 	want := "read env file " + p + ` line 2: want KEY=VALUE, got "not a pair"`
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %q", err, want)
+	}
+}
+
+// A client made without an HTTP client reuses its connections when many
+// calls run at once: a second wave of 64 concurrent calls dials none.
+func TestClientReusesConnectionsUnderConcurrency(t *testing.T) {
+	var mu sync.Mutex
+	conns := 0
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(20 * time.Millisecond) // keep the calls of a wave in flight together
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c, err := den.NewClient(den.Options{URL: srv.URL, APIKey: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wave := func() int {
+		mu.Lock()
+		before := conns
+		mu.Unlock()
+		var wg sync.WaitGroup
+		for i := range 64 {
+			wg.Go(func() {
+				if err := c.Delete(context.Background(), fmt.Sprintf("sb-%d", i)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return conns - before
+	}
+	if first := wave(); first == 0 {
+		t.Fatal("the first wave dialed no connection")
+	}
+	if second := wave(); second != 0 {
+		t.Fatalf("the second wave of 64 calls dialed %d new connections, want 0 (idle ones reused)", second)
 	}
 }
