@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -164,5 +165,84 @@ func TestBatchTimeout(t *testing.T) {
 		if got := batchTimeout(tt.in); got != tt.want {
 			t.Errorf("batchTimeout = %v, want %v", got, tt.want)
 		}
+	}
+}
+
+// A batch of sandbox commands, applied in one memdb transaction, ends in
+// the state and results of applying its commands one by one: refusals
+// (a duplicate, a stale update, a taken name, a missing delete) change
+// nothing, and later commands see earlier ones. A command that fails
+// unexpectedly (an undecodable body) sends the whole batch down the one
+// by one path.
+func TestSandboxBatchIsOneByOne(t *testing.T) {
+	enc := func(ct cmdType, body any) []byte {
+		data, err := encodeCmd(ct, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	create := func(id, name string) []byte {
+		return enc(cmdCreateSandbox, sandboxCmd{Sandbox: newSandbox(id, "acme", name, base)})
+	}
+	update := func(id string, modify uint64, state string) []byte {
+		sb := newSandbox(id, "acme", "", base)
+		sb.ModifyIndex, sb.State = modify, state
+		return enc(cmdUpdateSandbox, sandboxCmd{Sandbox: sb})
+	}
+	del := func(id string) []byte { return enc(cmdDeleteSandbox, idCmd{ID: id}) }
+	for _, tc := range []struct {
+		name string
+		cmds [][]byte
+	}{
+		{"refusals", [][]byte{
+			create("a", "x"), create("a", ""), create("b", "x"), update("a", 3, StateRunning), update("a", 7, StateRunning),
+			del("missing"), create("c", ""), del("c"), create("d", "y"), update("d", 7, StateRunning), del("pre"),
+		}},
+		{"undecodable", [][]byte{create("a", ""), {cmdVersion, byte(cmdCreateSandbox), '{'}, create("b", ""), del("pre")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			batched, single := newTestFSM(t), newTestFSM(t)
+			for _, f := range []*testFSM{batched, single} {
+				f.create(t, newSandbox("pre", "acme", "", base))
+				f.index = 6
+			}
+			reqs := make([]*batchReq, len(tc.cmds))
+			for i, c := range tc.cmds {
+				reqs[i] = &batchReq{data: c}
+			}
+			res := batched.Apply(&raft.Log{Index: 7, Type: raft.LogCommand, Data: encodeBatch(reqs)}).(*applyResult)
+			if res.Err != nil || len(res.Batch) != len(tc.cmds) {
+				t.Fatalf("Apply = %v, %d results", res.Err, len(res.Batch))
+			}
+			for i, c := range tc.cmds {
+				ct, body, err := decodeCmd(c)
+				if err == nil {
+					err = single.applyCmd(7, ct, body)
+				}
+				if (err == nil) != (res.Batch[i] == nil) || errdefs.KindOf(err) != errdefs.KindOf(res.Batch[i]) {
+					t.Errorf("command %d: batched %v, one by one %v", i, res.Batch[i], err)
+				}
+			}
+			all := func(f *testFSM) []Sandbox {
+				list, _, err := f.snapshot().Sandboxes(SandboxFilter{Tenant: "acme", Limit: 100})
+				if err != nil {
+					t.Fatal(err)
+				}
+				out := make([]Sandbox, len(list))
+				for i, sb := range list {
+					out[i] = *sb
+				}
+				return out
+			}
+			if got, want := all(batched), all(single); !reflect.DeepEqual(got, want) {
+				t.Fatalf("batched state %+v\nwant (one by one) %+v", got, want)
+			}
+			if tc.name == "refusals" {
+				if got := all(batched); len(got) != 2 || got[0].ID != "a" || got[0].State != StateRunning || got[1].ID != "d" || got[1].State != StateRunning {
+					t.Fatalf("state after the batch = %+v, want a and d running", got)
+				}
+			}
+		})
 	}
 }

@@ -71,10 +71,15 @@ func (f *fsm) Apply(l *raft.Log) any {
 
 // applyBatch applies each command of a cmdBatch entry in order, each on its
 // own (one refused leaves the others applied), and returns their results.
+// A batch of sandbox commands only, the bulk of a busy cluster's entries,
+// is applied in one memdb transaction (see applySandboxBatch).
 func (f *fsm) applyBatch(index uint64, body []byte) ([]error, error) {
 	cmds, err := decodeBatch(body)
 	if err != nil {
 		return nil, err
+	}
+	if errs, ok := f.applySandboxBatch(index, cmds); ok {
+		return errs, nil
 	}
 	errs := make([]error, len(cmds))
 	for i, data := range cmds {
@@ -91,6 +96,50 @@ func (f *fsm) applyBatch(index uint64, body []byte) ([]error, error) {
 		errs[i] = err
 	}
 	return errs, nil
+}
+
+// applySandboxBatch applies a batch whose commands all create, update or
+// delete sandboxes in one memdb transaction: each radix-tree node that
+// several commands touch is copied once, not once per command. A refused
+// command of those kinds has changed nothing when it is refused (each
+// checks, then makes its one insert or delete), so it leaves the others
+// applied as on their own. A command that fails otherwise (an Internal
+// error, which may come half way) discards the transaction, and ok is
+// false: the caller applies the batch one command at a time, as every
+// server does alike.
+func (f *fsm) applySandboxBatch(index uint64, cmds [][]byte) (errs []error, ok bool) {
+	type cmd struct {
+		t    cmdType
+		body []byte
+	}
+	parsed := make([]cmd, len(cmds))
+	for i, data := range cmds {
+		t, body, err := decodeCmd(data)
+		if err != nil || (t != cmdCreateSandbox && t != cmdUpdateSandbox && t != cmdDeleteSandbox) {
+			return nil, false
+		}
+		parsed[i] = cmd{t, body}
+	}
+	txn := f.db.Txn(true)
+	defer txn.Abort()
+	errs = make([]error, len(parsed))
+	for i, c := range parsed {
+		var err error
+		switch c.t {
+		case cmdCreateSandbox:
+			err = applyCreateSandbox(txn, index, c.body)
+		case cmdUpdateSandbox:
+			err = applyUpdateSandbox(txn, index, c.body)
+		default:
+			err = applyDelete(txn, tableSandboxes, "sandbox", c.body)
+		}
+		if err != nil && errdefs.KindOf(err) == errdefs.Internal {
+			return nil, false
+		}
+		errs[i] = err
+	}
+	txn.Commit()
+	return errs, true
 }
 
 // setApplied records that the state includes index and wakes waiters.
