@@ -200,6 +200,16 @@ type Claimer interface {
 	Claim(ctx context.Context, spec Spec) (*Handle, error)
 }
 
+// GuestHandoff is an optional interface of a driver whose guest agents run
+// in this process (the simulator): HandOffGuest gives sandbox id's guest a
+// stream from afar (a node link's) to serve itself, where DialGuest would
+// need a pipe to the guest and a copy each way. It fails, without calling
+// accept, when the sandbox does not run; once accept has returned the
+// stream is the guest's, and it returns nil.
+type GuestHandoff interface {
+	HandOffGuest(ctx context.Context, id string, accept func() (net.Conn, error)) error
+}
+
 // Lister is an optional interface: List returns the IDs of every sandbox
 // the driver holds host state for (running, stopped or half-built), in no
 // particular order. Warm spares a driver keeps for itself are not listed.

@@ -397,6 +397,18 @@ func (n *Node) DialGuest(ctx context.Context, id string) (net.Conn, error) {
 	return n.drv(id).DialGuest(ctx, id)
 }
 
+// HandOffGuest lets sandbox id's runtime serve a guest stream itself when
+// its guest agents run in this process (driver.GuestHandoff); handled is
+// false when they do not, and the caller dials the guest (DialGuest). An
+// error comes before accept is called.
+func (n *Node) HandOffGuest(ctx context.Context, id string, accept func() (net.Conn, error)) (handled bool, err error) {
+	h, ok := n.drv(id).(driver.GuestHandoff)
+	if !ok {
+		return false, nil
+	}
+	return true, h.HandOffGuest(ctx, id, accept)
+}
+
 // Stats reads a sandbox's resource usage; Unsupported when the driver can't.
 func (n *Node) Stats(ctx context.Context, id string) (driver.Stats, error) {
 	d := n.drv(id)

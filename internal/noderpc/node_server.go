@@ -51,7 +51,8 @@ func ServeNode(mux *nodelink.Mux, n *node.Node) {
 		if req.Record == nil || req.Record.ID != req.ID {
 			return nil, errdefs.New(errdefs.InvalidArgument, "%s: the request carries no record of sandbox %s", mStartNew, req.ID)
 		}
-		return n.StartNew(ctx, req.Record)
+		_, err := n.StartNew(ctx, req.Record)
+		return nil, err // the server holds the record it wrote
 	})
 	mux.HandleCall(mDestroy, byRecord(func(ctx context.Context, sb *store.Sandbox) (any, error) { return nil, n.DestroyFrom(ctx, sb) }))
 	mux.HandleCall(mSuspend, byID(func(ctx context.Context, id string) (any, error) { return n.Suspend(ctx, id) }))
@@ -83,6 +84,12 @@ func ServeNode(mux *nodelink.Mux, n *node.Node) {
 		var req idReq
 		if err := decode(raw, &req); err != nil {
 			st.Refuse(err)
+			return
+		}
+		if handled, err := n.HandOffGuest(ctx, req.ID, st.Accept); handled {
+			if err != nil {
+				st.Refuse(err)
+			}
 			return
 		}
 		guest, err := n.DialGuest(ctx, req.ID)

@@ -63,13 +63,11 @@ type remoteRecords struct{ l *Link }
 
 func (r remoteRecords) Snapshot() node.RecordReader { return remoteReader(r) }
 
+// CreateSandbox asks the server to record a sandbox it asked this node to
+// start (Starts): the server writes the record it asked for with sb's
+// handle, and answers nothing; sb is left as sent.
 func (r remoteRecords) CreateSandbox(ctx context.Context, sb *store.Sandbox) error {
-	var out store.Sandbox
-	if err := r.l.call(ctx, mRecCreateSandbox, sb, &out); err != nil {
-		return err
-	}
-	*sb = out
-	return nil
+	return r.l.call(ctx, mRecCreateSandbox, sb, nil)
 }
 
 func (r remoteRecords) UpdateSandbox(ctx context.Context, sb *store.Sandbox) error {

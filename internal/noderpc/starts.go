@@ -105,7 +105,7 @@ func (s *Starts) create(_ context.Context, node string, got store.Sandbox) (any,
 		return nil, err
 	}
 	p.recorded = rec
-	return rec, nil
+	return nil, nil // the node needs no copy: the server keeps the record
 }
 
 // StartNew starts new sandbox sb, which has no record yet, on the node
@@ -121,8 +121,8 @@ func (r *RemoteNode) StartNew(ctx context.Context, starts *Starts, sb *store.San
 	if err != nil {
 		return nil, err
 	}
-	var out store.Sandbox
-	err = r.call(ctx, mStartNew, recordReq{ID: sb.ID, Record: sb}, &out)
+	// The answer carries nothing: the record is the one written here.
+	err = r.call(ctx, mStartNew, recordReq{ID: sb.ID, Record: sb}, nil)
 	if rec := starts.settle(p); rec != nil {
 		return rec, nil
 	}

@@ -42,6 +42,16 @@ func (l *Listener) Dial(ctx context.Context) (net.Conn, error) {
 	return nil, errdefs.New(errdefs.Unavailable, "guest agent stopped")
 }
 
+// Hand gives conn, a connection from elsewhere, to Accept as if it had
+// been dialled; once the listener is closed it closes conn.
+func (l *Listener) Hand(conn net.Conn) {
+	select {
+	case l.conns <- conn:
+	case <-l.done:
+		conn.Close()
+	}
+}
+
 // Accept waits for a Dial.
 func (l *Listener) Accept() (net.Conn, error) {
 	select {

@@ -119,6 +119,18 @@ func (d *Driver) DialGuest(ctx context.Context, id string) (net.Conn, error) {
 	return d.guests.Dial(ctx)
 }
 
+// HandOffGuest serves a stream from afar as the sandbox's guest agent
+// (driver.GuestHandoff), with no pipe between.
+func (d *Driver) HandOffGuest(_ context.Context, id string, accept func() (net.Conn, error)) error {
+	if _, err := d.started(id); err != nil {
+		return err
+	}
+	if conn, err := accept(); err == nil {
+		d.guests.Hand(conn)
+	}
+	return nil
+}
+
 // Destroy forgets the sandbox.
 func (d *Driver) Destroy(_ context.Context, id string) error {
 	d.mu.Lock()

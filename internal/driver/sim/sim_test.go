@@ -2,10 +2,13 @@ package sim
 
 import (
 	"context"
+	"errors"
+	"net"
 	"testing"
 
 	"github.com/denhq/den/internal/driver"
 	"github.com/denhq/den/internal/driver/drivertest"
+	"github.com/denhq/den/internal/errdefs"
 )
 
 func TestConformanceLifecycle(t *testing.T) {
@@ -42,5 +45,47 @@ func TestSimulatedCommands(t *testing.T) {
 	}
 	if err := d.Recover(ctx, &driver.Handle{ID: "gone", Driver: Name, Version: 1}); err == nil {
 		t.Fatal("recovered a sandbox this simulator never had")
+	}
+}
+
+// handoffDialer reaches the simulated guest by handing it one end of a
+// pipe, as a node hands it a node link's stream.
+type handoffDialer struct{ d *Driver }
+
+func (h handoffDialer) DialGuest(ctx context.Context, id string) (net.Conn, error) {
+	near, far := net.Pipe()
+	accepted := false
+	err := h.d.HandOffGuest(ctx, id, func() (net.Conn, error) { accepted = true; return far, nil })
+	if err != nil {
+		near.Close()
+		far.Close()
+		if accepted {
+			return nil, errors.New("HandOffGuest failed after it accepted the stream")
+		}
+		return nil, err
+	}
+	return near, nil
+}
+
+// A stream handed to the simulator is served as its guest agent; one for
+// a sandbox it does not run is refused before it is taken.
+func TestHandOffGuest(t *testing.T) {
+	d := New()
+	defer d.Close()
+	ctx := context.Background()
+	if _, err := d.Create(ctx, driver.Spec{ID: "sb"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := drivertest.Exec(ctx, handoffDialer{d}, "sb", "sh", "-c", "echo a; echo b >&2; exit 3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stdout != "a\n" || res.Stderr != "b\n" || res.ExitCode != 3 {
+		t.Fatalf("exec over a handed-off stream = %+v, want a, b, exit 3", res)
+	}
+	called := false
+	err = d.HandOffGuest(ctx, "gone", func() (net.Conn, error) { called = true; return nil, errors.New("unused") })
+	if !errdefs.IsNotFound(err) || called {
+		t.Fatalf("hand off to a sandbox that does not run = %v (accept called: %v), want not found before accept", err, called)
 	}
 }
