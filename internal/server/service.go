@@ -236,7 +236,7 @@ func (s *Server) GuestProxy(id string) http.Handler {
 		// once the response starts unless full duplex is on, and the proxy
 		// would then abort the stream mid-way.
 		_ = http.NewResponseController(w).EnableFullDuplex()
-		serveWaitingForRequestEnd(s.proxies.get(id), w, r)
+		serveWaitingForRequestEnd(delayFlushes(s.proxies.get(id), guestFlushDelay), w, r)
 	})
 }
 
