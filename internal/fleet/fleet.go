@@ -74,6 +74,9 @@ type Fleet struct {
 	// starts are the sandboxes asked of nodes by StartClaimed, which the
 	// nodes record themselves (see ServeStarts).
 	starts *noderpc.Starts
+	// runtimes caches Runtimes; nil when a node has joined since. It is
+	// set under f.mu's read lock and cleared under its write lock.
+	runtimes atomic.Pointer[[]node.RuntimeInfo]
 }
 
 // member is a joined node.
@@ -139,6 +142,7 @@ func (f *Fleet) Join(ctx context.Context, spec NodeSpec) error {
 	f.mu.Lock()
 	_, again := f.nodes[spec.ID]
 	f.nodes[spec.ID] = &member{remote: remote, info: info, node: sn}
+	f.runtimes.Store(nil)
 	if errdefs.IsNotFound(err) && sn.Pool != "" && sn.Pool != scheduler.SharedPool {
 		f.waiting[spec.ID] = sn
 		f.mu.Unlock()
@@ -411,10 +415,21 @@ func (f *Fleet) nodeOf(id string) (*noderpc.RemoteNode, *store.Sandbox, error) {
 const joinWait = 5 * time.Second
 
 // Runtimes is the union of the nodes' runtimes, by name; the default is
-// the first node's default.
+// the first node's default. Every create asks, so it is kept until a node
+// joins.
 func (f *Fleet) Runtimes() []node.RuntimeInfo {
+	if rts := f.runtimes.Load(); rts != nil {
+		return slices.Clone(*rts)
+	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	rts := f.unionRuntimes()
+	f.runtimes.CompareAndSwap(nil, &rts) // a join meanwhile cleared it under f.mu, which is held here
+	return slices.Clone(rts)
+}
+
+// unionRuntimes computes Runtimes; f.mu is held.
+func (f *Fleet) unionRuntimes() []node.RuntimeInfo {
 	ids := slices.Sorted(maps.Keys(f.nodes))
 	var out []node.RuntimeInfo
 	seen := map[string]bool{}
