@@ -28,6 +28,9 @@ type dialGuestFunc func(ctx context.Context, id string) (net.Conn, error)
 // sandbox.
 type guestProxies struct {
 	dial dialGuestFunc
+	// oneShot carries each request on a guest connection of its own
+	// (oneShotTransport) instead of keeping connections.
+	oneShot bool
 	// lost says why a Connect stream of sandbox id broke (see
 	// connectStreamGuard).
 	lost func(ctx context.Context, id string) string
@@ -35,8 +38,8 @@ type guestProxies struct {
 	byID map[string]*httputil.ReverseProxy
 }
 
-func newGuestProxies(dial dialGuestFunc, lost func(ctx context.Context, id string) string) *guestProxies {
-	return &guestProxies{dial: dial, lost: lost, byID: map[string]*httputil.ReverseProxy{}}
+func newGuestProxies(dial dialGuestFunc, oneShot bool, lost func(ctx context.Context, id string) string) *guestProxies {
+	return &guestProxies{dial: dial, oneShot: oneShot, lost: lost, byID: map[string]*httputil.ReverseProxy{}}
 }
 
 func (g *guestProxies) get(id string) *httputil.ReverseProxy {
@@ -45,7 +48,7 @@ func (g *guestProxies) get(id string) *httputil.ReverseProxy {
 	if p := g.byID[id]; p != nil {
 		return p
 	}
-	tr := &http.Transport{
+	var tr http.RoundTripper = &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return g.dial(ctx, id)
 		},
@@ -60,6 +63,10 @@ func (g *guestProxies) get(id string) *httputil.ReverseProxy {
 		// The agent's own headers are a few hundred bytes; whatever
 		// answers in its place is untrusted.
 		MaxResponseHeaderBytes: maxSandboxResponseHeader,
+	}
+	if g.oneShot {
+		tr = &oneShotTransport{dial: func(ctx context.Context) (net.Conn, error) { return g.dial(ctx, id) },
+			maxHeader: maxSandboxResponseHeader}
 	}
 	p := &httputil.ReverseProxy{
 		Transport:     tr,
@@ -125,8 +132,11 @@ func (g *guestProxies) forget(id string) {
 	p := g.byID[id]
 	delete(g.byID, id)
 	g.mu.Unlock()
-	if p != nil {
-		p.Transport.(*http.Transport).CloseIdleConnections()
+	if p == nil {
+		return
+	}
+	if tr, ok := p.Transport.(*http.Transport); ok {
+		tr.CloseIdleConnections()
 	}
 }
 

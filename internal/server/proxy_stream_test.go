@@ -107,7 +107,7 @@ func TestGuestProxyKeepsConnectionAfterStream(t *testing.T) {
 	proxies := newGuestProxies(func(ctx context.Context, id string) (net.Conn, error) {
 		dials.Add(1)
 		return (&net.Dialer{}).DialContext(ctx, "tcp", guest.Listener.Addr().String())
-	}, func(context.Context, string) string { return "lost" })
+	}, false, func(context.Context, string) string { return "lost" })
 	for i := range 3 {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("POST", "/process.Process/Start", strings.NewReader("x"))

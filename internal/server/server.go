@@ -148,7 +148,10 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: newMetrics(),
 		activity: newActivity(), wakes: wakeCalls{m: map[string]*wakeCall{}}}
 	s.ports.size = cfg.MaxPortConns
-	s.proxies = newGuestProxies(cfg.Node.DialGuest, s.lostSandboxReason)
+	// A cluster's guest connections are node link streams, cheap to open
+	// for each request (oneShotTransport).
+	_, cluster := cfg.Node.(Placer)
+	s.proxies = newGuestProxies(cfg.Node.DialGuest, cluster, s.lostSandboxReason)
 	s.routes()
 	return s, nil
 }
