@@ -68,6 +68,7 @@ them.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			startPprof(cfg.Logger)
+			tuneGC()
 			if f.metricsListen != "" {
 				cfg.Metrics = agent.NewMetrics()
 				stopMetrics, err := serveAgentMetrics(ctx, f.metricsListen, cfg.Metrics, cfg.Logger)

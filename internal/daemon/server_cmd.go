@@ -59,6 +59,7 @@ server) and writes them to <data-dir>/env.`,
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lvl}))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			tuneGC()
 			return RunServer(ctx, cfg, cmd.OutOrStdout(), log)
 		},
 	}

@@ -12,6 +12,8 @@
 package noderpc
 
 import (
+	"encoding/json"
+
 	"github.com/denhq/den/internal/node"
 	"github.com/denhq/den/internal/store"
 )
@@ -66,6 +68,13 @@ func (req recordReq) record() *store.Sandbox {
 		return req.Record
 	}
 	return &store.Sandbox{ID: req.ID}
+}
+
+// startedReq is what a node sends of a sandbox it started new to have it
+// recorded (records.create_sandbox): the server holds the rest.
+type startedReq struct {
+	ID     string          `json:"id"`
+	Handle json.RawMessage `json:"handle"`
 }
 
 type networkReq struct {

@@ -65,9 +65,10 @@ func (r remoteRecords) Snapshot() node.RecordReader { return remoteReader(r) }
 
 // CreateSandbox asks the server to record a sandbox it asked this node to
 // start (Starts): the server writes the record it asked for with sb's
-// handle, and answers nothing; sb is left as sent.
+// handle, so only the ID and the handle are sent, and it answers nothing;
+// sb is left as it was.
 func (r remoteRecords) CreateSandbox(ctx context.Context, sb *store.Sandbox) error {
-	return r.l.call(ctx, mRecCreateSandbox, sb, nil)
+	return r.l.call(ctx, mRecCreateSandbox, startedReq{ID: sb.ID, Handle: sb.Handle}, nil)
 }
 
 func (r remoteRecords) UpdateSandbox(ctx context.Context, sb *store.Sandbox) error {

@@ -78,7 +78,7 @@ func (s *Starts) settle(p *pendingStart) *store.Sandbox {
 
 // create writes the record of a start node was asked for: the record the
 // server asked for, running, with got's handle.
-func (s *Starts) create(_ context.Context, node string, got store.Sandbox) (any, error) {
+func (s *Starts) create(_ context.Context, node string, got startedReq) (any, error) {
 	s.mu.Lock()
 	p := s.m[got.ID]
 	s.mu.Unlock()
