@@ -15,12 +15,14 @@ import (
 const guestFlushDelay = time.Millisecond
 
 // delayFlushes serves h with its flushes held up to delay: a flush asked
-// for while one is pending is merged into it, and what is pending when h
-// returns is flushed then.
+// for while one is pending is merged into it. What is pending when h
+// returns is flushed then over HTTP/2, whose handler may yet wait for the
+// request's end (serveWaitingForRequestEnd); over HTTP/1 the server
+// writes it with the response's end, in one write.
 func delayFlushes(h http.Handler, delay time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		dw := &delayedFlusher{ResponseWriter: w, delay: delay}
-		defer dw.finish()
+		defer dw.finish(r.ProtoMajor >= 2)
 		h.ServeHTTP(dw, r)
 	})
 }
@@ -82,16 +84,16 @@ func (d *delayedFlusher) flushNow() {
 	_ = http.NewResponseController(d.ResponseWriter).Flush()
 }
 
-// finish flushes what is pending and stops the timer; the handler is
-// returning.
-func (d *delayedFlusher) finish() {
+// finish stops the timer and, with flush, flushes what is pending; the
+// handler is returning.
+func (d *delayedFlusher) finish(flush bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.done = true
 	if d.timer != nil {
 		d.timer.Stop()
 	}
-	if d.pending {
+	if d.pending && flush {
 		d.pending = false
 		_ = http.NewResponseController(d.ResponseWriter).Flush()
 	}
