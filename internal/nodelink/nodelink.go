@@ -361,6 +361,9 @@ func readFrame(r io.Reader, v any) error {
 	if _, err := io.ReadFull(r, b); err != nil {
 		return err
 	}
+	if splitFrame(b, v) {
+		return nil
+	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return errdefs.Wrap(errdefs.InvalidArgument, err, "decode a node link frame")
 	}

@@ -71,9 +71,15 @@ func (r *RemoteNode) StartFrom(ctx context.Context, sb *store.Sandbox) (*store.S
 }
 
 // DestroyFrom stops sandbox sb.ID and removes it, from the record as the
-// server last read it (node.Node.DestroyFrom).
+// server last read it (node.Node.DestroyFrom). Of the record only what a
+// destroy reads is sent: the runtime and the index that says it is
+// current. (An older agent writes the stopping state from it before it
+// removes the record, and the fields that the server checks on that
+// write, the tenant, node and token, are sent too.)
 func (r *RemoteNode) DestroyFrom(ctx context.Context, sb *store.Sandbox) error {
-	return r.call(ctx, mDestroy, recordReq{ID: sb.ID, Record: sb}, nil)
+	brief := &store.Sandbox{ID: sb.ID, Tenant: sb.Tenant, Node: sb.Node, Runtime: sb.Runtime, AccessToken: sb.AccessToken,
+		State: sb.State, CreatedAt: sb.CreatedAt, ModifyIndex: sb.ModifyIndex}
+	return r.call(ctx, mDestroy, recordReq{ID: sb.ID, Record: brief}, nil)
 }
 
 // Suspend saves and stops sandbox id.
