@@ -97,7 +97,7 @@ func (s *Sandbox) Exec(ctx context.Context, opts ExecOptions) (ExitStatus, error
 	if opts.User != "" && opts.User != s.user {
 		sb = s.AsUser(opts.User)
 	}
-	stream, err := sb.proc().Start(ctx, connect.NewRequest(startRequest(opts)))
+	stream, err := sb.startProc().CallServerStream(ctx, connect.NewRequest(startRequest(opts)))
 	if err != nil {
 		return ExitStatus{}, rpcErr(ctx, "start process", err)
 	}
