@@ -4,9 +4,12 @@
 # then `den bench cluster` through the first server's API. Everything is
 # torn down at the end; the data lives in a temporary directory.
 #
-# Usage: bench/cluster.sh [--servers 1|3|5] [--nodes 30] [--sandboxes 5000]
-#                         [--concurrency 256] [--via leader|follower]
-#                         [--json FILE] [--pprof DIR]
+# Usage: bench/cluster.sh [--servers 1|3|5] [--nodes 30] [--dedicated 3]
+#                         [--sandboxes 5000] [--concurrency 256]
+#                         [--via leader|follower] [--json FILE] [--pprof DIR]
+# --dedicated N more simulated nodes (a second agent process) form a node
+# pool that another tenant owns: the benchmark's sandboxes must never land
+# there, which den bench cluster checks after its create phase.
 # --via picks the server the benchmark's requests go to (a follower passes
 # each to the leader).
 # --pprof DIR writes 20 s CPU profiles of the leader, of a follower and of
@@ -15,11 +18,12 @@
 # to DIR/server.allocs, DIR/follower.allocs and DIR/agent.allocs; the
 # benchmark client's CPU profile, of its whole run, to DIR/client.pprof.
 set -euo pipefail
-servers=1 nodes=30 sandboxes=5000 concurrency=256 json= pprof= via=leader
+servers=1 nodes=30 dedicated=3 sandboxes=5000 concurrency=256 json= pprof= via=leader
 while [ $# -gt 0 ]; do
   case $1 in
     --servers) servers=$2; shift 2 ;;
     --nodes) nodes=$2; shift 2 ;;
+    --dedicated) dedicated=$2; shift 2 ;;
     --sandboxes) sandboxes=$2; shift 2 ;;
     --concurrency) concurrency=$2; shift 2 ;;
     --json) json=$2; shift 2 ;;
@@ -61,9 +65,17 @@ approf=
 DEN_PPROF_LISTEN=$approf "$den" agent --data-dir "$work/agent" --server "${nodeaddrs%,}" --token "$token" --sim "$nodes" \
   --sim-cpus 400 --sim-memory-mb 500000 >"$work/agent.log" 2>&1 &
 pids+=($!)
+if [ "$dedicated" -gt 0 ]; then
+  "$den" tenant create bench-other --url "$url" --api-key "$key" >/dev/null
+  "$den" tenant set bench-other --node-pools bench-dedicated --url "$url" --api-key "$key" >/dev/null
+  dtoken=$("$den" token create --uses "$dedicated" --pool bench-dedicated --url "$url" --api-key "$key")
+  "$den" agent --data-dir "$work/agent-dedicated" --server "${nodeaddrs%,}" --token "$dtoken" --sim "$dedicated" \
+    --pool bench-dedicated --sim-cpus 400 --sim-memory-mb 500000 >"$work/agent-dedicated.log" 2>&1 &
+  pids+=($!)
+fi
 for _ in $(seq 150); do
   up=$("$den" node ls --url "$url" --api-key "$key" 2>/dev/null | grep -c ready || true)
-  [ "$up" -ge "$nodes" ] && break
+  [ "$up" -ge $((nodes + dedicated)) ] && break
   sleep 0.2
 done
 # Drive the leader (as a client that knows the cluster would) or a follower.
@@ -72,7 +84,7 @@ role=leader
 addr=$("$den" server members --url "$url" --api-key "$key" | awk -v r="$role" '$3 == r {print $2; exit}')
 [ -n "$addr" ] && url=http://127.0.0.1:$(( ${addr##*:} - 1 ))
 echo "cluster.sh: API at $url (a $role)"
-echo "cluster.sh: $servers server(s), $up/$nodes sim nodes ready, $(nproc) CPUs, $(date -u +%FT%TZ)"
+echo "cluster.sh: $servers server(s), $up/$((nodes + dedicated)) sim nodes ready ($dedicated of them bench-other's), $(nproc) CPUs, $(date -u +%FT%TZ)"
 if [ -n "$pprof" ]; then
   mkdir -p "$pprof"
   # The leader's profile: it runs the scheduler, the agents' links and every write.
@@ -104,6 +116,7 @@ line="cluster.sh: CPU seconds during the run:"
 for i in "${!pids[@]}"; do
   name="s$((i + 1))"
   [ "$i" -eq "$servers" ] && name=agent
+  [ "$i" -gt "$servers" ] && name=dedicated-agent
   now=$(cpu_s "${pids[$i]}")
   line+=" $name $(awk -v a="$now" -v b="${before[$i]}" 'BEGIN {printf "%.1f", a - b}')"
 done

@@ -33,6 +33,7 @@ type clusterBenchConfig struct {
 	diskMB      int64
 	jsonFile    string
 	cpuProfile  string
+	tenant      string
 }
 
 // clusterReport is the JSON report of `den bench cluster`.
@@ -50,6 +51,11 @@ type clusterReport struct {
 	Delete      phaseStats `json:"delete"`
 	// TotalMs is the three phases' wall time together.
 	TotalMs float64 `json:"total_ms"`
+	// DedicatedNodes counts the nodes of pools another tenant owns, and
+	// OnOthersNodes the sandboxes created that were placed on one of
+	// them (checked after the create phase; must be 0).
+	DedicatedNodes int `json:"dedicated_nodes"`
+	OnOthersNodes  int `json:"on_others_nodes"`
 }
 
 // benchTimeout outlives a run: the reaper must not race the phases.
@@ -89,6 +95,7 @@ func (a *app) benchClusterCmd() *cobra.Command {
 	f.Int64Var(&cfg.diskMB, "disk-mb", 256, "disk of each sandbox")
 	f.StringVar(&cfg.jsonFile, "json", "", "write the JSON report to this file (- for stdout)")
 	f.StringVar(&cfg.cpuProfile, "cpu-profile", "", "write a CPU profile of this client's run to this file (go tool pprof)")
+	f.StringVar(&cfg.tenant, "tenant", "default", "the tenant of the API key (the check: no sandbox of it on another tenant's dedicated nodes)")
 	return cmd
 }
 
@@ -115,16 +122,19 @@ func (a *app) benchCluster(cmd *cobra.Command, c *den.Client, cfg clusterBenchCo
 		}
 		defer pprof.StopCPUProfile()
 	}
-	ids := make([]string, cfg.sandboxes)
+	ids, placed := make([]string, cfg.sandboxes), make([]string, cfg.sandboxes)
 	fmt.Fprintf(cmd.ErrOrStderr(), "creating %d sandboxes on %d nodes\n", cfg.sandboxes, len(nodes))
 	rep.Create = fanOut(cfg.sandboxes, cfg.concurrency, func(i int) error {
 		sb, err := c.Create(ctx, rest.CreateSandboxRequest{Image: benchImage, Runtime: cfg.runtime, CPUs: cfg.cpus, MemoryMB: cfg.memoryMB,
 			DiskMB: cfg.diskMB, Timeout: &benchTimeout})
 		if err == nil {
-			ids[i] = sb.ID
+			ids[i], placed[i] = sb.ID, sb.Node
 		}
 		return err
 	})
+	if rep.DedicatedNodes, rep.OnOthersNodes, err = checkDedicated(ctx, c, cfg.tenant, placed); err != nil {
+		return err
+	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "running a command in each\n")
 	rep.Exec = fanOut(cfg.sandboxes, cfg.concurrency, func(i int) error {
 		if ids[i] == "" {
@@ -153,11 +163,50 @@ func (a *app) benchCluster(cmd *cobra.Command, c *den.Client, cfg clusterBenchCo
 	if cfg.jsonFile != "-" {
 		printClusterReport(cmd, rep)
 	}
+	if rep.OnOthersNodes > 0 {
+		return fmt.Errorf("%d sandboxes of tenant %s were placed on another tenant's dedicated nodes", rep.OnOthersNodes, cfg.tenant)
+	}
 	if rep.Create.OK+rep.Exec.OK+rep.Delete.OK != 3*cfg.sandboxes {
 		return fmt.Errorf("not every operation succeeded: create %d, exec %d, delete %d of %d",
 			rep.Create.OK, rep.Exec.OK, rep.Delete.OK, cfg.sandboxes)
 	}
 	return nil
+}
+
+// checkDedicated counts the nodes in pools that a tenant other than
+// tenant owns, and the sandboxes of tenant placed (on nodes, by node ID)
+// on one of them: a tenant's dedicated nodes must never run another
+// tenant's sandbox.
+func checkDedicated(ctx context.Context, c *den.Client, tenant string, placed []string) (dedicated, violations int, err error) {
+	tenants, err := c.ListTenants(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("check dedicated nodes: list tenants: %w", err)
+	}
+	othersPool := map[string]bool{}
+	for _, t := range tenants {
+		if t.Name == tenant {
+			continue
+		}
+		for _, p := range t.Placement.NodePools {
+			othersPool[p] = true
+		}
+	}
+	nodes, err := c.ListNodes(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("check dedicated nodes: list nodes: %w", err)
+	}
+	others := map[string]bool{}
+	for _, n := range nodes {
+		if n.Cluster != nil && othersPool[n.Cluster.Pool] {
+			others[n.ID] = true
+		}
+	}
+	for _, node := range placed {
+		if others[node] {
+			violations++
+		}
+	}
+	return len(others), violations, nil
 }
 
 // fanOut runs op(0..n-1), c at a time, and summarizes their latencies.
@@ -216,6 +265,7 @@ func printClusterReport(cmd *cobra.Command, r clusterReport) {
 	}
 	tw.Flush()
 	fmt.Fprintf(out, "total: %.1f s\n", r.TotalMs/1000)
+	fmt.Fprintf(out, "check: %d sandboxes on other tenants' dedicated nodes (%d such nodes)\n", r.OnOthersNodes, r.DedicatedNodes)
 	for _, p := range []phaseStats{r.Create, r.Exec, r.Delete} {
 		for _, e := range p.Errors {
 			fmt.Fprintf(out, "error: %s\n", e)
