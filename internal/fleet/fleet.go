@@ -401,14 +401,21 @@ func (f *Fleet) nodeOf(id string) (*noderpc.RemoteNode, *store.Sandbox, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	m, ok := f.member(sb.Node)
-	if _, up := f.cfg.Sessions(sb.Node); !ok || !up {
-		m, ok = f.awaitNode(sb.Node)
-	}
+	m, ok := f.connected(sb.Node)
 	if !ok {
 		return nil, sb, errdefs.New(errdefs.Unavailable, "sandbox %s is on node %q, which is not connected", id, sb.Node)
 	}
 	return m.remote, sb, nil
+}
+
+// connected is node id once it is joined and its session is up, waiting
+// for it a while when it is on its way (see awaitNode).
+func (f *Fleet) connected(id string) (*member, bool) {
+	m, ok := f.member(id)
+	if _, up := f.cfg.Sessions(id); !ok || !up {
+		m, ok = f.awaitNode(id)
+	}
+	return m, ok
 }
 
 // joinWait bounds how long Runtime waits for nodes whose join is under way.
@@ -507,10 +514,7 @@ func (f *Fleet) StartClaimed(ctx context.Context, sb *store.Sandbox, record func
 	if sb.Node == "" {
 		return nil, nil // not placed here: the caller's path records it first
 	}
-	m, ok := f.member(sb.Node)
-	if _, up := f.cfg.Sessions(sb.Node); !ok || !up {
-		m, ok = f.awaitNode(sb.Node)
-	}
+	m, ok := f.connected(sb.Node)
 	if !ok {
 		return nil, errdefs.New(errdefs.Unavailable, "sandbox %s was placed on node %q, which is not connected", sb.ID, sb.Node)
 	}

@@ -124,15 +124,7 @@ func (f *fsm) applySandboxBatch(index uint64, cmds [][]byte) (errs []error, ok b
 	defer txn.Abort()
 	errs = make([]error, len(parsed))
 	for i, c := range parsed {
-		var err error
-		switch c.t {
-		case cmdCreateSandbox:
-			err = applyCreateSandbox(txn, index, c.body)
-		case cmdUpdateSandbox:
-			err = applyUpdateSandbox(txn, index, c.body)
-		default:
-			err = applyDelete(txn, tableSandboxes, "sandbox", c.body)
-		}
+		err := applyIn(txn, index, c.t, c.body)
 		if err != nil && errdefs.KindOf(err) == errdefs.Internal {
 			return nil, false
 		}
@@ -181,6 +173,15 @@ func (f *fsm) waitApplied(ctx context.Context, index uint64) error {
 func (f *fsm) applyCmd(index uint64, t cmdType, body []byte) error {
 	txn := f.db.Txn(true)
 	defer txn.Abort()
+	if err := applyIn(txn, index, t, body); err != nil {
+		return err
+	}
+	txn.Commit()
+	return nil
+}
+
+// applyIn applies one command within txn; the caller commits.
+func applyIn(txn *memdb.Txn, index uint64, t cmdType, body []byte) error {
 	var err error
 	switch t {
 	case cmdCreateSandbox:
@@ -232,11 +233,7 @@ func (f *fsm) applyCmd(index uint64, t cmdType, body []byte) error {
 	default:
 		err = fmt.Errorf("apply: unknown command type %d", byte(t))
 	}
-	if err != nil {
-		return err
-	}
-	txn.Commit()
-	return nil
+	return err
 }
 
 func decodeBody(t cmdType, body []byte, v any) error {
